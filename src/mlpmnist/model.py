@@ -1,0 +1,51 @@
+"""The reference multilayer perceptron: 784 -> 64 -> 64 -> 10 with ReLU."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .data import N_CLASSES, N_FEATURES
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU network returning logits (softmax lives in the loss).
+
+    Weights are Xavier-uniform; biases follow ``nn.Linear``'s default,
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Passing ``generator`` makes the init reproducible
+    without touching the global RNG.
+    """
+
+    def __init__(
+        self,
+        hidden: Sequence[int] = (64, 64),
+        n_in: int = N_FEATURES,
+        n_out: int = N_CLASSES,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        sizes = [n_in, *hidden, n_out]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        with torch.no_grad():
+            for layer in self.layers:
+                nn.init.xavier_uniform_(layer.weight, generator=generator)
+                bound = 1.0 / math.sqrt(layer.in_features)
+                nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations of the last hidden layer, [N, hidden[-1]] (after ReLU)."""
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, [N, 10]."""
+        return self.layers[-1](self.features(x))
+
+
+def n_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
