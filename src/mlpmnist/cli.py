@@ -6,29 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from . import data as mdata
-from .results import frame, make_record, write_record
+from .results import frame, make_record, per_epoch_table, write_record
 from .train import TrainConfig, train
-
-
-def per_epoch_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per batch size and epoch: mean and std over seeds of the loss/accuracy columns
-    (accuracies in percent), plus the replica count."""
-    ok = df[~df["diverged"]]
-    g = ok.groupby(["batch_size", "epoch"])
-    table = pd.DataFrame(
-        {
-            "train_loss": g["train_loss"].mean(),
-            "train_acc_%": 100 * g["train_acc"].mean(),
-            "test_loss": g["test_loss"].mean(),
-            "test_acc_%": 100 * g["test_acc"].mean(),
-            "test_acc_sd": 100 * g["test_acc"].std(),
-            "replicas": g["seed"].count(),
-        }
-    )
-    return table.round({"train_loss": 4, "test_loss": 4, "train_acc_%": 2, "test_acc_%": 2, "test_acc_sd": 2})
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:

@@ -40,8 +40,8 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
-    def to(self, device: torch.device | str) -> Split:
-        return Split(self.x.to(device), self.y.to(device))
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Split:
+        return Split(self.x.to(device, dtype), self.y.to(device))
 
     def head(self, n: int) -> Split:
         return Split(self.x[:n], self.y[:n])

@@ -39,7 +39,7 @@ class StackedEngine:
         self.weight_decay = weight_decay
         self.bufW = [torch.zeros_like(w) for w in self.W] if momentum else []
         self.bufb = [torch.zeros_like(b) for b in self.b] if momentum else []
-        self._minus_one = torch.full((1, 1, 1), -1.0, device=device)
+        self._minus_one = torch.full((1, 1, 1), -1.0, device=device, dtype=self.W[0].dtype)
 
     @property
     def n_replicas(self) -> int:

@@ -232,3 +232,20 @@ def load_models(path: str | os.PathLike) -> dict[int, torch.nn.Module]:
         m.load_state_dict(sd)
         models[seed] = m.eval()
     return models
+
+
+def per_epoch_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per batch size and epoch: mean over non-diverged seeds of the losses (nats) and
+    accuracies (percent), the test-accuracy standard deviation (points) and the replica count."""
+    g = df[~df["diverged"]].groupby(["batch_size", "epoch"])
+    table = pd.DataFrame(
+        {
+            "train_loss": g["train_loss"].mean().round(4),
+            "train_acc_%": (100 * g["train_acc"].mean()).round(2),
+            "test_loss": g["test_loss"].mean().round(4),
+            "test_acc_%": (100 * g["test_acc"].mean()).round(2),
+            "test_acc_sd": (100 * g["test_acc"].std()).round(2),
+            "replicas": g["seed"].count(),
+        }
+    )
+    return table

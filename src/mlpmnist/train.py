@@ -17,6 +17,10 @@ from .engine import ENGINES, evaluate
 from .model import MLP
 
 SCHEDULES = ("constant", "cosine", "linear")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Mean cross-entropy (nats) above which a replica counts as diverged: chance level is ln 10 = 2.3,
+# and a runaway replica can sit at a huge but finite loss once its ReLUs have died.
+DIVERGED_LOSS = 1e3
 DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 
 
@@ -42,7 +46,8 @@ class TrainConfig:
 
     ``lr`` is a number shared by all replicas, or one number per seed. ``holdout`` keeps the
     last N training images aside as a validation split. ``train_limit`` trains on the first N
-    training images only (before the holdout is taken off).
+    training images only (before the holdout is taken off). ``dtype`` float64 is for
+    checking the engines against each other, not for speed.
     """
 
     batch_size: int = 90
@@ -58,6 +63,7 @@ class TrainConfig:
     threads: int | None = None
     train_limit: int | None = None
     holdout: int = 0
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         for name in ("lr", "seeds", "hidden"):
@@ -115,6 +121,8 @@ class TrainConfig:
             _fail("weight_decay", self.weight_decay, "a finite number >= 0")
         if self.schedule not in SCHEDULES:
             _fail("schedule", self.schedule, f"one of {SCHEDULES}")
+        if self.dtype not in DTYPES:
+            _fail("dtype", self.dtype, f"one of {tuple(DTYPES)}")
         if self.engine not in ENGINES:
             _fail("engine", self.engine, f"one of {tuple(ENGINES)}")
         if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
@@ -238,8 +246,8 @@ def train(
     test_acc (fractions in [0, 1]), val_loss/val_acc when ``holdout`` > 0, seconds (wall time
     of the epoch's SGD steps, all replicas together), eval_seconds (wall time of the
     evaluation after it) and diverged. Train loss and accuracy are running
-    averages over the epoch's batches. A replica whose loss becomes NaN/inf gets one row with
-    diverged=True and stops; the others go on. ``snapshot_epochs`` (0 = before training)
+    averages over the epoch's batches. A replica whose loss becomes NaN/inf (or exceeds
+    ``DIVERGED_LOSS``) gets one row with diverged=True and stops; the others go on. ``snapshot_epochs`` (0 = before training)
     selects epochs whose weights are kept in ``snapshots``.
     """
     config.validate()
@@ -249,17 +257,19 @@ def train(
     with torch_threads(config.threads):
         data = data if data is not None else mdata.load()
         train_split, val_split = split_train(data.train, config)
-        X, Y = train_split.x.to(device), train_split.y.to(device)
+        dtype = DTYPES[config.dtype]
+        X, Y = train_split.x.to(device, dtype), train_split.y.to(device)
         pixels = mdata.to_pixels(X)
-        evals = {"test": data.test.to(device)}
+        evals = {"test": data.test.to(device, dtype)}
         if val_split is not None:
-            evals["val"] = val_split.to(device)
+            evals["val"] = val_split.to(device, dtype)
 
         models, gens = init_models(config)
+        models = [m.to(dtype) for m in models]
         engine = ENGINES[config.engine](models, device, config.momentum, config.weight_decay)
         replicas = list(zip(config.seeds, config.lrs))
         alive = list(range(len(replicas)))  # indices into replicas, in engine order
-        lrs = torch.tensor(config.lrs, dtype=torch.float32, device=device)
+        lrs = torch.tensor(config.lrs, dtype=dtype, device=device)
         snapshots: dict[int, list[dict | None]] = {}
         if 0 in snapshot_epochs:
             snapshots[0] = engine.state_dicts()
@@ -298,7 +308,9 @@ def train(
                 row.update({k: v[j] for k, v in metrics.items()})
                 row["seconds"] = seconds
                 row["eval_seconds"] = eval_seconds
-                row["diverged"] = not all(math.isfinite(v[j]) for v in metrics.values())
+                row["diverged"] = not all(math.isfinite(v[j]) for v in metrics.values()) or (
+                    row["train_loss"] > DIVERGED_LOSS
+                )
                 epoch_rows.append(row)
             rows += epoch_rows
             ok = torch.tensor([not r["diverged"] for r in epoch_rows])
@@ -307,7 +319,7 @@ def train(
                 if verbose:
                     tqdm.write(
                         f"batch {B}: replica(s) with seed {bad} diverged at epoch {epoch} "
-                        f"(loss is NaN/inf); they stop here. Lower lr (now {config.lr})."
+                        f"(loss NaN/inf or > {DIVERGED_LOSS:g}); they stop here. Lower lr (now {config.lr})."
                     )
                 engine.keep(ok.to(device))
                 alive = [i for i, keep in zip(alive, ok.tolist()) if keep]

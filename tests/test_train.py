@@ -1,0 +1,182 @@
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mlpmnist import TrainConfig, train
+from mlpmnist.data import TRAIN_SIZE
+
+QUIET = {"progress": False, "verbose": False}
+
+
+def max_param_diff(a: list[dict], b: list[dict]) -> float:
+    return max((x[k] - y[k]).abs().max().item() for x, y in zip(a, b) for k in x)
+
+
+def metrics(history):
+    return history.drop(columns=["seconds", "eval_seconds"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {"momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine", "lr": 0.05},
+    ],
+    ids=["plain-sgd", "momentum-wd-cosine"],
+)
+@pytest.mark.parametrize("dtype,steps,tol", [("float64", 300, 1e-9), ("float32", 40, 1e-5)])
+def test_fast_engine_matches_reference(mnist, opts, dtype, steps, tol):
+    # Same initialisation and batch order. In float32 a ReLU that sits on its kink in one
+    # engine and not the other makes SGD's chaos visible after ~100 steps, so the long
+    # comparison runs in float64.
+    cfg = dict(batch_size=32, epochs=1, seeds=(0, 1), train_limit=32 * steps, dtype=dtype, **opts)
+    fast = train(TrainConfig(engine="fast", **cfg), mnist, **QUIET)
+    ref = train(TrainConfig(engine="reference", **cfg), mnist, **QUIET)
+    init = train(TrainConfig(**{**cfg, "train_limit": 32}), mnist, snapshot_epochs={0}, **QUIET)
+    assert max_param_diff(fast.state_dicts, ref.state_dicts) < tol
+    assert max_param_diff(ref.state_dicts, init.snapshots[0]) > 1000 * tol  # they did move
+    f, r = metrics(fast.history), metrics(ref.history)
+    assert (f["test_acc"] - r["test_acc"]).abs().max() <= 1e-4  # at most 1 of 10,000 images
+    assert (f["train_loss"] - r["train_loss"]).abs().max() < 10 * tol
+
+
+def test_same_seeds_same_history_and_replicas_independent(mnist):
+    cfg = TrainConfig(batch_size=64, epochs=2, seeds=(0, 1), train_limit=4000)
+    a, b = train(cfg, mnist, **QUIET), train(cfg, mnist, **QUIET)
+    assert metrics(a.history).equals(metrics(b.history))
+    assert max_param_diff(a.state_dicts, b.state_dicts) == 0.0
+    alone = train(TrainConfig(batch_size=64, epochs=2, seeds=(1,), train_limit=4000), mnist, **QUIET)
+    assert max_param_diff(alone.state_dicts, a.state_dicts[1:]) < 1e-6
+    other = train(TrainConfig(batch_size=64, epochs=2, seeds=(2,), train_limit=4000), mnist, **QUIET)
+    assert max_param_diff(other.state_dicts, a.state_dicts[1:]) > 1e-2
+
+
+def test_per_replica_lr_equals_separate_runs(mnist):
+    base = dict(batch_size=50, epochs=1, train_limit=3000)
+    grid = train(TrainConfig(seeds=(0, 0), lr=(0.02, 0.3), **base), mnist, **QUIET)
+    for i, lr in enumerate((0.02, 0.3)):
+        single = train(TrainConfig(seeds=(0,), lr=lr, **base), mnist, **QUIET)
+        assert max_param_diff(single.state_dicts, grid.state_dicts[i : i + 1]) < 1e-6
+
+
+def test_one_epoch_batch_128_learns(mnist):
+    res = train(TrainConfig(batch_size=128, epochs=1, seeds=(0, 1, 2)), mnist, **QUIET)
+    h = res.history
+    assert len(h) == 3 and (h["epoch"] == 1).all() and not h["diverged"].any()
+    assert h["test_acc"].mean() > 0.90
+    assert h["train_loss"].between(0, math.log(10)).all()
+
+
+def test_history_columns_and_last_partial_batch(mnist):
+    # 1000 examples at batch 300: three full batches and one of 100, all used.
+    res = train(
+        TrainConfig(batch_size=300, epochs=2, seeds=(0,), train_limit=1000, holdout=0), mnist, **QUIET
+    )
+    assert {"seed", "lr", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
+            "diverged"} <= set(res.history.columns)  # fmt: skip
+    acc = res.history["train_acc"] * 1000
+    assert torch.allclose(torch.tensor(acc.to_numpy()), torch.tensor(acc.round().to_numpy()))
+
+
+def test_holdout_adds_validation_metrics(mnist):
+    cfg = TrainConfig(batch_size=20, epochs=1, seeds=(0,), train_limit=3000, holdout=1000)
+    res = train(cfg, mnist, **QUIET)
+    assert {"val_loss", "val_acc"} <= set(res.history.columns)
+    row = res.history.iloc[0]
+    assert row["val_acc"] > 0.7 and abs(row["val_acc"] - row["test_acc"]) < 0.1
+    # 2000 training examples at batch 20: accuracy counts are multiples of 1/2000.
+    assert round(row["train_acc"] * 2000, 6).is_integer()
+
+
+def test_diverging_replica_stops_and_others_go_on(mnist):
+    cfg = TrainConfig(batch_size=100, epochs=3, seeds=(0, 0), lr=(0.1, 1e4), train_limit=2000)
+    res = train(cfg, mnist, **QUIET)
+    h = res.history
+    bad = h[h["lr"] == 1e4]
+    good = h[h["lr"] == 0.1]
+    assert len(bad) == 1 and bad["diverged"].all()
+    assert len(good) == 3 and not good["diverged"].any()
+    assert res.state_dicts[1] is None and res.state_dicts[0] is not None
+    assert res.diverged == [0]
+
+
+def test_snapshots(mnist):
+    res = train(TrainConfig(batch_size=500, epochs=2, seeds=(0,), train_limit=2000), mnist,
+                snapshot_epochs={0, 2}, **QUIET)  # fmt: skip
+    assert sorted(res.snapshots) == [0, 2]
+    assert max_param_diff(res.snapshots[2], res.state_dicts) == 0.0
+    assert max_param_diff(res.snapshots[0], res.state_dicts) > 0
+
+
+BAD = [
+    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": TRAIN_SIZE + 1}, "batch_size"),
+    ({"batch_size": 2.5}, "batch_size"),
+    ({"batch_size": 600, "train_limit": 500}, "batch_size"),
+    ({"epochs": 0}, "epochs"),
+    ({"lr": 0.0}, "lr"),
+    ({"lr": -0.1}, "lr"),
+    ({"lr": float("nan")}, "lr"),
+    ({"lr": float("inf")}, "lr"),
+    ({"lr": "0.1"}, "lr"),
+    ({"seeds": ()}, "seeds"),
+    ({"seeds": (1, 1)}, "seeds"),
+    ({"seeds": (-1,)}, "seeds"),
+    ({"seeds": (0, 1), "lr": (0.1, 0.2, 0.3)}, "lr"),
+    ({"device": "tpu"}, "device"),
+    ({"engine": "turbo"}, "engine"),
+    ({"threads": 0}, "threads"),
+    ({"hidden": ()}, "hidden"),
+    ({"momentum": 1.0}, "momentum"),
+    ({"schedule": "step"}, "schedule"),
+    ({"train_limit": 0}, "train_limit"),
+    ({"holdout": -1}, "holdout"),
+]
+
+
+@pytest.mark.parametrize("kwargs,field", BAD, ids=[f"{k}" for k, _ in BAD])
+def test_bad_input_names_field_value_and_range(kwargs, field):
+    with pytest.raises(ValueError, match=rf"^{field} must be .*; got "):
+        TrainConfig(**kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(ValueError, match="device must be"):
+        TrainConfig(device="cuda")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mlpmnist", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_train_end_to_end(tmp_path):
+    out = tmp_path / "sub" / "run.json"
+    p = run_cli("train", "--batch-size", "128", "--epochs", "2", "--seeds", "0", "1", "--train-limit", "5000",
+                "--threads", "1", "--no-progress", "--out", str(out))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "test_acc_%" in p.stdout and "total" in p.stdout
+    rec = json.loads(out.read_text())
+    assert rec["config"]["batch_size"] == 128 and rec["config"]["seeds"] == [0, 1]
+    assert [len(r["history"]) for r in rec["replicas"]] == [2, 2]
+    assert rec["versions"]["torch"] == torch.__version__ and rec["device"] == "cpu" and rec["seconds"] > 0
+    assert rec["error"] is None
+    assert not list(out.parent.glob(".*.tmp"))
+
+
+def test_cli_bad_input_exits_2_with_message():
+    p = run_cli("train", "--batch-size", "0", "--no-progress")
+    assert p.returncode == 2 and "batch_size must be" in p.stderr
+
+
+def test_cli_diverged_run_exits_3(tmp_path):
+    p = run_cli("train", "--batch-size", "100", "--epochs", "1", "--seeds", "0", "--lr", "10000",
+                "--train-limit", "1000", "--no-progress", "--out", str(tmp_path / "r.json"))  # fmt: skip
+    assert p.returncode == 3 and "diverged" in p.stderr and "lower the learning rate" in p.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["replicas"][0]["history"][0]["diverged"]
