@@ -247,8 +247,9 @@ def train(
     of the epoch's SGD steps, all replicas together), eval_seconds (wall time of the
     evaluation after it) and diverged. Train loss and accuracy are running
     averages over the epoch's batches. A replica whose loss becomes NaN/inf (or exceeds
-    ``DIVERGED_LOSS``) gets one row with diverged=True and stops; the others go on. ``snapshot_epochs`` (0 = before training)
-    selects epochs whose weights are kept in ``snapshots``.
+    ``DIVERGED_LOSS``) gets one row with diverged=True and stops; the others go on.
+    ``snapshot_epochs`` (0 = before training) selects epochs whose weights are kept in
+    ``snapshots``.
     """
     config.validate()
     device = resolve_device(config.device)
