@@ -16,7 +16,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +39,10 @@ NOTEBOOKS_DIR = "notebooks"
 FAILED_DIR = "failed"
 # TrainConfig fields that only say where and how fast a run goes, not what it computes.
 EXECUTION_FIELDS = ("device", "threads")
+# The experiment notebook's parameters cell, besides data_dir and out_dir.
+NOTEBOOK_PARAMS = (
+    "batch_size", "epochs", "seeds", "lr", "hidden", "momentum", "engine", "device", "threads", "train_limit",
+)  # fmt: skip
 
 
 def default_notebook() -> Path:
@@ -266,8 +270,7 @@ def run_sweep(
         if is_done(results, exp):
             rows[bs] = {"batch_size": bs, "status": "skipped", "seconds": 0.0, "error": None}
             continue
-        params = {k: v for k, v in asdict(exp).items() if k not in ("schedule", "weight_decay", "holdout")}
-        params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+        params = {k: v for k, v in exp.to_dict().items() if k in NOTEBOOK_PARAMS}
         params.update(data_dir=data_dir, out_dir=str(results.resolve()))
         tasks.append(Task(notebook, str(results.resolve()), bs, params, data_dir))
     if rows:
