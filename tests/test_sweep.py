@@ -40,9 +40,29 @@ def test_small_sweep_end_to_end_and_tidy_results(tmp_path):
 
 def test_killed_sweep_loses_nothing_and_resumes(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "mlpmnist", "sweep", "--batch-sizes", "100", "200", "300", "--epochs", "1",
-           "--seeds", "0", "--train-limit", "3000", "--threads", "1", "--workers", "1", "--no-progress",
-           "--results", str(tmp_path)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlpmnist",
+        "sweep",
+        "--batch-sizes",
+        "100",
+        "200",
+        "300",
+        "--epochs",
+        "1",
+        "--seeds",
+        "0",
+        "--train-limit",
+        "3000",
+        "--threads",
+        "1",
+        "--workers",
+        "1",
+        "--no-progress",
+        "--results",
+        str(tmp_path),
+    ]
     proc = subprocess.Popen(
         cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -62,8 +82,15 @@ def test_killed_sweep_loses_nothing_and_resumes(tmp_path):
             elif p.suffix == ".ipynb":
                 nbformat.read(p, as_version=4)
     before = {p.name: p.stat().st_mtime_ns for p in finished}
-    cfg = sweep.SweepConfig(batch_sizes=(100, 200, 300), workers=1, results_dir=tmp_path,
-                            epochs=1, seeds=(0,), train_limit=3000, threads=1)  # fmt: skip
+    cfg = sweep.SweepConfig(
+        batch_sizes=(100, 200, 300),
+        workers=1,
+        results_dir=tmp_path,
+        epochs=1,
+        seeds=(0,),
+        train_limit=3000,
+        threads=1,
+    )
     out = sweep.run_sweep(cfg, progress=False)
     status = dict(zip(out.table["batch_size"], out.table["status"]))
     assert not out.failed and set(status.values()) <= {"done", "skipped"}
@@ -78,8 +105,12 @@ def test_killed_sweep_loses_nothing_and_resumes(tmp_path):
 def failing_notebook(tmp_path: Path, bad_batch: int) -> Path:
     nb = nbformat.read(sweep.default_notebook(), as_version=4)
     i = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    nb.cells.insert(i + 1, nbformat.v4.new_code_cell(
-        f"if batch_size == {bad_batch}:\n    raise RuntimeError('experiment {bad_batch} broke')"))  # fmt: skip
+    nb.cells.insert(
+        i + 1,
+        nbformat.v4.new_code_cell(
+            f"if batch_size == {bad_batch}:\n    raise RuntimeError('experiment {bad_batch} broke')"
+        ),
+    )
     path = tmp_path / "nb" / "experiment.ipynb"
     path.parent.mkdir()
     nbformat.write(nb, path)
@@ -107,9 +138,13 @@ def test_one_failing_experiment_is_isolated(tmp_path):
 
 def test_bad_parameter_through_papermill_gives_package_error(tmp_path):
     with pytest.raises(pm.PapermillExecutionError) as e:
-        pm.execute_notebook(str(sweep.default_notebook()), str(tmp_path / "out.ipynb"),
-                            parameters={"batch_size": 0, "out_dir": str(tmp_path)}, kernel_name="python3",
-                            progress_bar=False)  # fmt: skip
+        pm.execute_notebook(
+            str(sweep.default_notebook()),
+            str(tmp_path / "out.ipynb"),
+            parameters={"batch_size": 0, "out_dir": str(tmp_path)},
+            kernel_name="python3",
+            progress_bar=False,
+        )
     assert e.value.ename == "ValueError" and "batch_size must be an integer in [1, 60000]" in e.value.evalue
     assert not (tmp_path / "runs").exists()
 
@@ -126,10 +161,12 @@ def test_sweep_config_rejects_bad_values():
 def test_dask_local_cluster(tmp_path):
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:  # fmt: skip
-        cfg = sweep.SweepConfig(batch_sizes=(100, 200), results_dir=tmp_path, scheduler=cluster.scheduler_address,
-                                **SMALL)  # fmt: skip
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        cfg = sweep.SweepConfig(
+            batch_sizes=(100, 200), results_dir=tmp_path, scheduler=cluster.scheduler_address, **SMALL
+        )
         out = sweep.run_sweep(cfg, progress=False)
     assert not out.failed and out.table["status"].tolist() == ["done", "done"]
     assert len(results.load(tmp_path)) == 2 * 2

@@ -76,8 +76,17 @@ def test_history_columns_and_last_partial_batch(mnist):
     res = train(
         TrainConfig(batch_size=300, epochs=2, seeds=(0,), train_limit=1000, holdout=0), mnist, **QUIET
     )
-    assert {"seed", "lr", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
-            "diverged"} <= set(res.history.columns)  # fmt: skip
+    assert {
+        "seed",
+        "lr",
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "seconds",
+        "diverged",
+    } <= set(res.history.columns)
     acc = res.history["train_acc"] * 1000
     assert torch.allclose(torch.tensor(acc.to_numpy()), torch.tensor(acc.round().to_numpy()))
 
@@ -105,8 +114,12 @@ def test_diverging_replica_stops_and_others_go_on(mnist):
 
 
 def test_snapshots(mnist):
-    res = train(TrainConfig(batch_size=500, epochs=2, seeds=(0,), train_limit=2000), mnist,
-                snapshot_epochs={0, 2}, **QUIET)  # fmt: skip
+    res = train(
+        TrainConfig(batch_size=500, epochs=2, seeds=(0,), train_limit=2000),
+        mnist,
+        snapshot_epochs={0, 2},
+        **QUIET,
+    )
     assert sorted(res.snapshots) == [0, 2]
     assert max_param_diff(res.snapshots[2], res.state_dicts) == 0.0
     assert max_param_diff(res.snapshots[0], res.state_dicts) > 0
@@ -158,8 +171,23 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_train_end_to_end(tmp_path):
     out = tmp_path / "sub" / "run.json"
-    p = run_cli("train", "--batch-size", "128", "--epochs", "2", "--seeds", "0", "1", "--train-limit", "5000",
-                "--threads", "1", "--no-progress", "--out", str(out))  # fmt: skip
+    p = run_cli(
+        "train",
+        "--batch-size",
+        "128",
+        "--epochs",
+        "2",
+        "--seeds",
+        "0",
+        "1",
+        "--train-limit",
+        "5000",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+    )
     assert p.returncode == 0, p.stderr
     assert "test_acc_%" in p.stdout and "total" in p.stdout
     rec = json.loads(out.read_text())
@@ -176,7 +204,21 @@ def test_cli_bad_input_exits_2_with_message():
 
 
 def test_cli_diverged_run_exits_3(tmp_path):
-    p = run_cli("train", "--batch-size", "100", "--epochs", "1", "--seeds", "0", "--lr", "10000",
-                "--train-limit", "1000", "--no-progress", "--out", str(tmp_path / "r.json"))  # fmt: skip
+    p = run_cli(
+        "train",
+        "--batch-size",
+        "100",
+        "--epochs",
+        "1",
+        "--seeds",
+        "0",
+        "--lr",
+        "10000",
+        "--train-limit",
+        "1000",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "r.json"),
+    )
     assert p.returncode == 3 and "diverged" in p.stderr and "lower the learning rate" in p.stderr
     assert json.loads((tmp_path / "r.json").read_text())["replicas"][0]["history"][0]["diverged"]

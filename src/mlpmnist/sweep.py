@@ -41,8 +41,17 @@ FAILED_DIR = "failed"
 EXECUTION_FIELDS = ("device", "threads")
 # The experiment notebook's parameters cell, besides data_dir and out_dir.
 NOTEBOOK_PARAMS = (
-    "batch_size", "epochs", "seeds", "lr", "hidden", "momentum", "engine", "device", "threads", "train_limit",
-)  # fmt: skip
+    "batch_size",
+    "epochs",
+    "seeds",
+    "lr",
+    "hidden",
+    "momentum",
+    "engine",
+    "device",
+    "threads",
+    "train_limit",
+)
 
 
 def default_notebook() -> Path:
@@ -79,9 +88,17 @@ def experiment_config(
 ) -> TrainConfig:
     """The experiment notebook's parameters as a validated ``TrainConfig`` (raises ValueError)."""
     return TrainConfig(
-        batch_size=batch_size, epochs=epochs, seeds=seeds, lr=lr, hidden=hidden, momentum=momentum,
-        engine=engine, device=device, threads=threads, train_limit=train_limit,
-    )  # fmt: skip
+        batch_size=batch_size,
+        epochs=epochs,
+        seeds=seeds,
+        lr=lr,
+        hidden=hidden,
+        momentum=momentum,
+        engine=engine,
+        device=device,
+        threads=threads,
+        train_limit=train_limit,
+    )
 
 
 def run_experiment(
@@ -147,9 +164,17 @@ class SweepConfig:
 
     def experiment(self, batch_size: int) -> TrainConfig:
         return experiment_config(
-            batch_size, self.epochs, list(self.seeds), self.lr, list(self.hidden), self.momentum,
-            self.engine, self.device, self.threads_per_worker(), self.train_limit,
-        )  # fmt: skip
+            batch_size,
+            self.epochs,
+            list(self.seeds),
+            self.lr,
+            list(self.hidden),
+            self.momentum,
+            self.engine,
+            self.device,
+            self.threads_per_worker(),
+            self.train_limit,
+        )
 
 
 @dataclass(frozen=True)
@@ -204,9 +229,13 @@ def execute_task(task: Task) -> dict:
         error = None
         try:
             pm.execute_notebook(
-                task.notebook, str(tmp_nb), parameters=task.parameters, kernel_name="python3",
-                progress_bar=False, cwd=str(Path(task.notebook).parent),
-            )  # fmt: skip
+                task.notebook,
+                str(tmp_nb),
+                parameters=task.parameters,
+                kernel_name="python3",
+                progress_bar=False,
+                cwd=str(Path(task.notebook).parent),
+            )
         except Exception as e:  # PapermillExecutionError carries the cell's exception
             error = _short_error(e)
         if tmp_nb.exists():
@@ -306,8 +335,14 @@ def _table(results: Path, rows: list[dict]) -> pd.DataFrame:
     out = []
     for r in rows:
         mean, sd = _final_acc(results, r["batch_size"])
-        out.append({
-            "batch_size": r["batch_size"], "status": r["status"], "test_acc_%": round(mean, 2),
-            "sd": round(sd, 2), "seconds": round(r["seconds"], 1), "error": r["error"] or "",
-        })  # fmt: skip
+        out.append(
+            {
+                "batch_size": r["batch_size"],
+                "status": r["status"],
+                "test_acc_%": round(mean, 2),
+                "sd": round(sd, 2),
+                "seconds": round(r["seconds"], 1),
+                "error": r["error"] or "",
+            }
+        )
     return pd.DataFrame(out)
