@@ -249,3 +249,56 @@ def per_epoch_table(df: pd.DataFrame) -> pd.DataFrame:
         }
     )
     return table
+
+
+def summary_table(summ: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` for reading: final test accuracy as 'mean ± 95% CI' in percent per batch size."""
+    return pd.DataFrame(
+        {
+            "batch size": summ["batch_size"],
+            "final test acc (%)": [
+                f"{100 * m:.2f} ± {100 * c:.2f}" for m, c in zip(summ["test_acc_mean"], summ["test_acc_ci95"])
+            ],
+            "sd (points)": (100 * summ["test_acc_std"]).round(2),
+            "seeds": summ["n_seeds"],
+            "diverged": summ["n_diverged"],
+            "best epoch": summ["best_epoch"],
+            "best-epoch acc (%)": (100 * summ["best_epoch_acc"]).round(2),
+        }
+    )
+
+
+def conclusions(summ: pd.DataFrame) -> list[str]:
+    """Plain-language findings computed from ``summary``: the best and worst batch sizes with
+    their means and CIs, whether their CIs overlap, and where accuracy peaks in epochs."""
+    s = summ.dropna(subset=["test_acc_mean"]).sort_values("test_acc_mean", ascending=False)
+    if s.empty:
+        return ["No finished, non-diverged runs to summarise."]
+    best, worst = s.iloc[0], s.iloc[-1]
+
+    def fmt(r: pd.Series) -> str:
+        return f"batch {int(r.batch_size)}: {100 * r.test_acc_mean:.2f}% ± {100 * r.test_acc_ci95:.2f}"
+
+    lines = [f"Highest final test accuracy: {fmt(best)} (mean ± 95% CI over {int(best.n_seeds)} seeds)."]
+    if len(s) > 1:
+        lines.append(
+            f"Lowest: {fmt(worst)}; the range across batch sizes is "
+            f"{100 * (best.test_acc_mean - worst.test_acc_mean):.2f} points."
+        )
+        lo, hi = best.test_acc_mean - best.test_acc_ci95, worst.test_acc_mean + worst.test_acc_ci95
+        lines.append(
+            "The best and worst 95% CIs overlap: the seeds cannot separate them."
+            if lo <= hi
+            else "The best and worst 95% CIs do not overlap."
+        )
+        tied = s[s.test_acc_mean + s.test_acc_ci95 >= best.test_acc_mean - best.test_acc_ci95]
+        lines.append(
+            f"Batch sizes whose CI reaches the best one's: {sorted(int(b) for b in tied.batch_size)}."
+        )
+    early = s[s.best_epoch < s.final_epoch]
+    if len(early):
+        lines.append(
+            f"Mean test accuracy peaked before the last epoch for batch sizes "
+            f"{sorted(int(b) for b in early.batch_size)}."
+        )
+    return lines
