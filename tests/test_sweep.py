@@ -156,6 +156,10 @@ def test_sweep_config_rejects_bad_values():
         sweep.SweepConfig(workers=0)
     with pytest.raises(ValueError, match="batch_sizes must be"):
         sweep.SweepConfig(batch_sizes=(8, 8))
+    with pytest.raises(ValueError, match="batch_sizes must be a list"):
+        sweep.SweepConfig(batch_sizes="[8, 16]")  # papermill -p passes a string
+    with pytest.raises(ValueError, match="seeds must be"):
+        sweep.SweepConfig(seeds="[0, 1]")
 
 
 def test_dask_local_cluster(tmp_path):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import data as mdata
 from .results import (
@@ -145,6 +145,8 @@ class SweepConfig:
     notebook: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.batch_sizes, (list, tuple)):
+            raise ValueError(f"batch_sizes must be a list of integers; got {self.batch_sizes!r}")
         object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
         if not self.batch_sizes or len(set(self.batch_sizes)) != len(self.batch_sizes):
             raise ValueError(

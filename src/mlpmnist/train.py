@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import data as mdata
 from .engine import ENGINES, evaluate
