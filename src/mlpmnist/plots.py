@@ -92,14 +92,25 @@ def _n_seeds_text(df: pd.DataFrame) -> str:
     return f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
 
 
-def _band(ax, s: pd.DataFrame, color, scale: float = 1.0, **line_kw):
-    """Mean line with a 95% CI band; returns the line."""
+def _band(ax, s: pd.DataFrame, color, scale: float = 1.0, clip=(0.0, np.inf), **line_kw):
+    """Mean line with a 95% CI band, the band clipped to the metric's possible range ``clip``
+    (accuracy 0..100%, loss >= 0); returns the line."""
     (line,) = ax.plot(s["epoch"], scale * s["mean"], color=color, **line_kw)
     if s["ci95"].notna().any():
-        lo = scale * (s["mean"] - s["ci95"])
-        hi = scale * (s["mean"] + s["ci95"])
+        lo = (scale * (s["mean"] - s["ci95"])).clip(*clip)
+        hi = (scale * (s["mean"] + s["ci95"])).clip(*clip)
         ax.fill_between(s["epoch"], lo, hi, color=color, alpha=0.2, linewidth=0)
     return line
+
+
+def _limits_from_means(values, top: float = np.inf, pad: float = 0.08) -> tuple[float, float]:
+    """Axis limits that fit the mean curves (not the CI bands, which with few seeds can be
+    wide enough to flatten every curve); bands reaching further run off the axes."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    lo, hi = float(v.min()), float(v.max())
+    margin = pad * (hi - lo) or 0.5
+    return max(lo - margin, 0.0), min(hi + margin, top)
 
 
 def _epoch_ticks(ax, epochs: np.ndarray) -> None:
@@ -119,8 +130,9 @@ def accuracy_vs_epoch(df: pd.DataFrame) -> Figure:
     with mpl.rc_context(STYLE):
         ax = fig.add_subplot()
         for bs, s in st.groupby("batch_size"):
-            _band(ax, s, colors[bs], scale=100, label=str(bs), linewidth=1.8, marker="o", markersize=3)
+            _band(ax, s, colors[bs], 100, (0, 100), label=str(bs), linewidth=1.8, marker="o", markersize=3)
         _epoch_ticks(ax, st["epoch"].to_numpy())
+        ax.set_ylim(*_limits_from_means(100 * st["mean"], top=100))
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"Test accuracy by epoch (mean of {_n_seeds_text(df)} seeds, band: 95% CI)")
@@ -170,13 +182,16 @@ def final_accuracy_vs_batch(df: pd.DataFrame) -> Figure:
             zorder=3,
             label="mean ± 95% CI",
         )
+        ax.set_ylim(*_limits_from_means(100 * last["test_acc"], top=100))
         ax.set_xscale("log", base=2)
         ax.set_xticks(st["batch_size"], [str(b) for b in st["batch_size"]])
         ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
         ax.set_xlabel("batch size (log2 scale)")
         ep = f"epoch {epochs[0]}" if len(epochs) == 1 else "the last epoch"
         ax.set_ylabel(f"test accuracy after {ep} (%)")
-        ax.set_title(f"Final test accuracy by batch size ({_n_seeds_text(df)} seeds; dots: single seeds)")
+        n = last.groupby("batch_size")["seed"].nunique()
+        seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
+        ax.set_title(f"Final test accuracy by batch size ({seeds} seeds; dots: single seeds)")
         ax.legend(loc="best")
     return fig
 
@@ -247,22 +262,30 @@ def train_vs_test(df: pd.DataFrame, ncols: int = 4) -> Figure:
                 continue
             bs = batch_sizes[i]
             for split in ("train", "test"):
-                for metric, ax, scale in (("acc", ax_acc, 100), ("loss", ax_loss, 1)):
+                for metric, ax, scale, clip in (
+                    ("acc", ax_acc, 100, (0, 100)),
+                    ("loss", ax_loss, 1, (0, np.inf)),
+                ):
                     st = stats_[f"{split}_{metric}"]
-                    _band(ax, st[st["batch_size"] == bs], colors[split], scale=scale, label=split, lw=1.6)
+                    _band(ax, st[st["batch_size"] == bs], colors[split], scale, clip, label=split, lw=1.6)
             ax_acc.set_title(f"batch {bs}")
-            ax_loss.set_xlabel("epoch")
+            if i + ncols >= n:  # the lowest panel in its column
+                ax_loss.set_xlabel("epoch")
+                ax_loss.tick_params(axis="x", labelbottom=True)
             acc_axes.append(ax_acc)
             loss_axes.append(ax_loss)
             if i % ncols == 0:
                 ax_acc.set_ylabel("accuracy (%)")
                 ax_loss.set_ylabel("loss (nats)")
         # Shared ranges per metric so the panels can be compared at a glance.
-        for group in (acc_axes, loss_axes):
-            lo = min(a.get_ylim()[0] for a in group)
-            hi = max(a.get_ylim()[1] for a in group)
+        acc_means = pd.concat([100 * stats_["train_acc"]["mean"], 100 * stats_["test_acc"]["mean"]])
+        loss_means = pd.concat([stats_["train_loss"]["mean"], stats_["test_loss"]["mean"]])
+        for group, lims in (
+            (acc_axes, _limits_from_means(acc_means, 100)),
+            (loss_axes, _limits_from_means(loss_means)),
+        ):
             for a in group:
-                a.set_ylim(lo, hi)
+                a.set_ylim(*lims)
                 a.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True, nbins=4))
         handles, labels = acc_axes[0].get_legend_handles_labels()
         fig.legend(
@@ -302,51 +325,64 @@ def _digit_grid(
         ax.set_title(titles[i], fontsize=10, color=colors[i] if colors else "black", pad=3)
 
 
-def sample_digits(split: mdata.Split, n: int = 40, ncols: int = 10) -> Figure:
-    """The first ``n`` images of ``split`` with their labels (ink dark on white)."""
+def sample_digits(split: mdata.Split, n: int = 40, ncols: int = 10, what: str = "training") -> Figure:
+    """The first ``n`` images of ``split`` with their labels (ink dark on white); ``what``
+    names the split in the title."""
     n = min(n, len(split))
     nrows = math.ceil(n / ncols)
     fig = _figure(0.8 * ncols, 0.95 * nrows + 0.5)
     with mpl.rc_context(STYLE):
         _digit_grid(fig, _images(split.x[:n]), [f"label {int(v)}" for v in split.y[:n]], ncols)
-        fig.suptitle(f"The first {n} images with their labels")
+        fig.suptitle(f"The first {n} {what} images with their labels")
     return fig
 
 
 def confusion_matrix(model: nn.Module, split: mdata.Split, label: str = "") -> Figure:
-    """Counts of (true, predicted) digits of ``model`` on ``split``. The colour scale tops out
-    at the largest off-diagonal count, so the errors are visible; the diagonal (correct) cells
-    are drawn in the top colour and keep their counts. ``label`` names the model in the title."""
+    """Counts of (true, predicted) digits of ``model`` on ``split``, every cell annotated.
+    Errors (off the diagonal) are coloured on a scale from 0 to the largest error count so
+    they stay visible; the correct (diagonal) cells are grey, off that scale. ``label`` names
+    the model in the title."""
     from sklearn.metrics import confusion_matrix as sk_confusion
 
     pred = predict(model, split.x).argmax(1)
     true = split.y.cpu().numpy()
     cm = sk_confusion(true, pred, labels=range(mdata.N_CLASSES))
-    off = cm[~np.eye(len(cm), dtype=bool)]
-    errors = int(off.sum())
+    diag = np.eye(len(cm), dtype=bool)
+    errors = int(cm[~diag].sum())
+    common = {"annot": True, "fmt": "d", "square": True, "linewidths": 0.5, "linecolor": "white"}
     fig = _figure(7.2, 6.2)
     with mpl.rc_context(STYLE):
         ax = fig.add_subplot()
         sns.heatmap(
             cm,
             ax=ax,
-            annot=True,
-            fmt="d",
-            annot_kws={"fontsize": 9},
+            mask=~diag,
+            cmap=mpl.colors.ListedColormap(["#d9dde0"]),
+            cbar=False,
+            annot_kws={"fontsize": 9, "color": "black", "fontweight": "bold"},
+            **common,
+        )
+        sns.heatmap(
+            cm,
+            ax=ax,
+            mask=diag,
             cmap="rocket_r",
             vmin=0,
-            vmax=max(int(off.max()), 1),
-            square=True,
-            linewidths=0.5,
-            linecolor="white",
-            cbar_kws={"label": "test images (colour capped at the largest error count)", "shrink": 0.8},
+            vmax=max(int(cm[~diag].max()), 1),
+            annot_kws={"fontsize": 9},
+            cbar_kws={"label": "misclassified test images", "shrink": 0.8},
+            **common,
         )
+        ax.collections[-1].colorbar.ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         ax.grid(False)
         ax.set_xlabel("predicted digit")
         ax.set_ylabel("true digit")
         ax.tick_params(axis="y", rotation=0)
-        who = f"{label}: " if label else ""
-        ax.set_title(f"{who}{errors:,} of {len(true):,} test images wrong ({100 * errors / len(true):.2f}%)")
+        who = f"{label}\n" if label else ""
+        ax.set_title(
+            f"{who}{errors:,} of {len(true):,} test images wrong ({100 * errors / len(true):.2f}%);"
+            " diagonal: correct"
+        )
     return fig
 
 
@@ -367,8 +403,8 @@ def misclassified(
         _digit_grid(fig, _images(split.x[shown]), titles, ncols)
         who = f"{label}: " if label else ""
         fig.suptitle(
-            f"{who}first {len(shown)} of {len(wrong):,} misclassified test images "
-            "(true→predicted, confidence)"
+            f"{who}the first {len(shown)} of {len(wrong):,} misclassified test images\n"
+            "titles: true→predicted digit, softmax confidence of the prediction"
         )
     return fig
 
@@ -380,15 +416,17 @@ def predictions_last10(model: nn.Module, split: mdata.Split, label: str = "") ->
     proba = predict(model, x)
     pred = proba.argmax(1)
     first = len(split) - 10
-    titles = [
-        f"#{first + i}\ntrue {y[i]}\npred {pred[i]} ({100 * proba[i, pred[i]]:.1f}%)" for i in range(10)
-    ]
+    titles = [f"#{first + i}\ntrue {y[i]}\npred {pred[i]}\n{100 * proba[i, pred[i]]:.1f}%" for i in range(10)]
     colors = ["black" if p == t else ERROR_RED for p, t in zip(pred, y)]
-    fig = _figure(10, 2.3)
+    fig = _figure(9, 1.8)
     with mpl.rc_context(STYLE):
         _digit_grid(fig, _images(x), titles, 10, colors)
         who = f"{label}: " if label else ""
-        fig.suptitle(f"{who}predictions on the last 10 test images ({int((pred == y).sum())}/10 right)")
+        fig.suptitle(
+            f"{who}the last 10 test images, true and predicted digit, confidence "
+            f"({int((pred == y).sum())}/10 right)",
+            fontsize=11,
+        )
     return fig
 
 
@@ -419,7 +457,7 @@ def pick_model(models: Mapping[int, nn.Module], split: mdata.Split) -> tuple[int
         raise ValueError("no models given")
     y = split.y.cpu().numpy()
     acc = {seed: float((predict(m, split.x).argmax(1) == y).mean()) for seed, m in models.items()}
-    ranked = sorted(acc, key=lambda s: (acc[s], s))
+    ranked = sorted(acc, key=lambda s: (acc[s], str(s)))
     seed = ranked[(len(ranked) - 1) // 2]
     return seed, models[seed]
 
@@ -430,7 +468,7 @@ def _resolve_models(
     batch_size: int,
 ) -> tuple[Mapping[int, nn.Module] | None, str]:
     if isinstance(models, nn.Module):
-        return {0: models}, "the given model"
+        return {None: models}, "the given model"
     if models is not None:
         return models, "the given models"
     if results_dir is None:
@@ -449,6 +487,7 @@ def save_all(
     *,
     results_dir: str | os.PathLike | None = None,
     batch_size: int = MODEL_BATCH_SIZE,
+    data: mdata.MNIST | None = None,
 ) -> list[Path]:
     """Write every figure into ``media_dir`` as ``<name>.png``; returns the paths written.
 
@@ -458,13 +497,13 @@ def save_all(
     ``predictions_last10``) use ``models`` (seed -> MLP, or one MLP) if given, else the final
     weights of batch ``batch_size`` that the sweep saved under ``results_dir`` (default:
     ``df.attrs["results_dir"]`` if set); of several seeds the median one is drawn. Without
-    models those three are skipped with a printed note. MNIST is read from ``data_dir``
-    (default ``$MLPMNIST_DATA`` or ./data).
+    models those three are skipped with a printed note. MNIST is ``data`` if given, else
+    read from ``data_dir`` (default ``$MLPMNIST_DATA`` or ./data).
     """
     media = Path(media_dir)
     written = [save(make(df), media / f"{name}.png") for name, make in FIGURES.items()]
 
-    data = mdata.load(data_dir)
+    data = data if data is not None else mdata.load(data_dir)
     written.append(save(sample_digits(data.train), media / "sample_digits.png"))
 
     if results_dir is None:
@@ -474,7 +513,8 @@ def save_all(
         print(f"note: skipped confusion_matrix, misclassified, predictions_last10: {source}")
         return written
     seed, model = pick_model(found, data.test)
-    label = f"batch {batch_size}, seed {seed}" if models is None else f"seed {seed}"
+    label = f"batch {batch_size}, " if models is None else ""
+    label = "" if seed is None else f"{label}seed {seed}"
     if len(found) > 1:
         label += f" (median of {len(found)} seeds)"
     written.append(save(confusion_matrix(model, data.test, label), media / "confusion_matrix.png"))

@@ -1,0 +1,303 @@
+"""t-SNE of the last hidden layer while one model trains: does the network pull the ten digit
+classes apart, and when?
+
+The same fixed subset of test images is embedded at every snapshot, each panel with the same
+t-SNE settings and ``random_state``. Each panel also gets numbers that do not depend on reading
+a picture: the 10-nearest-neighbour accuracy in the 2-D embedding (5-fold cross-validated),
+the silhouette of the digit classes in 2-D, and, as a check free of t-SNE's distortions, the
+same kNN accuracy in the 64-d hidden layer itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from . import data as mdata
+from .model import MLP
+from .train import TrainConfig, train
+
+SNAPSHOT_EPOCHS = (0, 1, 10, 20, 30, 40, 50)
+N_POINTS = 2_000
+SUBSET_SEED = 0
+TSNE_SEED = 0
+# 500 iterations (250 of them early exaggeration) for 2,000 points: measured on the batch-90
+# snapshots, the 2-D kNN accuracy moves by under 0.1 point from 500 to 1,000 iterations while
+# the silhouette still rises by ~0.03 as clusters keep tightening (so compare silhouettes only
+# between maps made with the same settings). It keeps all seven panels under a minute on two
+# cores.
+TSNE_MAX_ITER = 500
+KNN_K = 10
+CV_FOLDS = 5
+
+
+def subset_indices(n: int = N_POINTS, n_total: int = mdata.TEST_SIZE, seed: int = SUBSET_SEED) -> np.ndarray:
+    """``n`` distinct indices into the test set, sorted, the same for a given ``seed`` on
+    every machine (drawn with torch's CPU generator)."""
+    if not 1 <= n <= n_total:
+        raise ValueError(f"n must be in [1, {n_total}]; got {n}")
+    perm = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))
+    return np.sort(perm[:n].numpy())
+
+
+@torch.no_grad()
+def hidden_features(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Last-hidden-layer activations (after ReLU) of ``model`` on ``x``: float32 [N, 64]."""
+    return model.eval().cpu().features(x.cpu()).numpy()
+
+
+def tsne(
+    features: np.ndarray,
+    random_state: int = TSNE_SEED,
+    max_iter: int = TSNE_MAX_ITER,
+    perplexity: float = 30.0,
+) -> np.ndarray:
+    """2-D Barnes-Hut t-SNE of ``features`` [N, d] (PCA initialisation): float32 [N, 2].
+
+    Single-threaded on purpose. scikit-learn's Barnes-Hut gradient uses every OpenMP thread
+    it is allowed whatever ``n_jobs`` says, and a different thread count sums in a different
+    order; t-SNE amplifies that last-bit difference into a visibly different map. With one
+    thread the same input and arguments give the same embedding in any process (panels are
+    run in parallel processes instead, see ``embed_models``).
+    """
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    perplexity = min(perplexity, (len(features) - 1) / 3)  # sklearn requires perplexity < N
+    model = TSNE(
+        n_components=2,
+        init="pca",
+        perplexity=perplexity,
+        max_iter=max_iter,
+        random_state=random_state,
+        n_jobs=1,
+    )
+    with threadpool_limits(limits=1):  # OpenMP (the gradient) and BLAS (the PCA init)
+        emb = model.fit_transform(np.asarray(features, dtype=np.float32))
+    return emb.astype(np.float32)
+
+
+def separation(points: np.ndarray, labels: np.ndarray, k: int = KNN_K, folds: int = CV_FOLDS) -> dict:
+    """How well the classes separate in ``points`` [N, d]: ``knn_acc`` (fraction in [0, 1] of
+    points whose class a k-nearest-neighbour vote from the other folds gets right, stratified
+    ``folds``-fold cross-validation, no shuffling) and ``silhouette`` (mean silhouette of the
+    classes, Euclidean, in [-1, 1]; higher is better separated)."""
+    from sklearn.metrics import silhouette_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    labels = np.asarray(labels)
+    folds = min(folds, int(np.bincount(labels).min()))
+    knn = cross_val_score(KNeighborsClassifier(k), points, labels, cv=StratifiedKFold(folds))
+    return {"knn_acc": float(knn.mean()), "silhouette": float(silhouette_score(points, labels))}
+
+
+def _align(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Rotate/reflect centred ``points`` onto ``reference`` (orthogonal Procrustes). Distances
+    are unchanged, so scores are too; only the arbitrary orientation of t-SNE is fixed, so a
+    class sits in roughly the same place from panel to panel."""
+    from scipy.linalg import orthogonal_procrustes
+
+    p = points - points.mean(0)
+    r, _ = orthogonal_procrustes(p, reference - reference.mean(0))
+    return (p @ r).astype(np.float32)
+
+
+@dataclass
+class Embeddings:
+    """``points``: one row per epoch and image with epoch, index (into the test set), label,
+    x, y (t-SNE units, meaningless in themselves). ``scores``: one row per epoch with
+    test_acc (the snapshot on the whole test set), knn_acc_2d, silhouette_2d, knn_acc_64d
+    (fractions, silhouette in [-1, 1]) and tsne_seconds (wall time of that panel's t-SNE).
+    ``seconds``: wall time of all the t-SNE panels together (run in parallel).
+    ``batch_size`` and ``seed``: of the trained model, where known."""
+
+    points: pd.DataFrame
+    scores: pd.DataFrame
+    seconds: float
+    batch_size: int | None = None
+    seed: int | None = None
+
+
+def _panel(features: np.ndarray, labels: np.ndarray, max_iter: int, random_state: int) -> tuple:
+    t0 = time.perf_counter()
+    emb = tsne(features, random_state=random_state, max_iter=max_iter)
+    seconds = time.perf_counter() - t0
+    return emb, separation(emb, labels), separation(features, labels)["knn_acc"], seconds
+
+
+def embed_models(
+    models: Mapping[int, nn.Module],
+    test: mdata.Split,
+    n: int = N_POINTS,
+    max_iter: int = TSNE_MAX_ITER,
+    random_state: int = TSNE_SEED,
+    n_jobs: int = 2,
+) -> Embeddings:
+    """t-SNE of the last hidden layer of each model in ``models`` (epoch -> model) on the
+    same ``n`` test images (``subset_indices(n)``), with separation scores per epoch.
+
+    Panels run in ``n_jobs`` processes, each t-SNE single-threaded, so the result does not
+    depend on ``n_jobs``. Each panel after the first is rotated/reflected onto the previous
+    one (see ``_align``).
+    """
+    from joblib import Parallel, delayed
+
+    idx = subset_indices(n, len(test))
+    x, labels = test.x[idx], test.y[idx].numpy()
+    epochs = sorted(models)
+    feats = [hidden_features(models[e], x) for e in epochs]
+    t0 = time.perf_counter()
+    jobs = (delayed(_panel)(f, labels, max_iter, random_state) for f in feats)
+    panels = Parallel(n_jobs=min(n_jobs, len(feats)))(jobs)
+    seconds = time.perf_counter() - t0
+
+    points, scores, previous = [], [], None
+    for epoch, (emb, sep, knn64, secs) in zip(epochs, panels):
+        emb = emb - emb.mean(0) if previous is None else _align(emb, previous)
+        previous = emb
+        points.append(
+            pd.DataFrame({"epoch": epoch, "index": idx, "label": labels, "x": emb[:, 0], "y": emb[:, 1]})
+        )
+        with torch.no_grad():
+            pred = models[epoch].eval().cpu()(test.x).argmax(1)
+        scores.append(
+            {
+                "epoch": epoch,
+                "test_acc": float((pred == test.y).double().mean()),
+                "knn_acc_2d": sep["knn_acc"],
+                "silhouette_2d": sep["silhouette"],
+                "knn_acc_64d": knn64,
+                "tsne_seconds": secs,
+            }
+        )
+    return Embeddings(pd.concat(points, ignore_index=True), pd.DataFrame(scores), seconds)
+
+
+def train_snapshots(
+    data: mdata.MNIST,
+    batch_size: int = 90,
+    epochs: Sequence[int] = SNAPSHOT_EPOCHS,
+    seed: int = 0,
+    **config,
+) -> dict[int, MLP]:
+    """Train one model (fast engine, ``seed``) for ``max(epochs)`` epochs at ``batch_size``
+    and return epoch -> MLP for each of ``epochs`` (0 = the initialisation). Extra keyword
+    arguments go to ``TrainConfig`` (e.g. ``threads``, ``train_limit``, ``device``)."""
+    cfg = TrainConfig(batch_size=batch_size, epochs=max(epochs), seeds=(seed,), **config)
+    result = train(cfg, data, progress=False, verbose=False, snapshot_epochs=set(epochs))
+    models = {}
+    for epoch in epochs:
+        sd = result.snapshots[epoch][0]
+        if sd is None:
+            raise RuntimeError(f"batch {batch_size}, seed {seed} diverged before epoch {epoch}")
+        m = MLP(cfg.hidden)
+        m.load_state_dict(sd)
+        models[epoch] = m.eval()
+    return models
+
+
+def tsne_epochs(
+    data: mdata.MNIST | None = None,
+    batch_size: int = 90,
+    epochs: Sequence[int] = SNAPSHOT_EPOCHS,
+    n: int = N_POINTS,
+    seed: int = 0,
+    **embed_kw,
+) -> Embeddings:
+    """Train batch ``batch_size`` (seed ``seed``) with snapshots at ``epochs`` and embed each
+    (see ``train_snapshots`` and ``embed_models``). ``data`` defaults to ``mdata.load()``."""
+    data = data if data is not None else mdata.load()
+    models = train_snapshots(data, batch_size, epochs, seed)
+    emb = embed_models(models, data.test, n=n, **embed_kw)
+    emb.batch_size, emb.seed = batch_size, seed
+    return emb
+
+
+def plot_tsne(emb: Embeddings, ncols: int = 4, title: str | None = None) -> Figure:
+    """Small multiples, one panel per epoch, points coloured by true digit, with a shared
+    legend of the ten classes in the spare panel (or below). Each panel's title gives the
+    snapshot's test accuracy and the 2-D kNN accuracy and silhouette of that embedding."""
+    from .plots import STYLE, _figure
+
+    epochs = sorted(emb.points["epoch"].unique())
+    ncols = min(ncols, len(epochs) + 1)
+    nrows = -(-(len(epochs) + 1) // ncols)  # one extra cell for the legend
+    fig = _figure(2.6 * ncols, 2.75 * nrows + 0.4)
+    colors = mpl.colormaps["tab10"].colors
+    scores = emb.scores.set_index("epoch")
+    with mpl.rc_context(STYLE):
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax, epoch in zip(axes, epochs):
+            p = emb.points[emb.points["epoch"] == epoch]
+            ax.scatter(
+                p["x"],
+                p["y"],
+                c=[colors[v] for v in p["label"]],
+                s=3,
+                alpha=0.7,
+                linewidths=0,
+                rasterized=True,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            ax.set_aspect("equal", adjustable="datalim")
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(True)
+            s = scores.loc[epoch]
+            name = "before training" if epoch == 0 else f"epoch {epoch}"
+            ax.set_title(
+                f"{name} · test {100 * s['test_acc']:.1f}%\n"
+                f"kNN {100 * s['knn_acc_2d']:.1f}% · silh. {s['silhouette_2d']:.2f}",
+                fontsize=10,
+            )
+        for ax in axes[len(epochs) :]:
+            ax.set_axis_off()
+        handles = [
+            mpl.lines.Line2D([], [], marker="o", linestyle="", color=colors[d], markersize=7, label=str(d))
+            for d in range(mdata.N_CLASSES)
+        ]
+        axes[len(epochs)].legend(
+            handles=handles, title="true digit", ncols=2, loc="center", frameon=False, fontsize=11
+        )
+        n = emb.points.groupby("epoch").size().iloc[0]
+        run = ""
+        if emb.batch_size is not None:
+            run = f" while batch {emb.batch_size} trains" + (
+                "" if emb.seed is None else f" (seed {emb.seed})"
+            )
+        fig.suptitle(
+            title
+            or f"t-SNE of the last hidden layer{run}, the same {n:,} test images in every panel\n"
+            f"kNN: {KNN_K}-NN accuracy in 2-D ({CV_FOLDS}-fold CV); silh.: silhouette of the classes in 2-D",
+            fontsize=11,
+        )
+    return fig
+
+
+def save_tsne(
+    media_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    emb: Embeddings | None = None,
+) -> Path:
+    """Train batch 90 (unless ``emb`` is given), embed and write ``<media_dir>/tsne_epochs.png`` and
+    the per-epoch scores as ``<media_dir>/tsne_epochs.csv``; returns the PNG's path."""
+    from .plots import save
+
+    if emb is None:
+        emb = tsne_epochs(mdata.load(data_dir))
+    media = Path(media_dir)
+    media.mkdir(parents=True, exist_ok=True)
+    emb.scores.to_csv(media / "tsne_epochs.csv", index=False, float_format="%.4f")
+    return save(plot_tsne(emb), media / "tsne_epochs.png")
