@@ -486,7 +486,7 @@ def save_all(
     models: Mapping[int, nn.Module] | nn.Module | None = None,
     *,
     results_dir: str | os.PathLike | None = None,
-    batch_size: int = MODEL_BATCH_SIZE,
+    batch_size: int | None = None,
     data: mdata.MNIST | None = None,
 ) -> list[Path]:
     """Write every figure into ``media_dir`` as ``<name>.png``; returns the paths written.
@@ -495,7 +495,7 @@ def save_all(
     ``heatmap_batch_epoch``, ``train_vs_test``) come from ``df``. ``sample_digits`` needs the
     data only. The model figures (``confusion_matrix``, ``misclassified``,
     ``predictions_last10``) use ``models`` (seed -> MLP, or one MLP) if given, else the final
-    weights of batch ``batch_size`` that the sweep saved under ``results_dir`` (default:
+    weights of batch ``batch_size`` (default 90) that the sweep saved under ``results_dir`` (default:
     ``df.attrs["results_dir"]`` if set); of several seeds the median one is drawn. Without
     models those three are skipped with a printed note. MNIST is ``data`` if given, else
     read from ``data_dir`` (default ``$MLPMNIST_DATA`` or ./data).
@@ -508,13 +508,14 @@ def save_all(
 
     if results_dir is None:
         results_dir = df.attrs.get("results_dir")
-    found, source = _resolve_models(models, results_dir, batch_size)
+    found, source = _resolve_models(models, results_dir, batch_size or MODEL_BATCH_SIZE)
     if not found:
         print(f"note: skipped confusion_matrix, misclassified, predictions_last10: {source}")
         return written
     seed, model = pick_model(found, data.test)
-    label = f"batch {batch_size}, " if models is None else ""
-    label = "" if seed is None else f"{label}seed {seed}"
+    # Name the batch size when it is known: read from the sweep's file, or passed with models.
+    batch = "" if models is not None and batch_size is None else f"batch {batch_size or MODEL_BATCH_SIZE}"
+    label = ", ".join(p for p in (batch, "" if seed is None else f"seed {seed}") if p)
     if len(found) > 1:
         label += f" (median of {len(found)} seeds)"
     written.append(save(confusion_matrix(model, data.test, label), media / "confusion_matrix.png"))
