@@ -80,10 +80,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
+    from .embed import save_tsne
     from .plots import save_all
     from .results import load
 
-    paths = save_all(load(args.results), args.media, data_dir=args.data)
+    data = mdata.load(args.data)
+    paths = save_all(load(args.results), args.media, data=data, results_dir=args.results)
+    if args.tsne:
+        paths.append(save_tsne(args.media, data_dir=args.data))
     for p in paths:
         print(p)
     return 0
@@ -111,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--results", type=Path, default=Path("results"))
     f.add_argument("--media", type=Path, default=Path("media"))
     f.add_argument("--data", default=None, help=f"MNIST root (default ${mdata.ENV_VAR} or ./data)")
+    f.add_argument("--tsne", action="store_true", help="also train batch 90 for 50 epochs and draw t-SNE")
     f.set_defaults(func=cmd_figures)
     return ap
 
