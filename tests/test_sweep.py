@@ -16,10 +16,10 @@ SMALL = dict(epochs=1, seeds=(0, 1), train_limit=3000, threads=1)
 
 
 def test_small_sweep_end_to_end_and_tidy_results(tmp_path):
-    cfg = sweep.SweepConfig(batch_sizes=(64, 128), workers=2, results_dir=tmp_path, **SMALL)
+    cfg = sweep.SweepConfig(batch_sizes=(90, 128), workers=2, results_dir=tmp_path, **SMALL)
     out = sweep.run_sweep(cfg, progress=False)
     assert not out.failed and out.table["status"].tolist() == ["done", "done"]
-    for bs in (64, 128):
+    for bs in (90, 128):
         nb = nbformat.read(sweep.notebook_path(tmp_path, bs), as_version=4)
         assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
         assert set(results.load_models(results.models_path(tmp_path, bs))) == {0, 1}
@@ -28,14 +28,34 @@ def test_small_sweep_end_to_end_and_tidy_results(tmp_path):
     assert df.groupby("batch_size")["seed"].nunique().tolist() == [2, 2]
     assert df["test_acc"].between(0.3, 1.0).all()
     s = results.summary(df)
-    assert s["batch_size"].tolist() == [64, 128] and (s["n_seeds"] == 2).all()
+    assert s["batch_size"].tolist() == [90, 128] and (s["n_seeds"] == 2).all()
     assert (s["test_acc_ci95"] > 0).all() and (s["best_epoch"] == 1).all()
     # The same sweep again does nothing.
     again = sweep.run_sweep(cfg, progress=False)
     assert again.table["status"].tolist() == ["skipped", "skipped"]
     # A changed config is not the same experiment.
-    changed = sweep.SweepConfig(batch_sizes=(64,), workers=1, results_dir=tmp_path, **{**SMALL, "epochs": 2})
-    assert not sweep.is_done(tmp_path, changed.experiment(64))
+    changed = sweep.SweepConfig(batch_sizes=(90,), workers=1, results_dir=tmp_path, **{**SMALL, "epochs": 2})
+    assert not sweep.is_done(tmp_path, changed.experiment(90))
+    # The figures command draws everything, the model figures from the batch-90 weights.
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlpmnist",
+            "figures",
+            "--results",
+            str(tmp_path),
+            "--media",
+            str(tmp_path / "media"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    pngs = sorted(f.name for f in (tmp_path / "media").glob("*.png"))
+    assert {"accuracy_vs_epoch.png", "predictions_last10.png", "confusion_matrix.png"} <= set(pngs)
+    assert all((tmp_path / "media" / f).stat().st_size > 10_000 for f in pngs)
 
 
 def test_killed_sweep_loses_nothing_and_resumes(tmp_path):
