@@ -626,8 +626,10 @@ def train_tuned(
 
     Without augmentation this is ``train``. With ``max_shift`` > 0 it is the same SGD loop
     (same init, batch order, engine and schedule) with each batch randomly translated before
-    the step. Columns: seed, lr, epoch, val_loss, val_acc, test_loss, test_acc, seconds,
-    diverged (training loss/accuracy are those of ``train`` when it is used, else left out).
+    the step. The shifts come from one generator seeded from the seeds together, so an
+    augmented replica depends on which seeds it trains with (its init and order do not).
+    Columns: seed, lr, epoch, val_loss, val_acc, test_loss, test_acc, seconds, diverged
+    (plus train_loss/train_acc when ``train`` is used).
     """
     seeds = _check_seeds(seeds)
     config = recipe.config(seeds, holdout=holdout, train_limit=train_limit, threads=threads, device=device)
@@ -643,7 +645,7 @@ def train_tuned(
         pixels = mdata.to_pixels(X)
         evals = (
             {"val": val_split.to(device_), "test": data.test.to(device_)}
-            if val_split
+            if val_split is not None
             else {"test": data.test.to(device_)}
         )
         models, gens = init_models(config)
