@@ -24,12 +24,16 @@ from mlpmnist.science import (
     best_lr,
     eval_steps,
     first_reaching,
+    full_batch_data,
     lr_grid,
+    lr_summary,
     scaling_regimes,
     steps_table,
     train_to_target,
     translate,
+    tune_lr,
 )
+from mlpmnist.train import split_train
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "batch_science.ipynb"
@@ -262,6 +266,21 @@ def test_lost_race_rule() -> None:
     assert _lost_race(replicas, {0: 50, 1: 80, 3: 40}, 100) == {0.3}
     # At step 70 lr 0.3 could still have median 70 < 80.
     assert _lost_race(replicas, {0: 50, 1: 80, 3: 40}, 70) == set()
+
+
+def test_full_batch_data_keeps_validation(mnist) -> None:
+    for limit in (None, 3000):
+        cfg = TrainConfig(batch_size=90, holdout=500, train_limit=limit)
+        tr, val = split_train(mnist.train, cfg)
+        tr2, val2 = split_train(full_batch_data(mnist, 90, 500, limit).train, cfg)
+        assert torch.equal(val.x, val2.x) and torch.equal(val.y, val2.y)
+        assert len(tr2) % 90 == 0 and 0 <= len(tr) - len(tr2) < 90
+        assert torch.equal(tr2.x, tr.x[: len(tr2)])
+    hist = tune_lr(
+        (90,), (0.05, 0.2), (0,), 1, mnist, holdout=500, train_limit=3000, threads=1, full_batches=True
+    )
+    summ = lr_summary(hist)
+    assert list(summ["lr"]) == [0.05, 0.2] and (summ["batch_size"] == 90).all()
 
 
 def test_translate_moves_whole_pixels() -> None:

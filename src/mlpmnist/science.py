@@ -124,17 +124,23 @@ def tune_lr(
     threads: int | None = None,
     device: str = "cpu",
     progress: bool = False,
+    full_batches: bool = False,
 ) -> pd.DataFrame:
     """Train every (batch size, lr, seed) for a fixed budget of ``epochs`` with plain SGD.
 
     One ``train`` call per batch size runs its lr x seed grid in lockstep. Returns the
     concatenated histories (one row per replica and epoch; columns of ``train``'s history plus
     ``batch_size``). Replicas that diverge stop there and keep a row with ``diverged=True``.
+    ``full_batches`` trains each batch size on ``full_batch_data`` (every batch full; the
+    validation split unchanged): ``train`` ends each epoch with the ragged remainder, e.g.
+    10 images at batch 90 of 55,000, and at a large lr that one noisy step right before the
+    evaluation can cost many points of accuracy.
     """
     batch_sizes = _check_positive_ints("batch_sizes", batch_sizes)
     data = data if data is not None else mdata.load()
     frames = []
     for b in batch_sizes:
+        d = full_batch_data(data, b, holdout, train_limit) if full_batches else data
         config = grid_config(
             b,
             lrs,
@@ -145,13 +151,32 @@ def tune_lr(
             threads=threads,
             device=device,
         )
-        result = train(config, data, progress=False, verbose=False)
+        result = train(config, d, progress=False, verbose=False)
         h = result.history
         h.insert(0, "batch_size", b)
         frames.append(h)
         if progress:
             print(f"tune_lr: batch {b:>4}: {len(config.seeds)} replicas, {result.seconds:.1f} s", flush=True)
     return pd.concat(frames, ignore_index=True)
+
+
+def full_batch_data(
+    data: mdata.MNIST, batch_size: int, holdout: int = HOLDOUT, train_limit: int | None = None
+) -> mdata.MNIST:
+    """``data`` without the last ``n % batch_size`` training images before the holdout.
+
+    With the same ``holdout`` and ``train_limit``, ``split_train`` then gives the same
+    validation split and a training split of whole batches. Returns a new ``MNIST``
+    (views, no copies of the kept rows beyond one concatenation).
+    """
+    train_all = data.train if train_limit is None else data.train.head(train_limit)
+    n = len(train_all) - holdout
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be in [1, {n}]; got {batch_size!r}")
+    keep = n - n % batch_size
+    x = torch.cat([train_all.x[:keep], train_all.x[n:]])
+    y = torch.cat([train_all.y[:keep], train_all.y[n:]])
+    return mdata.MNIST(train=mdata.Split(x, y), test=data.test, root=data.root)
 
 
 def final_rows(history: pd.DataFrame) -> pd.DataFrame:
