@@ -122,8 +122,9 @@ def _read(root: Path, train: bool) -> Split:
 
 
 def scale(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels [0, 255] -> float32 in [-1, 1], as the reference's ToTensor + Normalize(0.5, 0.5)."""
-    return pixels.to(torch.float32).div_(127.5).sub_(1.0)
+    """uint8 pixels [0, 255] -> float32 (p - 127.5) / 127.5 in [-1, 1]: the reference's ToTensor
+    and Normalize(0.5, 0.5), computed with one rounding (p - 127.5 is exact in float32)."""
+    return pixels.sub(127.5).div_(127.5)
 
 
 def to_pixels(x: torch.Tensor) -> torch.Tensor | None:

@@ -6,9 +6,10 @@ step serves all replicas and autograd's bookkeeping is skipped. ``ReferenceEngin
 textbook loop (nn.Module, autograd, torch.optim.SGD), one replica at a time; it is the
 yardstick the fast engine is tested against.
 
-Both take the same inputs per step: ``x`` [R, B, 784], ``y`` [R, B] and ``lr`` [R] (already
-scheduled). They return, before the update, the log-probability of the true class [R, B]
-and the predicted class [R, B]; the caller sums these once per epoch, not once per step.
+Both take the same inputs per step: ``x`` [R, B, 784], ``y`` [R, B] and ``lr`` (already
+scheduled): a float shared by all replicas, or a tensor [R] of per-replica rates. They
+return, before the update, the log-probability of the true class [R, B] and the predicted
+class [R, B]; the caller sums these once per epoch, not once per step.
 """
 
 from __future__ import annotations
@@ -40,12 +41,26 @@ class StackedEngine:
         self.bufW = [torch.zeros_like(w) for w in self.W] if momentum else []
         self.bufb = [torch.zeros_like(b) for b in self.b] if momentum else []
         self._minus_one = torch.full((1, 1, 1), -1.0, device=device, dtype=self.W[0].dtype)
+        self._ones: dict[tuple[int, int], torch.Tensor] = {}
+        self._transpose()
+
+    def _transpose(self) -> None:
+        # Views stay valid while W is updated in place; rebuilt only when replicas are dropped.
+        self.WT = [W.transpose(1, 2) for W in self.W]
 
     @property
     def n_replicas(self) -> int:
         return self.W[0].shape[0]
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _ones_row(self, R: int, B: int) -> torch.Tensor:
+        # [R, 1, B] of ones: the bias gradient sum over the batch as part of one baddbmm_.
+        if (R, B) not in self._ones:
+            self._ones[(R, B)] = torch.ones(R, 1, B, dtype=self.W[0].dtype, device=self.W[0].device)
+        return self._ones[(R, B)]
+
+    def step(
+        self, x: torch.Tensor, y: torch.Tensor, lr: float | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         R, B = y.shape
         acts = [x]
         z = x
@@ -60,32 +75,42 @@ class StackedEngine:
         pred = z.argmax(2)
         # d(mean CE)/dz = (softmax - onehot) / B, built in place over logp; 1/B goes into alpha.
         g = logp.exp_().scatter_add_(2, y3, self._minus_one.expand(R, B, 1))
-        lr3 = lr.view(R, 1, 1)
+        shared = not isinstance(lr, torch.Tensor)
+        lr3 = lr if shared else lr.view(R, 1, 1)
         plain = not self.momentum
-        if plain:  # the lr folds into the top gradient, so each update is one baddbmm_
+        # Plain SGD folds the lr into the update: into alpha when all replicas share it, else
+        # into the top gradient (backprop is linear in it), so each update is one baddbmm_.
+        alpha = -1.0 / B
+        if plain and shared:
+            alpha *= lr
+        elif plain:
             g.mul_(lr3)
-        inv_b = 1.0 / B
+        ones = self._ones_row(R, B)
         for i in range(last, -1, -1):
             W, b, a = self.W[i], self.b[i], acts[i]
-            g_prev = torch.bmm(g, W.transpose(1, 2)) if i else None
+            g_prev = torch.bmm(g, self.WT[i]) if i else None
             if plain:
                 if self.weight_decay:
                     decay = 1.0 - lr3 * self.weight_decay
                     W.mul_(decay)
                     b.mul_(decay)
-                W.baddbmm_(a.transpose(1, 2), g, alpha=-inv_b)
-                b.sub_(g.sum(1, keepdim=True), alpha=inv_b)
+                W.baddbmm_(a.transpose(1, 2), g, alpha=alpha)
+                b.baddbmm_(ones, g, alpha=alpha)
             else:
-                gW = torch.bmm(a.transpose(1, 2), g).mul_(inv_b)
-                gb = g.sum(1, keepdim=True).mul_(inv_b)
+                gW = torch.bmm(a.transpose(1, 2), g).mul_(-alpha)
+                gb = torch.bmm(ones, g).mul_(-alpha)
                 if self.weight_decay:
                     gW.add_(W, alpha=self.weight_decay)
                     gb.add_(b, alpha=self.weight_decay)
                 # torch.optim.SGD: buf = momentum * buf + grad; p -= lr * buf
                 self.bufW[i].mul_(self.momentum).add_(gW)
                 self.bufb[i].mul_(self.momentum).add_(gb)
-                W.addcmul_(self.bufW[i], lr3, value=-1.0)
-                b.addcmul_(self.bufb[i], lr3, value=-1.0)
+                if shared:
+                    W.add_(self.bufW[i], alpha=-lr)
+                    b.add_(self.bufb[i], alpha=-lr)
+                else:
+                    W.addcmul_(self.bufW[i], lr3, value=-1.0)
+                    b.addcmul_(self.bufb[i], lr3, value=-1.0)
             if g_prev is not None:
                 g = torch.ops.aten.threshold_backward(g_prev, a, 0.0)
         return picked.view(R, B), pred
@@ -110,6 +135,7 @@ class StackedEngine:
         """Drop the replicas where ``mask`` [R] is false (diverged ones)."""
         for ts in (self.W, self.b, self.bufW, self.bufb):
             ts[:] = [t[mask] for t in ts]
+        self._transpose()
 
     def state_dicts(self) -> list[StateDict]:
         """Each replica's weights as an ``MLP`` state dict (CPU copies)."""
@@ -142,11 +168,13 @@ class ReferenceEngine:
     def n_replicas(self) -> int:
         return len(self.models)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, x: torch.Tensor, y: torch.Tensor, lr: float | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         picked, pred = [], []
         for r, (model, opt) in enumerate(zip(self.models, self.opts)):
             for group in opt.param_groups:
-                group["lr"] = lr[r].item()
+                group["lr"] = lr[r].item() if isinstance(lr, torch.Tensor) else lr
             logits = model(x[r])
             loss = F.cross_entropy(logits, y[r])
             opt.zero_grad(set_to_none=True)

@@ -46,8 +46,9 @@ class TrainConfig:
 
     ``lr`` is a number shared by all replicas, or one number per seed. ``holdout`` keeps the
     last N training images aside as a validation split. ``train_limit`` trains on the first N
-    training images only (before the holdout is taken off). ``dtype`` float64 is for
-    checking the engines against each other, not for speed.
+    training images only (before the holdout is taken off). Like the reference's DataLoader,
+    an epoch ends with the remainder as a smaller batch unless ``drop_last``. ``dtype``
+    float64 is for checking the engines against each other, not for speed.
     """
 
     batch_size: int = 90
@@ -63,6 +64,7 @@ class TrainConfig:
     threads: int | None = None
     train_limit: int | None = None
     holdout: int = 0
+    drop_last: bool = False
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
@@ -121,6 +123,8 @@ class TrainConfig:
             _fail("weight_decay", self.weight_decay, "a finite number >= 0")
         if self.schedule not in SCHEDULES:
             _fail("schedule", self.schedule, f"one of {SCHEDULES}")
+        if not isinstance(self.drop_last, bool):
+            _fail("drop_last", self.drop_last, "True or False")
         if self.dtype not in DTYPES:
             _fail("dtype", self.dtype, f"one of {tuple(DTYPES)}")
         if self.engine not in ENGINES:
@@ -276,26 +280,26 @@ def train(
             snapshots[0] = engine.state_dicts()
 
         n, B = len(Y), config.batch_size
-        steps = math.ceil(n / B)
+        steps = n // B if config.drop_last else math.ceil(n / B)
+        used = min(n, steps * B)  # examples per epoch
         total = steps * config.epochs
+        shared_lr = len(set(config.lrs)) == 1  # a plain float lets the engine fold it into alpha
         rows: list[dict] = []
         bar = tqdm(range(1, config.epochs + 1), desc=f"batch {B}", unit="epoch", disable=not progress)
         for epoch in bar:
             t0 = time.perf_counter()
-            order = batch_order([gens[i] for i in alive], n).to(device)
-            Yo = Y[order]  # labels in batch order, [R, n]
+            order = batch_order([gens[i] for i in alive], n).to(device)[:, :used]
+            Yo = Y[order]  # labels in batch order, [R, used]
             lr_alive = lrs[alive]
             picked, preds = [], []
-            for s in range(steps):
-                idx = order[:, s * B : (s + 1) * B]
-                xb = gather_batch(X, pixels, idx)
+            for s, (idx, yb) in enumerate(_batches(order, Yo, B)):
                 factor = lr_factor(config.schedule, (epoch - 1) * steps + s, total)
-                lr = lr_alive if factor == 1.0 else lr_alive * factor
-                lp, pred = engine.step(xb, Yo[:, s * B : (s + 1) * B], lr)
+                lr = config.lrs[0] * factor if shared_lr else lr_alive * factor
+                lp, pred = engine.step(gather_batch(X, pixels, idx), yb, lr)
                 picked.append(lp)
                 preds.append(pred)
-            train_loss = -torch.cat(picked, 1).double().sum(1) / n
-            train_acc = (torch.cat(preds, 1) == Yo).double().sum(1) / n
+            train_loss = -torch.cat(picked, 1).double().sum(1) / used
+            train_acc = (torch.cat(preds, 1) == Yo).double().sum(1) / used
             metrics = {"train_loss": train_loss.tolist(), "train_acc": train_acc.tolist()}
             t_eval = time.perf_counter()
             for name, split in evals.items():
@@ -343,6 +347,19 @@ def train(
         device=str(device),
         seconds=time.perf_counter() - t_start,
     )
+
+
+def _batches(order: torch.Tensor, Yo: torch.Tensor, B: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(indices [R, b], labels [R, b]) per step: full batches, then the remainder if any."""
+    R, n = order.shape
+    full = n // B
+    # One copy per epoch makes every full batch a contiguous [R, B] block.
+    blocks = order[:, : full * B].view(R, full, B).transpose(0, 1).contiguous()
+    labels = Yo[:, : full * B].view(R, full, B).transpose(0, 1).contiguous()
+    for s in range(full):
+        yield blocks[s], labels[s]
+    if full * B < n:
+        yield order[:, full * B :], Yo[:, full * B :]
 
 
 def gather_batch(X: torch.Tensor, pixels: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
