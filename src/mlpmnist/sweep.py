@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from .train import TrainConfig, train
 
 NOTEBOOKS_DIR = "notebooks"
 FAILED_DIR = "failed"
+LOGS_DIR = "logs"
 # TrainConfig fields that only say where and how fast a run goes, not what it computes.
 EXECUTION_FIELDS = ("device", "threads")
 # The experiment notebook's parameters cell, besides data_dir and out_dir.
@@ -69,6 +72,11 @@ def notebook_path(results_dir: str | os.PathLike, batch_size: int) -> Path:
 
 def failure_path(results_dir: str | os.PathLike, batch_size: int) -> Path:
     return Path(results_dir) / FAILED_DIR / f"batch{batch_size:04d}.json"
+
+
+def log_path(results_dir: str | os.PathLike, batch_size: int) -> Path:
+    """The experiment's stderr: papermill's and the kernel's own messages."""
+    return Path(results_dir) / LOGS_DIR / f"batch{batch_size:04d}.log"
 
 
 # --- one experiment, as the experiment notebook runs it -------------------------------------
@@ -230,14 +238,15 @@ def execute_task(task: Task) -> dict:
         tmp_nb = Path(tmp) / final_nb.name
         error = None
         try:
-            pm.execute_notebook(
-                task.notebook,
-                str(tmp_nb),
-                parameters=task.parameters,
-                kernel_name="python3",
-                progress_bar=False,
-                cwd=str(Path(task.notebook).parent),
-            )
+            with _stderr_to(log_path(results, task.batch_size)):
+                pm.execute_notebook(
+                    task.notebook,
+                    str(tmp_nb),
+                    parameters=task.parameters,
+                    kernel_name="python3",
+                    progress_bar=False,
+                    cwd=str(Path(task.notebook).parent),
+                )
         except Exception as e:  # PapermillExecutionError carries the cell's exception
             error = _short_error(e)
         if tmp_nb.exists():
@@ -252,6 +261,26 @@ def execute_task(task: Task) -> dict:
             json.dumps({**outcome, "parameters": task.parameters, "notebook": str(final_nb)}, indent=1),
         )
     return outcome
+
+
+@contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Send this process's file descriptor 2 (and so the kernel's, which inherits it) to ``path``.
+
+    The kernel's own messages (start-up warnings, C++ logs) then land in a per-experiment log
+    instead of the caller's notebook. Process-wide: run one experiment per worker process.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "w") as log:
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _short_error(e: Exception) -> str:
