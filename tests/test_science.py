@@ -19,12 +19,12 @@ from mlpmnist.noise import (
     noise_scale_from_norms,
 )
 from mlpmnist.science import (
+    REFERENCE_RECIPE,
     Recipe,
     _lost_race,
     best_lr,
     eval_steps,
     first_reaching,
-    full_batch_data,
     lr_grid,
     lr_summary,
     scaling_regimes,
@@ -33,7 +33,6 @@ from mlpmnist.science import (
     translate,
     tune_lr,
 )
-from mlpmnist.train import split_train
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "batch_science.ipynb"
@@ -268,19 +267,27 @@ def test_lost_race_rule() -> None:
     assert _lost_race(replicas, {0: 50, 1: 80, 3: 40}, 70) == set()
 
 
-def test_full_batch_data_keeps_validation(mnist) -> None:
-    for limit in (None, 3000):
-        cfg = TrainConfig(batch_size=90, holdout=500, train_limit=limit)
-        tr, val = split_train(mnist.train, cfg)
-        tr2, val2 = split_train(full_batch_data(mnist, 90, 500, limit).train, cfg)
-        assert torch.equal(val.x, val2.x) and torch.equal(val.y, val2.y)
-        assert len(tr2) % 90 == 0 and 0 <= len(tr) - len(tr2) < 90
-        assert torch.equal(tr2.x, tr.x[: len(tr2)])
-    hist = tune_lr(
-        (90,), (0.05, 0.2), (0,), 1, mnist, holdout=500, train_limit=3000, threads=1, full_batches=True
-    )
+def test_tune_lr_and_recipes_drop_the_ragged_last_batch(mnist) -> None:
+    # 2,500 training images at batch 90: 27 full batches and a remainder of 70, left out.
+    kw = dict(holdout=500, train_limit=3000, threads=1)
+    hist = tune_lr((90,), (0.05, 0.2), (0,), 1, mnist, **kw)
     summ = lr_summary(hist)
     assert list(summ["lr"]) == [0.05, 0.2] and (summ["batch_size"] == 90).all()
+    cols = ["train_loss", "val_acc", "test_acc"]
+    for lr in (0.05, 0.2):
+        mine = hist[hist["lr"] == lr][cols].to_numpy(float)
+        for drop_last in (True, False):
+            cfg = TrainConfig(batch_size=90, epochs=1, lr=lr, seeds=(0,), drop_last=drop_last, **kw)
+            alone = train(cfg, mnist, progress=False, verbose=False).history[cols].to_numpy(float)
+            if drop_last:
+                np.testing.assert_allclose(mine, alone, rtol=1e-4, atol=1e-5)
+            else:  # the 70-image step changes the result
+                assert not np.allclose(mine, alone, rtol=1e-4, atol=1e-5)
+    assert Recipe().config((0,)).drop_last and REFERENCE_RECIPE.config((0,)).drop_last
+    ref = REFERENCE_RECIPE
+    assert (ref.batch_size, ref.epochs, ref.lr) == (90, 15, 0.1)
+    assert (ref.momentum, ref.weight_decay, ref.schedule) == (0.0, 0.0, "constant")
+    assert "ragged" in Recipe(drop_last=False).describe() and "ragged" not in Recipe().describe()
 
 
 def test_translate_moves_whole_pixels() -> None:

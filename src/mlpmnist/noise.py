@@ -130,14 +130,16 @@ def noise_scale_during_training(
     holdout: int = 5000,
     train_limit: int | None = None,
     threads: int | None = None,
+    drop_last: bool = True,
 ) -> pd.DataFrame:
     """B_simple of the training loss at several epochs of one plain-SGD run.
 
-    Trains with ``train`` (batch ``batch_size``, constant ``lr``, one seed, validation holdout)
-    keeping snapshots after each epoch in ``epochs`` (0 = at initialisation), then estimates
-    the noise scale on the training split at each snapshot. Returns one row per epoch:
-    epoch, val_acc, val_loss (NaN at 0), train_loss_full (mean CE over the training split) and
-    the ``NoiseScale`` fields; ``b_simple`` is in examples.
+    Trains with ``train`` (batch ``batch_size``, constant ``lr``, one seed, validation holdout,
+    only full batches unless ``drop_last`` is False, like the rest of the science) keeping
+    snapshots after each epoch in ``epochs`` (0 = at initialisation), then estimates the noise
+    scale on the training split at each snapshot. Returns one row per epoch: epoch, step (SGD
+    steps so far), val_acc, val_loss (NaN at 0), train_loss_full (mean CE over the training
+    split) and the ``NoiseScale`` fields; ``b_simple`` is in examples.
     """
     epochs = sorted(set(epochs))
     if not epochs or epochs[0] < 0:
@@ -152,11 +154,14 @@ def noise_scale_during_training(
         train_limit=train_limit,
         threads=threads,
         device="cpu",
+        drop_last=drop_last,
     )
     data = data if data is not None else mdata.load()
     result = train(config, data, progress=False, verbose=False, snapshot_epochs=epochs)
     h = result.history.set_index("epoch")
     train_split, _ = split_train(data.train, config)
+    n, B = len(train_split), batch_size
+    steps_per_epoch = n // B if drop_last else math.ceil(n / B)
     gen = torch.Generator().manual_seed(seed + 1)
     rows = []
     with torch_threads(threads):
@@ -174,7 +179,7 @@ def noise_scale_during_training(
             rows.append(
                 {
                     "epoch": e,
-                    "step": e * math.ceil(len(train_split) / batch_size),
+                    "step": e * steps_per_epoch,
                     "val_acc": float(h.loc[e, "val_acc"]) if e in h.index else float("nan"),
                     "val_loss": float(h.loc[e, "val_loss"]) if e in h.index else float("nan"),
                     "train_loss_full": full,

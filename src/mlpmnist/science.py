@@ -14,18 +14,21 @@ measure what the literature measures:
   more epochs and (optionally) random translations of the training images.
 
 The gradient noise scale lives in ``noise.py``; the ``plot_*`` functions at the end draw the
-figures (matplotlib) and save them as PNGs.
+figures (a ``matplotlib.figure.Figure`` each; save them with ``plots.save``).
+
+Every training loop here takes only full batches (``drop_last``): n // B steps an epoch, each
+of exactly B examples. The reference study (``run.ipynb``) keeps the remainder as a smaller last
+batch, like the original DataLoader.
 Accuracies are fractions in [0, 1], losses mean cross-entropy in nats, times in seconds.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -124,23 +127,21 @@ def tune_lr(
     threads: int | None = None,
     device: str = "cpu",
     progress: bool = False,
-    full_batches: bool = False,
+    drop_last: bool = True,
 ) -> pd.DataFrame:
     """Train every (batch size, lr, seed) for a fixed budget of ``epochs`` with plain SGD.
 
     One ``train`` call per batch size runs its lr x seed grid in lockstep. Returns the
     concatenated histories (one row per replica and epoch; columns of ``train``'s history plus
     ``batch_size``). Replicas that diverge stop there and keep a row with ``diverged=True``.
-    ``full_batches`` trains each batch size on ``full_batch_data`` (every batch full; the
-    validation split unchanged): ``train`` ends each epoch with the ragged remainder, e.g.
-    10 images at batch 90 of 55,000, and at a large lr that one noisy step right before the
-    evaluation can cost many points of accuracy.
+    ``drop_last`` (the default) leaves out each epoch's ragged remainder (e.g. 10 of 55,000
+    images at batch 90), so every step has the batch size it claims: at a large lr that one
+    small, noisy step right before the evaluation can otherwise cost many points of accuracy.
     """
     batch_sizes = _check_positive_ints("batch_sizes", batch_sizes)
     data = data if data is not None else mdata.load()
     frames = []
     for b in batch_sizes:
-        d = full_batch_data(data, b, holdout, train_limit) if full_batches else data
         config = grid_config(
             b,
             lrs,
@@ -150,33 +151,15 @@ def tune_lr(
             train_limit=train_limit,
             threads=threads,
             device=device,
+            drop_last=drop_last,
         )
-        result = train(config, d, progress=False, verbose=False)
+        result = train(config, data, progress=False, verbose=False)
         h = result.history
         h.insert(0, "batch_size", b)
         frames.append(h)
         if progress:
             print(f"tune_lr: batch {b:>4}: {len(config.seeds)} replicas, {result.seconds:.1f} s", flush=True)
     return pd.concat(frames, ignore_index=True)
-
-
-def full_batch_data(
-    data: mdata.MNIST, batch_size: int, holdout: int = HOLDOUT, train_limit: int | None = None
-) -> mdata.MNIST:
-    """``data`` without the last ``n % batch_size`` training images before the holdout.
-
-    With the same ``holdout`` and ``train_limit``, ``split_train`` then gives the same
-    validation split and a training split of whole batches. Returns a new ``MNIST``
-    (views, no copies of the kept rows beyond one concatenation).
-    """
-    train_all = data.train if train_limit is None else data.train.head(train_limit)
-    n = len(train_all) - holdout
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be in [1, {n}]; got {batch_size!r}")
-    keep = n - n % batch_size
-    x = torch.cat([train_all.x[:keep], train_all.x[n:]])
-    y = torch.cat([train_all.y[:keep], train_all.y[n:]])
-    return mdata.MNIST(train=mdata.Split(x, y), test=data.test, root=data.root)
 
 
 def final_rows(history: pd.DataFrame) -> pd.DataFrame:
@@ -305,15 +288,16 @@ def train_to_target(
     """Plain SGD at constant lr until validation accuracy reaches ``target``, evaluated often.
 
     Every (seed, lr) pair is one replica of a ``StackedEngine`` (same init and batch order as
-    ``train`` for that seed). Validation accuracy is measured after the steps given by
-    ``eval_steps`` (geometric, ratio ``eval_ratio``, from the step where ``eval_from_examples``
-    images have been seen). A replica stops once it has reached the target, or diverged, or
-    after ``max_epochs`` epochs, or (``race``, with several lrs) once its lr can no longer have
-    the fewest median steps over seeds (``steps_table``'s choice): the median of the steps
-    reached so far, with the current step standing in for the seeds not there yet, is a lower
-    bound, and it already exceeds another lr's settled median. Its steps are then NaN, as for
-    a replica that never reached the target. Returns one row per replica and evaluation: batch_size, seed,
-    lr, step, examples (step * batch_size), epoch (fractional), val_loss, val_acc, seconds
+    ``train`` for that seed with ``drop_last=True``: only full batches, n // B steps an epoch).
+    Validation accuracy is measured after the steps given by ``eval_steps`` (geometric, ratio
+    ``eval_ratio``, from the step where ``eval_from_examples`` images have been seen). A
+    replica stops once it has reached the target, or diverged, or after ``max_epochs`` epochs,
+    or (``race``, with several lrs) once its lr can no longer have the fewest median steps
+    over seeds (``steps_table``'s choice): the median of the steps reached so far, with the
+    current step standing in for the seeds not there yet, is a lower bound, and it already
+    exceeds another lr's settled median. Its steps are then NaN, as for a replica that never
+    reached the target. Returns one row per replica and evaluation: batch_size, seed, lr,
+    step, examples (step * batch_size), epoch (fractional), val_loss, val_acc, seconds
     (wall time since the start, evaluations included).
     """
     if not 0 < target <= 1:
@@ -601,6 +585,8 @@ class Recipe:
 
     ``max_shift``: random translations of every training image by up to that many pixels in
     each direction, drawn afresh each time the image is used (0 = no augmentation).
+    ``drop_last``: every epoch takes only full batches (n // B steps), as the rest of the
+    science does; False ends it with the remainder as a smaller batch, like the reference.
     """
 
     batch_size: int = 128
@@ -610,6 +596,7 @@ class Recipe:
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     max_shift: int = 0
+    drop_last: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_shift, int) or not 0 <= self.max_shift <= 4:
@@ -625,15 +612,24 @@ class Recipe:
             momentum=self.momentum,
             weight_decay=self.weight_decay,
             schedule=self.schedule,
+            drop_last=self.drop_last,
             **kwargs,
         )
 
     def describe(self) -> str:
         aug = f", random shifts of up to {self.max_shift} px" if self.max_shift else ", no augmentation"
+        last = "" if self.drop_last else ", ragged last batch kept"
         return (
             f"batch {self.batch_size}, {self.epochs} epochs, SGD lr {self.lr:g} momentum {self.momentum:g}, "
-            f"weight decay {self.weight_decay:g}, {self.schedule} schedule{aug}"
+            f"weight decay {self.weight_decay:g}, {self.schedule} schedule{aug}{last}"
         )
+
+
+#: The reference study's recipe: plain SGD, lr 0.1, batch 90, 15 epochs (here, like every
+#: science recipe, on full batches only unless ``drop_last=False`` is set).
+REFERENCE_RECIPE = Recipe(
+    batch_size=90, epochs=15, lr=REFERENCE_LR, momentum=0.0, weight_decay=0.0, schedule="constant"
+)
 
 
 def train_tuned(
@@ -681,11 +677,12 @@ def train_tuned(
         index = _shift_index(recipe.max_shift, device_)
         n_shifts = (2 * recipe.max_shift + 1) ** 2
         n, B = len(Y), config.batch_size
-        steps = math.ceil(n / B)
+        steps = n // B if config.drop_last else math.ceil(n / B)
+        used = min(n, steps * B)
         total = steps * config.epochs
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
-            order = batch_order(gens, n).to(device_)
+            order = batch_order(gens, n).to(device_)[:, :used]
             shifts = torch.randint(n_shifts, order.shape, generator=aug_gen).to(device_)
             for s in range(steps):
                 sl = slice(s * B, (s + 1) * B)
@@ -714,248 +711,232 @@ def train_tuned(
 
 # --------------------------------------------------------------------------------------------
 # Figures
+#
+# Built like the figures module's: a ``matplotlib.figure.Figure`` (no pyplot), its style
+# ``plots.STYLE``, constrained layout. Save them with ``plots.save(fig, path)`` (PNG at
+# ``plots.DPI``); it clears the figure, so display it first.
 
 
-def _save(fig: object, path: str | os.PathLike | None) -> None:
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+@contextmanager
+def _styled_figure(width: float, height: float) -> Iterator[Figure]:
+    """A new figure; artists created inside the block take ``plots.STYLE``."""
+    import matplotlib as mpl
+
+    from . import plots
+
+    with mpl.rc_context(plots.STYLE):
+        yield plots._figure(width, height)
 
 
 def plot_lr_tuning(
     summary: pd.DataFrame,
     best: pd.DataFrame,
     scaling: dict[str, float] | None = None,
-    path: str | os.PathLike | None = None,
     reference_lr: float = REFERENCE_LR,
 ) -> Figure:
     """Three panels: validation accuracy vs lr per batch size (``lr_summary``); tuned lr vs
     batch size on log-log axes with the linear and square-root rules (anchored at the
     smallest batch size) and the fit; test accuracy at the tuned lr vs at ``reference_lr``.
-    Saved as a PNG at ``path`` when given. Returns the figure."""
-    import matplotlib.pyplot as plt
+    Returns the figure."""
+    from .plots import batch_colors
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
-    ax = axes[0]
-    cmap = plt.get_cmap("viridis")
-    sizes = sorted(summary["batch_size"].unique())
-    for k, b in enumerate(sizes):
-        g = summary[(summary["batch_size"] == b) & (summary["n_diverged"] == 0)].sort_values("lr")
-        ax.plot(
-            g["lr"],
-            100 * g["val_acc_mean"],
-            "o-",
-            ms=3,
-            color=cmap(k / max(1, len(sizes) - 1)),
-            label=f"B={b}",
-        )
-    ax.set_xscale("log")
-    ax.set_ylim(max(10.0, 100 * summary["val_acc_mean"].min() - 1), 100)
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("validation accuracy (%), mean over seeds")
-    ax.set_title("Validation accuracy vs lr (diverged lrs left out)")
-    ax.legend(fontsize=7, ncol=2)
+    with _styled_figure(17, 5.2) as fig:
+        axes = fig.subplots(1, 3)
+        ax = axes[0]
+        sizes = sorted(int(b) for b in summary["batch_size"].unique())
+        colors = batch_colors(sizes)
+        for b in sizes:
+            g = summary[(summary["batch_size"] == b) & (summary["n_diverged"] == 0)].sort_values("lr")
+            ax.plot(g["lr"], 100 * g["val_acc_mean"], "o-", ms=3, color=colors[b], label=f"B={b}")
+        ax.set_xscale("log")
+        ax.set_ylim(max(10.0, 100 * summary["val_acc_mean"].min() - 1), 100)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("validation accuracy (%), mean over seeds")
+        ax.set_title("Validation accuracy vs lr (diverged lrs left out)")
+        ax.legend(fontsize=7, ncols=2)
 
-    ax = axes[1]
-    b = best["batch_size"].to_numpy(float)
-    ax.plot(b, best["lr"], "o", label="best grid lr")
-    ax.plot(b, best["lr_interp"], "x", label="interpolated best lr")
-    b0, lr0 = b[0], float(best["lr_interp"].iloc[0])
-    ax.plot(b, lr0 * b / b0, "--", color="grey", label="linear rule lr ∝ B")
-    ax.plot(b, lr0 * np.sqrt(b / b0), ":", color="k", label="square-root rule lr ∝ √B")
-    if scaling is not None:
-        ax.plot(
-            b,
-            scaling["c"] * b ** scaling["slope"],
-            "-",
-            color="C3",
-            label=f"fit: slope {scaling['slope']:.2f}",
-        )
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_ylim(min(best["lr"].min(), lr0) / 3, max(best["lr"].max() * 3, 1.0))
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("tuned learning rate")
-    ax.set_title("Tuned lr vs batch size")
-    ax.legend(fontsize=8)
+        ax = axes[1]
+        b = best["batch_size"].to_numpy(float)
+        ax.plot(b, best["lr"], "o", label="best grid lr")
+        ax.plot(b, best["lr_interp"], "x", label="interpolated best lr")
+        b0, lr0 = b[0], float(best["lr_interp"].iloc[0])
+        ax.plot(b, lr0 * b / b0, "--", color="grey", label="linear rule lr ∝ B")
+        ax.plot(b, lr0 * np.sqrt(b / b0), ":", color="k", label="square-root rule lr ∝ √B")
+        if scaling is not None:
+            ax.plot(
+                b,
+                scaling["c"] * b ** scaling["slope"],
+                "-",
+                color="C3",
+                label=f"fit: slope {scaling['slope']:.2f}",
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_ylim(min(best["lr"].min(), lr0) / 3, max(best["lr"].max() * 3, 1.0))
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("tuned learning rate")
+        ax.set_title("Tuned lr vs batch size")
+        ax.legend(fontsize=8)
 
-    ax = axes[2]
-    ax.errorbar(
-        b,
-        100 * best["test_acc_mean"],
-        yerr=100 * best["test_acc_std"],
-        fmt="o-",
-        capsize=3,
-        label="tuned lr (chosen on validation)",
-    )
-    if best["ref_test_acc_mean"].notna().any():
+        ax = axes[2]
         ax.errorbar(
             b,
-            100 * best["ref_test_acc_mean"],
-            yerr=100 * best["ref_test_acc_std"],
-            fmt="s--",
+            100 * best["test_acc_mean"],
+            yerr=100 * best["test_acc_std"],
+            fmt="o-",
             capsize=3,
-            label=f"fixed lr = {reference_lr:g} (reference)",
+            label="tuned lr (chosen on validation)",
         )
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("test accuracy (%), mean ± std over seeds")
-    ax.set_title("Same epoch budget: tuned vs fixed lr")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+        if best["ref_test_acc_mean"].notna().any():
+            ax.errorbar(
+                b,
+                100 * best["ref_test_acc_mean"],
+                yerr=100 * best["ref_test_acc_std"],
+                fmt="s--",
+                capsize=3,
+                label=f"fixed lr = {reference_lr:g} (reference)",
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+        ax.set_title("Same epoch budget: tuned vs fixed lr")
+        ax.legend(fontsize=8)
     return fig
 
 
-def plot_steps_to_target(
-    table: pd.DataFrame,
-    scaling: Scaling | None,
-    target: float,
-    path: str | os.PathLike | None = None,
-) -> Figure:
+def plot_steps_to_target(table: pd.DataFrame, scaling: Scaling | None, target: float) -> Figure:
     """Steps to ``target`` vs batch size (log-log, median and min-max over seeds) with the
     perfect-scaling line through the smallest batch size, the fitted S(B) = s_min (1 + b_crit/B)
     and the ends of perfect scaling and of diminishing returns. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    t = table.dropna(subset=["steps"]).sort_values("batch_size")
-    b = t["batch_size"].to_numpy(float)
-    s = t["steps"].to_numpy(float)
-    ax.errorbar(
-        b,
-        s,
-        yerr=[s - t["steps_min"], t["steps_max"] - s],
-        fmt="o",
-        capsize=3,
-        label="measured (median, min-max over seeds)",
-    )
-    ax.plot(b, s[0] * b[0] / b, "--", color="grey", label="perfect scaling (steps ∝ 1/B)")
-    if scaling is not None:
-        bb = np.geomspace(b.min(), b.max(), 200)
-        ax.plot(
-            bb,
-            scaling.s_min * (1 + scaling.b_crit / bb),
-            "-",
-            color="C3",
-            label=f"fit S_min(1 + B_crit/B): B_crit ≈ {scaling.b_crit:.0f}",
+    with _styled_figure(8, 5.5) as fig:
+        ax = fig.add_subplot()
+        t = table.dropna(subset=["steps"]).sort_values("batch_size")
+        b = t["batch_size"].to_numpy(float)
+        s = t["steps"].to_numpy(float)
+        ax.errorbar(
+            b,
+            s,
+            yerr=[s - t["steps_min"], t["steps_max"] - s],
+            fmt="o",
+            capsize=3,
+            label="measured (median, min-max over seeds)",
         )
-        ax.axhline(scaling.s_min, color="C3", lw=0.8, ls=":")
-        ax.axvline(
-            scaling.perfect_end,
-            color="C2",
-            ls="-.",
-            label=f"perfect scaling ends ≈ {scaling.perfect_end:.0f}",
-        )
-        ax.axvline(
-            scaling.diminishing_end,
-            color="C1",
-            ls="-.",
-            label=f"diminishing returns end ≈ {scaling.diminishing_end:.0f}",
-        )
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel(f"SGD steps to {100 * target:g}% validation accuracy")
-    ax.set_title("Steps to target at each batch size's best lr")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+        ax.plot(b, s[0] * b[0] / b, "--", color="grey", label="perfect scaling (steps ∝ 1/B)")
+        if scaling is not None:
+            bb = np.geomspace(b.min(), b.max(), 200)
+            ax.plot(
+                bb,
+                scaling.s_min * (1 + scaling.b_crit / bb),
+                "-",
+                color="C3",
+                label=f"fit S_min(1 + B_crit/B): B_crit ≈ {scaling.b_crit:.0f}",
+            )
+            ax.axhline(scaling.s_min, color="C3", lw=0.8, ls=":")
+            ax.axvline(
+                scaling.perfect_end,
+                color="C2",
+                ls="-.",
+                label=f"perfect scaling ends ≈ {scaling.perfect_end:.0f}",
+            )
+            ax.axvline(
+                scaling.diminishing_end,
+                color="C1",
+                ls="-.",
+                label=f"diminishing returns end ≈ {scaling.diminishing_end:.0f}",
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(f"SGD steps to {100 * target:g}% validation accuracy")
+        ax.set_title("Steps to target at each batch size's best lr")
+        ax.legend(fontsize=8)
     return fig
 
 
-def plot_noise_scale(
-    noise: pd.DataFrame,
-    b_crit: float | None = None,
-    path: str | os.PathLike | None = None,
-) -> Figure:
+def plot_noise_scale(noise: pd.DataFrame, b_crit: float | None = None) -> Figure:
     """B_simple (and tr(Sigma), |G|^2) against the epoch of training, with the critical batch
     size from steps to target as a horizontal line. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    ok = noise[noise["grad_sq"] > 0]
-    ax = axes[0]
-    x = ok["epoch"].to_numpy(float)
-    ax.plot(x, ok["b_simple"], "o-", label="B_simple = tr(Σ)/|G|²")
-    if b_crit is not None and math.isfinite(b_crit):
-        ax.axhline(b_crit, color="C3", ls="--", label=f"critical batch from steps to target ≈ {b_crit:.0f}")
-    ax.axhline(900, color="grey", ls=":", label="McCandlish et al.: MNIST ≈ 900")
-    for _, r in ok.iterrows():
-        if math.isfinite(r["val_acc"]):
-            ax.annotate(
-                f"{100 * r['val_acc']:.1f}%",
-                (r["epoch"], r["b_simple"]),
-                fontsize=7,
-                textcoords="offset points",
-                xytext=(3, 5),
+    with _styled_figure(13, 5) as fig:
+        axes = fig.subplots(1, 2)
+        ok = noise[noise["grad_sq"] > 0]
+        ax = axes[0]
+        x = ok["epoch"].to_numpy(float)
+        ax.plot(x, ok["b_simple"], "o-", label="B_simple = tr(Σ)/|G|²")
+        if b_crit is not None and math.isfinite(b_crit):
+            ax.axhline(
+                b_crit, color="C3", ls="--", label=f"critical batch from steps to target ≈ {b_crit:.0f}"
             )
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch (labels: validation accuracy)")
-    ax.set_ylabel("examples")
-    ax.set_title("Gradient noise scale during training")
-    ax.legend(fontsize=8)
-    ax = axes[1]
-    ax.plot(noise["epoch"], noise["trace"], "o-", label="tr(Σ)")
-    ax.plot(ok["epoch"], ok["grad_sq"], "s-", label="|G|²")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_title("The two parts of the ratio")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+        ax.axhline(900, color="grey", ls=":", label="McCandlish et al.: MNIST ≈ 900")
+        for _, r in ok.iterrows():
+            if math.isfinite(r["val_acc"]):
+                ax.annotate(
+                    f"{100 * r['val_acc']:.1f}%",
+                    (r["epoch"], r["b_simple"]),
+                    fontsize=8,
+                    textcoords="offset points",
+                    xytext=(3, 5),
+                )
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch (labels: validation accuracy)")
+        ax.set_ylabel("examples")
+        ax.set_title("Gradient noise scale during training")
+        ax.legend(fontsize=8)
+        ax = axes[1]
+        ax.plot(noise["epoch"], noise["trace"], "o-", label="tr(Σ)")
+        ax.plot(ok["epoch"], ok["grad_sq"], "s-", label="|G|²")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title("The two parts of the ratio")
+        ax.legend(fontsize=8)
     return fig
 
 
 def plot_tuned(
     tuned: pd.DataFrame,
     reference: pd.DataFrame | None = None,
-    path: str | os.PathLike | None = None,
     label: str = "tuned recipe",
     reference_label: str = "reference: plain SGD, lr 0.1, batch 90",
 ) -> Figure:
     """Test (dotted: validation) accuracy per epoch, mean ± std over seeds, of the tuned recipe
     and of a reference history when given; final test accuracy per seed on the right.
     Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 1]})
-    runs = [(h, name, f"C{k}") for k, (h, name) in enumerate(((tuned, label), (reference, reference_label)))]
-    runs = [r for r in runs if r[0] is not None]
-    finals = []
-    ax = axes[0]
-    for h, name, c in runs:
-        ok = h[~h["diverged"]]
-        g = ok.groupby("epoch")["test_acc"]
-        m, sd = 100 * g.mean(), 100 * g.std().fillna(0)
-        ax.plot(m.index, m, "-", color=c, label=f"{name}: test")
-        ax.fill_between(m.index, m - sd, m + sd, color=c, alpha=0.2)
-        if "val_acc" in ok.columns:
-            ax.plot(
-                m.index,
-                100 * ok.groupby("epoch")["val_acc"].mean(),
-                ":",
-                color=c,
-                label=f"{name}: validation",
+    with _styled_figure(13, 5) as fig:
+        axes = fig.subplots(1, 2, width_ratios=[3, 1])
+        runs = [
+            (h, name, f"C{k}") for k, (h, name) in enumerate(((tuned, label), (reference, reference_label)))
+        ]
+        runs = [r for r in runs if r[0] is not None]
+        finals = []
+        ax = axes[0]
+        for h, name, c in runs:
+            ok = h[~h["diverged"]]
+            g = ok.groupby("epoch")["test_acc"]
+            m, sd = 100 * g.mean(), 100 * g.std().fillna(0)
+            ax.plot(m.index, m, "-", color=c, label=f"{name}: test")
+            ax.fill_between(m.index, m - sd, m + sd, color=c, alpha=0.2)
+            if "val_acc" in ok.columns:
+                ax.plot(
+                    m.index,
+                    100 * ok.groupby("epoch")["val_acc"].mean(),
+                    ":",
+                    color=c,
+                    label=f"{name}: validation",
+                )
+            finals.append(100 * final_rows(ok)["test_acc"])
+        lo = min(95.0, min(float(f.mean()) for f in finals) - 1.0)
+        ax.axhline(98.0, color="grey", ls="--", lw=0.8, label="98%")
+        ax.set_ylim(lo, 99.2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%), mean ± std over seeds")
+        ax.legend(fontsize=8, loc="lower right")
+        ax = axes[1]
+        for k, ((_, _, c), f) in enumerate(zip(runs, finals)):
+            ax.plot(np.full(len(f), k), f, "o", color=c, alpha=0.6)
+            ax.errorbar(
+                [k + 0.25], [f.mean()], yerr=[f.std() if len(f) > 1 else 0.0], fmt="s", color=c, capsize=4
             )
-        finals.append(100 * final_rows(ok)["test_acc"])
-    lo = min(95.0, min(float(f.mean()) for f in finals) - 1.0)
-    ax.axhline(98.0, color="grey", ls="--", lw=0.8, label="98%")
-    ax.set_ylim(lo, 99.2)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%), mean ± std over seeds")
-    ax.legend(fontsize=8, loc="lower right")
-    ax = axes[1]
-    for k, ((_, _, c), f) in enumerate(zip(runs, finals)):
-        ax.plot(np.full(len(f), k), f, "o", color=c, alpha=0.6)
-        ax.errorbar(
-            [k + 0.25], [f.mean()], yerr=[f.std() if len(f) > 1 else 0.0], fmt="s", color=c, capsize=4
-        )
-    ax.axhline(98.0, color="grey", ls="--", lw=0.8)
-    ax.set_xlim(-0.5, len(runs) - 0.2)
-    ax.set_xticks(range(len(runs)), ["tuned", "reference"][: len(runs)])
-    ax.set_ylabel("final test accuracy (%): seeds, mean ± std")
-    fig.tight_layout()
-    _save(fig, path)
+        ax.axhline(98.0, color="grey", ls="--", lw=0.8)
+        ax.set_xlim(-0.5, len(runs) - 0.2)
+        ax.set_xticks(range(len(runs)), ["tuned", "reference"][: len(runs)])
+        ax.set_ylabel("final test accuracy (%): seeds, mean ± std")
     return fig
