@@ -116,20 +116,30 @@ class StackedEngine:
         return picked.view(R, B), pred
 
     @torch.no_grad()
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """Last hidden layer's activations for shared inputs ``x`` [N, 784]: [R, N, hidden]."""
+    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every hidden layer's activations (after ReLU) for shared inputs ``x`` [N, 784]:
+        one [R, N, hidden_i] tensor per hidden layer."""
         R, (n, d) = self.n_replicas, x.shape
         # One GEMM for the widest layer: [N, 784] @ [784, R*64] instead of R expanded copies of x.
         W0 = self.W[0].permute(1, 0, 2).reshape(d, -1)
         h = (x @ W0).view(n, R, -1).transpose(0, 1).add_(self.b[0]).relu_()
-        for W, b in zip(self.W[1:-1], self.b[1:-1]):
-            h = torch.baddbmm(b, h, W).relu_()
-        return h
+        acts = [h]
+        for W, b in zip(self.W[1:-1], self.b[1:-1], strict=True):
+            acts.append(torch.baddbmm(b, acts[-1], W).relu_())
+        return acts
 
     @torch.no_grad()
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits [R, N, 10] from the last hidden layer's activations ``h`` [R, N, hidden]."""
+        return torch.baddbmm(self.b[-1], h, self.W[-1])
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """Last hidden layer's activations for shared inputs ``x`` [N, 784]: [R, N, hidden]."""
+        return self.activations(x)[-1]
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for shared inputs ``x`` [N, 784]: [R, N, 10]."""
-        return torch.baddbmm(self.b[-1], self.hidden(x), self.W[-1])
+        return self.head(self.hidden(x))
 
     def keep(self, mask: torch.Tensor) -> None:
         """Drop the replicas where ``mask`` [R] is false (diverged ones)."""
@@ -186,12 +196,25 @@ class ReferenceEngine:
         return torch.stack(picked), torch.stack(pred)
 
     @torch.no_grad()
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m.features(x) for m in self.models])
+    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        per_model = []
+        for m in self.models:
+            h, acts = x, []
+            for layer in m.layers[:-1]:
+                h = torch.relu(layer(h))
+                acts.append(h)
+            per_model.append(acts)
+        return [torch.stack(layer) for layer in zip(*per_model, strict=True)]
 
     @torch.no_grad()
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m.layers[-1](h[r]) for r, m in enumerate(self.models)])
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activations(x)[-1]
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(x) for m in self.models])
+        return self.head(self.hidden(x))
 
     def keep(self, mask: torch.Tensor) -> None:
         idx = mask.nonzero().flatten().tolist()
@@ -208,14 +231,34 @@ ENGINES = {"fast": StackedEngine, "reference": ReferenceEngine}
 @torch.no_grad()
 def evaluate(
     engine: StackedEngine | ReferenceEngine, x: torch.Tensor, y: torch.Tensor, chunk: int = 10_000
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy (nats) and accuracy (fraction in [0, 1]) per replica, each [R]."""
-    loss = torch.zeros(engine.n_replicas, dtype=torch.float64, device=x.device)
-    correct = torch.zeros(engine.n_replicas, dtype=torch.int64, device=x.device)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per replica on (``x``, ``y``): mean cross-entropy (nats) [R], accuracy (fraction in
+    [0, 1]) [R], and the fraction of dead units of each hidden layer [R, L] (a unit is dead
+    when its ReLU output is zero on every example of ``x``)."""
+    R = engine.n_replicas
+    loss = torch.zeros(R, dtype=torch.float64, device=x.device)
+    correct = torch.zeros(R, dtype=torch.int64, device=x.device)
+    alive: list[torch.Tensor] | None = None
     for start in range(0, len(y), chunk):
         xs, ys = x[start : start + chunk], y[start : start + chunk]
-        z = engine.logits(xs)
+        acts = engine.activations(xs)
+        z = engine.head(acts[-1])
+        active = [a.amax(1) > 0 for a in acts]  # [R, h] per layer
+        alive = active if alive is None else [p | q for p, q in zip(alive, active, strict=True)]
         target = ys.expand(z.shape[0], -1)
         loss += F.cross_entropy(z.transpose(1, 2), target, reduction="none").sum(1).double()
         correct += (z.argmax(2) == target).sum(1)
-    return (loss / len(y)).float(), correct.double().div(len(y)).float()
+    assert alive is not None, "evaluate needs at least one example"
+    dead = torch.stack([1.0 - a.float().mean(1) for a in alive], 1)
+    return (loss / len(y)).float(), correct.double().div(len(y)).float(), dead
+
+
+@torch.no_grad()
+def weight_norms(engine: StackedEngine | ReferenceEngine) -> torch.Tensor:
+    """Frobenius norm of each layer's weight matrix (biases excluded), per replica: [R, L + 1]."""
+    return torch.stack(
+        [
+            torch.stack([sd[f"layers.{i}.weight"].norm() for i in range(len(sd) // 2)])
+            for sd in engine.state_dicts()
+        ]
+    )

@@ -35,6 +35,15 @@ class MLP(nn.Module):
                 bound = 1.0 / math.sqrt(layer.in_features)
                 nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
+    @classmethod
+    def from_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> MLP:
+        """An ``MLP`` in eval mode holding ``state_dict`` (its layer sizes read from the weights)."""
+        n = len(state_dict) // 2
+        sizes = [state_dict[f"layers.{i}.weight"].shape for i in range(n)]
+        model = cls(tuple(s[0] for s in sizes[:-1]), n_in=sizes[0][1], n_out=sizes[-1][0])
+        model.load_state_dict(state_dict)
+        return model.eval()
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Activations of the last hidden layer, [N, hidden[-1]] (after ReLU)."""
         for layer in self.layers[:-1]:

@@ -36,11 +36,10 @@ import pandas as pd
 import torch
 
 from . import data as mdata
+from .batching import batch_order, gather_batch
 from .engine import StackedEngine, evaluate
 from .train import (
     TrainConfig,
-    batch_order,
-    gather_batch,
     init_models,
     lr_factor,
     resolve_device,
@@ -349,7 +348,7 @@ def train_to_target(
                 if step != checks[next_check]:
                     continue
                 next_check += 1
-                loss, acc = evaluate(engine, xv, yv)
+                loss, acc, _ = evaluate(engine, xv, yv)
                 secs = time.perf_counter() - t0
                 keep = []
                 for j, i in enumerate(alive):
@@ -692,7 +691,7 @@ def train_tuned(
             seconds = time.perf_counter() - t0
             metrics = {}
             for name, split in evals.items():
-                loss, acc = evaluate(engine, split.x, split.y)
+                loss, acc, _ = evaluate(engine, split.x, split.y)
                 metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
             for j, seed in enumerate(seeds):
                 row = {"seed": seed, "lr": recipe.lr, "epoch": epoch}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from . import data as mdata
+from .batching import batch_order, batches, gather_batch
 from .engine import ENGINES, evaluate
 from .model import MLP
 
@@ -198,11 +199,6 @@ def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
     return [MLP(config.hidden, generator=g) for g in gens], gens
 
 
-def batch_order(gens: Sequence[torch.Generator], n: int) -> torch.Tensor:
-    """One fresh permutation of range(n) per generator: [R, n] int64 (on the CPU)."""
-    return torch.stack([torch.randperm(n, generator=g) for g in gens])
-
-
 @dataclass
 class TrainResult:
     """``history``: one row per replica per finished epoch (see ``train``). ``state_dicts``:
@@ -292,7 +288,7 @@ def train(
             Yo = Y[order]  # labels in batch order, [R, used]
             lr_alive = lrs[alive]
             picked, preds = [], []
-            for s, (idx, yb) in enumerate(_batches(order, Yo, B)):
+            for s, (idx, yb) in enumerate(batches(order, Yo, B)):
                 factor = lr_factor(config.schedule, (epoch - 1) * steps + s, total)
                 lr = config.lrs[0] * factor if shared_lr else lr_alive * factor
                 lp, pred = engine.step(gather_batch(X, pixels, idx), yb, lr)
@@ -303,7 +299,7 @@ def train(
             metrics = {"train_loss": train_loss.tolist(), "train_acc": train_acc.tolist()}
             t_eval = time.perf_counter()
             for name, split in evals.items():
-                loss, acc = evaluate(engine, split.x, split.y)
+                loss, acc, _ = evaluate(engine, split.x, split.y)
                 metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
             seconds = t_eval - t0
             eval_seconds = time.perf_counter() - t_eval
@@ -347,26 +343,6 @@ def train(
         device=str(device),
         seconds=time.perf_counter() - t_start,
     )
-
-
-def _batches(order: torch.Tensor, Yo: torch.Tensor, B: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(indices [R, b], labels [R, b]) per step: full batches, then the remainder if any."""
-    R, n = order.shape
-    full = n // B
-    # One copy per epoch makes every full batch a contiguous [R, B] block.
-    blocks = order[:, : full * B].view(R, full, B).transpose(0, 1).contiguous()
-    labels = Yo[:, : full * B].view(R, full, B).transpose(0, 1).contiguous()
-    for s in range(full):
-        yield blocks[s], labels[s]
-    if full * B < n:
-        yield order[:, full * B :], Yo[:, full * B :]
-
-
-def gather_batch(X: torch.Tensor, pixels: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
-    """Rows ``idx`` [R, b] of X as [R, b, features], read from uint8 pixels when exact."""
-    flat = idx.reshape(-1)
-    rows = X.index_select(0, flat) if pixels is None else mdata.scale(pixels.index_select(0, flat))
-    return rows.view(*idx.shape, -1)
 
 
 def _by_replica(state_dicts: list[dict], alive: list[int], n: int) -> list[dict | None]:
