@@ -1,29 +1,51 @@
-# Two commands: `make study` (the main job) and `make test`. Both build .venv on first use.
+# mlpmnist: `make help` lists the targets. Every target builds .venv on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: study test lint bench figures clean
+.DEFAULT_GOAL := help
+.PHONY: help study science test test-fast lint format typecheck bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q -e .
 	touch $@
 
-# The study: run.ipynb executed by papermill into results/run.ipynb (sweep, tables, figures).
-study: $(STAMP)
+study: $(STAMP) ## run.ipynb by papermill -> results/run.ipynb, then run.ipynb, media/ and the README table
 	mkdir -p results
 	$(VENV)/bin/papermill run.ipynb results/run.ipynb --cwd . --kernel python3
+	cp results/run.ipynb run.ipynb
+	$(PY) -m mlpmnist.report media/study_summary.csv README.md
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+science: $(STAMP) ## notebooks/batch_science.ipynb (full run, ~15 min) -> results/science/, then the committed copy
+	mkdir -p results/science
+	$(VENV)/bin/papermill notebooks/batch_science.ipynb results/science/batch_science.ipynb -p threads 1 --kernel python3
+	cp results/science/batch_science.ipynb notebooks/batch_science.ipynb
+
+test: lint typecheck ## lint, type check and the whole test suite (real MNIST: set MLPMNIST_DATA)
 	$(VENV)/bin/pytest -q
 
-bench: $(STAMP)
-	$(PY) bench/bench_engine.py
+test-fast: $(STAMP) ## the tests not marked slow (under a minute)
+	$(VENV)/bin/pytest -q -m "not slow"
 
-clean:
+lint: $(STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## ruff format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: $(STAMP) ## mypy on src/
+	$(VENV)/bin/mypy
+
+bench: $(STAMP) ## speed targets: engine vs the original loop, GFLOP/s, study wall time
+	$(PY) bench/run.py
+
+clean: ## remove results/ (the study's working files)
 	rm -rf results

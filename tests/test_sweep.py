@@ -1,8 +1,11 @@
+"""The papermill sweep on real MNIST: grids, resume, isolation, concurrency, Dask and process death."""
+
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -10,126 +13,52 @@ import nbformat
 import papermill as pm
 import pytest
 
-from mlpmnist import results, sweep
+from mlpmnist import TrainConfig, experiment, results, sweep
+
+pytestmark = pytest.mark.slow
 
 SMALL = dict(epochs=1, seeds=(0, 1), train_limit=3000, threads=1)
 
 
-def test_small_sweep_end_to_end_and_tidy_results(tmp_path):
-    cfg = sweep.SweepConfig(batch_sizes=(90, 128), workers=2, results_dir=tmp_path, **SMALL)
+def small_sweep(root, grid, notebook=None, **kw) -> sweep.SweepConfig:
+    base = TrainConfig(**{**SMALL, **kw.pop("base", {})})
+    return sweep.SweepConfig(base=base, grid=grid, results_dir=root, notebook=notebook, **kw)
+
+
+def statuses(outcome) -> list[str]:
+    return outcome.table["status"].tolist()
+
+
+def test_grid_sweep_keeps_both_lrs_skips_reruns_and_reruns_only_changes(tmp_path):
+    cfg = small_sweep(tmp_path, {"batch_size": [100], "lr": [0.05, 0.1]})
     out = sweep.run_sweep(cfg, progress=False)
-    assert not out.failed and out.table["status"].tolist() == ["done", "done"]
-    for bs in (90, 128):
-        nb = nbformat.read(sweep.notebook_path(tmp_path, bs), as_version=4)
+    assert statuses(out) == ["done", "done"] and not out.failed
+    df = out.frame()
+    assert sorted(df["lr"].unique()) == [0.05, 0.1] and df.groupby("lr")["seed"].nunique().tolist() == [2, 2]
+    for key in out.keys:
+        nb = nbformat.read(results.path(tmp_path, "notebooks", key), as_version=4)
         assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
-        assert set(results.load_models(results.models_path(tmp_path, bs))) == {0, 1}
-        assert sweep.log_path(tmp_path, bs).is_file()  # the kernel's stderr, kept out of ours
-    df = results.load(tmp_path)
-    assert len(df) == 2 * 2 * 1
-    assert df.groupby("batch_size")["seed"].nunique().tolist() == [2, 2]
-    assert df["test_acc"].between(0.3, 1.0).all()
-    s = results.summary(df)
-    assert s["batch_size"].tolist() == [90, 128] and (s["n_seeds"] == 2).all()
-    assert (s["test_acc_ci95"] > 0).all() and (s["best_epoch"] == 1).all()
-    # The same sweep again does nothing.
-    again = sweep.run_sweep(cfg, progress=False)
-    assert again.table["status"].tolist() == ["skipped", "skipped"]
-    # A changed config is not the same experiment.
-    changed = sweep.SweepConfig(batch_sizes=(90,), workers=1, results_dir=tmp_path, **{**SMALL, "epochs": 2})
-    assert not sweep.is_done(tmp_path, changed.experiment(90))
-    # The figures command draws everything, the model figures from the batch-90 weights.
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlpmnist",
-            "figures",
-            "--results",
-            str(tmp_path),
-            "--media",
-            str(tmp_path / "media"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 0, p.stderr
-    pngs = sorted(f.name for f in (tmp_path / "media").glob("*.png"))
-    assert {"accuracy_vs_epoch.png", "predictions_last10.png", "confusion_matrix.png"} <= set(pngs)
-    assert all((tmp_path / "media" / f).stat().st_size > 10_000 for f in pngs)
+        assert key in "".join(str(o) for c in nb.cells for o in c.get("outputs", []))
+        assert set(results.load_models(results.path(tmp_path, "models", key))) == {0, 1}
+        log = results.path(tmp_path, "logs", key).read_text()
+        assert "WARNING" in log  # the kernel's own start-up warning is here, not in the notebook
+        assert "WARNING" not in json.dumps(nb.dict())
+    assert statuses(sweep.run_sweep(cfg, progress=False)) == ["skipped", "skipped"]
+    # Change one field of one grid point: only that experiment runs.
+    changed = small_sweep(tmp_path, {"batch_size": [100], "lr": [0.05, 0.2]})
+    again = sweep.run_sweep(changed, progress=False)
+    assert statuses(again) == ["skipped", "done"]
+    assert len(results.load(tmp_path)["key"].unique()) == 3
+    assert set(again.frame()["lr"]) == {0.05, 0.2}  # the sweep's own experiments only
 
 
-def test_killed_sweep_loses_nothing_and_resumes(tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlpmnist",
-        "sweep",
-        "--batch-sizes",
-        "100",
-        "200",
-        "300",
-        "--epochs",
-        "1",
-        "--seeds",
-        "0",
-        "--train-limit",
-        "3000",
-        "--threads",
-        "1",
-        "--workers",
-        "1",
-        "--no-progress",
-        "--results",
-        str(tmp_path),
-    ]
-    proc = subprocess.Popen(
-        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    runs = tmp_path / results.RUNS_DIR
-    deadline = time.time() + 240
-    while time.time() < deadline and not (runs.is_dir() and list(runs.glob("*.json"))):
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    finished = sorted(runs.glob("*.json"))
-    assert finished, "no experiment finished before the deadline"
-    # Everything visible is complete; partial files, if any, are hidden temporaries.
-    for p in tmp_path.rglob("*"):
-        if p.is_file() and not p.name.startswith("."):
-            if p.suffix == ".json":
-                results.read_record(p)
-            elif p.suffix == ".ipynb":
-                nbformat.read(p, as_version=4)
-    before = {p.name: p.stat().st_mtime_ns for p in finished}
-    cfg = sweep.SweepConfig(
-        batch_sizes=(100, 200, 300),
-        workers=1,
-        results_dir=tmp_path,
-        epochs=1,
-        seeds=(0,),
-        train_limit=3000,
-        threads=1,
-    )
-    out = sweep.run_sweep(cfg, progress=False)
-    status = dict(zip(out.table["batch_size"], out.table["status"]))
-    assert not out.failed and set(status.values()) <= {"done", "skipped"}
-    assert sum(v == "skipped" for v in status.values()) >= len([n for n in before if n.endswith(".json")]) - 1
-    for name, mtime in before.items():
-        bs = int(name[5:9])
-        if sweep.notebook_path(tmp_path, bs).is_file() and status[bs] == "skipped":
-            assert (runs / name).stat().st_mtime_ns == mtime
-    assert len(results.load(tmp_path)) == 3
-
-
-def failing_notebook(tmp_path: Path, bad_batch: int) -> Path:
-    nb = nbformat.read(sweep.default_notebook(), as_version=4)
+def failing_notebook(tmp_path: Path, bad_lr: float) -> Path:
+    nb = nbformat.read(experiment.notebook_path(), as_version=4)
     i = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     nb.cells.insert(
         i + 1,
         nbformat.v4.new_code_cell(
-            f"if batch_size == {bad_batch}:\n    raise RuntimeError('experiment {bad_batch} broke')"
+            f"if config['lr'] == {bad_lr}:\n    raise RuntimeError('experiment {bad_lr} broke')"
         ),
     )
     path = tmp_path / "nb" / "experiment.ipynb"
@@ -138,60 +67,237 @@ def failing_notebook(tmp_path: Path, bad_batch: int) -> Path:
     return path
 
 
-def test_one_failing_experiment_is_isolated(tmp_path):
-    nb = failing_notebook(tmp_path, 128)
+def test_one_failing_experiment_is_isolated_and_retried(tmp_path):
+    nb = failing_notebook(tmp_path, 0.2)
     res = tmp_path / "res"
-    cfg = sweep.SweepConfig(batch_sizes=(64, 128, 256), workers=2, results_dir=res, notebook=nb, **SMALL)
+    cfg = small_sweep(res, {"batch_size": [100], "lr": [0.05, 0.2, 0.1]}, notebook=nb)
     out = sweep.run_sweep(cfg, progress=False)
-    assert list(out.failed) == [128] and "experiment 128 broke" in out.failed[128]
-    status = dict(zip(out.table["batch_size"], out.table["status"]))
-    assert status == {64: "done", 128: "failed", 256: "done"}
-    failure = json.loads(sweep.failure_path(res, 128).read_text())
-    assert "experiment 128 broke" in failure["error"]
-    assert sweep.notebook_path(res, 128).is_file()  # the executed notebook shows where it broke
-    # A rerun retries only the failed one.
-    again = sweep.run_sweep(cfg, progress=False)
-    assert dict(zip(again.table["batch_size"], again.table["status"])) == status | {
-        64: "skipped",
-        256: "skipped",
-    }
+    bad = TrainConfig(**{**SMALL, "batch_size": 100, "lr": 0.2, "threads": 1}).key()
+    assert list(out.failed) == [bad] and "experiment 0.2 broke" in out.failed[bad]
+    assert statuses(out) == ["done", "failed", "done"]
+    assert "experiment 0.2 broke" in json.loads(results.path(res, "failed", bad).read_text())["error"]
+    assert results.path(res, "notebooks", bad).is_file()  # the executed notebook shows where it broke
+    assert not (res / ".scratch").exists() or not any((res / ".scratch").iterdir())
+    assert statuses(sweep.run_sweep(cfg, progress=False)) == ["skipped", "failed", "skipped"]
 
 
-def test_bad_parameter_through_papermill_gives_package_error(tmp_path):
+def test_typo_in_a_notebook_parameter_is_refused(tmp_path):
     with pytest.raises(pm.PapermillExecutionError) as e:
         pm.execute_notebook(
-            str(sweep.default_notebook()),
+            str(experiment.notebook_path()),
             str(tmp_path / "out.ipynb"),
-            parameters={"batch_size": 0, "out_dir": str(tmp_path)},
+            parameters={"batchsize": 32, "results_dir": str(tmp_path)},
             kernel_name="python3",
             progress_bar=False,
         )
-    assert e.value.ename == "ValueError" and "batch_size must be an integer in [1, 60000]" in e.value.evalue
+    assert e.value.ename == "ValueError"
+    assert "unknown experiment parameter 'batchsize' (did you mean 'batch_size'?)" in e.value.evalue
+    assert "valid: config, data_dir, results_dir" in e.value.evalue
     assert not (tmp_path / "runs").exists()
 
 
-def test_sweep_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="batch_size must be"):
-        sweep.SweepConfig(batch_sizes=(8, 0))
-    with pytest.raises(ValueError, match="workers must be"):
-        sweep.SweepConfig(workers=0)
-    with pytest.raises(ValueError, match="batch_sizes must be"):
-        sweep.SweepConfig(batch_sizes=(8, 8))
-    with pytest.raises(ValueError, match="batch_sizes must be a list"):
-        sweep.SweepConfig(batch_sizes="[8, 16]")  # papermill -p passes a string
-    with pytest.raises(ValueError, match="seeds must be"):
-        sweep.SweepConfig(seeds="[0, 1]")
+def test_notebook_by_hand_takes_fields_directly(tmp_path):
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(
+        str(experiment.notebook_path()),
+        str(out),
+        parameters={
+            "batch_size": 250,
+            "seeds": "0-1",
+            "epochs": 1,
+            "train_limit": 2000,
+            "results_dir": str(tmp_path),
+        },
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    key = TrainConfig(batch_size=250, seeds=(0, 1), epochs=1, train_limit=2000).key()
+    assert results.read_record(results.path(tmp_path, "runs", key))["config"]["batch_size"] == 250
 
 
-def test_dask_local_cluster(tmp_path):
+def test_two_sweeps_at_once_share_one_directory(tmp_path):
+    # Both sweeps contain batch 100, lr 0.1; each has one experiment of its own.
+    a = small_sweep(tmp_path, {"batch_size": [100], "lr": [0.1, 0.05]}, workers=1)
+    b = small_sweep(tmp_path, {"batch_size": [100], "lr": [0.1, 0.2]}, workers=1)
+    outs = {}
+    threads = [
+        threading.Thread(
+            target=lambda n, c: outs.__setitem__(n, sweep.run_sweep(c, progress=False)), args=(n, c)
+        )
+        for n, c in (("a", a), ("b", b))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    shared = TrainConfig(**{**SMALL, "batch_size": 100, "lr": 0.1}).key()
+    rows = {n: dict(zip(o.table["key"], o.table["status"], strict=True)) for n, o in outs.items()}
+    assert not outs["a"].failed and not outs["b"].failed
+    assert sorted([rows["a"][shared], rows["b"][shared]]) == ["done", "skipped"]  # ran exactly once
+    for key in {*rows["a"], *rows["b"]}:
+        rec = results.read_record(results.path(tmp_path, "runs", key))
+        nb = nbformat.read(results.path(tmp_path, "notebooks", key), as_version=4)
+        weights = results.load_models(results.path(tmp_path, "models", key))
+        assert rec["key"] == key and sorted(weights) == [0, 1]
+        # The notebook printed this experiment's key and its record's accuracy: one run made all three.
+        text = json.dumps(nb.dict())
+        assert key in text and f"{rec['seconds']:.1f} s on" in text
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(p.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def sweep_cli(root: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "mlpmnist", "sweep", "--grid", "batch_size=100,200,300", "--epochs", "1",
+        "--seeds", "0", "--train-limit", "3000", "--threads", "1", "--no-progress",
+        "--results", str(root), *extra,
+    ]  # fmt: skip
+
+
+def wait_for(pred, timeout: float, step: float = 0.2) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return False
+
+
+def test_killed_sweep_loses_nothing_and_resumes(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        sweep_cli(tmp_path, "--workers", "1"), env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    runs = tmp_path / "runs"
+    assert wait_for(lambda: runs.is_dir() and list(runs.glob("*.json")), 240), (
+        "no experiment finished in time"
+    )
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = sorted(runs.glob("*.json"))
+    # Everything visible is complete; partial files, if any, are hidden temporaries.
+    for p in tmp_path.rglob("*"):
+        if p.is_file() and not p.name.startswith(".") and ".scratch" not in p.parts:
+            if p.suffix == ".json":
+                results.read_record(p)
+            elif p.suffix == ".ipynb":
+                nbformat.read(p, as_version=4)
+    done_before = {p.stem for p in finished if results.path(tmp_path, "notebooks", p.stem).is_file()}
+    mtimes = {k: results.path(tmp_path, "runs", k).stat().st_mtime_ns for k in done_before}
+    cfg = small_sweep(tmp_path, {"batch_size": [100, 200, 300]}, base={"seeds": (0,)}, workers=1)
+    out = sweep.run_sweep(cfg, progress=False)
+    status = dict(zip(out.table["key"], out.table["status"], strict=True))
+    assert not out.failed and all(status[k] == "skipped" for k in done_before)
+    assert all(results.path(tmp_path, "runs", k).stat().st_mtime_ns == m for k, m in mtimes.items())
+    assert len(out.frame()["key"].unique()) == 3
+    assert not any((tmp_path / ".scratch").glob("*"))  # the killed run's scratch folder is gone
+
+
+def test_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
+    proc = subprocess.Popen(
+        sweep_cli(tmp_path, "--workers", "2"), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert wait_for(lambda: (tmp_path / ".scratch").is_dir() and any((tmp_path / ".scratch").iterdir()), 120)
+    workers = [p for p in _children(proc.pid) if "python" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert workers
+    os.kill(proc.pid, signal.SIGKILL)  # the main process alone
+    proc.wait()
+    assert wait_for(lambda: not any(_alive(p) for p in workers), 30), "pool workers outlived the sweep"
+    assert wait_for(lambda: not any((tmp_path / ".scratch").glob("*")), 30), "scratch folders left behind"
+
+
+def test_ctrl_c_stops_the_sweep_with_130(tmp_path):
+    proc = subprocess.Popen(
+        sweep_cli(tmp_path, "--workers", "2"), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert wait_for(lambda: (tmp_path / ".scratch").is_dir() and any((tmp_path / ".scratch").iterdir()), 120)
+    workers = _children(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert (
+        err.strip().splitlines()[-1] == "error: interrupted; finished experiments are kept, rerun to resume"
+    )
+    assert wait_for(lambda: not any(_alive(p) for p in workers), 30)
+
+
+def log_marking_notebook(tmp_path: Path) -> Path:
+    """The experiment notebook plus a cell that writes its lr to the kernel's own stderr (fd 2)."""
+    nb = nbformat.read(experiment.notebook_path(), as_version=4)
+    i = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    nb.cells.insert(
+        i + 1, nbformat.v4.new_code_cell("import os\nos.write(2, f\"MARK lr={config['lr']}\\n\".encode())")
+    )
+    path = tmp_path / "nb" / "experiment.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    return path
+
+
+def test_dask_worker_with_two_threads_keeps_logs_apart(tmp_path):
     from distributed import LocalCluster
 
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as cluster:
-        cfg = sweep.SweepConfig(
-            batch_sizes=(100, 200), results_dir=tmp_path, scheduler=cluster.scheduler_address, **SMALL
-        )
+    nb = log_marking_notebook(tmp_path)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:  # fmt: skip
+        cfg = small_sweep(tmp_path / "res", {"batch_size": [100], "lr": [0.05, 0.1]}, notebook=nb,
+                          scheduler=cluster.scheduler_address)  # fmt: skip
         out = sweep.run_sweep(cfg, progress=False)
-    assert not out.failed and out.table["status"].tolist() == ["done", "done"]
-    assert len(results.load(tmp_path)) == 2 * 2
+    assert statuses(out) == ["done", "done"]
+    for key, lr in zip(out.keys, (0.05, 0.1), strict=True):
+        log = results.path(tmp_path / "res", "logs", key).read_text()
+        assert log.count("MARK") == 1 and f"MARK lr={lr}" in log
+
+
+def test_dask_sweep_ends_when_its_only_worker_dies(tmp_path):
+    port = 8700 + os.getpid() % 200
+    sched = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+         "--dashboard-address", ":0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    address = f"tcp://127.0.0.1:{port}"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--no-nanny", "--nthreads", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        proc = subprocess.Popen(
+            sweep_cli(tmp_path, "--scheduler", address, "--worker-timeout", "10", "--epochs", "3"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert wait_for(
+            lambda: (tmp_path / ".scratch").is_dir() and any((tmp_path / ".scratch").iterdir()), 120
+        )
+        os.killpg(worker.pid, signal.SIGKILL)
+        t0 = time.time()
+        _, err = proc.communicate(timeout=120)
+        assert time.time() - t0 < 60
+        assert proc.returncode == 3 and "Traceback" not in err
+        assert "no Dask worker for 10 s" in err and "not done: bs0" in err
+    finally:
+        for p in (worker, sched):
+            p.kill()
+            p.wait()

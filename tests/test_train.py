@@ -1,13 +1,13 @@
-import json
+import dataclasses
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from mlpmnist import TrainConfig, results, train
+from mlpmnist import TrainConfig, train
+from mlpmnist.augment import translate
 from mlpmnist.data import TRAIN_SIZE
+from mlpmnist.train import CHANCE_LOSS
 
 QUIET = {"progress": False, "verbose": False}
 
@@ -79,9 +79,30 @@ def test_history_columns_and_last_partial_batch(mnist):
     res = train(
         TrainConfig(batch_size=300, epochs=2, seeds=(0,), train_limit=1000, holdout=0), mnist, **QUIET
     )
-    # Every column of the tidy results frame but the batch size, which the record adds.
-    assert set(results.COLUMNS) - {"batch_size"} <= set(res.history.columns)
-    acc = res.history["train_acc"] * 1000
+    h = res.history
+    expected = {
+        "seed",
+        "lr",
+        "epoch",
+        "step",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "dead_1",
+        "dead_2",
+        "wnorm_1",
+        "wnorm_2",
+        "wnorm_3",
+        "seconds",
+        "eval_seconds",
+        "diverged",
+        "collapsed",
+    }
+    assert expected == set(h.columns)
+    assert h["step"].tolist() == [4, 8] and h["epoch"].tolist() == [1, 2]
+    assert h[["dead_1", "dead_2"]].stack().between(0, 1).all() and (h["wnorm_1"] > 0).all()
+    acc = h["train_acc"] * 1000
     assert torch.allclose(torch.tensor(acc.to_numpy()), torch.tensor(acc.round().to_numpy()))
 
 
@@ -157,67 +178,6 @@ def test_cuda_requested_without_cuda():
         TrainConfig(device="cuda")
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mlpmnist", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def test_cli_train_end_to_end(tmp_path):
-    out = tmp_path / "sub" / "run.json"
-    p = run_cli(
-        "train",
-        "--batch-size",
-        "128",
-        "--epochs",
-        "2",
-        "--seeds",
-        "0",
-        "1",
-        "--train-limit",
-        "5000",
-        "--threads",
-        "1",
-        "--no-progress",
-        "--out",
-        str(out),
-    )
-    assert p.returncode == 0, p.stderr
-    assert "test_acc_%" in p.stdout and "total" in p.stdout
-    rec = json.loads(out.read_text())
-    assert rec["config"]["batch_size"] == 128 and rec["config"]["seeds"] == [0, 1]
-    assert [len(r["history"]) for r in rec["replicas"]] == [2, 2]
-    assert rec["versions"]["torch"] == torch.__version__ and rec["device"] == "cpu" and rec["seconds"] > 0
-    assert rec["error"] is None
-    assert not list(out.parent.glob(".*.tmp"))
-
-
-def test_cli_bad_input_exits_2_with_message():
-    p = run_cli("train", "--batch-size", "0", "--no-progress")
-    assert p.returncode == 2 and "batch_size must be" in p.stderr
-
-
-def test_cli_diverged_run_exits_3(tmp_path):
-    p = run_cli(
-        "train",
-        "--batch-size",
-        "100",
-        "--epochs",
-        "1",
-        "--seeds",
-        "0",
-        "--lr",
-        "10000",
-        "--train-limit",
-        "1000",
-        "--no-progress",
-        "--out",
-        str(tmp_path / "r.json"),
-    )
-    assert p.returncode == 3 and "diverged" in p.stderr and "lower the learning rate" in p.stderr
-    assert json.loads((tmp_path / "r.json").read_text())["replicas"][0]["history"][0]["diverged"]
-
-
 def test_drop_last_uses_only_full_batches(mnist):
     cfg = dict(batch_size=300, epochs=1, seeds=(0,), train_limit=1000)
     keep = train(TrainConfig(**cfg), mnist, **QUIET)
@@ -228,3 +188,71 @@ def test_drop_last_uses_only_full_batches(mnist):
     assert max_param_diff(keep.state_dicts, drop.state_dicts) > 0
     with pytest.raises(ValueError, match="drop_last must be"):
         TrainConfig(drop_last="yes")
+
+
+def test_diverged_message_says_what_happened(mnist):
+    cfg = TrainConfig(batch_size=100, epochs=1, seeds=(0,), lr=1e4, train_limit=1000)
+    res = train(cfg, mnist, **QUIET)
+    from mlpmnist.train import divergence_message
+
+    row = res.history.iloc[-1].to_dict()
+    msg = divergence_message(cfg, [row])
+    assert "seed 0" in msg and "lower the learning rate" in msg
+    finite = "its loss became NaN/inf" not in msg
+    assert ("nats, above 1000" in msg) == finite
+
+
+def test_collapsed_replicas_are_flagged_not_dropped(mnist):
+    # Batch 500 at lr 1: every seed ends at chance (about 10%) without a non-finite loss.
+    res = train(
+        TrainConfig(batch_size=500, epochs=2, seeds=(0, 1), lr=1.0, train_limit=10_000), mnist, **QUIET
+    )
+    h = res.history
+    assert len(h) == 4 and not h["diverged"].any() and h["collapsed"].all()
+    assert (h["test_acc"] < 0.2).all() and res.collapsed == [0, 1] and res.diverged == []
+    assert all(sd is not None for sd in res.state_dicts)
+    ok = train(TrainConfig(batch_size=100, epochs=1, seeds=(0,), train_limit=3000), mnist, **QUIET)
+    assert not ok.history["collapsed"].any() and ok.history["train_loss"].iloc[0] < CHANCE_LOSS
+
+
+def test_eval_schedule_and_stop_hook(mnist):
+    cfg = TrainConfig(batch_size=50, epochs=3, seeds=(0, 1, 2), train_limit=3000, holdout=1000)
+    seen = []
+
+    def stop(rows):
+        seen.append([r["seed"] for r in rows])
+        return [r["seed"] == 1 and r["step"] >= 8 for r in rows]
+
+    res = train(cfg, mnist, eval_at=[2, 8, 30, 45, 1000], splits=["val"], stop=stop, **QUIET)
+    h = res.history
+    # 40 steps an epoch; evaluations after steps 2, 8, 30, 45 (1000 is past the end).
+    assert sorted(h["step"].unique()) == [2, 8, 30, 45]
+    assert seen == [[0, 1, 2], [0, 1, 2], [0, 2], [0, 2]]
+    assert "val_acc" in h and "test_acc" not in h
+    assert h.loc[h["step"] == 45, "epoch"].iloc[0] == pytest.approx(45 / 40)
+    assert res.state_dicts[1] is None and res.state_dicts[0] is not None
+    # The stopped replica ran alone and unchanged: the others match a run without it.
+    alone = train(
+        TrainConfig(**{**dataclasses.asdict(cfg), "seeds": (0, 2)}),
+        mnist,
+        eval_at=[2, 8, 30, 45],
+        splits=["val"],
+        **QUIET,
+    )
+    assert max_param_diff(alone.state_dicts, [res.state_dicts[0], res.state_dicts[2]]) < 1e-4
+
+
+def test_transform_hook_and_max_shift(mnist):
+    cfg = TrainConfig(batch_size=100, epochs=1, seeds=(0,), train_limit=1000)
+    plain = train(cfg, mnist, **QUIET)
+    ident = train(cfg, mnist, transform=lambda x: x.clone(), **QUIET)
+    assert max_param_diff(plain.state_dicts, ident.state_dicts) == 0.0
+    shifted = train(dataclasses.replace(cfg, max_shift=1), mnist, **QUIET)
+    assert max_param_diff(plain.state_dicts, shifted.state_dicts) > 1e-3
+    with pytest.raises(ValueError, match="either transform"):
+        train(dataclasses.replace(cfg, max_shift=1), mnist, transform=lambda x: x, **QUIET)
+    # translate moves an image by whole pixels and fills with background.
+    img = torch.full((1, 784), -1.0)
+    img[0, 14 * 28 + 14] = 1.0
+    moved = translate(img, torch.tensor([8]), 1)  # shift index 8: (dy, dx) = (+1, +1)
+    assert moved[0, 15 * 28 + 15] == 1.0 and moved.sum() == img.sum()

@@ -1,8 +1,9 @@
 """mlpmnist: how batch size and epochs change what a small MLP learns on MNIST."""
 
-from .data import MNIST, DataError, Split, load
+from .config import TrainConfig
+from .data import MNIST, DataError, Split, ensure, load
 from .model import MLP
-from .train import TrainConfig, TrainResult, train
+from .train import TrainResult, train
 
-__all__ = ["MLP", "MNIST", "DataError", "Split", "TrainConfig", "TrainResult", "load", "train"]
+__all__ = ["MLP", "MNIST", "DataError", "Split", "TrainConfig", "TrainResult", "ensure", "load", "train"]
 __version__ = "0.1.0"

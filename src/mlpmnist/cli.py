@@ -1,132 +1,295 @@
-"""Command line: ``python -m mlpmnist {train,sweep,figures} ...``."""
+"""Command line: ``python -m mlpmnist {train,sweep,figures} ...``.
+
+The flags that say what a run computes are generated from ``TrainConfig``'s fields (help text and
+defaults included), so a new field is a new flag with no edit here. Every expected fault ends with
+one line on stderr, ``error: <what>, <where>; <what to do>``, and exit status 2 (bad input or
+paths), 3 (failed, diverged or collapsed experiments) or 130 (interrupted).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from . import data as mdata
-from .results import frame, make_record, per_epoch_table, write_record
-from .train import TrainConfig, train
+from .config import FIELDS, TrainConfig, check_names, parse_value
+from .results import StoreError
+
+EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 3, 130
+INTERRUPTED = "interrupted; finished experiments are kept, rerun to resume"
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    d = TrainConfig()
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    p.add_argument("--lr", type=float, default=d.lr, help="SGD learning rate (default %(default)s)")
-    p.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden))
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--engine", choices=["fast", "reference"], default=d.engine)
-    p.add_argument("--device", default=d.device, help="auto (CUDA if available), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads per run")
-    p.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
-    p.add_argument("--data", default=None, help=f"MNIST root (default ${mdata.ENV_VAR} or ./data)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+class Parser(argparse.ArgumentParser):
+    """argparse with the package's one-line error format."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments"):
+            message += _did_you_mean(self, message)
+        self.exit(EXIT_BAD_INPUT, f"error: {message}; see '{self.prog} --help'\n")
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """The closest known flag to each unknown one in argparse's ``message``."""
+    import difflib
+
+    known = [s for a in parser._actions for s in a.option_strings]  # noqa: SLF001
+    for a in parser._actions:  # noqa: SLF001
+        if isinstance(a, argparse._SubParsersAction):  # noqa: SLF001
+            known += [s for sub in a.choices.values() for b in sub._actions for s in b.option_strings]  # noqa: SLF001
+    words = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
+    hints = [f"{w} -> {m[0]}" for w in words if (m := difflib.get_close_matches(w, known, n=1))]
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""
+
+
+def _shown(v: object) -> str:
+    if isinstance(v, tuple):
+        return " ".join(str(x) for x in v)
+    return "none" if v is None else str(v)
+
+
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per ``TrainConfig`` field (``--batch-size``, ``--seeds 0-9``, ``--drop-last``, ...).
+
+    Flags not given stay unset, so the config's own defaults apply (see ``config_from_args``).
+    """
+    g = p.add_argument_group("training configuration (TrainConfig)")
+    defaults = TrainConfig()
+    for name, f in FIELDS.items():
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
+        kw["help"] = f"{f.metadata['help']} (default: {_shown(getattr(defaults, name))})"
+        kind = str(f.type)
+        if kind == "bool":
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["metavar"] = name.split("_")[-1].upper()
+            if "tuple" in kind:
+                kw["nargs"] = "+"
+        if f.metadata["choices"]:
+            kw["choices"] = f.metadata["choices"]
+            kw.pop("metavar", None)
+        g.add_argument("--" + name.replace("_", "-"), **kw)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The ``TrainConfig`` of the config flags given on the command line (defaults elsewhere)."""
+    given = {n: getattr(args, n) for n in FIELDS if hasattr(args, n)}
+    given = {n: " ".join(v) if isinstance(v, list) else v for n, v in given.items()}
+    return TrainConfig.from_mapping(given)
+
+
+def parse_assignments(words: Sequence[str], what: str) -> dict[str, list]:
+    """``["batch_size=8,16", "lr=0.03,0.1"]`` -> ``{"batch_size": [8, 16], "lr": [0.03, 0.1]}``;
+    each value is read as its field's type (``hidden=64x64,128x128``, ``seeds=0-4,5-9``)."""
+    out: dict[str, list] = {}
+    for word in words:
+        name, sep, values = word.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not values:
+            raise ValueError(f"{what} {word!r} must look like NAME=V1,V2 (e.g. batch_size=8,16,32)")
+        check_names([name], what)
+        if name in out:
+            raise ValueError(f"{what} {name} is given twice")
+        out[name] = [parse_value(name, v) for v in values.split(",")]
+    return out
+
+
+def check_out_path(out: Path) -> Path:
+    """``out`` as a file to write, checked before any work: not a folder, its folder creatable
+    and writable. Raises ``ValueError`` saying what to do."""
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file path such as {out / 'run.json'}")
+    parent = out.parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"--out {out}: {parent} is a file, not a folder; choose another path")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot create {parent} ({e.strerror}); choose another path") from e
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"--out {out}: {parent} is not writable; choose another path")
+    return out
+
+
+def _check_media(media: Path) -> Path:
+    if media.exists() and not media.is_dir():
+        raise ValueError(f"--media {media} is a file; pass a folder for the PNGs")
+    try:
+        media.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--media {media} cannot be created ({e.strerror}); choose another folder") from e
+    if not os.access(media, os.W_OK):
+        raise ValueError(f"--media {media} is not writable; choose another folder")
+    return media
+
+
+# ---------------------------------------------------------------------------- commands
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    config = TrainConfig(
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        seeds=tuple(args.seeds),
-        lr=args.lr,
-        hidden=tuple(args.hidden),
-        momentum=args.momentum,
-        engine=args.engine,
-        device=args.device,
-        threads=args.threads,
-        train_limit=args.train_limit,
-    )
-    result = train(config, mdata.load(args.data), progress=not args.no_progress)
-    record = make_record(result)
-    print(per_epoch_table(frame([record])).to_string())
-    print(f"total {result.seconds:.1f} s on {result.device}")
+    from . import results, stats
+    from .train import train
+
+    config = config_from_args(args)
     if args.out:
-        print(f"wrote {write_record(record, args.out)}")
+        check_out_path(args.out)
+    data = mdata.load(args.data)
+    result = train(config, data, progress=not args.no_progress)
+    record = results.make_record(result)
+    print(stats.per_epoch_table(results.frame([record])).to_string())
+    print(f"total {result.seconds:.1f} s on {result.device}; key {record['key']}")
+    if args.out:
+        print(f"wrote {results.write_record(record, args.out)}")
+    code = 0
     if record["error"]:
         print(f"error: {record['error']}", file=sys.stderr)
-        return 3
-    return 0
+        code = EXIT_FAILED
+    if record["collapsed"]:
+        print(
+            f"error: seed(s) {record['collapsed']} ended at chance level (collapsed) at batch "
+            f"{config.batch_size}, lr {config.lr}; lower the learning rate or raise the batch size",
+            file=sys.stderr,
+        )
+        code = EXIT_FAILED
+    return code
+
+
+def sweep_config_from_args(args: argparse.Namespace) -> Any:
+    """The ``SweepConfig`` of the sweep command's flags."""
+    from .sweep import SweepConfig
+
+    grid = parse_assignments(args.grid or [], "grid axis")
+    if args.batch_sizes:
+        if "batch_size" in grid:
+            raise ValueError("give the batch sizes once: --batch-sizes or --grid batch_size=..., not both")
+        grid = {"batch_size": [parse_value("batch_size", v) for v in args.batch_sizes], **grid}
+    kw = {"grid": grid} if grid else {}
+    return SweepConfig(
+        base=config_from_args(args),
+        results_dir=args.results,
+        data_dir=args.data,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        worker_timeout=args.worker_timeout,
+        **kw,
+    )
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import SweepConfig, run_sweep
+    from .sweep import run_sweep
 
-    config = SweepConfig(
-        batch_sizes=tuple(args.batch_sizes),
-        epochs=args.epochs,
-        seeds=tuple(args.seeds),
-        lr=args.lr,
-        hidden=tuple(args.hidden),
-        momentum=args.momentum,
-        engine=args.engine,
-        device=args.device,
-        threads=args.threads,
-        train_limit=args.train_limit,
-        data_dir=args.data,
-        results_dir=args.results,
-        workers=args.workers,
-        scheduler=args.scheduler,
-    )
-    outcome = run_sweep(config, progress=not args.no_progress)
-    print(outcome.table.to_string(index=False))
-    if outcome.failed:
-        for bs, err in outcome.failed.items():
-            print(f"error: batch {bs} failed: {err}", file=sys.stderr)
-        return 3
-    return 0
+    outcome = run_sweep(sweep_config_from_args(args), progress=not args.no_progress)
+    print(outcome.table.drop(columns=["key"]).to_string(index=False))
+    print(f"sweep: {outcome.seconds:.0f} s; results in {outcome.results_dir}")
+    for key, err in outcome.failed.items():
+        print(
+            f"error: experiment {key} failed: {err}; see {outcome.results_dir}/notebooks/{key}.ipynb",
+            file=sys.stderr,
+        )
+    for key, seeds in outcome.collapsed.items():
+        print(f"error: experiment {key}: seed(s) {seeds} ended at chance level (collapsed)", file=sys.stderr)
+    return EXIT_FAILED if outcome.failed or outcome.collapsed else 0
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from .embed import save_tsne
-    from .plots import save_all
-    from .results import load
+    from . import embed, figures, results
 
+    media = _check_media(args.media)
+    where = {
+        k: v if len(v) > 1 else v[0] for k, v in parse_assignments(args.where or [], "selection").items()
+    }
+    df = results.load(args.results, where=where)
     data = mdata.load(args.data)
-    paths = save_all(load(args.results), args.media, data=data, results_dir=args.results)
+    written = figures.save_figures(figures.study_figures(df), media)
+    written += figures.save_figures(figures.data_figures(data.train), media)
+    keys = sorted(df.loc[df["batch_size"] == args.model_batch_size, "key"].unique())
+    if len(keys) != 1:
+        found = f"{len(keys)} experiments ({', '.join(keys)})" if keys else "no experiment"
+        raise ValueError(
+            f"--model-batch-size {args.model_batch_size}: {found} in {args.results} at that batch size; "
+            "choose another or narrow with --where NAME=VALUE"
+        )
+    models = results.load_models(results.path(args.results, "models", keys[0]))
+    written += figures.save_figures(
+        figures.model_figures(models, data.test, f"batch {args.model_batch_size}"), media
+    )
     if args.tsne:
-        paths.append(save_tsne(args.media, data_dir=args.data))
-    for p in paths:
+        emb = embed.tsne_epochs(data, batch_size=args.model_batch_size)
+        written += figures.save_figures(figures.tsne_figures(emb), media)
+    for p in written:
         print(p)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mlpmnist", description=__doc__)
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = Parser(prog="mlpmnist", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=Parser)
+    data_help = f"MNIST root (default ${mdata.ENV_VAR} or ./data)"
 
-    t = sub.add_parser("train", help="train one batch size over several seeds")
-    t.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
-    _add_train_args(t)
+    t = sub.add_parser("train", help="train one configuration, all seeds in lockstep")
+    add_config_flags(t)
     t.add_argument("--out", type=Path, default=None, help="write the JSON run record here")
+    t.add_argument("--data", default=None, help=data_help)
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sweep", help="one papermill experiment notebook per batch size")
-    s.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32, 48, 64, 90, 128, 150])
-    _add_train_args(s)
-    s.add_argument("--workers", type=int, default=2, help="parallel experiments (local processes)")
+    s = sub.add_parser("sweep", help="one papermill experiment notebook per grid point")
+    add_config_flags(s)
+    s.add_argument(
+        "--grid",
+        nargs="+",
+        metavar="NAME=V1,V2",
+        help="sweep axes over any TrainConfig field, e.g. batch_size=8,16,32 lr=0.03,0.1 "
+        "(default: the reference batch sizes 8 16 32 48 64 90 128 150)",
+    )
+    s.add_argument("--batch-sizes", nargs="+", metavar="B", help="shorthand for --grid batch_size=...")
+    s.add_argument("--workers", type=int, default=2, help="parallel experiments (local processes; default 2)")
     s.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786")
-    s.add_argument("--results", type=Path, default=Path("results"))
+    s.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=60.0,
+        help="Dask: give up after this many seconds without workers",
+    )
+    s.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results)")
+    s.add_argument("--data", default=None, help=data_help)
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sweep)
 
-    f = sub.add_parser("figures", help="draw every figure from a results directory into media/")
+    f = sub.add_parser("figures", help="draw every figure from a results folder as PNGs")
     f.add_argument("--results", type=Path, default=Path("results"))
     f.add_argument("--media", type=Path, default=Path("media"))
-    f.add_argument("--data", default=None, help=f"MNIST root (default ${mdata.ENV_VAR} or ./data)")
-    f.add_argument("--tsne", action="store_true", help="also train batch 90 for 50 epochs and draw t-SNE")
+    f.add_argument("--where", nargs="+", metavar="NAME=V1,V2", help="only these experiments, e.g. lr=0.1")
+    f.add_argument("--model-batch-size", type=int, default=90, help="whose models the model figures show")
+    f.add_argument("--data", default=None, help=data_help)
+    f.add_argument("--tsne", action="store_true", help="also train one model for 50 epochs and draw t-SNE")
     f.set_defaults(func=cmd_figures)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit status."""
+    from .sweep import SweepError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, mdata.DataError) as e:
+    except KeyboardInterrupt:
+        print(f"error: {INTERRUPTED}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_FAILED
+    except (ValueError, mdata.DataError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; check the path and its permissions", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -1,61 +1,99 @@
-"""Run records on disk (atomic JSON) and the tidy DataFrame every notebook and plot uses."""
+"""The results store and the tidy frame.
+
+Every experiment has one key (``TrainConfig.key()``: readable fields and a hash of every
+result-changing field), and under a results directory its files are named by it::
+
+    runs/<key>.json       the run record: config, per-replica history and status, versions
+    notebooks/<key>.ipynb the executed experiment notebook
+    models/<key>.pt       final weights of every replica
+    logs/<key>.log        the experiment kernel's own stderr
+    failed/<key>.json     why the last attempt failed (removed when it succeeds)
+    locks/<key>.lock      held while the experiment runs, so it never runs twice at once
+
+Experiments of different configs coexist in one directory. Every file is written atomically
+(a temporary file in the same directory, then a rename).
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import platform
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
-from .train import TrainResult
+from .config import FIELDS, TrainConfig, check_names
+from .model import MLP
+from .train import TrainResult, divergence_message
 
-RECORD_VERSION = 1
-RUNS_DIR = "runs"
+RECORD_VERSION = 2
+KINDS = {
+    "runs": ".json",
+    "notebooks": ".ipynb",
+    "models": ".pt",
+    "logs": ".log",
+    "failed": ".json",
+    "locks": ".lock",
+}
+# Columns first in the frame; then the config's other fields, then the metrics.
+LEAD = ["key", "batch_size", "seed", "lr", "epoch", "step"]
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename,
+class StoreError(ValueError):
+    """A results file or directory that cannot be used as one."""
+
+
+def path(results_dir: str | os.PathLike, kind: str, key: str) -> Path:
+    """Where the ``kind`` file (runs, notebooks, models, logs, failed, locks) of ``key`` lives."""
+    return Path(results_dir) / kind / f"{key}{KINDS[kind]}"
+
+
+def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``target`` via a temporary file in the same directory and a rename,
     so a reader never sees a half-written file. Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return target
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
     """``atomic_write_bytes`` for UTF-8 text."""
-    return atomic_write_bytes(path, text.encode())
+    return atomic_write_bytes(target, text.encode())
+
+
+# ---------------------------------------------------------------------------- records
 
 
 def _clean(v: object) -> object:
     # JSON has no NaN/inf; a diverged replica's metrics become null.
+    if hasattr(v, "item"):
+        v = v.item()  # type: ignore[union-attr]
     if isinstance(v, float) and not math.isfinite(v):
         return None
-    if isinstance(v, (np.floating, np.integer, np.bool_)):
-        return _clean(v.item())
     return v
 
 
 def versions() -> dict[str, str]:
     """Versions of the libraries that shape the numbers."""
-    import sklearn
-    import torchvision
+    import numpy as np
 
     from . import __version__
 
@@ -63,149 +101,190 @@ def versions() -> dict[str, str]:
         "mlpmnist": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
         "numpy": np.__version__,
         "pandas": pd.__version__,
-        "sklearn": sklearn.__version__,
     }
 
 
+def replica_status(history: list[dict]) -> str:
+    """``diverged``, ``collapsed`` (its last evaluation at chance level) or ``ok``."""
+    if not history:
+        return "ok"
+    last = history[-1]
+    return "diverged" if last.get("diverged") else "collapsed" if last.get("collapsed") else "ok"
+
+
 def make_record(result: TrainResult) -> dict:
-    """The JSON-ready record of one training call: config, per-replica history, versions,
-    device, total seconds and an ``error`` (None, or a message naming diverged seeds)."""
-    history: dict[str, list[dict]] = {}
+    """The JSON-ready record of one training call: key, config, per-replica status and history,
+    versions, device, total seconds, ``error`` (None, or what diverged) and ``collapsed`` (seeds)."""
+    history: dict[tuple, list[dict]] = {}
     for row in result.history.to_dict("records"):
-        key = f"{row['seed']}@{row['lr']}"
-        history.setdefault(key, []).append({k: _clean(v) for k, v in row.items()})
-    error = None
-    if result.diverged:
-        error = (
-            f"seed(s) {result.diverged} diverged (loss became NaN/inf) at lr={result.config.lr}; "
-            "lower the learning rate"
-        )
+        history.setdefault((row["seed"], row["lr"]), []).append({k: _clean(v) for k, v in row.items()})
+    replicas = [
+        {
+            "seed": s,
+            "lr": lr,
+            "status": replica_status(history.get((s, lr), [])),
+            "history": history.get((s, lr), []),
+        }
+        for s, lr in zip(result.config.seeds, result.config.lrs, strict=True)
+    ]
+    diverged = [r["history"][-1] for r in replicas if r["status"] == "diverged"]
     return {
         "version": RECORD_VERSION,
+        "key": result.config.key(),
         "config": result.config.to_dict(),
-        "replicas": [
-            {"seed": s, "lr": lr, "history": history.get(f"{s}@{lr}", [])}
-            for s, lr in zip(result.config.seeds, result.config.lrs)
-        ],
+        "replicas": replicas,
         "versions": versions(),
         "device": result.device,
         "seconds": result.seconds,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "error": error,
+        "error": divergence_message(result.config, diverged) if diverged else None,
+        "collapsed": [r["seed"] for r in replicas if r["status"] == "collapsed"],
     }
 
 
-def write_record(record: dict, path: str | os.PathLike) -> Path:
+def write_record(record: dict, target: str | os.PathLike) -> Path:
     """Atomically write a run record as JSON; returns the path."""
-    return atomic_write_text(path, json.dumps(record, indent=1, allow_nan=False) + "\n")
+    return atomic_write_text(target, json.dumps(record, indent=1, allow_nan=False) + "\n")
 
 
-def read_record(path: str | os.PathLike) -> dict:
-    """Read a run record; raise ``ValueError`` naming the file if it is not one."""
-    path = Path(path)
+def read_record(source: str | os.PathLike) -> dict:
+    """Read a run record; raise ``StoreError`` naming the file and what to do if it is not one."""
+    source = Path(source)
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not a readable run record: {e}") from e
-    if not isinstance(record, dict) or "config" not in record or "replicas" not in record:
-        raise ValueError(f"{path} is not a run record (no 'config'/'replicas'); delete it or rerun")
+        record = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise StoreError(f"{source} is not a readable run record ({e}); delete it and rerun") from e
+    ok = (
+        isinstance(record, dict)
+        and isinstance(record.get("config"), dict)
+        and "batch_size" in record["config"]
+        and isinstance(record.get("replicas"), list)
+        and all(isinstance(r, dict) and isinstance(r.get("history"), list) for r in record["replicas"])
+    )
+    if not ok:
+        raise StoreError(
+            f"{source} is not a run record (no config with batch_size, or no replicas); delete it"
+        )
     return record
 
 
-COLUMNS = [
-    "batch_size",
-    "seed",
-    "lr",
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "test_loss",
-    "test_acc",
-    "seconds",
-    "diverged",
-]
+def record_key(record: dict) -> str:
+    """The record's experiment key (computed from its config for records that predate keys)."""
+    if "key" in record:
+        return record["key"]
+    known = {k: v for k, v in record["config"].items() if k in FIELDS}
+    return TrainConfig.from_mapping(known).key()
 
 
-def frame(records: list[dict]) -> pd.DataFrame:
-    """Tidy DataFrame: one row per batch_size x seed (x lr) x epoch of the given records."""
+def is_done(results_dir: str | os.PathLike, config: TrainConfig) -> bool:
+    """True when ``config``'s record (finished, nothing diverged, same identity), executed notebook
+    and weights all exist."""
+    key = config.key()
+    files = [path(results_dir, k, key) for k in ("runs", "notebooks", "models")]
+    if not all(f.is_file() for f in files):
+        return False
+    try:
+        record = read_record(files[0])
+    except StoreError:
+        return False
+    same = {k: v for k, v in record["config"].items() if k in config.identity()} == config.identity()
+    return same and not record.get("error")
+
+
+# ---------------------------------------------------------------------------- the frame
+
+
+def _cell(v: object) -> object:
+    # Lists (hidden) become readable strings such as "64x64" so a column can be grouped by.
+    return "x".join(str(x) for x in v) if isinstance(v, list) else v
+
+
+def frame(records: Sequence[dict]) -> pd.DataFrame:
+    """Tidy DataFrame: one row per experiment x replica x evaluation.
+
+    Columns: key, every config field but seeds and lr (hidden as e.g. "64x64"), seed, lr, epoch,
+    step, the history's metrics (see ``train``) and status (ok, collapsed, diverged: the
+    replica's final status, on all its rows).
+    """
     rows = []
     for rec in records:
-        bs = rec["config"]["batch_size"]
+        config = {k: _cell(v) for k, v in rec["config"].items() if k not in ("seeds", "lr")}
+        key = record_key(rec)
         for rep in rec["replicas"]:
-            for h in rep["history"]:
-                rows.append({"batch_size": bs, **h})
+            status = rep.get("status") or replica_status(rep["history"])
+            rows.extend({"key": key, **config, **h, "status": status} for h in rep["history"])
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame(columns=COLUMNS)
-    num = [c for c in df.columns if c.endswith(("_loss", "_acc"))]
+        return pd.DataFrame(columns=LEAD)
+    num = [c for c in df.columns if c.endswith(("_loss", "_acc")) or c.startswith(("dead_", "wnorm_"))]
     df[num] = df[num].astype(float)
-    df["diverged"] = df["diverged"].astype(bool)
-    lead = [c for c in COLUMNS if c in df.columns]
+    for flag in ("diverged", "collapsed"):
+        df[flag] = df[flag].fillna(False).astype(bool) if flag in df.columns else False
+    lead = [c for c in LEAD if c in df.columns]
     df = df[lead + [c for c in df.columns if c not in lead]]
-    return df.sort_values(["batch_size", "lr", "seed", "epoch"], ignore_index=True)
+    return df.sort_values(["batch_size", "key", "lr", "seed", "step"], ignore_index=True)
 
 
-def load(results_dir: str | os.PathLike) -> pd.DataFrame:
-    """Every run record under ``results_dir/runs`` (or ``results_dir`` itself) as one tidy frame.
-
-    Columns: batch_size, seed, lr, epoch, train_loss, train_acc, test_loss, test_acc (losses
-    in nats, accuracies as fractions in [0, 1]), seconds, eval_seconds, diverged (and
-    val_loss/val_acc where a holdout was used).
-    """
-    root = Path(results_dir)
-    runs = root / RUNS_DIR if (root / RUNS_DIR).is_dir() else root
-    paths = sorted(runs.glob("*.json"))
-    if not paths:
-        raise FileNotFoundError(f"no run records (*.json) in {runs}; run a sweep or the CLI first")
-    return frame([read_record(p) for p in paths])
-
-
-def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per batch size: final-epoch test accuracy mean, std, 95% CI half-width (Student t, over
-    seeds), n_seeds, n_diverged, and the best epoch (highest mean test accuracy) with its mean.
-    Accuracies are fractions in [0, 1]."""
-    from scipy import stats
-
-    out = []
-    for bs, g in df.groupby("batch_size"):
-        last = g.loc[g.groupby(["seed", "lr"])["epoch"].idxmax()]
-        ok = last[~last["diverged"]]
-        acc = ok["test_acc"].to_numpy()
-        n = len(acc)
-        std = float(acc.std(ddof=1)) if n > 1 else float("nan")
-        ci = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n > 1 else float("nan")
-        by_epoch = g[~g["diverged"]].groupby("epoch")["test_acc"].mean()
-        out.append(
-            {
-                "batch_size": bs,
-                "final_epoch": int(g["epoch"].max()),
-                "test_acc_mean": float(acc.mean()) if n else float("nan"),
-                "test_acc_std": std,
-                "test_acc_ci95": ci,
-                "n_seeds": n,
-                "n_diverged": int(last["diverged"].sum()),
-                "best_epoch": int(by_epoch.idxmax()) if len(by_epoch) else -1,
-                "best_epoch_acc": float(by_epoch.max()) if len(by_epoch) else float("nan"),
-            }
+def _options(name: str, want: Any) -> list:
+    """The values ``where`` allows for field ``name``: one value, or a list of them."""
+    many = isinstance(want, (list, tuple, set))
+    if FIELDS[name].type == "tuple[int, ...]":  # seeds, hidden: a list is one value unless nested
+        many = many and all(isinstance(w, (list, tuple)) for w in want)
+        return (
+            [tuple(w) for w in want] if many else [tuple(want) if isinstance(want, (list, tuple)) else want]
         )
-    return pd.DataFrame(out)
+    return list(want) if many else [want]
 
 
-MODELS_DIR = "models"
+def _matches(config: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
+    for name, want in where.items():
+        have = config.get(name)
+        if (tuple(have) if isinstance(have, list) else have) not in _options(name, want):
+            return False
+    return True
 
 
-def models_path(results_dir: str | os.PathLike, batch_size: int) -> Path:
-    """Where the sweep keeps the final weights of one batch size's replicas."""
-    return Path(results_dir) / MODELS_DIR / f"batch{batch_size:04d}.pt"
+def load(
+    results_dir: str | os.PathLike,
+    *,
+    keys: Sequence[str] | None = None,
+    where: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """The run records under ``results_dir/runs`` as one tidy frame (see ``frame``).
+
+    ``keys`` keeps only those experiments (a sweep's own); ``where`` keeps those whose config
+    field equals a value or one of a list of values, e.g. ``{"batch_size": [64, 128], "lr": 0.1}``.
+    Raises ``StoreError`` when the directory holds no matching record.
+    """
+    runs = Path(results_dir) / "runs"
+    if where:
+        check_names(where)
+    if not runs.is_dir():
+        raise StoreError(
+            f"no run records in {runs} (the folder does not exist); run a sweep or `mlpmnist train` first"
+        )
+    wanted = None if keys is None else set(keys)
+    records = []
+    for p in sorted(runs.glob("*.json")):
+        if wanted is not None and p.stem not in wanted:
+            continue
+        rec = read_record(p)
+        if where and not _matches(rec["config"], where):
+            continue
+        records.append(rec)
+    if not records:
+        what = "" if keys is None and not where else " matching the selection"
+        raise StoreError(f"no run records{what} in {runs}; run a sweep or `mlpmnist train` first")
+    return frame(records)
 
 
-def save_models(result: TrainResult, path: str | os.PathLike) -> Path:
+# ---------------------------------------------------------------------------- weights
+
+
+def save_models(result: TrainResult, target: str | os.PathLike) -> Path:
     """Atomically save the final weights of every replica (None for diverged ones)."""
-    import io
-
     payload = {
         "config": result.config.to_dict(),
         "seeds": list(result.config.seeds),
@@ -214,91 +293,25 @@ def save_models(result: TrainResult, path: str | os.PathLike) -> Path:
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(target, buf.getvalue())
 
 
-def load_models(path: str | os.PathLike) -> dict[int, torch.nn.Module]:
-    """Seed -> trained ``MLP`` (eval mode, CPU) from a file written by ``save_models``;
-    diverged replicas are left out. Loaded with ``weights_only=True``."""
-    from .model import MLP
-
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    hidden = tuple(payload["config"]["hidden"])
-    models = {}
-    for seed, sd in zip(payload["seeds"], payload["state_dicts"]):
-        if sd is None:
-            continue
-        m = MLP(hidden)
-        m.load_state_dict(sd)
-        models[seed] = m.eval()
-    return models
-
-
-def per_epoch_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per batch size and epoch: mean over non-diverged seeds of the losses (nats) and
-    accuracies (percent), the test-accuracy standard deviation (points) and the replica count."""
-    g = df[~df["diverged"]].groupby(["batch_size", "epoch"])
-    table = pd.DataFrame(
-        {
-            "train_loss": g["train_loss"].mean().round(4),
-            "train_acc_%": (100 * g["train_acc"].mean()).round(2),
-            "test_loss": g["test_loss"].mean().round(4),
-            "test_acc_%": (100 * g["test_acc"].mean()).round(2),
-            "test_acc_sd": (100 * g["test_acc"].std()).round(2),
-            "replicas": g["seed"].count(),
+def load_models(source: str | os.PathLike) -> dict[int, MLP]:
+    """Seed -> trained ``MLP`` (eval mode, CPU) from a file written by ``save_models``; diverged
+    replicas are left out. Loaded with ``weights_only=True``; a file that is not such a weights
+    file raises ``StoreError`` naming it."""
+    source = Path(source)
+    if not source.is_file():
+        raise StoreError(f"no weights file {source}; run the sweep that trains it first")
+    try:
+        payload = torch.load(source, map_location="cpu", weights_only=True)
+        return {
+            seed: MLP.from_state_dict(sd)
+            for seed, sd in zip(payload["seeds"], payload["state_dicts"], strict=True)
+            if sd is not None
         }
-    )
-    return table
-
-
-def summary_table(summ: pd.DataFrame) -> pd.DataFrame:
-    """``summary`` for reading: final test accuracy as 'mean ± 95% CI' in percent per batch size."""
-    return pd.DataFrame(
-        {
-            "batch size": summ["batch_size"],
-            "final test acc (%)": [
-                f"{100 * m:.2f} ± {100 * c:.2f}" for m, c in zip(summ["test_acc_mean"], summ["test_acc_ci95"])
-            ],
-            "sd (points)": (100 * summ["test_acc_std"]).round(2),
-            "seeds": summ["n_seeds"],
-            "diverged": summ["n_diverged"],
-            "best epoch": summ["best_epoch"],
-            "best-epoch acc (%)": (100 * summ["best_epoch_acc"]).round(2),
-        }
-    )
-
-
-def conclusions(summ: pd.DataFrame) -> list[str]:
-    """Plain-language findings computed from ``summary``: the best and worst batch sizes with
-    their means and CIs, whether their CIs overlap, and where accuracy peaks in epochs."""
-    s = summ.dropna(subset=["test_acc_mean"]).sort_values("test_acc_mean", ascending=False)
-    if s.empty:
-        return ["No finished, non-diverged runs to summarise."]
-    best, worst = s.iloc[0], s.iloc[-1]
-
-    def fmt(r: pd.Series) -> str:
-        return f"batch {int(r.batch_size)}: {100 * r.test_acc_mean:.2f}% ± {100 * r.test_acc_ci95:.2f}"
-
-    lines = [f"Highest final test accuracy: {fmt(best)} (mean ± 95% CI over {int(best.n_seeds)} seeds)."]
-    if len(s) > 1:
-        lines.append(
-            f"Lowest: {fmt(worst)}; the range across batch sizes is "
-            f"{100 * (best.test_acc_mean - worst.test_acc_mean):.2f} points."
-        )
-        lo, hi = best.test_acc_mean - best.test_acc_ci95, worst.test_acc_mean + worst.test_acc_ci95
-        lines.append(
-            "The best and worst 95% CIs overlap: the seeds cannot separate them."
-            if lo <= hi
-            else "The best and worst 95% CIs do not overlap."
-        )
-        tied = s[s.test_acc_mean + s.test_acc_ci95 >= best.test_acc_mean - best.test_acc_ci95]
-        lines.append(
-            f"Batch sizes whose CI reaches the best one's: {sorted(int(b) for b in tied.batch_size)}."
-        )
-    early = s[s.best_epoch < s.final_epoch]
-    if len(early):
-        lines.append(
-            f"Mean test accuracy peaked before the last epoch for batch sizes "
-            f"{sorted(int(b) for b in early.batch_size)}."
-        )
-    return lines
+    except Exception as e:  # torch raises many types for truncated or foreign files
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise StoreError(
+            f"{source} is not a readable weights file ({reason}); delete it and rerun its sweep"
+        ) from e

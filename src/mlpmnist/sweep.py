@@ -1,190 +1,116 @@
-"""A resumable sweep over batch sizes: one papermill-executed experiment notebook each.
+"""A resumable sweep over any grid of ``TrainConfig`` fields: one papermill-executed experiment
+notebook per grid point, the seeds of each point stacked as replicas of one engine.
 
-Every experiment leaves two files in the results directory: the executed notebook
-(``notebooks/batchNNNN.ipynb``) and its JSON run record (``runs/batchNNNN.json``), plus the
-final weights (``models/batchNNNN.pt``). All are written atomically, so an interrupted sweep
-keeps every finished experiment and a rerun skips them. Experiments run in a local process
-pool, or on an existing Dask distributed cluster when a scheduler address is given.
+Experiments run in a local process pool, or on an existing Dask distributed cluster. Files are
+named by each experiment's key (see ``results``), so sweeps of different configs share a results
+directory; a per-experiment lock means the same experiment never runs twice at once, and a
+rerun skips every experiment already done.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import itertools
 import json
 import os
 import shutil
-import sys
-import tempfile
+import signal
 import time
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from . import data as mdata
-from .results import (
-    RUNS_DIR,
-    atomic_write_text,
-    frame,
-    make_record,
-    models_path,
-    read_record,
-    save_models,
-    write_record,
-)
-from .train import TrainConfig, train
+from . import experiment, results
+from .config import TrainConfig, check_names
 
-NOTEBOOKS_DIR = "notebooks"
-FAILED_DIR = "failed"
-LOGS_DIR = "logs"
-# TrainConfig fields that only say where and how fast a run goes, not what it computes.
-EXECUTION_FIELDS = ("device", "threads")
-# The experiment notebook's parameters cell, besides data_dir and out_dir.
-NOTEBOOK_PARAMS = (
-    "batch_size",
-    "epochs",
-    "seeds",
-    "lr",
-    "hidden",
-    "momentum",
-    "engine",
-    "device",
-    "threads",
-    "train_limit",
-)
+#: The reference study's batch sizes: the default grid.
+REFERENCE_BATCH_SIZES: tuple[int, ...] = (8, 16, 32, 48, 64, 90, 128, 150)
+#: Examples' worth of work that one SGD step costs beyond its examples (dispatch, small GEMMs);
+#: it makes small batches the long pole. Only the order of experiments depends on it.
+STEP_OVERHEAD_EXAMPLES = 40
 
 
-def default_notebook() -> Path:
-    """The experiment notebook of a source checkout (``notebooks/experiment.ipynb``)."""
-    return Path(__file__).resolve().parents[2] / "notebooks" / "experiment.ipynb"
+class SweepError(RuntimeError):
+    """The sweep as a whole cannot go on (no workers, scheduler lost, a worker process died)."""
 
 
-def run_path(results_dir: str | os.PathLike, batch_size: int) -> Path:
-    return Path(results_dir) / RUNS_DIR / f"batch{batch_size:04d}.json"
-
-
-def notebook_path(results_dir: str | os.PathLike, batch_size: int) -> Path:
-    return Path(results_dir) / NOTEBOOKS_DIR / f"batch{batch_size:04d}.ipynb"
-
-
-def failure_path(results_dir: str | os.PathLike, batch_size: int) -> Path:
-    return Path(results_dir) / FAILED_DIR / f"batch{batch_size:04d}.json"
-
-
-def log_path(results_dir: str | os.PathLike, batch_size: int) -> Path:
-    """The experiment's stderr: papermill's and the kernel's own messages."""
-    return Path(results_dir) / LOGS_DIR / f"batch{batch_size:04d}.log"
-
-
-# --- one experiment, as the experiment notebook runs it -------------------------------------
-
-
-def experiment_config(
-    batch_size: int,
-    epochs: int,
-    seeds: list[int],
-    lr: float,
-    hidden: list[int],
-    momentum: float = 0.0,
-    engine: str = "fast",
-    device: str = "auto",
-    threads: int | None = None,
-    train_limit: int | None = None,
-) -> TrainConfig:
-    """The experiment notebook's parameters as a validated ``TrainConfig`` (raises ValueError)."""
-    return TrainConfig(
-        batch_size=batch_size,
-        epochs=epochs,
-        seeds=seeds,
-        lr=lr,
-        hidden=hidden,
-        momentum=momentum,
-        engine=engine,
-        device=device,
-        threads=threads,
-        train_limit=train_limit,
-    )
-
-
-def run_experiment(
-    config: TrainConfig, data_dir: str | None, out_dir: str | os.PathLike, progress: bool = True
-) -> dict:
-    """Train ``config``, then atomically write its run record and final weights under ``out_dir``.
-
-    Returns the record (see ``results.make_record``); its ``error`` names diverged seeds.
-    """
-    result = train(config, mdata.load(data_dir), progress=progress)
-    record = make_record(result)
-    save_models(result, models_path(out_dir, config.batch_size))
-    write_record(record, run_path(out_dir, config.batch_size))
-    return record
-
-
-def check_record(record: dict) -> None:
-    """Raise ``RuntimeError`` with the record's error, so papermill marks the experiment failed."""
-    if record.get("error"):
-        raise RuntimeError(record["error"])
-
-
-# --- the sweep ---------------------------------------------------------------------------------
+def _default_grid() -> dict[str, tuple]:
+    return {"batch_size": REFERENCE_BATCH_SIZES}
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """A sweep over ``batch_sizes``; the other fields are shared by every experiment."""
+    """``base`` with each combination of ``grid``'s values (field name -> values), one experiment each.
 
-    batch_sizes: tuple[int, ...] = (8, 16, 32, 48, 64, 90, 128, 150)
-    epochs: int = 15
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    lr: float = 0.1
-    hidden: tuple[int, ...] = (64, 64)
-    momentum: float = 0.0
-    engine: str = "fast"
-    device: str = "auto"
-    threads: int | None = None
-    train_limit: int | None = None
-    data_dir: str | None = None
+    ``workers`` local processes run experiments in parallel unless ``scheduler`` names a Dask
+    scheduler. With Dask, the sweep ends with an error after ``worker_timeout`` seconds without
+    any connected worker.
+    """
+
+    base: TrainConfig = field(default_factory=TrainConfig)
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=_default_grid)
     results_dir: str | os.PathLike = "results"
+    data_dir: str | os.PathLike | None = None
     workers: int = 2
     scheduler: str | None = None
+    worker_timeout: float = 60.0
     notebook: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.batch_sizes, (list, tuple)):
-            raise ValueError(f"batch_sizes must be a list of integers; got {self.batch_sizes!r}")
-        object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
-        if not self.batch_sizes or len(set(self.batch_sizes)) != len(self.batch_sizes):
-            raise ValueError(
-                f"batch_sizes must be a non-empty list without repeats; got {self.batch_sizes!r}"
-            )
-        if not isinstance(self.workers, int) or self.workers < 1:
+        if not isinstance(self.base, TrainConfig):
+            raise ValueError(f"base must be a TrainConfig; got {self.base!r}")
+        if not isinstance(self.grid, Mapping):
+            raise ValueError(f"grid must be a dict of TrainConfig field -> list of values; got {self.grid!r}")
+        check_names(self.grid, "grid axis")
+        grid = {}
+        for name, values in self.grid.items():
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+                raise ValueError(f"grid axis {name} must be a non-empty list of values; got {values!r}")
+            vals = tuple(tuple(v) if isinstance(v, list) else v for v in values)
+            if len(set(vals)) != len(vals):
+                raise ValueError(f"grid axis {name} must not repeat a value; got {list(values)!r}")
+            grid[name] = vals
+        object.__setattr__(self, "grid", grid)
+        if not (isinstance(self.workers, int) and not isinstance(self.workers, bool) and self.workers >= 1):
             raise ValueError(f"workers must be an integer >= 1; got {self.workers!r}")
-        for bs in self.batch_sizes:
-            self.experiment(bs)  # validates every experiment before anything runs
-        nb = Path(self.notebook) if self.notebook else default_notebook()
+        if not (isinstance(self.worker_timeout, (int, float)) and self.worker_timeout > 0):
+            raise ValueError(f"worker_timeout must be a number of seconds > 0; got {self.worker_timeout!r}")
+        nb = self.notebook_path()
         if not nb.is_file():
-            raise ValueError(f"notebook {nb} not found; pass notebook=... (the experiment notebook)")
+            raise ValueError(f"notebook {nb} not found; pass notebook=... (an experiment notebook)")
+        self.experiments()  # every grid point validated before anything runs
+
+    def notebook_path(self) -> Path:
+        return Path(self.notebook) if self.notebook else experiment.notebook_path()
 
     def threads_per_worker(self) -> int:
-        """Torch threads per experiment: given, or the cores split among the workers."""
-        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        """Torch threads per experiment: the base config's, or the cores split among the workers."""
+        return self.base.threads or max(1, (os.cpu_count() or 1) // self.workers)
 
-    def experiment(self, batch_size: int) -> TrainConfig:
-        return experiment_config(
-            batch_size,
-            self.epochs,
-            list(self.seeds),
-            self.lr,
-            list(self.hidden),
-            self.momentum,
-            self.engine,
-            self.device,
-            self.threads_per_worker(),
-            self.train_limit,
+    def experiments(self) -> list[TrainConfig]:
+        """One ``TrainConfig`` per grid point, in grid order (the last axis varies fastest)."""
+        names = list(self.grid)
+        base = (
+            self.base
+            if self.scheduler or self.base.threads
+            else dataclasses.replace(self.base, threads=self.threads_per_worker())
         )
+        return [
+            dataclasses.replace(base, **dict(zip(names, point, strict=True)))
+            for point in itertools.product(*self.grid.values())
+        ]
+
+
+def expected_cost(config: TrainConfig) -> float:
+    """Relative cost of an experiment: replicas x epochs x (examples + a per-step overhead)."""
+    per_epoch = config.n_train + STEP_OVERHEAD_EXAMPLES * config.steps_per_epoch
+    return len(config.seeds) * config.epochs * per_epoch
 
 
 @dataclass(frozen=True)
@@ -193,187 +119,324 @@ class Task:
 
     notebook: str
     results_dir: str
-    batch_size: int
-    parameters: dict
-    data_dir: str | None
+    key: str
+    config: dict
+    data_dir: str
 
 
 @dataclass
 class SweepOutcome:
-    """``table``: one row per batch size (status done/skipped/failed, final test accuracy mean
-    and std in percent, seconds). ``failed``: batch size -> error message."""
+    """``table``: one row per experiment (grid values, status done/skipped/failed, replicas,
+    collapsed, median final test accuracy in percent, seconds, error). ``keys``: the sweep's
+    experiments, in grid order. ``failed``: key -> error; ``collapsed``: key -> seeds."""
 
     table: pd.DataFrame
-    failed: dict[int, str] = field(default_factory=dict)
+    keys: list[str]
+    results_dir: Path
+    failed: dict[str, str] = field(default_factory=dict)
+    collapsed: dict[str, list[int]] = field(default_factory=dict)
     seconds: float = 0.0
 
+    def frame(self) -> pd.DataFrame:
+        """The tidy frame (see ``results.frame``) of exactly this sweep's finished experiments."""
+        done = [k for k in self.keys if k not in self.failed]
+        return results.load(self.results_dir, keys=done)
 
-def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in EXECUTION_FIELDS}
+
+# ------------------------------------------------------------------------ checks before work
 
 
-def is_done(results_dir: str | os.PathLike, config: TrainConfig) -> bool:
-    """True when a finished, error-free record for ``config`` and its notebook both exist."""
-    path = run_path(results_dir, config.batch_size)
-    if not path.is_file() or not notebook_path(results_dir, config.batch_size).is_file():
-        return False
+def check_results_dir(results_dir: str | os.PathLike) -> Path:
+    """The results directory, created if needed; ``ValueError`` if it is not a writable folder."""
+    root = Path(results_dir)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"results directory {root} is a file; pass a folder (--results DIR)")
     try:
-        record = read_record(path)
-    except ValueError:
-        return False
-    return not record.get("error") and _comparable(record["config"]) == _comparable(config.to_dict())
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(
+            f"results directory {root} is not writable ({e.strerror}); choose another (--results DIR)"
+        ) from e
+    return root.resolve()
+
+
+# ------------------------------------------------------------------------ one experiment
 
 
 def execute_task(task: Task) -> dict:
-    """Run one experiment notebook with papermill. Returns a plain outcome dict; never raises
-    for a failing experiment (its error is returned and written to ``failed/``)."""
-    import papermill as pm
+    """Run one experiment notebook with papermill, holding the experiment's lock.
+
+    Returns a plain outcome dict (key, status done/skipped/failed, seconds, error, collapsed);
+    never raises for a failing experiment (its error is returned and written to ``failed/``).
+    """
+    from filelock import FileLock
 
     t0 = time.perf_counter()
-    results = Path(task.results_dir)
-    final_nb = notebook_path(results, task.batch_size)
-    failure_path(results, task.batch_size).unlink(missing_ok=True)
-    # papermill rewrites its output after every cell: keep that partial file out of results/.
-    with tempfile.TemporaryDirectory(prefix="mlpmnist-") as tmp:
-        tmp_nb = Path(tmp) / final_nb.name
-        error = None
-        try:
-            with _stderr_to(log_path(results, task.batch_size)):
-                pm.execute_notebook(
-                    task.notebook,
-                    str(tmp_nb),
-                    parameters=task.parameters,
-                    kernel_name="python3",
-                    progress_bar=False,
-                    cwd=str(Path(task.notebook).parent),
-                )
-        except Exception as e:  # PapermillExecutionError carries the cell's exception
-            error = _short_error(e)
-        if tmp_nb.exists():
-            final_nb.parent.mkdir(parents=True, exist_ok=True)
-            staged = final_nb.with_name(f".{final_nb.name}.tmp")
-            shutil.copyfile(tmp_nb, staged)
-            os.replace(staged, final_nb)
-    outcome = {"batch_size": task.batch_size, "seconds": time.perf_counter() - t0, "error": error}
+    root = Path(task.results_dir)
+    config = TrainConfig.from_mapping(task.config)
+    lock = results.path(root, "locks", task.key)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(lock):
+        if results.is_done(root, config):  # another sweep ran it while we waited
+            return {"key": task.key, "status": "skipped", "seconds": 0.0, "error": None, "collapsed": []}
+        results.path(root, "failed", task.key).unlink(missing_ok=True)
+        error = _execute_notebook(task, root)
+        collapsed: list[int] = []
+        if error is None:
+            collapsed = results.read_record(results.path(root, "runs", task.key))["collapsed"]
+    outcome = {
+        "key": task.key,
+        "status": "failed" if error else "done",
+        "seconds": time.perf_counter() - t0,
+        "error": error,
+        "collapsed": collapsed,
+    }
     if error:
-        atomic_write_text(
-            failure_path(results, task.batch_size),
-            json.dumps({**outcome, "parameters": task.parameters, "notebook": str(final_nb)}, indent=1),
+        results.atomic_write_text(
+            results.path(root, "failed", task.key), json.dumps({**outcome, "config": task.config}, indent=1)
         )
     return outcome
 
 
-@contextmanager
-def _stderr_to(path: Path) -> Iterator[None]:
-    """Send this process's file descriptor 2 (and so the kernel's, which inherits it) to ``path``.
+def _execute_notebook(task: Task, root: Path) -> str | None:
+    """Execute the notebook into a scratch folder, then move it into place. Returns the error."""
+    import papermill as pm
 
-    The kernel's own messages (start-up warnings, C++ logs) then land in a per-experiment log
-    instead of the caller's notebook. Process-wide: run one experiment per worker process.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr.flush()
-    saved = os.dup(2)
+    final = results.path(root, "notebooks", task.key)
+    # papermill rewrites its output after every cell: keep partial files out of notebooks/. The
+    # scratch folder belongs to this key, whose lock we hold, so leftovers of a killed run go too.
+    scratch = root / ".scratch" / task.key
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    log = results.path(root, "logs", task.key)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    error = None
     try:
-        with open(path, "w") as log:
-            os.dup2(log.fileno(), 2)
-            yield
+        with open(log, "w") as log_file:
+            pm.execute_notebook(
+                task.notebook,
+                str(scratch / final.name),
+                parameters={
+                    "config": task.config,
+                    "data_dir": task.data_dir,
+                    "results_dir": str(root),
+                    "check_data": False,  # run_sweep checked the files once
+                },
+                kernel_name="python3",
+                progress_bar=False,
+                cwd=str(scratch),
+                kernel_manager_class=_logging_kernel_manager(log_file),
+            )
+    except Exception as e:  # PapermillExecutionError carries the cell's exception
+        error = _short_error(e)
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+        partial = scratch / final.name
+        if partial.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            results.atomic_write_bytes(final, partial.read_bytes())
+        shutil.rmtree(scratch, ignore_errors=True)
+    return error
 
 
-def _short_error(e: Exception) -> str:
+def _logging_kernel_manager(log_file: Any) -> type:
+    """A kernel manager class whose kernels write their own stdout/stderr to ``log_file``, so
+    each experiment's log holds exactly its kernel's messages, whatever runs beside it."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggingKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw.setdefault("stdout", log_file)
+            kw.setdefault("stderr", log_file)
+            await super().start_kernel(**kw)
+
+    return LoggingKernelManager
+
+
+def _short_error(e: BaseException) -> str:
     ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
     if ename:
         return f"{ename}: {evalue}"
-    return "".join(traceback.format_exception_only(type(e), e)).strip()
+    return f"{type(e).__name__}: {e}"
+
+
+# ------------------------------------------------------------------------ runners
+
+
+# nbclient takes SIGTERM and SIGINT while a notebook runs (to shut its kernel down, not to
+# exit), so the sweep stops its pool workers with a signal of its own.
+STOP_SIGNAL = signal.SIGUSR1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool worker initializer: stop on ``STOP_SIGNAL``, which the kernel also sends when the
+    sweep's process dies, even by SIGKILL; Ctrl-C is left to the sweep's process."""
+    import ctypes
+
+    def _stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds, so scratch folders and kernels are cleaned up
+
+    signal.signal(STOP_SIGNAL, _stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):  # prctl is Linux's
+        ctypes.CDLL(None, use_errno=True).prctl(1, STOP_SIGNAL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _local(tasks: list[Task], workers: int) -> Iterator[dict]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)),
+        mp_context=get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+    futures = {pool.submit(execute_task, t): t for t in tasks}
+    finished = False
     try:
-        futures = [pool.submit(execute_task, t) for t in tasks]
         for f in as_completed(futures):
-            yield f.result()
+            try:
+                yield f.result()
+            except BrokenProcessPool as e:
+                raise SweepError(
+                    f"a worker process died while running {futures[f].key} (killed, or out of memory); "
+                    "finished experiments are kept, rerun to resume"
+                ) from e
+        finished = True
     finally:
+        if not finished:  # an error or Ctrl-C: stop the running experiments too
+            for p in list(getattr(pool, "_processes", {}).values()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, STOP_SIGNAL)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _dask(tasks: list[Task], address: str) -> Iterator[dict]:
-    from distributed import Client, as_completed
+def _dask(tasks: list[Task], address: str, worker_timeout: float) -> Iterator[dict]:
+    from distributed import Client, wait
 
-    with Client(address) as client:
-        futures = client.map(execute_task, tasks, pure=False)
-        for f in as_completed(futures):
-            yield f.result()
+    try:
+        client = Client(address, timeout=min(worker_timeout, 10))
+    except (OSError, TimeoutError) as e:
+        raise ValueError(
+            f"cannot reach the Dask scheduler at {address} ({e}); start it or fix --scheduler"
+        ) from e
+    with client:
+        pending = set(client.map(execute_task, tasks, pure=False))
+        by_future = dict(zip(pending, tasks, strict=True))
+        while pending:
+            done, pending = wait(pending, timeout=worker_timeout, return_when="FIRST_COMPLETED")
+            for f in done:
+                if f.status == "error" or f.status == "cancelled":
+                    yield _lost(by_future[f].key, f.exception() if f.status == "error" else "cancelled")
+                else:
+                    yield f.result()
+            if not done:
+                try:
+                    client.wait_for_workers(1, timeout=worker_timeout)
+                except (TimeoutError, OSError) as e:
+                    left = sorted(by_future[f].key for f in pending)
+                    raise SweepError(
+                        f"no Dask worker for {worker_timeout:g} s at {address} ({type(e).__name__}); "
+                        f"not done: {', '.join(left)}; finished experiments are kept, rerun to resume"
+                    ) from e
+
+
+def _lost(key: str, error: object) -> dict:
+    return {"key": key, "status": "failed", "seconds": 0.0, "error": f"Dask: {error}", "collapsed": []}
 
 
 def run_sweep(
     config: SweepConfig, progress: bool = True, log: Callable[[str], None] = tqdm.write
 ) -> SweepOutcome:
-    """Run every batch size of ``config`` not already done; return the per-experiment table.
+    """Run every experiment of ``config`` not already done; return the per-experiment outcome.
 
-    Experiments run largest-cost first (small batches take longest) so workers finish together.
+    Checks first that the results directory is writable and MNIST is present and valid. The
+    most expensive experiments start first, so the workers finish together.
     """
     t0 = time.perf_counter()
-    results = Path(config.results_dir)
-    notebook = str(Path(config.notebook or default_notebook()).resolve())
-    # Absolute, because the notebooks run with their own directory as the working directory.
-    data_dir = str(mdata.resolve_root(config.data_dir).resolve())
-    rows, tasks = {}, []
-    for bs in sorted(config.batch_sizes):
-        exp = config.experiment(bs)
-        if is_done(results, exp):
-            rows[bs] = {"batch_size": bs, "status": "skipped", "seconds": 0.0, "error": None}
-            continue
-        params = {k: v for k, v in exp.to_dict().items() if k in NOTEBOOK_PARAMS}
-        params.update(data_dir=data_dir, out_dir=str(results.resolve()))
-        tasks.append(Task(notebook, str(results.resolve()), bs, params, data_dir))
+    root = check_results_dir(config.results_dir)
+    data_dir = str(mdata.ensure(config.data_dir))
+    experiments = config.experiments()
+    keys = [e.key() for e in experiments]
+    rows: dict[str, dict] = {}
+    tasks = []
+    for exp in sorted(experiments, key=expected_cost, reverse=True):
+        if results.is_done(root, exp):
+            rows[exp.key()] = {"key": exp.key(), "status": "skipped", "seconds": 0.0, "error": None}
+        else:
+            tasks.append(
+                Task(str(config.notebook_path().resolve()), str(root), exp.key(), exp.to_dict(), data_dir)
+            )
     if rows:
-        log(f"skipping {len(rows)} finished experiment(s): batch sizes {sorted(rows)}")
-    stream = _dask(tasks, config.scheduler) if config.scheduler else _local(tasks, config.workers)
-    with tqdm(total=len(tasks), desc="experiments", unit="exp", disable=not progress) as bar:
-        for out in stream:
-            bs = out["batch_size"]
-            rows[bs] = {**out, "status": "failed" if out["error"] else "done"}
-            bar.update()
-            log(_finished_line(results, rows[bs]))
-    table = _table(results, [rows[bs] for bs in sorted(rows)])
-    failed = {r["batch_size"]: r["error"] for r in rows.values() if r["error"]}
-    return SweepOutcome(table=table, failed=failed, seconds=time.perf_counter() - t0)
+        log(f"skipping {len(rows)} finished experiment(s) in {root}")
+    if tasks:
+        stream = (
+            _dask(tasks, config.scheduler, config.worker_timeout)
+            if config.scheduler
+            else _local(tasks, config.workers)
+        )
+        with tqdm(total=len(tasks), desc="experiments", unit="exp", disable=not progress) as bar:
+            for out in stream:
+                rows[out["key"]] = out
+                bar.update()
+                log(_finished_line(root, out))
+    table = _table(root, config, experiments, rows)
+    failed = {k: r["error"] for k, r in rows.items() if r.get("error")}
+    collapsed = {
+        k: list(r["collapsed"])
+        for k, r in zip(table["key"], table.to_dict("records"), strict=True)
+        if r["collapsed"]
+    }
+    return SweepOutcome(table, keys, root, failed, collapsed, time.perf_counter() - t0)
 
 
-def _final_acc(results: Path, batch_size: int) -> tuple[float, float]:
-    path = run_path(results, batch_size)
-    if not path.is_file():
-        return float("nan"), float("nan")
-    df = frame([read_record(path)])
-    last = df[(df["epoch"] == df["epoch"].max()) & ~df["diverged"]]["test_acc"]
-    return 100 * last.mean(), 100 * last.std()
+def _record(root: Path, key: str) -> dict | None:
+    p = results.path(root, "runs", key)
+    return results.read_record(p) if p.is_file() else None
 
 
-def _finished_line(results: Path, row: dict) -> str:
-    mean, _ = _final_acc(results, row["batch_size"])
-    status = f"FAILED: {row['error']}" if row["error"] else f"final test acc {mean:.2f}%"
-    return f"batch {row['batch_size']:>4}: {status} ({row['seconds']:.1f} s)"
+def _median_final(record: dict | None) -> float:
+    if record is None:
+        return float("nan")
+    finals = [
+        r["history"][-1]["test_acc"] for r in record["replicas"] if r["history"] and r["status"] != "diverged"
+    ]
+    finals = [v for v in finals if v is not None]
+    return 100 * float(pd.Series(finals).median()) if finals else float("nan")
 
 
-def _table(results: Path, rows: list[dict]) -> pd.DataFrame:
+def _finished_line(root: Path, out: dict) -> str:
+    if out["error"]:
+        return f"{out['key']}: FAILED: {out['error']} ({out['seconds']:.1f} s)"
+    record = _record(root, out["key"])
+    flag = f", {len(out['collapsed'])} seed(s) collapsed" if out.get("collapsed") else ""
+    return f"{out['key']}: median final test acc {_median_final(record):.2f}%{flag} ({out['seconds']:.1f} s)"
+
+
+def _table(
+    root: Path, config: SweepConfig, experiments: list[TrainConfig], rows: dict[str, dict]
+) -> pd.DataFrame:
     out = []
-    for r in rows:
-        mean, sd = _final_acc(results, r["batch_size"])
+    for exp in experiments:
+        r = rows[exp.key()]
+        record = _record(root, exp.key())
+        collapsed = record["collapsed"] if record and "collapsed" in record else []
         out.append(
             {
-                "batch_size": r["batch_size"],
+                **{name: getattr(exp, name) for name in config.grid},
                 "status": r["status"],
-                "test_acc_%": round(mean, 2),
-                "sd": round(sd, 2),
+                "replicas": len(exp.seeds),
+                "collapsed": collapsed,
+                "median_test_acc_%": round(_median_final(record), 2),
                 "seconds": round(r["seconds"], 1),
                 "error": r["error"] or "",
+                "key": exp.key(),
             }
         )
     return pd.DataFrame(out)

@@ -1,160 +1,43 @@
-"""Train R replicas (seeds, optionally learning rates) of one configuration in lockstep."""
+"""The training loop: R replicas (seeds, optionally learning rates) of one configuration in lockstep.
+
+``train`` is the only place in the package that steps an engine. Studies that need more than
+"evaluate after every epoch" use its hooks: ``eval_at`` (evaluate after given step counts),
+``stop`` (drop replicas: reached a target, lost a race) and ``transform`` (change each batch).
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from . import data as mdata
+from .augment import random_shifts
 from .batching import batch_order, batches, gather_batch
-from .engine import ENGINES, evaluate
+from .config import TrainConfig, resolve_device
+from .engine import ENGINES, evaluate, weight_norms
 from .model import MLP
 
-SCHEDULES = ("constant", "cosine", "linear")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Mean cross-entropy (nats) above which a replica counts as diverged: chance level is ln 10 = 2.3,
 # and a runaway replica can sit at a huge but finite loss once its ReLUs have died.
 DIVERGED_LOSS = 1e3
-DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+# Collapse: at chance level. A learning MLP passes 20% accuracy within its first hundred steps,
+# and a training loss above ln 10 (a uniform guess) for a whole epoch means it learned nothing.
+CHANCE_LOSS = math.log(mdata.N_CLASSES)
+COLLAPSED_ACC = 0.2
 
-
-def _fail(name: str, value: object, allowed: str) -> None:
-    raise ValueError(f"{name} must be {allowed}; got {value!r}")
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_finite_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _as_tuple(v: object) -> object:
-    return tuple(v) if isinstance(v, (list, tuple)) else v
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training configuration; replicas differ by seed (and optionally by lr).
-
-    ``lr`` is a number shared by all replicas, or one number per seed. ``holdout`` keeps the
-    last N training images aside as a validation split. ``train_limit`` trains on the first N
-    training images only (before the holdout is taken off). Like the reference's DataLoader,
-    an epoch ends with the remainder as a smaller batch unless ``drop_last``. ``dtype``
-    float64 is for checking the engines against each other, not for speed.
-    """
-
-    batch_size: int = 90
-    epochs: int = 15
-    lr: float | tuple[float, ...] = 0.1
-    seeds: tuple[int, ...] = (0,)
-    hidden: tuple[int, ...] = (64, 64)
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    engine: str = "fast"
-    device: str = "auto"
-    threads: int | None = None
-    train_limit: int | None = None
-    holdout: int = 0
-    drop_last: bool = False
-    dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        for name in ("lr", "seeds", "hidden"):
-            object.__setattr__(self, name, _as_tuple(getattr(self, name)))
-        if isinstance(self.lr, tuple) and len(self.lr) == 1 and len(self.seeds) != 1:
-            object.__setattr__(self, "lr", self.lr[0])
-        self.validate()
-
-    @property
-    def n_train(self) -> int:
-        """Training examples per epoch."""
-        n = mdata.TRAIN_SIZE if self.train_limit is None else self.train_limit
-        return n - self.holdout
-
-    @property
-    def lrs(self) -> tuple[float, ...]:
-        """One learning rate per replica."""
-        return self.lr if isinstance(self.lr, tuple) else (self.lr,) * len(self.seeds)
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field, its value and what is allowed."""
-        if self.train_limit is not None and (
-            not _is_int(self.train_limit) or not 1 <= self.train_limit <= mdata.TRAIN_SIZE
-        ):
-            _fail("train_limit", self.train_limit, f"None or an integer in [1, {mdata.TRAIN_SIZE}]")
-        n_all = mdata.TRAIN_SIZE if self.train_limit is None else self.train_limit
-        if not _is_int(self.holdout) or not 0 <= self.holdout < n_all:
-            _fail("holdout", self.holdout, f"an integer in [0, {n_all - 1}]")
-        if not _is_int(self.batch_size) or not 1 <= self.batch_size <= self.n_train:
-            _fail(
-                "batch_size",
-                self.batch_size,
-                f"an integer in [1, {self.n_train}] (the training-set size)",
-            )
-        if not _is_int(self.epochs) or self.epochs < 1:
-            _fail("epochs", self.epochs, "an integer >= 1")
-        if not isinstance(self.seeds, tuple) or not self.seeds:
-            _fail("seeds", self.seeds, "a non-empty list of integers")
-        if not all(_is_int(s) and 0 <= s < 2**63 for s in self.seeds):
-            _fail("seeds", self.seeds, "a list of integers in [0, 2**63)")
-        lrs = self.lr if isinstance(self.lr, tuple) else (self.lr,)
-        if not all(_is_finite_number(v) and v > 0 for v in lrs):
-            _fail("lr", self.lr, "a finite positive number (or one per seed)")
-        if isinstance(self.lr, tuple) and len(self.lr) != len(self.seeds):
-            _fail("lr", self.lr, f"a number or a list of {len(self.seeds)} (one per seed)")
-        replicas = list(zip(self.seeds, self.lrs))
-        if len(set(replicas)) != len(replicas):
-            dup = sorted({r for r in replicas if replicas.count(r) > 1})
-            _fail("seeds", self.seeds, f"distinct (seed, lr) replicas; duplicated: {dup}")
-        if not self.hidden or not all(_is_int(h) and h >= 1 for h in self.hidden):
-            _fail("hidden", self.hidden, "a non-empty list of positive integers")
-        if not _is_finite_number(self.momentum) or not 0 <= self.momentum < 1:
-            _fail("momentum", self.momentum, "a number in [0, 1)")
-        if not _is_finite_number(self.weight_decay) or self.weight_decay < 0:
-            _fail("weight_decay", self.weight_decay, "a finite number >= 0")
-        if self.schedule not in SCHEDULES:
-            _fail("schedule", self.schedule, f"one of {SCHEDULES}")
-        if not isinstance(self.drop_last, bool):
-            _fail("drop_last", self.drop_last, "True or False")
-        if self.dtype not in DTYPES:
-            _fail("dtype", self.dtype, f"one of {tuple(DTYPES)}")
-        if self.engine not in ENGINES:
-            _fail("engine", self.engine, f"one of {tuple(ENGINES)}")
-        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
-            _fail("threads", self.threads, "None or an integer >= 1")
-        resolve_device(self.device)
-
-    def to_dict(self) -> dict:
-        """Plain JSON-ready dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``'auto'`` (CUDA when available, else CPU), ``'cpu'``, ``'cuda'`` or ``'cuda:N'``."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda"):
-        _fail("device", device, DEVICES)
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        _fail("device", device, DEVICES)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            _fail("device", device, "'cpu' or 'auto' here: torch.cuda.is_available() is False")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            _fail("device", device, f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
-    return dev
+#: ``stop(rows) -> flags``: given one evaluation's rows (one dict per live replica, the history's
+#: columns), True for each replica to stop now.
+StopRule = Callable[[list[dict]], Sequence[bool]]
+#: ``transform(x) -> x``: a batch [R, b, 784] in, the batch to train on out.
+Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 @contextmanager
@@ -201,8 +84,8 @@ def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
 
 @dataclass
 class TrainResult:
-    """``history``: one row per replica per finished epoch (see ``train``). ``state_dicts``:
-    final weights per replica (None where it diverged). ``snapshots``: epoch -> state dicts."""
+    """``history``: one row per replica and evaluation (see ``train``). ``state_dicts``: final
+    weights per replica (None where it diverged). ``snapshots``: epoch -> state dicts."""
 
     config: TrainConfig
     history: pd.DataFrame
@@ -211,23 +94,49 @@ class TrainResult:
     device: str = "cpu"
     seconds: float = 0.0
 
+    def _last_flag(self, column: str) -> list[int]:
+        if self.history.empty:
+            return []
+        last = self.history.groupby(["seed", "lr"]).tail(1)
+        return sorted(last.loc[last[column].astype(bool), "seed"].unique().tolist())
+
     @property
     def diverged(self) -> list[int]:
         """Seeds of the replicas that diverged."""
-        if self.history.empty:
-            return []
-        return sorted(self.history.loc[self.history["diverged"], "seed"].unique().tolist())
+        return self._last_flag("diverged")
+
+    @property
+    def collapsed(self) -> list[int]:
+        """Seeds of the replicas whose last evaluation was at chance level."""
+        return self._last_flag("collapsed")
 
 
-def _epoch_line(epoch: int, epochs: int, rows: list[dict], seconds: float) -> str:
-    acc = torch.tensor([r["test_acc"] for r in rows if not r["diverged"]], dtype=torch.float64)
-    spread = f" ± {100 * acc.std().item():.2f}" if len(acc) > 1 else ""
-    mean = f"{100 * acc.mean().item():.2f}%" if len(acc) else "n/a"
-    loss = sum(r["train_loss"] for r in rows) / len(rows)
-    return (
-        f"epoch {epoch:>3}/{epochs}  train_loss {loss:.4f}  test_acc {mean}{spread}"
-        f"  ({len(acc)} replicas, {seconds:.1f} s)"
-    )
+@dataclass
+class _Window:
+    """What the steps since the last evaluation saw, per live replica."""
+
+    logp: list[torch.Tensor] = field(default_factory=list)
+    correct: list[torch.Tensor] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+
+    def add(self, logp: torch.Tensor, pred: torch.Tensor, y: torch.Tensor) -> None:
+        self.logp.append(logp)
+        self.correct.append(pred == y)
+        self.steps += 1
+
+    def means(self, n_replicas: int) -> tuple[list[float], list[float]]:
+        """(mean training loss in nats, training accuracy) per replica; NaN without steps."""
+        if not self.logp:
+            nan = [math.nan] * n_replicas
+            return nan, nan
+        logp, correct = torch.cat(self.logp, 1).double(), torch.cat(self.correct, 1)
+        return (-logp.mean(1)).tolist(), correct.double().mean(1).tolist()
+
+
+def default_eval_steps(config: TrainConfig) -> list[int]:
+    """Evaluate after every epoch: the step counts at the epoch ends."""
+    return [e * config.steps_per_epoch for e in range(1, config.epochs + 1)]
 
 
 def train(
@@ -237,21 +146,32 @@ def train(
     progress: bool = True,
     verbose: bool = True,
     snapshot_epochs: Iterable[int] = (),
-    on_epoch: Callable[[int, list[dict]], None] | None = None,
+    eval_at: Iterable[int] | None = None,
+    splits: Sequence[str] | None = None,
+    stop: StopRule | None = None,
+    transform: Transform | None = None,
 ) -> TrainResult:
-    """Train every replica of ``config`` with plain (or momentum) SGD on cross-entropy.
+    """Train every replica of ``config`` with SGD on the mean cross-entropy.
 
-    Returns a ``TrainResult`` whose ``history`` has one row per replica and epoch with columns
-    seed, lr, epoch, train_loss and test_loss (mean cross-entropy, nats), train_acc and
-    test_acc (fractions in [0, 1]), val_loss/val_acc when ``holdout`` > 0, seconds (wall time
-    of the epoch's SGD steps, all replicas together), eval_seconds (wall time of the
-    evaluation after it) and diverged. Train loss and accuracy are running
-    averages over the epoch's batches. A replica whose loss becomes NaN/inf (or exceeds
-    ``DIVERGED_LOSS``) gets one row with diverged=True and stops; the others go on.
-    ``snapshot_epochs`` (0 = before training) selects epochs whose weights are kept in
-    ``snapshots``.
+    Returns a ``TrainResult`` whose ``history`` has one row per live replica and evaluation:
+    seed, lr, epoch (fractional between epoch ends), step (SGD steps so far), train_loss and
+    train_acc (mean over the steps since the previous evaluation, in nats and as a fraction),
+    ``<split>_loss``/``<split>_acc`` for each evaluated split (test; val when ``holdout`` > 0),
+    dead_1.. (fraction of each hidden layer's units that are zero on every test image),
+    wnorm_1.. (Frobenius norm of each layer's weights), seconds (SGD wall time since the
+    previous evaluation), eval_seconds, diverged and collapsed.
+
+    Hooks: ``eval_at`` gives the step counts after which to evaluate (default: every epoch end);
+    ``splits`` the splits to evaluate (default all); ``stop`` may drop replicas after each
+    evaluation; ``transform`` changes every batch before its step (``config.max_shift`` > 0
+    installs random shifts). A replica whose loss is non-finite or above ``DIVERGED_LOSS`` gets
+    a row with diverged=True and stops; one at chance level (accuracy < ``COLLAPSED_ACC``, or a
+    training loss above ln 10 over a whole epoch) is flagged collapsed and goes on.
+    ``snapshot_epochs`` (0 = before training) selects epochs whose weights are kept.
     """
     config.validate()
+    if transform is not None and config.max_shift:
+        raise ValueError("give either transform= or config.max_shift, not both")
     device = resolve_device(config.device)
     snapshot_epochs = set(snapshot_epochs)
     t_start = time.perf_counter()
@@ -263,76 +183,76 @@ def train(
         pixels = mdata.to_pixels(X)
         evals = {"test": data.test.to(device, dtype)}
         if val_split is not None:
-            evals["val"] = val_split.to(device, dtype)
+            evals = {"val": val_split.to(device, dtype), **evals}
+        if splits is not None:
+            if unknown := set(splits) - set(evals):
+                raise ValueError(f"splits {sorted(unknown)} not available; choose from {sorted(evals)}")
+            evals = {k: v for k, v in evals.items() if k in splits}
+        if config.max_shift:
+            transform = random_shifts(config.max_shift, config.seeds, device)
 
         models, gens = init_models(config)
-        models = [m.to(dtype) for m in models]
-        engine = ENGINES[config.engine](models, device, config.momentum, config.weight_decay)
-        replicas = list(zip(config.seeds, config.lrs))
+        engine = ENGINES[config.engine](
+            [m.to(dtype) for m in models], device, config.momentum, config.weight_decay
+        )
+        replicas = list(zip(config.seeds, config.lrs, strict=True))
         alive = list(range(len(replicas)))  # indices into replicas, in engine order
         lrs = torch.tensor(config.lrs, dtype=dtype, device=device)
+        shared_lr = len(set(config.lrs)) == 1  # a plain float lets the engine fold it into alpha
         snapshots: dict[int, list[dict | None]] = {}
         if 0 in snapshot_epochs:
             snapshots[0] = engine.state_dicts()
 
-        n, B = len(Y), config.batch_size
-        steps = n // B if config.drop_last else math.ceil(n / B)
-        used = min(n, steps * B)  # examples per epoch
-        total = steps * config.epochs
-        shared_lr = len(set(config.lrs)) == 1  # a plain float lets the engine fold it into alpha
+        n, B, spe = len(Y), config.batch_size, config.steps_per_epoch
+        used = min(n, spe * B)  # examples per epoch
+        total = spe * config.epochs
+        checks = sorted({s for s in (eval_at or default_eval_steps(config)) if 1 <= s <= total})
         rows: list[dict] = []
-        bar = tqdm(range(1, config.epochs + 1), desc=f"batch {B}", unit="epoch", disable=not progress)
-        for epoch in bar:
+        window, step, next_check = _Window(), 0, 0
+        bar = tqdm(total=config.epochs, desc=f"batch {B}", unit="epoch", disable=not progress, mininterval=1)
+        for epoch in range(1, config.epochs + 1):
+            if not alive or next_check >= len(checks):
+                break
             t0 = time.perf_counter()
             order = batch_order([gens[i] for i in alive], n).to(device)[:, :used]
-            Yo = Y[order]  # labels in batch order, [R, used]
             lr_alive = lrs[alive]
-            picked, preds = [], []
-            for s, (idx, yb) in enumerate(batches(order, Yo, B)):
-                factor = lr_factor(config.schedule, (epoch - 1) * steps + s, total)
+            keep_rows: torch.Tensor | None = None  # live rows of this epoch's order after a drop
+            for idx, yb in batches(order, Y[order], B):
+                if keep_rows is not None:
+                    idx, yb = idx[keep_rows], yb[keep_rows]
+                factor = lr_factor(config.schedule, step, total)
                 lr = config.lrs[0] * factor if shared_lr else lr_alive * factor
-                lp, pred = engine.step(gather_batch(X, pixels, idx), yb, lr)
-                picked.append(lp)
-                preds.append(pred)
-            train_loss = -torch.cat(picked, 1).double().sum(1) / used
-            train_acc = (torch.cat(preds, 1) == Yo).double().sum(1) / used
-            metrics = {"train_loss": train_loss.tolist(), "train_acc": train_acc.tolist()}
-            t_eval = time.perf_counter()
-            for name, split in evals.items():
-                loss, acc, _ = evaluate(engine, split.x, split.y)
-                metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
-            seconds = t_eval - t0
-            eval_seconds = time.perf_counter() - t_eval
-            epoch_rows = []
-            for j, i in enumerate(alive):
-                row = {"seed": replicas[i][0], "lr": replicas[i][1], "epoch": epoch}
-                row.update({k: v[j] for k, v in metrics.items()})
-                row["seconds"] = seconds
-                row["eval_seconds"] = eval_seconds
-                row["diverged"] = not all(math.isfinite(v[j]) for v in metrics.values()) or (
-                    row["train_loss"] > DIVERGED_LOSS
-                )
-                epoch_rows.append(row)
-            rows += epoch_rows
-            ok = torch.tensor([not r["diverged"] for r in epoch_rows])
-            if not ok.all():
-                bad = [r["seed"] for r in epoch_rows if r["diverged"]]
+                x = gather_batch(X, pixels, idx)
+                logp, pred = engine.step(x if transform is None else transform(x), yb, lr)
+                window.add(logp, pred, yb)
+                step += 1
+                if step != checks[next_check]:
+                    continue
+                next_check += 1
+                window.seconds += time.perf_counter() - t0
+                new = _evaluate(engine, evals, window, replicas, alive, step, spe)
+                rows += new
+                window, t0 = _Window(), time.perf_counter()
                 if verbose:
-                    tqdm.write(
-                        f"batch {B}: replica(s) with seed {bad} diverged at epoch {epoch} "
-                        f"(loss NaN/inf or > {DIVERGED_LOSS:g}); they stop here. Lower lr (now {config.lr})."
-                    )
-                engine.keep(ok.to(device))
-                alive = [i for i, keep in zip(alive, ok.tolist()) if keep]
-            if epoch in snapshot_epochs:
+                    tqdm.write(_eval_line(config, new))
+                drop = [r["diverged"] for r in new]
+                if stop is not None:
+                    drop = [a or bool(b) for a, b in zip(drop, stop(new), strict=True)]
+                if any(drop):
+                    if verbose and any(r["diverged"] for r in new):
+                        tqdm.write(divergence_message(config, [r for r in new if r["diverged"]]))
+                    keep = torch.tensor([not d for d in drop], device=device)
+                    engine.keep(keep)
+                    alive = [i for i, d in zip(alive, drop, strict=True) if not d]
+                    lr_alive = lrs[alive]
+                    pos = keep.nonzero().flatten()
+                    keep_rows = pos if keep_rows is None else keep_rows[pos]
+                if not alive or next_check >= len(checks):
+                    break
+            window.seconds += time.perf_counter() - t0
+            if epoch in snapshot_epochs and step == epoch * spe:
                 snapshots[epoch] = _by_replica(engine.state_dicts(), alive, len(replicas))
-            if verbose:
-                line = _epoch_line(epoch, config.epochs, epoch_rows, seconds + eval_seconds)
-                tqdm.write(f"batch {B:>4} {line}")
-            if on_epoch is not None:
-                on_epoch(epoch, epoch_rows)
-            if not alive:
-                break
+            bar.update()
         bar.close()
         final = _by_replica(engine.state_dicts(), alive, len(replicas))
     return TrainResult(
@@ -345,8 +265,86 @@ def train(
     )
 
 
+def _evaluate(
+    engine: object,
+    evals: dict[str, mdata.Split],
+    window: _Window,
+    replicas: list[tuple[int, float]],
+    alive: list[int],
+    step: int,
+    steps_per_epoch: int,
+) -> list[dict]:
+    """One history row per live replica after ``step`` steps (see ``train`` for the columns)."""
+    t0 = time.perf_counter()
+    R = len(alive)
+    train_loss, train_acc = window.means(R)
+    metrics: dict[str, list[float]] = {"train_loss": train_loss, "train_acc": train_acc}
+    dead = None
+    for name, split in evals.items():
+        loss, acc, d = evaluate(engine, split.x, split.y)  # type: ignore[arg-type]
+        metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
+        if dead is None or name == "test":
+            dead = d
+    assert dead is not None
+    metrics.update({f"dead_{k + 1}": dead[:, k].tolist() for k in range(dead.shape[1])})
+    norms = weight_norms(engine)  # type: ignore[arg-type]
+    metrics.update({f"wnorm_{k + 1}": norms[:, k].tolist() for k in range(norms.shape[1])})
+    eval_seconds = time.perf_counter() - t0
+    epoch = step // steps_per_epoch if step % steps_per_epoch == 0 else step / steps_per_epoch
+    acc_key = "test_acc" if "test" in evals else f"{next(iter(evals))}_acc"
+    rows = []
+    for j, i in enumerate(alive):
+        row: dict = {"seed": replicas[i][0], "lr": replicas[i][1], "epoch": epoch, "step": step}
+        row.update({k: v[j] for k, v in metrics.items()})
+        row["seconds"], row["eval_seconds"] = window.seconds, eval_seconds
+        losses = [v for k, v in row.items() if k.endswith("_loss")]
+        row["diverged"] = not all(math.isfinite(v) for v in losses) or row["train_loss"] > DIVERGED_LOSS
+        # Training loss counts for collapse only over a whole epoch: a few steps are too noisy.
+        at_chance_loss = window.steps >= steps_per_epoch and row["train_loss"] > CHANCE_LOSS
+        row["collapsed"] = not row["diverged"] and (row[acc_key] < COLLAPSED_ACC or at_chance_loss)
+        rows.append(row)
+    return rows
+
+
+def divergence_message(config: TrainConfig, rows: list[dict]) -> str:
+    """What happened to the diverged replicas in ``rows``, and what to do, in one line."""
+    parts = []
+    for r in rows:
+        loss = r["train_loss"]
+        what = (
+            "its loss became NaN/inf"
+            if not math.isfinite(loss)
+            else f"its training loss reached {loss:.3g} nats, above {DIVERGED_LOSS:g}"
+        )
+        parts.append(f"seed {r['seed']} (lr {r['lr']:g}) diverged at step {r['step']}: {what}")
+    return f"batch {config.batch_size}: {'; '.join(parts)}; lower the learning rate"
+
+
+def _eval_line(config: TrainConfig, rows: list[dict]) -> str:
+    r0 = rows[0]
+    acc = torch.tensor(
+        [r["test_acc"] for r in rows if not r["diverged"] and "test_acc" in r], dtype=torch.float64
+    )
+    if len(acc):
+        q = torch.quantile(acc, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)).mul(100).tolist()
+        shown = (
+            f"test_acc median {q[1]:.2f}% [{q[0]:.2f}, {q[2]:.2f}]"
+            if len(acc) > 1
+            else f"test_acc {q[1]:.2f}%"
+        )
+    else:
+        shown = "no test accuracy"
+    collapsed = sum(r["collapsed"] for r in rows)
+    flag = f", {collapsed} at chance" if collapsed else ""
+    seconds = r0["seconds"] + r0["eval_seconds"]
+    return (
+        f"batch {config.batch_size:>4} epoch {r0['epoch']:>5g}/{config.epochs}  {shown}"
+        f"  ({len(rows)} replica{'s' if len(rows) > 1 else ''}{flag}, {seconds:.1f} s)"
+    )
+
+
 def _by_replica(state_dicts: list[dict], alive: list[int], n: int) -> list[dict | None]:
     out: list[dict | None] = [None] * n
-    for i, sd in zip(alive, state_dicts):
+    for i, sd in zip(alive, state_dicts, strict=True):
         out[i] = sd
     return out

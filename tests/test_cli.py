@@ -1,0 +1,206 @@
+"""The command line on real MNIST: it works, and every expected fault ends in one clear line.
+
+Each fault runs the real CLI in a subprocess and checks the exit status (2 bad input or path,
+3 failed experiments, 130 interrupted), that no traceback is shown, and that the one-line message
+names the field, file or folder at fault.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mlpmnist import TrainConfig, results, train
+
+TINY = ["--epochs", "1", "--seeds", "0", "--train-limit", "1000", "--batch-size", "100", "--no-progress"]
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mlpmnist", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def last_line(stderr: str) -> str:
+    return stderr.strip().splitlines()[-1] if stderr.strip() else ""
+
+
+@pytest.fixture(scope="module")
+def results_dir(mnist, tmp_path_factory) -> Path:
+    """A results folder with one finished experiment, for the figures command."""
+    root = tmp_path_factory.mktemp("res")
+    cfg = TrainConfig(batch_size=90, epochs=2, seeds=(0, 1), train_limit=2000)
+    res = train(cfg, mnist, progress=False, verbose=False)
+    results.write_record(results.make_record(res), results.path(root, "runs", cfg.key()))
+    results.save_models(res, results.path(root, "models", cfg.key()))
+    return root
+
+
+def test_train_end_to_end(tmp_path):
+    out = tmp_path / "sub" / "run.json"
+    p = run_cli("train", *TINY, "--seeds", "0-1", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "test_acc_median_%" in p.stdout and "key bs0100-lr0.1-e1-s2-" in p.stdout
+    rec = json.loads(out.read_text())
+    assert rec["config"]["seeds"] == [0, 1] and [len(r["history"]) for r in rec["replicas"]] == [1, 1]
+    assert rec["error"] is None and not list(out.parent.glob(".*.tmp"))
+
+
+def test_figures_end_to_end(results_dir, tmp_path):
+    p = run_cli("figures", "--results", str(results_dir), "--media", str(tmp_path / "media"))
+    assert p.returncode == 0, p.stderr
+    pngs = {f.name for f in (tmp_path / "media").glob("*.png")}
+    assert {"accuracy_vs_epoch.png", "final_accuracy_vs_batch.png", "predictions_last10.png"} <= pngs
+    assert "dead_units.png" in pngs and "confusion_matrix.png" in pngs
+
+
+def _file(tmp: Path) -> Path:
+    (tmp / "afile").write_text("x")
+    return tmp / "afile"
+
+
+def _runs_with(content: bytes) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        (tmp / "r" / "runs").mkdir(parents=True)
+        (tmp / "r" / "runs" / "bad.json").write_bytes(content)
+        return tmp / "r"
+
+    return make
+
+
+def _bad_models(results_dir: Path) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        root = tmp / "r"
+        (root / "runs").mkdir(parents=True)
+        for rec in (results_dir / "runs").glob("*.json"):
+            (root / "runs" / rec.name).write_bytes(rec.read_bytes())
+            (root / "models").mkdir(exist_ok=True)
+            good = results.path(results_dir, "models", rec.stem).read_bytes()
+            results.path(root, "models", rec.stem).write_bytes(good[: len(good) // 3])
+        return root
+
+    return make
+
+
+# (id, argv builder given tmp_path and the results fixture, exit status, words the last line must contain)
+FAULTS = [
+    ("typo-flag", lambda t, r: ["train", "--batchsize", "3"], 2, ["--batchsize", "--batch-size"]),
+    ("lr-overflow", lambda t, r: ["train", "--lr", "1e308"], 2, ["lr must be", "1e+308"]),
+    ("bad-batch", lambda t, r: ["train", "--batch-size", "0"], 2, ["batch_size must be"]),
+    ("hidden-word", lambda t, r: ["train", "--hidden", "sixty"], 2, ["hidden must be readable"]),
+    (
+        "unknown-axis",
+        lambda t, r: ["sweep", "--grid", "batchsize=8"],
+        2,
+        ["unknown grid axis 'batchsize'", "valid:"],
+    ),
+    ("out-is-dir", lambda t, r: ["train", *TINY, "--out", str(t)], 2, ["--out", "is a folder"]),
+    (
+        "out-under-file",
+        lambda t, r: ["train", *TINY, "--out", str(_file(t) / "x.json")],
+        2,
+        ["afile", "is a file"],
+    ),
+    ("results-is-file", lambda t, r: ["sweep", *TINY, "--results", str(_file(t))], 2, ["afile", "is a file"]),
+    (
+        "results-uncreatable",
+        lambda t, r: ["sweep", *TINY, "--results", "/proc/mlpmnist"],
+        2,
+        ["/proc/mlpmnist"],
+    ),
+    (
+        "figures-missing",
+        lambda t, r: ["figures", "--results", str(t / "none")],
+        2,
+        ["does not exist", "none"],
+    ),
+    (
+        "figures-empty",
+        lambda t, r: ["figures", "--results", str(_runs_with(b"")(t).parent)],
+        2,
+        ["no run records"],
+    ),
+    ("media-is-file", lambda t, r: ["figures", "--results", str(r), "--media", str(_file(t))], 2, ["afile"]),
+    (
+        "non-utf8-record",
+        lambda t, r: ["figures", "--results", str(_runs_with(b"\xff\xfe")(t))],
+        2,
+        ["bad.json"],
+    ),
+    (
+        "fake-record",
+        lambda t, r: ["figures", "--results", str(_runs_with(b'{"config": {}}')(t))],
+        2,
+        ["bad.json"],
+    ),
+    (
+        "truncated-models",
+        lambda t, r: ["figures", "--results", str(_bad_models(r)(t))],
+        2,
+        [".pt", "weights file"],
+    ),
+    ("no-model-batch", lambda t, r: ["figures", "--results", str(r), "--model-batch-size", "7"], 2, ["7"]),
+    (
+        "scheduler-down",
+        lambda t, r: ["sweep", *TINY, "--results", str(t), "--scheduler", "tcp://127.0.0.1:1"],
+        2,
+        ["tcp://127.0.0.1:1", "--scheduler"],
+    ),
+    ("diverged", lambda t, r: ["train", *TINY, "--lr", "10000"], 3, ["diverged", "lower the learning rate"]),
+    (
+        "collapsed",
+        lambda t, r: ["train", *TINY, "--batch-size", "500", "--lr", "1", "--train-limit", "10000"],
+        3,
+        ["collapsed"],
+    ),
+]
+
+
+@pytest.mark.parametrize("name,argv,code,words", FAULTS, ids=[f[0] for f in FAULTS])
+def test_fault_gives_one_line_and_exit_status(name, argv, code, words, tmp_path, results_dir):
+    t0 = time.time()
+    p = run_cli(*argv(tmp_path, results_dir))
+    assert p.returncode == code, (p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr
+    line = last_line(p.stderr)
+    assert line.startswith("error: ")
+    for w in words:
+        assert w in line, (w, line)
+    if name == "scheduler-down":
+        assert time.time() - t0 < 60
+
+
+def test_missing_data_fails_before_any_experiment_starts(tmp_path):
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    t0 = time.time()
+    p = run_cli("sweep", *TINY, "--results", str(tmp_path / "res"), env={"MLPMNIST_DATA": str(empty)})
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert str(empty) in last_line(p.stderr) and "MLPMNIST_DATA" in last_line(p.stderr)
+    assert not (tmp_path / "res" / "logs").exists()  # no kernel was started
+    assert not (empty / "MNIST").exists()  # and nothing was created in the data folder
+    assert time.time() - t0 < 60
+
+
+def test_ctrl_c_during_train_exits_130(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlpmnist", "train", "--batch-size", "8", "--epochs", "3", "--seeds", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(8)  # past start-up, into training
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert last_line(err) == "error: interrupted; finished experiments are kept, rerun to resume"

@@ -1,0 +1,136 @@
+"""TrainConfig is the one definition: every field is a CLI flag, a notebook parameter and a grid axis."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mlpmnist import experiment
+from mlpmnist.cli import build_parser, config_from_args, parse_assignments, sweep_config_from_args
+from mlpmnist.config import FIELDS, TrainConfig, identity_fields
+from mlpmnist.sweep import SweepConfig
+
+DEFAULTS = TrainConfig()
+
+
+def _candidates(name: str, default: object) -> list:
+    """Values to try for a field, derived from its type and default only (nothing per field)."""
+    kind = str(FIELDS[name].type)
+    if FIELDS[name].metadata["choices"]:
+        return list(FIELDS[name].metadata["choices"])
+    if kind == "bool":
+        return [not default]
+    if "tuple[int" in kind:
+        return [(*default, 1), (1,)]
+    if "float" in kind:
+        return [default + 0.01, default / 2, 0.5]
+    if "int" in kind:
+        return [1 if default is None else default + 1, 1, 1000]
+    return ["cpu", "float64"]
+
+
+def alternative(name: str):
+    """A valid value of field ``name`` that differs from its default."""
+    default = getattr(DEFAULTS, name)
+    for v in _candidates(name, default):
+        if v == default:
+            continue
+        try:
+            TrainConfig(**{name: v})
+        except ValueError:
+            continue
+        return v
+    raise AssertionError(f"no alternative value found for {name}")
+
+
+def as_words(v: object) -> list[str]:
+    return [str(x) for x in v] if isinstance(v, tuple) else [str(v)]
+
+
+@pytest.mark.parametrize("name", list(FIELDS))
+def test_every_field_is_a_flag_a_notebook_parameter_and_a_grid_axis(name):
+    value = alternative(name)
+    flag = "--" + name.replace("_", "-")
+    parser = build_parser()
+    # The CLI, for train and for a sweep's base.
+    words = (
+        ([flag] if value is True else [f"--no-{name.replace('_', '-')}"])
+        if isinstance(value, bool)
+        else [flag, *as_words(value)]
+    )
+    for command in ("train", "sweep"):
+        args = parser.parse_args([command, *words])
+        assert getattr(config_from_args(args), name) == value
+    # The experiment notebook: on its own, and inside ``config``.
+    assert getattr(experiment.from_parameters({name: value}).config, name) == value
+    assert getattr(experiment.from_parameters({"config": {name: value}}).config, name) == value
+    # A sweep axis, from Python and from --grid text.
+    exps = SweepConfig(grid={name: [getattr(DEFAULTS, name), value]}).experiments()
+    assert [getattr(e, name) for e in exps] == [getattr(DEFAULTS, name), value]
+    text = "x".join(as_words(value)) if isinstance(value, tuple) else str(value)
+    assert parse_assignments([f"{name}={text}"], "grid axis")[name] == [value]
+
+
+def test_key_names_what_is_computed():
+    base = TrainConfig(seeds=(0, 1))
+    assert base.key() == TrainConfig(seeds=[0, 1]).key()
+    assert base.key().startswith("bs0090-lr0.1-e15-s2-")
+    # Where and how fast it runs does not change the key.
+    assert dataclasses.replace(base, device="cpu", threads=1).key() == base.key()
+    # Every field that changes the results changes the key.
+    for name in identity_fields():
+        assert dataclasses.replace(base, **{name: alternative(name)}).key() != base.key(), name
+
+
+def test_numpy_values_are_plain_numbers():
+    c = TrainConfig(batch_size=np.int64(32), lr=np.float64(0.05), seeds=np.arange(3), hidden=[np.int32(8)])
+    assert c.batch_size == 32 and type(c.batch_size) is int and c.seeds == (0, 1, 2) and c.hidden == (8,)
+    assert (
+        type(c.lr) is float
+        and c.key() == TrainConfig(batch_size=32, lr=0.05, seeds=(0, 1, 2), hidden=(8,)).key()
+    )
+
+
+def test_bad_values_and_names_say_what_is_allowed():
+    with pytest.raises(ValueError, match=r"^hidden must be a non-empty list of positive integers; got 64$"):
+        TrainConfig(hidden=64)
+    with pytest.raises(ValueError, match=r"^lr must be a finite number in \(0, 3.4e\+38\]"):
+        TrainConfig(lr=1e308)
+    with pytest.raises(
+        TypeError,
+        match=r"unknown TrainConfig field 'batchsize' \(did you mean 'batch_size'\?\); valid: batch_size,",
+    ):
+        TrainConfig(batchsize=32)
+    with pytest.raises(ValueError, match=r"unknown TrainConfig field 'lrr'"):
+        TrainConfig.from_mapping({"lrr": 0.1})
+    with pytest.raises(ValueError, match=r"unknown grid axis 'batchsize'"):
+        SweepConfig(grid={"batchsize": [8]})
+    with pytest.raises(ValueError, match="seeds must be readable"):
+        TrainConfig.from_mapping({"seeds": "zero"})
+
+
+def test_text_values_parse_like_the_command_line():
+    c = TrainConfig.from_mapping(
+        {"seeds": "0-4", "hidden": "128x128", "train_limit": "none", "drop_last": "yes"}
+    )
+    assert c.seeds == (0, 1, 2, 3, 4) and c.hidden == (128, 128) and c.train_limit is None and c.drop_last
+    args = build_parser().parse_args(["train", "--seeds", "0-2", "7", "--lr", "0.05"])
+    assert config_from_args(args).seeds == (0, 1, 2, 7)
+
+
+def test_sweep_grid_from_the_command_line():
+    args = build_parser().parse_args(
+        ["sweep", "--grid", "batch_size=8,16", "lr=0.03,0.1", "--seeds", "0-4", "--epochs", "2"]
+    )
+    cfg = sweep_config_from_args(args)
+    exps = cfg.experiments()
+    assert [(e.batch_size, e.lr) for e in exps] == [(8, 0.03), (8, 0.1), (16, 0.03), (16, 0.1)]
+    assert all(e.seeds == (0, 1, 2, 3, 4) and e.epochs == 2 for e in exps)
+    # --batch-sizes is shorthand for the batch-size axis; no grid is the reference study.
+    short = sweep_config_from_args(build_parser().parse_args(["sweep", "--batch-sizes", "8", "16"]))
+    assert short.grid == {"batch_size": (8, 16)}
+    assert SweepConfig().grid == {"batch_size": (8, 16, 32, 48, 64, 90, 128, 150)}
+    with pytest.raises(ValueError, match="not both"):
+        sweep_config_from_args(
+            build_parser().parse_args(["sweep", "--batch-sizes", "8", "--grid", "batch_size=16"])
+        )
