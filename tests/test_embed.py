@@ -9,7 +9,7 @@ import torch
 from matplotlib.figure import Figure
 
 from mlpmnist import data as mdata
-from mlpmnist import embed
+from mlpmnist import embed, figures, plots
 
 N = 400  # test images per panel here; the study uses 2,000
 MAX_ITER = 250  # scikit-learn's minimum
@@ -90,14 +90,21 @@ def test_separation_of_clear_and_of_mixed_classes():
     assert mixed["knn_acc"] < 0.3 and mixed["silhouette"] < 0.05
 
 
+@pytest.mark.slow
 def test_parallel_panels_give_the_same_result(models, mnist):
     one = embed.embed_models(models, mnist.test, n=200, max_iter=MAX_ITER, n_jobs=1)
     two = embed.embed_models(models, mnist.test, n=200, max_iter=MAX_ITER, n_jobs=2)
     pd.testing.assert_frame_equal(one.points, two.points)
 
 
+def test_embed_only_computes():
+    # Figures live in mlpmnist.plots; embed neither draws nor writes files.
+    assert not hasattr(embed, "plot_tsne") and not hasattr(embed, "save_tsne")
+    assert not {"mpl", "plt", "Figure"} & set(vars(embed))
+
+
 def test_plot_tsne(emb):
-    fig = embed.plot_tsne(emb)
+    fig = plots.plot_tsne(emb)
     assert isinstance(fig, Figure)
     panels = [a for a in fig.axes if a.collections]
     assert len(panels) == 2
@@ -107,11 +114,4 @@ def test_plot_tsne(emb):
     assert all(a.collections[0].get_offsets().shape == (N, 2) for a in panels)
     (legend,) = [a.get_legend() for a in fig.axes if a.get_legend()]
     assert [t.get_text() for t in legend.get_texts()] == [str(d) for d in range(10)]
-
-
-def test_save_tsne_writes_png_and_scores(emb, tmp_path):
-    path = embed.save_tsne(tmp_path / "media", emb=emb)
-    assert path == tmp_path / "media" / "tsne_epochs.png"
-    assert path.stat().st_size > 5_000
-    scores = pd.read_csv(tmp_path / "media" / "tsne_epochs.csv")
-    assert list(scores["epoch"]) == [0, 2]
+    assert list(figures.tsne_figures(emb)) == ["tsne_epochs"]

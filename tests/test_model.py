@@ -18,7 +18,7 @@ def test_init_is_xavier_uniform_and_default_bias_and_seeded():
     a = MLP(generator=torch.Generator().manual_seed(3))
     b = MLP(generator=torch.Generator().manual_seed(3))
     c = MLP(generator=torch.Generator().manual_seed(4))
-    for la, lb, lc in zip(a.layers, b.layers, c.layers):
+    for la, lb, lc in zip(a.layers, b.layers, c.layers, strict=True):
         assert torch.equal(la.weight, lb.weight) and not torch.equal(la.weight, lc.weight)
         fan_in, fan_out = la.in_features, la.out_features
         bound = math.sqrt(6 / (fan_in + fan_out))

@@ -1,32 +1,25 @@
-"""Figures drawn from a small real results frame (real MNIST, real training runs)."""
+"""Figures: study figures from synthetic frames (measured seed outcomes) and from a small real
+frame; model figures from real MNIST and a briefly trained MLP; saving."""
 
 from __future__ import annotations
 
+import matplotlib as mpl
 import matplotlib.image as mpimg
 import numpy as np
+import pandas as pd
 import pytest
-from matplotlib.collections import QuadMesh
+from matplotlib.collections import PolyCollection, QuadMesh
 from matplotlib.figure import Figure
+from test_stats import B8, B16, B128, make_history
 
-from mlpmnist import plots
+from mlpmnist import figures, plots, stats
 from mlpmnist.model import MLP
-from mlpmnist.results import frame, make_record, models_path, save_models
+from mlpmnist.results import frame, make_record
 from mlpmnist.train import TrainConfig, train
 
 BATCH_SIZES = (32, 128)
 SEEDS = (0, 1)
 EPOCHS = 3
-ALL_PNGS = {
-    "accuracy_vs_epoch.png",
-    "final_accuracy_vs_batch.png",
-    "heatmap_batch_epoch.png",
-    "train_vs_test.png",
-    "sample_digits.png",
-    "confusion_matrix.png",
-    "misclassified.png",
-    "predictions_last10.png",
-}
-
 
 # ``mnist`` (real MNIST, session-wide) and one torch thread per test come from conftest.py.
 
@@ -45,31 +38,42 @@ def runs(mnist):
 
 
 @pytest.fixture(scope="module")
-def df(runs):
+def real(runs) -> pd.DataFrame:
     return frame([make_record(r) for r in runs])
 
 
 @pytest.fixture(scope="module")
 def models(runs) -> dict[int, MLP]:
-    out = {}
-    for seed, sd in zip(SEEDS, runs[-1].state_dicts):
-        m = MLP()
-        m.load_state_dict(sd)
-        out[seed] = m.eval()
-    return out
+    return {s: MLP.from_state_dict(sd) for s, sd in zip(SEEDS, runs[-1].state_dicts, strict=True)}
 
 
-def _ax(fig: Figure):
+@pytest.fixture(scope="module")
+def study() -> pd.DataFrame:
+    """Batch 8 with its two failed seeds and a collapsed one, batch 16 with one outlier,
+    batch 128 with ordinary jitter; 4 epochs."""
+    return make_history({8: [*B8, 10.1], 16: B16, 128: B128}, epochs=4)
+
+
+@pytest.fixture(scope="module")
+def two_lrs() -> pd.DataFrame:
+    return pd.concat(
+        [
+            make_history({8: B8[8:], 64: B128}, epochs=3, lr=0.1),
+            make_history({8: B16, 64: B128}, epochs=3, lr=0.03),
+        ],
+        ignore_index=True,
+    )
+
+
+def _axes(fig: Figure) -> list:
     return [a for a in fig.axes if a.get_visible() and a.get_label() != "<colorbar>"]
 
 
-def test_seed_stats_match_a_plain_groupby(df):
-    st = plots.seed_stats(df, "test_acc")
-    assert len(st) == len(BATCH_SIZES) * EPOCHS
-    assert (st["n"] == len(SEEDS)).all()
-    expected = df.groupby(["batch_size", "epoch"])["test_acc"].mean().to_numpy()
-    np.testing.assert_allclose(st["mean"].to_numpy(), expected)
-    assert (st["ci95"] > 0).all()
+def _gid(ax, gid: str) -> list:
+    return [a for a in ax.get_children() if a.get_gid() == gid]
+
+
+# ------------------------------------------------------------------------------------ style
 
 
 def test_batch_colors_are_ordered_by_size():
@@ -78,71 +82,160 @@ def test_batch_colors_are_ordered_by_size():
     assert len(set(colors.values())) == 3
 
 
-def test_accuracy_vs_epoch(df):
-    fig = plots.accuracy_vs_epoch(df)
-    assert isinstance(fig, Figure)
-    (ax,) = _ax(fig)
-    assert ax.get_xlabel() == "epoch"
-    assert ax.get_ylabel() == "test accuracy (%)"
-    assert len(ax.lines) == len(BATCH_SIZES)  # one mean line per batch size
-    assert len(ax.collections) == len(BATCH_SIZES)  # one CI band each
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == [str(b) for b in BATCH_SIZES]
-    y = ax.lines[0].get_ydata()
-    assert np.all((y > 1) & (y <= 100))  # drawn in percent
-    assert ax.get_ylim()[1] <= 100
+def test_figure_applies_the_style_inside_the_block_only():
+    before = mpl.rcParams["font.size"]
+    with plots.figure(4, 3) as fig:
+        assert mpl.rcParams["font.size"] == plots.STYLE["font.size"]
+        ax = fig.add_subplot()
+        title = ax.set_title("t")
+    assert isinstance(fig, Figure) and fig.get_size_inches().tolist() == [4, 3]
+    assert title.get_fontsize() == plots.STYLE["axes.titlesize"]
+    assert mpl.rcParams["font.size"] == before
 
 
-def test_final_accuracy_vs_batch(df):
-    fig = plots.final_accuracy_vs_batch(df)
-    (ax,) = _ax(fig)
-    assert ax.get_xscale() == "log"
-    assert "batch size" in ax.get_xlabel()
-    assert "(%)" in ax.get_ylabel()
-    assert f"epoch {EPOCHS}" in ax.get_ylabel()
-    seeds = [c for c in ax.collections if c.get_offsets().shape[0] == len(SEEDS)]
-    assert len(seeds) == len(BATCH_SIZES)  # one dot per seed per batch size
-    last = df[df["epoch"] == EPOCHS].groupby("batch_size")["test_acc"].mean()
-    mean_line = ax.containers[0].lines[0]  # the errorbar's data line
-    np.testing.assert_allclose(np.asarray(mean_line.get_ydata(), float), 100 * last.to_numpy(), rtol=1e-6)
+def test_save_writes_a_png_atomically_and_releases_the_figure(tmp_path):
+    target = tmp_path / "media" / "f.png"
+    with plots.figure(4, 3) as fig:
+        fig.add_subplot().plot([0, 1], [0, 1])
+    assert plots.save(fig, target) == target
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert mpimg.imread(target).shape[:2] == (3 * plots.DPI, 4 * plots.DPI)
+    assert not fig.axes  # released
+    assert [p.name for p in target.parent.iterdir()] == ["f.png"]  # no temporary file left
+    # A figure that fails to render leaves the existing file as it was.
+    old = target.read_bytes()
+    with plots.figure(4, 3) as broken:
+        broken.add_subplot()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("rendering failed")
+
+    broken.savefig = fail
+    with pytest.raises(RuntimeError):
+        plots.save(broken, target)
+    assert target.read_bytes() == old
+    assert [p.name for p in target.parent.iterdir()] == ["f.png"]
 
 
-def test_heatmap_batch_epoch(df):
-    fig = plots.heatmap_batch_epoch(df)
-    ax = fig.axes[0]
+def test_facets_find_the_second_grid_axis(two_lrs, study):
+    assert [t for t, _ in plots.facets(two_lrs)] == ["lr 0.03", "lr 0.1"]
+    assert [t for t, _ in plots.facets(study)] == [""]
+    assert stats.varying_axes(two_lrs) == ["batch_size", "lr"]
+
+
+# ---------------------------------------------------------------------------- study figures
+
+
+def test_accuracy_vs_epoch_medians_and_quartile_bands(study):
+    fig = plots.accuracy_vs_epoch(study)
+    (ax,) = _axes(fig)
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "test accuracy (%)"
+    lines = [line for line in ax.lines if len(line.get_xdata()) == 4]
+    assert len(lines) == 3  # one median line per batch size
+    assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 3  # quartile bands
+    expected = 100 * np.median(B128) / 100
+    assert lines[-1].get_ydata()[-1] == pytest.approx(expected)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["8", "16", "128"]
+    assert "median" in fig.get_suptitle() and "quartiles" in fig.get_suptitle()
+
+
+def test_accuracy_vs_epoch_facets_by_lr(two_lrs):
+    axes = _axes(plots.accuracy_vs_epoch(two_lrs))
+    assert [a.get_title() for a in axes] == ["lr 0.03", "lr 0.1"]
+
+
+def test_final_accuracy_vs_batch_shows_seeds_failures_and_the_reference(study):
+    fig = plots.final_accuracy_vs_batch(study)
+    (ax,) = _axes(fig)
+    (failed,) = _gid(ax, "failed")  # failed seeds: one artist of their own
+    assert len(failed.get_offsets()) == 4  # 48.79, 61.42, 10.1 at batch 8; 89.04 at batch 16
+    lo = ax.get_ylim()[0]
+    assert 61.42 < lo < 80.72  # fitted to the seeds that did not fail...
+    assert any(t.get_text() == "below: 10.1, 48.8, 61.4" for t in ax.texts)  # ...the others printed
+    (ref,) = _gid(ax, "reference")
+    assert sorted(np.round(ref.get_offsets()[:, 1], 2)) == [91.48, 94.0, 97.11]
+    (headline,) = _gid(ax, "reference_headline")
+    assert headline.get_ydata()[0] == pytest.approx(97.64)
+    medians = ax.containers[-1].lines[0].get_ydata()
+    assert np.allclose(medians, [np.median([*B8, 10.1]), np.median(B16), np.median(B128)])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[0] == "seed" and "median, 95% bootstrap CI" in labels
+    assert any(label.startswith("failed seed") for label in labels)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8\nn=21", "16\nn=10", "128\nn=10"]
+
+
+def test_final_accuracy_vs_batch_facets_and_puts_the_reference_at_its_lr(two_lrs):
+    axes = _axes(plots.final_accuracy_vs_batch(two_lrs))
+    assert [a.get_title() for a in axes] == ["lr 0.03", "lr 0.1"]
+    assert not _gid(axes[0], "reference") and len(_gid(axes[1], "reference")) == 1
+
+
+def test_heatmap_of_medians(study):
+    fig = plots.heatmap_batch_epoch(study)
+    ax = _axes(fig)[0]
     (mesh,) = [c for c in ax.collections if isinstance(c, QuadMesh)]
-    assert mesh.get_array().size == len(BATCH_SIZES) * EPOCHS
-    assert ax.get_xlabel() == "epoch"
-    assert ax.get_ylabel() == "batch size"
-    annotated = sorted(float(t.get_text()) for t in ax.texts)
-    expected = 100 * df.groupby(["batch_size", "epoch"])["test_acc"].mean()
-    np.testing.assert_allclose(annotated, sorted(expected.round(1)), atol=0.051)
-    # The colour floor is a quantile of the cells, so the top cells span the colour range.
-    assert mesh.norm.vmin > expected.min() - 1e-9
-    assert mesh.norm.vmax == pytest.approx(expected.max())
+    assert mesh.get_array().size == 3 * 4
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "batch size"
+    expected = 100 * study.groupby(["batch_size", "epoch"])["test_acc"].median()
+    np.testing.assert_allclose(sorted(float(t.get_text()) for t in ax.texts), sorted(expected), atol=0.051)
+    assert mesh.norm.vmin > expected.min() and mesh.norm.vmax == pytest.approx(expected.max())
 
 
-def test_heatmap_shows_a_subset_of_many_epochs(df):
-    fig = plots.heatmap_batch_epoch(df, max_epochs=2)
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", str(EPOCHS)]
+def test_heatmap_shows_a_subset_of_many_epochs_and_facets(study, two_lrs):
+    ax = _axes(plots.heatmap_batch_epoch(study, max_epochs=2))[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "4"]
     assert "subset" in ax.get_xlabel()
+    assert [a.get_title() for a in _axes(plots.heatmap_batch_epoch(two_lrs))] == ["lr 0.03", "lr 0.1"]
 
 
-def test_train_vs_test(df):
-    fig = plots.train_vs_test(df)
-    axes = _ax(fig)
-    assert len(axes) == 2 * len(BATCH_SIZES)  # accuracy and loss per batch size
-    assert all(len(ax.lines) == 2 for ax in axes)  # train and test
-    assert {ax.get_title() for ax in axes if ax.get_title()} == {f"batch {b}" for b in BATCH_SIZES}
+def test_train_vs_test(study, two_lrs):
+    axes = _axes(plots.train_vs_test(study))
+    assert len(axes) == 2 * 3  # accuracy and loss per batch size
+    assert all(len(ax.lines) == 2 for ax in axes)  # train and test medians
+    assert {ax.get_title() for ax in axes if ax.get_title()} == {"batch 8", "batch 16", "batch 128"}
     assert {ax.get_ylabel() for ax in axes} >= {"accuracy (%)", "loss (nats)"}
-    loss_axes = [ax for ax in axes if ax.get_xlabel() == "epoch"]
-    assert len(loss_axes) == len(BATCH_SIZES)
-    assert all(ax.get_ylim()[0] >= 0 for ax in loss_axes)
+    titles = {ax.get_title() for ax in _axes(plots.train_vs_test(two_lrs, ncols=2)) if ax.get_title()}
+    assert titles == {"batch 8, lr 0.03", "batch 8, lr 0.1", "batch 64, lr 0.03", "batch 64, lr 0.1"}
 
 
-def test_train_vs_test_wraps_and_hides_spare_panels(df):
-    fig = plots.train_vs_test(df, ncols=1)
-    assert len(_ax(fig)) == 2 * len(BATCH_SIZES)
+def test_dead_units_marks_failed_runs(study, two_lrs):
+    fig = plots.dead_units(study)
+    axes = _axes(fig)
+    assert [a.get_title() for a in axes] == ["hidden layer 1", "hidden layer 2"]
+    for ax in axes:
+        # Each of the four failed seeds: a dashed line and a red cross at its end.
+        assert len(_gid(ax, "failed")) == 2 * 4
+        assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 3
+    assert axes[0].get_ylabel() == "dead units (% of the layer)"
+    assert "failed seed (one line each)" in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(_axes(plots.dead_units(two_lrs))) == 2 * 2  # layers x lrs
+
+
+def test_dead_units_needs_the_dead_columns(study):
+    with pytest.raises(ValueError, match="no dead-unit columns"):
+        plots.dead_units(study.drop(columns=["dead_1", "dead_2"]))
+
+
+def test_study_figures_from_a_real_frame(real, tmp_path):
+    figs = figures.study_figures(real)
+    assert list(figs) == [
+        "accuracy_vs_epoch",
+        "final_accuracy_vs_batch",
+        "heatmap_batch_epoch",
+        "train_vs_test",
+        "dead_units",
+    ]
+    paths = figures.save_figures(figs, tmp_path)
+    assert [p.name for p in paths] == [f"{name}.png" for name in figs]
+    for p in paths:
+        assert mpimg.imread(p).shape[1] >= 800  # wide enough for a README
+
+
+def test_study_figures_skip_dead_units_without_the_columns(study):
+    assert "dead_units" not in figures.study_figures(study.drop(columns=["dead_1", "dead_2"]))
+
+
+# ---------------------------------------------------------------------------- model figures
 
 
 def test_sample_digits(mnist):
@@ -159,10 +252,7 @@ def test_confusion_matrix_counts_every_test_image(models, mnist):
     correct, wrong = [c for c in ax.collections if isinstance(c, QuadMesh)]
     assert correct.get_array().size == wrong.get_array().size == 100
     assert correct.get_array().count() == 10  # the diagonal, drawn apart from the errors
-    assert len(ax.texts) == 100
     assert sum(int(t.get_text()) for t in ax.texts) == len(mnist.test)
-    assert ax.get_xlabel() == "predicted digit"
-    assert ax.get_ylabel() == "true digit"
     pred = plots.predict(models[0], mnist.test.x).argmax(1)
     errors = int((pred != mnist.test.y.numpy()).sum())
     assert f"{errors:,} of {len(mnist.test):,}" in ax.get_title()
@@ -181,9 +271,8 @@ def test_predictions_last10(models, mnist):
     fig = plots.predictions_last10(models[0], mnist.test)
     axes = [a for a in fig.axes if a.images]
     assert len(axes) == 10
-    for ax, y in zip(axes, mnist.test.y[-10:].tolist()):
-        assert f"true {y}" in ax.get_title()
-        assert "pred " in ax.get_title() and "%" in ax.get_title()
+    for ax, y in zip(axes, mnist.test.y[-10:].tolist(), strict=True):
+        assert f"true {y}" in ax.get_title() and "pred " in ax.get_title()
 
 
 def test_pick_model_takes_the_median_seed(models, mnist):
@@ -193,28 +282,13 @@ def test_pick_model_takes_the_median_seed(models, mnist):
     assert seed == min(acc, key=lambda s: (acc[s], s))  # two seeds: the lower one
 
 
-def _check_pngs(paths, names):
-    assert {p.name for p in paths} == names
-    for p in paths:
-        assert p.stat().st_size > 5_000
-        img = mpimg.imread(p)
-        assert img.ndim == 3 and img.shape[1] >= 800  # wide enough for a README
-
-
-def test_save_all_with_models(df, models, mnist, tmp_path):
-    paths = plots.save_all(df, tmp_path / "media", models=models, data=mnist)
-    _check_pngs(paths, ALL_PNGS)
-
-
-def test_save_all_finds_the_sweeps_models(df, runs, mnist, tmp_path):
-    save_models(runs[-1], models_path(tmp_path / "results", BATCH_SIZES[-1]))
-    paths = plots.save_all(
-        df, tmp_path / "media", results_dir=tmp_path / "results", batch_size=BATCH_SIZES[-1], data=mnist
-    )
-    assert {p.name for p in paths} == ALL_PNGS
-
-
-def test_save_all_without_models_skips_model_figures(df, tmp_path, capsys):
-    paths = plots.save_all(df, tmp_path, data_dir=None)  # the CLI's call
-    _check_pngs(paths, ALL_PNGS - {"confusion_matrix.png", "misclassified.png", "predictions_last10.png"})
-    assert "skipped confusion_matrix" in capsys.readouterr().out
+@pytest.mark.slow
+def test_model_figures_of_the_median_seed(models, mnist, tmp_path):
+    seed, _ = plots.pick_model(models, mnist.test)
+    figs = figures.model_figures(models, mnist.test, "batch 128")
+    assert list(figs) == ["confusion_matrix", "misclassified", "predictions_last10"]
+    assert f"batch 128, seed {seed} (median of 2 seeds)" in figs["confusion_matrix"].axes[0].get_title()
+    figs |= figures.data_figures(mnist.train)
+    paths = figures.save_figures(figs, tmp_path)
+    assert {p.name for p in paths} == {f"{n}.png" for n in figs}
+    assert all(p.stat().st_size > 5_000 for p in paths)

@@ -13,7 +13,7 @@ QUIET = {"progress": False, "verbose": False}
 
 
 def max_param_diff(a: list[dict], b: list[dict]) -> float:
-    return max((x[k] - y[k]).abs().max().item() for x, y in zip(a, b) for k in x)
+    return max((x[k] - y[k]).abs().max().item() for x, y in zip(a, b, strict=True) for k in x)
 
 
 def metrics(history):

@@ -10,17 +10,13 @@ same kNN accuracy in the 64-d hidden layer itself.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 from . import data as mdata
@@ -163,7 +159,7 @@ def embed_models(
     seconds = time.perf_counter() - t0
 
     points, scores, previous = [], [], None
-    for epoch, (emb, sep, knn64, secs) in zip(epochs, panels):
+    for epoch, (emb, sep, knn64, secs) in zip(epochs, panels, strict=True):
         emb = emb - emb.mean(0) if previous is None else _align(emb, previous)
         previous = emb
         points.append(
@@ -201,9 +197,7 @@ def train_snapshots(
         sd = result.snapshots[epoch][0]
         if sd is None:
             raise RuntimeError(f"batch {batch_size}, seed {seed} diverged before epoch {epoch}")
-        m = MLP(cfg.hidden)
-        m.load_state_dict(sd)
-        models[epoch] = m.eval()
+        models[epoch] = MLP.from_state_dict(sd)
     return models
 
 
@@ -222,82 +216,3 @@ def tsne_epochs(
     emb = embed_models(models, data.test, n=n, **embed_kw)
     emb.batch_size, emb.seed = batch_size, seed
     return emb
-
-
-def plot_tsne(emb: Embeddings, ncols: int = 4, title: str | None = None) -> Figure:
-    """Small multiples, one panel per epoch, points coloured by true digit, with a shared
-    legend of the ten classes in the spare panel (or below). Each panel's title gives the
-    snapshot's test accuracy and the 2-D kNN accuracy and silhouette of that embedding."""
-    from .plots import STYLE, _figure
-
-    epochs = sorted(emb.points["epoch"].unique())
-    ncols = min(ncols, len(epochs) + 1)
-    nrows = -(-(len(epochs) + 1) // ncols)  # one extra cell for the legend
-    fig = _figure(2.6 * ncols, 2.75 * nrows + 0.4)
-    colors = mpl.colormaps["tab10"].colors
-    scores = emb.scores.set_index("epoch")
-    with mpl.rc_context(STYLE):
-        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        for ax, epoch in zip(axes, epochs):
-            p = emb.points[emb.points["epoch"] == epoch]
-            ax.scatter(
-                p["x"],
-                p["y"],
-                c=[colors[v] for v in p["label"]],
-                s=3,
-                alpha=0.7,
-                linewidths=0,
-                rasterized=True,
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            ax.set_aspect("equal", adjustable="datalim")
-            for side in ("top", "right"):
-                ax.spines[side].set_visible(True)
-            s = scores.loc[epoch]
-            name = "before training" if epoch == 0 else f"epoch {epoch}"
-            ax.set_title(
-                f"{name} · test {100 * s['test_acc']:.1f}%\n"
-                f"kNN {100 * s['knn_acc_2d']:.1f}% · silh. {s['silhouette_2d']:.2f}",
-                fontsize=10,
-            )
-        for ax in axes[len(epochs) :]:
-            ax.set_axis_off()
-        handles = [
-            mpl.lines.Line2D([], [], marker="o", linestyle="", color=colors[d], markersize=7, label=str(d))
-            for d in range(mdata.N_CLASSES)
-        ]
-        axes[len(epochs)].legend(
-            handles=handles, title="true digit", ncols=2, loc="center", frameon=False, fontsize=11
-        )
-        n = emb.points.groupby("epoch").size().iloc[0]
-        run = ""
-        if emb.batch_size is not None:
-            run = f" while batch {emb.batch_size} trains" + (
-                "" if emb.seed is None else f" (seed {emb.seed})"
-            )
-        fig.suptitle(
-            title
-            or f"t-SNE of the last hidden layer{run}, the same {n:,} test images in every panel\n"
-            f"kNN: {KNN_K}-NN accuracy in 2-D ({CV_FOLDS}-fold CV); silh.: silhouette of the classes in 2-D",
-            fontsize=11,
-        )
-    return fig
-
-
-def save_tsne(
-    media_dir: str | os.PathLike,
-    data_dir: str | os.PathLike | None = None,
-    emb: Embeddings | None = None,
-) -> Path:
-    """Train batch 90 (unless ``emb`` is given), embed and write ``<media_dir>/tsne_epochs.png`` and
-    the per-epoch scores as ``<media_dir>/tsne_epochs.csv``; returns the PNG's path."""
-    from .plots import save
-
-    if emb is None:
-        emb = tsne_epochs(mdata.load(data_dir))
-    media = Path(media_dir)
-    media.mkdir(parents=True, exist_ok=True)
-    emb.scores.to_csv(media / "tsne_epochs.csv", index=False, float_format="%.4f")
-    return save(plot_tsne(emb), media / "tsne_epochs.png")

@@ -63,6 +63,7 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make outputs private to their writer
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -138,6 +139,7 @@ def make_record(result: TrainResult) -> dict:
         "versions": versions(),
         "device": result.device,
         "seconds": result.seconds,
+        "first_step_at": result.first_step_at,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "error": divergence_message(result.config, diverged) if diverged else None,
         "collapsed": [r["seed"] for r in replicas if r["status"] == "collapsed"],

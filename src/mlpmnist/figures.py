@@ -1,0 +1,66 @@
+"""The composition step: which figures the study shows, made from what the caller loaded.
+
+The CLI and the notebooks load the frame, the data, the models or the embedding, call these,
+and save with ``save_figures``. Nothing here loads, trains or computes statistics itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+from torch import nn
+
+from . import plots, stats
+from .data import Split
+from .embed import Embeddings
+
+
+def study_figures(df: pd.DataFrame) -> dict[str, Figure]:
+    """Name -> figure of the study drawn from the results frame ``df``: accuracy_vs_epoch,
+    final_accuracy_vs_batch, heatmap_batch_epoch, train_vs_test, and dead_units when the
+    frame has dead-unit columns (records made before they were stored lack them)."""
+    df = stats.mark_failed(df)  # once, rather than in every figure
+    figs = {
+        "accuracy_vs_epoch": plots.accuracy_vs_epoch(df),
+        "final_accuracy_vs_batch": plots.final_accuracy_vs_batch(df),
+        "heatmap_batch_epoch": plots.heatmap_batch_epoch(df),
+        "train_vs_test": plots.train_vs_test(df),
+    }
+    if plots.dead_columns(df):
+        figs["dead_units"] = plots.dead_units(df)
+    return figs
+
+
+def data_figures(train: Split) -> dict[str, Figure]:
+    """{'sample_digits': the first training images with their labels}."""
+    return {"sample_digits": plots.sample_digits(train)}
+
+
+def model_figures(models: Mapping[int, nn.Module], test: Split, label: str = "") -> dict[str, Figure]:
+    """Name -> figure of the median seed's model (``plots.pick_model``: median test accuracy
+    of ``models``, seed -> model) on ``test``: confusion_matrix, misclassified and
+    predictions_last10. ``label`` (e.g. 'batch 90') starts each title, then the seed."""
+    seed, model = plots.pick_model(models, test)
+    who = ", ".join(p for p in (label, f"seed {seed}") if p)
+    if len(models) > 1:
+        who += f" (median of {len(models)} seeds)"
+    return {
+        "confusion_matrix": plots.confusion_matrix(model, test, who),
+        "misclassified": plots.misclassified(model, test, label=who),
+        "predictions_last10": plots.predictions_last10(model, test, who),
+    }
+
+
+def tsne_figures(emb: Embeddings) -> dict[str, Figure]:
+    """{'tsne_epochs': the t-SNE panels of ``emb``}."""
+    return {"tsne_epochs": plots.plot_tsne(emb)}
+
+
+def save_figures(figs: Mapping[str, Figure], media_dir: str | os.PathLike) -> list[Path]:
+    """Write each figure as ``<media_dir>/<name>.png`` (``plots.save``: atomic, and the
+    figure is released, so display it first); returns the paths in ``figs``' order."""
+    return [plots.save(fig, Path(media_dir) / f"{name}.png") for name, fig in figs.items()]
