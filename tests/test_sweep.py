@@ -248,7 +248,8 @@ def log_marking_notebook(tmp_path: Path) -> Path:
     nb = nbformat.read(experiment.notebook_path(), as_version=4)
     i = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     nb.cells.insert(
-        i + 1, nbformat.v4.new_code_cell("import os\nos.write(2, f\"MARK lr={config['lr']}\\n\".encode())")
+        i + 1,
+        nbformat.v4.new_code_cell("import os as _os\n_os.write(2, f\"MARK lr={config['lr']}\\n\".encode())"),
     )
     path = tmp_path / "nb" / "experiment.ipynb"
     path.parent.mkdir()
@@ -271,8 +272,8 @@ def test_dask_worker_with_two_threads_keeps_logs_apart(tmp_path):
         assert log.count("MARK") == 1 and f"MARK lr={lr}" in log
 
 
-def test_dask_sweep_ends_when_its_only_worker_dies(tmp_path):
-    port = 8700 + os.getpid() % 200
+def dask_cluster(port: int) -> tuple[subprocess.Popen, subprocess.Popen, str]:
+    """A real scheduler and one worker (no nanny, so a killed worker stays dead), as processes."""
     sched = subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
          "--dashboard-address", ":0"],
@@ -283,6 +284,12 @@ def test_dask_sweep_ends_when_its_only_worker_dies(tmp_path):
         [sys.executable, "-m", "distributed.cli.dask_worker", address, "--no-nanny", "--nthreads", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
+    return sched, worker, address
+
+
+@pytest.mark.parametrize("lost", ["worker", "scheduler"])
+def test_dask_sweep_ends_when_its_cluster_goes_away(tmp_path, lost):
+    sched, worker, address = dask_cluster(8700 + os.getpid() % 100 + (lost == "scheduler") * 100)
     try:
         proc = subprocess.Popen(
             sweep_cli(tmp_path, "--scheduler", address, "--worker-timeout", "10", "--epochs", "3"),
@@ -291,12 +298,14 @@ def test_dask_sweep_ends_when_its_only_worker_dies(tmp_path):
         assert wait_for(
             lambda: (tmp_path / ".scratch").is_dir() and any((tmp_path / ".scratch").iterdir()), 120
         )
-        os.killpg(worker.pid, signal.SIGKILL)
+        os.killpg((worker if lost == "worker" else sched).pid, signal.SIGKILL)
         t0 = time.time()
         _, err = proc.communicate(timeout=120)
         assert time.time() - t0 < 60
         assert proc.returncode == 3 and "Traceback" not in err
-        assert "no Dask worker for 10 s" in err and "not done: bs0" in err
+        line = err.strip().splitlines()[-1]
+        expected = "no Dask worker for 10 s" if lost == "worker" else "lost the Dask scheduler"
+        assert expected in line and "not done: bs0" in line and "rerun to resume" in line
     finally:
         for p in (worker, sched):
             p.kill()

@@ -9,6 +9,7 @@ paths), 3 (failed, diverged or collapsed experiments) or 130 (interrupted).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -166,20 +167,29 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
         if "batch_size" in grid:
             raise ValueError("give the batch sizes once: --batch-sizes or --grid batch_size=..., not both")
         grid = {"batch_size": [parse_value("batch_size", v) for v in args.batch_sizes], **grid}
-    kw = {"grid": grid} if grid else {}
-    return SweepConfig(
+    config = SweepConfig(
         base=config_from_args(args),
         results_dir=args.results,
         data_dir=args.data,
         workers=args.workers,
         scheduler=args.scheduler,
         worker_timeout=args.worker_timeout,
-        **kw,
     )
+    return dataclasses.replace(config, grid=grid) if grid else config
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    import logging
+
     from .sweep import run_sweep
+
+    if args.scheduler:
+        import distributed  # noqa: F401  (creates its loggers)
+
+        # Dask's client logs a lost scheduler with a traceback; the sweep ends with one line instead.
+        for name in list(logging.root.manager.loggerDict):
+            if name.startswith("distributed"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
 
     outcome = run_sweep(sweep_config_from_args(args), progress=not args.no_progress)
     print(outcome.table.drop(columns=["key"]).to_string(index=False))

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from . import data as mdata
 from .model import MLP
@@ -47,7 +46,7 @@ def subset_indices(n: int = N_POINTS, n_total: int = mdata.TEST_SIZE, seed: int 
 
 
 @torch.no_grad()
-def hidden_features(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+def hidden_features(model: MLP, x: torch.Tensor) -> np.ndarray:
     """Last-hidden-layer activations (after ReLU) of ``model`` on ``x``: float32 [N, 64]."""
     return model.eval().cpu().features(x.cpu()).numpy()
 
@@ -133,7 +132,7 @@ def _panel(features: np.ndarray, labels: np.ndarray, max_iter: int, random_state
 
 
 def embed_models(
-    models: Mapping[int, nn.Module],
+    models: Mapping[int, MLP],
     test: mdata.Split,
     n: int = N_POINTS,
     max_iter: int = TSNE_MAX_ITER,

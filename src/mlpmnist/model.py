@@ -29,12 +29,13 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         sizes = [n_in, *hidden, n_out]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        linears = [nn.Linear(a, b) for a, b in itertools.pairwise(sizes)]
         with torch.no_grad():
-            for layer in self.layers:
+            for layer in linears:
                 nn.init.xavier_uniform_(layer.weight, generator=generator)
                 bound = 1.0 / math.sqrt(layer.in_features)
                 nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+        self.layers = nn.ModuleList(linears)
 
     @classmethod
     def from_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> MLP:

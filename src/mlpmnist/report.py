@@ -116,3 +116,18 @@ def readme_mismatches(readme_path: str | os.PathLike, summary_csv: str | os.Path
 def readme_agrees(readme_path: str | os.PathLike, summary_csv: str | os.PathLike) -> bool:
     """True when the README's table is exactly the one ``summary_csv`` gives."""
     return not readme_mismatches(readme_path, summary_csv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlpmnist.report [SUMMARY_CSV [README]]``: write the README's table from the summary."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    csv = Path(args[0]) if args else SUMMARY_CSV
+    readme = Path(args[1]) if len(args) > 1 else Path("README.md")
+    print(f"wrote the results table into {update_readme(readme, readme_table(csv))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -86,7 +86,7 @@ def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
 def _clean(v: object) -> object:
     # JSON has no NaN/inf; a diverged replica's metrics become null.
     if hasattr(v, "item"):
-        v = v.item()  # type: ignore[union-attr]
+        v = v.item()
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
@@ -118,10 +118,10 @@ def replica_status(history: list[dict]) -> str:
 def make_record(result: TrainResult) -> dict:
     """The JSON-ready record of one training call: key, config, per-replica status and history,
     versions, device, total seconds, ``error`` (None, or what diverged) and ``collapsed`` (seeds)."""
-    history: dict[tuple, list[dict]] = {}
+    history: dict[tuple, list[dict[str, Any]]] = {}
     for row in result.history.to_dict("records"):
         history.setdefault((row["seed"], row["lr"]), []).append({k: _clean(v) for k, v in row.items()})
-    replicas = [
+    replicas: list[dict[str, Any]] = [
         {
             "seed": s,
             "lr": lr,
@@ -210,7 +210,7 @@ def frame(records: Sequence[dict]) -> pd.DataFrame:
     step, the history's metrics (see ``train``) and status (ok, collapsed, diverged: the
     replica's final status, on all its rows).
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rec in records:
         config = {k: _cell(v) for k, v in rec["config"].items() if k not in ("seeds", "lr")}
         key = record_key(rec)

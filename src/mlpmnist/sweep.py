@@ -127,7 +127,8 @@ class Task:
 @dataclass
 class SweepOutcome:
     """``table``: one row per experiment (grid values, status done/skipped/failed, replicas,
-    collapsed, median final test accuracy in percent, seconds, error). ``keys``: the sweep's
+    collapsed, median final test accuracy in percent, seconds, start_s: seconds from the task's
+    start to its first SGD step, error). ``keys``: the sweep's
     experiments, in grid order. ``failed``: key -> error; ``collapsed``: key -> seeds."""
 
     table: pd.DataFrame
@@ -174,7 +175,7 @@ def execute_task(task: Task) -> dict:
     """
     from filelock import FileLock
 
-    t0 = time.perf_counter()
+    t0, started_at = time.perf_counter(), time.time()
     root = Path(task.results_dir)
     config = TrainConfig.from_mapping(task.config)
     lock = results.path(root, "locks", task.key)
@@ -185,12 +186,16 @@ def execute_task(task: Task) -> dict:
         results.path(root, "failed", task.key).unlink(missing_ok=True)
         error = _execute_notebook(task, root)
         collapsed: list[int] = []
+        start = float("nan")
         if error is None:
-            collapsed = results.read_record(results.path(root, "runs", task.key))["collapsed"]
+            record = results.read_record(results.path(root, "runs", task.key))
+            collapsed = record["collapsed"]
+            start = record["first_step_at"] - started_at
     outcome = {
         "key": task.key,
         "status": "failed" if error else "done",
         "seconds": time.perf_counter() - t0,
+        "start_seconds": start,
         "error": error,
         "collapsed": collapsed,
     }
@@ -227,7 +232,7 @@ def _execute_notebook(task: Task, root: Path) -> str | None:
                 },
                 kernel_name="python3",
                 progress_bar=False,
-                cwd=str(scratch),
+                # No cwd=: papermill's chdir is process-wide, and a Dask worker runs several tasks.
                 kernel_manager_class=_logging_kernel_manager(log_file),
             )
     except Exception as e:  # PapermillExecutionError carries the cell's exception
@@ -286,6 +291,15 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _pool_task(task: Task) -> dict:
+    """``execute_task`` in a pool worker, which exits once a stop has unwound the experiment
+    (the pool would otherwise catch the SystemExit and wait for more work from a dead parent)."""
+    try:
+        return execute_task(task)
+    except SystemExit as e:
+        os._exit(e.code if isinstance(e.code, int) else 1)
+
+
 def _local(tasks: list[Task], workers: int) -> Iterator[dict]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
@@ -297,7 +311,7 @@ def _local(tasks: list[Task], workers: int) -> Iterator[dict]:
         initializer=_die_with_parent,
         initargs=(os.getpid(),),
     )
-    futures = {pool.submit(execute_task, t): t for t in tasks}
+    futures = {pool.submit(_pool_task, t): t for t in tasks}
     finished = False
     try:
         for f in as_completed(futures):
@@ -327,10 +341,20 @@ def _dask(tasks: list[Task], address: str, worker_timeout: float) -> Iterator[di
             f"cannot reach the Dask scheduler at {address} ({e}); start it or fix --scheduler"
         ) from e
     with client:
-        pending = set(client.map(execute_task, tasks, pure=False))
-        by_future = dict(zip(pending, tasks, strict=True))
+        futures = client.map(execute_task, tasks, pure=False)
+        by_future = dict(zip(futures, tasks, strict=True))
+        pending = set(futures)
         while pending:
-            done, pending = wait(pending, timeout=worker_timeout, return_when="FIRST_COMPLETED")
+            try:
+                done, pending = wait(pending, timeout=worker_timeout, return_when="FIRST_COMPLETED")
+            except TimeoutError:  # nothing finished in that time: is anyone still working?
+                done = set()
+            except Exception as e:  # the scheduler went away (closed comm, cancelled futures)
+                left = sorted(by_future[f].key for f in pending)
+                raise SweepError(
+                    f"lost the Dask scheduler at {address} ({type(e).__name__}); "
+                    f"not done: {', '.join(left)}; finished experiments are kept, rerun to resume"
+                ) from e
             for f in done:
                 if f.status == "error" or f.status == "cancelled":
                     yield _lost(by_future[f].key, f.exception() if f.status == "error" else "cancelled")
@@ -435,6 +459,7 @@ def _table(
                 "collapsed": collapsed,
                 "median_test_acc_%": round(_median_final(record), 2),
                 "seconds": round(r["seconds"], 1),
+                "start_s": round(r.get("start_seconds", float("nan")), 2),
                 "error": r["error"] or "",
                 "key": exp.key(),
             }

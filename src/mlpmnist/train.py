@@ -21,7 +21,7 @@ from . import data as mdata
 from .augment import random_shifts
 from .batching import batch_order, batches, gather_batch
 from .config import TrainConfig, resolve_device
-from .engine import ENGINES, evaluate, weight_norms
+from .engine import ENGINES, ReferenceEngine, StackedEngine, evaluate, weight_norms
 from .model import MLP
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -93,6 +93,7 @@ class TrainResult:
     snapshots: dict[int, list[dict | None]] = field(default_factory=dict)
     device: str = "cpu"
     seconds: float = 0.0
+    first_step_at: float | None = None  # wall clock (time.time()) after the first SGD step
 
     def _last_flag(self, column: str) -> list[int]:
         if self.history.empty:
@@ -192,7 +193,7 @@ def train(
             transform = random_shifts(config.max_shift, config.seeds, device)
 
         models, gens = init_models(config)
-        engine = ENGINES[config.engine](
+        engine: StackedEngine | ReferenceEngine = ENGINES[config.engine](
             [m.to(dtype) for m in models], device, config.momentum, config.weight_decay
         )
         replicas = list(zip(config.seeds, config.lrs, strict=True))
@@ -201,7 +202,7 @@ def train(
         shared_lr = len(set(config.lrs)) == 1  # a plain float lets the engine fold it into alpha
         snapshots: dict[int, list[dict | None]] = {}
         if 0 in snapshot_epochs:
-            snapshots[0] = engine.state_dicts()
+            snapshots[0] = _by_replica(engine.state_dicts(), alive, len(replicas))
 
         n, B, spe = len(Y), config.batch_size, config.steps_per_epoch
         used = min(n, spe * B)  # examples per epoch
@@ -209,6 +210,7 @@ def train(
         checks = sorted({s for s in (eval_at or default_eval_steps(config)) if 1 <= s <= total})
         rows: list[dict] = []
         window, step, next_check = _Window(), 0, 0
+        first_step_at = None
         bar = tqdm(total=config.epochs, desc=f"batch {B}", unit="epoch", disable=not progress, mininterval=1)
         for epoch in range(1, config.epochs + 1):
             if not alive or next_check >= len(checks):
@@ -226,6 +228,8 @@ def train(
                 logp, pred = engine.step(x if transform is None else transform(x), yb, lr)
                 window.add(logp, pred, yb)
                 step += 1
+                if step == 1:
+                    first_step_at = time.time()
                 if step != checks[next_check]:
                     continue
                 next_check += 1
@@ -262,11 +266,12 @@ def train(
         snapshots=snapshots,
         device=str(device),
         seconds=time.perf_counter() - t_start,
+        first_step_at=first_step_at,
     )
 
 
 def _evaluate(
-    engine: object,
+    engine: StackedEngine | ReferenceEngine,
     evals: dict[str, mdata.Split],
     window: _Window,
     replicas: list[tuple[int, float]],
@@ -281,13 +286,13 @@ def _evaluate(
     metrics: dict[str, list[float]] = {"train_loss": train_loss, "train_acc": train_acc}
     dead = None
     for name, split in evals.items():
-        loss, acc, d = evaluate(engine, split.x, split.y)  # type: ignore[arg-type]
+        loss, acc, d = evaluate(engine, split.x, split.y)
         metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
         if dead is None or name == "test":
             dead = d
     assert dead is not None
     metrics.update({f"dead_{k + 1}": dead[:, k].tolist() for k in range(dead.shape[1])})
-    norms = weight_norms(engine)  # type: ignore[arg-type]
+    norms = weight_norms(engine)
     metrics.update({f"wnorm_{k + 1}": norms[:, k].tolist() for k in range(norms.shape[1])})
     eval_seconds = time.perf_counter() - t0
     epoch = step // steps_per_epoch if step % steps_per_epoch == 0 else step / steps_per_epoch

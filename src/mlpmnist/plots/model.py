@@ -89,7 +89,9 @@ def confusion_matrix(model: nn.Module, split: mdata.Split, label: str = "") -> F
             cbar_kws={"label": "misclassified test images", "shrink": 0.8},
             **common,
         )
-        ax.collections[-1].colorbar.ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        colorbar = ax.collections[-1].colorbar
+        assert colorbar is not None  # the second heatmap draws one
+        colorbar.ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         ax.grid(False)
         ax.set_xlabel("predicted digit")
         ax.set_ylabel("true digit")

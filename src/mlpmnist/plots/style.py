@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import matplotlib as mpl
 import numpy as np
@@ -55,7 +56,7 @@ def figure(width: float, height: float, **kwargs) -> Iterator[Figure]:
     """A new ``Figure`` of ``width`` x ``height`` inches with constrained layout; artists
     created inside the ``with`` block take ``STYLE``. ``kwargs`` go to ``Figure``."""
     # rc settings are read when artists are created, so the style sticks to this figure only.
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context(cast(Any, STYLE)):
         yield Figure(figsize=(width, height), layout="constrained", **kwargs)
 
 

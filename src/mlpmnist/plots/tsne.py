@@ -17,7 +17,7 @@ def plot_tsne(emb: Embeddings, ncols: int = 4, title: str | None = None) -> Figu
     epochs = sorted(emb.points["epoch"].unique())
     ncols = min(ncols, len(epochs) + 1)
     nrows = -(-(len(epochs) + 1) // ncols)  # one extra cell for the legend
-    colors = mpl.colormaps["tab10"].colors
+    colors = mpl.colormaps["tab10"](range(10))
     scores = emb.scores.set_index("epoch")
     # At least 9.5 inches wide, so the two-line title fits over few panels.
     with figure(max(2.6 * ncols, 9.5), 2.75 * nrows + 0.4) as fig:
