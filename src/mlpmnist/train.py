@@ -211,53 +211,54 @@ def train(
         rows: list[dict] = []
         window, step, next_check = _Window(), 0, 0
         first_step_at = None
-        bar = tqdm(total=config.epochs, desc=f"batch {B}", unit="epoch", disable=not progress, mininterval=1)
-        for epoch in range(1, config.epochs + 1):
-            if not alive or next_check >= len(checks):
-                break
-            t0 = time.perf_counter()
-            order = batch_order([gens[i] for i in alive], n).to(device)[:, :used]
-            lr_alive = lrs[alive]
-            keep_rows: torch.Tensor | None = None  # live rows of this epoch's order after a drop
-            for idx, yb in batches(order, Y[order], B):
-                if keep_rows is not None:
-                    idx, yb = idx[keep_rows], yb[keep_rows]
-                factor = lr_factor(config.schedule, step, total)
-                lr = config.lrs[0] * factor if shared_lr else lr_alive * factor
-                x = gather_batch(X, pixels, idx)
-                logp, pred = engine.step(x if transform is None else transform(x), yb, lr)
-                window.add(logp, pred, yb)
-                step += 1
-                if step == 1:
-                    first_step_at = time.time()
-                if step != checks[next_check]:
-                    continue
-                next_check += 1
-                window.seconds += time.perf_counter() - t0
-                new = _evaluate(engine, evals, window, replicas, alive, step, spe)
-                rows += new
-                window, t0 = _Window(), time.perf_counter()
-                if verbose:
-                    tqdm.write(_eval_line(config, new))
-                drop = [r["diverged"] for r in new]
-                if stop is not None:
-                    drop = [a or bool(b) for a, b in zip(drop, stop(new), strict=True)]
-                if any(drop):
-                    if verbose and any(r["diverged"] for r in new):
-                        tqdm.write(divergence_message(config, [r for r in new if r["diverged"]]))
-                    keep = torch.tensor([not d for d in drop], device=device)
-                    engine.keep(keep)
-                    alive = [i for i, d in zip(alive, drop, strict=True) if not d]
-                    lr_alive = lrs[alive]
-                    pos = keep.nonzero().flatten()
-                    keep_rows = pos if keep_rows is None else keep_rows[pos]
+        with tqdm(
+            total=config.epochs, desc=f"batch {B}", unit="epoch", disable=not progress, mininterval=1
+        ) as bar:
+            for epoch in range(1, config.epochs + 1):
                 if not alive or next_check >= len(checks):
                     break
-            window.seconds += time.perf_counter() - t0
-            if epoch in snapshot_epochs and step == epoch * spe:
-                snapshots[epoch] = _by_replica(engine.state_dicts(), alive, len(replicas))
-            bar.update()
-        bar.close()
+                t0 = time.perf_counter()
+                order = batch_order([gens[i] for i in alive], n).to(device)[:, :used]
+                lr_alive = lrs[alive]
+                keep_rows: torch.Tensor | None = None  # live rows of this epoch's order after a drop
+                for idx, yb in batches(order, Y[order], B):
+                    if keep_rows is not None:
+                        idx, yb = idx[keep_rows], yb[keep_rows]
+                    factor = lr_factor(config.schedule, step, total)
+                    lr = config.lrs[0] * factor if shared_lr else lr_alive * factor
+                    x = gather_batch(X, pixels, idx)
+                    logp, pred = engine.step(x if transform is None else transform(x), yb, lr)
+                    window.add(logp, pred, yb)
+                    step += 1
+                    if step == 1:
+                        first_step_at = time.time()
+                    if step != checks[next_check]:
+                        continue
+                    next_check += 1
+                    window.seconds += time.perf_counter() - t0
+                    new = _evaluate(engine, evals, window, replicas, alive, step, spe)
+                    rows += new
+                    window, t0 = _Window(), time.perf_counter()
+                    if verbose:
+                        tqdm.write(_eval_line(config, new))
+                    drop = [r["diverged"] for r in new]
+                    if stop is not None:
+                        drop = [a or bool(b) for a, b in zip(drop, stop(new), strict=True)]
+                    if any(drop):
+                        if verbose and any(r["diverged"] for r in new):
+                            tqdm.write(divergence_message(config, [r for r in new if r["diverged"]]))
+                        keep = torch.tensor([not d for d in drop], device=device)
+                        engine.keep(keep)
+                        alive = [i for i, d in zip(alive, drop, strict=True) if not d]
+                        lr_alive = lrs[alive]
+                        pos = keep.nonzero().flatten()
+                        keep_rows = pos if keep_rows is None else keep_rows[pos]
+                    if not alive or next_check >= len(checks):
+                        break
+                window.seconds += time.perf_counter() - t0
+                if epoch in snapshot_epochs and step == epoch * spe:
+                    snapshots[epoch] = _by_replica(engine.state_dicts(), alive, len(replicas))
+                bar.update()
         final = _by_replica(engine.state_dicts(), alive, len(replicas))
     return TrainResult(
         config=config,
@@ -318,7 +319,7 @@ def divergence_message(config: TrainConfig, rows: list[dict]) -> str:
         loss = r["train_loss"]
         what = (
             "its loss became NaN/inf"
-            if not math.isfinite(loss)
+            if loss is None or not math.isfinite(loss)
             else f"its training loss reached {loss:.3g} nats, above {DIVERGED_LOSS:g}"
         )
         parts.append(f"seed {r['seed']} (lr {r['lr']:g}) diverged at step {r['step']}: {what}")
