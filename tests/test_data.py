@@ -273,3 +273,11 @@ def test_root_precedence(monkeypatch, tmp_path):
     assert mdata.resolve_root("elsewhere") == Path("elsewhere")
     monkeypatch.delenv(mdata.ENV_VAR)
     assert mdata.resolve_root() == Path("data")
+
+
+def test_splits_carry_their_exact_pixels(mnist):
+    from mlpmnist.data import scale
+
+    for split in (mnist.train, mnist.test, mnist.train.head(100), mnist.test.tail(7)):
+        assert split.pixels is not None and split.pixels.dtype == torch.uint8
+        assert torch.equal(scale(split.pixels), split.x)

@@ -53,22 +53,25 @@ class DataError(RuntimeError):
 
 @dataclass(frozen=True)
 class Split:
-    """One split: ``x`` is float32 [N, 784] in [-1, 1], ``y`` is int64 [N] in 0..9."""
+    """One split: ``x`` is float32 [N, 784] in [-1, 1], ``y`` is int64 [N] in 0..9, and
+    ``pixels`` the uint8 [N, 784] that ``scale`` maps exactly onto ``x`` (None when unknown)."""
 
     x: torch.Tensor
     y: torch.Tensor
+    pixels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Split:
-        return Split(self.x.to(device, dtype), self.y.to(device))
+        pixels = None if self.pixels is None else self.pixels.to(device)
+        return Split(self.x.to(device, dtype), self.y.to(device), pixels)
 
     def head(self, n: int) -> Split:
-        return Split(self.x[:n], self.y[:n])
+        return Split(self.x[:n], self.y[:n], None if self.pixels is None else self.pixels[:n])
 
     def tail(self, n: int) -> Split:
-        return Split(self.x[-n:], self.y[-n:])
+        return Split(self.x[-n:], self.y[-n:], None if self.pixels is None else self.pixels[-n:])
 
 
 @dataclass(frozen=True)
@@ -350,7 +353,8 @@ def _read_split(root: Path, prefix: str) -> Split:
     """Split ``prefix`` ("train" or "t10k") from ``root``'s raw files, scaled as ``scale`` does."""
     images = torch.from_numpy(_read_idx(raw_dir(root) / f"{prefix}-images-idx3-ubyte"))
     labels = torch.from_numpy(_read_idx(raw_dir(root) / f"{prefix}-labels-idx1-ubyte"))
-    return Split(scale(images.reshape(len(images), N_FEATURES)), labels.to(torch.int64))
+    pixels = images.reshape(len(images), N_FEATURES)
+    return Split(scale(pixels), labels.to(torch.int64), pixels)
 
 
 def scale(pixels: torch.Tensor) -> torch.Tensor:
