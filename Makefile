@@ -24,7 +24,7 @@ study: $(STAMP) ## run.ipynb by papermill -> results/run.ipynb, then run.ipynb, 
 
 science: $(STAMP) ## notebooks/batch_science.ipynb (full run, ~15 min) -> results/science/, then the committed copy
 	mkdir -p results/science
-	$(VENV)/bin/papermill notebooks/batch_science.ipynb results/science/batch_science.ipynb -p threads 1 --kernel python3
+	$(VENV)/bin/papermill notebooks/batch_science.ipynb results/science/batch_science.ipynb --kernel python3
 	cp results/science/batch_science.ipynb notebooks/batch_science.ipynb
 
 test: lint typecheck ## lint, type check and the whole test suite (real MNIST: set MLPMNIST_DATA)

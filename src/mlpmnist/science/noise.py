@@ -16,17 +16,22 @@ gives one |G_big|^2 and B_big / B_small values of |G_small|^2.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from . import data as mdata
-from .model import MLP
-from .train import TrainConfig, split_train, torch_threads, train
+from .. import data as mdata
+from ..model import MLP
+from ..train import split_train, torch_threads, train
+from .common import science_config
+
+#: The columns of ``noise_scale_during_training`` that the report and the summary show.
+NOISE_COLUMNS = ("epoch", "step", "val_acc", "train_loss_full", "grad_sq", "trace", "b_simple")
 
 #: ``chunk_grads(x [k, b, ...], y [k, b]) -> [k, P]``: the gradient of the mean loss over
 #: each of k chunks of b examples, flattened.
@@ -98,10 +103,9 @@ def estimate_noise_scale(
     return NoiseScale(b_small, b_big, n_big, g2_small, g2_big, grad_sq, trace, b_simple)
 
 
-def mlp_chunk_grads(state_dict: dict[str, torch.Tensor], hidden: Sequence[int] = (64, 64)) -> ChunkGrads:
+def mlp_chunk_grads(state_dict: dict[str, torch.Tensor]) -> ChunkGrads:
     """``ChunkGrads`` of the mean cross-entropy of the ``MLP`` with these weights (CPU)."""
-    model = MLP(tuple(hidden))
-    model.load_state_dict(state_dict)
+    model = MLP.from_state_dict(state_dict)
     params = {k: v.detach() for k, v in model.named_parameters()}
 
     def loss(p: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -127,59 +131,41 @@ def noise_scale_during_training(
     b_small: int = 64,
     b_big: int = 4096,
     n_big: int = 32,
-    holdout: int = 5000,
-    train_limit: int | None = None,
-    threads: int | None = None,
-    drop_last: bool = True,
+    **fields: Any,
 ) -> pd.DataFrame:
     """B_simple of the training loss at several epochs of one plain-SGD run.
 
-    Trains with ``train`` (batch ``batch_size``, constant ``lr``, one seed, validation holdout,
-    only full batches unless ``drop_last`` is False, like the rest of the science) keeping
-    snapshots after each epoch in ``epochs`` (0 = at initialisation), then estimates the noise
-    scale on the training split at each snapshot. Returns one row per epoch: epoch, step (SGD
-    steps so far), val_acc, val_loss (NaN at 0), train_loss_full (mean CE over the training
-    split) and the ``NoiseScale`` fields; ``b_simple`` is in examples.
+    Trains with ``train`` (batch ``batch_size``, constant ``lr``, one seed; ``fields`` are
+    further ``TrainConfig`` fields over the science defaults: 5,000 validation images, full
+    batches only) keeping snapshots after each epoch in ``epochs`` (0 = at initialisation), then
+    estimates the noise scale on the training split at each snapshot, on the CPU. Returns one
+    row per epoch: epoch, step (SGD steps so far), val_acc, val_loss (NaN at 0),
+    train_loss_full (mean CE in nats over the training split) and the ``NoiseScale`` fields;
+    ``b_simple`` is in examples.
     """
     epochs = sorted(set(epochs))
     if not epochs or epochs[0] < 0:
         raise ValueError(f"epochs must be a non-empty list of integers >= 0; got {epochs!r}")
-    last = max(epochs[-1], 1)
-    config = TrainConfig(
-        batch_size=batch_size,
-        epochs=last,
-        lr=lr,
-        seeds=(seed,),
-        holdout=holdout,
-        train_limit=train_limit,
-        threads=threads,
-        device="cpu",
-        drop_last=drop_last,
-    )
+    config = science_config(batch_size=batch_size, epochs=max(epochs[-1], 1), lr=lr, seeds=(seed,), **fields)
     data = data if data is not None else mdata.load()
     result = train(config, data, progress=False, verbose=False, snapshot_epochs=epochs)
     h = result.history.set_index("epoch")
     train_split, _ = split_train(data.train, config)
-    n, B = len(train_split), batch_size
-    steps_per_epoch = n // B if drop_last else math.ceil(n / B)
     gen = torch.Generator().manual_seed(seed + 1)
     rows = []
-    with torch_threads(threads):
+    with torch_threads(config.threads):
         for e in epochs:
             sd = result.snapshots[e][0]
             if sd is None:  # diverged before this epoch
                 continue
-            model = MLP(config.hidden)
-            model.load_state_dict(sd)
             with torch.no_grad():
-                full = F.cross_entropy(model(train_split.x), train_split.y).item()
-            est = estimate_noise_scale(
-                mlp_chunk_grads(sd, config.hidden), train_split.x, train_split.y, b_small, b_big, n_big, gen
-            )
+                full = F.cross_entropy(MLP.from_state_dict(sd)(train_split.x), train_split.y).item()
+            grads = mlp_chunk_grads(sd)
+            est = estimate_noise_scale(grads, train_split.x, train_split.y, b_small, b_big, n_big, gen)
             rows.append(
                 {
                     "epoch": e,
-                    "step": e * steps_per_epoch,
+                    "step": e * config.steps_per_epoch,
                     "val_acc": float(h.loc[e, "val_acc"]) if e in h.index else float("nan"),
                     "val_loss": float(h.loc[e, "val_loss"]) if e in h.index else float("nan"),
                     "train_loss_full": full,
@@ -199,3 +185,25 @@ def exact_noise_scale(per_example_grads: torch.Tensor) -> tuple[float, float, fl
     trace = float((g - mean).pow(2).sum(1).mean())
     grad_sq = float(mean.pow(2).sum())
     return trace, grad_sq, trace / grad_sq if grad_sq else math.inf
+
+
+def noise_at_target(noise: pd.DataFrame, target: float) -> float:
+    """B_simple (examples) at the first snapshot of ``noise_scale_during_training`` whose
+    validation accuracy reached ``target``; NaN when none did."""
+    reached = noise[noise["val_acc"] >= target]
+    return float(reached["b_simple"].iloc[0]) if len(reached) else float("nan")
+
+
+def noise_report(noise: pd.DataFrame, b_crit: float | None, target: float) -> str:
+    """The numbers behind the noise-scale claims as text: ``NOISE_COLUMNS`` per snapshot, and
+    B_simple at the first snapshot at or above ``target`` beside ``b_crit`` (from steps to
+    target; None or NaN when there was no fit)."""
+    b_crit = math.nan if b_crit is None else b_crit
+    at = noise_at_target(noise, target)
+    return "\n".join(
+        [
+            noise[list(NOISE_COLUMNS)].to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+            f"B_simple at the first snapshot with val_acc >= {target:.0%}: {at:.0f}; critical batch "
+            f"from steps to target: {b_crit:.0f}; McCandlish et al. report about 900 for MNIST",
+        ]
+    )

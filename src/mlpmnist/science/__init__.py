@@ -1,0 +1,125 @@
+"""A fair batch-size study: tuned learning rates, steps to target, noise scale, a tuned recipe.
+
+The reference study holds lr = 0.1 fixed while it changes the batch size, so its curves mix
+the batch size with the step size lr / B. The studies here give each batch size its own
+learning rate, chosen on a validation split (the last ``holdout`` training images), and then
+measure what the literature measures. Each module is one study; every one trains through
+``mlpmnist.train`` (its evaluation schedule, stop rule and transform hooks), so the engine,
+dtype, divergence handling and history columns are those of every other run.
+
+- ``lr_tuning``: ``lr_grid``, ``tune_lr``, ``lr_summary``, ``best_lr``, ``lr_scaling``.
+- ``steps``: ``eval_steps``, ``TargetRace`` / ``lost_race`` (the stop rule),
+  ``candidate_lrs``, ``train_to_target``, ``steps_to_target``, ``first_reaching``,
+  ``steps_table``, ``Scaling`` / ``scaling_regimes`` (S(B) = S_min (1 + B_crit / B)).
+- ``noise``: the gradient noise scale B_simple (McCandlish et al. 2018).
+- ``recipe``: ``Recipe`` (a ``TrainConfig`` without seeds), ``REFERENCE_RECIPE``,
+  ``train_tuned``, ``run_recipes``, ``select_recipe``.
+- ``presets``: ``FULL`` and ``QUICK``, ``preset``; ``summary``: ``summary_record``,
+  ``Stopwatch``. Each study's ``*_report`` gives the numbers behind its claims as text.
+
+The figures are in ``mlpmnist.plots.science``. Every run here takes only full batches
+(``drop_last``): n // B steps an epoch, each of exactly B examples; the reference study keeps
+the remainder as a smaller last batch, like the original DataLoader. Accuracies are fractions
+in [0, 1], losses mean cross-entropy in nats, times in seconds.
+"""
+
+from .common import (
+    BATCH_SIZES,
+    HOLDOUT,
+    REFERENCE_LR,
+    SCIENCE_DEFAULTS,
+    final_rows,
+    grid_config,
+    science_config,
+)
+from .lr_tuning import best_lr, lr_grid, lr_report, lr_scaling, lr_summary, tune_lr
+from .noise import (
+    NOISE_COLUMNS,
+    NoiseScale,
+    estimate_noise_scale,
+    exact_noise_scale,
+    mlp_chunk_grads,
+    noise_at_target,
+    noise_report,
+    noise_scale_during_training,
+    noise_scale_from_norms,
+)
+from .presets import FULL, QUICK, Preset, preset
+from .recipe import (
+    REFERENCE_RECIPE,
+    Recipe,
+    RecipeRun,
+    run_recipe,
+    run_recipes,
+    select_recipe,
+    train_tuned,
+    tuned_report,
+)
+from .steps import (
+    Scaling,
+    TargetRace,
+    candidate_lrs,
+    eval_steps,
+    first_reaching,
+    lost_race,
+    scaling_regimes,
+    steps_report,
+    steps_table,
+    steps_to_target,
+    train_to_target,
+    try_scaling_regimes,
+)
+from .summary import Stopwatch, headline, summary_record, write_summary
+
+__all__ = [
+    "BATCH_SIZES",
+    "FULL",
+    "HOLDOUT",
+    "NOISE_COLUMNS",
+    "QUICK",
+    "REFERENCE_LR",
+    "REFERENCE_RECIPE",
+    "SCIENCE_DEFAULTS",
+    "NoiseScale",
+    "Preset",
+    "Recipe",
+    "RecipeRun",
+    "Scaling",
+    "Stopwatch",
+    "TargetRace",
+    "best_lr",
+    "candidate_lrs",
+    "estimate_noise_scale",
+    "eval_steps",
+    "exact_noise_scale",
+    "final_rows",
+    "first_reaching",
+    "grid_config",
+    "headline",
+    "lost_race",
+    "lr_grid",
+    "lr_report",
+    "lr_scaling",
+    "lr_summary",
+    "mlp_chunk_grads",
+    "noise_at_target",
+    "noise_report",
+    "noise_scale_during_training",
+    "noise_scale_from_norms",
+    "preset",
+    "run_recipe",
+    "run_recipes",
+    "science_config",
+    "scaling_regimes",
+    "select_recipe",
+    "steps_report",
+    "steps_table",
+    "steps_to_target",
+    "summary_record",
+    "train_to_target",
+    "train_tuned",
+    "try_scaling_regimes",
+    "tune_lr",
+    "tuned_report",
+    "write_summary",
+]
