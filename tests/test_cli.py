@@ -18,6 +18,8 @@ import pytest
 
 from mlpmnist import TrainConfig, results, train
 
+pytestmark = pytest.mark.slow  # each case starts a Python process with torch (3-5 s)
+
 TINY = ["--epochs", "1", "--seeds", "0", "--train-limit", "1000", "--batch-size", "100", "--no-progress"]
 
 
