@@ -3,7 +3,7 @@ and the rows of those steps gathered as one [R, b, 784] tensor."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
@@ -15,21 +15,35 @@ def batch_order(gens: Sequence[torch.Generator], n: int) -> torch.Tensor:
     return torch.stack([torch.randperm(n, generator=g) for g in gens])
 
 
-def batches(order: torch.Tensor, Yo: torch.Tensor, B: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(indices [R, b], labels [R, b]) per step: full batches, then the remainder if any."""
+def spans(
+    order: torch.Tensor, Yo: torch.Tensor, B: int, cuts: Iterable[int] = ()
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch's steps as runs of consecutive steps, each (indices [S, R, b], labels [S, R, b]):
+    the full batches of ``B`` in runs that end at each of ``cuts`` (step counts into the epoch,
+    where the caller evaluates), then the remainder of ``order`` [R, n] as a step of its own."""
     R, n = order.shape
     full = n // B
     # One copy per epoch makes every full batch a contiguous [R, B] block.
     blocks = order[:, : full * B].view(R, full, B).transpose(0, 1).contiguous()
     labels = Yo[:, : full * B].view(R, full, B).transpose(0, 1).contiguous()
-    for s in range(full):
-        yield blocks[s], labels[s]
+    start = 0
+    for end in sorted({c for c in cuts if 0 < c < full} | {full}):
+        yield blocks[start:end], labels[start:end]
+        start = end
     if full * B < n:
-        yield order[:, full * B :], Yo[:, full * B :]
+        yield order[None, :, full * B :], Yo[None, :, full * B :]
 
 
 def gather_batch(X: torch.Tensor, pixels: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
-    """Rows ``idx`` [R, b] of X as [R, b, features], read from uint8 pixels when exact."""
+    """Rows ``idx`` [..., b] of X as [..., b, features], read from uint8 ``pixels`` (the data's
+    ``Split.pixels``) when X is float32 on a CPU.
+
+    On a CPU the uint8 rows and their scaling cost the same as float rows (measured); on a GPU
+    the float rows are one kernel instead of three; other dtypes are not what ``scale`` makes.
+    """
     flat = idx.reshape(-1)
-    rows = X.index_select(0, flat) if pixels is None else mdata.scale(pixels.index_select(0, flat))
+    if pixels is None or X.is_cuda or X.dtype != torch.float32:
+        rows = X.index_select(0, flat)
+    else:
+        rows = mdata.scale(pixels.index_select(0, flat))
     return rows.view(*idx.shape, -1)

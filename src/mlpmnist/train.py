@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from . import data as mdata
 from .augment import random_shifts
-from .batching import batch_order, batches, gather_batch
+from .batching import batch_order, gather_batch, spans
 from .config import TrainConfig, resolve_device
 from .engine import ENGINES, ReferenceEngine, StackedEngine, evaluate, weight_norms
 from .model import MLP
@@ -114,25 +114,52 @@ class TrainResult:
 
 @dataclass
 class _Window:
-    """What the steps since the last evaluation saw, per live replica."""
+    """What the steps since the last evaluation saw, summed per live replica."""
 
-    logp: list[torch.Tensor] = field(default_factory=list)
-    correct: list[torch.Tensor] = field(default_factory=list)
+    loss: torch.Tensor | None = None  # summed -log p(true class), nats
+    correct: torch.Tensor | None = None
+    examples: int = 0
     steps: int = 0
     seconds: float = 0.0
 
     def add(self, logp: torch.Tensor, pred: torch.Tensor, y: torch.Tensor) -> None:
-        self.logp.append(logp)
-        self.correct.append(pred == y)
-        self.steps += 1
+        """Steps' outputs and labels, each [S, R, b]."""
+        loss, correct = -logp.double().sum((0, 2)), (pred == y).sum((0, 2))
+        self.loss = loss if self.loss is None else self.loss + loss
+        self.correct = correct if self.correct is None else self.correct + correct
+        self.examples += y.shape[0] * y.shape[2]
+        self.steps += y.shape[0]
 
     def means(self, n_replicas: int) -> tuple[list[float], list[float]]:
         """(mean training loss in nats, training accuracy) per replica; NaN without steps."""
-        if not self.logp:
+        if self.loss is None or self.correct is None:
             nan = [math.nan] * n_replicas
             return nan, nan
-        logp, correct = torch.cat(self.logp, 1).double(), torch.cat(self.correct, 1)
-        return (-logp.mean(1)).tolist(), correct.double().mean(1).tolist()
+        return (self.loss / self.examples).tolist(), (self.correct.double() / self.examples).tolist()
+
+
+def _steps(
+    engine: StackedEngine | ReferenceEngine,
+    X: torch.Tensor,
+    pixels: torch.Tensor | None,
+    idx: torch.Tensor,
+    y: torch.Tensor,
+    lr: list[float] | torch.Tensor,
+    transform: Transform | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """S SGD steps on rows ``idx`` [S, R, b] with labels ``y`` and per-step ``lr`` (S floats, or
+    [S, R]); returns (log-probability of the true class, predicted class), each [S, R, b]."""
+    if transform is None and isinstance(engine, StackedEngine):
+        return engine.steps(X, pixels, idx, y, lr)  # on CUDA, many steps per graph launch
+    outs = [engine.step(_batch(X, pixels, idx[k], transform), y[k], lr[k]) for k in range(len(idx))]
+    return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
+
+
+def _batch(
+    X: torch.Tensor, pixels: torch.Tensor | None, idx: torch.Tensor, transform: Transform | None
+) -> torch.Tensor:
+    x = gather_batch(X, pixels, idx)
+    return x if transform is None else transform(x)
 
 
 def default_eval_steps(config: TrainConfig) -> list[int]:
@@ -181,10 +208,9 @@ def train(
         train_split, val_split = split_train(data.train, config)
         dtype = DTYPES[config.dtype]
         X, Y = train_split.x.to(device, dtype), train_split.y.to(device)
-        pixels = None  # batches gathered from exact uint8 pixels move a quarter of the bytes
-        if dtype == torch.float32:
+        pixels = None  # on a CPU, batches gathered from exact uint8 pixels (see gather_batch)
+        if dtype == torch.float32 and device.type == "cpu":
             pixels = train_split.pixels if train_split.pixels is not None else mdata.to_pixels(X)
-            pixels = None if pixels is None else pixels.to(device)
         evals = {"test": data.test.to(device, dtype)}
         if val_split is not None:
             evals = {"val": val_split.to(device, dtype), **evals}
@@ -224,17 +250,19 @@ def train(
                 order = batch_order([gens[i] for i in alive], n).to(device)[:, :used]
                 lr_alive = lrs[alive]
                 keep_rows: torch.Tensor | None = None  # live rows of this epoch's order after a drop
-                for idx, yb in batches(order, Y[order], B):
+                cuts = [c - step for c in checks[next_check:] if c - step <= spe]
+                for idx, yb in spans(order, Y[order], B, cuts):
                     if keep_rows is not None:
-                        idx, yb = idx[keep_rows], yb[keep_rows]
-                    factor = lr_factor(config.schedule, step, total)
-                    lr = config.lrs[0] * factor if shared_lr else lr_alive * factor
-                    x = gather_batch(X, pixels, idx)
-                    logp, pred = engine.step(x if transform is None else transform(x), yb, lr)
-                    window.add(logp, pred, yb)
-                    step += 1
-                    if step == 1:
-                        first_step_at = time.time()
+                        idx, yb = idx[:, keep_rows], yb[:, keep_rows]
+                    factors = [lr_factor(config.schedule, step + k, total) for k in range(len(idx))]
+                    lr = (
+                        [config.lrs[0] * f for f in factors]
+                        if shared_lr
+                        else torch.tensor(factors, dtype=dtype, device=device)[:, None] * lr_alive
+                    )
+                    first_step_at = first_step_at or time.time()
+                    window.add(*_steps(engine, X, pixels, idx, yb, lr, transform), yb)
+                    step += len(idx)
                     if step != checks[next_check]:
                         continue
                     next_check += 1
