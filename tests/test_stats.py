@@ -324,3 +324,39 @@ def test_a_real_frame(real):
     assert summ["n"].tolist() == [3] and 0.5 < summ.loc[0, "median"] < 1
     assert stats.conclusions(summ)[0].startswith("Highest median final test accuracy: batch 128")
     assert stats.per_epoch_table(real)["replicas"].tolist() == [3, 3]
+
+
+def test_reproduction_table_reads_in_percent():
+    repro = pd.DataFrame(
+        {"batch_size": [8], "reference": [0.9148], "median": [0.88], "q1": [0.84], "q3": [0.9], "n": [10],
+         "epoch": [15], "reference_percentile": [75.0]}
+    )  # fmt: skip
+    t = stats.reproduction_table(repro)
+    assert (
+        t.loc[0, "reference, 1 seed (%)"] == "91.48"
+        and t.loc[0, "ours: median [q1, q3] (%)"] == "88.00 [84.00, 90.00]"
+    )
+    assert t.loc[0, "reference's percentile among ours"] == 75
+
+
+def test_dead_units_table():
+    df = stats.mark_failed(make_history({8: [90.0, 12.0, 88.0, 91.0], 128: [97.0, 97.2, 96.9]}))
+    t = stats.dead_units_table(df).set_index("batch_size")
+    assert list(t.index) == [8, 128]
+    final_cols = [c for c in t.columns if c.startswith("dead_") and c.endswith("final (%)")]
+    assert final_cols and (t[final_cols].to_numpy() >= 0).all() and (t[final_cols].to_numpy() <= 100).all()
+    # The collapsed seed has the most dead units, so at batch 8 more dead means less accurate.
+    assert t.loc[8, [c for c in t.columns if c.startswith("rank corr.")][0]] < 0
+    with pytest.raises(ValueError, match="no dead_"):
+        stats.dead_units_table(df.drop(columns=[c for c in df.columns if c.startswith("dead_")]))
+
+
+def test_dead_units_findings_come_from_the_table():
+    table = stats.dead_units_table(
+        stats.mark_failed(make_history({8: [90.0, 12.0, 88.0], 128: [97.0, 97.2, 96.9]}))
+    )
+    lines = stats.dead_units_findings(table)
+    first = table.set_index("batch_size").filter(like="epoch 1").iloc[:, 0]
+    assert f"{first[8]:g}% of its units are dead after the first epoch at batch 8" in lines[0]
+    assert f"against {first[128]:g}% at batch 128" in lines[0]
+    assert any(line.startswith("Across seeds") for line in lines)

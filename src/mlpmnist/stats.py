@@ -592,6 +592,85 @@ def reproduction(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFr
     return pd.DataFrame(rows, columns=cols)
 
 
+def reproduction_table(repro: pd.DataFrame) -> pd.DataFrame:
+    """``reproduction`` for reading: the reference's single seed and our median [q1, q3] in
+    percent, and where the reference falls among our seeds (its percentile, 50 = our median)."""
+    by = [
+        c
+        for c in repro.columns
+        if c not in ("reference", "median", "q1", "q3", "n", "epoch", "reference_percentile")
+    ]
+    out = repro[by].copy()
+    out["reference, 1 seed (%)"] = [percent(v) for v in repro["reference"]]
+    out["ours: median [q1, q3] (%)"] = [
+        f"{percent(r.median)} [{percent(r.q1)}, {percent(r.q3)}]" for r in repro.itertuples()
+    ]
+    out["seeds"] = repro["n"]
+    out["reference's percentile among ours"] = repro["reference_percentile"].round(0)
+    return out.reset_index(drop=True)
+
+
+def dead_units_table(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per configuration: the median percentage of dead units in each hidden layer after the
+    first and the last epoch (over replicas that did not diverge), the median Frobenius norm of
+    the first layer's weights at the end, and Spearman's rank correlation between the last
+    layer's dead fraction and the final test accuracy across seeds (NaN when either is constant)."""
+    dead = sorted(c for c in df.columns if c.startswith("dead_"))
+    if not dead:
+        raise ValueError("the frame has no dead_* columns (records made before they were stored)")
+    fin = final(df)
+    fin = fin[~fin["diverged"]]
+    first = epoch_ends(df)
+    first = first[first["epoch"] == first["epoch"].min()]
+    by = _by(fin, by)
+    rows = []
+    for k, g in _groups(fin, by):
+        row = dict(zip(by, k if isinstance(k, tuple) else (k,), strict=True))
+        g1 = first.merge(g[by].drop_duplicates(), on=by)
+        for c in dead:
+            row[f"{c} epoch {int(first['epoch'].min())} (%)"] = round(100 * float(g1[c].median()), 1)
+            row[f"{c} final (%)"] = round(100 * float(g[c].median()), 1)
+        row["wnorm_1 final"] = round(float(g["wnorm_1"].median()), 1)
+        varies = g[dead[-1]].nunique() > 1 and g["test_acc"].nunique() > 1
+        row[f"rank corr. {dead[-1]} vs accuracy"] = (
+            round(float(sps.spearmanr(g[dead[-1]], g["test_acc"]).statistic), 2) if varies else np.nan
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def dead_units_findings(table: pd.DataFrame) -> list[str]:
+    """Plain-language lines computed from ``dead_units_table`` (by batch size): how the dead
+    fraction of each hidden layer falls with the batch size, where a layer loses more than a
+    tenth of its units, and where more dead units go with lower accuracy across seeds."""
+    if "batch_size" not in table.columns or table.empty:
+        return ["No dead-unit measurements by batch size."]
+    t = table.sort_values("batch_size")
+    small, large = t.iloc[0], t.iloc[-1]
+    layers = sorted({c.split()[0] for c in t.columns if c.startswith("dead_")})
+    first = next(c for c in t.columns if c.startswith(f"{layers[0]} epoch"))
+    lines = [
+        f"Hidden layer 1: {small[first]:g}% of its units are dead after the first epoch at batch "
+        f"{int(small.batch_size)} ({small[f'{layers[0]} final (%)']:g}% at the end), against "
+        f"{large[first]:g}% at batch {int(large.batch_size)}."
+    ]
+    for layer in layers:
+        heavy = t.loc[t[f"{layer} final (%)"] > 10, "batch_size"].astype(int).tolist()
+        name = layer.replace("dead_", "hidden layer ")
+        lines.append(f"Batch sizes where {name} ends with over 10% dead units: {heavy or 'none'}.")
+    lines.append(
+        f"The first layer's weight norm grows as the batch shrinks: {small['wnorm_1 final']:g} at batch "
+        f"{int(small.batch_size)}, {large['wnorm_1 final']:g} at batch {int(large.batch_size)}."
+    )
+    corr = next(c for c in t.columns if c.startswith("rank corr."))
+    strong = t.loc[t[corr] <= -0.5, "batch_size"].astype(int).tolist()
+    lines.append(
+        f"Across seeds, more dead units in the last hidden layer go with lower final accuracy "
+        f"(rank correlation <= -0.5) at batch sizes {strong or 'none'}; elsewhere the link is weak."
+    )
+    return lines
+
+
 # -------------------------------------------------------------------------- per-epoch table
 
 
