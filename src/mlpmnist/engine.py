@@ -52,9 +52,10 @@ class _Workspace:
         # a[i] (i >= 1): layer i's input with a column of ones, [R, B, in_i + 1], so that one GEMM
         # with the [W; b] slab adds the bias and one updates W and b together; h[i] is the input
         # itself (the ReLU'd output of layer i - 1, written in place) and aT[i] a's transpose.
-        self.a = [None, *(full((R, B, h + 1), 1.0) for h in hidden)]
-        self.h = [None, *(a[..., :-1] for a in self.a[1:])]
-        self.aT = [None, *(a.transpose(1, 2) for a in self.a[1:])]
+        unused = like.new_empty(0)  # index 0 is layer 0's, whose input is the batch itself
+        self.a = [unused, *(full((R, B, h + 1), 1.0) for h in hidden)]
+        self.h = [unused, *(a[..., :-1] for a in self.a[1:])]
+        self.aT = [unused, *(a.transpose(1, 2) for a in self.a[1:])]
         self.z = [full((R, B, h)) for h in sizes[1:]]  # each layer's GEMM output; logits last
         # On a CPU, softmax over 10 classes is several times faster classes-major ([R, 10, B], the
         # batch innermost) than over the last dimension of [R, B, 10] (argmax is the other way
@@ -66,7 +67,7 @@ class _Workspace:
         self.logp = full(shape)
         self.g = self.logp.transpose(1, 2) if self.dim == 1 else self.logp
         self.minus_one = full(shape[: self.dim] + (1,) + shape[self.dim + 1 :], -1.0)  # the one-hot
-        self.g_in = [None, *(full((R, B, h)) for h in hidden)]  # gradient w.r.t. layer i's input
+        self.g_in = [unused, *(full((R, B, h)) for h in hidden)]  # gradient w.r.t. layer i's input
         self.ones = full((R, 1, B), 1.0)  # layer 0's bias gradient (a sum over the batch) as a GEMM
 
 
@@ -193,13 +194,12 @@ class StackedEngine:
     def _backward(self, x: torch.Tensor, ws: _Workspace, lr: LR) -> None:
         g = ws.g
         B = g.shape[1]
-        shared = not isinstance(lr, torch.Tensor)
-        lr3 = lr if shared else lr.view(-1, 1, 1)
+        lr3 = lr.view(-1, 1, 1) if isinstance(lr, torch.Tensor) else lr
         plain = not self.momentum
         # Plain SGD folds the lr into the update: into alpha when all replicas share a float,
         # else into the top gradient (backprop is linear in it), so each update is one baddbmm_.
         alpha = -1.0 / B
-        if plain and shared:
+        if plain and not isinstance(lr, torch.Tensor):
             alpha *= lr
         elif plain:
             g.mul_(lr3)
@@ -319,8 +319,9 @@ class StackedEngine:
                 graph, out = self._capture(lambda: self._step(sx, sy, slr))
                 return _Graph(graph, (sx, sy, slr), out)
 
-            if (gr := self._graph(key, make)) is None:
+            if (made := self._graph(key, make)) is None:
                 return self._step(x, y, lr)
+            gr = made
         gr.graph.replay()
         # The next replay overwrites the graph's outputs: hand out copies.
         return gr.outputs[0].clone(), gr.outputs[1].clone()
@@ -336,7 +337,7 @@ class StackedEngine:
         S, R, B = idx.shape
         K = self.chunk_steps
         lr_t = self._lr_tensor(lr, (S, R))
-        out = []
+        out: list[Outputs] = []
         for s in range(0, S - S % K, K):
             chunk = self._graph_chunk(X, pixels, idx[s : s + K], y[s : s + K], lr_t[s : s + K])
             if chunk is None:  # capture failed: the rest eagerly
@@ -375,8 +376,9 @@ class StackedEngine:
                 graph, out = self._capture(run)
                 return _Graph(graph, (sidx, sy, slr), out, (X,) if pixels is None else (X, pixels))
 
-            if (gr := self._graph(key, make)) is None:
+            if (made := self._graph(key, make)) is None:
                 return None
+            gr = made
         gr.graph.replay()
         return gr.outputs[0].clone(), gr.outputs[1].clone()
 
