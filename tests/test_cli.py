@@ -196,12 +196,14 @@ def test_missing_data_fails_before_any_experiment_starts(tmp_path):
 
 def test_ctrl_c_during_train_exits_130(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlpmnist", "train", "--batch-size", "8", "--epochs", "3", "--seeds", "0"],
+        [sys.executable, "-m", "mlpmnist", "train", "--batch-size", "8", "--epochs", "100", "--seeds", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    time.sleep(8)  # past start-up, into training
+    assert proc.stdout is not None
+    assert "epoch" in proc.stdout.readline()  # the first epoch's line: it is training
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, NoReturn
 
 from . import data as mdata
 from .config import FIELDS, TrainConfig, check_names, parse_value
-from .results import StoreError
+from .results import StoreError, writable_folder
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 3, 130
 INTERRUPTED = "interrupted; finished experiments are kept, rerun to resume"
@@ -103,28 +102,8 @@ def check_out_path(out: Path) -> Path:
     and writable. Raises ``ValueError`` saying what to do."""
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a file path such as {out / 'run.json'}")
-    parent = out.parent
-    if parent.exists() and not parent.is_dir():
-        raise ValueError(f"--out {out}: {parent} is a file, not a folder; choose another path")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"--out {out}: cannot create {parent} ({e.strerror}); choose another path") from e
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"--out {out}: {parent} is not writable; choose another path")
+    writable_folder(out.parent, "--out's folder")
     return out
-
-
-def _check_media(media: Path) -> Path:
-    if media.exists() and not media.is_dir():
-        raise ValueError(f"--media {media} is a file; pass a folder for the PNGs")
-    try:
-        media.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"--media {media} cannot be created ({e.strerror}); choose another folder") from e
-    if not os.access(media, os.W_OK):
-        raise ValueError(f"--media {media} is not writable; choose another folder")
-    return media
 
 
 # ---------------------------------------------------------------------------- commands
@@ -207,7 +186,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from . import embed, figures, results
 
-    media = _check_media(args.media)
+    media = writable_folder(args.media, "--media")
     where = {
         k: v if len(v) > 1 else v[0] for k, v in parse_assignments(args.where or [], "selection").items()
     }

@@ -56,6 +56,24 @@ def path(results_dir: str | os.PathLike, kind: str, key: str) -> Path:
     return Path(results_dir) / kind / f"{key}{KINDS[kind]}"
 
 
+def writable_folder(folder: str | os.PathLike, what: str) -> Path:
+    """``folder``, created if needed, checked by writing to it; ``ValueError`` naming ``what``
+    (e.g. ``--media``) and the folder when it is a file or cannot be created or written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what} {folder} is a file, not a folder; choose another path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(
+            f"{what} {folder} cannot be created or written ({e.strerror}); choose another path"
+        ) from e
+    return folder
+
+
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``target`` via a temporary file in the same directory and a rename,
     so a reader never sees a half-written file. Returns the path."""

@@ -144,26 +144,6 @@ class SweepOutcome:
         return results.load(self.results_dir, keys=done)
 
 
-# ------------------------------------------------------------------------ checks before work
-
-
-def check_results_dir(results_dir: str | os.PathLike) -> Path:
-    """The results directory, created if needed; ``ValueError`` if it is not a writable folder."""
-    root = Path(results_dir)
-    if root.exists() and not root.is_dir():
-        raise ValueError(f"results directory {root} is a file; pass a folder (--results DIR)")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(
-            f"results directory {root} is not writable ({e.strerror}); choose another (--results DIR)"
-        ) from e
-    return root.resolve()
-
-
 # ------------------------------------------------------------------------ one experiment
 
 
@@ -384,7 +364,7 @@ def run_sweep(
     most expensive experiments start first, so the workers finish together.
     """
     t0 = time.perf_counter()
-    root = check_results_dir(config.results_dir)
+    root = results.writable_folder(config.results_dir, "results folder").resolve()
     data_dir = str(mdata.ensure(config.data_dir))
     experiments = config.experiments()
     keys = [e.key() for e in experiments]
