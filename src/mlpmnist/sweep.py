@@ -167,14 +167,19 @@ def execute_task(task: Task) -> dict:
         error = _execute_notebook(task, root)
         collapsed: list[int] = []
         start = float("nan")
+        seconds = time.perf_counter() - t0
         if error is None:
-            record = results.read_record(results.path(root, "runs", task.key))
+            run = results.path(root, "runs", task.key)
+            record = results.read_record(run)
             collapsed = record["collapsed"]
             start = record["first_step_at"] - started_at
+            # How long the whole experiment took, and how much of it came before the first step.
+            record["sweep"] = {"seconds": seconds, "start_seconds": start}
+            results.write_record(record, run)
     outcome = {
         "key": task.key,
         "status": "failed" if error else "done",
-        "seconds": time.perf_counter() - t0,
+        "seconds": seconds,
         "start_seconds": start,
         "error": error,
         "collapsed": collapsed,
