@@ -336,11 +336,6 @@ PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def is_list_field(name: str) -> bool:
-    """True for fields that hold several values (seeds, hidden, and lr per seed)."""
-    return "tuple" in str(FIELDS[name].type)
-
-
 def parse_value(name: str, text: str) -> Any:
     """Field ``name``'s value from ``text`` (``"none"`` for None where allowed); ``ValueError``
     in the package's format when it cannot be read."""
@@ -351,8 +346,3 @@ def parse_value(name: str, text: str) -> Any:
         return PARSERS[kind](text)
     except ValueError:
         _fail(name, text, f"readable as {kind.replace(' | None', '')}")
-
-
-def parse_seeds(values: list[str]) -> tuple[int, ...]:
-    """Seeds from command-line words: numbers and inclusive ranges (``0 1 2``, ``0-9``)."""
-    return tuple(s for v in values for s in parse_value("seeds", v))

@@ -112,6 +112,27 @@ class TrainResult:
         return self._last_flag("collapsed")
 
 
+def _tensors(
+    config: TrainConfig, data: mdata.MNIST, device: torch.device, splits: Sequence[str] | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, mdata.Split]]:
+    """The training images X [N, 784] and labels Y [N] on ``device``, their exact uint8 pixels
+    (on a CPU, where gathering them is cheaper; else None) and the splits to evaluate."""
+    dtype = DTYPES[config.dtype]
+    train_split, val_split = split_train(data.train, config)
+    X, Y = train_split.x.to(device, dtype), train_split.y.to(device)
+    pixels = None
+    if dtype == torch.float32 and device.type == "cpu":
+        pixels = train_split.pixels if train_split.pixels is not None else mdata.to_pixels(X)
+    evals = {"test": data.test.to(device, dtype)}
+    if val_split is not None:
+        evals = {"val": val_split.to(device, dtype), **evals}
+    if splits is not None:
+        if unknown := set(splits) - set(evals):
+            raise ValueError(f"splits {sorted(unknown)} not available; choose from {sorted(evals)}")
+        evals = {k: v for k, v in evals.items() if k in splits}
+    return X, Y, pixels, evals
+
+
 @dataclass
 class _Window:
     """What the steps since the last evaluation saw, summed per live replica."""
@@ -204,20 +225,8 @@ def train(
     snapshot_epochs = set(snapshot_epochs)
     t_start = time.perf_counter()
     with torch_threads(config.threads):
-        data = data if data is not None else mdata.load()
-        train_split, val_split = split_train(data.train, config)
         dtype = DTYPES[config.dtype]
-        X, Y = train_split.x.to(device, dtype), train_split.y.to(device)
-        pixels = None  # on a CPU, batches gathered from exact uint8 pixels (see gather_batch)
-        if dtype == torch.float32 and device.type == "cpu":
-            pixels = train_split.pixels if train_split.pixels is not None else mdata.to_pixels(X)
-        evals = {"test": data.test.to(device, dtype)}
-        if val_split is not None:
-            evals = {"val": val_split.to(device, dtype), **evals}
-        if splits is not None:
-            if unknown := set(splits) - set(evals):
-                raise ValueError(f"splits {sorted(unknown)} not available; choose from {sorted(evals)}")
-            evals = {k: v for k, v in evals.items() if k in splits}
+        X, Y, pixels, evals = _tensors(config, data if data is not None else mdata.load(), device, splits)
         if config.max_shift:
             transform = random_shifts(config.max_shift, config.seeds, device)
 
@@ -255,10 +264,11 @@ def train(
                     if keep_rows is not None:
                         idx, yb = idx[:, keep_rows], yb[:, keep_rows]
                     factors = [lr_factor(config.schedule, step + k, total) for k in range(len(idx))]
+                    # Shared: Python floats, which the engine folds into its update; else [S, R].
                     lr = (
                         [config.lrs[0] * f for f in factors]
                         if shared_lr
-                        else torch.tensor(factors, dtype=dtype, device=device)[:, None] * lr_alive
+                        else lr_alive * torch.tensor(factors, dtype=dtype, device=device)[:, None]
                     )
                     first_step_at = first_step_at or time.time()
                     window.add(*_steps(engine, X, pixels, idx, yb, lr, transform), yb)
