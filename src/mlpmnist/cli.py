@@ -41,7 +41,7 @@ def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
         if isinstance(a, argparse._SubParsersAction):  # noqa: SLF001
             known += [s for sub in a.choices.values() for b in sub._actions for s in b.option_strings]  # noqa: SLF001
     words = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
-    hints = [f"{w} -> {m[0]}" for w in words if (m := difflib.get_close_matches(w, known, n=1))]
+    hints = [m[0] for w in words if (m := difflib.get_close_matches(w, known, n=1))]
     return f" (did you mean {', '.join(hints)}?)" if hints else ""
 
 
