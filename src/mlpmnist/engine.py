@@ -249,7 +249,19 @@ class StackedEngine:
         ``chunk_steps`` steps are one graph launch.
         """
         if self.cuda_graphs:
-            return self._graph_steps(X, pixels, idx, y, lr)
+            S, R, _ = idx.shape
+            K = self.chunk_steps
+            lr_t = self._lr_tensor(lr, (S, R))
+            out: list[Outputs] = []
+            for s in range(0, S - S % K, K):
+                chunk = self._graph_chunk(X, pixels, idx[s : s + K], y[s : s + K], lr_t[s : s + K])
+                if chunk is None:  # capture failed, graphs are off: the rest eagerly
+                    return _cat([*out, self.steps(X, pixels, idx[s:], y[s:], lr_t[s:])])
+                out.append(chunk)
+            for k in range(S - S % K, S):  # the remainder one graphed step at a time
+                picked, pred = self.step(gather_batch(X, pixels, idx[k]), y[k], lr_t[k])
+                out.append((picked.unsqueeze(0), pred.unsqueeze(0)))
+            return _cat(out)
         if isinstance(lr, torch.Tensor) and lr.dim() == 2:
             lrs: Sequence[LR] = list(lr)
         else:  # shared: Python floats, so each step folds its lr into alpha exactly as ``step``
@@ -325,29 +337,6 @@ class StackedEngine:
         gr.graph.replay()
         # The next replay overwrites the graph's outputs: hand out copies.
         return gr.outputs[0].clone(), gr.outputs[1].clone()
-
-    def _graph_steps(
-        self,
-        X: torch.Tensor,
-        pixels: torch.Tensor | None,
-        idx: torch.Tensor,
-        y: torch.Tensor,
-        lr: Sequence[float] | torch.Tensor,
-    ) -> Outputs:
-        S, R, B = idx.shape
-        K = self.chunk_steps
-        lr_t = self._lr_tensor(lr, (S, R))
-        out: list[Outputs] = []
-        for s in range(0, S - S % K, K):
-            chunk = self._graph_chunk(X, pixels, idx[s : s + K], y[s : s + K], lr_t[s : s + K])
-            if chunk is None:  # capture failed: the rest eagerly
-                rest = self.steps(X, pixels, idx[s:], y[s:], lr_t[s:])
-                return _cat([*out, rest])
-            out.append(chunk)
-        for k in range(S - S % K, S):  # the remainder one graphed step at a time
-            picked, pred = self.step(gather_batch(X, pixels, idx[k]), y[k], lr_t[k])
-            out.append((picked.unsqueeze(0), pred.unsqueeze(0)))
-        return _cat(out)
 
     def _graph_chunk(
         self,

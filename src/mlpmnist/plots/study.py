@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import re
 import warnings
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import stats
@@ -33,7 +35,41 @@ from .style import (
     limits,
 )
 
+# Markers of failed seeds and of the reference study's single seeds (gid: for tests to find them).
+FAILED_MARKER = {
+    "marker": "X",
+    "s": 70,
+    "color": ERROR_RED,
+    "edgecolor": "white",
+    "linewidth": 0.6,
+    "zorder": 6,
+    "gid": "failed",
+}
+REFERENCE_MARKER = {
+    "marker": "*",
+    "s": 190,
+    "color": REFERENCE_COLOR,
+    "edgecolor": "black",
+    "linewidth": 0.6,
+    "zorder": 7,
+    "gid": "reference",
+}
 QUARTILES = ("pi", 50)  # seaborn's percentile interval from the 25th to the 75th percentile
+
+
+def _median_lines(ax: Axes, data: pd.DataFrame, y: str, hue: str, palette: dict, **kw: Any) -> None:
+    """Per ``hue`` value, the median over seeds of ``y`` against epoch, with its interquartile band."""
+    sns.lineplot(
+        data=data,
+        x="epoch",
+        y=y,
+        hue=hue,
+        palette=palette,
+        estimator="median",
+        errorbar=QUARTILES,
+        ax=ax,
+        **kw,
+    )
 
 
 def _marked(df: pd.DataFrame) -> pd.DataFrame:
@@ -79,19 +115,8 @@ def accuracy_vs_epoch(df: pd.DataFrame, ncols: int = 3) -> Figure:
         # Not sharex: a panel above an empty cell keeps its own epoch labels.
         axes = _panel_axes(fig, len(panels), ncols, sharey=True)
         for ax, (title, g) in zip(axes, panels, strict=True):
-            sns.lineplot(
-                data=g,
-                x="epoch",
-                y="acc",
-                hue="batch_size",
-                palette=colors,
-                estimator="median",
-                errorbar=QUARTILES,
-                marker="o",
-                markersize=3,
-                markeredgewidth=0,
-                linewidth=1.8,
-                ax=ax,
+            _median_lines(
+                ax, g, "acc", "batch_size", colors, marker="o", markersize=3, markeredgewidth=0, linewidth=1.8
             )
             ax.set_title(title)
             ax.set_xlabel("epoch")
@@ -138,18 +163,8 @@ def _failed_seeds(ax, failed: pd.DataFrame, pos: dict[int, int], ylim: tuple[flo
                 color=ERROR_RED,
             )
     x, y = np.concatenate(xs), np.concatenate(ys)
-    ax.scatter(
-        x,
-        np.maximum(y, ylim[0] + 0.012 * (ylim[1] - ylim[0])),
-        marker="X",
-        s=70,
-        color=ERROR_RED,
-        edgecolor="white",
-        linewidth=0.6,
-        zorder=6,
-        label="failed seed (below the axis: on its edge, value printed)",
-        gid="failed",
-    )
+    label = "failed seed (below the axis: on its edge, value printed)"
+    ax.scatter(x, np.maximum(y, ylim[0] + 0.012 * (ylim[1] - ylim[0])), **FAILED_MARKER, label=label)
 
 
 def _boxes(done: pd.DataFrame, box_kw: dict, colors: dict) -> None:
@@ -208,18 +223,8 @@ def _final_panel(
     ref = stats.reference_values(summ)
     has = ref.notna().to_numpy()
     if has.any():
-        ax.scatter(
-            centre[has] - SIDE,
-            100 * ref[has],
-            marker="*",
-            s=190,
-            color=REFERENCE_COLOR,
-            edgecolor="black",
-            linewidth=0.6,
-            zorder=7,
-            label=f"reference notebook, epoch {stats.REFERENCE_EPOCHS} (1 seed)",
-            gid="reference",
-        )
+        label = f"reference notebook, epoch {stats.REFERENCE_EPOCHS} (1 seed)"
+        ax.scatter(centre[has] - SIDE, 100 * ref[has], **REFERENCE_MARKER, label=label)
     if has.any() or "lr" not in by:
         ax.axhline(
             100 * stats.REFERENCE_HEADLINE,
@@ -354,18 +359,9 @@ def _split_lines(ax, g: pd.DataFrame, metric: str, scale: float) -> None:
         ],
         ignore_index=True,
     )
-    sns.lineplot(
-        data=long,
-        x="epoch",
-        y="value",
-        hue="split",
-        hue_order=["train", "test"],
-        palette={"train": TRAIN_COLOR, "test": TEST_COLOR},
-        estimator="median",
-        errorbar=QUARTILES,
-        linewidth=1.6,
-        ax=ax,
-        legend=False,
+    palette = {"train": TRAIN_COLOR, "test": TEST_COLOR}
+    _median_lines(
+        ax, long, "value", "split", palette, hue_order=["train", "test"], linewidth=1.6, legend=False
     )
 
 
@@ -484,18 +480,7 @@ def _dead_panel(ax, g: pd.DataFrame, layer: str, colors: dict) -> None:
     g = g.assign(dead=100 * g[layer])
     ok = g[~g["failed"]]
     if len(ok):
-        sns.lineplot(
-            data=ok,
-            x="epoch",
-            y="dead",
-            hue="batch_size",
-            palette=colors,
-            estimator="median",
-            errorbar=QUARTILES,
-            linewidth=1.8,
-            ax=ax,
-            legend=False,
-        )
+        _median_lines(ax, ok, "dead", "batch_size", colors, linewidth=1.8, legend=False)
     for _, r in g[g["failed"]].groupby(stats.replica_columns(g), dropna=False):
         r = r.sort_values("epoch")
         b = int(r["batch_size"].iloc[0])
