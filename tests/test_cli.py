@@ -196,7 +196,8 @@ def test_missing_data_fails_before_any_experiment_starts(tmp_path):
 
 def test_ctrl_c_during_train_exits_130(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlpmnist", "train", "--batch-size", "8", "--epochs", "100", "--seeds", "0"],
+        [sys.executable, "-m", "mlpmnist", "train", "--batch-size", "8", "--epochs", "200", "--seeds", "0"]
+        + ["--threads", "1", "--train-limit", "8000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

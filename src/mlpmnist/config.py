@@ -87,8 +87,10 @@ class TrainConfig:
     device: str = field(
         default="auto", metadata=_meta(f"{DEVICES}; auto picks CUDA when available", identity=False)
     )
+    # One thread measured fastest or near it for these small products on a CPU, and it does not
+    # stall when other processes share the cores, as two spinning threads do (bench/run.py).
     threads: int | None = field(
-        default=None, metadata=_meta("torch intra-op threads (none = torch's default)", identity=False)
+        default=1, metadata=_meta("torch intra-op threads (none = torch's default)", identity=False)
     )
 
     def __post_init__(self) -> None:
