@@ -397,11 +397,7 @@ def run_sweep(
                 log(_finished_line(root, out))
     table = _table(root, config, experiments, rows)
     failed = {k: r["error"] for k, r in rows.items() if r.get("error")}
-    collapsed = {
-        k: list(r["collapsed"])
-        for k, r in zip(table["key"], table.to_dict("records"), strict=True)
-        if r["collapsed"]
-    }
+    collapsed = {r["key"]: list(r["collapsed"]) for r in table.to_dict("records") if r["collapsed"]}
     return SweepOutcome(table, keys, root, failed, collapsed, time.perf_counter() - t0)
 
 
