@@ -224,7 +224,7 @@ def test_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)  # the main process alone
     proc.wait()
     assert wait_for(lambda: not any(_alive(p) for p in workers), 30), "pool workers outlived the sweep"
-    assert wait_for(lambda: not any((tmp_path / ".scratch").glob("*")), 30), "scratch folders left behind"
+    assert wait_for(lambda: not any((tmp_path / ".scratch").glob("*")), 60), "scratch folders left behind"
 
 
 def test_ctrl_c_stops_the_sweep_with_130(tmp_path):

@@ -64,9 +64,8 @@ def writable_folder(folder: str | os.PathLike, what: str) -> Path:
         raise ValueError(f"{what} {folder} is a file, not a folder; choose another path")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=folder):  # a unique name, gone when closed
+            pass
     except OSError as e:
         raise ValueError(
             f"{what} {folder} cannot be created or written ({e.strerror}); choose another path"

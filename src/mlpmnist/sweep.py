@@ -191,6 +191,10 @@ def execute_task(task: Task) -> dict:
     return outcome
 
 
+def _scratch(root: Path, key: str) -> Path:
+    return root / ".scratch" / key
+
+
 def _execute_notebook(task: Task, root: Path) -> str | None:
     """Execute the notebook into a scratch folder, then move it into place. Returns the error."""
     import papermill as pm
@@ -198,7 +202,7 @@ def _execute_notebook(task: Task, root: Path) -> str | None:
     final = results.path(root, "notebooks", task.key)
     # papermill rewrites its output after every cell: keep partial files out of notebooks/. The
     # scratch folder belongs to this key, whose lock we hold, so leftovers of a killed run go too.
-    scratch = root / ".scratch" / task.key
+    scratch = _scratch(root, task.key)
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     log = results.path(root, "logs", task.key)
@@ -223,11 +227,13 @@ def _execute_notebook(task: Task, root: Path) -> str | None:
     except Exception as e:  # PapermillExecutionError carries the cell's exception
         error = _short_error(e)
     finally:
-        partial = scratch / final.name
-        if partial.exists():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            results.atomic_write_bytes(final, partial.read_bytes())
-        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            partial = scratch / final.name
+            if partial.exists():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                results.atomic_write_bytes(final, partial.read_bytes())
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return error
 
 
@@ -282,6 +288,7 @@ def _pool_task(task: Task) -> dict:
     try:
         return execute_task(task)
     except SystemExit as e:
+        shutil.rmtree(_scratch(Path(task.results_dir), task.key), ignore_errors=True)
         os._exit(e.code if isinstance(e.code, int) else 1)
 
 
