@@ -7,7 +7,7 @@ import pytest
 
 from mlpmnist import experiment
 from mlpmnist.cli import build_parser, config_from_args, parse_assignments, sweep_config_from_args
-from mlpmnist.config import FIELDS, TrainConfig, identity_fields
+from mlpmnist.config import FIELDS, TrainConfig, choices, field_types, identity_fields
 from mlpmnist.sweep import SweepConfig
 
 DEFAULTS = TrainConfig()
@@ -15,10 +15,10 @@ DEFAULTS = TrainConfig()
 
 def _candidates(name: str, default: object) -> list:
     """Values to try for a field, derived from its type and default only (nothing per field)."""
-    kind = str(FIELDS[name].type)
-    if FIELDS[name].metadata["choices"]:
-        return list(FIELDS[name].metadata["choices"])
-    if kind == "bool":
+    kind = str(field_types()[name])
+    if allowed := choices(name):
+        return list(allowed)
+    if kind == "<class 'bool'>":
         return [not default]
     if "tuple[int" in kind:
         return [(*default, 1), (1,)]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import data as mdata
-from .config import FIELDS, TrainConfig, check_names, parse_value
+from .config import FIELDS, TrainConfig, check_names, choices, field_types, parse_value
 from .results import StoreError, writable_folder
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 3, 130
@@ -61,15 +61,15 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     for name, f in FIELDS.items():
         kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
         kw["help"] = f"{f.metadata['help']} (default: {_shown(getattr(defaults, name))})"
-        kind = str(f.type)
-        if kind == "bool":
+        kind = field_types()[name]
+        if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
             kw["metavar"] = name.split("_")[-1].upper()
-            if "tuple" in kind:
+            if "tuple" in str(kind):
                 kw["nargs"] = "+"
-        if f.metadata["choices"]:
-            kw["choices"] = f.metadata["choices"]
+        if allowed := choices(name):
+            kw["choices"] = allowed
             kw.pop("metavar", None)
         g.add_argument("--" + name.replace("_", "-"), **kw)
 

@@ -2,38 +2,59 @@
 
 Every field carries its help text in its metadata, and its type says how to read it from text.
 The CLI's flags, the experiment notebook's parameters and a sweep's grid axes are all derived
-from these fields, so a new field needs no other edit to become all three.
+from these fields, so a new field needs no other edit to become all three. A field added after
+the store's keys were introduced names its ``baseline`` (the value that computes what runs
+computed before it existed), so every key stored before it stays valid (see ``TrainConfig.key``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
-import inspect
 import json
 import math
 import re
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from . import datasets
+
 if TYPE_CHECKING:
     import torch
 
-TRAIN_SIZE = 60_000  # MNIST's training set; data.py holds the same constant
 SCHEDULES = ("constant", "cosine", "linear")
 ENGINES = ("fast", "reference")
 DTYPES = ("float32", "float64")
+OPTIMIZERS = ("sgd", "adam")
+INPUTS = ("scaled", "centered", "standardized")
 DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 MAX_SHIFT = 4
 # float32 is the engines' dtype: a larger lr cannot even be stored.
 MAX_LR = 3.4e38
+# Sizes checked before anything is allocated: one engine holds every seed as a replica.
+MAX_SEEDS = 10_000
+MAX_EPOCHS = 100_000
+_NO_BASELINE = object()
 
 
-def _meta(help: str, *, identity: bool = True, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
-    # identity=False: the field says where or how fast a run goes, not what it computes.
-    return {"help": help, "identity": identity, "choices": choices}
+def meta(
+    help: str,
+    *,
+    identity: bool = True,
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None,
+    baseline: Any = _NO_BASELINE,
+) -> dict[str, Any]:
+    """A field's metadata. ``identity=False``: the field says where or how fast a run goes,
+    not what it computes. ``choices``: the allowed values, or a function that lists them (a
+    registry that can grow, such as the datasets). ``baseline``: for a field added after keys
+    were introduced, the value that keeps the earlier behaviour; at that value the field stays
+    out of the key's hash."""
+    return {"help": help, "identity": identity, "choices": choices, "baseline": baseline}
 
 
 @dataclass(frozen=True)
@@ -41,57 +62,90 @@ class TrainConfig:
     """One training configuration; its replicas differ by seed (and optionally by lr).
 
     Each field's help text (``TrainConfig.help(name)``) says what it means. Lists may be given as
-    lists or tuples; numpy scalars are accepted where Python numbers are.
+    lists or tuples; numpy scalars are accepted where Python numbers are. An unknown keyword is
+    a ``TypeError`` naming the closest field.
     """
 
-    batch_size: int = field(default=90, metadata=_meta("training examples per SGD step"))
-    epochs: int = field(default=15, metadata=_meta("passes over the training set"))
+    batch_size: int = field(default=90, metadata=meta("training examples per step"))
+    epochs: int = field(default=15, metadata=meta("passes over the training set"))
     lr: float | tuple[float, ...] = field(
-        default=0.1, metadata=_meta("SGD learning rate: one number, or one per seed")
+        default=0.1, metadata=meta("learning rate: one number, or one per seed")
     )
     seeds: tuple[int, ...] = field(
         default=tuple(range(10)),
-        metadata=_meta(
+        metadata=meta(
             "one replica per seed, trained in lockstep; a seed fixes init and batch order (0-9: ten)"
         ),
     )
-    hidden: tuple[int, ...] = field(default=(64, 64), metadata=_meta("units per hidden ReLU layer"))
-    momentum: float = field(default=0.0, metadata=_meta("SGD momentum (torch.optim.SGD's), in [0, 1)"))
-    weight_decay: float = field(default=0.0, metadata=_meta("L2 weight decay (torch.optim.SGD's)"))
+    hidden: tuple[int, ...] = field(default=(64, 64), metadata=meta("units per hidden ReLU layer"))
+    optimizer: str = field(
+        default="sgd",
+        metadata=meta(
+            "sgd (torch.optim.SGD: momentum, weight_decay) or adam (torch.optim.Adam: betas 0.9, 0.999, "
+            "eps 1e-8, weight_decay as L2)",
+            choices=OPTIMIZERS,
+            baseline="sgd",
+        ),
+    )
+    momentum: float = field(default=0.0, metadata=meta("SGD momentum (torch.optim.SGD's), in [0, 1)"))
+    weight_decay: float = field(default=0.0, metadata=meta("L2 weight decay, added to the gradient"))
     schedule: str = field(
-        default="constant", metadata=_meta("learning-rate schedule over all steps", choices=SCHEDULES)
+        default="constant", metadata=meta("learning-rate schedule over all steps", choices=SCHEDULES)
     )
     max_shift: int = field(
         default=0,
-        metadata=_meta(
-            f"augmentation: random translations of up to N pixels (0 = none, at most {MAX_SHIFT})"
-        ),
+        metadata=meta(f"augmentation: random translations of up to N pixels (0 = none, at most {MAX_SHIFT})"),
     )
     drop_last: bool = field(
-        default=False, metadata=_meta("use only full batches (else the remainder ends each epoch)")
+        default=False, metadata=meta("use only full batches (else the remainder ends each epoch)")
+    )
+    dataset: str = field(
+        default="mnist",
+        metadata=meta(
+            "the images: mnist, fashion-mnist, kmnist (see mlpmnist.datasets)",
+            choices=datasets.names,
+            baseline="mnist",
+        ),
+    )
+    inputs: str = field(
+        default="scaled",
+        metadata=meta(
+            "pixels as given to the network: scaled to [-1, 1] (the reference), centered (minus each "
+            "pixel's training mean) or standardized (also divided by its training SD)",
+            choices=INPUTS,
+            baseline="scaled",
+        ),
     )
     train_limit: int | None = field(
-        default=None, metadata=_meta("train on the first N training images only (none = all 60,000)")
+        default=None, metadata=meta("train on the first N training images only (none = all)")
     )
     holdout: int = field(
-        default=0, metadata=_meta("keep the last N training images aside as a validation split")
+        default=0, metadata=meta("keep the last N training images aside as a validation split")
     )
     engine: str = field(
         default="fast",
-        metadata=_meta("fast (stacked replicas) or reference (nn.Module + autograd)", choices=ENGINES),
+        metadata=meta("fast (stacked replicas) or reference (nn.Module + autograd)", choices=ENGINES),
     )
     dtype: str = field(
         default="float32",
-        metadata=_meta("float64 is for checking the engines, not for speed", choices=DTYPES),
+        metadata=meta("float64 is for checking the engines, not for speed", choices=DTYPES),
     )
     device: str = field(
-        default="auto", metadata=_meta(f"{DEVICES}; auto picks CUDA when available", identity=False)
+        default="auto", metadata=meta(f"{DEVICES}; auto picks CUDA when available", identity=False)
     )
     # One thread measured fastest or near it for these small products on a CPU, and it does not
     # stall when other processes share the cores, as two spinning threads do (bench/run.py).
     threads: int | None = field(
-        default=1, metadata=_meta("torch intra-op threads (none = torch's default)", identity=False)
+        default=1, metadata=meta("torch intra-op threads (none = torch's default)", identity=False)
     )
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> TrainConfig:
+        # Misspelled keywords get the same message in Python as on the CLI and in notebooks.
+        try:
+            check_names(kwargs, fields=field_names(cls))
+        except ValueError as e:
+            raise TypeError(str(e)) from None
+        return super().__new__(cls)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -103,14 +157,19 @@ class TrainConfig:
     # ------------------------------------------------------------------ derived values
 
     @property
+    def spec(self) -> datasets.DatasetSpec:
+        """The dataset's spec (sizes, classes, files)."""
+        return datasets.get(self.dataset)
+
+    @property
     def n_train(self) -> int:
         """Training examples per epoch."""
-        n = TRAIN_SIZE if self.train_limit is None else self.train_limit
+        n = self.spec.train_size if self.train_limit is None else self.train_limit
         return n - self.holdout
 
     @property
     def steps_per_epoch(self) -> int:
-        """SGD steps per epoch: full batches, plus the remainder unless ``drop_last``."""
+        """Steps per epoch: full batches, plus the remainder unless ``drop_last``."""
         return (
             self.n_train // self.batch_size if self.drop_last else math.ceil(self.n_train / self.batch_size)
         )
@@ -120,23 +179,35 @@ class TrainConfig:
         """One learning rate per replica."""
         return self.lr if isinstance(self.lr, tuple) else (self.lr,) * len(self.seeds)
 
+    @property
+    def replicas(self) -> tuple[tuple[int, float], ...]:
+        """(seed, lr) per replica, in order."""
+        return tuple(zip(self.seeds, self.lrs, strict=True))
+
     # ------------------------------------------------------------------ validation
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field, its value and what is allowed."""
-        if self.train_limit is not None and not (
-            _is_int(self.train_limit) and 1 <= self.train_limit <= TRAIN_SIZE
-        ):
-            _fail("train_limit", self.train_limit, f"none or an integer in [1, {TRAIN_SIZE}]")
-        n_all = TRAIN_SIZE if self.train_limit is None else self.train_limit
+        """Raise ``ValueError`` naming the first bad field, its value and what is allowed.
+
+        Values only: whether the device exists is checked when training starts."""
+        if self.dataset not in datasets.names():  # first: the sizes below come from its spec
+            _fail("dataset", self.dataset, f"one of {', '.join(datasets.names())}")
+        size = self.spec.train_size
+        if self.train_limit is not None and not (_is_int(self.train_limit) and 1 <= self.train_limit <= size):
+            _fail("train_limit", self.train_limit, f"none or an integer in [1, {size}]")
+        n_all = size if self.train_limit is None else self.train_limit
         if not (_is_int(self.holdout) and 0 <= self.holdout < n_all):
             _fail("holdout", self.holdout, f"an integer in [0, {n_all - 1}]")
         if not (_is_int(self.batch_size) and 1 <= self.batch_size <= self.n_train):
             _fail("batch_size", self.batch_size, f"an integer in [1, {self.n_train}] (the training-set size)")
-        if not (_is_int(self.epochs) and self.epochs >= 1):
-            _fail("epochs", self.epochs, "an integer >= 1")
+        if not (_is_int(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS):
+            _fail("epochs", self.epochs, f"an integer in [1, {MAX_EPOCHS:,}]")
         if not (isinstance(self.seeds, tuple) and self.seeds):
             _fail("seeds", self.seeds, "a non-empty list of integers")
+        if len(self.seeds) > MAX_SEEDS:
+            raise ValueError(
+                f"seeds must be at most {MAX_SEEDS:,} (one replica each); got {len(self.seeds):,}"
+            )
         if not all(_is_int(s) and 0 <= s < 2**63 for s in self.seeds):
             _fail("seeds", self.seeds, "a list of integers in [0, 2**63)")
         lrs = self.lr if isinstance(self.lr, tuple) else (self.lr,)
@@ -144,9 +215,8 @@ class TrainConfig:
             _fail("lr", self.lr, f"a finite number in (0, {MAX_LR:g}] (or one per seed)")
         if isinstance(self.lr, tuple) and len(self.lr) != len(self.seeds):
             _fail("lr", self.lr, f"a number or a list of {len(self.seeds)} (one per seed)")
-        replicas = list(zip(self.seeds, self.lrs, strict=True))
-        if len(set(replicas)) != len(replicas):
-            dup = sorted({r for r in replicas if replicas.count(r) > 1})
+        if len(set(self.replicas)) != len(self.replicas):
+            dup = sorted({r for r in self.replicas if self.replicas.count(r) > 1})
             _fail("seeds", self.seeds, f"distinct (seed, lr) replicas; duplicated: {dup}")
         if not (
             isinstance(self.hidden, tuple) and self.hidden and all(_is_int(h) and h >= 1 for h in self.hidden)
@@ -154,6 +224,8 @@ class TrainConfig:
             _fail("hidden", self.hidden, "a non-empty list of positive integers")
         if not (_is_number(self.momentum) and 0 <= self.momentum < 1):
             _fail("momentum", self.momentum, "a number in [0, 1)")
+        if self.momentum and self.optimizer != "sgd":
+            _fail("momentum", self.momentum, f"0 with optimizer {self.optimizer} (momentum is SGD's)")
         if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
             _fail("weight_decay", self.weight_decay, "a finite number >= 0")
         if not (_is_int(self.max_shift) and 0 <= self.max_shift <= MAX_SHIFT):
@@ -161,12 +233,13 @@ class TrainConfig:
         if not isinstance(self.drop_last, bool):
             _fail("drop_last", self.drop_last, "true or false")
         for f in dataclasses.fields(self):
-            choices = f.metadata["choices"]
-            if choices and getattr(self, f.name) not in choices:
-                _fail(f.name, getattr(self, f.name), f"one of {', '.join(choices)}")
+            allowed = choices(f.name, type(self))
+            if allowed and getattr(self, f.name) not in allowed:
+                _fail(f.name, getattr(self, f.name), f"one of {', '.join(allowed)}")
         if self.threads is not None and not (_is_int(self.threads) and self.threads >= 1):
             _fail("threads", self.threads, "none or an integer >= 1")
-        resolve_device(self.device)
+        if not (isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)):
+            _fail("device", self.device, DEVICES)
 
     # ------------------------------------------------------------------ identity and I/O
 
@@ -176,14 +249,20 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """``to_dict`` without the fields that do not change the results (device, threads)."""
-        ids = identity_fields()
+        ids = identity_fields(type(self))
         return {k: v for k, v in self.to_dict().items() if k in ids}
 
     def key(self) -> str:
         """A stable, readable name for what this config computes, e.g. ``bs0090-lr0.1-e15-s10-3fa2c1d9``:
-        batch size, lr, epochs and number of seeds, then a hash of every result-changing field."""
+        batch size, lr, epochs and number of seeds, then a hash of every result-changing field.
+
+        A field at its ``baseline`` (one added after keys were introduced, at the value that
+        keeps the earlier behaviour) stays out of the hash, so adding a field keeps every stored
+        key; any other value changes the key, so a stored result is never taken for another."""
+        baselines = {f.name: f.metadata.get("baseline", _NO_BASELINE) for f in dataclasses.fields(self)}
+        hashed = {k: v for k, v in self.identity().items() if baselines[k] != v}
         lr = "var" if isinstance(self.lr, tuple) else f"{self.lr:g}"
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
+        digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:8]
         return f"bs{self.batch_size:04d}-lr{lr}-e{self.epochs}-s{len(self.seeds)}-{digest}"
 
     @classmethod
@@ -191,9 +270,15 @@ class TrainConfig:
         """``base`` (default: the defaults) with ``values`` replaced. Text values of non-text fields
         are parsed as on the command line (``"0-9"`` for seeds, ``"none"``); unknown names are a
         ``ValueError`` that names them and lists the valid ones."""
-        check_names(values)
-        parsed = {k: parse_value(k, v) if isinstance(v, str) else v for k, v in values.items()}
+        check_names(values, fields=field_names(cls))
+        parsed = {k: parse_value(k, v, cls) if isinstance(v, str) else v for k, v in values.items()}
         return dataclasses.replace(base or cls(), **parsed)
+
+    @classmethod
+    def from_record(cls, config: Mapping[str, Any]) -> TrainConfig:
+        """The config of a stored record: fields it predates take their ``baseline``, and names
+        this version does not know are refused (``ValueError``)."""
+        return cls.from_mapping(dict(config))
 
     @staticmethod
     def help(name: str) -> str:
@@ -204,42 +289,49 @@ class TrainConfig:
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def identity_fields() -> tuple[str, ...]:
+def field_names(cls: type = TrainConfig) -> tuple[str, ...]:
+    """The field names of ``cls`` (``TrainConfig`` or a subclass), in order."""
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def identity_fields(cls: type = TrainConfig) -> tuple[str, ...]:
     """Names of the fields that change what a run computes."""
-    return tuple(n for n, f in FIELDS.items() if f.metadata["identity"])
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["identity"])
 
 
-def check_names(names: Mapping[str, Any] | list[str], what: str = "TrainConfig field") -> None:
+def choices(name: str, cls: type = TrainConfig) -> tuple[str, ...] | None:
+    """The values field ``name`` allows, when it is a choice (else None)."""
+    c = {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("choices")
+    return c() if callable(c) else c
+
+
+def baseline(name: str) -> Any:
+    """The value of field ``name`` in records made before it existed (its default otherwise)."""
+    f = FIELDS[name]
+    b = f.metadata.get("baseline", _NO_BASELINE)
+    return f.default if b is _NO_BASELINE else b
+
+
+def check_names(
+    names: Mapping[str, Any] | list[str],
+    what: str = "TrainConfig field",
+    fields: tuple[str, ...] | None = None,
+) -> None:
     """Raise ``ValueError`` naming each unknown field name (with the closest valid one) and listing all."""
-    unknown = [n for n in names if n not in FIELDS]
+    valid = field_names() if fields is None else fields
+    unknown = [n for n in names if n not in valid]
     if unknown:
         hints = []
         for n in unknown:
-            close = difflib.get_close_matches(str(n), FIELDS, n=1)
+            close = difflib.get_close_matches(str(n), valid, n=1)
             hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         s = "s" if len(unknown) > 1 else ""
-        raise ValueError(f"unknown {what}{s} {', '.join(hints)}; valid: {', '.join(FIELDS)}")
-
-
-# Reject misspelled keywords with the same message in Python as on the CLI and in notebooks.
-_dataclass_init = TrainConfig.__init__
-
-
-def _init_checking_names(self: TrainConfig, *args: Any, **kwargs: Any) -> None:
-    try:
-        check_names(kwargs)
-    except ValueError as e:
-        raise TypeError(str(e)) from None
-    _dataclass_init(self, *args, **kwargs)
-
-
-_init_checking_names.__doc__ = _dataclass_init.__doc__
-_init_checking_names.__signature__ = inspect.signature(_dataclass_init)  # type: ignore[attr-defined]
-setattr(TrainConfig, "__init__", _init_checking_names)  # noqa: B010
+        raise ValueError(f"unknown {what}{s} {', '.join(hints)}; valid: {', '.join(valid)}")
 
 
 def resolve_device(device: str | None) -> torch.device:
-    """``'auto'`` (CUDA when available, else CPU), ``'cpu'``, ``'cuda'`` or ``'cuda:N'``."""
+    """``'auto'`` (CUDA when available, else CPU), ``'cpu'``, ``'cuda'`` or ``'cuda:N'``, checked
+    against this machine; ``ValueError`` naming the field when it is not here."""
     import torch
 
     if device in (None, "auto"):
@@ -283,14 +375,6 @@ def _plain(v: object) -> object:
     return v
 
 
-def _int(text: str) -> int:
-    return int(text)
-
-
-def _float(text: str) -> float:
-    return float(text)
-
-
 def _bool(text: str) -> bool:
     t = text.strip().lower()
     if t in ("true", "yes", "1", "on"):
@@ -298,6 +382,10 @@ def _bool(text: str) -> bool:
     if t in ("false", "no", "0", "off"):
         return False
     raise ValueError(f"not true or false: {text!r}")
+
+
+class _TooMany(ValueError):
+    """A range that expands to more values than any field takes (``MAX_SEEDS``)."""
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -311,6 +399,8 @@ def _ints(text: str) -> tuple[int, ...]:
             lo, hi = int(m[1]), int(m[2])
             if hi < lo:
                 raise ValueError(f"empty range {part!r}")
+            if hi - lo + 1 + len(out) > MAX_SEEDS:  # checked before the list is built
+                raise _TooMany(f"at most {MAX_SEEDS:,} values; got {text.strip()!r} ({hi - lo + 1:,} values)")
             out += range(lo, hi + 1)
         else:
             out.append(int(part))
@@ -322,29 +412,52 @@ def _floats(text: str) -> float | tuple[float, ...]:
     return vals[0] if len(vals) == 1 else vals
 
 
-def _text(text: str) -> str:
-    return text
-
-
-# How to read each field's type from text; a new field with a new type gets a line here.
-PARSERS: dict[str, Callable[[str], Any]] = {
-    "int": _int,
-    "float": _float,
-    "bool": _bool,
-    "str": _text,
-    "tuple[int, ...]": _ints,
-    "float | tuple[float, ...]": _floats,
-    "int | None": _int,
+# How to read each field type from text; a new field with a new type gets a line here.
+PARSERS: dict[Any, Callable[[str], Any]] = {
+    int: int,
+    float: float,
+    bool: _bool,
+    str: str,
+    tuple[int, ...]: _ints,
+    float | tuple[float, ...]: _floats,
 }
 
 
-def parse_value(name: str, text: str) -> Any:
+@functools.cache
+def field_types(cls: type = TrainConfig) -> dict[str, Any]:
+    """Each field's type (``typing.get_type_hints``), ``X | None`` as ``X``: what ``PARSERS``
+    reads. Whether None is allowed is ``optional(name)``."""
+    hints = typing.get_type_hints(cls)
+    return {n: _strip_none(hints[n]) for n in field_names(cls)}
+
+
+def optional(name: str, cls: type = TrainConfig) -> bool:
+    """Whether field ``name`` may be None."""
+    t = typing.get_type_hints(cls)[name]
+    return isinstance(t, types.UnionType) and type(None) in t.__args__
+
+
+def _strip_none(t: Any) -> Any:
+    if isinstance(t, types.UnionType) and type(None) in t.__args__:
+        rest = [a for a in t.__args__ if a is not type(None)]
+        return functools.reduce(lambda a, b: a | b, rest)
+    return t
+
+
+def type_name(name: str, cls: type = TrainConfig) -> str:
+    """Field ``name``'s type as text, e.g. ``tuple[int, ...]``."""
+    t = field_types(cls)[name]
+    return t.__name__ if isinstance(t, type) else str(t)
+
+
+def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:
     """Field ``name``'s value from ``text`` (``"none"`` for None where allowed); ``ValueError``
     in the package's format when it cannot be read."""
-    kind = str(FIELDS[name].type)
-    if "None" in kind and text.strip().lower() in ("none", "null", ""):
+    if optional(name, cls) and text.strip().lower() in ("none", "null", ""):
         return None
     try:
-        return PARSERS[kind](text)
+        return PARSERS[field_types(cls)[name]](text)
+    except _TooMany as e:
+        raise ValueError(f"{name} must be {e}") from None
     except ValueError:
-        _fail(name, text, f"readable as {kind.replace(' | None', '')}")
+        _fail(name, text, f"readable as {type_name(name, cls)}")

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .config import FIELDS, TrainConfig, check_names
+from .config import FIELDS, TrainConfig, check_names, field_types
 from .model import MLP
 from .train import TrainResult, divergence_message
 
@@ -249,7 +249,7 @@ def frame(records: Sequence[dict]) -> pd.DataFrame:
 def _options(name: str, want: Any) -> list:
     """The values ``where`` allows for field ``name``: one value, or a list of them."""
     many = isinstance(want, (list, tuple, set))
-    if FIELDS[name].type == "tuple[int, ...]":  # seeds, hidden: a list is one value unless nested
+    if field_types()[name] == tuple[int, ...]:  # seeds, hidden: a list is one value unless nested
         many = many and all(isinstance(w, (list, tuple)) for w in want)
         return (
             [tuple(w) for w in want] if many else [tuple(want) if isinstance(want, (list, tuple)) else want]
