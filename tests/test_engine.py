@@ -13,8 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlpmnist.engine import StackedEngine, evaluate, weight_norms
+from mlpmnist import graphs
+from mlpmnist.engine import StackedEngine, evaluate
 from mlpmnist.model import MLP
+from mlpmnist.optim import torch_optimizer
+from mlpmnist.reference import ReferenceEngine
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
@@ -32,9 +35,16 @@ def batches(steps: int, R: int, B: int, dtype: torch.dtype = torch.float64, seed
     ]
 
 
-def autograd_steps(ms: list[MLP], data, lrs, momentum=0.0, weight_decay=0.0):
+OPTIMIZERS = {
+    "sgd": {},
+    "momentum": {"momentum": 0.9, "weight_decay": 5e-4},
+    "adam": {"optimizer": "adam", "weight_decay": 1e-3},
+}
+
+
+def autograd_steps(ms: list[MLP], data, lrs, momentum=0.0, weight_decay=0.0, optimizer="sgd"):
     """The textbook loop per replica: (weights after the steps, per-step picked log-probs, preds)."""
-    opts = [torch.optim.SGD(m.parameters(), lr=0.0, momentum=momentum, weight_decay=weight_decay) for m in ms]
+    opts = [torch_optimizer(optimizer, m.parameters(), momentum, weight_decay) for m in ms]
     picked, preds = [], []
     for (x, y), lr in zip(data, lrs, strict=True):
         step_p, step_a = [], []
@@ -90,6 +100,35 @@ def test_momentum_and_weight_decay_match_torch_sgd(per_replica_lr):
     assert max_diff(engine.state_dicts(), ref) < 1e-12
 
 
+@pytest.mark.parametrize("per_replica_lr", [False, True], ids=["shared-lr", "per-replica-lr"])
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
+def test_adam_matches_torch_adam_float64(per_replica_lr, weight_decay):
+    R, steps = 2, 12
+    data = batches(steps, R, 16)
+    lr = torch.tensor([1e-3, 3e-3], dtype=torch.float64) if per_replica_lr else 2e-3
+    engine = StackedEngine(models(R), torch.device("cpu"), optimizer="adam", weight_decay=weight_decay)
+    picked, _ = engine_steps(engine, data, [lr] * steps)
+    ref, ref_picked, _ = autograd_steps(
+        models(R), data, [lr] * steps, optimizer="adam", weight_decay=weight_decay
+    )
+    assert max_diff(engine.state_dicts(), ref) < 1e-12
+    assert all((p - q).abs().max() < 1e-12 for p, q in zip(picked, ref_picked, strict=True))
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_reference_engine_is_torch_optim(optimizer):
+    # The two engines agree through steps() (the loop's entry point), keep() included.
+    kw = OPTIMIZERS[optimizer]
+    X, idx, y, lr = span(7, 3, 8)
+    fast = StackedEngine(models(3), "cpu", **kw)
+    ref = ReferenceEngine(models(3), "cpu", **kw)
+    for engine in (fast, ref):
+        engine.steps(X, None, idx[:4], y[:4], lr[:4])
+        engine.keep(torch.tensor([True, False, True]))
+        engine.steps(X, None, idx[4:, [0, 2]], y[4:, [0, 2]], lr[4:, [0, 2]])
+    assert max_diff(fast.state_dicts(), ref.state_dicts()) < 1e-12
+
+
 def test_ragged_batch_and_keep_reuse_buffers_correctly():
     # Batch 8, then 3 (an epoch's remainder), then 8 again; then drop replica 1 and go on.
     data = batches(2, 3, 8) + batches(1, 3, 3, seed=1) + batches(2, 3, 8, seed=2)
@@ -143,7 +182,9 @@ def test_weight_norms_match_state_dicts():
     expected = torch.tensor(
         [[sd[f"layers.{i}.weight"].norm().item() for i in range(3)] for sd in engine.state_dicts()]
     )
-    assert torch.allclose(weight_norms(engine).double(), expected.double(), rtol=1e-6)
+    assert torch.allclose(engine.weight_norms().double(), expected.double(), rtol=1e-6)
+    reference = ReferenceEngine(models(3, torch.float32), "cpu")
+    assert torch.allclose(reference.weight_norms().double(), expected.double(), rtol=1e-6)
 
 
 def test_evaluate_counts_correct_and_dead_units():
@@ -151,7 +192,7 @@ def test_evaluate_counts_correct_and_dead_units():
     x = torch.rand(50, 784, dtype=torch.float64) * 2 - 1
     y = torch.randint(10, (50,))
     loss, acc, dead = evaluate(engine, x, y, chunk=16)
-    z = engine.logits(x)
+    z = engine.head(engine.activations(x)[-1])
     assert torch.allclose(acc.double(), (z.argmax(2) == y).double().mean(1), atol=1e-7)
     assert torch.allclose(loss.double(), torch.stack([F.cross_entropy(zr, y) for zr in z]), rtol=1e-6)
     assert dead.shape == (2, 2) and ((dead >= 0) & (dead <= 1)).all()
@@ -162,7 +203,7 @@ def test_cuda_graphs_need_cuda():
         StackedEngine(models(1), torch.device("cpu"), cuda_graphs=True)
 
 
-# --- the graph plumbing on the CPU: a stand-in capture that replays the recorded function ----
+# --- the graph plumbing on the CPU: a stand-in capture that replays the recorded Python function
 
 
 class _ReplayFn:
@@ -177,77 +218,74 @@ class _ReplayFn:
         self.replays += 1
 
 
-def _fake_capture(self, fn):
-    saved = [t.clone() for t in self._state()]
-    outputs = fn()  # a dry run, like capture's warm-up: the weights are put back
-    for t, v in zip(self._state(), saved, strict=True):
+def _fake_capture(state, fn):
+    saved = [t.clone() for t in state]
+    outputs = fn()  # a dry run, like capture's warm-up: the state is put back
+    for t, v in zip(state, saved, strict=True):
         t.copy_(v)
     return _ReplayFn(fn, outputs), outputs
 
 
 @pytest.fixture
 def fake_graphs(monkeypatch):
-    monkeypatch.setattr(StackedEngine, "_capture", _fake_capture)
+    monkeypatch.setattr(graphs.GraphRunner, "capture", staticmethod(_fake_capture))
 
-    def make(ms: list[MLP], **kw) -> StackedEngine:
+    def make(ms: list[MLP], chunk_steps: int = 32, **kw) -> StackedEngine:
         engine = StackedEngine(ms, torch.device("cpu"), **kw)
-        engine.cuda_graphs = True
+        engine.graphs = graphs.GraphRunner(engine, chunk_steps)
         return engine
 
     return make
 
 
-def test_graph_plumbing_step(fake_graphs):
-    # Static inputs refilled, outputs copied out (a later replay must not change earlier ones),
-    # a second graph for the ragged batch, recapture after keep.
-    data = batches(3, 3, 8) + batches(1, 3, 5, seed=1) + batches(2, 3, 8, seed=2)
-    lr = torch.full((3,), 0.1, dtype=torch.float64)  # a tensor: the graph's own arithmetic
-    graphed, eager = fake_graphs(models(3)), StackedEngine(models(3), torch.device("cpu"))
-    out_g = engine_steps(graphed, data, [lr] * len(data))
-    out_e = engine_steps(eager, data, [lr] * len(data))
-    for a, b in zip(out_g[0] + out_g[1], out_e[0] + out_e[1], strict=True):
-        assert torch.equal(a, b)
+def span(S: int, R: int, B: int, n: int = 300, seed: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, 784, generator=g, dtype=torch.float64) * 2 - 1
+    idx, y = torch.randint(n, (S, R, B), generator=g), torch.randint(10, (S, R, B), generator=g)
+    return X, idx, y, torch.rand(S, R, generator=g, dtype=torch.float64) * 0.1
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_graph_plumbing_chunks_remainders_and_keep(fake_graphs, optimizer):
+    # Chunks of 4 (two launches) and 3 one-step graphs; a smaller batch; recapture after keep.
+    kw = OPTIMIZERS[optimizer]
+    R = 3
+    graphed = fake_graphs(models(R), chunk_steps=4, **kw)
+    eager = StackedEngine(models(R), torch.device("cpu"), **kw)
+    for S, B, seed in ((11, 8, 5), (2, 5, 6)):
+        X, idx, y, lr = span(S, R, B, seed=seed)
+        p1, a1 = graphed.steps(X, None, idx, y, lr)
+        p2, a2 = eager.steps(X, None, idx, y, lr)
+        assert torch.equal(p1, p2) and torch.equal(a1, a2)
     assert max_diff(graphed.state_dicts(), eager.state_dicts()) == 0.0
-    assert {k[:3] for k in graphed._graphs} == {("step", 3, 8), ("step", 3, 5)}
-    keep = torch.tensor([True, True, False])
+    assert graphed.graphs is not None
+    chunk = [gr for k, gr in graphed.graphs.graphs.items() if k[:3] == (4, R, 8)]
+    assert len(chunk) == 1 and chunk[0].graph.replays == 2
+    assert {k[:3] for k in graphed.graphs.graphs} == {(4, R, 8), (1, R, 8), (1, R, 5)}
+    keep = torch.tensor([True, False, True])
     graphed.keep(keep)
     eager.keep(keep)
-    more = [(x[keep], y[keep]) for x, y in batches(2, 3, 8, seed=4)]
-    engine_steps(graphed, more, [0.05, 0.07])  # floats: the graph reads them from its lr tensor
-    engine_steps(eager, more, [0.05, 0.07])
-    assert max_diff(graphed.state_dicts(), eager.state_dicts()) < 1e-12
-
-
-def test_graph_plumbing_chunks(fake_graphs):
-    R, B, S = 2, 8, 11  # chunks of 4: two graph launches, then 3 single graphed steps
-    X = torch.rand(300, 784, dtype=torch.float64) * 2 - 1
-    g = torch.Generator().manual_seed(5)
-    idx, y = torch.randint(300, (S, R, B), generator=g), torch.randint(10, (S, R, B), generator=g)
-    lr = torch.rand(S, R, generator=g, dtype=torch.float64) * 0.1
-    graphed, eager = fake_graphs(models(R), chunk_steps=4), StackedEngine(models(R), torch.device("cpu"))
-    p1, a1 = graphed.steps(X, None, idx, y, lr)
-    p2, a2 = eager.steps(X, None, idx, y, lr)
-    assert torch.equal(p1, p2) and torch.equal(a1, a2)
+    X, idx, y, lr = span(6, 2, 8, seed=7)
+    graphed.steps(X, None, idx, y, lr)
+    eager.steps(X, None, idx, y, lr)
     assert max_diff(graphed.state_dicts(), eager.state_dicts()) == 0.0
-    chunk = [gr for k, gr in graphed._graphs.items() if k[0] == "chunk"]
-    assert len(chunk) == 1 and chunk[0].graph.replays == 2
 
 
 def test_failed_capture_falls_back_to_eager(monkeypatch):
-    def broken(self, fn):
+    def broken(state, fn):
         raise RuntimeError("no capture here")
 
-    monkeypatch.setattr(StackedEngine, "_capture", broken)
+    monkeypatch.setattr(graphs.GraphRunner, "capture", staticmethod(broken))
     graphed = StackedEngine(models(2), torch.device("cpu"))
-    graphed.cuda_graphs = True
+    graphed.graphs = graphs.GraphRunner(graphed, 4)
     eager = StackedEngine(models(2), torch.device("cpu"))
-    data = batches(3, 2, 8)
+    X, idx, y, lr = span(9, 2, 8)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        engine_steps(graphed, data, [0.1] * 3)
-    engine_steps(eager, data, [0.1] * 3)
+        graphed.steps(X, None, idx, y, lr)
+    eager.steps(X, None, idx, y, lr)
     assert any("capture failed" in str(w.message) for w in caught)
-    assert not graphed.cuda_graphs
+    assert graphed.graphs.failed
     assert max_diff(graphed.state_dicts(), eager.state_dicts()) == 0.0
 
 

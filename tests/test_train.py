@@ -256,8 +256,14 @@ def test_transform_hook_and_max_shift(mnist):
     assert max_param_diff(plain.state_dicts, ident.state_dicts) == 0.0
     shifted = train(dataclasses.replace(cfg, max_shift=1), mnist, **QUIET)
     assert max_param_diff(plain.state_dicts, shifted.state_dicts) > 1e-3
-    with pytest.raises(ValueError, match="either transform"):
-        train(dataclasses.replace(cfg, max_shift=1), mnist, transform=lambda x: x, **QUIET)
+    # The shifts come first, then the hook: an identity hook changes nothing.
+    both = train(dataclasses.replace(cfg, max_shift=1), mnist, transform=lambda x: x.clone(), **QUIET)
+    assert max_param_diff(shifted.state_dicts, both.state_dicts) == 0.0
+    # A replica's shifts come from its own seed: training beside another seed changes nothing.
+    f64 = dict(max_shift=1, dtype="float64")
+    alone = train(dataclasses.replace(cfg, **f64), mnist, **QUIET)
+    pair = train(dataclasses.replace(cfg, seeds=(0, 5), **f64), mnist, **QUIET)
+    assert max_param_diff(alone.state_dicts, pair.state_dicts[:1]) < 1e-12
     # translate moves an image by whole pixels and fills with background.
     img = torch.full((1, 784), -1.0)
     img[0, 14 * 28 + 14] = 1.0

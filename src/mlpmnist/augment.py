@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -37,22 +37,23 @@ def translate(
     return padded.gather(1, index[shifts.reshape(-1)]).reshape(*lead, SIDE * SIDE)
 
 
-def random_shifts(
-    max_shift: int, seeds: Sequence[int], device: torch.device | str = "cpu"
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A transform that moves every image of a batch [R, b, 784] by a random (dy, dx), each in
+class ReplicaShifts:
+    """Moves every image of a batch [R, b, 784] by a random (dy, dx), each in
     [-max_shift, max_shift], drawn afresh for every use of an image.
 
-    The shifts come from one generator of their own, seeded from ``seeds`` together, so the
-    replicas' initialisation and batch order stay those of their seeds; an augmented replica's
-    shifts do depend on which seeds train beside it.
+    Each replica draws from a generator of its own, seeded from its seed (offset by 2**63 so it
+    never meets a replica's init-and-order stream), so a replica's shifts depend on its seed
+    alone: not on which replicas train beside it, nor on which of them stopped.
     """
-    gen = torch.Generator().manual_seed(int(sum(seeds)) + 12345)
-    index = shift_index(max_shift, device)
-    n_shifts = (2 * max_shift + 1) ** 2
 
-    def transform(x: torch.Tensor) -> torch.Tensor:
-        shifts = torch.randint(n_shifts, x.shape[:-1], generator=gen).to(x.device)
-        return translate(x, shifts, max_shift, index)
+    def __init__(self, max_shift: int, seeds: Sequence[int], device: torch.device | str = "cpu") -> None:
+        self.max_shift = max_shift
+        self.gens = [torch.Generator().manual_seed(s + 2**63) for s in seeds]
+        self.index = shift_index(max_shift, device)
+        self.n_shifts = (2 * max_shift + 1) ** 2
 
-    return transform
+    def __call__(self, x: torch.Tensor, alive: Sequence[int]) -> torch.Tensor:
+        """``x`` [R_alive, b, 784] moved; ``alive[j]`` is row j's replica (index into seeds)."""
+        b = x.shape[1]
+        shifts = torch.stack([torch.randint(self.n_shifts, (b,), generator=self.gens[r]) for r in alive])
+        return translate(x, shifts.to(x.device), self.max_shift, self.index)

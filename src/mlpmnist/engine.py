@@ -1,42 +1,64 @@
-"""Two interchangeable ways to take SGD steps for R replicas of the MLP.
+"""Engines: how R replicas of the MLP take their steps. Two implementations of one interface.
 
-``StackedEngine`` (the fast one) keeps every layer of all replicas as one [R, in, out] tensor
-and writes the forward and backward pass out by hand with batched matmuls, so one Python-level
-step serves all replicas and autograd's bookkeeping is skipped. ``ReferenceEngine`` is the
-textbook loop (nn.Module, autograd, torch.optim.SGD), one replica at a time; it is the
-yardstick the fast engine is tested against.
+``StackedEngine`` (the fast one) keeps every layer of all replicas as one [R, in, out] tensor and
+writes the gradient pass out by hand with batched matmuls, so one Python-level step serves all
+replicas and autograd's bookkeeping is skipped; the update rule comes from ``optim`` and the CUDA
+paths from ``graphs`` (many steps per graph launch) and ``fused`` (a whole span of steps in one
+Triton kernel). ``ReferenceEngine`` (``reference.py``) is the textbook loop: nn.Module, autograd,
+torch.optim, one replica at a time; the yardstick the fast engine is tested against.
 
-Both take the same inputs per step: ``x`` [R, B, 784], ``y`` [R, B] and ``lr`` (already
-scheduled): a float shared by all replicas, or a tensor [R] of per-replica rates. They
-return, before the update, the log-probability of the true class [R, B] and the predicted
-class [R, B]; the caller sums these once per epoch, not once per step.
-
-On a GPU the fast engine records its step into CUDA graphs (one per step shape) and replays
-them, so a step costs one graph launch instead of ~25 kernel launches; ``StackedEngine.steps``
-runs many steps per launch. Everything the graphs do is the eager step's arithmetic, with the
-learning rate read from a tensor.
+Both implement ``Engine``: ``steps`` takes S steps on rows ``idx`` [S, R, B] of the training
+images with labels ``y`` [S, R, B] and learning rates ``lr`` [S, R] (already scheduled), and
+returns, from before each update, the log-probability of the true class and the predicted class,
+each [S, R, B]; the caller sums these once per evaluation, not once per step.
 """
 
 from __future__ import annotations
 
-import threading
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
+from . import fused, graphs
 from .batching import gather_batch
 from .model import MLP
+from .optim import stacked_rule
 
 StateDict = dict[str, torch.Tensor]
-#: A float shared by all replicas, or a tensor [R] of per-replica learning rates.
-LR = float | torch.Tensor
-#: (log-probability of the true class, predicted class) of a step or of K steps.
+#: (log-probability of the true class, predicted class) of S steps, each [S, R, B].
 Outputs = tuple[torch.Tensor, torch.Tensor]
-# One capture at a time in a process: engines in other threads keep launching meanwhile.
-_CAPTURE_LOCK = threading.Lock()
+#: ``transform(x, alive) -> x``: a batch [R, b, 784] of the live replicas (their indices into the
+#: run's replicas) in, the batch to train on out.
+Transform = Callable[[torch.Tensor, Sequence[int]], torch.Tensor]
+
+
+class Engine(Protocol):
+    """What ``train`` needs from an engine (see the module docstring)."""
+
+    @property
+    def n_replicas(self) -> int: ...
+
+    def steps(
+        self,
+        X: torch.Tensor,
+        pixels: torch.Tensor | None,
+        idx: torch.Tensor,
+        y: torch.Tensor,
+        lr: torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> Outputs: ...
+
+    def activations(self, x: torch.Tensor) -> list[torch.Tensor]: ...
+
+    def head(self, h: torch.Tensor) -> torch.Tensor: ...
+
+    def keep(self, mask: torch.Tensor) -> None: ...
+
+    def state_dicts(self) -> list[StateDict]: ...
+
+    def weight_norms(self) -> torch.Tensor: ...
 
 
 class _Workspace:
@@ -71,47 +93,31 @@ class _Workspace:
         self.ones = full((R, 1, B), 1.0)  # layer 0's bias gradient (a sum over the batch) as a GEMM
 
 
-@dataclass
-class _Graph:
-    """A captured CUDA graph and the static tensors it reads and writes."""
-
-    graph: torch.cuda.CUDAGraph
-    inputs: tuple[torch.Tensor, ...]
-    outputs: tuple[torch.Tensor, torch.Tensor]
-    keep_alive: tuple[torch.Tensor, ...] = ()  # tensors the graph reads by address (data)
-
-
 def _stack(outs: Sequence[Outputs]) -> Outputs:
     picked, pred = zip(*outs, strict=True)
     return torch.stack(picked), torch.stack(pred)
 
 
-def _cat(outs: Sequence[Outputs]) -> Outputs:
-    picked, pred = zip(*outs, strict=True)
-    return torch.cat(picked), torch.cat(pred)
-
-
 class StackedEngine:
-    """Hand-written forward/backward over stacked replica weights.
+    """Hand-written gradient pass over stacked replica weights; the update is ``optim``'s rule.
 
     ``W[i]`` [R, in, out] and ``b[i]`` [R, 1, out] are layer i's weights and biases; after the
     first layer they are views of one [R, in + 1, out] slab per layer, updated by one GEMM.
-    ``cuda_graphs``: record steps into CUDA graphs on a GPU (None: the class default
-    ``CUDA_GRAPHS``, whose None means whenever the device is CUDA). A failed capture warns and
-    falls back to eager steps. ``chunk_steps``: steps per graph launch in ``steps``.
+    On a CUDA device, ``steps`` runs a span as one fused Triton kernel where ``fused.supports``
+    the configuration (``use_fused``), else as CUDA graphs of ``chunk_steps`` steps
+    (``cuda_graphs``); a failed capture warns and falls back to eager steps.
     """
-
-    #: Default for ``cuda_graphs`` (None: on CUDA devices); benchmarks set it to compare.
-    CUDA_GRAPHS: bool | None = None
 
     def __init__(
         self,
         models: list[MLP],
-        device: torch.device,
+        device: torch.device | str,
+        *,
+        optimizer: str = "sgd",
         momentum: float = 0.0,
         weight_decay: float = 0.0,
-        *,
         cuda_graphs: bool | None = None,
+        use_fused: bool | None = None,
         chunk_steps: int = 32,
     ) -> None:
         device = torch.device(device)
@@ -120,21 +126,26 @@ class StackedEngine:
         Ws = [torch.stack([lin.weight.detach().T for lin in ls]).to(device) for ls in layers]
         bs = [torch.stack([lin.bias.detach() for lin in ls]).unsqueeze(1).to(device) for ls in layers]
         self.sizes = [Ws[0].shape[1], *(W.shape[2] for W in Ws)]
-        # What SGD updates: layer 0's W and b, then one [R, in + 1, out] slab [W; b] per later
+        # What the rule updates: layer 0's W and b, then one [R, in + 1, out] slab [W; b] per later
         # layer (see _Workspace.a). Layer 0 stays apart: its input comes from the caller without
         # a ones column, and a view of a slab makes its large in-place update slower on a CPU.
         slabs = (torch.cat([W, b], 1) for W, b in zip(Ws[1:], bs[1:], strict=True))
         self._params = [Ws[0].contiguous(), bs[0], *slabs]
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self._bufs = [torch.zeros_like(p) for p in self._params] if momentum else []
-        graphs = self.CUDA_GRAPHS if cuda_graphs is None else cuda_graphs
-        self.cuda_graphs = device.type == "cuda" if graphs is None else graphs
-        self.chunk_steps = chunk_steps
+        self.optimizer, self.momentum, self.weight_decay = optimizer, momentum, weight_decay
+        self.rule = stacked_rule(optimizer, self._params, momentum, weight_decay)
+        cuda = device.type == "cuda"
+        if cuda_graphs and not cuda:
+            raise ValueError(f"cuda_graphs needs a CUDA device; got {device}")
+        dtype = self._params[0].dtype
+        self.use_fused = (
+            fused.available(device) and fused.supports(self.sizes, dtype, optimizer)
+            if use_fused is None
+            else use_fused
+        )
+        record = cuda if cuda_graphs is None else cuda_graphs
+        self.graphs = graphs.GraphRunner(self, chunk_steps) if record else None
         # Softmax layout (see _Workspace): classes-major pays on a CPU only.
         self.classes_major = device.type == "cpu"
-        if self.cuda_graphs and device.type != "cuda":
-            raise ValueError(f"cuda_graphs needs a CUDA device; got {device}")
         self._reset()
 
     def _reset(self) -> None:
@@ -144,7 +155,9 @@ class StackedEngine:
         self.b = [self._params[1], *(p[:, -1:] for p in slabs)]  # [R, 1, out] per layer
         self.WT = [W.transpose(1, 2) for W in self.W]
         self._ws: dict[tuple[int, int], _Workspace] = {}
-        self._graphs: dict[tuple, _Graph] = {}
+        self.rule.set_params(self._params)
+        if self.graphs is not None:
+            self.graphs.reset()
 
     @property
     def n_replicas(self) -> int:
@@ -154,22 +167,32 @@ class StackedEngine:
     def device(self) -> torch.device:
         return self.W[0].device
 
-    def _workspace(self, R: int, B: int) -> _Workspace:
+    def state(self) -> list[torch.Tensor]:
+        """Every tensor a step changes: the parameters, then the rule's state."""
+        return [*self._params, *self.rule.state()]
+
+    def workspace(self, R: int, B: int) -> _Workspace:
+        """The buffers of step shape (R, B), made on first use."""
         ws = self._ws.get((R, B))
         if ws is None:
             ws = self._ws[(R, B)] = _Workspace(R, B, self.sizes, self.W[0], self.classes_major)
         return ws
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, lr: LR) -> Outputs:
-        """One SGD step of every replica on its batch ``x`` [R, B, 784] (any strides), ``y``
-        [R, B]; returns (log-probability of the true class [R, B], predicted class [R, B])."""
-        if self.cuda_graphs:
-            return self._graph_step(x, y, lr)
-        return self._step(x, y, lr)
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float | torch.Tensor) -> Outputs:
+        """One eager step on the batch ``x`` [R, B, 784] (any strides), ``y`` [R, B]; ``lr`` a
+        float or [R]. Returns (log-probability of the true class [R, B], predicted class [R, B])."""
+        return self.step_tensors(x, y, self._lr_column(lr))
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, lr: LR) -> Outputs:
+    def _lr_column(self, lr: float | torch.Tensor) -> torch.Tensor:
+        """``lr`` as a tensor [R, 1, 1] on the device."""
+        t = lr if isinstance(lr, torch.Tensor) else torch.tensor(lr, dtype=self.W[0].dtype)
+        t = t.to(self.device, self.W[0].dtype)
+        return t.reshape(-1, 1, 1).expand(self.n_replicas, 1, 1)
+
+    def step_tensors(self, x: torch.Tensor, y: torch.Tensor, lr3: torch.Tensor) -> Outputs:
+        """``step`` with ``lr3`` a tensor [R, 1, 1]: the arithmetic every path records."""
         R, B = y.shape
-        ws = self._workspace(R, B)
+        ws = self.workspace(R, B)
         last = len(self.W) - 1
         for i in range(last + 1):
             # GEMMs write contiguous outputs (faster than into a[i + 1]'s rows of in + 1 values);
@@ -186,52 +209,26 @@ class StackedEngine:
         y_at = y.unsqueeze(ws.dim)
         logp = torch.log_softmax(ws.zt, ws.dim, out=ws.logp)
         picked = logp.gather(ws.dim, y_at)
-        # d(mean CE)/dz = (softmax - onehot) / B, built in place over logp; 1/B goes into alpha.
+        # d(mean CE)/dz = (softmax - onehot) / B, built in place over logp; 1/B goes to the rule.
         logp.exp_().scatter_add_(ws.dim, y_at, ws.minus_one)
-        self._backward(x, ws, lr)
+        self._backward(x, ws, lr3)
         return picked.view(R, B), pred
 
-    def _backward(self, x: torch.Tensor, ws: _Workspace, lr: LR) -> None:
+    def _backward(self, x: torch.Tensor, ws: _Workspace, lr3: torch.Tensor) -> None:
         g = ws.g
-        B = g.shape[1]
-        lr3 = lr.view(-1, 1, 1) if isinstance(lr, torch.Tensor) else lr
-        plain = not self.momentum
-        # Plain SGD folds the lr into the update: into alpha when all replicas share a float,
-        # else into the top gradient (backprop is linear in it), so each update is one baddbmm_.
-        alpha = -1.0 / B
-        if plain and not isinstance(lr, torch.Tensor):
-            alpha *= lr
-        elif plain:
+        self.rule.begin_step()
+        if self.rule.folds_lr:  # backprop is linear in g: every gradient below carries the lr
             g.mul_(lr3)
         for i in range(len(self.W) - 1, -1, -1):
             # The input gradient uses W before its update.
             g_in = torch.bmm(g, self.WT[i], out=ws.g_in[i]) if i else None
-            # (index into _params, the left factor of that parameter's gradient left @ g)
+            # (index into _params, the left factor of that parameter's gradient left @ g / B)
             updates = [(i + 1, ws.aT[i])] if i else [(0, x.transpose(1, 2)), (1, ws.ones)]
             for k, left in updates:
-                p = self._params[k]
-                if plain:
-                    if self.weight_decay:
-                        p.mul_(1.0 - lr3 * self.weight_decay)
-                    p.baddbmm_(left, g, alpha=alpha)
-                else:
-                    self._momentum_update(p, self._bufs[k], left, g, -alpha, lr3)
+                self.rule.update(k, left, g, 1.0 / g.shape[1], lr3)
             if g_in is not None:
                 # ReLU's backward, in place: zero where the unit was off.
                 g = torch.ops.aten.threshold_backward.grad_input(g_in, ws.h[i], 0.0, grad_input=g_in)
-
-    def _momentum_update(
-        self, p: torch.Tensor, buf: torch.Tensor, left: torch.Tensor, g: torch.Tensor, scale: float, lr3: LR
-    ) -> None:
-        """torch.optim.SGD with momentum: buf = momentum * buf + grad (+ wd * p); p -= lr * buf,
-        the gradient being ``left @ g * scale``."""
-        buf.baddbmm_(left, g, beta=self.momentum, alpha=scale)  # momentum * buf + grad in one GEMM
-        if self.weight_decay:
-            buf.add_(p, alpha=self.weight_decay)
-        if isinstance(lr3, torch.Tensor):
-            p.addcmul_(buf, lr3, value=-1.0)
-        else:
-            p.add_(buf, alpha=-lr3)
 
     def steps(
         self,
@@ -239,137 +236,44 @@ class StackedEngine:
         pixels: torch.Tensor | None,
         idx: torch.Tensor,
         y: torch.Tensor,
-        lr: Sequence[float] | torch.Tensor,
+        lr: torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> Outputs:
-        """S steps in a row on rows ``idx`` [S, R, B] of the training images (``X`` [N, 784], or
-        their exact uint8 ``pixels``), labels ``y`` [S, R, B], learning rates ``lr``: S numbers
-        shared by all replicas (a sequence, or a tensor [S]) or a tensor [S, R]. Returns
-        (log-probability of the true class, predicted class), each [S, R, B]: what S calls of
-        ``step`` return, stacked. The same arithmetic as ``step``; with CUDA graphs every
-        ``chunk_steps`` steps are one graph launch.
-        """
-        if self.cuda_graphs:
-            S, R, _ = idx.shape
-            K = self.chunk_steps
-            lr_t = self._lr_tensor(lr, (S, R))
-            out: list[Outputs] = []
-            for s in range(0, S - S % K, K):
-                chunk = self._graph_chunk(X, pixels, idx[s : s + K], y[s : s + K], lr_t[s : s + K])
-                if chunk is None:  # capture failed, graphs are off: the rest eagerly
-                    return _cat([*out, self.steps(X, pixels, idx[s:], y[s:], lr_t[s:])])
-                out.append(chunk)
-            for k in range(S - S % K, S):  # the remainder one graphed step at a time
-                picked, pred = self.step(gather_batch(X, pixels, idx[k]), y[k], lr_t[k])
-                out.append((picked.unsqueeze(0), pred.unsqueeze(0)))
-            return _cat(out)
-        if isinstance(lr, torch.Tensor) and lr.dim() == 2:
-            lrs: Sequence[LR] = list(lr)
-        else:  # shared: Python floats, so each step folds its lr into alpha exactly as ``step``
-            lrs = lr.tolist() if isinstance(lr, torch.Tensor) else [float(v) for v in lr]
-        out = [self._step(gather_batch(X, pixels, idx[k]), y[k], lrs[k]) for k in range(len(idx))]
+        """S steps on rows ``idx`` [S, R, B] of ``X`` [N, 784] (read from its exact uint8
+        ``pixels`` where given), labels ``y`` [S, R, B], learning rates ``lr`` [S, R]. Returns
+        (log-probability of the true class, predicted class), each [S, R, B]. ``transform``
+        changes each gathered batch (then every step is eager)."""
+        lr = lr.to(self.device, self.W[0].dtype)
+        if transform is None and self.use_fused:
+            return self._fused(X, idx, y, lr)
+        if transform is None and self.graphs is not None:
+            recorded = self.graphs.steps(X, pixels, idx, y, lr)
+            if recorded is not None:  # None: capture failed, graphs are off from now on
+                return recorded
+        out = []
+        for k in range(len(idx)):
+            x = gather_batch(X, pixels, idx[k])
+            out.append(
+                self.step_tensors(x if transform is None else transform(x), y[k], lr[k].view(-1, 1, 1))
+            )
         return _stack(out)
 
-    # --- CUDA graphs -------------------------------------------------------------------------
-
-    def _state(self) -> list[torch.Tensor]:
-        return [*self._params, *self._bufs]
-
-    def _capture(self, fn: Callable[[], Outputs]) -> tuple[torch.cuda.CUDAGraph, Outputs]:
-        """Record ``fn`` (which reads static inputs already filled with real values) into a
-        CUDA graph. The warm-up runs that capturing needs move the weights; they are put back."""
-        saved = [t.clone() for t in self._state()]
-        try:
-            with _CAPTURE_LOCK:
-                side = torch.cuda.Stream(self.device)
-                side.wait_stream(torch.cuda.current_stream(self.device))
-                with torch.cuda.stream(side):
-                    for _ in range(2):  # cuBLAS handles, workspaces and the allocator settle
-                        fn()
-                torch.cuda.current_stream(self.device).wait_stream(side)
-                graph = torch.cuda.CUDAGraph()
-                # thread_local: engines in other threads may go on launching while this records.
-                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                    outputs = fn()
-        finally:
-            for t, v in zip(self._state(), saved, strict=True):
-                t.copy_(v)
-        return graph, outputs
-
-    def _graph(self, key: tuple, make: Callable[[], _Graph]) -> _Graph | None:
-        """The graph for ``key``, captured by ``make`` on first use; None (and eager steps from
-        now on) if capturing fails."""
-        if key not in self._graphs:
-            try:
-                self._graphs[key] = make()
-            except Exception as e:  # whatever the cause, eager steps still train correctly
-                warnings.warn(f"CUDA graph capture failed ({e!r}); running eager steps", stacklevel=3)
-                self.cuda_graphs = False
-                return None
-        return self._graphs[key]
-
-    def _lr_tensor(self, lr: LR | Sequence[float], shape: tuple[int, ...]) -> torch.Tensor:
-        """``lr`` (a float, floats or a tensor) broadcast to ``shape`` on the device, as a view."""
-        if not isinstance(lr, torch.Tensor):
-            lr = torch.tensor(lr, dtype=self.W[0].dtype)
-        lr = lr.to(self.device, self.W[0].dtype)
-        return lr.view(*lr.shape, *[1] * (len(shape) - lr.dim())).expand(shape)
-
-    def _graph_step(self, x: torch.Tensor, y: torch.Tensor, lr: LR) -> Outputs:
-        R, B = y.shape
-        key = ("step", R, B, x.dtype)
-        if key in self._graphs:
-            gr = self._graphs[key]
-            sx, sy, slr = gr.inputs
-            sx.copy_(x)
-            sy.copy_(y)
-            slr.copy_(lr) if isinstance(lr, torch.Tensor) else slr.fill_(lr)
-        else:
-            self._workspace(R, B)  # on this stream, outside the graph's memory pool
-            sx, sy, slr = x.clone(), y.clone(), self._lr_tensor(lr, (R,)).clone()
-
-            def make() -> _Graph:
-                graph, out = self._capture(lambda: self._step(sx, sy, slr))
-                return _Graph(graph, (sx, sy, slr), out)
-
-            if (made := self._graph(key, make)) is None:
-                return self._step(x, y, lr)
-            gr = made
-        gr.graph.replay()
-        # The next replay overwrites the graph's outputs: hand out copies.
-        return gr.outputs[0].clone(), gr.outputs[1].clone()
-
-    def _graph_chunk(
-        self,
-        X: torch.Tensor,
-        pixels: torch.Tensor | None,
-        idx: torch.Tensor,
-        y: torch.Tensor,
-        lr: torch.Tensor,
-    ) -> Outputs | None:
-        """``chunk_steps`` steps as one graph launch (rows gathered inside the graph)."""
-        K, R, B = idx.shape
-        key = ("chunk", K, R, B, X.data_ptr(), None if pixels is None else pixels.data_ptr())
-        if key in self._graphs:
-            gr = self._graphs[key]
-            for static, new in zip(gr.inputs, (idx, y, lr), strict=True):
-                static.copy_(new)
-        else:
-            self._workspace(R, B)
-            sidx, sy, slr = idx.clone(), y.clone(), lr.clone()
-
-            def run() -> Outputs:
-                xs = gather_batch(X, pixels, sidx)  # [K, R, B, 784]: all the chunk's rows at once
-                return _stack([self._step(xs[k], sy[k], slr[k]) for k in range(K)])
-
-            def make() -> _Graph:
-                graph, out = self._capture(run)
-                return _Graph(graph, (sidx, sy, slr), out, (X,) if pixels is None else (X, pixels))
-
-            if (made := self._graph(key, make)) is None:
-                return None
-            gr = made
-        gr.graph.replay()
-        return gr.outputs[0].clone(), gr.outputs[1].clone()
+    def _fused(self, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> Outputs:
+        """The span as one fused Triton kernel (``fused.fused_steps``)."""
+        out = fused.fused_steps(
+            self._params,
+            self.rule.buffers(),
+            X,
+            idx,
+            y,
+            lr,
+            optimizer=self.optimizer,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            t0=self.rule.steps_taken(),
+        )
+        self.rule.advance(len(idx))
+        return out
 
     # --- inference and bookkeeping -----------------------------------------------------------
 
@@ -378,6 +282,8 @@ class StackedEngine:
         """Every hidden layer's activations (after ReLU) for shared inputs ``x`` [N, 784]:
         one [R, N, hidden_i] tensor per hidden layer."""
         R, (n, d) = self.n_replicas, x.shape
+        if len(self.W) == 1:  # no hidden layer
+            return []
         # One GEMM for the widest layer: [N, 784] @ [784, R*64] instead of R expanded copies of x.
         W0 = self.W[0].permute(1, 0, 2).reshape(d, -1)
         h = (x @ W0).view(n, R, -1).transpose(0, 1).add_(self.b[0]).relu_()
@@ -388,21 +294,16 @@ class StackedEngine:
 
     @torch.no_grad()
     def head(self, h: torch.Tensor) -> torch.Tensor:
-        """Logits [R, N, 10] from the last hidden layer's activations ``h`` [R, N, hidden]."""
+        """Logits [R, N, 10] from the last hidden layer's activations ``h`` [R, N, hidden]
+        (or from the inputs, for a network without hidden layers)."""
+        if len(self.W) == 1:
+            return torch.baddbmm(self.b[0], h.expand(self.n_replicas, -1, -1), self.W[0])
         return torch.baddbmm(self.b[-1], h, self.W[-1])
 
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """Last hidden layer's activations for shared inputs ``x`` [N, 784]: [R, N, hidden]."""
-        return self.activations(x)[-1]
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for shared inputs ``x`` [N, 784]: [R, N, 10]."""
-        return self.head(self.hidden(x))
-
     def keep(self, mask: torch.Tensor) -> None:
-        """Drop the replicas where ``mask`` [R] is false (diverged ones)."""
+        """Drop the replicas where ``mask`` [R] is false (diverged or stopped ones)."""
         self._params = [p[mask] for p in self._params]
-        self._bufs = [b[mask] for b in self._bufs]
+        self.rule.keep(mask)
         self._reset()
 
     def weight_norms(self) -> torch.Tensor:
@@ -425,77 +326,22 @@ class StackedEngine:
         ]
 
 
-class ReferenceEngine:
-    """nn.Module + autograd + torch.optim.SGD, one replica after another."""
+def make_engine(
+    kind: str, models: list[MLP], device: torch.device, optimizer: str, momentum: float, weight_decay: float
+) -> Engine:
+    """The engine ``kind`` (fast, reference) over ``models`` on ``device`` with the given rule."""
+    from .reference import ReferenceEngine
 
-    def __init__(
-        self,
-        models: list[MLP],
-        device: torch.device,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-    ) -> None:
-        self.models = [m.to(device) for m in models]
-        self.opts = [
-            torch.optim.SGD(m.parameters(), lr=0.0, momentum=momentum, weight_decay=weight_decay)
-            for m in self.models
-        ]
-
-    @property
-    def n_replicas(self) -> int:
-        return len(self.models)
-
-    def step(self, x: torch.Tensor, y: torch.Tensor, lr: LR) -> tuple[torch.Tensor, torch.Tensor]:
-        picked, pred = [], []
-        for r, (model, opt) in enumerate(zip(self.models, self.opts, strict=True)):
-            for group in opt.param_groups:
-                group["lr"] = lr[r].item() if isinstance(lr, torch.Tensor) else lr
-            logits = model(x[r])
-            loss = F.cross_entropy(logits, y[r])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            logits = logits.detach()
-            picked.append(logits.log_softmax(1).gather(1, y[r].unsqueeze(1)).squeeze(1))
-            pred.append(logits.argmax(1))
-        return torch.stack(picked), torch.stack(pred)
-
-    @torch.no_grad()
-    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        per_model = []
-        for m in self.models:
-            h, acts = x, []
-            for layer in m.layers[:-1]:
-                h = torch.relu(layer(h))
-                acts.append(h)
-            per_model.append(acts)
-        return [torch.stack(layer) for layer in zip(*per_model, strict=True)]
-
-    @torch.no_grad()
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m.layers[-1](h[r]) for r, m in enumerate(self.models)])
-
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activations(x)[-1]
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden(x))
-
-    def keep(self, mask: torch.Tensor) -> None:
-        idx = mask.nonzero().flatten().tolist()
-        self.models = [self.models[i] for i in idx]
-        self.opts = [self.opts[i] for i in idx]
-
-    def state_dicts(self) -> list[StateDict]:
-        return [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in self.models]
-
-
-ENGINES = {"fast": StackedEngine, "reference": ReferenceEngine}
+    if kind == "reference":
+        return ReferenceEngine(
+            models, device, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay
+        )
+    return StackedEngine(models, device, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)
 
 
 @torch.no_grad()
 def evaluate(
-    engine: StackedEngine | ReferenceEngine, x: torch.Tensor, y: torch.Tensor, chunk: int = 10_000
+    engine: Engine, x: torch.Tensor, y: torch.Tensor, chunk: int = 10_000
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per replica on (``x``, ``y``): mean cross-entropy (nats) [R], accuracy (fraction in
     [0, 1]) [R], and the fraction of dead units of each hidden layer [R, L] (a unit is dead
@@ -507,25 +353,12 @@ def evaluate(
     for start in range(0, len(y), chunk):
         xs, ys = x[start : start + chunk], y[start : start + chunk]
         acts = engine.activations(xs)
-        z = engine.head(acts[-1])
+        z = engine.head(acts[-1] if acts else xs)
         active = [a.amax(1) > 0 for a in acts]  # [R, h] per layer
         alive = active if alive is None else [p | q for p, q in zip(alive, active, strict=True)]
         target = ys.expand(z.shape[0], -1)
         loss += F.cross_entropy(z.transpose(1, 2), target, reduction="none").sum(1).double()
         correct += (z.argmax(2) == target).sum(1)
     assert alive is not None, "evaluate needs at least one example"
-    dead = torch.stack([1.0 - a.float().mean(1) for a in alive], 1)
+    dead = torch.stack([1.0 - a.float().mean(1) for a in alive], 1) if alive else x.new_zeros(R, 0)
     return (loss / len(y)).float(), correct.double().div(len(y)).float(), dead
-
-
-@torch.no_grad()
-def weight_norms(engine: StackedEngine | ReferenceEngine) -> torch.Tensor:
-    """Frobenius norm of each layer's weight matrix (biases excluded), per replica: [R, L + 1]."""
-    if isinstance(engine, StackedEngine):
-        return engine.weight_norms()
-    return torch.stack(
-        [
-            torch.stack([sd[f"layers.{i}.weight"].norm() for i in range(len(sd) // 2)])
-            for sd in engine.state_dicts()
-        ]
-    )

@@ -2,7 +2,8 @@
 
 ``train`` is the only place in the package that steps an engine. Studies that need more than
 "evaluate after every epoch" use its hooks: ``eval_at`` (evaluate after given step counts),
-``stop`` (drop replicas: reached a target, lost a race) and ``transform`` (change each batch).
+``stop`` (drop replicas: reached a target, lost a race), ``transform`` (change each batch) and
+``on_eval`` (see each evaluation as it happens).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import torch
 from tqdm.auto import tqdm
 
 from . import data as mdata
-from .augment import random_shifts
-from .batching import batch_order, gather_batch, spans
+from .augment import ReplicaShifts
+from .batching import batch_order, spans
 from .config import TrainConfig, resolve_device
-from .engine import ENGINES, ReferenceEngine, StackedEngine, evaluate, weight_norms
+from .engine import Engine, evaluate, make_engine
 from .model import MLP
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -29,7 +30,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # and a runaway replica can sit at a huge but finite loss once its ReLUs have died.
 DIVERGED_LOSS = 1e3
 # Collapse: at chance level. A learning MLP passes 20% accuracy within its first hundred steps,
-# and a training loss above ln 10 (a uniform guess) for a whole epoch means it learned nothing.
+# and a training loss above ln 10 (a uniform guess over MNIST's ten classes; ln of the dataset's
+# classes in general) for a whole epoch means it learned nothing.
 CHANCE_LOSS = math.log(mdata.N_CLASSES)
 COLLAPSED_ACC = 0.2
 
@@ -78,14 +80,17 @@ def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
     The same generator then shuffles the replica's batches, so a seed fixes both the
     initialisation and the batch order, whatever the engine or the other replicas.
     """
+    spec = config.spec
     gens = [torch.Generator().manual_seed(s) for s in config.seeds]
-    return [MLP(config.hidden, generator=g) for g in gens], gens
+    return [MLP(config.hidden, spec.n_features, spec.n_classes, generator=g) for g in gens], gens
 
 
 @dataclass
 class TrainResult:
     """``history``: one row per replica and evaluation (see ``train``). ``state_dicts``: final
-    weights per replica (None where it diverged). ``snapshots``: epoch -> state dicts."""
+    weights per replica (None where it diverged or stopped early). ``snapshots``: epoch -> state
+    dicts. ``seconds``: wall time of the call; ``first_step_at``: wall clock (``time.time()``)
+    after the first step."""
 
     config: TrainConfig
     history: pd.DataFrame
@@ -93,7 +98,7 @@ class TrainResult:
     snapshots: dict[int, list[dict | None]] = field(default_factory=dict)
     device: str = "cpu"
     seconds: float = 0.0
-    first_step_at: float | None = None  # wall clock (time.time()) after the first SGD step
+    first_step_at: float | None = None
 
     def _last_flag(self, column: str) -> list[int]:
         if self.history.empty:
@@ -112,17 +117,38 @@ class TrainResult:
         return self._last_flag("collapsed")
 
 
-def _tensors(
+def input_transform(
+    config: TrainConfig, train_x: torch.Tensor
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """How ``config.inputs`` changes the [-1, 1] pixels, from the training images ``train_x``
+    [N, 784]: None (scaled, the reference), minus each pixel's mean (centered), or also divided
+    by its standard deviation (standardized; a constant pixel keeps SD 1)."""
+    if config.inputs == "scaled":
+        return None
+    mean = train_x.double().mean(0)
+    sd = train_x.double().std(0) if config.inputs == "standardized" else torch.ones_like(mean)
+    sd = torch.where(sd > 0, sd, torch.ones_like(sd))
+    mean, sd = mean.to(train_x.dtype), sd.to(train_x.dtype)
+    return lambda x: (x - mean.to(x.device)) / sd.to(x.device)
+
+
+@dataclass
+class _Data:
+    """What one run reads: training images X [N, 784] and labels Y [N] on the device, their uint8
+    pixels (on a CPU, where gathering them is cheaper; else None) and the splits to evaluate."""
+
+    X: torch.Tensor
+    Y: torch.Tensor
+    pixels: torch.Tensor | None
+    evals: dict[str, mdata.Split]
+
+
+def _data(
     config: TrainConfig, data: mdata.MNIST, device: torch.device, splits: Sequence[str] | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, mdata.Split]]:
-    """The training images X [N, 784] and labels Y [N] on ``device``, their exact uint8 pixels
-    (on a CPU, where gathering them is cheaper; else None) and the splits to evaluate."""
+) -> _Data:
     dtype = DTYPES[config.dtype]
     train_split, val_split = split_train(data.train, config)
     X, Y = train_split.x.to(device, dtype), train_split.y.to(device)
-    pixels = None
-    if dtype == torch.float32 and device.type == "cpu":
-        pixels = train_split.pixels if train_split.pixels is not None else mdata.to_pixels(X)
     evals = {"test": data.test.to(device, dtype)}
     if val_split is not None:
         evals = {"val": val_split.to(device, dtype), **evals}
@@ -130,7 +156,13 @@ def _tensors(
         if unknown := set(splits) - set(evals):
             raise ValueError(f"splits {sorted(unknown)} not available; choose from {sorted(evals)}")
         evals = {k: v for k, v in evals.items() if k in splits}
-    return X, Y, pixels, evals
+    pixels = None
+    if (change := input_transform(config, X)) is not None:
+        X = change(X)
+        evals = {k: mdata.Split(change(v.x), v.y) for k, v in evals.items()}
+    elif dtype == torch.float32 and device.type == "cpu":
+        pixels = train_split.pixels if train_split.pixels is not None else mdata.to_pixels(X)
+    return _Data(X, Y, pixels, evals)
 
 
 @dataclass
@@ -159,33 +191,112 @@ class _Window:
         return (self.loss / self.examples).tolist(), (self.correct.double() / self.examples).tolist()
 
 
-def _steps(
-    engine: StackedEngine | ReferenceEngine,
-    X: torch.Tensor,
-    pixels: torch.Tensor | None,
-    idx: torch.Tensor,
-    y: torch.Tensor,
-    lr: list[float] | torch.Tensor,
-    transform: Transform | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """S SGD steps on rows ``idx`` [S, R, b] with labels ``y`` and per-step ``lr`` (S floats, or
-    [S, R]); returns (log-probability of the true class, predicted class), each [S, R, b]."""
-    if transform is None and isinstance(engine, StackedEngine):
-        return engine.steps(X, pixels, idx, y, lr)  # on CUDA, many steps per graph launch
-    outs = [engine.step(_batch(X, pixels, idx[k], transform), y[k], lr[k]) for k in range(len(idx))]
-    return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
-
-
-def _batch(
-    X: torch.Tensor, pixels: torch.Tensor | None, idx: torch.Tensor, transform: Transform | None
-) -> torch.Tensor:
-    x = gather_batch(X, pixels, idx)
-    return x if transform is None else transform(x)
-
-
 def default_eval_steps(config: TrainConfig) -> list[int]:
     """Evaluate after every epoch: the step counts at the epoch ends."""
     return [e * config.steps_per_epoch for e in range(1, config.epochs + 1)]
+
+
+class _Run:
+    """One ``train`` call's state: the engine, the live replicas, the steps taken, the rows."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        d: _Data,
+        device: torch.device,
+        checks: list[int],
+        stop: StopRule | None,
+        transform: Transform | None,
+        on_eval: Callable[[list[dict]], None] | None,
+    ) -> None:
+        self.config, self.d, self.device, self.checks = config, d, device, checks
+        self.stop, self.transform, self.on_eval = stop, transform, on_eval
+        models, self.gens = init_models(config)
+        dtype = DTYPES[config.dtype]
+        c = config
+        self.engine: Engine = make_engine(
+            c.engine, [m.to(dtype) for m in models], device, c.optimizer, c.momentum, c.weight_decay
+        )
+        self.shifts = ReplicaShifts(c.max_shift, c.seeds, device) if c.max_shift else None
+        self.replicas = list(config.replicas)
+        self.alive = list(range(len(self.replicas)))  # indices into replicas, in engine order
+        self.lrs = torch.tensor(config.lrs, dtype=dtype, device=device)
+        self.step, self.next_check = 0, 0
+        self.rows: list[dict] = []
+        self.window, self.t0 = _Window(), time.perf_counter()
+        self.keep_rows: torch.Tensor | None = None  # live rows of this epoch's order after a drop
+        self.first_step_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return not self.alive or self.next_check >= len(self.checks)
+
+    def epoch(self, verbose: bool) -> None:
+        """One pass over the training images (or until the run finishes)."""
+        c, n = self.config, len(self.d.Y)
+        self.t0 = time.perf_counter()
+        spe, total = c.steps_per_epoch, c.steps_per_epoch * c.epochs
+        order = batch_order([self.gens[i] for i in self.alive], n).to(self.device)[
+            :, : min(n, spe * c.batch_size)
+        ]
+        self.keep_rows = None
+        cuts = [k - self.step for k in self.checks[self.next_check :] if k - self.step <= spe]
+        for idx, yb in spans(order, self.d.Y[order], c.batch_size, cuts):
+            if self.keep_rows is not None:
+                idx, yb = idx[:, self.keep_rows], yb[:, self.keep_rows]
+            factors = torch.tensor([lr_factor(c.schedule, self.step + k, total) for k in range(len(idx))])
+            lr = factors.to(self.lrs)[:, None] * self.lrs[self.alive][None, :]  # [S, R]
+            self.first_step_at = self.first_step_at or time.time()
+            self.window.add(*self.engine.steps(self.d.X, self.d.pixels, idx, yb, lr, self._transform()), yb)
+            self.step += len(idx)
+            if self.step == self.checks[self.next_check]:
+                self.evaluate(verbose)
+                if self.finished:
+                    return
+        self.window.seconds += time.perf_counter() - self.t0
+
+    def _transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        shifts, user, alive = self.shifts, self.transform, list(self.alive)
+        if shifts is None:
+            return user
+        return lambda x: shifts(x, alive) if user is None else user(shifts(x, alive))
+
+    def evaluate(self, verbose: bool) -> None:
+        """History rows of the live replicas now; then drop the diverged and the stopped."""
+        self.next_check += 1
+        self.window.seconds += time.perf_counter() - self.t0
+        new = _evaluate(
+            self.engine, self.d.evals, self.window, self.replicas, self.alive, self.step, self.config
+        )
+        self.rows += new
+        self.window = _Window()
+        if verbose:
+            tqdm.write(_eval_line(self.config, new))
+        if self.on_eval is not None:
+            self.on_eval(new)
+        drop = [r["diverged"] for r in new]
+        if verbose and any(drop):
+            tqdm.write(divergence_message(self.config, [r for r in new if r["diverged"]]))
+        if self.stop is not None:
+            drop = [a or bool(b) for a, b in zip(drop, self.stop(new), strict=True)]
+        if any(drop):
+            self.drop(drop)
+        self.t0 = time.perf_counter()
+
+    def drop(self, flags: list[bool]) -> None:
+        """Stop the live replicas flagged True, mid-epoch too (the epoch's order keeps its rows)."""
+        keep = torch.tensor([not f for f in flags], device=self.device)
+        self.engine.keep(keep)
+        self.alive = [i for i, f in zip(self.alive, flags, strict=True) if not f]
+        pos = keep.nonzero().flatten()
+        self.keep_rows = pos if self.keep_rows is None else self.keep_rows[pos]
+
+    def state_dicts(self) -> list[dict | None]:
+        """The live replicas' weights, None for the others, in the config's order."""
+        out: list[dict | None] = [None] * len(self.replicas)
+        for i, sd in zip(self.alive, self.engine.state_dicts(), strict=True):
+            out[i] = sd
+        return out
 
 
 def train(
@@ -199,131 +310,79 @@ def train(
     splits: Sequence[str] | None = None,
     stop: StopRule | None = None,
     transform: Transform | None = None,
+    on_eval: Callable[[list[dict]], None] | None = None,
 ) -> TrainResult:
-    """Train every replica of ``config`` with SGD on the mean cross-entropy.
+    """Train every replica of ``config`` with its optimizer on the mean cross-entropy.
 
     Returns a ``TrainResult`` whose ``history`` has one row per live replica and evaluation:
-    seed, lr, epoch (fractional between epoch ends), step (SGD steps so far), train_loss and
+    seed, lr, epoch (fractional between epoch ends), step (steps so far), train_loss and
     train_acc (mean over the steps since the previous evaluation, in nats and as a fraction),
     ``<split>_loss``/``<split>_acc`` for each evaluated split (test; val when ``holdout`` > 0),
     dead_1.. (fraction of each hidden layer's units that are zero on every test image),
-    wnorm_1.. (Frobenius norm of each layer's weights), seconds (SGD wall time since the
+    wnorm_1.. (Frobenius norm of each layer's weights), seconds (training wall time since the
     previous evaluation), eval_seconds, diverged and collapsed.
 
     Hooks: ``eval_at`` gives the step counts after which to evaluate (default: every epoch end);
     ``splits`` the splits to evaluate (default all); ``stop`` may drop replicas after each
-    evaluation; ``transform`` changes every batch before its step (``config.max_shift`` > 0
-    installs random shifts). A replica whose loss is non-finite or above ``DIVERGED_LOSS`` gets
-    a row with diverged=True and stops; one at chance level (accuracy < ``COLLAPSED_ACC``, or a
-    training loss above ln 10 over a whole epoch) is flagged collapsed and goes on.
-    ``snapshot_epochs`` (0 = before training) selects epochs whose weights are kept.
+    evaluation; ``transform`` changes every batch before its step (after ``max_shift``'s shifts);
+    ``on_eval`` sees each evaluation's rows. A replica whose loss is non-finite or above
+    ``DIVERGED_LOSS`` gets a row with diverged=True and stops; one at chance level (accuracy <
+    ``COLLAPSED_ACC``, or a training loss above ln 10 over a whole epoch) is flagged collapsed and
+    goes on. ``snapshot_epochs`` (0 = before training) selects epochs whose weights are kept.
     """
     config.validate()
-    if transform is not None and config.max_shift:
-        raise ValueError("give either transform= or config.max_shift, not both")
-    device = resolve_device(config.device)
-    snapshot_epochs = set(snapshot_epochs)
-    t_start = time.perf_counter()
+    device = resolve_device(config.device)  # the machine is checked here, not in the config
+    snapshot_epochs, t_start = set(snapshot_epochs), time.perf_counter()
     with torch_threads(config.threads):
-        dtype = DTYPES[config.dtype]
-        X, Y, pixels, evals = _tensors(config, data if data is not None else mdata.load(), device, splits)
-        if config.max_shift:
-            transform = random_shifts(config.max_shift, config.seeds, device)
-
-        models, gens = init_models(config)
-        engine: StackedEngine | ReferenceEngine = ENGINES[config.engine](
-            [m.to(dtype) for m in models], device, config.momentum, config.weight_decay
+        data = data if data is not None else mdata.load()
+        checks = sorted(
+            {
+                s
+                for s in (eval_at or default_eval_steps(config))
+                if 1 <= s <= config.steps_per_epoch * config.epochs
+            }
         )
-        replicas = list(zip(config.seeds, config.lrs, strict=True))
-        alive = list(range(len(replicas)))  # indices into replicas, in engine order
-        lrs = torch.tensor(config.lrs, dtype=dtype, device=device)
-        shared_lr = len(set(config.lrs)) == 1  # a plain float lets the engine fold it into alpha
-        snapshots: dict[int, list[dict | None]] = {}
-        if 0 in snapshot_epochs:
-            snapshots[0] = _by_replica(engine.state_dicts(), alive, len(replicas))
-
-        n, B, spe = len(Y), config.batch_size, config.steps_per_epoch
-        used = min(n, spe * B)  # examples per epoch
-        total = spe * config.epochs
-        checks = sorted({s for s in (eval_at or default_eval_steps(config)) if 1 <= s <= total})
-        rows: list[dict] = []
-        window, step, next_check = _Window(), 0, 0
-        first_step_at = None
-        with tqdm(
-            total=config.epochs, desc=f"batch {B}", unit="epoch", disable=not progress, mininterval=1
-        ) as bar:
+        run = _Run(config, _data(config, data, device, splits), device, checks, stop, transform, on_eval)
+        snapshots = {0: run.state_dicts()} if 0 in snapshot_epochs else {}
+        bar = tqdm(
+            total=config.epochs,
+            desc=f"batch {config.batch_size}",
+            unit="epoch",
+            disable=not progress,
+            mininterval=1,
+        )
+        with bar:
             for epoch in range(1, config.epochs + 1):
-                if not alive or next_check >= len(checks):
+                if run.finished:
                     break
-                t0 = time.perf_counter()
-                order = batch_order([gens[i] for i in alive], n).to(device)[:, :used]
-                lr_alive = lrs[alive]
-                keep_rows: torch.Tensor | None = None  # live rows of this epoch's order after a drop
-                cuts = [c - step for c in checks[next_check:] if c - step <= spe]
-                for idx, yb in spans(order, Y[order], B, cuts):
-                    if keep_rows is not None:
-                        idx, yb = idx[:, keep_rows], yb[:, keep_rows]
-                    factors = [lr_factor(config.schedule, step + k, total) for k in range(len(idx))]
-                    # Shared: Python floats, which the engine folds into its update; else [S, R].
-                    lr = (
-                        [config.lrs[0] * f for f in factors]
-                        if shared_lr
-                        else lr_alive * torch.tensor(factors, dtype=dtype, device=device)[:, None]
-                    )
-                    first_step_at = first_step_at or time.time()
-                    window.add(*_steps(engine, X, pixels, idx, yb, lr, transform), yb)
-                    step += len(idx)
-                    if step != checks[next_check]:
-                        continue
-                    next_check += 1
-                    window.seconds += time.perf_counter() - t0
-                    new = _evaluate(engine, evals, window, replicas, alive, step, spe)
-                    rows += new
-                    window, t0 = _Window(), time.perf_counter()
-                    if verbose:
-                        tqdm.write(_eval_line(config, new))
-                    drop = [r["diverged"] for r in new]
-                    if stop is not None:
-                        drop = [a or bool(b) for a, b in zip(drop, stop(new), strict=True)]
-                    if any(drop):
-                        if verbose and any(r["diverged"] for r in new):
-                            tqdm.write(divergence_message(config, [r for r in new if r["diverged"]]))
-                        keep = torch.tensor([not d for d in drop], device=device)
-                        engine.keep(keep)
-                        alive = [i for i, d in zip(alive, drop, strict=True) if not d]
-                        lr_alive = lrs[alive]
-                        pos = keep.nonzero().flatten()
-                        keep_rows = pos if keep_rows is None else keep_rows[pos]
-                    if not alive or next_check >= len(checks):
-                        break
-                window.seconds += time.perf_counter() - t0
-                if epoch in snapshot_epochs and step == epoch * spe:
-                    snapshots[epoch] = _by_replica(engine.state_dicts(), alive, len(replicas))
+                run.epoch(verbose)
+                if epoch in snapshot_epochs and run.step == epoch * config.steps_per_epoch:
+                    snapshots[epoch] = run.state_dicts()
                 bar.update()
-        final = _by_replica(engine.state_dicts(), alive, len(replicas))
+        final = run.state_dicts()
     return TrainResult(
-        config=config,
-        history=pd.DataFrame(rows),
-        state_dicts=final,
-        snapshots=snapshots,
-        device=str(device),
-        seconds=time.perf_counter() - t_start,
-        first_step_at=first_step_at,
+        config,
+        pd.DataFrame(run.rows),
+        final,
+        snapshots,
+        str(device),
+        time.perf_counter() - t_start,
+        run.first_step_at,
     )
 
 
 def _evaluate(
-    engine: StackedEngine | ReferenceEngine,
+    engine: Engine,
     evals: dict[str, mdata.Split],
     window: _Window,
     replicas: list[tuple[int, float]],
     alive: list[int],
     step: int,
-    steps_per_epoch: int,
+    config: TrainConfig,
 ) -> list[dict]:
     """One history row per live replica after ``step`` steps (see ``train`` for the columns)."""
     t0 = time.perf_counter()
-    R = len(alive)
+    R, spe = len(alive), config.steps_per_epoch
     train_loss, train_acc = window.means(R)
     metrics: dict[str, list[float]] = {"train_loss": train_loss, "train_acc": train_acc}
     dead = None
@@ -334,11 +393,12 @@ def _evaluate(
             dead = d
     assert dead is not None
     metrics.update({f"dead_{k + 1}": dead[:, k].tolist() for k in range(dead.shape[1])})
-    norms = weight_norms(engine)
+    norms = engine.weight_norms()
     metrics.update({f"wnorm_{k + 1}": norms[:, k].tolist() for k in range(norms.shape[1])})
     eval_seconds = time.perf_counter() - t0
-    epoch = step // steps_per_epoch if step % steps_per_epoch == 0 else step / steps_per_epoch
+    epoch = step // spe if step % spe == 0 else step / spe
     acc_key = "test_acc" if "test" in evals else f"{next(iter(evals))}_acc"
+    chance_loss = math.log(config.spec.n_classes)
     rows = []
     for j, i in enumerate(alive):
         row: dict = {"seed": replicas[i][0], "lr": replicas[i][1], "epoch": epoch, "step": step}
@@ -347,7 +407,7 @@ def _evaluate(
         losses = [v for k, v in row.items() if k.endswith("_loss")]
         row["diverged"] = not all(math.isfinite(v) for v in losses) or row["train_loss"] > DIVERGED_LOSS
         # Training loss counts for collapse only over a whole epoch: a few steps are too noisy.
-        at_chance_loss = window.steps >= steps_per_epoch and row["train_loss"] > CHANCE_LOSS
+        at_chance_loss = window.steps >= spe and row["train_loss"] > chance_loss
         row["collapsed"] = not row["diverged"] and (row[acc_key] < COLLAPSED_ACC or at_chance_loss)
         rows.append(row)
     return rows
@@ -388,10 +448,3 @@ def _eval_line(config: TrainConfig, rows: list[dict]) -> str:
         f"batch {config.batch_size:>4} epoch {r0['epoch']:>5g}/{config.epochs}  {shown}"
         f"  ({len(rows)} replica{'s' if len(rows) > 1 else ''}{flag}, {seconds:.1f} s)"
     )
-
-
-def _by_replica(state_dicts: list[dict], alive: list[int], n: int) -> list[dict | None]:
-    out: list[dict | None] = [None] * n
-    for i, sd in zip(alive, state_dicts, strict=True):
-        out[i] = sd
-    return out

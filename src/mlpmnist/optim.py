@@ -1,0 +1,171 @@
+"""Update rules: how a gradient changes the weights. One function per optimizer for each engine.
+
+The reference engine uses ``torch.optim`` itself (``torch_optimizer``). The stacked engine keeps
+every replica's parameters as ``[R, in, out]`` tensors and hands each parameter's gradient over as
+a product ``left @ g`` (``left`` [R, in, B], ``g`` [R, B, out], to be scaled by 1 / B), so a rule
+can turn it into the update without materialising it where that pays (plain SGD: one in-place
+GEMM). ``stacked_rule`` gives the rule for a config; tests hold every rule to ``torch.optim``'s
+arithmetic in float64. Every rule takes the learning rate as a tensor [R, 1, 1] (one per replica)
+and keeps its state in tensors, so its steps can be recorded into CUDA graphs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import torch
+
+#: torch.optim.Adam's defaults, used by both engines.
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+def torch_optimizer(
+    name: str, params: Iterable[torch.nn.Parameter], momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """The ``torch.optim`` optimizer ``name`` (sgd, adam) over ``params``, lr 0 (set per step)."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=0.0, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=0.0, momentum=momentum, weight_decay=weight_decay)
+
+
+class StackedRule(Protocol):
+    """An update rule of the stacked engine (see the module docstring)."""
+
+    #: True when the rule wants the learning rate folded into the top gradient (plain SGD).
+    folds_lr: bool
+
+    def begin_step(self) -> None:
+        """Called once before a step's updates (Adam counts its steps here)."""
+
+    def update(self, k: int, left: torch.Tensor, g: torch.Tensor, inv_b: float, lr: torch.Tensor) -> None:
+        """Update parameter ``k`` by its gradient ``inv_b * left @ g`` at learning rates ``lr``."""
+
+    def keep(self, mask: torch.Tensor) -> None:
+        """Keep the state of the replicas where ``mask`` [R] is true."""
+
+    def buffers(self) -> list[torch.Tensor]:
+        """The per-parameter state (momentum buffers; Adam's m then v), what a fused kernel updates."""
+
+    def state(self) -> list[torch.Tensor]:
+        """Every state tensor a step changes (``buffers`` and Adam's step count)."""
+
+    def steps_taken(self) -> int:
+        """Steps taken so far (Adam's bias correction needs it; 0 for SGD, which does not)."""
+
+    def advance(self, steps: int) -> None:
+        """Count ``steps`` taken elsewhere (by a fused kernel)."""
+
+    def set_params(self, params: Sequence[torch.Tensor]) -> None:
+        """The parameter tensors to update (after the engine rebuilt them)."""
+
+
+class SGD:
+    """``torch.optim.SGD``: G = grad + wd * p; without momentum p -= lr * G, with it
+    buf = momentum * buf + G and p -= lr * buf (zero buffers make the first step buf = G)."""
+
+    def __init__(self, params: Sequence[torch.Tensor], momentum: float, weight_decay: float) -> None:
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.folds_lr = not momentum
+        self.params = list(params)
+        self.bufs = [torch.zeros_like(p) for p in params] if momentum else []
+
+    def begin_step(self) -> None:
+        pass
+
+    def update(self, k: int, left: torch.Tensor, g: torch.Tensor, inv_b: float, lr: torch.Tensor) -> None:
+        p = self.params[k]
+        if self.folds_lr:  # g already carries the lr (backprop is linear in it): one GEMM
+            if self.weight_decay:
+                p.mul_(1.0 - lr * self.weight_decay)
+            p.baddbmm_(left, g, alpha=-inv_b)
+            return
+        buf = self.bufs[k]
+        buf.baddbmm_(left, g, beta=self.momentum, alpha=inv_b)  # momentum * buf + grad in one GEMM
+        if self.weight_decay:
+            buf.add_(p, alpha=self.weight_decay)
+        p.addcmul_(buf, lr, value=-1.0)
+
+    def keep(self, mask: torch.Tensor) -> None:
+        self.bufs = [b[mask] for b in self.bufs]
+
+    def buffers(self) -> list[torch.Tensor]:
+        return list(self.bufs)
+
+    def state(self) -> list[torch.Tensor]:
+        return list(self.bufs)
+
+    def steps_taken(self) -> int:
+        return 0
+
+    def advance(self, steps: int) -> None:
+        pass
+
+    def set_params(self, params: Sequence[torch.Tensor]) -> None:
+        self.params = list(params)
+
+
+class Adam:
+    """``torch.optim.Adam`` (no amsgrad): G = grad + wd * p; m = b1 m + (1 - b1) G;
+    v = b2 v + (1 - b2) G^2; p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+    The step count t is a tensor, so recorded steps count too."""
+
+    folds_lr = False
+
+    def __init__(self, params: Sequence[torch.Tensor], weight_decay: float) -> None:
+        self.weight_decay = weight_decay
+        self.params = list(params)
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.scratch = [torch.empty_like(p) for p in params]
+        like = params[0]
+        self.t = torch.zeros((), dtype=like.dtype, device=like.device)
+        self._bc1 = torch.ones_like(self.t)
+        self._bc2_sqrt = torch.ones_like(self.t)
+
+    def begin_step(self) -> None:
+        b1, b2 = ADAM_BETAS
+        self.t.add_(1)
+        torch.pow(b1, self.t, out=self._bc1).neg_().add_(1)
+        torch.pow(b2, self.t, out=self._bc2_sqrt).neg_().add_(1).sqrt_()
+
+    def update(self, k: int, left: torch.Tensor, g: torch.Tensor, inv_b: float, lr: torch.Tensor) -> None:
+        b1, b2 = ADAM_BETAS
+        p, m, v, d = self.params[k], self.m[k], self.v[k], self.scratch[k]
+        torch.baddbmm(d, left, g, beta=0.0, alpha=inv_b, out=d)  # the gradient
+        if self.weight_decay:
+            d.add_(p, alpha=self.weight_decay)
+        m.lerp_(d, 1.0 - b1)
+        v.mul_(b2).addcmul_(d, d, value=1.0 - b2)
+        torch.sqrt(v, out=d).div_(self._bc2_sqrt).add_(ADAM_EPS)  # the denominator, reusing d
+        torch.div(m, d, out=d)
+        p.addcmul_(d, lr / self._bc1, value=-1.0)
+
+    def keep(self, mask: torch.Tensor) -> None:
+        self.m, self.v = [m[mask] for m in self.m], [v[mask] for v in self.v]
+        self.scratch = [s[mask] for s in self.scratch]
+
+    def buffers(self) -> list[torch.Tensor]:
+        return [*self.m, *self.v]
+
+    def state(self) -> list[torch.Tensor]:
+        return [*self.m, *self.v, self.t]
+
+    def steps_taken(self) -> int:
+        return int(self.t.item())
+
+    def advance(self, steps: int) -> None:
+        self.t.add_(steps)
+
+    def set_params(self, params: Sequence[torch.Tensor]) -> None:
+        self.params = list(params)
+
+
+def stacked_rule(
+    name: str, params: Sequence[torch.Tensor], momentum: float, weight_decay: float
+) -> SGD | Adam:
+    """The stacked engine's rule for optimizer ``name`` (sgd, adam) over ``params``."""
+    if name == "adam":
+        return Adam(params, weight_decay)
+    return SGD(params, momentum, weight_decay)
