@@ -1,0 +1,96 @@
+"""Many groups on one device from one process: the data moves to the device once, and on a GPU
+the groups train at the same time, each in a thread with its own CUDA stream.
+
+One group's kernels are small and dependent (a step waits for the previous one), so a GPU sits
+mostly idle under one group; several groups on separate streams fill it. On a CPU the groups
+run one after another by default (the sweep's worker processes or threads share the cores).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import torch
+
+from . import data as mdata
+from .config import resolve_device
+from .groups import Group, cost
+from .train import TrainResult, train
+
+#: Groups trained at once on a GPU unless told otherwise (each a thread and a CUDA stream).
+GPU_CONCURRENCY = 16
+
+
+@dataclass
+class GroupOutcome:
+    """One group trained: its ``result``, or the ``error`` (one line) that stopped it."""
+
+    group: Group
+    result: TrainResult | None
+    error: str | None
+    seconds: float
+
+
+def on_device(data: mdata.MNIST, device: torch.device) -> mdata.MNIST:
+    """``data`` with both splits on ``device`` (a no-op where they already are)."""
+    return dataclasses.replace(data, train=data.train.to(device), test=data.test.to(device))
+
+
+def default_concurrency(device: torch.device) -> int:
+    """Groups trained at once: ``GPU_CONCURRENCY`` on a GPU, 1 on a CPU."""
+    return GPU_CONCURRENCY if device.type == "cuda" else 1
+
+
+def _train_one(
+    group: Group, data: mdata.MNIST, device: torch.device, on_eval: Callable[[list[dict]], None] | None
+) -> GroupOutcome:
+    t0 = time.perf_counter()
+    stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+    try:
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            result = train(group.config, data, progress=False, verbose=False, on_eval=on_eval)
+        if stream is not None:
+            stream.synchronize()
+        return GroupOutcome(group, result, None, time.perf_counter() - t0)
+    except Exception as e:  # one group's failure (out of memory, say) leaves the others running
+        line = traceback.format_exception_only(e)[-1].strip()
+        return GroupOutcome(group, None, line, time.perf_counter() - t0)
+
+
+def train_groups(
+    groups: Iterable[Group],
+    data: mdata.MNIST,
+    *,
+    concurrency: int | None = None,
+    on_eval: Callable[[list[dict]], None] | None = None,
+) -> Iterator[GroupOutcome]:
+    """Train every group (the most expensive first) and yield each ``GroupOutcome`` as it
+    finishes. All groups must share one device (their config's); ``concurrency`` groups train at
+    once (default ``default_concurrency``). A group that raises is yielded with its error."""
+    groups = sorted(groups, key=lambda g: cost(g.config), reverse=True)
+    if not groups:
+        return
+    devices = {g.config.device for g in groups}
+    if len(devices) > 1:
+        raise ValueError(f"train_groups trains on one device; got {sorted(devices)}")
+    device = resolve_device(groups[0].config.device)
+    data = on_device(data, device)
+    n = concurrency or default_concurrency(device)
+    if n == 1:
+        for g in groups:
+            yield _train_one(g, data, device, on_eval)
+        return
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="group") as pool:
+        pending: set[Future[GroupOutcome]] = {
+            pool.submit(_train_one, g, data, device, on_eval) for g in groups
+        }
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                yield f.result()
