@@ -459,6 +459,7 @@ def test_missing_synthetic_files_say_where_to_put_them(tmp_path):
     msg = one_line(e, raw)
     assert "missing syn-train-images, syn-train-labels)" in msg
     assert f"put its four files, or their .gz, into {raw}" in msg and mdata.ENV_VAR in msg
+    assert msg.endswith("or load with download=True to download it")  # it has a mirror
     assert sorted(p.name for p in raw.iterdir()) == ["syn-test-images", "syn-test-labels"]
 
 
