@@ -1,60 +1,62 @@
-"""MNIST as whole in-memory tensors: checked, flattened and scaled to [-1, 1].
+"""Image datasets as whole in-memory tensors: checked, flattened and scaled to [-1, 1].
 
-The four IDX files are read directly (a big-endian header, then uint8 data), so loading never
-imports torchvision; torchvision is imported only to download missing files.
+Every function works from a dataset's ``DatasetSpec`` (``mlpmnist.datasets``) alone: where its
+four IDX files live, their sizes and checksums, and the mirrors that serve them. The files are
+read directly (a big-endian header, then uint8 data) and missing ones are downloaded with
+urllib, so nothing here imports torchvision.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
+import http.client
 import math
 import os
-import shutil
 import socket
 import stat
-import tempfile
+import urllib.error
+import urllib.request
+import uuid
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
 
 import numpy as np
 import torch
 
+from . import datasets
+from .datasets import DatasetSpec
+
 ENV_VAR = "MLPMNIST_DATA"
 DEFAULT_ROOT = "data"
-TRAIN_SIZE = 60_000
-TEST_SIZE = 10_000
-N_FEATURES = 28 * 28
-N_CLASSES = 10
+# MNIST's sizes, for the modules that do not read them from a spec yet.
+TRAIN_SIZE = datasets.MNIST.train_size
+TEST_SIZE = datasets.MNIST.test_size
+N_FEATURES = datasets.MNIST.n_features
+N_CLASSES = datasets.MNIST.n_classes
 
-# MD5 of the uncompressed published files (the ones torchvision leaves in MNIST/raw).
-MD5 = {
-    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-}
-
-# IDX magic numbers: 0x08 (unsigned byte) << 8 | number of dimensions.
-_LABELS_MAGIC = 2049
-_IMAGES_MAGIC = 2051
 # Per socket operation, so a download on a network that drops packets fails instead of hanging.
-_DOWNLOAD_TIMEOUT_S = 30.0
-# The tail of every message about missing or bad data: what to do instead.
-_FIX = f"set {ENV_VAR} to a folder holding MNIST/raw/*-ubyte (CI: ../shared/data)"
+DOWNLOAD_TIMEOUT_S = 30.0
+# A dataset's name (see ``datasets.names()``) or its spec.
+Dataset: TypeAlias = "str | DatasetSpec"
+
+_CHUNK = 1 << 20
 
 
 class DataError(RuntimeError):
-    """MNIST is missing, corrupt or cannot be downloaded."""
+    """A dataset is missing, corrupt or cannot be downloaded."""
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split: ``x`` is float32 [N, 784] in [-1, 1], ``y`` is int64 [N] in 0..9, and
-    ``pixels`` the uint8 [N, 784] that ``scale`` maps exactly onto ``x`` (None when unknown)."""
+    """One split: ``x`` is float32 [N, pixels per image] in [-1, 1], ``y`` is int64 [N] (class
+    indices), and ``pixels`` the uint8 [N, pixels per image] that ``scale`` maps exactly onto
+    ``x`` (None when unknown)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -75,43 +77,130 @@ class Split:
 
 
 @dataclass(frozen=True)
-class MNIST:
+class Data:
+    """A dataset in memory: its ``train`` and ``test`` splits, the absolute data ``root`` they
+    were read from, and the dataset's ``spec``."""
+
     train: Split
     test: Split
     root: Path
+    spec: DatasetSpec = datasets.MNIST
+
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Data:
+        """A copy with both splits on ``device``, features as ``dtype`` (labels and pixels keep theirs)."""
+        return replace(self, train=self.train.to(device, dtype), test=self.test.to(device, dtype))
+
+
+# The class's name from when MNIST was the only dataset; other modules still use it.
+MNIST = Data
+
+
+def spec_of(dataset: Dataset) -> DatasetSpec:
+    """``dataset`` itself if it is a spec, else the registered spec of that name (``ValueError``
+    listing the known names if there is none)."""
+    return dataset if isinstance(dataset, DatasetSpec) else datasets.get(dataset)
 
 
 def resolve_root(root: str | os.PathLike | None = None) -> Path:
-    """The data directory: ``root``, else ``$MLPMNIST_DATA``, else ``./data`` (not made absolute)."""
+    """The data directory: ``root``, else ``$MLPMNIST_DATA``, else ``./data`` (not made absolute).
+
+    One root holds every dataset, each in its own folder (``raw_dir``)."""
     if root is None:
         root = os.environ.get(ENV_VAR) or DEFAULT_ROOT
     return Path(root).expanduser()
 
 
-def raw_dir(root: Path) -> Path:
-    """The folder under ``root`` that holds the four IDX files: ``root/MNIST/raw``."""
-    return root / "MNIST" / "raw"
+def raw_dir(root: Path, dataset: Dataset = "mnist") -> Path:
+    """The folder under ``root`` that holds the dataset's four IDX files: ``root/<folder>/raw``."""
+    return root / spec_of(dataset).folder / "raw"
 
 
-def _expected_header(name: str) -> tuple[int, tuple[int, ...]]:
-    """(magic number, dimensions) that the published file ``name`` declares in its header."""
-    n = TRAIN_SIZE if name.startswith("train") else TEST_SIZE
-    return (_IMAGES_MAGIC, (n, 28, 28)) if "images" in name else (_LABELS_MAGIC, (n,))
+# ---------------------------------------------------------------------------- messages
+
+
+def _fix(spec: DatasetSpec) -> str:
+    """The tail of every message about missing or bad data: what to do instead."""
+    return f"set {ENV_VAR} to a folder holding {spec.folder}/raw/*-ubyte"
+
+
+def _put(spec: DatasetSpec, raw: Path) -> str:
+    """What to do about missing files: where to put them, or where to point the variable."""
+    return f"put its four files, or their .gz, into {raw}, or {_fix(spec)}"
+
+
+def _invalid(spec: DatasetSpec, path: Path, problem: str) -> DataError:
+    return DataError(
+        f"{path} is not a valid {spec.title} file: {problem}; "
+        f"delete it and download {spec.title} again, or {_fix(spec)}"
+    )
+
+
+def _blocked_at(path: Path) -> Path:
+    """The first folder on the way to ``path`` that this process may not enter, else ``path``."""
+    for folder in reversed(path.parents):
+        if not os.access(folder, os.X_OK):
+            return folder
+    return path
+
+
+def _access_error(spec: DatasetSpec, path: Path, err: OSError) -> DataError:
+    """One-line ``DataError`` for an ``OSError`` met while reaching or reading ``path``."""
+    if isinstance(err, PermissionError):
+        where = _blocked_at(path)
+        return DataError(
+            f"permission denied reading {where}; make it readable (chmod a+rX {where}) or {_fix(spec)}"
+        )
+    return DataError(f"cannot read {path} ({err.strerror or err}); {_fix(spec)}")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text`` as one line of at most ``limit`` characters, repeated lines dropped."""
+    line = " ".join(dict.fromkeys(ln.strip() for ln in text.splitlines() if ln.strip()))
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------- files and headers
+
+
+def _stat(spec: DatasetSpec, path: Path) -> os.stat_result | None:
+    """``path``'s stat, or None if nothing is there; raises ``DataError`` if it cannot be reached."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise _access_error(spec, path, e) from e
+
+
+def _is_file(spec: DatasetSpec, path: Path) -> bool:
+    """Whether a regular file is at ``path``; raises ``DataError`` if something else is there."""
+    st = _stat(spec, path)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise DataError(
+            f"{path} is not a regular file; remove it and download {spec.title} again, or {_fix(spec)}"
+        )
+    return st is not None
+
+
+def _idx_magic(dims: tuple[int, ...]) -> int:
+    """The IDX magic number of uint8 data with ``len(dims)`` dimensions: 0x08 << 8 | ndim."""
+    return 0x0800 | len(dims)
 
 
 def _shape(dims: tuple[int, ...]) -> str:
     return "x".join(map(str, dims))
 
 
-def _header_problem(header: bytes, size: int, name: str) -> str | None:
-    """What is wrong with file ``name`` of ``size`` bytes whose first bytes are ``header``, or None."""
-    magic, dims = _expected_header(name)
+def _header_problem(spec: DatasetSpec, name: str, header: bytes, size: int) -> str | None:
+    """What is wrong with raw file ``name`` of ``size`` bytes whose first bytes are ``header``, or None."""
+    dims = spec.dims(name)
+    magic = _idx_magic(dims)
     n_header = 4 * (1 + len(dims))
     if len(header) < 4:
         return f"at {size} bytes it is too short to hold an IDX header"
     got = int.from_bytes(header[:4], "big")
     if got != magic:
-        kind = "images" if magic == _IMAGES_MAGIC else "labels"
+        kind = "images" if len(dims) > 1 else "labels"
         return f"its header's magic number is {got}, expected {magic} (IDX uint8 {kind})"
     if len(header) < n_header:
         return f"at {size} bytes it is too short to hold its {n_header}-byte header"
@@ -125,54 +214,12 @@ def _header_problem(header: bytes, size: int, name: str) -> str | None:
     return None
 
 
-def _invalid(path: Path, problem: str) -> DataError:
-    return DataError(
-        f"{path} is not a valid MNIST file: {problem}; delete it and download MNIST again, or {_FIX}"
-    )
-
-
-def _blocked_at(path: Path) -> Path:
-    """The first folder on the way to ``path`` that this process may not enter, else ``path``."""
-    for folder in reversed(path.parents):
-        if not os.access(folder, os.X_OK):
-            return folder
-    return path
-
-
-def _access_error(path: Path, err: OSError) -> DataError:
-    """One-line ``DataError`` for an ``OSError`` met while reaching or reading ``path``."""
-    if isinstance(err, PermissionError):
-        where = _blocked_at(path)
-        return DataError(
-            f"permission denied reading {where}; make it readable (chmod a+rX {where}) or {_FIX}"
-        )
-    return DataError(f"cannot read {path} ({err.strerror or err}); {_FIX}")
-
-
-def _stat(path: Path) -> os.stat_result | None:
-    """``path``'s stat, or None if nothing is there; raises ``DataError`` if it cannot be reached."""
-    try:
-        return path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as e:
-        raise _access_error(path, e) from e
-
-
-def _is_file(path: Path) -> bool:
-    """Whether a regular file is at ``path``; raises ``DataError`` if something else is there."""
-    st = _stat(path)
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise DataError(f"{path} is not a regular file; remove it and download MNIST again, or {_FIX}")
-    return st is not None
-
-
-def _check_header(f: BinaryIO, path: Path) -> None:
+def _check_header(spec: DatasetSpec, f: BinaryIO, path: Path) -> None:
     """Validate the IDX header and length of ``path``, open as ``f`` at its start; reads the header."""
-    _, dims = _expected_header(path.name)
-    problem = _header_problem(f.read(4 * (1 + len(dims))), os.fstat(f.fileno()).st_size, path.name)
+    n_header = 4 * (1 + len(spec.dims(path.name)))
+    problem = _header_problem(spec, path.name, f.read(n_header), os.fstat(f.fileno()).st_size)
     if problem:
-        raise _invalid(path, problem)
+        raise _invalid(spec, path, problem)
 
 
 @functools.cache
@@ -180,180 +227,369 @@ def _md5(path: str, size: int, mtime_ns: int) -> str:
     """Hex MD5 of ``path``; keyed on size and mtime so a replaced file is hashed again."""
     h = hashlib.md5()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
-def verify(root: Path) -> None:
-    """Check the four raw files (IDX header, length, then MD5 against the published one).
+def verify(root: Path, dataset: Dataset = "mnist") -> None:
+    """Check the dataset's four raw files under ``root``: IDX header, length, then MD5 against
+    the published one where the spec has it.
 
     Returns None; raises ``DataError`` naming the first bad file. Each file is hashed once per
     process unless its size or mtime changes.
     """
-    for name, expected in MD5.items():
-        path = raw_dir(root) / name
+    spec = spec_of(dataset)
+    for name, expected in spec.files.items():
+        path = raw_dir(root, spec) / name
         try:
             with open(path, "rb") as f:
-                _check_header(f, path)
+                _check_header(spec, f, path)
                 st = os.fstat(f.fileno())
-            digest = _md5(str(path.resolve()), st.st_size, st.st_mtime_ns)
+            digest = None if expected is None else _md5(str(path.resolve()), st.st_size, st.st_mtime_ns)
         except OSError as e:
-            raise _access_error(path, e) from e
+            raise _access_error(spec, path, e) from e
         if digest != expected:
             raise DataError(
                 f"{path} is corrupt: its MD5 is {digest}, not the published {expected} "
-                f"({st.st_size} bytes); delete it and download MNIST again, or {_FIX}"
+                f"({st.st_size} bytes); delete it and download {spec.title} again, or {_fix(spec)}"
             )
 
 
-def _missing_message(root: Path, missing: list[str], download: bool) -> str:
-    where = f"; {root} does not exist" if _stat(root) is None else ""
-    todo = "run once with internet access to download it" if download else "load once with download=True"
-    return f"MNIST not found in {raw_dir(root)} (missing {', '.join(missing)}{where}); {_FIX} or {todo}"
+# ---------------------------------------------------------------------------- finding the files
 
 
-def _refuse_too_deep(root: Path) -> None:
-    """Raise ``DataError`` if the raw files sit in ``root`` or ``root/raw`` instead of ``root/MNIST/raw``.
+def _missing_message(spec: DatasetSpec, root: Path, missing: list[str]) -> str:
+    raw = raw_dir(root, spec)
+    where = f"; {root} does not exist" if _stat(spec, root) is None else ""
+    todo = ", or load with download=True to download it" if spec.mirrors else ""
+    return f"{spec.title} not found in {raw} (missing {', '.join(missing)}{where}); {_put(spec, raw)}{todo}"
+
+
+def _refuse_too_deep(spec: DatasetSpec, root: Path) -> None:
+    """Raise ``DataError`` if the raw files sit in ``root`` or ``root/raw`` instead of
+    ``root/<folder>/raw``.
 
     Pointing the data location at .../MNIST or .../MNIST/raw is an easy slip; without this check a
-    download would nest a second copy inside the real one.
+    download would nest a second copy inside the real one. Any registered dataset's folder counts:
+    the root is shared, so .../MNIST is as wrong a root for Fashion-MNIST as for MNIST.
     """
+    owners = {**datasets.folders(), spec.folder: spec}
     candidates = (
-        (root / "raw", root.parent, root.name == "MNIST"),
-        (root, root.parent.parent, root.name == "raw" and root.parent.name == "MNIST"),
+        (root / "raw", root.parent, owners.get(root.name)),
+        (root, root.parent.parent, owners.get(root.parent.name) if root.name == "raw" else None),
     )
-    for folder, parent, named_so in candidates:
-        if any(_stat(folder / n) is not None or _stat(folder / f"{n}.gz") is not None for n in MD5):
-            todo = f"use {parent} instead of {root}" if named_so else f"move them into {raw_dir(root)}"
+    for folder, parent, owner in candidates:
+        if any(
+            _stat(spec, folder / n) is not None or _stat(spec, folder / f"{n}.gz") is not None
+            for n in spec.files
+        ):
+            todo = f"use {parent} instead of {root}" if owner else f"move them into {raw_dir(root, spec)}"
+            whose = "its" if owner in (None, spec) else f"{owner.title}'s"
             raise DataError(
-                f"MNIST not found in {raw_dir(root)}, but its files are in {folder}: {ENV_VAR} (or the "
-                f"root passed in) must name the folder that holds MNIST/raw, so {todo}"
+                f"{spec.title} not found in {raw_dir(root, spec)}, but {whose} files are in {folder}: "
+                f"{ENV_VAR} (or the root passed in) must name the folder that holds {spec.folder}/raw, "
+                f"so {todo}"
             )
 
 
-def _extract(gz: Path, dest: Path) -> None:
-    """Decompress the published ``gz`` into ``dest`` atomically (temporary file, then rename)."""
-    tmp: Path | None = None
+@contextlib.contextmanager
+def _scratch(dest: Path) -> Iterator[Path]:
+    """A fresh path next to ``dest`` (same folder, so renaming it onto ``dest`` is atomic), for a
+    file the caller creates (mode "xb", so it gets the umask's usual mode, unlike mkstemp's 0600);
+    removed on exit unless renamed."""
+    path = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.part")
     try:
-        with (
-            gzip.open(gz, "rb") as src,
-            tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False) as out,
-        ):
-            tmp = Path(out.name)
-            shutil.copyfileobj(src, out, 1 << 20)
-        os.replace(tmp, dest)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _gunzip(gz: Path, out: Path) -> str:
+    """Decompress ``gz`` into the new file ``out``; returns the hex MD5 of what it wrote.
+
+    Raises gzip.BadGzipFile, EOFError or zlib.error for a broken ``gz``, OSError for any other
+    failure to read ``gz`` or write ``out``."""
+    h = hashlib.md5()
+    with gzip.open(gz, "rb") as src, open(out, "xb") as dst:
+        for chunk in iter(lambda: src.read(_CHUNK), b""):
+            h.update(chunk)
+            dst.write(chunk)
+    return h.hexdigest()
+
+
+def _extract(spec: DatasetSpec, gz: Path, dest: Path) -> None:
+    """Decompress the published ``gz`` into ``dest`` atomically (temporary file, then rename)."""
+    try:
+        with _scratch(dest) as tmp:
+            _gunzip(gz, tmp)
+            os.replace(tmp, dest)
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         # Caught before OSError, which gzip.BadGzipFile also is.
         raise DataError(
             f"{gz} is not a valid gzip file ({e}) and {dest.name} is missing next to it; "
-            f"delete {gz} and download MNIST again, or {_FIX}"
+            f"delete {gz} and download {spec.title} again, or {_fix(spec)}"
         ) from e
     except OSError as e:
         if e.filename is not None and Path(e.filename) == gz:
-            raise _access_error(gz, e) from e
+            raise _access_error(spec, gz, e) from e
         raise DataError(
             f"cannot extract {gz} into {dest.parent} ({e.strerror or e}); make {dest.parent} writable, "
-            f"or gunzip the four .gz files into a folder X/MNIST/raw yourself and set {ENV_VAR}=X"
+            f"or gunzip the four .gz files into a folder X/{spec.folder}/raw yourself and set {ENV_VAR}=X"
         ) from e
-    finally:
-        if tmp is not None and tmp.exists():
-            tmp.unlink()
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    """``text`` as one line of at most ``limit`` characters, repeated lines dropped."""
-    # torchvision's download error lists each mirror ("Tried URL, got:") with the same cause.
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("Tried ")]
-    line = " ".join(dict.fromkeys(lines))
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+# ---------------------------------------------------------------------------- download
 
 
-def _download(root: Path, missing: list[str]) -> None:
-    """Download MNIST into ``raw_dir(root)`` with torchvision; on failure remove the folders it made."""
-    new = [p for p in (raw_dir(root), *raw_dir(root).parents) if _stat(p) is None]
-    head = f"MNIST not found in {raw_dir(root)} (missing {', '.join(missing)})"
+class _MirrorFailed(Exception):
+    """One mirror did not serve one valid file. ``cause``: why, in a few words; ``down``: it
+    cannot be reached at all, so the download stops asking it for the other files."""
+
+    def __init__(self, cause: str, down: bool = False) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.down = down
+
+
+def _network_cause(err: BaseException, timeout_s: float) -> _MirrorFailed:
+    """``err``, raised by urllib while fetching, as a ``_MirrorFailed`` with a short cause."""
+    if isinstance(err, urllib.error.HTTPError):
+        return _MirrorFailed(_one_line(f"HTTP {err.code} {err.reason}", 80))
+    reason = err.reason if isinstance(err, urllib.error.URLError) else err
+    if isinstance(reason, TimeoutError):  # socket.timeout is TimeoutError
+        return _MirrorFailed(f"no answer within {timeout_s:g} s", down=True)
+    if isinstance(reason, ConnectionRefusedError):
+        return _MirrorFailed("connection refused", down=True)
+    if isinstance(reason, socket.gaierror):  # what being offline usually looks like
+        return _MirrorFailed(f"host not found ({reason.strerror})", down=True)
+    if isinstance(reason, OSError) and reason.strerror:
+        return _MirrorFailed(_one_line(reason.strerror, 80), down=True)
+    return _MirrorFailed(_one_line(str(reason) or type(reason).__name__, 120))
+
+
+def _get(url: str, out: Path, timeout_s: float) -> str:
+    """Download ``url`` into the new file ``out``; returns the hex MD5 of what it received.
+
+    Raises ``_MirrorFailed`` when the server or the network fails, OSError when ``out`` cannot
+    be written."""
+    h = hashlib.md5()
+    received = 0
     try:
-        from torchvision.datasets import MNIST as TorchMNIST
-    except ImportError as e:
-        raise DataError(f"{head} and torchvision, which downloads it, is not installed ({e}); {_FIX}") from e
-    old_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
-    try:
-        TorchMNIST(str(root), train=True, download=True)
-    except Exception as e:  # torchvision raises RuntimeError/URLError/OSError on no network
-        for folder in new:  # deepest first; os.rmdir only ever removes an empty folder
+        resp = urllib.request.urlopen(url, timeout=timeout_s)
+    except (OSError, http.client.HTTPException) as e:  # URLError and HTTPError are OSErrors
+        raise _network_cause(e, timeout_s) from e
+    with resp, open(out, "xb") as f:
+        while True:
             try:
-                os.rmdir(folder)
-            except OSError:
+                chunk = resp.read(_CHUNK)
+            except (OSError, http.client.HTTPException) as e:
+                raise _network_cause(e, timeout_s) from e
+            if not chunk:
                 break
-        cause = _one_line(str(e)) or type(e).__name__
-        raise DataError(f"{head} and the download failed ({cause}); {_FIX} or retry online") from e
-    finally:
-        socket.setdefaulttimeout(old_timeout)
+            h.update(chunk)
+            received += len(chunk)
+            f.write(chunk)
+        # http.client ends a body cut short without an error; the length still to come tells.
+        if resp.length:
+            raise _MirrorFailed(f"the connection closed after {received} of {received + resp.length} bytes")
+    return h.hexdigest()
 
 
-def _prepare(root: Path, download: bool) -> Path:
+def _file_problem(spec: DatasetSpec, name: str, path: Path, digest: str) -> str | None:
+    """What is wrong with ``path``, a candidate for raw file ``name`` whose MD5 is ``digest``, or None."""
+    with open(path, "rb") as f:
+        problem = _header_problem(spec, name, f.read(4 * 4), os.fstat(f.fileno()).st_size)
+    expected = spec.files[name]
+    if problem is None and expected is not None and digest != expected:
+        problem = f"its MD5 is {digest}, not the published {expected}"
+    return problem
+
+
+def _fetch(spec: DatasetSpec, mirror: str, dest: Path, timeout_s: float) -> None:
+    """Put raw file ``dest`` in place from ``<mirror><name>.gz``, checked before it is renamed
+    into place: the .gz's MD5 (when the spec has it), then the file's header, length and MD5.
+
+    Returns None; raises ``_MirrorFailed`` if this mirror does not serve a valid file, and
+    ``DataError`` if the files cannot be written next to ``dest``."""
+    name = dest.name
+    try:
+        with _scratch(dest.with_name(f"{name}.gz")) as gz, _scratch(dest) as tmp:
+            digest = _get(f"{mirror}{name}.gz", gz, timeout_s)
+            want = spec.gz_md5.get(name)
+            if want is not None and digest != want:
+                raise _MirrorFailed(f"{name}.gz's MD5 is {digest}, not the published {want}")
+            try:
+                digest = _gunzip(gz, tmp)
+            except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+                raise _MirrorFailed(f"{name}.gz is not a valid gzip file ({_one_line(str(e), 80)})") from e
+            problem = _file_problem(spec, name, tmp, digest)
+            if problem:
+                raise _MirrorFailed(f"{name} from it is not valid: {problem}")
+            os.replace(tmp, dest)
+    except OSError as e:  # the network's errors are _MirrorFailed by now: this one is local
+        raise DataError(
+            f"cannot write the download into {dest.parent} ({e.strerror or e}); make it writable, "
+            f"or {_put(spec, dest.parent)}"
+        ) from e
+
+
+def _fold(failures: list[tuple[str, str]], limit: int = 400) -> str:
+    """(cause, mirror) pairs as one line, each cause once with the mirrors that gave it."""
+    by_cause: dict[str, list[str]] = {}
+    for cause, mirror in failures:
+        by_cause.setdefault(cause, []).append(mirror)
+    line = "; ".join(f"{c} at {' and '.join(dict.fromkeys(m))}" for c, m in by_cause.items())
+    return _one_line(line, limit)
+
+
+def _make_dirs(spec: DatasetSpec, raw: Path, head: str) -> list[Path]:
+    """Create ``raw`` and its missing parents; returns those it created, deepest first."""
+    new = [p for p in (raw, *raw.parents) if _stat(spec, p) is None]
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _remove_dirs(new)
+        raise DataError(
+            f"{head} and {raw} cannot be created to download it ({e.strerror or e}); {_put(spec, raw)}"
+        ) from e
+    return new
+
+
+def _remove_dirs(new: list[Path]) -> None:
+    """Remove the folders in ``new`` (deepest first) while they are empty."""
+    for folder in new:
+        try:
+            os.rmdir(folder)  # only ever removes an empty folder
+        except OSError:
+            break
+
+
+def download(
+    root: str | os.PathLike | None = None,
+    *,
+    dataset: Dataset = "mnist",
+    timeout_s: float = DOWNLOAD_TIMEOUT_S,
+) -> Path:
+    """Download the dataset's raw files that are missing from ``raw_dir(root)``.
+
+    Each file comes from the first of ``spec.mirrors`` that serves a valid ``<file>.gz`` (its
+    MD5, then the decompressed file's header, length and MD5 are checked before it is renamed
+    into place); a mirror that cannot be reached is not asked again. ``timeout_s`` bounds every
+    socket operation, so a dead network fails instead of hanging. Returns the absolute root.
+    On failure removes every file and folder it created and raises a one-line ``DataError``:
+    what is missing, where, why each mirror failed, and what to do.
+    """
+    spec = spec_of(dataset)
+    root = resolve_root(root).resolve()
+    raw = raw_dir(root, spec)
+    missing = [name for name in spec.files if not _is_file(spec, raw / name)]
+    if not missing:
+        return root
+    head = f"{spec.title} not found in {raw} (missing {', '.join(missing)})"
+    if not spec.mirrors:
+        raise DataError(f"{head} and it has no download mirrors; {_put(spec, raw)}")
+    new = _make_dirs(spec, raw, head)
+    done: list[Path] = []
+    down: dict[str, str] = {}  # mirror -> why it cannot be reached
+    try:
+        for name in missing:
+            failures: list[tuple[str, str]] = []
+            for mirror in spec.mirrors:
+                if mirror in down:
+                    failures.append((down[mirror], mirror))
+                    continue
+                try:
+                    _fetch(spec, mirror, raw / name, timeout_s)
+                except _MirrorFailed as e:
+                    failures.append((e.cause, mirror))
+                    if e.down:
+                        down[mirror] = e.cause
+                else:
+                    done.append(raw / name)
+                    break
+            else:
+                raise DataError(
+                    f"{head} and the download failed ({name}.gz: {_fold(failures)}); "
+                    f"{_put(spec, raw)}, or retry online"
+                )
+    except BaseException:  # Ctrl-C included: leave the folder as it was
+        for path in done:
+            path.unlink(missing_ok=True)
+        _remove_dirs(new)
+        raise
+    return root
+
+
+# ---------------------------------------------------------------------------- ensure and load
+
+
+def _prepare(spec: DatasetSpec, root: Path, download_: bool) -> Path:
     """Make the four raw files present under absolute ``root``: extract .gz, else download if allowed.
 
     Returns ``root``. Creates nothing unless it extracts or downloads.
     """
-    raw = raw_dir(root)
-    missing = [name for name in MD5 if not _is_file(raw / name)]
+    raw = raw_dir(root, spec)
+    missing = [name for name in spec.files if not _is_file(spec, raw / name)]
     if not missing:
         return root
-    st = _stat(root)
+    st = _stat(spec, root)
     if st is not None and not stat.S_ISDIR(st.st_mode):
-        raise DataError(f"MNIST data location {root} is a file, not a folder; {_FIX}")
-    gzipped = [name for name in missing if _is_file(raw / f"{name}.gz")]
+        raise DataError(f"{spec.title} data location {root} is a file, not a folder; {_fix(spec)}")
+    gzipped = [name for name in missing if _is_file(spec, raw / f"{name}.gz")]
     if len(gzipped) < len(missing):
-        _refuse_too_deep(root)
+        _refuse_too_deep(spec, root)
     for name in gzipped:
-        _extract(raw / f"{name}.gz", raw / name)
+        _extract(spec, raw / f"{name}.gz", raw / name)
     missing = [name for name in missing if name not in gzipped]
     if not missing:
         return root
-    if not download:
-        raise DataError(_missing_message(root, missing, download))
-    _download(root, missing)
-    still = [name for name in MD5 if not _is_file(raw / name)]
-    if still:
-        raise DataError(_missing_message(root, still, download))
-    return root
+    if not download_:
+        raise DataError(_missing_message(spec, root, missing))
+    return download(root, dataset=spec)
 
 
-def ensure(root: str | os.PathLike | None = None, *, download: bool = True) -> Path:
-    """Make sure the four raw MNIST files are present and valid, without decoding them.
+def ensure(
+    root: str | os.PathLike | None = None, *, dataset: Dataset = "mnist", download: bool = True
+) -> Path:
+    """Make sure the dataset's four raw files are present and valid, without decoding them.
 
     Extracts the published .gz files if only those are present, downloads when files are missing
     and ``download`` is true, then checks headers, lengths and MD5s (see ``verify``). Returns the
     data root as an absolute path. Raises ``DataError`` with a one-line message saying what is
     wrong, where, and what to do. Creates folders only when it downloads.
     """
-    root = _prepare(resolve_root(root).resolve(), download)
-    verify(root)
+    spec = spec_of(dataset)
+    root = _prepare(spec, resolve_root(root).resolve(), download)
+    verify(root, spec)
     return root
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """The uint8 data of IDX file ``path``, shaped as its header declares (after validating it)."""
-    _, dims = _expected_header(path.name)
+def _read_idx(spec: DatasetSpec, path: Path) -> np.ndarray:
+    """The uint8 data of raw file ``path``, shaped as its header declares (after validating it)."""
+    dims = spec.dims(path.name)
     try:
         with open(path, "rb") as f:
-            _check_header(f, path)
+            _check_header(spec, f, path)
             data = np.fromfile(f, dtype=np.uint8, count=math.prod(dims))
     except OSError as e:
-        raise _access_error(path, e) from e
+        raise _access_error(spec, path, e) from e
     if data.size != math.prod(dims):  # shrank after the header was checked
-        raise _invalid(path, f"it ended after {data.size} of {math.prod(dims)} data bytes")
+        raise _invalid(spec, path, f"it ended after {data.size} of {math.prod(dims)} data bytes")
     return data.reshape(dims)
 
 
-def _read_split(root: Path, prefix: str) -> Split:
-    """Split ``prefix`` ("train" or "t10k") from ``root``'s raw files, scaled as ``scale`` does."""
-    images = torch.from_numpy(_read_idx(raw_dir(root) / f"{prefix}-images-idx3-ubyte"))
-    labels = torch.from_numpy(_read_idx(raw_dir(root) / f"{prefix}-labels-idx1-ubyte"))
-    pixels = images.reshape(len(images), N_FEATURES)
+def _read_split(spec: DatasetSpec, root: Path, files: tuple[str, str]) -> Split:
+    """The split in raw ``files`` (images, labels) under ``root``, scaled as ``scale`` does."""
+    images_path, labels_path = (raw_dir(root, spec) / name for name in files)
+    images = torch.from_numpy(_read_idx(spec, images_path))
+    labels = torch.from_numpy(_read_idx(spec, labels_path))
+    top = int(labels.max())
+    if top >= spec.n_classes:  # would fail deep in the loss, on a GPU without saying where
+        raise _invalid(
+            spec, labels_path, f"it holds label {top}, but {spec.title} has {spec.n_classes} classes"
+        )
+    pixels = images.reshape(len(images), spec.n_features)
     return Split(scale(pixels), labels.to(torch.int64), pixels)
 
 
@@ -378,15 +614,28 @@ def to_pixels(x: torch.Tensor) -> torch.Tensor | None:
     return p if torch.equal(scale(p), x) else None
 
 
-def load(root: str | os.PathLike | None = None, *, download: bool = True, check: bool = True) -> MNIST:
-    """Load MNIST into memory.
+def load(
+    root: str | os.PathLike | None = None,
+    *,
+    dataset: Dataset = "mnist",
+    download: bool = True,
+    check: bool = True,
+) -> Data:
+    """Load a dataset into memory (MNIST unless ``dataset`` names another or is a spec).
 
-    Returns an ``MNIST`` with ``train`` (60,000 rows) and ``test`` (10,000 rows); features are
-    float32 pixels scaled to [-1, 1], labels int64, and ``root`` the absolute data root. Files are
-    extracted from the published .gz or downloaded only when absent (see ``ensure``) and checked
-    against the published MD5s when ``check`` is true; headers and lengths are checked always.
-    Raises ``DataError`` with a one-line message: what is wrong, where, and what to do.
+    Returns a ``Data`` with ``train`` and ``test`` (``spec.train_size`` and ``spec.test_size``
+    rows); features are float32 pixels scaled to [-1, 1] (one column per pixel), labels int64
+    in 0..n_classes-1, ``root`` the absolute data root and ``spec`` the dataset's spec. Files
+    are extracted from the published .gz or downloaded only when absent (see ``ensure``) and
+    checked against the published MD5s when ``check`` is true; headers and lengths are checked
+    always. Raises ``DataError`` with a one-line message: what is wrong, where, and what to do.
     """
+    spec = spec_of(dataset)
     root = resolve_root(root).resolve()
-    root = ensure(root, download=download) if check else _prepare(root, download)
-    return MNIST(train=_read_split(root, "train"), test=_read_split(root, "t10k"), root=root)
+    root = ensure(root, dataset=spec, download=download) if check else _prepare(spec, root, download)
+    return Data(
+        train=_read_split(spec, root, spec.train_files),
+        test=_read_split(spec, root, spec.test_files),
+        root=root,
+        spec=spec,
+    )

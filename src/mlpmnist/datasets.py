@@ -21,6 +21,27 @@ class Reference:
     lr: float = 0.1
 
 
+def _spec_problem(spec: DatasetSpec) -> str | None:
+    """What is wrong with ``spec``'s own values, or None."""
+    if len(spec.files) != 4:
+        return (
+            f"needs four files (train images, train labels, test images, test labels), got {list(spec.files)}"
+        )
+    if unknown := set(spec.gz_md5) - set(spec.files):
+        return f"gz_md5 names files it does not have: {sorted(unknown)}"
+    if spec.train_size < 1 or spec.test_size < 1:
+        return f"train_size and test_size must be positive, got {spec.train_size} and {spec.test_size}"
+    if len(spec.image_shape) != 2 or min(spec.image_shape) < 1:
+        return f"image_shape must be (height, width), got {spec.image_shape}"
+    if not 2 <= len(spec.classes) <= 256:  # labels are one byte each
+        return f"needs 2 to 256 classes, got {len(spec.classes)}"
+    if not spec.folder or "/" in spec.folder or spec.folder in (".", ".."):
+        return f"folder must be one folder name, got {spec.folder!r}"
+    if bad := [m for m in spec.mirrors if not (m.startswith(("http://", "https://")) and m.endswith("/"))]:
+        return f"mirrors must be http(s) URLs ending in '/' (the file names are appended), got {bad}"
+    return None
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """One IDX image dataset in torchvision's layout: ``<root>/<folder>/raw/<file>``.
@@ -29,6 +50,8 @@ class DatasetSpec:
     that order) -> MD5 of the uncompressed file (None: not published; headers and lengths are
     still checked). ``mirrors``: base URLs that the download tries in order for ``<file>.gz``.
     ``classes``: one name per label. ``reference``: the reference study's numbers, or None.
+    ``gz_md5``: file -> MD5 of its published ``.gz`` (checked after a download when known).
+    ``title``: the name messages use (default ``name``).
     """
 
     name: str
@@ -41,6 +64,36 @@ class DatasetSpec:
     image_shape: tuple[int, int] = (28, 28)
     reference: Reference | None = None
     gz_md5: Mapping[str, str] = field(default_factory=dict)
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.title:
+            object.__setattr__(self, "title", self.name)
+        problem = _spec_problem(self)
+        if problem:
+            raise ValueError(f"dataset spec {self.name!r}: {problem}")
+
+    @property
+    def train_files(self) -> tuple[str, str]:
+        """(images, labels) file names of the training split."""
+        images, labels, _, _ = self.files
+        return images, labels
+
+    @property
+    def test_files(self) -> tuple[str, str]:
+        """(images, labels) file names of the test split."""
+        _, _, images, labels = self.files
+        return images, labels
+
+    def dims(self, file: str) -> tuple[int, ...]:
+        """The dimensions that raw file ``file``'s IDX header declares: (n, height, width) for
+        images, (n,) for labels. ``KeyError`` if ``file`` is not one of ``files``."""
+        order = list(self.files)
+        if file not in order:
+            raise KeyError(f"{file!r} is not a file of dataset {self.name!r}")
+        i = order.index(file)
+        n = self.train_size if i < 2 else self.test_size
+        return (n, *self.image_shape) if i % 2 == 0 else (n,)
 
     @property
     def n_features(self) -> int:
@@ -55,6 +108,7 @@ class DatasetSpec:
 
 MNIST = DatasetSpec(
     name="mnist",
+    title="MNIST",
     folder="MNIST",
     files={
         "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
@@ -95,6 +149,7 @@ _IDX_FILES = tuple(MNIST.files)
 
 FASHION_MNIST = DatasetSpec(
     name="fashion-mnist",
+    title="Fashion-MNIST",
     folder="FashionMNIST",
     files=dict.fromkeys(_IDX_FILES),  # the uncompressed files' MD5s are not published
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
@@ -128,6 +183,7 @@ FASHION_MNIST = DatasetSpec(
 
 KMNIST = DatasetSpec(
     name="kmnist",
+    title="KMNIST",
     folder="KMNIST",
     files=dict.fromkeys(_IDX_FILES),
     mirrors=("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
@@ -152,9 +208,28 @@ _REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in (MNIST, FASHION_MNIST, K
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
-    """Make ``spec`` available by its name (``TrainConfig(dataset=...)``); returns it."""
+    """Make ``spec`` available by its name (``TrainConfig(dataset=...)``, ``data.load``);
+    returns it. ``ValueError`` if another spec already has that name or folder."""
+    for other in _REGISTRY.values():
+        if other != spec and spec.name == other.name:
+            raise ValueError(f"another dataset is already registered as {spec.name!r}")
+        if other.name != spec.name and spec.folder == other.folder:
+            raise ValueError(f"dataset {other.name!r} already keeps its files in {spec.folder!r}")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def unregister(name: str) -> DatasetSpec:
+    """Remove the dataset called ``name`` (a test's, say) and return its spec; ``ValueError``
+    if none is registered under that name."""
+    spec = get(name)
+    del _REGISTRY[name]
+    return spec
+
+
+def folders() -> dict[str, DatasetSpec]:
+    """The registered datasets by folder name (each keeps its files in ``<root>/<folder>/raw``)."""
+    return {s.folder: s for s in _REGISTRY.values()}
 
 
 def names() -> tuple[str, ...]:
