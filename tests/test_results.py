@@ -18,10 +18,16 @@ def two_configs(mnist, tmp_path_factory):
         TrainConfig(batch_size=100, epochs=2, seeds=(0, 1), lr=lr, train_limit=2000) for lr in (0.05, 0.1)
     ]
     for cfg in configs:
-        res = train(cfg, mnist, **QUIET)
-        results.write_record(results.make_record(res), results.path(root, "runs", cfg.key()))
-        results.save_models(res, results.path(root, "models", cfg.key()))
+        results.store(train(cfg, mnist, **QUIET), root)
     return root, configs
+
+
+def a_notebook(target) -> None:
+    import nbformat
+
+    results.atomic_write_text(
+        target, nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]))
+    )
 
 
 def test_records_of_different_configs_coexist_and_select(two_configs):
@@ -53,13 +59,92 @@ def test_record_says_status_and_key(two_configs):
 def test_is_done_needs_record_notebook_and_weights(two_configs, tmp_path):
     root, configs = two_configs
     cfg = configs[0]
-    assert not results.is_done(root, cfg)  # no executed notebook yet
-    results.atomic_write_text(results.path(root, "notebooks", cfg.key()), "{}")
+    assert results.done_problem(root, cfg) == "no executed notebook"
+    a_notebook(results.path(root, "notebooks", cfg.key()))
     try:
         assert results.is_done(root, cfg)
         assert not results.is_done(root, TrainConfig(**{**cfg.to_dict(), "epochs": 3}))
     finally:
         results.path(root, "notebooks", cfg.key()).unlink()
+
+
+def copy_store(root, tmp_path, cfg):
+    """A results folder holding one finished experiment (record, notebook, weights)."""
+    import shutil
+
+    for kind in ("runs", "models"):
+        p = results.path(tmp_path, kind, cfg.key())
+        p.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(results.path(root, kind, cfg.key()), p)
+    a_notebook(results.path(tmp_path, "notebooks", cfg.key()))
+    assert results.is_done(tmp_path, cfg)
+    return tmp_path
+
+
+def edit_record(root, cfg, change) -> None:
+    p = results.path(root, "runs", cfg.key())
+    rec = json.loads(p.read_text())
+    change(rec)
+    p.write_text(json.dumps(rec))
+
+
+@pytest.mark.parametrize(
+    "damage,reason",
+    [
+        (lambda root, cfg, other: edit_record(root, cfg, lambda r: r["replicas"].pop()), "holds 1 replicas"),
+        (lambda root, cfg, other: edit_record(root, cfg, lambda r: r.update(replicas=[])), "no replicas"),
+        (
+            lambda root, cfg, other: edit_record(root, cfg, lambda r: r["replicas"][0]["history"].pop()),
+            "stops before epoch 2",
+        ),
+        (
+            lambda root, cfg, other: edit_record(root, cfg, lambda r: r["replicas"][0].pop("status")),
+            "status None",
+        ),
+        (
+            lambda root, cfg, other: edit_record(
+                root, cfg, lambda r: r["replicas"][0]["history"][0].update(test_acc="0.9")
+            ),
+            "without a numeric epoch and test_acc",
+        ),
+        (
+            lambda root, cfg, other: results.path(root, "notebooks", cfg.key()).write_text(""),
+            "notebook does not read",
+        ),
+        (
+            lambda root, cfg, other: results.path(root, "models", cfg.key()).write_bytes(
+                results.path(other[0], "models", other[1].key()).read_bytes()
+            ),
+            "checksum",
+        ),
+    ],
+    ids=[
+        "one-replica-missing",
+        "no-replicas",
+        "short-history",
+        "no-status",
+        "string-acc",
+        "empty-notebook",
+        "other-weights",
+    ],  # fmt: skip
+)
+def test_the_store_trusts_only_what_it_can_check(two_configs, tmp_path, damage, reason):
+    root, configs = two_configs
+    cfg = configs[0]
+    store = copy_store(root, tmp_path, cfg)
+    damage(store, cfg, (root, configs[1]))
+    problem = results.done_problem(store, cfg)
+    assert problem is not None and reason in problem
+
+
+def test_weights_name_their_experiment(two_configs, tmp_path):
+    root, configs = two_configs
+    p = results.path(root, "models", configs[1].key())
+    with pytest.raises(
+        StoreError, match=f"holds the weights of {configs[1].key()}, not of {configs[0].key()}"
+    ):
+        results.load_models(p, key=configs[0].key())
+    assert sorted(results.load_models(p, key=configs[1].key())) == [0, 1]
 
 
 def test_weights_round_trip_and_bad_files(two_configs, tmp_path):

@@ -52,13 +52,15 @@ def test_grid_sweep_keeps_both_lrs_skips_reruns_and_reruns_only_changes(tmp_path
     assert set(again.frame()["lr"]) == {0.05, 0.2}  # the sweep's own experiments only
 
 
-def failing_notebook(tmp_path: Path, bad_lr: float) -> Path:
+def failing_notebook(tmp_path: Path, bad_batch: int) -> Path:
+    """The experiment notebook, broken for any job that holds batch ``bad_batch``."""
     nb = nbformat.read(experiment.notebook_path(), as_version=4)
     i = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     nb.cells.insert(
         i + 1,
         nbformat.v4.new_code_cell(
-            f"if config['lr'] == {bad_lr}:\n    raise RuntimeError('experiment {bad_lr} broke')"
+            f"if any(c['batch_size'] == {bad_batch} for c in configs):\n"
+            f"    raise RuntimeError('batch {bad_batch} broke')"
         ),
     )
     path = tmp_path / "nb" / "experiment.ipynb"
@@ -67,18 +69,33 @@ def failing_notebook(tmp_path: Path, bad_lr: float) -> Path:
     return path
 
 
-def test_one_failing_experiment_is_isolated_and_retried(tmp_path):
-    nb = failing_notebook(tmp_path, 0.2)
+def test_a_failing_job_is_isolated_and_retried(tmp_path):
+    # Two groups, two jobs: the one holding batch 200 breaks; batch 100's job is not touched.
+    nb = failing_notebook(tmp_path, 200)
     res = tmp_path / "res"
-    cfg = small_sweep(res, {"batch_size": [100], "lr": [0.05, 0.2, 0.1]}, notebook=nb)
+    cfg = small_sweep(res, {"batch_size": [100, 200], "lr": [0.05, 0.1]}, notebook=nb, workers=2)
     out = sweep.run_sweep(cfg, progress=False)
-    bad = TrainConfig(**{**SMALL, "batch_size": 100, "lr": 0.2, "threads": 1}).key()
-    assert list(out.failed) == [bad] and "experiment 0.2 broke" in out.failed[bad]
-    assert statuses(out) == ["done", "failed", "done"]
-    assert "experiment 0.2 broke" in json.loads(results.path(res, "failed", bad).read_text())["error"]
-    assert results.path(res, "notebooks", bad).is_file()  # the executed notebook shows where it broke
+    bad = [TrainConfig(**{**SMALL, "batch_size": 200, "lr": lr}).key() for lr in (0.05, 0.1)]
+    assert sorted(out.failed) == sorted(bad) and all("batch 200 broke" in out.failed[k] for k in bad)
+    assert statuses(out) == ["done", "done", "failed", "failed"]
+    for k in bad:
+        assert "batch 200 broke" in json.loads(results.path(res, "failed", k).read_text())["error"]
+        assert results.path(res, "notebooks", k).is_file()  # the executed notebook shows where it broke
     assert not (res / ".scratch").exists() or not any((res / ".scratch").iterdir())
-    assert statuses(sweep.run_sweep(cfg, progress=False)) == ["skipped", "failed", "skipped"]
+    assert statuses(sweep.run_sweep(cfg, progress=False)) == ["skipped", "skipped", "failed", "failed"]
+
+
+def test_a_diverging_member_fails_alone_in_its_group(tmp_path):
+    # One engine trains the three lrs; lr 1e4 diverges and only its experiment fails.
+    cfg = small_sweep(tmp_path, {"batch_size": [100], "lr": [0.05, 1e4, 0.1]}, workers=1)
+    out = sweep.run_sweep(cfg, progress=False)
+    bad = TrainConfig(**{**SMALL, "batch_size": 100, "lr": 1e4}).key()
+    assert list(out.failed) == [bad] and "diverged" in out.failed[bad]
+    assert statuses(out) == ["done", "failed", "done"]
+    failure = json.loads(results.path(tmp_path, "failed", bad).read_text())
+    assert "diverged" in failure["error"] and failure["start_seconds"] is None  # JSON, not NaN
+    again = sweep.run_sweep(cfg, progress=False)
+    assert statuses(again) == ["skipped", "failed", "skipped"]
 
 
 def test_typo_in_a_notebook_parameter_is_refused(tmp_path):
@@ -92,7 +109,7 @@ def test_typo_in_a_notebook_parameter_is_refused(tmp_path):
         )
     assert e.value.ename == "ValueError"
     assert "unknown experiment parameter 'batchsize' (did you mean 'batch_size'?)" in e.value.evalue
-    assert "valid: config, data_dir, results_dir" in e.value.evalue
+    assert "valid: config, configs, data_dir, results_dir" in e.value.evalue
     assert not (tmp_path / "runs").exists()
 
 
@@ -141,7 +158,7 @@ def test_two_sweeps_at_once_share_one_directory(tmp_path):
         assert rec["key"] == key and sorted(weights) == [0, 1]
         # The notebook printed this experiment's key and its record's accuracy: one run made all three.
         text = json.dumps(nb.dict())
-        assert key in text and f"{rec['seconds']:.1f} s on" in text
+        assert key in text and f"({rec['seconds']:.1f} s)" in text
 
 
 def _children(pid: int) -> list[int]:
@@ -213,18 +230,23 @@ def test_killed_sweep_loses_nothing_and_resumes(tmp_path):
     assert not any((tmp_path / ".scratch").glob("*"))  # the killed run's scratch folder is gone
 
 
-def test_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
+def test_kernels_die_with_a_killed_sweep_and_the_next_sweep_clears_its_scratch(tmp_path):
     proc = subprocess.Popen(
         sweep_cli(tmp_path, "--workers", "2"), start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     assert wait_for(lambda: (tmp_path / ".scratch").is_dir() and any((tmp_path / ".scratch").iterdir()), 120)
-    workers = [p for p in _children(proc.pid) if "python" in Path(f"/proc/{p}/cmdline").read_text()]
-    assert workers
+    assert wait_for(lambda: _children(proc.pid), 60)
+    kernels = [p for p in _children(proc.pid) if "ipykernel" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert kernels
     os.kill(proc.pid, signal.SIGKILL)  # the main process alone
     proc.wait()
-    assert wait_for(lambda: not any(_alive(p) for p in workers), 30), "pool workers outlived the sweep"
-    assert wait_for(lambda: not any((tmp_path / ".scratch").glob("*")), 60), "scratch folders left behind"
+    assert wait_for(lambda: not any(_alive(p) for p in kernels), 30), "kernels outlived the sweep"
+    assert any((tmp_path / ".scratch").iterdir())  # nobody was left to clear it...
+    cfg = small_sweep(tmp_path, {"batch_size": [100, 200, 300]}, base={"seeds": (0,)}, workers=2)
+    out = sweep.run_sweep(cfg, progress=False)
+    assert not out.failed
+    assert not any((tmp_path / ".scratch").glob("*"))  # ...until the next sweep
 
 
 def test_ctrl_c_stops_the_sweep_with_130(tmp_path):
@@ -241,6 +263,7 @@ def test_ctrl_c_stops_the_sweep_with_130(tmp_path):
         err.strip().splitlines()[-1] == "error: interrupted; finished experiments are kept, rerun to resume"
     )
     assert wait_for(lambda: not any(_alive(p) for p in workers), 30)
+    assert not any((tmp_path / ".scratch").glob("*"))  # every job cleared its scratch folder
 
 
 def log_marking_notebook(tmp_path: Path) -> Path:
@@ -249,7 +272,9 @@ def log_marking_notebook(tmp_path: Path) -> Path:
     i = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     nb.cells.insert(
         i + 1,
-        nbformat.v4.new_code_cell("import os as _os\n_os.write(2, f\"MARK lr={config['lr']}\\n\".encode())"),
+        nbformat.v4.new_code_cell(
+            "import os as _os\n_os.write(2, f\"MARK batch={configs[0]['batch_size']}\\n\".encode())"
+        ),
     )
     path = tmp_path / "nb" / "experiment.ipynb"
     path.parent.mkdir()
@@ -263,13 +288,13 @@ def test_dask_worker_with_two_threads_keeps_logs_apart(tmp_path):
     nb = log_marking_notebook(tmp_path)
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:  # fmt: skip
-        cfg = small_sweep(tmp_path / "res", {"batch_size": [100], "lr": [0.05, 0.1]}, notebook=nb,
+        cfg = small_sweep(tmp_path / "res", {"batch_size": [100, 200]}, notebook=nb,
                           scheduler=cluster.scheduler_address)  # fmt: skip
         out = sweep.run_sweep(cfg, progress=False)
-    assert statuses(out) == ["done", "done"]
-    for key, lr in zip(out.keys, (0.05, 0.1), strict=True):
+    assert statuses(out) == ["done", "done"]  # two groups, two jobs, one per worker thread
+    for key, batch in zip(out.keys, (100, 200), strict=True):
         log = results.path(tmp_path / "res", "logs", key).read_text()
-        assert log.count("MARK") == 1 and f"MARK lr={lr}" in log
+        assert log.count("MARK") == 1 and f"MARK batch={batch}" in log
 
 
 def dask_cluster(port: int) -> tuple[subprocess.Popen, subprocess.Popen, str]:

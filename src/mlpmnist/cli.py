@@ -116,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.out:
         check_out_path(args.out)
-    data = mdata.load(args.data)
+    data = mdata.load(args.data, dataset=config.dataset)
     result = train(config, data, progress=not args.no_progress)
     record = results.make_record(result)
     print(stats.per_epoch_table(results.frame([record])).to_string())
@@ -153,6 +153,10 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
         workers=args.workers,
         scheduler=args.scheduler,
         worker_timeout=args.worker_timeout,
+        concurrency=args.concurrency,
+        connect_timeout=args.connect_timeout,
+        lock_timeout=args.lock_timeout,
+        stall_timeout=args.stall_timeout,
     )
     return dataclasses.replace(config, grid=grid) if grid else config
 
@@ -201,7 +205,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
             f"--model-batch-size {args.model_batch_size}: {found} in {args.results} at that batch size; "
             "choose another or narrow with --where NAME=VALUE"
         )
-    models = results.load_models(results.path(args.results, "models", keys[0]))
+    models = results.load_models(results.path(args.results, "models", keys[0]), key=keys[0])
     written += figures.save_figures(
         figures.model_figures(models, data.test, f"batch {args.model_batch_size}"), media
     )
@@ -235,13 +239,42 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the reference batch sizes 8 16 32 48 64 90 128 150)",
     )
     s.add_argument("--batch-sizes", nargs="+", metavar="B", help="shorthand for --grid batch_size=...")
-    s.add_argument("--workers", type=int, default=2, help="parallel experiments (local processes; default 2)")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="jobs at once, each one kernel (default: 2 on a CPU, one per GPU; Dask: one per worker thread)",
+    )
+    s.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="groups a job trains at once (default: 1 on a CPU, 16 on a GPU)",
+    )
     s.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786")
     s.add_argument(
         "--worker-timeout",
         type=float,
         default=60.0,
         help="Dask: give up after this many seconds without workers",
+    )
+    s.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        help="Dask: seconds to reach the scheduler (default 10)",
+    )
+    s.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for an experiment that another sweep is running (default 600)",
+    )
+    s.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=300.0,
+        help="seconds without a heartbeat after which a kernel counts as hung and is killed (default 300)",
     )
     s.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results)")
     s.add_argument("--data", default=None, help=data_help)

@@ -16,6 +16,7 @@ Experiments of different configs coexist in one directory. Every file is written
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -30,7 +31,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .config import FIELDS, TrainConfig, check_names, field_types
+from .config import FIELDS, TrainConfig, baseline, check_names, field_types
 from .model import MLP
 from .train import TrainResult, divergence_message
 
@@ -132,9 +133,10 @@ def replica_status(history: list[dict]) -> str:
     return "diverged" if last.get("diverged") else "collapsed" if last.get("collapsed") else "ok"
 
 
-def make_record(result: TrainResult) -> dict:
+def make_record(result: TrainResult, **extra: Any) -> dict:
     """The JSON-ready record of one training call: key, config, per-replica status and history,
-    versions, device, total seconds, ``error`` (None, or what diverged) and ``collapsed`` (seeds)."""
+    versions, device, total seconds, ``error`` (None, or what diverged), ``collapsed`` (seeds),
+    and ``extra`` (e.g. ``job``: which job trained it, ``weights_sha256``)."""
     history: dict[tuple, list[dict[str, Any]]] = {}
     for row in result.history.to_dict("records"):
         history.setdefault((row["seed"], row["lr"]), []).append({k: _clean(v) for k, v in row.items()})
@@ -160,6 +162,7 @@ def make_record(result: TrainResult) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "error": divergence_message(result.config, diverged) if diverged else None,
         "collapsed": [r["seed"] for r in replicas if r["status"] == "collapsed"],
+        **extra,
     }
 
 
@@ -168,51 +171,151 @@ def write_record(record: dict, target: str | os.PathLike) -> Path:
     return atomic_write_text(target, json.dumps(record, indent=1, allow_nan=False) + "\n")
 
 
+STATUSES = ("ok", "collapsed", "diverged")
+
+
 def read_record(source: str | os.PathLike) -> dict:
-    """Read a run record; raise ``StoreError`` naming the file and what to do if it is not one."""
+    """Read a run record; raise ``StoreError`` naming the file, what is wrong and what to do when
+    it is not one: unreadable, not JSON, no config, or a replica without a valid ``status`` and
+    a history whose rows hold a numeric ``epoch`` and ``test_acc`` (null once it diverged)."""
     source = Path(source)
     try:
         record = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StoreError(f"{source} is not a readable run record ({e}); delete it and rerun") from e
-    ok = (
-        isinstance(record, dict)
-        and isinstance(record.get("config"), dict)
-        and "batch_size" in record["config"]
-        and isinstance(record.get("replicas"), list)
-        and all(isinstance(r, dict) and isinstance(r.get("history"), list) for r in record["replicas"])
-    )
-    if not ok:
-        raise StoreError(
-            f"{source} is not a run record (no config with batch_size, or no replicas); delete it"
-        )
+    problem = record_problem(record)
+    if problem:
+        raise StoreError(f"{source} is not a run record ({problem}); delete it and rerun")
     return record
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def record_problem(record: object) -> str | None:
+    """What makes ``record`` (parsed JSON) not a run record, or None."""
+    if not (isinstance(record, dict) and isinstance(record.get("config"), dict)):
+        return "no config"
+    if "batch_size" not in record["config"]:
+        return "no config with batch_size"
+    reps = record.get("replicas")
+    if not isinstance(reps, list) or not reps:
+        return "no replicas"
+    for r in reps:
+        if not isinstance(r, dict) or not isinstance(r.get("history"), list):
+            return "a replica without a history"
+        if r.get("status") not in STATUSES:
+            return (
+                f"replica {r.get('seed')!r} has status {r.get('status')!r}, not one of {', '.join(STATUSES)}"
+            )
+        for row in r["history"]:
+            ok = isinstance(row, dict) and _number(row.get("epoch"))
+            acc = row.get("test_acc") if isinstance(row, dict) else None
+            if not ok or not (_number(acc) or (acc is None and row.get("diverged"))):
+                return f"replica {r.get('seed')!r} has a history row without a numeric epoch and test_acc"
+    return None
 
 
 def record_key(record: dict) -> str:
     """The record's experiment key (computed from its config for records that predate keys)."""
     if "key" in record:
         return record["key"]
+    return stored_config(record).key()
+
+
+def stored_config(record: dict) -> TrainConfig:
+    """The ``TrainConfig`` a record was made with; fields it predates take their baseline, so a
+    record made before a field existed reads as the computation it was."""
     known = {k: v for k, v in record["config"].items() if k in FIELDS}
-    return TrainConfig.from_mapping(known).key()
+    return TrainConfig.from_mapping({**{k: baseline(k) for k in FIELDS if k not in known}, **known})
+
+
+def done_problem(results_dir: str | os.PathLike, config: TrainConfig) -> str | None:
+    """Why ``config``'s stored experiment is not done (one phrase), or None when it is: its record
+    reads, is for this computation, did not fail, has one replica per (seed, lr) with a history
+    to the last epoch (or to where it diverged); its notebook reads; and its weights read and
+    belong to it (the checksum the record holds, or the key inside the weights file)."""
+    key = config.key()
+    run, nb, models = (path(results_dir, k, key) for k in ("runs", "notebooks", "models"))
+    if not run.is_file():
+        return "no record"
+    try:
+        record = read_record(run)
+    except StoreError as e:
+        return str(e).split(" is ", 1)[-1].split(";")[0]
+    try:
+        same = stored_config(record).identity() == config.identity()
+    except (ValueError, TypeError) as e:
+        return f"its record's config does not read ({e})"
+    if not same:
+        return "its record is for another configuration"
+    if record.get("error"):
+        return f"its last run failed ({record['error']})"
+    if problem := replicas_problem(record, config):
+        return problem
+    if not nb.is_file():
+        return "no executed notebook"
+    if problem := notebook_problem(nb):
+        return problem
+    return weights_problem(models, record)
 
 
 def is_done(results_dir: str | os.PathLike, config: TrainConfig) -> bool:
-    """True when ``config``'s record (finished, nothing diverged, same identity), executed notebook
-    and weights all exist."""
-    key = config.key()
-    files = [path(results_dir, k, key) for k in ("runs", "notebooks", "models")]
-    if not all(f.is_file() for f in files):
-        return False
+    """True when ``done_problem`` finds nothing wrong."""
+    return done_problem(results_dir, config) is None
+
+
+def replicas_problem(record: dict, config: TrainConfig) -> str | None:
+    """What is missing from the record's replicas for ``config``, or None."""
+    reps = {(r.get("seed"), r.get("lr")): r for r in record["replicas"]}
+    if len(reps) != len(record["replicas"]) or set(reps) != set(config.replicas):
+        return (
+            f"its record holds {len(record['replicas'])} replicas, not the {len(config.seeds)} of its seeds"
+        )
+    for (seed, _), r in reps.items():
+        ends = {row["epoch"] for row in r["history"] if float(row["epoch"]).is_integer()}
+        if r["status"] != "diverged" and not set(range(1, config.epochs + 1)) <= ends:
+            return f"seed {seed}'s history stops before epoch {config.epochs}"
+    return None
+
+
+def notebook_problem(nb: Path) -> str | None:
+    """Why the executed notebook ``nb`` is not readable, or None."""
     try:
-        record = read_record(files[0])
-    except StoreError:
-        return False
-    same = {k: v for k, v in record["config"].items() if k in config.identity()} == config.identity()
-    return same and not record.get("error")
+        parsed = json.loads(nb.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return f"its notebook does not read ({type(e).__name__})"
+    if not (isinstance(parsed, dict) and isinstance(parsed.get("cells"), list) and parsed["cells"]):
+        return "its notebook has no cells"
+    return None
+
+
+def weights_problem(models: Path, record: dict) -> str | None:
+    """Why the weights file ``models`` does not belong to ``record``, or None."""
+    if not models.is_file():
+        return "no weights file"
+    want = record.get("weights_sha256")
+    if want is not None:
+        try:
+            got = hashlib.sha256(models.read_bytes()).hexdigest()
+        except OSError as e:
+            return f"its weights do not read ({e.strerror})"
+        return None if got == want else "its weights file is not the one its record names (checksum)"
+    try:  # records made before checksums: the key inside the weights file
+        payload = torch.load(models, map_location="cpu", weights_only=True)
+        key = payload.get("key") or stored_config({"config": payload["config"]}).key()
+    except Exception as e:  # torch raises many types for truncated or foreign files
+        return f"its weights do not read ({type(e).__name__})"
+    return None if key == record_key(record) else "its weights file belongs to another experiment"
 
 
 # ---------------------------------------------------------------------------- the frame
+
+
+def _filled(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's config with the fields it predates at their baseline (what it computed)."""
+    return {**{k: baseline(k) for k in FIELDS if k not in config}, **config}
 
 
 def _cell(v: object) -> object:
@@ -229,7 +332,7 @@ def frame(records: Sequence[dict]) -> pd.DataFrame:
     """
     rows: list[dict[str, Any]] = []
     for rec in records:
-        config = {k: _cell(v) for k, v in rec["config"].items() if k not in ("seeds", "lr")}
+        config = {k: _cell(v) for k, v in _filled(rec["config"]).items() if k not in ("seeds", "lr")}
         key = record_key(rec)
         for rep in rec["replicas"]:
             status = rep.get("status") or replica_status(rep["history"])
@@ -290,7 +393,7 @@ def load(
         if wanted is not None and p.stem not in wanted:
             continue
         rec = read_record(p)
-        if where and not _matches(rec["config"], where):
+        if where and not _matches(_filled(rec["config"]), where):
             continue
         records.append(rec)
     if not records:
@@ -302,9 +405,11 @@ def load(
 # ---------------------------------------------------------------------------- weights
 
 
-def save_models(result: TrainResult, target: str | os.PathLike) -> Path:
-    """Atomically save the final weights of every replica (None for diverged ones)."""
+def models_bytes(result: TrainResult) -> bytes:
+    """The weights file of ``result``: every replica's final weights (None for diverged ones),
+    with the experiment's key and config, as ``torch.save`` bytes."""
     payload = {
+        "key": result.config.key(),
         "config": result.config.to_dict(),
         "seeds": list(result.config.seeds),
         "lrs": list(result.config.lrs),
@@ -312,25 +417,48 @@ def save_models(result: TrainResult, target: str | os.PathLike) -> Path:
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
-    return atomic_write_bytes(target, buf.getvalue())
+    return buf.getvalue()
 
 
-def load_models(source: str | os.PathLike) -> dict[int, MLP]:
+def save_models(result: TrainResult, target: str | os.PathLike) -> Path:
+    """Atomically save ``models_bytes(result)`` at ``target``; returns the path."""
+    return atomic_write_bytes(target, models_bytes(result))
+
+
+def store(result: TrainResult, results_dir: str | os.PathLike, **extra: Any) -> dict:
+    """Write ``result``'s weights, then its record (with the weights' checksum and ``extra``)
+    under ``results_dir``, each atomically; the record last, since it marks the run finished.
+    Returns the record."""
+    key = result.config.key()
+    weights = models_bytes(result)
+    atomic_write_bytes(path(results_dir, "models", key), weights)
+    record = make_record(result, weights_sha256=hashlib.sha256(weights).hexdigest(), **extra)
+    write_record(record, path(results_dir, "runs", key))
+    return record
+
+
+def load_models(source: str | os.PathLike, key: str | None = None) -> dict[int, MLP]:
     """Seed -> trained ``MLP`` (eval mode, CPU) from a file written by ``save_models``; diverged
     replicas are left out. Loaded with ``weights_only=True``; a file that is not such a weights
-    file raises ``StoreError`` naming it."""
+    file, or (given ``key``) whose key is another experiment's, raises ``StoreError`` naming it."""
     source = Path(source)
     if not source.is_file():
         raise StoreError(f"no weights file {source}; run the sweep that trains it first")
     try:
         payload = torch.load(source, map_location="cpu", weights_only=True)
-        return {
+        models = {
             seed: MLP.from_state_dict(sd)
             for seed, sd in zip(payload["seeds"], payload["state_dicts"], strict=True)
             if sd is not None
         }
+        owner = payload.get("key") or stored_config({"config": payload["config"]}).key()
     except Exception as e:  # torch raises many types for truncated or foreign files
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise StoreError(
             f"{source} is not a readable weights file ({reason}); delete it and rerun its sweep"
         ) from e
+    if key is not None and owner != key:
+        raise StoreError(
+            f"{source} holds the weights of {owner}, not of {key}; delete it and rerun its sweep"
+        )
+    return models

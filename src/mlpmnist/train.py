@@ -334,7 +334,9 @@ def train(
     device = resolve_device(config.device)  # the machine is checked here, not in the config
     snapshot_epochs, t_start = set(snapshot_epochs), time.perf_counter()
     with torch_threads(config.threads):
-        data = data if data is not None else mdata.load()
+        data = data if data is not None else mdata.load(dataset=config.dataset)
+        if data.spec.name != config.dataset:
+            raise ValueError(f"dataset is {config.dataset!r} but the data given is {data.spec.name!r}")
         checks = sorted(
             {
                 s

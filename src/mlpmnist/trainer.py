@@ -9,7 +9,6 @@ run one after another by default (the sweep's worker processes or threads share 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -35,11 +34,6 @@ class GroupOutcome:
     result: TrainResult | None
     error: str | None
     seconds: float
-
-
-def on_device(data: mdata.MNIST, device: torch.device) -> mdata.MNIST:
-    """``data`` with both splits on ``device`` (a no-op where they already are)."""
-    return dataclasses.replace(data, train=data.train.to(device), test=data.test.to(device))
 
 
 def default_concurrency(device: torch.device) -> int:
@@ -80,7 +74,7 @@ def train_groups(
     if len(devices) > 1:
         raise ValueError(f"train_groups trains on one device; got {sorted(devices)}")
     device = resolve_device(groups[0].config.device)
-    data = on_device(data, device)
+    data = data.to(device)  # once for all the groups
     n = concurrency or default_concurrency(device)
     if n == 1:
         for g in groups:

@@ -1,0 +1,398 @@
+"""One job: a sweep's share of its experiments, run as one executed experiment notebook.
+
+A job runs in a thread of the sweep's process (local) or of a Dask worker. It holds the lock of
+every experiment it runs (a ``filelock`` per key, its owner written beside it), runs the
+experiment notebook with papermill into its scratch folder (``.scratch/<job>/``), watches the
+kernel's heartbeat and kills a kernel that stopped beating, and afterwards gives every experiment
+it ran its own copy of the executed notebook and of the kernel's log. A record has one writer:
+the kernel; the job only reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import results
+from .config import TrainConfig
+from .experiment import heartbeat_path
+
+#: Seconds between two looks of the watchdog at the kernel's heartbeat.
+WATCH_S = 1.0
+
+
+@dataclass(frozen=True)
+class JobTask:
+    """Everything a job needs (plain, picklable values): its name, the notebook, where to read
+    and write, its experiments (``TrainConfig.to_dict()`` each), groups trained at once, and the
+    seconds without a heartbeat after which its kernel counts as hung."""
+
+    job: str
+    notebook: str
+    results_dir: str
+    data_dir: str
+    configs: tuple[dict, ...]
+    concurrency: int | None = None
+    stall_timeout: float = 300.0
+
+
+@dataclass
+class JobOutcome:
+    """``rows``: key -> {status (done, skipped, failed), seconds, start_seconds, error} for the
+    experiments the job settled; ``held``: key -> who holds its lock, for those it left to
+    another process; ``error``: what stopped the notebook, if anything."""
+
+    job: str
+    rows: dict[str, dict] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+def scratch_dir(results_dir: str | os.PathLike, job: str) -> Path:
+    """The job's working folder: its partial notebook, kernel log and heartbeat."""
+    return Path(results_dir) / ".scratch" / job
+
+
+# ------------------------------------------------------------------------------------ locks
+
+
+def _owner_path(root: Path, key: str) -> Path:
+    return results.path(root, "locks", key).with_suffix(".owner")
+
+
+def owner(root: str | os.PathLike, key: str) -> str:
+    """Who holds ``key``'s lock, in words ('pid 123 on host, job j, for 40 s'), as far as known."""
+    try:
+        o = json.loads(_owner_path(Path(root), key).read_text())
+        return f"pid {o['pid']} on {o['host']}, job {o['job']}, for {time.time() - o['since']:.0f} s"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that did not say who it is"
+
+
+class Claims:
+    """The locks a job holds (a context manager: every lock it took is released on exit)."""
+
+    def __init__(self, root: Path, job: str) -> None:
+        self.root, self.job = root, job
+        self.locks: dict[str, Any] = {}
+
+    def take(self, key: str) -> bool:
+        """Take ``key``'s lock without waiting; False when another process holds it."""
+        from filelock import FileLock, Timeout
+
+        path = results.path(self.root, "locks", key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(path, blocking=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            return False
+        self.locks[key] = lock
+        mine = {"pid": os.getpid(), "host": socket.gethostname(), "job": self.job, "since": time.time()}
+        with contextlib.suppress(OSError):  # who holds it is a courtesy; a full disk must not stop us
+            results.atomic_write_text(_owner_path(self.root, key), json.dumps(mine))
+        return True
+
+    def release(self, key: str) -> None:
+        """Give ``key``'s lock back."""
+        lock = self.locks.pop(key, None)
+        if lock is not None:
+            _owner_path(self.root, key).unlink(missing_ok=True)
+            lock.release()
+
+    def __enter__(self) -> Claims:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for key in list(self.locks):
+            self.release(key)
+
+
+# ------------------------------------------------------------------------------------ kernels
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the kernel's process, before it runs: SIGKILL it when the thread that started it dies,
+    so a killed sweep (even by SIGKILL) leaves no kernel behind."""
+    with contextlib.suppress(OSError, AttributeError):  # prctl is Linux's
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _kernel_manager(log_file: Any, started: list) -> type:
+    """A kernel manager class whose kernels write their stdout/stderr to ``log_file``, die with
+    their parent, and are listed in ``started`` (so the watchdog can kill them)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class JobKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw.setdefault("stdout", log_file)
+            kw.setdefault("stderr", log_file)
+            kw.setdefault("preexec_fn", _die_with_parent)
+            await super().start_kernel(**kw)
+            started.append(self)
+
+    return JobKernelManager
+
+
+def _kill(managers: list) -> None:
+    for km in managers:
+        pid = getattr(km.provisioner, "pid", None)
+        if pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+class Watchdog:
+    """Kills the job's kernel when ``stop`` is set (the sweep was interrupted) or when its
+    heartbeat is older than ``stall_timeout`` seconds (a hung or stopped kernel); ``reason`` says
+    which; ``tick`` is called at every look. A context manager around the notebook's execution."""
+
+    def __init__(
+        self,
+        heartbeat: Path,
+        managers: list,
+        stall_timeout: float,
+        stop: threading.Event,
+        tick: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.heartbeat, self.managers, self.stop, self.tick = heartbeat, managers, stop, tick
+        self.stall_timeout = stall_timeout
+        self.reason: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+        self._start = time.time()
+
+    def __enter__(self) -> Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._done.wait(WATCH_S):
+            self.tick()
+            if self.stop.is_set():
+                self.reason = "interrupted"
+            else:
+                try:
+                    last = self.heartbeat.stat().st_mtime
+                except OSError:
+                    last = self._start  # not started yet: the kernel's start counts as progress
+                if time.time() - last > self.stall_timeout:
+                    self.reason = (
+                        f"its kernel gave no sign of life for {self.stall_timeout:g} s (hung or stopped) "
+                        "and was killed; raise --stall-timeout if it only runs slowly"
+                    )
+            if self.reason:
+                _kill(self.managers)
+                return
+
+
+# ------------------------------------------------------------------------------------ the job
+
+
+def execute(
+    task: JobTask, stop: threading.Event | None = None, on_claimed: Callable[[list[str]], None] | None = None
+) -> JobOutcome:
+    """Run ``task``: take the locks of its experiments (those another process holds are left to
+    it, in ``held``), skip those already done, run the rest in one notebook, then settle each.
+    Never raises for a failing experiment or kernel (its error is in the outcome and in
+    ``failed/<key>.json``)."""
+    import papermill as pm
+
+    root, t0, started_at = Path(task.results_dir), time.perf_counter(), time.time()
+    out = JobOutcome(task.job)
+    configs = {TrainConfig.from_mapping(c).key(): c for c in task.configs}
+    scratch = scratch_dir(root, task.job)
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    results.atomic_write_text(
+        scratch / "owner.json", json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    )
+    stop = stop or threading.Event()
+    try:
+        with Claims(root, task.job) as claims:
+            run = []
+            for key, c in configs.items():
+                if not claims.take(key):
+                    out.held[key] = owner(root, key)
+                elif results.is_done(root, TrainConfig.from_mapping(c)):  # done while we waited
+                    out.rows[key] = {
+                        "status": "skipped",
+                        "seconds": 0.0,
+                        "start_seconds": float("nan"),
+                        "error": None,
+                    }
+                    claims.release(key)
+                else:
+                    run.append(key)
+            if not run or stop.is_set():
+                return out
+            if on_claimed is not None:
+                on_claimed(run)
+            for key in run:
+                results.path(root, "failed", key).unlink(missing_ok=True)
+            output, log = scratch / f"{task.job}.ipynb", scratch / "kernel.log"
+            managers: list = []
+            with (
+                open(log, "w") as log_file,
+                Watchdog(heartbeat_path(root, task.job), managers, task.stall_timeout, stop) as dog,
+            ):
+                try:
+                    pm.execute_notebook(
+                        task.notebook,
+                        str(output),
+                        parameters={
+                            "configs": [configs[k] for k in run],
+                            "data_dir": task.data_dir,
+                            "results_dir": str(root),
+                            "check_data": False,  # the sweep checked the files once
+                            "job": task.job,
+                            "concurrency": task.concurrency,
+                        },
+                        kernel_name="python3",
+                        progress_bar=False,
+                        # No cwd=: papermill's chdir is process-wide, and a Dask worker runs several jobs.
+                        kernel_manager_class=_kernel_manager(log_file, managers),
+                    )
+                except Exception as e:  # PapermillExecutionError carries the cell's exception
+                    out.error = _short_error(e)
+                finally:
+                    _kill(managers)  # normally gone already; after an error, never left behind
+            if dog.reason:
+                out.error = dog.reason
+            for key in run:
+                out.rows[key] = _settle(root, key, task.job, out.error, output, log, started_at)
+                out.rows[key]["seconds"] = out.rows[key].get("seconds") or time.perf_counter() - t0
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
+
+
+class _EarlyCopies:
+    """While the notebook runs: as each experiment's record (this job's) appears, give it a copy
+    of the notebook so far (papermill saves it as it goes) and of the log, so the experiment is
+    done at once and a sweep killed later keeps it; the job's end replaces them with the whole."""
+
+    def __init__(self, root: Path, job: str, keys: list[str], output: Path, log: Path) -> None:
+        self.root, self.job, self.output, self.log = root, job, output, log
+        self.pending = set(keys)
+
+    def __call__(self) -> None:
+        for key in sorted(self.pending):
+            try:
+                record = results.read_record(results.path(self.root, "runs", key))
+            except results.StoreError:
+                continue
+            if (record.get("job") or {}).get("id") != self.job or record.get("error"):
+                continue
+            self.pending.discard(key)
+            with contextlib.suppress(OSError):  # the job's end tries again and reports a failure
+                results.atomic_write_bytes(
+                    results.path(self.root, "notebooks", key), self.output.read_bytes()
+                )
+                results.atomic_write_bytes(results.path(self.root, "logs", key), self.log.read_bytes())
+
+
+def _short_error(e: BaseException) -> str:
+    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _error_for(key: str, root: Path, job: str, notebook_error: str | None) -> str:
+    """Why ``key`` failed: the kernel's failure file, its line in the notebook's error, or that error."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        failure = json.loads(results.path(root, "failed", key).read_text())
+        if failure.get("job") == job:
+            return str(failure["error"])
+    for line in (notebook_error or "").splitlines():
+        if line.startswith(f"{key}: "):
+            return line[len(key) + 2 :]
+    if notebook_error and notebook_error.startswith("DeadKernelError"):
+        return "its kernel died (killed, or out of memory)"
+    return notebook_error or "the notebook ended without its record"
+
+
+def _settle(
+    root: Path, key: str, job: str, notebook_error: str | None, output: Path, log: Path, started_at: float
+) -> dict:
+    """The status of ``key`` after its job's notebook ended: done when the kernel wrote its record
+    in this job and without an error; then its notebook and log are copied into place."""
+    row: dict = {"status": "failed", "seconds": None, "start_seconds": float("nan"), "error": None}
+    record = None
+    with contextlib.suppress(results.StoreError):
+        record = results.read_record(results.path(root, "runs", key))
+    ours = record is not None and (record.get("job") or {}).get("id") == job
+    if ours and record is not None:
+        row["seconds"] = record.get("seconds")
+        if record.get("first_step_at"):
+            row["start_seconds"] = record["first_step_at"] - started_at
+    try:
+        if output.is_file():  # a failed experiment keeps its notebook too: it shows where it broke
+            results.atomic_write_bytes(results.path(root, "notebooks", key), output.read_bytes())
+        if log.is_file():
+            results.atomic_write_bytes(results.path(root, "logs", key), log.read_bytes())
+    except OSError as e:
+        row["error"] = f"cannot write {e.filename or 'its notebook'} ({e.strerror or e})"
+    if row["error"] is None:
+        if ours and record is not None and not record.get("error"):
+            row["status"] = "done"
+            return row
+        row["error"] = (
+            record["error"]
+            if ours and record is not None and record.get("error")
+            else _error_for(key, root, job, notebook_error)
+        )
+    failure = {"key": key, "job": job, "error": row["error"], "start_seconds": None}
+    with contextlib.suppress(OSError):
+        results.atomic_write_text(results.path(root, "failed", key), json.dumps(failure, indent=1))
+    return row
+
+
+def remove_dead_scratch(results_dir: str | os.PathLike) -> list[Path]:
+    """Remove the scratch folders of jobs whose process is gone (a killed sweep's); returns them.
+    A folder whose owner cannot be read is left alone unless it is older than a day."""
+    removed: list[Path] = []
+    base = Path(results_dir) / ".scratch"
+    if not base.is_dir():
+        return removed
+    here = socket.gethostname()
+    for folder in base.iterdir():
+        try:
+            o = json.loads((folder / "owner.json").read_text())
+            dead = o["host"] == here and not _alive(int(o["pid"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            dead = time.time() - folder.stat().st_mtime > 86_400
+        if dead:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
