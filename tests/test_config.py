@@ -62,11 +62,18 @@ def test_every_field_is_a_flag_a_notebook_parameter_and_a_grid_axis(name):
         args = parser.parse_args([command, *words])
         assert getattr(config_from_args(args), name) == value
     # The experiment notebook: on its own, and inside ``config``.
-    assert getattr(experiment.from_parameters({name: value}).config, name) == value
-    assert getattr(experiment.from_parameters({"config": {name: value}}).config, name) == value
-    # A sweep axis, from Python and from --grid text.
-    exps = SweepConfig(grid={name: [getattr(DEFAULTS, name), value]}).experiments()
-    assert [getattr(e, name) for e in exps] == [getattr(DEFAULTS, name), value]
+    assert getattr(experiment.from_parameters({name: value}).configs[0], name) == value
+    assert getattr(experiment.from_parameters({"config": {name: value}}).configs[0], name) == value
+    assert getattr(experiment.from_parameters({"configs": [{name: value}]}).configs[0], name) == value
+    # A sweep axis, from Python and from --grid text; a field that does not change what a run
+    # computes (device, threads) would make two points one experiment, so it is refused as an axis.
+    grid = {name: [getattr(DEFAULTS, name), value]}
+    if name in identity_fields():
+        exps = SweepConfig(grid=grid).experiments()
+        assert [getattr(e, name) for e in exps] == [getattr(DEFAULTS, name), value]
+    else:
+        with pytest.raises(ValueError, match=f"grid axis {name} does not change what a run computes"):
+            SweepConfig(grid=grid)
     text = "x".join(as_words(value)) if isinstance(value, tuple) else str(value)
     assert parse_assignments([f"{name}={text}"], "grid axis")[name] == [value]
 
