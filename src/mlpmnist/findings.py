@@ -17,6 +17,7 @@ from .tables import percent
 
 HEAVY_DEAD = 0.10  # a layer "loses much" when more than this share of its units is dead
 STRONG_CORR = -0.5  # a rank correlation at or below this is called a link
+NORM_RATIO = 1.1  # weight norms closer than this are "about the same"
 
 
 def _count(n: int, word: str) -> str:
@@ -256,12 +257,18 @@ def _dead_lines(t: pd.DataFrame) -> list[str]:
 
 
 def _norm_line(small: pd.Series, large: pd.Series) -> list[str]:
+    """How the first layer's final weight norm compares between the smallest and largest batch."""
     s, g = small["wnorm_1_final"], large["wnorm_1_final"]
-    if not (np.isfinite(s) and np.isfinite(g)) or s == g:
+    if not (np.isfinite(s) and np.isfinite(g) and s > 0 and g > 0):
         return []
-    at = f"norm {s:.1f} at batch {int(small.batch_size)} against {g:.1f} at batch {int(large.batch_size)}"
-    size, times = ("larger" if s > g else "smaller"), max(s, g) / min(s, g)
-    return [f"The first layer's weights end {size} at the smallest batch: {at} ({times:.1f} times)."]
+    at = f"{s:.1f} at batch {int(small.batch_size)}, {g:.1f} at batch {int(large.batch_size)}"
+    times = max(s, g) / min(s, g)
+    if times < NORM_RATIO:
+        return [
+            f"The first layer's weights end with about the same norm at the smallest and largest batch: {at}."
+        ]
+    size = "larger" if s > g else "smaller"
+    return [f"The first layer's weights end {times:.1f} times {size} at the smallest batch: norm {at}."]
 
 
 def _corr_line(t: pd.DataFrame) -> str:

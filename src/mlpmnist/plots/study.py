@@ -109,7 +109,7 @@ def _median_lines(
         estimator="median",
         errorbar=None if one_seed else QUARTILES,
         marker="o",
-        markersize=3.5,
+        markersize=3.5 if data["epoch"].nunique() > 2 else 6,  # a lone point must be seen
         markeredgewidth=0,
         ax=ax,
         **kw,
@@ -388,7 +388,7 @@ def heatmap_batch_epoch(
             ax=list(axes),
             shrink=0.9,
             extend="min" if np.nanmin(cells) < vmin else "neither",
-            label="median test accuracy (%)",
+            label="test accuracy (%)" if _one_seed(summ) else "median test accuracy (%)",
         )
         what = "Test accuracy (%)" if _one_seed(summ) else "Median test accuracy (%)"
         fig.suptitle(
@@ -444,7 +444,8 @@ def train_vs_test(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 4) -> F
     nblocks, ncols = grid(n, ncols)
     acc_lim = limits(_medians(curves, ("train_acc", "test_acc"), 100), top=100)
     loss_lim = limits(_medians(curves, ("train_loss", "test_loss"), 1))
-    with figure(2.7 * ncols + 0.6, 4.4 * nblocks + 0.7) as fig:
+    # At least as wide as the title and the legend below, however few panels.
+    with figure(max(2.7 * ncols + 0.6, 7.0), 4.4 * nblocks + 0.7) as fig:
         axes = fig.subplots(2 * nblocks, ncols, sharex=True, squeeze=False)
         for i in range(nblocks * ncols):
             ax_acc, ax_loss = axes[2 * (i // ncols), i % ncols], axes[2 * (i // ncols) + 1, i % ncols]
@@ -471,7 +472,7 @@ def train_vs_test(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 4) -> F
             mpl.lines.Line2D([], [], color=TEST_COLOR, lw=2, label="test (after the epoch)"),
         ]
         fig.legend(handles=handles, loc="outside lower center", ncols=2)
-        fig.suptitle(f"Train vs test, accuracy and loss: {_over_seeds(summ)}")
+        fig.suptitle(f"Train vs test: {_over_seeds(summ)}")
     return fig
 
 
@@ -481,9 +482,9 @@ def train_vs_test(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 4) -> F
 def dead_units(curves: pd.DataFrame, summ: pd.DataFrame) -> Figure:
     """Dead units (% of the layer's units that output zero on every test image) against
     epoch, one column per hidden layer and one row per value of any other varying config
-    axis: per batch size the median over the seeds that neither failed nor are outliers, with
-    a quartile band; each failed seed as its own dashed line ending in a red cross, each
-    outlier as a dotted line ending in a red ring.
+    axis: per batch size the median over the seeds that neither failed nor are outliers (a
+    point per epoch), with a quartile band; each failed seed as its own dashed line ending in a
+    red cross, each outlier as a dotted line ending in a red ring.
 
     Raises ``ValueError`` when the frame has no ``dead_*`` columns (records made before the
     training loop stored them)."""
@@ -531,8 +532,8 @@ def dead_units(curves: pd.DataFrame, summ: pd.DataFrame) -> Figure:
             fig.suptitle("Dead ReLU units by epoch (1 seed)")
         else:
             fig.suptitle(
-                "Dead ReLU units by epoch: median of the seeds that neither failed nor are outliers "
-                f"(band: quartiles), of {_n_seeds(summ)} seeds"
+                f"Dead ReLU units by epoch: median of {_n_seeds(summ)} seeds, failed ones and outliers "
+                "drawn apart (band: quartiles)"
             )
     return fig
 
