@@ -139,7 +139,17 @@ def test_conclusions_when_all_medians_are_equal():
 def test_conclusions_place_the_reference_among_our_seeds():
     text = well_formed(findings.conclusions(_summ({8: 90.0, 90: 97.0}, spread=0.3, epochs=15)))
     assert "The reference study's single seed lies above our quartiles at batch 8, 90." in text
-    assert "Its headline, 97.64%, lies above every median here." in text
+    assert "The reference study's headline, 97.64%, lies above every median here." in text
+
+
+def test_conclusions_give_the_headline_where_no_batch_size_has_a_reference_seed():
+    lines = findings.conclusions(_summ({200: 97.0, 256: 97.9}, spread=0.3, epochs=15))
+    text = well_formed(lines)
+    assert "single seed" not in text
+    assert (
+        lines[-1]
+        == "The reference study's headline, 97.64%, lies at or below our median at batch 256 (97.90%)."
+    )
 
 
 def test_conclusions_say_nothing_of_the_reference_outside_its_setup():

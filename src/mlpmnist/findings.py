@@ -169,7 +169,7 @@ def _reference_lines(s: pd.DataFrame, by: list[str]) -> list[str]:
         where = "above every median here" if len(h) > 1 else "above our median"
         if headline <= top["median"]:
             where = f"at or below our median at {config_label(top, by)} ({percent(top['median'])}%)"
-        out.append(f"Its headline, {percent(headline)}%, lies {where}.")
+        out.append(f"The reference study's headline, {percent(headline)}%, lies {where}.")
     return out
 
 
