@@ -1,7 +1,8 @@
 """The composition step: which figures the study shows, made from what the caller loaded.
 
 The CLI and the notebooks load the frame, the data, the models or the embedding, call these,
-and save with ``save_figures``. Nothing here loads, trains or computes statistics itself.
+and save with ``save_figures``. Nothing here loads or trains; the study's statistics are
+computed here once, by ``stats``, and handed to the plot functions, which only draw.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from . import plots, stats
+from .columns import dead_columns
 from .data import Split
 from .embed import Embeddings
 
@@ -22,16 +24,19 @@ from .embed import Embeddings
 def study_figures(df: pd.DataFrame) -> dict[str, Figure]:
     """Name -> figure of the study drawn from the results frame ``df``: accuracy_vs_epoch,
     final_accuracy_vs_batch, heatmap_batch_epoch, train_vs_test, and dead_units when the
-    frame has dead-unit columns (records made before they were stored lack them)."""
-    df = stats.mark_failed(df)  # once, rather than in every figure
+    frame has dead-unit columns (records made before they were stored lack them). The
+    statistics are computed here, once (flags, final rows, summary, per-epoch medians), and
+    each figure draws what it is given."""
+    curves = stats.mark_failed(df)
+    fin, summ, per = stats.final(curves), stats.summary(curves), stats.per_epoch(curves)
     figs = {
-        "accuracy_vs_epoch": plots.accuracy_vs_epoch(df),
-        "final_accuracy_vs_batch": plots.final_accuracy_vs_batch(df),
-        "heatmap_batch_epoch": plots.heatmap_batch_epoch(df),
-        "train_vs_test": plots.train_vs_test(df),
+        "accuracy_vs_epoch": plots.accuracy_vs_epoch(curves, summ),
+        "final_accuracy_vs_batch": plots.final_accuracy_vs_batch(fin, summ),
+        "heatmap_batch_epoch": plots.heatmap_batch_epoch(per, summ),
+        "train_vs_test": plots.train_vs_test(curves, summ),
     }
-    if plots.dead_columns(df):
-        figs["dead_units"] = plots.dead_units(df)
+    if dead_columns(curves):
+        figs["dead_units"] = plots.dead_units(curves, summ)
     return figs
 
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from . import stats
+from . import tables
 from .results import atomic_write_text
 
 START = "<!-- results-table:start -->"
@@ -25,55 +24,30 @@ SUMMARY_CSV = Path("media") / "study_summary.csv"  # where the study keeps it, f
 
 
 def write_summary(summ: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a ``stats.summary`` frame, with the reference study's single-seed value per batch
-    size (``reference``, NaN where it has none), as CSV at ``path`` atomically; accuracies as
-    fractions, written in full (shortest round-trip repr), so text made from the CSV is the
-    text made from ``summ``. Returns the path."""
-    out = summ.copy()
-    if "batch_size" in out.columns:
-        out["reference"] = stats.reference_values(out)
-    return atomic_write_text(path, out.to_csv(index=False, lineterminator="\n"))
+    """Write a ``stats.summary`` frame (with its ``reference`` and ``reference_headline``
+    columns: the reference study's values where they apply, NaN elsewhere) as CSV at ``path``
+    atomically; accuracies as fractions, written in full (shortest round-trip repr), so text
+    made from the CSV is the text made from ``summ``. Returns the path."""
+    return atomic_write_text(path, summ.to_csv(index=False, lineterminator="\n"))
 
 
 def read_summary(path: str | os.PathLike) -> pd.DataFrame:
-    """The frame ``write_summary`` wrote."""
-    return pd.read_csv(path)
-
-
-def _value(column: str, v: object) -> str:
-    return stats.axis_label(column, v).split(" ", 1)[1]
+    """The frame ``write_summary`` wrote. A CSV written before failures and outliers were
+    counted apart holds ``n_failed`` = collapsed + diverged + outliers; ``n_failed`` is
+    recomputed from its parts (``n_collapsed`` + ``n_diverged``) so both read the same way."""
+    s = pd.read_csv(path)
+    if {"n_collapsed", "n_diverged"} <= set(s.columns):
+        s["n_failed"] = s["n_collapsed"] + s["n_diverged"]
+    return s
 
 
 def readme_table(summary_csv: str | os.PathLike) -> str:
-    """The README's results table (markdown) from the summary CSV: per configuration the
-    final test accuracy in percent as median [quartiles], the median's 95% bootstrap CI,
-    mean ± 95% CI, the last-3-epoch mean, failed/n and the reference's value (blank where it
-    has none). Only the table: what the columns mean belongs in the README's prose around the
+    """The README's results table (markdown) from the summary CSV: ``tables.markdown_table``,
+    the summary table's own cells (median [quartiles], the median's 95% bootstrap CI, mean ±
+    95% CI, the last-3-epoch mean, failed / n, outliers, and the reference's value where it
+    has one). Only the table: what the columns mean belongs in the README's prose around the
     markers. Same CSV, same text."""
-    s = read_summary(summary_csv)
-    by = stats.summary_by(s)
-    head = [("batch size" if c == "batch_size" else c) for c in by]
-    head += [
-        "median [q1, q3] (%)",
-        "median 95% CI (%)",
-        "mean ± 95% CI (%)",
-        "last 3 epochs, mean (%)",
-        "failed / n",
-        "reference (%, 1 seed)",
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in s.iterrows():
-        cells = [_value(c, r[c]) for c in by]
-        cells += [
-            f"{stats.percent(r['median'])} [{stats.percent(r['q1'])}, {stats.percent(r['q3'])}]",
-            f"{stats.percent(r['median_lo'])}–{stats.percent(r['median_hi'])}",
-            f"{stats.percent(r['mean'])} ± {stats.percent(r['mean_ci95'])}",
-            stats.percent(r["last3_mean"]),
-            f"{int(r['n_failed'])} / {int(r['n'])}",
-            stats.percent(r["reference"]) if "reference" in s.columns and np.isfinite(r["reference"]) else "",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return tables.markdown_table(read_summary(summary_csv))
 
 
 def _block(text: str) -> tuple[int, int]:

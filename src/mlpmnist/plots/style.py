@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .. import stats
+from ..columns import config_label, varying_axes
 from ..results import atomic_write_bytes
 
 DPI = 150
@@ -80,18 +80,33 @@ def save(fig: Figure, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def facet_axes(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> list[str]:
+    """The varying config axes of ``df`` (``columns.varying_axes``) other than ``exclude``: one
+    panel of a study figure per combination of their values."""
+    return [c for c in varying_axes(df) if c not in set(exclude)]
+
+
 def facets(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> list[tuple[str, pd.DataFrame]]:
-    """The panels of a study figure: one (title, rows) per combination of the varying config
-    axes of ``df`` (``stats.varying_axes``) other than ``exclude``, e.g. ('lr 0.1', rows) and
-    ('lr 0.3', rows) for a grid over lr; one ('', df) when nothing else varies."""
-    exclude = set(exclude)
-    axes = [c for c in stats.varying_axes(df) if c not in exclude]
+    """The panels of a study figure: one (title, rows) per combination of the values of
+    ``facet_axes(df, exclude)``, e.g. ('lr 0.1', rows) and ('lr 0.3', rows) for a grid over lr;
+    one ('', df) when nothing else varies."""
+    axes = facet_axes(df, exclude)
     if not axes:
         return [("", df)]
     return [
-        (stats.config_label(dict(zip(axes, k, strict=True)), axes), g)
+        (config_label(dict(zip(axes, k, strict=True)), axes), g)
         for k, g in df.groupby(axes, dropna=False, sort=True)
     ]
+
+
+def panel_rows(frame: pd.DataFrame, panel: pd.DataFrame, axes: Iterable[str]) -> pd.DataFrame:
+    """The rows of ``frame`` (say a summary) that belong to the panel whose rows are ``panel``:
+    those with the panel's values of ``axes`` (NaN matches NaN)."""
+    keep = pd.Series(True, index=frame.index)
+    for c in axes:
+        v = panel[c].iloc[0]
+        keep &= frame[c].isna() if pd.isna(v) else frame[c] == v
+    return frame[keep]
 
 
 def grid(n: int, ncols: int) -> tuple[int, int]:
@@ -113,8 +128,15 @@ def limits(values: Iterable[float], top: float = np.inf, pad: float = 0.08) -> t
     return max(lo - margin, 0.0), min(hi + margin, top)
 
 
-def epoch_axis(ax, epochs: Iterable[float]) -> None:
-    """Integer epoch ticks and limits that fit ``epochs`` on ``ax``'s x axis."""
-    e = np.asarray(list(epochs), dtype=float)
-    ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True, nbins=8))
+def epoch_axis(ax, epochs: Iterable[float], nbins: int = 8) -> None:
+    """Epoch ticks on ``ax``'s x axis, integers only, and limits that fit ``epochs``: every
+    epoch when there are at most ``nbins`` (so 1 epoch gets the one tick '1', not fractions
+    around it), else about ``nbins`` evenly spaced ones."""
+    e = np.unique(np.asarray(list(epochs), dtype=float))
+    e = e[np.isfinite(e)]
+    if len(e) <= nbins:
+        ax.xaxis.set_major_locator(mpl.ticker.FixedLocator(e))
+        ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    else:
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True, nbins=nbins, min_n_ticks=1))
     ax.set_xlim(e.min() - 0.3, e.max() + 0.3)
