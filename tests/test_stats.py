@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpmnist import columns, findings, stats, tables
+from mlpmnist import columns, findings, stats
 from mlpmnist.results import frame, make_record
 from mlpmnist.train import TrainConfig, train
 
@@ -340,8 +340,6 @@ def test_per_epoch():
         "test_loss",
         "replicas",
     ]
-    # The old name, kept for the CLI and the experiment notebook, gives the table for reading.
-    pd.testing.assert_frame_equal(stats.per_epoch_table(df), tables.per_epoch_table(per))
 
 
 # ------------------------------------------------------------------ a real frame (today's)

@@ -110,7 +110,7 @@ def check_out_path(out: Path) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import results, stats
+    from . import results, stats, tables
     from .train import train
 
     config = config_from_args(args)
@@ -119,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = mdata.load(args.data, dataset=config.dataset)
     result = train(config, data, progress=not args.no_progress)
     record = results.make_record(result)
-    print(stats.per_epoch_table(results.frame([record])).to_string())
+    print(tables.per_epoch_table(stats.per_epoch(results.frame([record]))).to_string())
     print(f"total {result.seconds:.1f} s on {result.device}; key {record['key']}")
     if args.out:
         print(f"wrote {results.write_record(record, args.out)}")

@@ -256,12 +256,12 @@ def _line(row: dict) -> str:
 def per_epoch(exp: Experiments, table: pd.DataFrame) -> pd.DataFrame:
     """Test accuracy per epoch (median and quartiles over seeds, %) of the experiments of
     ``table`` that finished; empty when none did."""
-    from . import stats  # scipy loads here, after training
+    from . import stats, tables  # scipy loads here, after training
 
     done = table.loc[table["status"] == "done", "key"].tolist()
     if not done:
         return pd.DataFrame()
-    return stats.per_epoch_table(results.load(exp.results_dir, keys=done))
+    return tables.per_epoch_table(stats.per_epoch(results.load(exp.results_dir, keys=done)))
 
 
 def check(table: pd.DataFrame) -> None:

@@ -387,10 +387,3 @@ def per_epoch(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame
         g["test_loss"].mean(),
     ]
     return pd.concat(parts, axis=1, keys=names).assign(replicas=g.size())
-
-
-def per_epoch_table(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Kept for ``cli.py`` and ``experiment.ipynb``: ``tables.per_epoch_table(per_epoch(df, by))``."""
-    from .tables import per_epoch_table as table  # tables imports this module
-
-    return table(per_epoch(df, by))
