@@ -7,9 +7,11 @@ calls ``poll`` about twice a second meanwhile (the sweep's live progress). Every
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from urllib.parse import urlparse
@@ -70,38 +72,70 @@ class LocalBackend:
 
 
 def probe_scheduler(address: str, timeout: float) -> None:
-    """``ValueError`` saying what is wrong unless ``address`` (tcp://HOST:PORT) answers as a Dask
-    scheduler within ``timeout`` seconds: nothing listening, a silent listener, or an HTTP server
-    (the dashboard's port, a common slip for the scheduler's)."""
+    """``ValueError`` saying what is wrong unless ``address`` (tcp://HOST:PORT or tls://...)
+    completes Dask's handshake within ``timeout`` seconds: nothing listening, an HTTP server (the
+    dashboard's port, a common slip for the scheduler's), or a listener that says nothing or
+    something else (``distributed.Client`` would wait for it for ever)."""
     url = urlparse(address if "://" in address else f"tcp://{address}")
     if url.scheme not in ("tcp", "tls") or not url.hostname or not url.port:
         raise ValueError(
             f"--scheduler {address} must look like tcp://HOST:PORT (the scheduler's port, often 8786)"
         )
     fix = "start the scheduler or fix --scheduler"
+    deadline = time.monotonic() + timeout
     try:
         conn = socket.create_connection((url.hostname, url.port), timeout=timeout)
     except OSError as e:
         raise ValueError(f"cannot reach the Dask scheduler at {address} ({e.strerror or e}); {fix}") from e
     with conn:
-        conn.settimeout(min(timeout, 3.0))
+        # A scheduler speaks first (its handshake); an HTTP server waits for a request. Only a
+        # silent peer gets one: a scheduler logs a traceback for every request it cannot read.
+        conn.settimeout(max(0.1, min(deadline - time.monotonic(), 3.0)))
         try:
-            first = conn.recv(16)  # a Dask scheduler sends its handshake first
+            first = conn.recv(16)
         except OSError:
             first = b""
-        if first:
-            return
-        try:  # silent: is it an HTTP server (the dashboard)?
-            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            reply = conn.recv(16)
-        except OSError:
-            reply = b""
-    if reply.startswith(b"HTTP/"):
+        if not first and url.scheme == "tcp" and _answers_http(conn, min(timeout, 3.0)):
+            raise ValueError(
+                f"{address} is an HTTP server, not a Dask scheduler (the dashboard's port? the scheduler "
+                f"usually listens on 8786); {fix}"
+            )
+    # Dask's own handshake, bounded: distributed's connect() waits for the reply with no timeout.
+    with ThreadPoolExecutor(1) as pool:  # a loop of its own: the caller may be inside one (Jupyter)
+        left = max(1.0, deadline - time.monotonic())
+        why = pool.submit(asyncio.run, _handshake(url.geturl(), left)).result()
+    if why:
         raise ValueError(
-            f"{address} is an HTTP server, not a Dask scheduler (the dashboard's port? the scheduler "
-            f"usually listens on 8786); {fix}"
+            f"{address} accepts connections but is not a Dask scheduler ({why}, --connect-timeout "
+            f"{timeout:g} s); {fix}"
         )
-    raise ValueError(f"{address} accepts connections but does not answer as a Dask scheduler; {fix}")
+
+
+def _answers_http(conn: socket.socket, timeout: float) -> bool:
+    """True when the peer of ``conn`` replies to an HTTP request as an HTTP server."""
+    try:
+        conn.settimeout(timeout)
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        return conn.recv(5) == b"HTTP/"
+    except OSError:  # silence, or a reset: not HTTP
+        return False
+
+
+async def _handshake(address: str, timeout: float) -> str | None:
+    """Why ``address`` did not complete Dask's comm handshake within ``timeout`` seconds, or None."""
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    args = Security().get_connection_args("client")  # tls://: the certificates of Dask's config
+    try:
+        comm = await asyncio.wait_for(connect(address, timeout=timeout, **args), timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        return "no Dask handshake in time"
+    except Exception as e:  # reset, garbage, a TLS mismatch
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else 'no reason given'}"
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(comm.close(), timeout)
+    return None
 
 
 class DaskBackend:

@@ -9,18 +9,21 @@ paths), 3 (failed, diverged or collapsed experiments) or 130 (interrupted).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import data as mdata
 from .config import FIELDS, TrainConfig, check_names, choices, field_types, parse_value
-from .results import StoreError, writable_folder
+from .results import StoreError, file_target, writable_folder
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 3, 130
-INTERRUPTED = "interrupted; finished experiments are kept, rerun to resume"
 
 
 class Parser(argparse.ArgumentParser):
@@ -98,12 +101,15 @@ def parse_assignments(words: Sequence[str], what: str) -> dict[str, list]:
 
 
 def check_out_path(out: Path) -> Path:
-    """``out`` as a file to write, checked before any work: not a folder, its folder creatable
-    and writable. Raises ``ValueError`` saying what to do."""
+    """``out`` as a file to write, checked before any work: not a folder, nothing that is not a
+    regular file (a FIFO, a device, a link to one: a rename would replace it), its folder
+    creatable and writable. Returns where the file lands (a link to a file is written through);
+    raises ``ValueError`` saying what to do."""
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a file path such as {out / 'run.json'}")
-    writable_folder(out.parent, "--out's folder")
-    return out
+    target = file_target(out, "--out")
+    writable_folder(target.parent, "--out's folder")
+    return target
 
 
 # ---------------------------------------------------------------------------- commands
@@ -114,15 +120,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
     config = config_from_args(args)
-    if args.out:
-        check_out_path(args.out)
-    data = mdata.load(args.data, dataset=config.dataset)
-    result = train(config, data, progress=not args.no_progress)
-    record = results.make_record(result)
-    print(tables.per_epoch_table(stats.per_epoch(results.frame([record]))).to_string())
-    print(f"total {result.seconds:.1f} s on {result.device}; key {record['key']}")
-    if args.out:
-        print(f"wrote {results.write_record(record, args.out)}")
+    with contextlib.ExitStack() as stack:
+        room = None
+        if args.out:
+            # The record's room is taken now: a disk that fills while it trains cannot lose it.
+            room = stack.enter_context(
+                results.Reservation(check_out_path(args.out), results.output_bytes(config)["record"], "--out")
+            )
+        data = mdata.load(args.data, dataset=config.dataset)
+        result = train(config, data, progress=not args.no_progress)
+        record = results.make_record(result)
+        print(tables.per_epoch_table(stats.per_epoch(results.frame([record]))).to_string())
+        print(f"total {result.seconds:.1f} s on {result.device}; key {record['key']}")
+        if room is not None:
+            try:
+                print(f"wrote {room.write(results.record_text(record).encode())}")
+            except OSError as e:
+                print(
+                    f"error: cannot write --out {e.filename} ({e.strerror or e}); the record is lost, "
+                    "only the table above is kept: free some space and rerun",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILED
     code = 0
     if record["error"]:
         print(f"error: {record['error']}", file=sys.stderr)
@@ -164,6 +183,7 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import logging
 
+    from . import results
     from .sweep import run_sweep
 
     if args.scheduler:
@@ -178,10 +198,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(outcome.table.drop(columns=["key"]).to_string(index=False))
     print(f"sweep: {outcome.seconds:.0f} s; results in {outcome.results_dir}")
     for key, err in outcome.failed.items():
-        print(
-            f"error: experiment {key} failed: {err}; see {outcome.results_dir}/notebooks/{key}.ipynb",
-            file=sys.stderr,
-        )
+        # Point at what exists: a results folder deleted mid-run, or a full disk, leaves neither.
+        paths = [results.path(outcome.results_dir, kind, key) for kind in ("notebooks", "logs")]
+        seen = [p for p in paths if p.is_file()]
+        see = f"; see {seen[0]}" if seen else ""
+        print(f"error: experiment {key} failed: {err}{see}", file=sys.stderr)
     for key, seeds in outcome.collapsed.items():
         print(f"error: experiment {key}: seed(s) {seeds} ended at chance level (collapsed)", file=sys.stderr)
     return EXIT_FAILED if outcome.failed or outcome.collapsed else 0
@@ -292,16 +313,47 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt, so each
+    ends the same way: jobs stopped, kernels killed, scratch folders removed, one line."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    # Once: a second signal must not cut short the cleanup the first one started.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+
+
+def interrupted_message(args: argparse.Namespace, signum: int) -> str:
+    """What an interrupt of ``args.command`` leaves, in words: only what is true for it."""
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    left = {
+        "sweep": "finished experiments are kept, rerun to resume",
+        "train": f"--out {args.out} was not written" if getattr(args, "out", None) else "nothing was kept",
+        "figures": "rerun to draw every figure",
+    }[args.command]
+    return f"interrupted by {how}; {left}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; returns the exit status."""
+    """Run the command; returns the exit status (128 + the signal's number when interrupted)."""
     from .sweep import SweepError
 
     args = build_parser().parse_args(argv)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    main_thread = threading.current_thread() is threading.main_thread()  # else handlers cannot be set
+    before = {sig: signal.signal(sig, _on_signal) for sig in signals} if main_thread else {}
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print(f"error: {INTERRUPTED}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        print(f"error: {interrupted_message(args, signum)}", file=sys.stderr)
+        return 128 + signum
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
@@ -310,8 +362,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
-        print(f"error: {e.strerror or e}{where}; check the path and its permissions", file=sys.stderr)
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        fix = "free some space or choose another path" if full else "check the path and its permissions"
+        print(f"error: {e.strerror or e}{where}; {fix}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

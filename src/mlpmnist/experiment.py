@@ -175,9 +175,12 @@ class Heartbeat:
     def _beat(self) -> None:
         while True:
             state = {"pid": os.getpid(), "time": time.time(), "evaluations": self.evaluations}
-            # A full disk must not kill training; the watchdog then sees a stale beat.
-            with contextlib.suppress(OSError):
+            try:
                 results.atomic_write_text(self.path, json.dumps(state))
+            except (OSError, results.StoreError):
+                # A full disk: the file's time alone, which the watchdog reads, needs no space.
+                with contextlib.suppress(OSError):
+                    self.path.touch()
             if self._stop.wait(HEARTBEAT_S):
                 return
 
@@ -224,8 +227,10 @@ def _finish(exp: Experiments, member: TrainConfig, out: Any, t0: float) -> dict:
         job = {"id": exp.job, "start_seconds": (mine.first_step_at or t0) - t0}
         try:
             record = results.store(mine, exp.results_dir, job=job)
-        except OSError as e:
-            row["error"] = f"cannot write its results ({e.strerror or e}: {e.filename})"
+        except OSError as e:  # a full disk: this experiment fails, the others go on
+            row["error"] = f"cannot write {e.filename or 'its results'} ({e.strerror or e})"
+        except results.StoreError as e:  # a FIFO or a folder where its file goes
+            row["error"] = str(e)
         else:
             row["error"] = record["error"]
             row["status"] = "failed" if record["error"] else "done"
@@ -239,7 +244,7 @@ def _finish(exp: Experiments, member: TrainConfig, out: Any, t0: float) -> dict:
 def _write_failure(exp: Experiments, member: TrainConfig, error: str) -> None:
     failure = {"key": member.key(), "job": exp.job, "error": error, "config": member.to_dict()}
     # On a full disk the sweep names the failure from the notebook's error instead.
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, results.StoreError):
         results.atomic_write_text(
             results.path(exp.results_dir, "failed", member.key()), json.dumps(failure, indent=1)
         )

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import logging
+import math
 import os
 import shutil
 import signal
@@ -30,6 +32,8 @@ from .experiment import heartbeat_path
 
 #: Seconds between two looks of the watchdog at the kernel's heartbeat.
 WATCH_S = 1.0
+#: Seconds a kernel may take to start and import before its first heartbeat, at least.
+START_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -72,12 +76,23 @@ def _owner_path(root: Path, key: str) -> Path:
 
 
 def owner(root: str | os.PathLike, key: str) -> str:
-    """Who holds ``key``'s lock, in words ('pid 123 on host, job j, for 40 s'), as far as known."""
+    """Who holds ``key``'s lock, in words ('pid 123 (stopped) on host, job j, since 40 s'), as far
+    as known; a process on this host is said to be stopped (SIGSTOP, Ctrl-Z) or gone if it is."""
     try:
         o = json.loads(_owner_path(Path(root), key).read_text())
-        return f"pid {o['pid']} on {o['host']}, job {o['job']}, for {time.time() - o['since']:.0f} s"
+        state = _state(int(o["pid"])) if o["host"] == socket.gethostname() else ""
+        return f"pid {o['pid']}{state} on {o['host']}, job {o['job']}, since {time.time() - o['since']:.0f} s"
     except (OSError, ValueError, KeyError, TypeError):
         return "a process that did not say who it is"
+
+
+def _state(pid: int) -> str:
+    """' (stopped)' or ' (gone)' for a process of this host in that state, else ''."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "" if _alive(pid) else " (gone)"  # no /proc: all that can be told
+    return {"T": " (stopped)", "t": " (stopped)", "Z": " (gone)", "X": " (gone)"}.get(state, "")
 
 
 class Claims:
@@ -145,6 +160,14 @@ def _kernel_manager(log_file: Any, started: list) -> type:
             await super().start_kernel(**kw)
             started.append(self)
 
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client's shutdown sends SIGINT before its shutdown request; a kernel that
+            # gets it inside a message handler logs "KeyboardInterrupt caught in kernel" in a
+            # run that went well. The shutdown request alone stops an idle kernel.
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
     return JobKernelManager
 
 
@@ -158,8 +181,9 @@ def _kill(managers: list) -> None:
 
 class Watchdog:
     """Kills the job's kernel when ``stop`` is set (the sweep was interrupted) or when its
-    heartbeat is older than ``stall_timeout`` seconds (a hung or stopped kernel); ``reason`` says
-    which; ``tick`` is called at every look. A context manager around the notebook's execution."""
+    heartbeat is older than ``stall_timeout`` seconds (a hung or stopped kernel; before its first
+    beat, while it starts and imports, at least ``START_S``); ``reason`` says which. ``tick`` is
+    called at every look. A context manager around the notebook's execution."""
 
     def __init__(
         self,
@@ -186,18 +210,19 @@ class Watchdog:
 
     def _watch(self) -> None:
         while not self._done.wait(WATCH_S):
-            self.tick()
+            with contextlib.suppress(Exception):  # a failing tick must not stop the watch
+                self.tick()
             if self.stop.is_set():
                 self.reason = "interrupted"
             else:
                 try:
-                    last = self.heartbeat.stat().st_mtime
-                except OSError:
-                    last = self._start  # not started yet: the kernel's start counts as progress
-                if time.time() - last > self.stall_timeout:
+                    last, limit = self.heartbeat.stat().st_mtime, self.stall_timeout
+                except OSError:  # not beating yet: the kernel starts and imports
+                    last, limit = self._start, max(self.stall_timeout, START_S)
+                if time.time() - last > limit:
                     self.reason = (
-                        f"its kernel gave no sign of life for {self.stall_timeout:g} s (hung or stopped) "
-                        "and was killed; raise --stall-timeout if it only runs slowly"
+                        f"its kernel gave no sign of life for {limit:g} s (hung or stopped) and was "
+                        "killed; raise --stall-timeout if it only runs slowly"
                     )
             if self.reason:
                 _kill(self.managers)
@@ -212,77 +237,122 @@ def execute(
 ) -> JobOutcome:
     """Run ``task``: take the locks of its experiments (those another process holds are left to
     it, in ``held``), skip those already done, run the rest in one notebook, then settle each.
-    Never raises for a failing experiment or kernel (its error is in the outcome and in
-    ``failed/<key>.json``)."""
+    Never raises for a failing experiment, kernel or file (a full disk, a folder in the way): its
+    error is in the outcome and in ``failed/<key>.json``, and the sweep's other jobs go on."""
+    root, out = Path(task.results_dir), JobOutcome(task.job)
+    keys = [TrainConfig.from_mapping(c).key() for c in task.configs]
+    scratch = scratch_dir(root, task.job)
+    try:
+        with Claims(root, task.job) as claims:
+            run = _claim(task, root, claims, out)
+            if run and not (stop and stop.is_set()):
+                if on_claimed is not None:
+                    on_claimed(run)
+                _run(task, root, scratch, run, stop or threading.Event(), out)
+    except (OSError, results.StoreError) as e:  # its scratch folder, a lock file: not one experiment's
+        out.error = out.error or _cannot(e)
+        for key in keys:
+            if key not in out.rows and key not in out.held:
+                row = {"status": "failed", "seconds": 0.0, "start_seconds": float("nan"), "error": out.error}
+                out.rows[key] = _record_failure(root, key, task.job, row)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
+
+
+def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[str]:
+    """The keys of ``task`` this job runs: locked by it and not done; held ones go to
+    ``out.held``, done ones (finished while it waited) to ``out.rows`` as skipped."""
+    run = []
+    for c in task.configs:
+        config = TrainConfig.from_mapping(c)
+        key = config.key()
+        if not claims.take(key):
+            out.held[key] = owner(root, key)
+        elif results.is_done(root, config):
+            out.rows[key] = {
+                "status": "skipped",
+                "seconds": 0.0,
+                "start_seconds": float("nan"),
+                "error": None,
+            }
+            claims.release(key)
+        else:
+            run.append(key)
+    return run
+
+
+def _run(
+    task: JobTask, root: Path, scratch: Path, run: list[str], stop: threading.Event, out: JobOutcome
+) -> None:
+    """Execute the notebook for the experiments ``run`` (this job holds their locks) in
+    ``scratch``, then settle each into ``out.rows``."""
     import papermill as pm
 
-    root, t0, started_at = Path(task.results_dir), time.perf_counter(), time.time()
-    out = JobOutcome(task.job)
+    t0, started_at = time.perf_counter(), time.time()
     configs = {TrainConfig.from_mapping(c).key(): c for c in task.configs}
-    scratch = scratch_dir(root, task.job)
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     results.atomic_write_text(
         scratch / "owner.json", json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
     )
-    stop = stop or threading.Event()
-    try:
-        with Claims(root, task.job) as claims:
-            run = []
-            for key, c in configs.items():
-                if not claims.take(key):
-                    out.held[key] = owner(root, key)
-                elif results.is_done(root, TrainConfig.from_mapping(c)):  # done while we waited
-                    out.rows[key] = {
-                        "status": "skipped",
-                        "seconds": 0.0,
-                        "start_seconds": float("nan"),
-                        "error": None,
-                    }
-                    claims.release(key)
-                else:
-                    run.append(key)
-            if not run or stop.is_set():
-                return out
-            if on_claimed is not None:
-                on_claimed(run)
-            for key in run:
-                results.path(root, "failed", key).unlink(missing_ok=True)
-            output, log = scratch / f"{task.job}.ipynb", scratch / "kernel.log"
-            managers: list = []
-            with (
-                open(log, "w") as log_file,
-                Watchdog(heartbeat_path(root, task.job), managers, task.stall_timeout, stop) as dog,
-            ):
-                try:
-                    pm.execute_notebook(
-                        task.notebook,
-                        str(output),
-                        parameters={
-                            "configs": [configs[k] for k in run],
-                            "data_dir": task.data_dir,
-                            "results_dir": str(root),
-                            "check_data": False,  # the sweep checked the files once
-                            "job": task.job,
-                            "concurrency": task.concurrency,
-                        },
-                        kernel_name="python3",
-                        progress_bar=False,
-                        # No cwd=: papermill's chdir is process-wide, and a Dask worker runs several jobs.
-                        kernel_manager_class=_kernel_manager(log_file, managers),
-                    )
-                except Exception as e:  # PapermillExecutionError carries the cell's exception
-                    out.error = _short_error(e)
-                finally:
-                    _kill(managers)  # normally gone already; after an error, never left behind
-            if dog.reason:
-                out.error = dog.reason
-            for key in run:
-                out.rows[key] = _settle(root, key, task.job, out.error, output, log, started_at)
-                out.rows[key]["seconds"] = out.rows[key].get("seconds") or time.perf_counter() - t0
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return out
+    for key in run:
+        results.path(root, "failed", key).unlink(missing_ok=True)
+    output, log = scratch / f"{task.job}.ipynb", scratch / "kernel.log"
+    managers: list = []
+    early = _EarlyCopies(root, task.job, run, output, log)
+    _quiet_papermill()
+    _in_job.active = True
+    with (
+        open(log, "w") as log_file,
+        Watchdog(heartbeat_path(root, task.job), managers, task.stall_timeout, stop, tick=early) as dog,
+    ):
+        try:
+            pm.execute_notebook(
+                task.notebook,
+                str(output),
+                parameters={
+                    "configs": [configs[k] for k in run],
+                    "data_dir": task.data_dir,
+                    "results_dir": str(root),
+                    "check_data": False,  # the sweep checked the files once
+                    "job": task.job,
+                    "concurrency": task.concurrency,
+                },
+                kernel_name="python3",
+                progress_bar=False,
+                # No cwd=: papermill's chdir is process-wide, and a Dask worker runs several jobs.
+                kernel_manager_class=_kernel_manager(log_file, managers),
+            )
+        except Exception as e:  # PapermillExecutionError carries the cell's exception
+            out.error = _short_error(e)
+        finally:
+            _in_job.active = False
+            _kill(managers)  # normally gone already; after an error, never left behind
+    if dog.reason:
+        out.error = dog.reason
+    for key in run:
+        config = TrainConfig.from_mapping(configs[key])
+        out.rows[key] = _settle(root, config, task.job, out.error, output, log, started_at)
+        out.rows[key]["seconds"] = out.rows[key].get("seconds") or time.perf_counter() - t0
+
+
+_in_job = threading.local()
+
+
+class _QuietInJobs(logging.Filter):
+    """Drops the records papermill's logger (nbclient logs there too) gets from a thread running
+    a job, such as 'Kernel died while waiting for execute reply.': the job says what happened to
+    its kernel itself, in each experiment's one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_in_job, "active", False)
+
+
+def _quiet_papermill() -> None:
+    log = logging.getLogger("papermill")
+    if not any(isinstance(f, _QuietInJobs) for f in log.filters):
+        log.addFilter(_QuietInJobs())
 
 
 class _EarlyCopies:
@@ -303,11 +373,19 @@ class _EarlyCopies:
             if (record.get("job") or {}).get("id") != self.job or record.get("error"):
                 continue
             self.pending.discard(key)
-            with contextlib.suppress(OSError):  # the job's end tries again and reports a failure
+            # The job's end tries again and fails the experiment if it cannot.
+            with contextlib.suppress(OSError, results.StoreError):
                 results.atomic_write_bytes(
                     results.path(self.root, "notebooks", key), self.output.read_bytes()
                 )
                 results.atomic_write_bytes(results.path(self.root, "logs", key), self.log.read_bytes())
+
+
+def _cannot(e: OSError | results.StoreError) -> str:
+    """A file fault in words: 'cannot write <file> (<cause>)', or the store's own message."""
+    if isinstance(e, OSError):
+        return f"cannot write {e.filename or 'a file'} ({e.strerror or e})"
+    return str(e)
 
 
 def _short_error(e: BaseException) -> str:
@@ -333,11 +411,22 @@ def _error_for(key: str, root: Path, job: str, notebook_error: str | None) -> st
 
 
 def _settle(
-    root: Path, key: str, job: str, notebook_error: str | None, output: Path, log: Path, started_at: float
+    root: Path,
+    config: TrainConfig,
+    job: str,
+    notebook_error: str | None,
+    output: Path,
+    log: Path,
+    started_at: float,
 ) -> dict:
-    """The status of ``key`` after its job's notebook ended: done when the kernel wrote its record
-    in this job and without an error; then its notebook and log are copied into place."""
-    row: dict = {"status": "failed", "seconds": None, "start_seconds": float("nan"), "error": None}
+    """The status of ``config``'s experiment after its job's notebook ended: done when the kernel
+    wrote its record in this job without an error, its notebook and log could be copied into
+    place, and the store then finds it done (``results.done_problem``); else failed, with
+    ``failed/<key>.json`` saying why (where it can be written): the kernel's error first, else
+    what could not be written or checked. A record of this job for an experiment it fails is
+    removed, so the store and the sweep agree that it is not done."""
+    key = config.key()
+    row: dict = {"status": "failed", "seconds": None, "start_seconds": math.nan, "error": None}
     record = None
     with contextlib.suppress(results.StoreError):
         record = results.read_record(results.path(root, "runs", key))
@@ -346,25 +435,47 @@ def _settle(
         row["seconds"] = record.get("seconds")
         if record.get("first_step_at"):
             row["start_seconds"] = record["first_step_at"] - started_at
+        row["error"] = record.get("error")
+    else:
+        row["error"] = _error_for(key, root, job, notebook_error)
     try:
         if output.is_file():  # a failed experiment keeps its notebook too: it shows where it broke
             results.atomic_write_bytes(results.path(root, "notebooks", key), output.read_bytes())
+        elif row["error"] is None:
+            row["error"] = (
+                f"its executed notebook vanished from {output.parent} (results folder deleted or moved?)"
+            )
         if log.is_file():
             results.atomic_write_bytes(results.path(root, "logs", key), log.read_bytes())
-    except OSError as e:
-        row["error"] = f"cannot write {e.filename or 'its notebook'} ({e.strerror or e})"
+    except (OSError, results.StoreError) as e:  # a full disk, a FIFO in the way
+        row["error"] = row["error"] or _cannot(e)
+    if row["error"] is None and (problem := results.done_problem(root, config)):
+        row["error"] = f"its stored files do not check out: {problem}"
     if row["error"] is None:
-        if ours and record is not None and not record.get("error"):
-            row["status"] = "done"
-            return row
-        row["error"] = (
-            record["error"]
-            if ours and record is not None and record.get("error")
-            else _error_for(key, root, job, notebook_error)
+        row["status"] = "done"
+        return row
+    if ours and record is not None and not record.get("error"):
+        results.path(root, "runs", key).unlink(missing_ok=True)
+    return _record_failure(root, key, job, row)
+
+
+def _record_failure(root: Path, key: str, job: str, row: dict) -> dict:
+    """Write ``failed/<key>.json`` (key, job, error, start_seconds or null) for the failed
+    ``row``; where it cannot be written (a full disk), the row's error says so. Returns the row."""
+    start = row.get("start_seconds")
+    failure = {
+        "key": key,
+        "job": job,
+        "error": row["error"],
+        "start_seconds": start if isinstance(start, float) and math.isfinite(start) else None,
+    }
+    target = results.path(root, "failed", key)
+    try:
+        results.atomic_write_text(target, json.dumps(failure, indent=1, allow_nan=False))
+    except (OSError, results.StoreError) as e:
+        row["error"] += (
+            f"; {target} could not be written either ({e.strerror if isinstance(e, OSError) else e})"
         )
-    failure = {"key": key, "job": job, "error": row["error"], "start_seconds": None}
-    with contextlib.suppress(OSError):
-        results.atomic_write_text(results.path(root, "failed", key), json.dumps(failure, indent=1))
     return row
 
 

@@ -15,7 +15,6 @@ import dataclasses
 import itertools
 import math
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -38,10 +37,6 @@ __all__ = ["REFERENCE_BATCH_SIZES", "SweepConfig", "SweepError", "SweepOutcome",
 REFERENCE_BATCH_SIZES: tuple[int, ...] = (8, 16, 32, 48, 64, 90, 128, 150)
 #: The most experiments one sweep may hold (checked before any is made).
 MAX_EXPERIMENTS = 10_000
-#: Bytes a record, a notebook and a weights file take, roughly: what the space check assumes.
-RECORD_BYTES_PER_EPOCH = 700
-NOTEBOOK_BYTES = 60_000
-SPACE_MARGIN = 2.0
 
 
 def _default_grid() -> dict[str, tuple]:
@@ -193,20 +188,13 @@ def _tasks(
 
 
 def check_space(root: Path, todo: Sequence[TrainConfig]) -> None:
-    """``ValueError`` when ``root``'s disk cannot hold what ``todo`` writes (records, notebooks,
-    weights), with a margin: what is needed, what is free, what to do."""
-    need = 0.0
-    for c in todo:
-        params = sum(
-            (a + 1) * b for a, b in itertools.pairwise([c.spec.n_features, *c.hidden, c.spec.n_classes])
-        )
-        need += len(c.seeds) * (c.epochs * RECORD_BYTES_PER_EPOCH + 4 * params) + NOTEBOOK_BYTES
-    free = shutil.disk_usage(root).free
-    if free < SPACE_MARGIN * need:
-        raise ValueError(
-            f"results folder {root} has {free / 1e6:.1f} MB free, and this sweep writes about "
-            f"{need / 1e6:.1f} MB (x{SPACE_MARGIN:g} margin); free some space or choose another --results"
-        )
+    """``results.StoreError`` when ``root``'s disk cannot hold what ``todo`` writes (records,
+    notebooks, weights: ``results.output_bytes``) twice over: what is needed, what is free, what
+    to do."""
+    need = sum(sum(results.output_bytes(c).values()) for c in todo)
+    results.check_space(
+        root, need, f"this sweep's {len(todo)} experiment(s)", "free some space or choose another --results"
+    )
 
 
 # ------------------------------------------------------------------------------ running
@@ -246,7 +234,7 @@ def run_sweep(
     each experiment's record appears (for live views); ``log`` gets one line per experiment.
     """
     t0 = time.perf_counter()
-    root = results.writable_folder(config.results_dir, "results folder").resolve()
+    root = results.check_store(config.results_dir).resolve()
     experiments = config.experiments()
     rows: dict[str, dict] = {}
     todo = []
@@ -298,8 +286,9 @@ def _run_rounds(
     watch: _Progress,
     log: Callable[[str], None],
 ) -> dict[str, dict]:
-    """Run ``todo`` as jobs; experiments another process held are waited for (``lock_timeout``)
-    and, if that process did not finish them, run in a second round."""
+    """Run ``todo`` as jobs; experiments another process held are waited for (``lock_timeout``
+    in all, from the end of the first round) and, if that process did not finish them, run in a
+    second round; those still held then fail, naming the lock and its holder."""
     rows: dict[str, dict] = {}
     by_key = {e.key(): e for e in todo}
     for round_ in range(2):
@@ -314,9 +303,11 @@ def _run_rounds(
         if not held:
             break
         todo = []
+        deadline = time.monotonic() + config.lock_timeout
         for key, who in held.items():
-            log(f"{key} is running elsewhere ({who}); waiting up to {config.lock_timeout:g} s")
-            outcome = _wait_for(root, by_key[key], config.lock_timeout, who)
+            log(f"{key} is held by {who}; waiting up to {config.lock_timeout:g} s for it (--lock-timeout)")
+        for key in held:
+            outcome = _wait_for(root, by_key[key], deadline, config.lock_timeout)
             if outcome is None and round_ == 0:
                 todo.append(by_key[key])
             else:
@@ -324,26 +315,28 @@ def _run_rounds(
                 rows[key] = outcome or {
                     "status": "failed",
                     "seconds": 0.0,
-                    "error": f"the other process did not finish it ({why})",
+                    "error": f"another sweep held it and did not finish it ({why}); rerun to run it",
                 }
         if not todo:
             break
     return rows
 
 
-def _wait_for(root: Path, config: TrainConfig, timeout: float, who: str) -> dict | None:
-    """Wait up to ``timeout`` s for another process's lock on ``config``; its row when that
-    process finished it (skipped) or the wait ran out (failed), None when it is ours to run."""
+def _wait_for(root: Path, config: TrainConfig, deadline: float, timeout: float) -> dict | None:
+    """Wait until ``deadline`` (``time.monotonic()``) for another process's lock on ``config``;
+    its row when that process finished it (skipped) or the wait ran out (failed: naming the lock
+    and its holder), None when it is ours to run."""
     from filelock import FileLock, Timeout
 
     key = config.key()
+    lock = results.path(root, "locks", key)
     try:
-        with FileLock(results.path(root, "locks", key), timeout=timeout):
+        with FileLock(lock, timeout=max(0.0, deadline - time.monotonic())):
             pass
     except Timeout:
         error = (
-            f"its lock {results.path(root, 'locks', key)} was held by {who} for over {timeout:g} s "
-            "(a stopped or hung sweep?); end that process, or wait and rerun"
+            f"its lock {lock} is held by {jobs.owner(root, key)}, still after {timeout:g} s "
+            "(--lock-timeout): a stopped or hung sweep? end that process, or wait, and rerun"
         )
         return {"status": "failed", "seconds": 0.0, "error": error}
     if results.is_done(root, config):
