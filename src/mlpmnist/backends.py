@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from urllib.parse import urlparse
@@ -163,8 +165,11 @@ class DaskBackend:
         return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
 
     def run(self, tasks: list[jobs.JobTask], poll: Callable[[], None]) -> Iterator[jobs.JobOutcome]:
+        from distributed import Event
         from distributed import wait as dask_wait
 
+        stop = Event(f"mlpmnist-stop-{uuid.uuid4().hex}", client=self.client)
+        tasks = [dataclasses.replace(t, stop_event=stop.name) for t in tasks]
         futures = self.client.map(jobs.execute, tasks, pure=False)
         by_future = dict(zip(futures, tasks, strict=True))
         pending = set(futures)
@@ -199,6 +204,11 @@ class DaskBackend:
                             f"no Dask worker for {self.worker_timeout:g} s at {self.address}",
                         )
                     )
+        except (KeyboardInterrupt, GeneratorExit):  # running jobs kill their kernels and clean up
+            with contextlib.suppress(Exception):
+                stop.set()
+                dask_wait(list(pending), timeout=STOP_GRACE_S)
+            raise
         finally:
             with contextlib.suppress(Exception):
                 self.client.cancel(list(pending))

@@ -39,8 +39,9 @@ START_S = 120.0
 @dataclass(frozen=True)
 class JobTask:
     """Everything a job needs (plain, picklable values): its name, the notebook, where to read
-    and write, its experiments (``TrainConfig.to_dict()`` each), groups trained at once, and the
-    seconds without a heartbeat after which its kernel counts as hung."""
+    and write, its experiments (``TrainConfig.to_dict()`` each), groups trained at once, the
+    seconds without a heartbeat after which its kernel counts as hung, and (on Dask) the name of
+    the ``distributed.Event`` that the sweep sets to stop it."""
 
     job: str
     notebook: str
@@ -49,6 +50,7 @@ class JobTask:
     configs: tuple[dict, ...]
     concurrency: int | None = None
     stall_timeout: float = 300.0
+    stop_event: str | None = None
 
 
 @dataclass
@@ -242,13 +244,17 @@ def execute(
     root, out = Path(task.results_dir), JobOutcome(task.job)
     keys = [TrainConfig.from_mapping(c).key() for c in task.configs]
     scratch = scratch_dir(root, task.job)
+    stop = stop or threading.Event()
+    if task.stop_event:
+        with contextlib.suppress(Exception):  # no client: the job runs on, as it would have
+            _RemoteStop(task.stop_event, stop).start()
     try:
         with Claims(root, task.job) as claims:
             run = _claim(task, root, claims, out)
-            if run and not (stop and stop.is_set()):
+            if run and not stop.is_set():
                 if on_claimed is not None:
                     on_claimed(run)
-                _run(task, root, scratch, run, stop or threading.Event(), out)
+                _run(task, root, scratch, run, stop, out)
     except (OSError, results.StoreError) as e:  # its scratch folder, a lock file: not one experiment's
         out.error = out.error or _cannot(e)
         for key in keys:
@@ -256,8 +262,32 @@ def execute(
                 row = {"status": "failed", "seconds": 0.0, "start_seconds": float("nan"), "error": out.error}
                 out.rows[key] = _record_failure(root, key, task.job, row)
     finally:
+        stop.set()  # also ends the _RemoteStop thread
         shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+class _RemoteStop(threading.Thread):
+    """On a Dask worker: sets ``stop`` when the sweep sets the ``distributed.Event`` ``name``
+    (it was interrupted), so the job kills its kernel and cleans up as a local one does; ends
+    when ``stop`` is set. A lost scheduler is not a stop: the job finishes what it runs."""
+
+    def __init__(self, name: str, stop: threading.Event) -> None:
+        from distributed import Event, get_client
+
+        super().__init__(name="remote-stop", daemon=True)
+        self.stop = stop
+        # The worker's client is found from the task's own thread only, so it is taken here.
+        self.event = Event(name, client=get_client())
+
+    def run(self) -> None:
+        event = self.event
+        while not self.stop.is_set():
+            try:
+                if event.wait(timeout=WATCH_S):
+                    self.stop.set()
+            except Exception:  # the scheduler is gone, or busy: look again later
+                self.stop.wait(5 * WATCH_S)
 
 
 def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[str]:
