@@ -228,7 +228,7 @@ class Reservation:
             os.posix_fallocate(fd, 0, max(1, nbytes))
         except OSError as e:
             self.close()
-            if e.errno != errno.ENOSPC:
+            if e.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
                 raise
             free = shutil.disk_usage(self.target.parent).free
             raise StoreError(
@@ -354,6 +354,8 @@ def read_record(source: str | os.PathLike) -> dict:
     it is not one: unreadable, not JSON, no config, or a replica without a valid ``status`` and
     a history whose rows hold a numeric ``epoch`` and ``test_acc`` (null once it diverged)."""
     source = Path(source)
+    if source.exists() and not source.is_file():  # a FIFO would block the read for ever
+        raise StoreError(f"{source} is not a readable run record ({_what_is(source)}); delete it and rerun")
     try:
         record = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
