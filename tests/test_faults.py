@@ -93,9 +93,14 @@ def scratch_left(root: Path) -> list[Path]:
     return list((root / ".scratch").glob("*")) if (root / ".scratch").is_dir() else []
 
 
-def key(batch_size: int, **kw: object) -> str:
+def config(batch_size: int, **kw: object) -> TrainConfig:
+    """The experiment that ``RUN`` (and ``kw``) make at ``batch_size``."""
     fields = {"epochs": 1, "seeds": (0,), "train_limit": 2000, "batch_size": batch_size, **kw}
-    return TrainConfig(**fields).key()  # type: ignore[arg-type]
+    return TrainConfig(**fields)  # type: ignore[arg-type]
+
+
+def key(batch_size: int, **kw: object) -> str:
+    return config(batch_size, **kw).key()
 
 
 def table_status(stdout: str) -> dict[str, str]:
@@ -306,7 +311,7 @@ def test_a_full_disk_fails_the_experiment_and_a_rerun_resumes(small_disk, when, 
     (seen / "filler").unlink()
     again = run(argv)
     assert again.returncode == 0, again.stderr
-    assert results.is_done(seen, TrainConfig(epochs=1, seeds=(0,), train_limit=2000, batch_size=100))
+    assert results.is_done(seen, config(100))
     assert not (seen / "failed" / f"{k}.json").exists()
 
 
@@ -418,8 +423,8 @@ def test_a_lock_held_by_a_stopped_sweep_is_named_and_the_rest_finish(tmp_path):
 
 @pytest.mark.slow
 def test_a_hung_and_a_killed_kernel_fail_their_experiments_and_leave_nothing(tmp_path):
-    argv = cli("sweep", *RUN, "--epochs", "300", "--grid", "batch_size=100,200", "--workers", "2",
-               "--stall-timeout", "4", "--results", str(tmp_path))  # fmt: skip
+    grid = ["--epochs", "20", "--grid", "batch_size=100,200", "--results", str(tmp_path)]
+    argv = cli("sweep", *RUN, *grid, "--workers", "2", "--stall-timeout", "4")
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: len(list(tmp_path.glob(".scratch/*/heartbeat.json"))) == 2, 180)
@@ -440,12 +445,10 @@ def test_a_hung_and_a_killed_kernel_fail_their_experiments_and_leave_nothing(tmp
     assert len([x for x in err.splitlines() if x.startswith("error: ")]) == 2
     assert wait_for(lambda: not any(alive(k) for k in kernels), 10), "a kernel outlived its sweep"
     assert not scratch_left(tmp_path)
-    for k in (key(100, epochs=300), key(200, epochs=300)):
+    for k in (key(100, epochs=20), key(200, epochs=20)):
         failure = json.loads(results.path(tmp_path, "failed", k).read_text())
         assert failure["key"] == k and failure["start_seconds"] is None  # JSON null, not NaN
-    again = run(
-        cli("sweep", *RUN, "--epochs", "3", "--grid", "batch_size=100,200", "--results", str(tmp_path))
-    )
+    again = run(cli("sweep", *RUN, *grid))
     assert again.returncode == 0 and table_status(again.stdout) == {"100": "done", "200": "done"}
 
 
@@ -487,7 +490,7 @@ def test_a_fifo_where_one_record_goes_fails_that_experiment_only(tmp_path):
     p = run(argv)
     last_error(p, 3, f"experiment {bad} failed", f"runs/{bad}.json is a FIFO")
     assert f"experiment {good}" not in p.stderr
-    assert results.is_done(tmp_path, TrainConfig(epochs=1, seeds=(0,), train_limit=2000, batch_size=100))
+    assert results.is_done(tmp_path, config(100, lr=0.1))
     assert results.path(tmp_path, "runs", bad).is_fifo()
     results.path(tmp_path, "runs", bad).unlink()
     again = run(argv)
@@ -511,8 +514,8 @@ def caught(pid: int, sig: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["TERM", "HUP"])
 def test_sigterm_and_sighup_end_a_sweep_like_ctrl_c(tmp_path, sig, code):
-    argv = cli("sweep", *RUN, "--epochs", "300", "--grid", "batch_size=100,200,300", "--workers", "3",
-               "--results", str(tmp_path))  # fmt: skip
+    grid = ["--epochs", "20", "--grid", "batch_size=100,200,300", "--results", str(tmp_path)]
+    argv = cli("sweep", *RUN, *grid, "--workers", "3")
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: len(list(tmp_path.glob(".scratch/*/heartbeat.json"))) == 3, 180)
@@ -527,10 +530,12 @@ def test_sigterm_and_sighup_end_a_sweep_like_ctrl_c(tmp_path, sig, code):
     assert err.strip() == line and "resource_tracker" not in err  # one line, nothing else
     assert kernels and wait_for(lambda: not any(alive(k) for k in kernels), 10)
     assert not scratch_left(tmp_path)
-    if sig == signal.SIGTERM:  # and it resumes
-        again = run(cli("sweep", *RUN, "--epochs", "2", "--grid", "batch_size=100,200,300",
-                        "--results", str(tmp_path)))  # fmt: skip
-        assert again.returncode == 0 and set(table_status(again.stdout).values()) == {"done"}
+    if sig == signal.SIGTERM:  # and it resumes: what finished is skipped, the rest run
+        finished = {b for b in (100, 200, 300) if results.is_done(tmp_path, config(b, epochs=20))}
+        again = run(cli("sweep", *RUN, *grid))
+        assert again.returncode == 0, again.stderr
+        want = {str(b): "skipped" if b in finished else "done" for b in (100, 200, 300)}
+        assert table_status(again.stdout) == want
 
 
 @pytest.mark.slow

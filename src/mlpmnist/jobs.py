@@ -244,10 +244,10 @@ def execute(
     root, out = Path(task.results_dir), JobOutcome(task.job)
     keys = [TrainConfig.from_mapping(c).key() for c in task.configs]
     scratch = scratch_dir(root, task.job)
-    stop = stop or threading.Event()
+    stop, ended = stop or threading.Event(), threading.Event()
     if task.stop_event:
         with contextlib.suppress(Exception):  # no client: the job runs on, as it would have
-            _RemoteStop(task.stop_event, stop).start()
+            _RemoteStop(task.stop_event, stop, ended).start()
     try:
         with Claims(root, task.job) as claims:
             run = _claim(task, root, claims, out)
@@ -262,7 +262,7 @@ def execute(
                 row = {"status": "failed", "seconds": 0.0, "start_seconds": float("nan"), "error": out.error}
                 out.rows[key] = _record_failure(root, key, task.job, row)
     finally:
-        stop.set()  # also ends the _RemoteStop thread
+        ended.set()
         shutil.rmtree(scratch, ignore_errors=True)
     return out
 
@@ -270,24 +270,24 @@ def execute(
 class _RemoteStop(threading.Thread):
     """On a Dask worker: sets ``stop`` when the sweep sets the ``distributed.Event`` ``name``
     (it was interrupted), so the job kills its kernel and cleans up as a local one does; ends
-    when ``stop`` is set. A lost scheduler is not a stop: the job finishes what it runs."""
+    then or when ``ended`` is set. A lost scheduler is not a stop: the job finishes its work."""
 
-    def __init__(self, name: str, stop: threading.Event) -> None:
+    def __init__(self, name: str, stop: threading.Event, ended: threading.Event) -> None:
         from distributed import Event, get_client
 
         super().__init__(name="remote-stop", daemon=True)
-        self.stop = stop
+        self.stop, self.ended = stop, ended
         # The worker's client is found from the task's own thread only, so it is taken here.
         self.event = Event(name, client=get_client())
 
     def run(self) -> None:
         event = self.event
-        while not self.stop.is_set():
+        while not (self.stop.is_set() or self.ended.is_set()):
             try:
                 if event.wait(timeout=WATCH_S):
                     self.stop.set()
             except Exception:  # the scheduler is gone, or busy: look again later
-                self.stop.wait(5 * WATCH_S)
+                self.ended.wait(5 * WATCH_S)
 
 
 def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[str]:
