@@ -80,6 +80,61 @@ def _runs_with(content: bytes) -> Callable[[Path], Path]:
     return make
 
 
+def _fifo(tmp: Path, name: str = "fifo") -> Path:
+    os.mkfifo(tmp / name)
+    return tmp / name
+
+
+def _link(tmp: Path, to: str) -> Path:
+    (tmp / "link").symlink_to(to)
+    return tmp / "link"
+
+
+def _media_with_fifo(tmp: Path) -> Path:
+    (tmp / "media").mkdir()
+    _fifo(tmp / "media", "accuracy_vs_epoch.png")
+    return tmp / "media"
+
+
+def _looping_runs(tmp: Path) -> Path:
+    (tmp / "r").mkdir()
+    (tmp / "r" / "runs").symlink_to("runs")
+    return tmp / "r"
+
+
+def _edited_record(results_dir: Path, change: Callable[[dict], None]) -> Callable[[Path], Path]:
+    """A results folder holding the fixture's record, edited by ``change``."""
+
+    def make(tmp: Path) -> Path:
+        (tmp / "r" / "runs").mkdir(parents=True)
+        for rec in (results_dir / "runs").glob("*.json"):
+            record = json.loads(rec.read_text())
+            change(record)
+            (tmp / "r" / "runs" / rec.name).write_text(json.dumps(record))
+        return tmp / "r"
+
+    return make
+
+
+def _foreign_weights(results_dir: Path) -> Callable[[Path], Path]:
+    """A results folder whose weights file holds another experiment's weights (its key inside)."""
+
+    def make(tmp: Path) -> Path:
+        import shutil
+
+        import torch
+
+        root = tmp / "r"
+        shutil.copytree(results_dir, root)
+        for p in (root / "models").glob("*.pt"):
+            payload = torch.load(p, weights_only=True)
+            payload["key"] = "bs0128-lr0.1-e2-s2-00000000"
+            torch.save(payload, p)
+        return root
+
+    return make
+
+
 def _bad_models(results_dir: Path) -> Callable[[Path], Path]:
     def make(tmp: Path) -> Path:
         root = tmp / "r"
@@ -158,6 +213,111 @@ FAULTS = [
         2,
         ["tcp://127.0.0.1:1", "--scheduler"],
     ),
+    # A grid over a field that does not change what a run computes would be one experiment.
+    (
+        "grid-threads",
+        lambda t, r: ["sweep", "--grid", "threads=1,2", "--results", str(t)],
+        2,
+        ["grid axis threads", "--threads"],
+    ),
+    (
+        "grid-device",
+        lambda t, r: ["sweep", "--grid", "device=cpu,auto", "--results", str(t)],
+        2,
+        ["grid axis device", "--device"],
+    ),
+    # Sizes are checked against their limit, named in the message, before anything is allocated.
+    ("seeds-train", lambda t, r: ["train", "--seeds", "0-100000"], 2, ["at most 10,000", "100,001 values"]),
+    (
+        "seeds-sweep",
+        lambda t, r: ["sweep", "--seeds", "0-100000", "--results", str(t)],
+        2,
+        ["at most 10,000", "100,001 values"],
+    ),
+    ("epochs", lambda t, r: ["train", "--epochs", "1000000"], 2, ["epochs", "100,000"]),
+    (
+        "grid-points",
+        lambda t, r: [
+            "sweep",
+            "--grid",
+            "batch_size=" + ",".join(map(str, range(1, 102))),
+            "lr=" + ",".join(f"0.{i:03d}" for i in range(1, 101)),
+            "--results",
+            str(t),
+        ],
+        2,
+        ["10,100 experiments", "10,000"],
+    ),
+    # Nothing but a regular file is ever replaced.
+    ("out-fifo", lambda t, r: ["train", *TINY, "--out", str(_fifo(t))], 2, ["--out", "is a FIFO"]),
+    (
+        "out-link-to-device",
+        lambda t, r: ["train", *TINY, "--out", str(_link(t, "/dev/null"))],
+        2,
+        ["--out", "links to a character device"],
+    ),
+    (
+        "out-link-loop",
+        lambda t, r: ["train", *TINY, "--out", str(_link(t, "link"))],
+        2,
+        ["cannot be followed"],
+    ),
+    (
+        "media-png-fifo",
+        lambda t, r: ["figures", "--results", str(r), "--media", str(_media_with_fifo(t))],
+        2,
+        ["accuracy_vs_epoch.png is a FIFO"],
+    ),
+    # Store folders that loop are named, before any work.
+    (
+        "runs-loop-sweep",
+        lambda t, r: ["sweep", *TINY, "--results", str(_looping_runs(t))],
+        2,
+        ["runs is not a folder", "cannot be followed"],
+    ),
+    (
+        "runs-loop-figures",
+        lambda t, r: ["figures", "--results", str(_looping_runs(t))],
+        2,
+        ["runs is not a folder", "cannot be followed"],
+    ),
+    # Records and weights the store cannot trust are named, never drawn.
+    (
+        "record-no-status",
+        lambda t, r: [
+            "figures",
+            "--results",
+            str(_edited_record(r, lambda d: d["replicas"][0].pop("status"))(t)),
+        ],
+        2,
+        [".json", "status None"],
+    ),
+    (
+        "record-string-acc",
+        lambda t, r: [
+            "figures",
+            "--results",
+            str(_edited_record(r, lambda d: d["replicas"][0]["history"][0].update(test_acc="0.9"))(t)),
+        ],  # fmt: skip
+        2,
+        [".json", "numeric epoch and test_acc"],
+    ),
+    (
+        "record-no-test-acc",
+        lambda t, r: [
+            "figures",
+            "--results",
+            str(_edited_record(r, lambda d: d["replicas"][1]["history"][1].pop("test_acc"))(t)),
+        ],  # fmt: skip
+        2,
+        [".json", "numeric epoch and test_acc"],
+    ),
+    (
+        "foreign-weights",
+        lambda t, r: ["figures", "--results", str(_foreign_weights(r)(t))],
+        2,
+        ["holds the weights of bs0128", "not of bs0090"],
+    ),
     ("diverged", lambda t, r: ["train", *TINY, "--lr", "10000"], 3, ["diverged", "lower the learning rate"]),
     (
         "collapsed",
@@ -194,10 +354,15 @@ def test_missing_data_fails_before_any_experiment_starts(tmp_path):
     assert time.time() - t0 < 60
 
 
-def test_ctrl_c_during_train_exits_130(tmp_path):
+@pytest.mark.parametrize(
+    "sig,code,out", [(signal.SIGINT, 130, False), (signal.SIGTERM, 143, True)], ids=["INT", "TERM"]
+)
+def test_an_interrupted_train_says_it_kept_nothing(tmp_path, sig, code, out):
+    target = tmp_path / "run.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlpmnist", "train", "--batch-size", "8", "--epochs", "200", "--seeds", "0"]
-        + ["--threads", "1", "--train-limit", "8000"],
+        + ["--threads", "1", "--train-limit", "8000"]
+        + (["--out", str(target)] if out else []),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -205,7 +370,11 @@ def test_ctrl_c_during_train_exits_130(tmp_path):
     )
     assert proc.stdout is not None
     assert "epoch" in proc.stdout.readline()  # the first epoch's line: it is training
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in err
-    assert last_line(err) == "error: interrupted; finished experiments are kept, rerun to resume"
+    assert proc.returncode == code and "Traceback" not in err
+    if out:
+        assert last_line(err) == f"error: interrupted by SIGTERM; --out {target} was not written"
+        assert not list(tmp_path.iterdir())  # nor its reserved room
+    else:
+        assert last_line(err) == "error: interrupted by Ctrl-C; nothing was kept"

@@ -101,9 +101,9 @@ def file_target(target: str | os.PathLike, what: str = "") -> Path:
     label = f"{what} {target}".strip()
     try:
         st = target.stat()  # follows links
-    except FileNotFoundError:
-        return Path(os.path.realpath(target)) if target.is_symlink() else target
-    except OSError as e:  # ELOOP: a link that loops
+    except OSError as e:
+        if e.errno != errno.ELOOP:  # nothing there (yet): its folder's checks say the rest
+            return Path(os.path.realpath(target)) if target.is_symlink() else target
         raise StoreError(
             f"{label} cannot be followed ({e.strerror}); remove it or choose another path"
         ) from e
