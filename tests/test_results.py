@@ -190,3 +190,51 @@ def test_empty_or_missing_results_dir(tmp_path):
 def test_atomic_write_leaves_no_temporary(tmp_path):
     p = results.atomic_write_bytes(tmp_path / "a" / "b.bin", b"x" * 10)
     assert p.read_bytes() == b"x" * 10 and [f.name for f in p.parent.iterdir()] == ["b.bin"]
+
+
+def test_space_estimates_are_from_above(two_configs):
+    root, configs = two_configs
+    for cfg in configs:
+        need = results.output_bytes(cfg)
+        assert results.path(root, "runs", cfg.key()).stat().st_size <= need["record"]
+        assert results.path(root, "models", cfg.key()).stat().st_size <= need["weights"]
+    with pytest.raises(
+        StoreError, match=r"has .* free, and this sweep writes about 1000.0 GB .x2 margin.; fix it"
+    ):
+        results.check_space(root, 1e12, "this sweep", "fix it")
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (lambda r: r.update(collapsed="0"), "collapsed '0' is not a list of seeds"),
+        (lambda r: r.update(error=3), "error 3 is neither text nor null"),
+        (lambda r: r.update(seconds="fast"), "seconds 'fast' is not a number"),
+    ],
+    ids=["collapsed", "error", "seconds"],
+)
+def test_a_record_whose_fields_a_table_reads_have_the_wrong_type_is_named(
+    two_configs, tmp_path, change, match
+):
+    root, configs = two_configs
+    rec = json.loads(results.path(root, "runs", configs[0].key()).read_text())
+    change(rec)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "bad.json").write_text(json.dumps(rec))
+    with pytest.raises(StoreError, match=rf"bad\.json is not a run record \({match}\)"):
+        results.load(tmp_path)
+
+
+def test_store_folders_in_the_way_are_named(tmp_path):
+    assert results.check_store(tmp_path / "new") == tmp_path / "new"  # nothing made but the folder
+    assert [p.name for p in (tmp_path / "new").iterdir()] == []
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "models").symlink_to("nowhere")
+    with pytest.raises(
+        StoreError, match=r"models is not a folder \(a link to nowhere, which does not exist\)"
+    ):
+        results.check_store(tmp_path / "r")
+    (tmp_path / "r" / "models").unlink()
+    (tmp_path / "r" / "runs").write_text("")
+    with pytest.raises(StoreError, match=r"runs is not a folder \(a file\)"):
+        results.check_store(tmp_path / "r")

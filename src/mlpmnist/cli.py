@@ -3,7 +3,9 @@
 The flags that say what a run computes are generated from ``TrainConfig``'s fields (help text and
 defaults included), so a new field is a new flag with no edit here. Every expected fault ends with
 one line on stderr, ``error: <what>, <where>; <what to do>``, and exit status 2 (bad input or
-paths), 3 (failed, diverged or collapsed experiments) or 130 (interrupted).
+paths, found before any work), 3 (failed, diverged or collapsed experiments: a fault while one
+runs, such as a full disk or a hung kernel, fails that experiment; lost Dask workers) or 128 + the
+signal's number when interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP: each ends like Ctrl-C).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from . import data as mdata
 from .config import FIELDS, TrainConfig, check_names, choices, field_types, parse_value
 from .results import StoreError, file_target, writable_folder
 
-EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_BAD_INPUT, EXIT_FAILED = 2, 3
 
 
 class Parser(argparse.ArgumentParser):
@@ -295,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--stall-timeout",
         type=float,
         default=300.0,
-        help="seconds without a heartbeat after which a kernel counts as hung and is killed (default 300)",
+        help="seconds without a heartbeat after which a kernel counts as hung and is killed (default 300; "
+        "at least 120 while it starts)",
     )
     s.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results)")
     s.add_argument("--data", default=None, help=data_help)

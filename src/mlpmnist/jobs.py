@@ -402,12 +402,15 @@ class _EarlyCopies:
                 continue
             if (record.get("job") or {}).get("id") != self.job or record.get("error"):
                 continue
+            try:
+                notebook = self.output.read_bytes()
+                json.loads(notebook)  # papermill writes it in place: never copy half of it
+            except (OSError, ValueError):
+                continue  # at the next look
             self.pending.discard(key)
             # The job's end tries again and fails the experiment if it cannot.
             with contextlib.suppress(OSError, results.StoreError):
-                results.atomic_write_bytes(
-                    results.path(self.root, "notebooks", key), self.output.read_bytes()
-                )
+                results.atomic_write_bytes(results.path(self.root, "notebooks", key), notebook)
                 results.atomic_write_bytes(results.path(self.root, "logs", key), self.log.read_bytes())
 
 

@@ -201,7 +201,8 @@ def check_space(root: Path, todo: Sequence[TrainConfig]) -> None:
 
 
 class _Progress:
-    """Finds the experiments of this sweep's jobs as their records appear, while jobs run."""
+    """Finds the experiments of this sweep's jobs as they finish (record and notebook), while
+    jobs run."""
 
     def __init__(self, root: Path, keys: list[str], on_result: Callable[[str, dict], None]) -> None:
         self.root, self.pending, self.on_result = root, set(keys), on_result
@@ -210,7 +211,8 @@ class _Progress:
     def poll(self) -> None:
         for key in sorted(self.pending):
             p = results.path(self.root, "runs", key)
-            if not p.is_file():
+            # Its notebook copied too (as its record appears): until then it may still fail.
+            if not (p.is_file() and results.path(self.root, "notebooks", key).is_file()):
                 continue
             try:
                 record = results.read_record(p)
