@@ -446,8 +446,9 @@ def test_a_hung_and_a_killed_kernel_fail_their_experiments_and_leave_nothing(tmp
     assert wait_for(lambda: not any(alive(k) for k in kernels), 10), "a kernel outlived its sweep"
     assert not scratch_left(tmp_path)
     for k in (key(100, epochs=20), key(200, epochs=20)):
-        failure = json.loads(results.path(tmp_path, "failed", k).read_text())
-        assert failure["key"] == k and failure["start_seconds"] is None  # JSON null, not NaN
+        text = results.path(tmp_path, "failed", k).read_text()
+        failure = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+        assert failure["key"] == k and failure["start_seconds"] is None  # never started training
     again = run(cli("sweep", *RUN, *grid))
     assert again.returncode == 0 and table_status(again.stdout) == {"100": "done", "200": "done"}
 

@@ -250,12 +250,12 @@ def run_sweep(
             todo.append(exp)
     if rows:
         log(f"skipping {len(rows)} finished experiment(s) in {root}")
+    jobs.remove_dead_scratch(root)  # a killed sweep's, also when nothing is left to run
     if todo:
         check_space(root, todo)
         data_dir = ""
         for dataset in dict.fromkeys(e.dataset for e in todo):
             data_dir = str(mdata.ensure(config.data_dir, dataset=dataset))
-        jobs.remove_dead_scratch(root)
         backend = (
             DaskBackend(config.scheduler, config.worker_timeout, config.connect_timeout)
             if config.scheduler
