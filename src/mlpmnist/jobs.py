@@ -332,12 +332,12 @@ def _run(
     managers: list = []
     early = _EarlyCopies(root, task.job, run, output, log)
     _quiet_papermill()
-    _in_job.active = True
     with (
         open(log, "w") as log_file,
         Watchdog(heartbeat_path(root, task.job), managers, task.stall_timeout, stop, tick=early) as dog,
     ):
         try:
+            _in_job.active = True
             pm.execute_notebook(
                 task.notebook,
                 str(output),
