@@ -170,14 +170,15 @@ def test_study_sizes_on_mnist_float64(device, mnist):
 
 
 def test_float32_momentum_study_sizes(device):
-    """float32 against the same torch loop in float32: ulp-level differences (summation order)."""
+    """float32 against the same torch loop in float32: differences of a few ulps (summation order,
+    and on a GPU fused multiply-adds and exp), grown by three steps."""
     R, S, B = 2, 3, 16
     ref = Replicas(STUDY, R, torch.float32, momentum=0.9, weight_decay=5e-4)
     params, state = ref.state(device)
     X = inputs(300, STUDY[0], torch.float32)
     idx, y, lr = batches(300, S, R, B)
     got, want = run_both(ref, params, state, X, idx, y, lr.float())
-    assert_close(params, ref, got, want, 2e-6)
+    assert_close(params, ref, got, want, 1e-5)
 
 
 def test_tied_logits_predict_the_first_class(device):
@@ -236,6 +237,16 @@ def test_bad_arguments_are_refused():
         )
     with pytest.raises(ValueError, match="optimizer"):
         fused.fused_steps(params, state, X, idx, y, lr, optimizer="rmsprop", momentum=0.0, weight_decay=0.0)
+
+
+def test_stack_params_is_the_engines_layout():
+    """The kernel updates StackedEngine's parameter list in place: the layouts must agree."""
+    from mlpmnist.engine import StackedEngine
+
+    ms = Replicas(ODD, 3, torch.float64).models
+    engine = StackedEngine(ms, torch.device("cpu"))
+    for p, q in zip(fused.stack_params(ms), engine._params, strict=True):
+        assert p.shape == q.shape and torch.equal(p, q)
 
 
 def test_available_on_a_cpu_only_in_the_interpreter():

@@ -1,20 +1,31 @@
-"""S optimizer steps of every replica of the 784-64-64-10 MLP in one Triton kernel launch.
+"""S optimizer steps of every replica of the two-hidden-layer MLP in one Triton kernel launch.
 
 On a GPU the stacked engine's step at a small batch is ~20 kernels of a few microseconds each:
-launch latency, not arithmetic. ``fused_steps`` runs a whole span of steps (an epoch) as one
-launch: one program per replica loops over the steps, so no program ever waits for another.
+launch latency, not arithmetic. ``fused_steps`` runs a span of steps (an epoch) as one launch.
 A step is the forward pass, the mean cross-entropy's backward pass and a ``torch.optim.SGD``
-(optionally with momentum and weight decay) or ``torch.optim.Adam`` update, with the arithmetic
-of ``StackedEngine`` and of torch.optim on ``MLP`` replicas.
+(momentum and weight decay optional) or ``torch.optim.Adam`` update, in torch's order of
+operations, checked against torch.optim on ``MLP`` replicas (tests/test_fused.py).
 
-Parameters use ``StackedEngine``'s layout (``stack_params``): ``W0`` [R, F, H1], ``b0``
-[R, 1, H1], ``S1`` [R, H1 + 1, H2] (W1 over b1) and ``S2`` [R, H2 + 1, C] (W2 over b2), all
-contiguous, float32 or float64. They stay in global memory (10 replicas' 200 KB each stay in
-L2); each step reads and writes W0 once: the pass that updates W0's row tiles for step s also
-multiplies step s + 1's batch by the updated tiles (the forward product that needs W0 next).
+Design, for an H100/H200 (bench/fused_gpu.py times it):
 
-With ``TRITON_INTERPRET=1`` Triton's interpreter runs the kernel with numpy on the CPU (CPU
-tensors work, float64 included): that is how the tests check it without a GPU.
+- One program per replica loops over the S steps: replicas are independent, so no program
+  waits for another and a span needs no grid-wide synchronisation.
+- Parameters stay in global memory in ``StackedEngine``'s layout (``stack_params``): ``W0``
+  [R, F, H1], ``b0`` [R, 1, H1], ``S1`` [R, H1 + 1, H2] (W1 over b1), ``S2`` [R, H2 + 1, C]
+  (W2 over b2), contiguous; 10 replicas' 200 KB each stay in L2. W0 dominates the traffic, and
+  each step passes over it once: the pass that updates W0's row tiles for step s also
+  multiplies step s + 1's rows (gathered from X by ``idx``) by the updated tiles, which is the
+  next forward product.
+- The batch size is a runtime argument under a power-of-two tile (``BLOCK_B`` >= 8, masked), so
+  a study's batch sizes and their smaller last batches share few compiled variants; layer widths
+  are compile-time constants padded to powers of two (C = 10 -> 16) and masked.
+- Dots use input_precision="ieee" (float32 is not rounded to TF32), the log-softmax subtracts
+  the row maximum, and Adam's sqrt and divisions are correctly rounded as torch's are.
+- On a GPU a thread may load what another thread of its program stored, which is safe only
+  across a barrier: one ``tl.debug_barrier()`` ends each step (see the kernel's comments).
+
+With ``TRITON_INTERPRET=1`` set before triton is imported, Triton's interpreter runs the kernel
+with numpy on the CPU (CPU tensors, float64 included): that is how it is tested without a GPU.
 """
 
 from __future__ import annotations
