@@ -36,7 +36,7 @@ Statistic = Callable[[pd.DataFrame], float]
 Statistics = Callable[[pd.DataFrame], Mapping[str, float]]
 
 CONFIDENCE = 0.95
-N_RESAMPLES = 2000
+N_RESAMPLES = 1000
 #: What a statistic raises when a resample leaves it undefined (a fit with too few points, a
 #: batch size no seed reached, ...): such a resample counts as failed. Other errors propagate.
 UNDEFINED = (ValueError, ArithmeticError, KeyError, IndexError)
@@ -294,6 +294,19 @@ def steps_per_batch(first: pd.DataFrame) -> dict[str, float]:
     return {str(int(b)): float(s) for b, s in zip(t["batch_size"], t["steps"], strict=True)}
 
 
+def steps_statistics(first: pd.DataFrame) -> dict[str, float]:
+    """From one ``steps_table`` of ``first``: "b_crit" (examples) and "s_min" (steps) of the
+    fit (NaN when it is undefined) and "steps@B" per batch size B (``steps_per_batch``), so
+    one resample serves them all."""
+    t = steps_table(first)
+    out = {f"steps@{int(b)}": float(s) for b, s in zip(t["batch_size"], t["steps"], strict=True)}
+    try:
+        fit = scaling_regimes(t)
+    except ValueError:  # fewer than 3 batch sizes reached the target
+        return {"b_crit": math.nan, "s_min": math.nan, **out}
+    return {"b_crit": fit.b_crit, "s_min": fit.s_min, **out}
+
+
 def steps_intervals(first: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
     """``steps_per_batch`` with intervals over seeds: one row per batch size (batch_size and
     ``seed_bootstrap_many``'s columns; steps in SGD steps). ``kwargs`` go to the bootstrap."""
@@ -328,12 +341,16 @@ def headline_intervals(
     rng: int = 0,
 ) -> pd.DataFrame:
     """The science's headline numbers with seed-bootstrap intervals, for whichever frames are
-    given: ``tuning`` (``tune_lr``) -> lr_slope; ``first`` (``first_reaching``) -> b_crit,
-    s_min and steps per batch size; ``tuned_last`` (the chosen ``RecipeRun.last``) -> tuned
-    test accuracy; ``noise`` (with a seed column) and ``target`` -> b_simple. Returns one row
-    per number: quantity, unit, and ``Interval``'s fields. The tail rate is a proportion, not
-    a bootstrap: see ``tail_rate``.
+    given, each bootstrapped over the seeds of its own frame with ``n_resamples`` and ``rng``:
+    ``tuning`` (``tune_lr`` or ``search_lr``) -> lr_slope; ``first`` (``first_reaching``) ->
+    b_crit, s_min and steps@B per batch size (``steps_statistics``, one bootstrap); ``tuned_last``
+    (the chosen ``RecipeRun.last``) -> tuned_test_acc; ``noise`` (``noise_scale_during_training``
+    rows of several seeds with a seed column) and ``target`` -> b_simple_at_target. Returns one
+    row per number: quantity, unit (exponent, examples, steps or fraction), and ``Interval``'s
+    fields. The tail rate is a proportion, not a bootstrap: see ``tail_rate``.
     """
+    if noise is not None and (target is None or "seed" not in noise.columns):
+        raise ValueError("noise needs a seed column and a target")
     kw: dict[str, Any] = {"n_resamples": n_resamples, "rng": rng}
     rows: list[dict[str, Any]] = []
 
@@ -343,12 +360,11 @@ def headline_intervals(
     if tuning is not None:
         add("lr_slope", "exponent", final_rows(tuning), lr_slope)
     if first is not None:
-        add("b_crit", "examples", first, b_crit)
-        add("s_min", "steps", first, s_min)
-        for _, r in steps_intervals(first, **kw).iterrows():
-            rows.append({"quantity": f"steps@{r['batch_size']}", "unit": "steps", **r.drop("batch_size")})
+        for r in seed_bootstrap_many(first, steps_statistics, **kw).to_dict("records"):
+            name = r.pop("name")
+            rows.append({"quantity": name, "unit": "examples" if name == "b_crit" else "steps", **r})
     if tuned_last is not None:
         add("tuned_test_acc", "fraction", tuned_last, mean_accuracy)
-    if noise is not None and target is not None and "seed" in noise.columns:
+    if noise is not None and target is not None:
         add("b_simple_at_target", "examples", noise, lambda f: b_simple_at_target(f, target))
     return pd.DataFrame(rows, columns=["quantity", "unit", *(f.name for f in fields(Interval))])
