@@ -133,3 +133,13 @@ def test_lambda_max_table_from_train_snapshots(mnist) -> None:
     assert table.loc[table["epoch"] == 1, "lambda_max"].nunique() == 2
     summary = hs.sharpness_summary(table)
     assert len(summary) == 4 and (summary["n_seeds"] == 1).all()
+
+
+def test_lambda_max_during_training_rows(mnist) -> None:
+    common = dict(train_limit=700, holdout=100, n_examples=200, tol=1e-3)
+    table = hs.lambda_max_during_training((100,), (0.1,), mnist, seeds=(0, 1), epochs=(0, 1), **common)
+    assert len(table) == 4 and set(table["seed"]) == {0, 1} and set(table["step"]) == {0, 6}
+    assert (table["lambda_max"] > 0).all() and table["converged"].all()
+    assert table["lr_times_lambda"].to_numpy() == pytest.approx(0.1 * table["lambda_max"].to_numpy())
+    with pytest.raises(ValueError, match="scaled inputs"):
+        hs.lambda_max_during_training((100,), (0.1,), mnist, inputs="centered", **common)

@@ -274,15 +274,21 @@ def lambda_max_table(
     stable step size of full-batch gradient descent on the local quadratic, an lr; inf when
     lambda_max <= 0), lr_times_lambda (lr * lambda_max: above 2, full-batch GD at this lr
     would be unstable here), the ``EigenResult`` diagnostics, and n_examples (len(y)). Every
-    power iteration starts from the same ``seed``.
+    power iteration starts from the same ``seed``, so identical weights (the replicas of one
+    seed at epoch 0, whatever their lr) are measured once.
     """
     config = result.config
     rows = []
+    seen: list[tuple[dict, EigenResult]] = []  # replicas of one seed share their initialisation
     for epoch in sorted(result.snapshots):
         for i, sd in enumerate(result.snapshots[epoch]):
             if sd is None:  # diverged before this epoch
                 continue
-            eig = lambda_max(sd, x, y, chunk_size=chunk_size, tol=tol, max_iter=max_iter, seed=seed)
+            eig = next((e for s, e in seen if _same_weights(s, sd)), None)
+            if eig is None:
+                eig = lambda_max(sd, x, y, chunk_size=chunk_size, tol=tol, max_iter=max_iter, seed=seed)
+                if epoch == 0:
+                    seen.append((sd, eig))
             lr = float(config.lrs[i])
             rows.append(
                 {
@@ -302,6 +308,10 @@ def lambda_max_table(
                 }
             )
     return pd.DataFrame(rows, columns=list(SHARPNESS_COLUMNS))
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def sample_split(split: mdata.Split, n: int | None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
