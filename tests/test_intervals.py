@@ -40,7 +40,7 @@ def _normal(n: int, seed: int) -> pd.DataFrame:
 
 def test_one_row_per_seed_agrees_with_scipy() -> None:
     frame = _normal(15, 0)
-    ours = seed_bootstrap(frame, _median, n_resamples=4000, rng=1)
+    ours = seed_bootstrap(frame, _median, n_resamples=2000, rng=1)
     ref = sps.bootstrap(
         (frame["value"].to_numpy(),),
         np.median,
@@ -84,6 +84,7 @@ def _slope(frame: pd.DataFrame) -> float:
     return float(np.polyfit(np.log(gm.index.to_numpy(float)), gm.to_numpy(), 1)[0])
 
 
+@pytest.mark.slow
 def test_power_law_slope_interval_holds_the_truth_and_shrinks_with_seeds() -> None:
     few = seed_bootstrap(_power_law(5, 0), _slope, n_resamples=300)
     many = seed_bootstrap(_power_law(40, 0), _slope, n_resamples=300)
@@ -208,12 +209,14 @@ def _first_rows(n_seeds: int, rng: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow
 def test_lr_slope_interval_on_a_known_power_law() -> None:
     iv = seed_bootstrap(_tuning_rows(8), lr_slope, n_resamples=100)
     assert iv.n_failed == 0 and iv.contains(0.5) and abs(iv.estimate - 0.5) < 0.08
     assert iv.width < 0.3
 
 
+@pytest.mark.slow
 def test_b_crit_and_steps_intervals_on_a_known_curve() -> None:
     first = _first_rows(8)
     out = seed_bootstrap_many(first, steps_statistics, n_resamples=100).set_index("name")
