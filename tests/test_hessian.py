@@ -141,5 +141,9 @@ def test_lambda_max_during_training_rows(mnist) -> None:
     assert len(table) == 4 and set(table["seed"]) == {0, 1} and set(table["step"]) == {0, 6}
     assert (table["lambda_max"] > 0).all() and table["converged"].all()
     assert table["lr_times_lambda"].to_numpy() == pytest.approx(0.1 * table["lambda_max"].to_numpy())
-    with pytest.raises(ValueError, match="scaled inputs"):
-        hs.lambda_max_during_training((100,), (0.1,), mnist, inputs="centered", **common)
+    # Centred inputs: the Hessian sees the inputs the network trained on (not the scaled ones).
+    centred = hs.lambda_max_during_training(
+        (100,), (0.1,), mnist, seeds=(0,), epochs=(0,), inputs="centered", **common
+    )
+    scaled = table[(table["seed"] == 0) & (table["epoch"] == 0)]["lambda_max"].iloc[0]
+    assert centred["lambda_max"].iloc[0] > 0 and abs(centred["lambda_max"].iloc[0] / scaled - 1) > 0.05

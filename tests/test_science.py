@@ -130,6 +130,7 @@ def test_noise_scale_during_training_rows(mnist) -> None:
         threads=1,
     )
     assert list(ns["epoch"]) == [0, 2] and list(ns["step"]) == [0, 2 * (1500 // 50)]
+    assert list(ns["seed"]) == [0, 0]
     assert math.isnan(ns["val_acc"].iloc[0]) and 0.5 < ns["val_acc"].iloc[1] <= 1
     assert (ns["trace"] > 0).all() and ns["train_loss_full"].iloc[1] < ns["train_loss_full"].iloc[0]
 

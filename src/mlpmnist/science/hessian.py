@@ -25,8 +25,10 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, jvp
 
 from .. import data as mdata
+from ..config import TrainConfig
 from ..model import MLP
-from ..train import TrainResult, split_train, torch_threads, train
+from ..train import TrainResult, input_transform, split_train, torch_threads
+from ..trainer import train_many
 from .common import check_lrs, check_positive_ints, check_seeds, grid_config
 
 Params = dict[str, torch.Tensor]
@@ -339,6 +341,7 @@ def lambda_max_during_training(
     chunk_size: int = CHUNK_SIZE,
     tol: float = 1e-4,
     max_iter: int = 200,
+    concurrency: int | None = None,
     **fields: Any,
 ) -> pd.DataFrame:
     """lambda_max per batch size, lr, seed and epoch of plain-SGD runs.
@@ -347,9 +350,9 @@ def lambda_max_during_training(
     are further ``TrainConfig`` fields over the science defaults) keeping snapshots at
     ``epochs`` (0 = initialisation); each snapshot's lambda_max is that of the mean training
     loss over ``n_examples`` training-split images drawn once with generator seed 0 (None: the
-    whole split), the same images for every snapshot. Returns ``lambda_max_table``'s rows for
-    every batch size. Only ``inputs="scaled"`` is measured: the Hessian must see the inputs the
-    network trained on, and the centred and standardised inputs are not yet exposed by ``train``.
+    whole split), the same images for every snapshot, as the network saw them (``inputs``:
+    ``network_inputs``). The batch sizes train at the same time where the device allows
+    (``trainer.train_many``). Returns ``lambda_max_table``'s rows for every batch size.
     """
     batch_sizes, lrs, seeds = (
         check_positive_ints("batch_sizes", batch_sizes),
@@ -359,19 +362,25 @@ def lambda_max_during_training(
     epochs = sorted(set(epochs))
     if not epochs or epochs[0] < 0:
         raise ValueError(f"epochs must be a non-empty list of integers >= 0; got {epochs!r}")
-    data = data if data is not None else mdata.load()
+    configs = [grid_config(b, lrs, seeds, epochs=max(epochs[-1], 1), **fields) for b in batch_sizes]
+    data = data if data is not None else mdata.load(dataset=configs[0].dataset)
+    snapshots = [{"snapshot_epochs": epochs}] * len(configs)
     frames = []
-    for b in batch_sizes:
-        config = grid_config(b, lrs, seeds, epochs=max(epochs[-1], 1), **fields)
-        if config.inputs != "scaled":
-            raise ValueError(
-                f"inputs={config.inputs!r}: lambda_max is measured on scaled inputs only for now"
-            )
-        result = train(config, data, progress=False, verbose=False, snapshot_epochs=epochs)
-        x, y = sample_split(split_train(data.train, config)[0], n_examples)
+    for config, result in zip(
+        configs, train_many(configs, data, hooks=snapshots, concurrency=concurrency), strict=True
+    ):
+        x, y = sample_split(network_inputs(config, data), n_examples)
         with torch_threads(config.threads):
             frames.append(lambda_max_table(result, x, y, chunk_size=chunk_size, tol=tol, max_iter=max_iter))
     return pd.concat(frames, ignore_index=True)
+
+
+def network_inputs(config: TrainConfig, data: mdata.MNIST) -> mdata.Split:
+    """The training split as the network of ``config`` sees it: ``train_limit`` and ``holdout``
+    applied, and the pixels as ``config.inputs`` presents them (scaled, centred, standardised)."""
+    split, _ = split_train(data.train, config)
+    change = input_transform(config, split.x)
+    return split if change is None else mdata.Split(change(split.x), split.y)
 
 
 def sharpness_summary(table: pd.DataFrame) -> pd.DataFrame:

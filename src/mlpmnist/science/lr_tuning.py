@@ -7,14 +7,15 @@ Accuracies are fractions in [0, 1]; learning rates are plain SGD step sizes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .. import data as mdata
-from ..train import COLLAPSED_ACC, train
+from ..train import COLLAPSED_ACC
+from ..trainer import train_many
 from .common import BATCH_SIZES, REFERENCE_LR, check_positive_ints, final_rows, grid_config
 
 
@@ -35,17 +36,20 @@ def lr_grid(
 
 def tune_lr(
     batch_sizes: Sequence[int] = BATCH_SIZES,
-    lrs: Sequence[float] = lr_grid(),
+    lrs: Sequence[float] | Mapping[int, Sequence[float]] = lr_grid(),
     seeds: Sequence[int] = (0, 1, 2),
     epochs: int = 3,
     data: mdata.MNIST | None = None,
     *,
     progress: bool = False,
+    concurrency: int | None = None,
     **fields: Any,
 ) -> pd.DataFrame:
     """Train every (batch size, lr, seed) for ``epochs`` epochs with plain SGD.
 
-    One ``train`` call per batch size runs its lr x seed grid in lockstep; ``fields`` are further
+    Each batch size is one engine running its lr x seed grid in lockstep, and the batch sizes
+    train at the same time where the device allows (``trainer.train_many``, ``concurrency``);
+    ``lrs`` is one list for every batch size, or a list per batch size. ``fields`` are further
     ``TrainConfig`` fields (holdout, train_limit, threads, device, engine, dtype, drop_last) over
     the science defaults (5,000 validation images, CPU, full batches only: at a large lr one
     small, noisy last step right before an evaluation can cost many points). Returns the
@@ -53,15 +57,17 @@ def tune_lr(
     epoch; a replica that diverges stops there with ``diverged=True``.
     """
     batch_sizes = check_positive_ints("batch_sizes", batch_sizes)
+    per = lrs if isinstance(lrs, Mapping) else dict.fromkeys(batch_sizes, lrs)
+    configs = [grid_config(b, per[b], seeds, epochs=epochs, **fields) for b in batch_sizes]
+    data = data if data is not None else mdata.load(dataset=configs[0].dataset)
     frames = []
-    for b in batch_sizes:
-        config = grid_config(b, lrs, seeds, epochs=epochs, **fields)
-        result = train(config, data, progress=False, verbose=False)
+    for config, result in zip(configs, train_many(configs, data, concurrency=concurrency), strict=True):
         h = result.history
-        h.insert(0, "batch_size", b)
+        h.insert(0, "batch_size", config.batch_size)
         frames.append(h)
         if progress:
-            print(f"tune_lr: batch {b:>4}: {len(config.seeds)} replicas, {result.seconds:.1f} s", flush=True)
+            b, n = config.batch_size, len(config.seeds)
+            print(f"tune_lr: batch {b:>4}: {n} replicas, {result.seconds:.1f} s", flush=True)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -379,6 +385,7 @@ def search_lr(
     ceiling: bool = False,
     max_rounds: int = 8,
     progress: bool = False,
+    concurrency: int | None = None,
     **fields: Any,
 ) -> pd.DataFrame:
     """``tune_lr`` on the coarse grid ``lrs``, then rounds of ``refine_lrs`` proposals per batch
@@ -386,7 +393,10 @@ def search_lr(
     after ``max_rounds`` rounds. Returns every round's history concatenated, with a
     ``search_round`` column (0 = the coarse pass); a (seed, lr) replica does not depend on the
     replicas it trains with, so the rows equal those of one grid holding every lr."""
-    history = tune_lr(batch_sizes, lrs, seeds, epochs, data, progress=progress, **fields)
+    data = data if data is not None else mdata.load(dataset=fields.get("dataset", "mnist"))
+    history = tune_lr(
+        batch_sizes, lrs, seeds, epochs, data, progress=progress, concurrency=concurrency, **fields
+    )
     history.insert(1, "search_round", 0)
     for k in range(1, max_rounds + 1):
         todo = refine_lrs(lr_search_summary(history), factor, coarse=coarse, ceiling=ceiling)
@@ -395,8 +405,7 @@ def search_lr(
             break
         if progress:
             print(f"search_lr round {k}: {todo}", flush=True)
-        frames = [tune_lr([b], v, seeds, epochs, data, **fields) for b, v in todo.items()]
-        for f in frames:
-            f.insert(1, "search_round", k)
-        history = pd.concat([history, *frames], ignore_index=True)
+        more = tune_lr(list(todo), todo, seeds, epochs, data, concurrency=concurrency, **fields)
+        more.insert(1, "search_round", k)
+        history = pd.concat([history, more], ignore_index=True)
     return history
