@@ -33,6 +33,7 @@ the remainder as a smaller last batch, like the original DataLoader. Accuracies 
 in [0, 1], losses mean cross-entropy in nats, times in seconds.
 """
 
+from .ceiling import Ceiling, ceiling_report, ceiling_table, control_table, init_sharpness, measure_ceiling
 from .common import (
     BATCH_SIZES,
     HOLDOUT,
@@ -59,15 +60,21 @@ from .intervals import (
     b_crit,
     b_simple_at_target,
     headline_intervals,
+    headlines_report,
     lr_slope,
     mean_accuracy,
+    of_seeds,
     proportion_interval,
     s_min,
+    second_values,
     seed_bootstrap,
     seed_bootstrap_many,
     steps_intervals,
     steps_per_batch,
+    steps_second,
+    steps_with_intervals,
     tail_rate,
+    two_runs,
 )
 from .lr_tuning import (
     LR_BOUNDS,
@@ -94,7 +101,8 @@ from .noise import (
     noise_scale_during_training,
     noise_scale_from_norms,
 )
-from .presets import FULL, QUICK, Preset, preset
+from .outputs import Outputs, concurrency, repo_path
+from .presets import COARSE_LRS, FULL, QUICK, Preset, preset
 from .recipe import (
     REFERENCE_RECIPE,
     Recipe,
@@ -116,12 +124,15 @@ from .steps import (
     steps_report,
     steps_table,
     steps_to_target,
+    target_run,
     train_to_target,
     try_scaling_regimes,
 )
 from .summary import Stopwatch, headline, summary_record, write_summary
 
 __all__ = [
+    "Ceiling",
+    "measure_ceiling",
     "BATCH_SIZES",
     "FULL",
     "HOLDOUT",
@@ -201,4 +212,19 @@ __all__ = [
     "tune_lr",
     "tuned_report",
     "write_summary",
+    "ceiling_report",
+    "ceiling_table",
+    "control_table",
+    "init_sharpness",
+    "Outputs",
+    "concurrency",
+    "repo_path",
+    "COARSE_LRS",
+    "headlines_report",
+    "of_seeds",
+    "second_values",
+    "steps_second",
+    "steps_with_intervals",
+    "two_runs",
+    "target_run",
 ]

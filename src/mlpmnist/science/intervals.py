@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -368,3 +368,117 @@ def headline_intervals(
     if noise is not None and target is not None:
         add("b_simple_at_target", "examples", noise, lambda f: b_simple_at_target(f, target))
     return pd.DataFrame(rows, columns=["quantity", "unit", *(f.name for f in fields(Interval))])
+
+
+def of_seeds(frame: pd.DataFrame, seeds: Sequence[int]) -> pd.DataFrame:
+    """The rows of ``frame`` whose seed is one of ``seeds``."""
+    return frame[frame["seed"].isin(list(seeds))]
+
+
+def second_values(
+    *,
+    tuning: pd.DataFrame | None = None,
+    first: pd.DataFrame | None = None,
+    tuned_last: pd.DataFrame | None = None,
+    noise: pd.DataFrame | None = None,
+    target: float | None = None,
+) -> dict[str, float]:
+    """The headline numbers of ``headline_intervals`` as plain values (no intervals), for a
+    second run's frames: quantity -> value, NaN where undefined."""
+    out: dict[str, float] = {}
+
+    def safe(f: Callable[[], float]) -> float:
+        try:
+            return float(f())
+        except UNDEFINED:
+            return math.nan
+
+    if tuning is not None:
+        out["lr_slope"] = safe(lambda: lr_slope(final_rows(tuning)))
+    if first is not None:
+        out |= steps_statistics(first)
+    if tuned_last is not None:
+        out["tuned_test_acc"] = safe(lambda: mean_accuracy(tuned_last))
+    if noise is not None and target is not None:
+        out["b_simple_at_target"] = safe(lambda: b_simple_at_target(noise, target))
+    return out
+
+
+def two_runs(
+    seeds: Sequence[int],
+    second_seeds: Sequence[int],
+    *,
+    tuning: pd.DataFrame | None = None,
+    first: pd.DataFrame | None = None,
+    tuned: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    noise: pd.DataFrame | None = None,
+    target: float | None = None,
+    n_resamples: int = N_RESAMPLES,
+    rng: int = 0,
+) -> pd.DataFrame:
+    """The headline numbers of the run on ``seeds`` with their intervals (``headline_intervals``),
+    and beside them the same numbers of the run on ``second_seeds`` (``second``) and whether each
+    falls inside the first's interval (``inside``: True, False, or None when either is undefined).
+    ``tuning``, ``first`` and ``noise`` hold both seed sets; ``tuned`` is (first set's
+    ``RecipeRun.last``, second set's)."""
+    a = headline_intervals(
+        tuning=None if tuning is None else of_seeds(tuning, seeds),
+        first=None if first is None else of_seeds(first, seeds),
+        tuned_last=None if tuned is None else tuned[0],
+        noise=None if noise is None else of_seeds(noise, seeds),
+        target=target,
+        n_resamples=n_resamples,
+        rng=rng,
+    )
+    b = second_values(
+        tuning=None if tuning is None else of_seeds(tuning, second_seeds),
+        first=None if first is None else of_seeds(first, second_seeds),
+        tuned_last=None if tuned is None else tuned[1],
+        noise=None if noise is None else of_seeds(noise, second_seeds),
+        target=target,
+    )
+    a["second"] = [b.get(q, math.nan) for q in a["quantity"]]
+    known = a[["second", "low", "high"]].notna().all(axis=1)
+    inside = (a["second"] >= a["low"]) & (a["second"] <= a["high"])
+    a["inside"] = [bool(i) if k else None for i, k in zip(inside, known, strict=True)]
+    return a
+
+
+def steps_with_intervals(headlines: pd.DataFrame) -> pd.DataFrame:
+    """From ``two_runs``'s rows: steps to target per batch size with its interval (batch_size,
+    steps, low, high: SGD steps of the first seed set)."""
+    rows = headlines[headlines["quantity"].str.startswith("steps@")]
+    return pd.DataFrame(
+        {
+            "batch_size": rows["quantity"].str.removeprefix("steps@").astype(int).to_numpy(),
+            "steps": rows["estimate"].to_numpy(float),
+            "low": rows["low"].to_numpy(float),
+            "high": rows["high"].to_numpy(float),
+        }
+    )
+
+
+def steps_second(headlines: pd.DataFrame) -> pd.DataFrame:
+    """From ``two_runs``'s rows: the second seed set's steps to target per batch size."""
+    rows = headlines[headlines["quantity"].str.startswith("steps@")]
+    return pd.DataFrame(
+        {
+            "batch_size": rows["quantity"].str.removeprefix("steps@").astype(int).to_numpy(),
+            "steps": rows["second"].to_numpy(float),
+        }
+    )
+
+
+def headlines_report(headlines: pd.DataFrame) -> str:
+    """``two_runs``'s rows as text: each number with its 95% interval, the second run's value and
+    whether it falls inside, and how many of the second run's values did."""
+    t = headlines[["quantity", "unit", "estimate", "low", "high", "second", "inside", "n_seeds", "n_failed"]]
+    ok = headlines[headlines["inside"].notna()]
+    return "\n".join(
+        [
+            "headline numbers: first seed set (estimate, 95% interval over seeds), second seed set beside:",
+            t.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+            f"the second run's value falls inside the first's interval for {int(ok['inside'].sum())} of "
+            f"{len(ok)} numbers",
+        ]
+    )

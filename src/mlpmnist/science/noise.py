@@ -199,15 +199,19 @@ def noise_at_target(noise: pd.DataFrame, target: float) -> float:
 
 
 def noise_report(noise: pd.DataFrame, b_crit: float | None, target: float) -> str:
-    """The numbers behind the noise-scale claims as text: ``NOISE_COLUMNS`` per snapshot, and
-    B_simple at the first snapshot at or above ``target`` beside ``b_crit`` (from steps to
-    target; None or NaN when there was no fit)."""
+    """The numbers behind the noise-scale claims as text: per epoch the median over seeds of
+    ``NOISE_COLUMNS``, and per seed B_simple at its first snapshot at or above ``target``
+    beside ``b_crit`` (from steps to target; None or NaN when there was no fit)."""
     b_crit = math.nan if b_crit is None else b_crit
-    at = noise_at_target(noise, target)
+    cols = [c for c in NOISE_COLUMNS if c != "epoch"]
+    per_epoch = noise.groupby("epoch")[cols].median().reset_index()
+    at = {int(s): noise_at_target(g, target) for s, g in noise.groupby("seed")}
     return "\n".join(
         [
-            noise[list(NOISE_COLUMNS)].to_string(index=False, float_format=lambda v: f"{v:.4g}"),
-            f"B_simple at the first snapshot with val_acc >= {target:.0%}: {at:.0f}; critical batch "
-            f"from steps to target: {b_crit:.0f}; McCandlish et al. report about 900 for MNIST",
+            f"median over {noise['seed'].nunique()} seed(s) per epoch:",
+            per_epoch.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+            f"B_simple at each seed's first snapshot with val_acc >= {target:.0%}: "
+            + ", ".join(f"seed {s}: {v:.0f}" for s, v in at.items()),
+            f"critical batch from steps to target: {b_crit:.0f}",
         ]
     )

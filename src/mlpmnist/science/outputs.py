@@ -1,0 +1,77 @@
+"""Where the science notebook's outputs go, and how many runs it trains at once.
+
+A run of the notebook writes under ``results/science/`` of the repository (its figures under
+``media/`` there), whatever folder its kernel started in; ``make science`` passes the
+repository's ``media/`` for the committed figures. Relative paths are taken from the
+repository's root when the notebook runs inside a checkout, else from the working folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from ..experiment import default_results_dir
+from ..trainer import GPU_CONCURRENCY
+from .presets import Preset
+from .summary import write_summary
+
+#: Runs trained at once on a CPU: one per core of a 2-core machine (threads of one process).
+CPU_CONCURRENCY = 2
+
+
+def repo_path(path: str | os.PathLike) -> Path:
+    """``path``, relative ones taken from the repository root (the folder above ``results/``)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else default_results_dir().parent / p
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The science run's folder (``out_dir``: its summary) and its figures' folder (``media``)."""
+
+    out_dir: Path
+    media: Path
+
+    @classmethod
+    def at(
+        cls, out_dir: str | os.PathLike | None = None, media_dir: str | os.PathLike | None = None
+    ) -> Outputs:
+        """Outputs under ``out_dir`` (None: the repository's ``results/science``), figures under
+        ``media_dir`` (None: ``<out_dir>/media``); relative paths from the repository root."""
+        out = repo_path(out_dir) if out_dir is not None else default_results_dir() / "science"
+        return cls(out, repo_path(media_dir) if media_dir is not None else out / "media")
+
+    def describe(self) -> str:
+        return f"summary -> {self.out_dir / 'science_summary.json'}; figures -> {self.media}/"
+
+    def show(self, fig: Figure, name: str) -> Path:
+        """Display ``fig`` (in a notebook), then write it as ``<media>/<name>.png``; returns the path."""
+        from IPython.display import display
+
+        from ..plots import save
+
+        display(fig)
+        path = save(fig, self.media / f"{name}.png")
+        print(f"saved {path}")
+        return path
+
+    def save_summary(self, record: dict[str, Any]) -> Path:
+        """Write ``record`` as ``<out_dir>/science_summary.json``; returns the path."""
+        return write_summary(record, self.out_dir / "science_summary.json")
+
+
+def concurrency(preset: Preset) -> int:
+    """Runs trained at once: the preset's, else one per core on a CPU (up to ``CPU_CONCURRENCY``)
+    and ``GPU_CONCURRENCY`` on a GPU."""
+    if preset.concurrency:
+        return preset.concurrency
+    import torch
+
+    if torch.cuda.is_available():
+        return GPU_CONCURRENCY
+    return max(1, min(CPU_CONCURRENCY, os.cpu_count() or 1))
