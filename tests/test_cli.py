@@ -23,7 +23,17 @@ pytestmark = pytest.mark.slow  # each case starts a Python process with torch (3
 
 TINY = ["--epochs", "1", "--seeds", "0", "--train-limit", "1000", "--batch-size", "100", "--no-progress"]
 # A sweep's batch sizes are its grid axis: it refuses --batch-size (see test_workbench.py).
-SWEEP_TINY = ["--epochs", "1", "--seeds", "0", "--train-limit", "1000", "--batch-sizes", "100", "--no-progress"]
+SWEEP_TINY = [
+    "--epochs",
+    "1",
+    "--seeds",
+    "0",
+    "--train-limit",
+    "1000",
+    "--batch-sizes",
+    "100",
+    "--no-progress",
+]
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

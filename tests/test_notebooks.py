@@ -201,6 +201,7 @@ def test_run_notebook_with_one_batch_size_one_seed_one_epoch(tmp_path):
     )
     assert "last 3 epochs" not in texts(cell_with(nb, "tables.summary_table(summ)"))
     assert "Models of batch 64 (bs0064-" in texts(cell_with(nb, "choose_model"))
+    assert "1 of 1 experiment finished, 0 failed" in texts(cell_with(nb, "live.run_sweep"))
     everything = json.dumps([c.get("outputs", []) for c in nb.cells])
     for odd in ("1 experiments", "1 seeds", "1 epochs", "batch sizes none", "Empty DataFrame"):
         assert odd not in everything, odd
@@ -220,7 +221,9 @@ def test_science_notebook_from_its_folder_writes_nothing_there(tmp_path, mnist, 
         cwd=repo / "notebooks",
         quick=True,
     )
-    assert status(repo, "--ignored") == ""  # not even an ignored file appeared in the tree but results/
+    assert status(repo) == ""
+    ignored = status(repo, "--ignored").splitlines()  # not even an ignored file outside results/
+    assert ignored and all(line.startswith("!! results/science/") for line in ignored), ignored
     out = repo / "results" / "science"
     pngs = {p.name for p in (out / "media").glob("*.png")}
     assert pngs == {f"science_{n}.png" for n in ("lr_tuning", "steps_to_target", "noise_scale", "tuned")}

@@ -33,6 +33,11 @@ def in_kernel() -> bool:
     return shell is not None and hasattr(shell, "kernel")
 
 
+def _experiments(n: int) -> str:
+    """'1 experiment', '8 experiments'."""
+    return f"{n} experiment" + ("" if n == 1 else "s")
+
+
 def _median_final(record: dict) -> float:
     """Median over the record's finished replicas of the last test accuracy, in percent (NaN if none)."""
     finals = [
@@ -83,7 +88,7 @@ class LiveView:
             fig = Pretty("no experiment finished: see the table")
         done = (outcome.table["status"] != "failed").sum()
         line = (
-            f"{done} of {len(outcome.table)} experiments finished"
+            f"{done} of {_experiments(len(outcome.table))} finished"
             + (f" ({self.before} done before)" if self.before else "")
             + f", {len(outcome.failed)} failed; sweep {outcome.seconds:.0f} s"
         )
@@ -94,7 +99,7 @@ class LiveView:
     def _status_line(self) -> str:
         n, done = len(self.experiments), len(self.records)
         before = f" ({self.before} done before)" if self.before else ""
-        return f"{done} of {n} experiments finished{before}, {time.perf_counter() - self.t0:.0f} s"
+        return f"{done} of {_experiments(n)} finished{before}, {time.perf_counter() - self.t0:.0f} s"
 
     def _figure(self) -> Any:
         ok = [r for r in self.records.values() if not r.get("error")]

@@ -35,7 +35,9 @@ def publish(executed: str | os.PathLike, committed: str | os.PathLike) -> Path:
     try:
         nb = nbformat.read(executed, as_version=4)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{executed} is not a readable notebook ({e}); run make study or make science") from e
+        raise ValueError(
+            f"{executed} is not a readable notebook ({e}); run make study or make science"
+        ) from e
     if "papermill" not in nb.metadata:
         raise ValueError(f"{executed} was not executed by papermill; run make study or make science")
     strip_injected(nb)
