@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -270,3 +271,46 @@ def test_the_sweep_draws_itself_in_a_kernel(tmp_path):
     )
     out = "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
     assert '["done", "done"]' in out
+
+
+# ---------------------------------------------------------------------------- bad input in a notebook
+
+
+@pytest.mark.slow
+def test_a_bad_parameter_ends_in_one_line(tmp_path):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(
+            str(ROOT / "run.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            parameters={"batch_sizes": [32, 64], "model_batch_size": 7, "results_dir": str(tmp_path / "r")},
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(tmp_path),
+        )
+    shown = "\n".join(e.value.traceback)
+    assert "model_batch_size 7 is not one of batch_sizes [32, 64]" in shown
+    assert "Traceback" not in shown and "study.py" not in shown and len(e.value.traceback) == 1
+    assert not (tmp_path / "r").exists()  # refused before anything was made
+
+
+@pytest.mark.slow
+def test_other_errors_keep_their_traceback(tmp_path):
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        kc.execute_interactive("from mlpmnist import notebook\nassert notebook.one_line_errors()", timeout=60)
+        replies = {}
+        for code in ("int('x')", "from mlpmnist import TrainConfig\nTrainConfig(batch_size=0)"):
+            errors = []
+            kc.execute_interactive(code, timeout=60, output_hook=lambda m, errors=errors: errors.append(m))
+            (err,) = [m["content"] for m in errors if m["msg_type"] == "error"]
+            replies[code] = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(err["traceback"]))  # no colours
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert "invalid literal for int()" in replies["int('x')"] and "Cell In[" in replies["int('x')"]
+    config_error = replies["from mlpmnist import TrainConfig\nTrainConfig(batch_size=0)"]
+    assert "batch_size must be" in config_error and "Cell In[" not in config_error

@@ -30,8 +30,8 @@ class Parser(argparse.ArgumentParser):
     """argparse with the package's one-line error format, suggestions for unknown flags from the
     chosen command's own flags, and plain-text help (docstrings' ``literal`` markup dropped)."""
 
-    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
-        self._argv = list(sys.argv[1:] if args is None else args)
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self._argv = list(sys.argv[1:] if args is None else args)  # the command, for error()
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
@@ -165,7 +165,7 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
         if "batch_size" in grid:
             raise ValueError("give the batch sizes once: --batch-sizes or --grid batch_size=..., not both")
         grid = {"batch_size": [parse_value("batch_size", v) for v in args.batch_sizes], **grid}
-    axes = grid or {"batch_size": None}  # the default grid is the reference's batch sizes
+    axes = set(grid) or {"batch_size"}  # the default grid is the reference's batch sizes
     for name in (n for n in FIELDS if hasattr(args, n) and n in axes):
         value = getattr(args, name)
         shown = " ".join(value) if isinstance(value, list) else str(value)
