@@ -114,6 +114,10 @@ def test_the_model_cells_show_the_best_point_or_the_one_asked_for(two_lrs):
     other = 0.05 if chosen.config.lr == 0.1 else 0.1
     pinned = dataclasses.replace(study, model_where={"lr": other}).choose_model(df)
     assert pinned.config.lr == other and pinned.why == f"Models of batch 64, lr {other:g} ({pinned.key})."
+    alone = study.choose_model(df[df["key"] == pinned.key])  # the other one did not finish
+    assert (
+        alone.key == pinned.key and "the only one of the 2 experiments at batch 64 that finished" in alone.why
+    )
     with pytest.raises(ValueError, match="no finished experiment at batch 64, lr"):
         study.choose_model(df[df["key"] == "none"])
 

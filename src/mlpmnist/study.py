@@ -150,17 +150,23 @@ class Study:
             why = f"Models of {self.label(chosen)} ({chosen.key()})."
             return ModelChoice(chosen, self.label(chosen), why)
         final = stats.final(df[df["key"].isin([c.key() for c in finished])])
-        medians = final.groupby("key")["test_acc"].median()
-        chosen = max(finished, key=lambda c: medians.get(c.key(), float("-inf")))
+        medians = final.groupby("key")["test_acc"].median().fillna(float("-inf"))  # NaN: all diverged
+        chosen = max(finished, key=lambda c: medians[c.key()])
         free = [
             k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in ("batch_size", *self.model_where)
         ]
         example = {free[0]: self.sweep.grid[free[0]][0]} if free else {}
-        why = (
-            f"Models of {self.label(chosen)} ({chosen.key()}): the highest median final test accuracy "
-            f"({100 * medians[chosen.key()]:.2f}%) of the {len(finished)} finished experiments at batch "
-            f"{self.model_batch_size}; set model_where (e.g. {example}) to show another."
-        )
+        where = f"at batch {self.model_batch_size}"
+        if len(finished) == 1:
+            reason = f"the only one of the {_count(len(cands), 'experiment')} {where} that finished"
+        else:
+            acc = 100 * medians[chosen.key()]
+            reason = (
+                f"the highest median final test accuracy ({acc:.2f}%) of the {len(finished)} finished "
+                f"experiments {where}"
+            )
+        hint = f"set model_where (e.g. {example}) to show another"
+        why = f"Models of {self.label(chosen)} ({chosen.key()}): {reason}; {hint}."
         return ModelChoice(chosen, self.label(chosen), why)
 
     def networks(self) -> str:
