@@ -101,7 +101,7 @@ from .noise import (
     noise_scale_during_training,
     noise_scale_from_norms,
 )
-from .outputs import Outputs, concurrency, repo_path
+from .outputs import Outputs, concurrency
 from .presets import COARSE_LRS, FULL, QUICK, Preset, preset
 from .recipe import (
     REFERENCE_RECIPE,
@@ -218,7 +218,6 @@ __all__ = [
     "init_sharpness",
     "Outputs",
     "concurrency",
-    "repo_path",
     "COARSE_LRS",
     "headlines_report",
     "of_seeds",

@@ -2,8 +2,8 @@
 
 A run of the notebook writes under ``results/science/`` of the repository (its figures under
 ``media/`` there), whatever folder its kernel started in; ``make science`` passes the
-repository's ``media/`` for the committed figures. Relative paths are taken from the
-repository's root when the notebook runs inside a checkout, else from the working folder.
+repository's ``media/`` for the committed figures. Relative paths are read as ``paths.resolve``
+reads them: from the repository root inside a checkout, else from the working folder.
 """
 
 from __future__ import annotations
@@ -15,19 +15,13 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from ..experiment import default_results_dir
+from .. import paths
 from ..trainer import GPU_CONCURRENCY
 from .presets import Preset
 from .summary import write_summary
 
 #: Runs trained at once on a CPU: one per core of a 2-core machine (threads of one process).
 CPU_CONCURRENCY = 2
-
-
-def repo_path(path: str | os.PathLike) -> Path:
-    """``path``, relative ones taken from the repository root (the folder above ``results/``)."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else default_results_dir().parent / p
 
 
 @dataclass(frozen=True)
@@ -43,11 +37,13 @@ class Outputs:
     ) -> Outputs:
         """Outputs under ``out_dir`` (None: the repository's ``results/science``), figures under
         ``media_dir`` (None: ``<out_dir>/media``); relative paths from the repository root."""
-        out = repo_path(out_dir) if out_dir is not None else default_results_dir() / "science"
-        return cls(out, repo_path(media_dir) if media_dir is not None else out / "media")
+        out = paths.resolve(out_dir if out_dir is not None else "results/science")
+        return cls(out, paths.resolve(media_dir) if media_dir is not None else out / "media")
 
     def describe(self) -> str:
-        return f"summary -> {self.out_dir / 'science_summary.json'}; figures -> {self.media}/"
+        """Where the summary and the figures go, as a line."""
+        summary = paths.shown(self.out_dir / "science_summary.json")
+        return f"summary -> {summary}; figures -> {paths.shown(self.media)}/"
 
     def show(self, fig: Figure, name: str) -> Path:
         """Display ``fig`` (in a notebook), then write it as ``<media>/<name>.png``; returns the path."""
@@ -57,7 +53,7 @@ class Outputs:
 
         display(fig)
         path = save(fig, self.media / f"{name}.png")
-        print(f"saved {path}")
+        print(f"saved {paths.shown(path)}")
         return path
 
     def save_summary(self, record: dict[str, Any]) -> Path:
