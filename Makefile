@@ -16,16 +16,20 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
+# The only writers of the committed outputs: each passes its folders explicitly, and the committed
+# notebook is the executed copy without papermill's injected-parameters cell (mlpmnist.publish), so
+# a reader's own Run All of it writes under results/ again.
 study: $(STAMP) ## run.ipynb by papermill -> results/run.ipynb, then run.ipynb, media/ and the README table
 	mkdir -p results
-	$(VENV)/bin/papermill run.ipynb results/run.ipynb --cwd . --kernel python3
-	cp results/run.ipynb run.ipynb
+	$(VENV)/bin/papermill run.ipynb results/run.ipynb --cwd . --kernel python3 -p media_dir media
+	$(PY) -m mlpmnist.publish results/run.ipynb run.ipynb
 	$(PY) -m mlpmnist.report media/study_summary.csv README.md
 
-science: $(STAMP) ## notebooks/batch_science.ipynb (full run, ~15 min) -> results/science/, then the committed copy
+science: $(STAMP) ## notebooks/batch_science.ipynb (full run, about 11 min) -> results/science/, media/, the committed copy
 	mkdir -p results/science
-	$(VENV)/bin/papermill notebooks/batch_science.ipynb results/science/batch_science.ipynb --kernel python3
-	cp results/science/batch_science.ipynb notebooks/batch_science.ipynb
+	$(VENV)/bin/papermill notebooks/batch_science.ipynb results/science/batch_science.ipynb --cwd . --kernel python3 \
+		-p media_dir media -p out_dir results/science
+	$(PY) -m mlpmnist.publish results/science/batch_science.ipynb notebooks/batch_science.ipynb
 
 test: lint typecheck ## lint, type check and the whole test suite (real MNIST: set MLPMNIST_DATA)
 	$(VENV)/bin/pytest -q

@@ -7,6 +7,7 @@ names the field, file or folder at fault.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,18 @@ from mlpmnist import TrainConfig, results, train
 pytestmark = pytest.mark.slow  # each case starts a Python process with torch (3-5 s)
 
 TINY = ["--epochs", "1", "--seeds", "0", "--train-limit", "1000", "--batch-size", "100", "--no-progress"]
+# A sweep's batch sizes are its grid axis: it refuses --batch-size (see test_workbench.py).
+SWEEP_TINY = [
+    "--epochs",
+    "1",
+    "--seeds",
+    "0",
+    "--train-limit",
+    "1000",
+    "--batch-sizes",
+    "100",
+    "--no-progress",
+]
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -58,12 +71,42 @@ def test_train_end_to_end(tmp_path):
     assert rec["error"] is None and not list(out.parent.glob(".*.tmp"))
 
 
+def figures_in(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """The figures command run from ``cwd``, so a write to a relative default lands there."""
+    cmd = [sys.executable, "-m", "mlpmnist", "figures", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
 def test_figures_end_to_end(results_dir, tmp_path):
-    p = run_cli("figures", "--results", str(results_dir), "--media", str(tmp_path / "media"))
+    # Without --media the PNGs go under the results folder (a copy here), never into ./media.
+    res = shutil.copytree(results_dir, tmp_path / "res")
+    p = figures_in(tmp_path, "--results", str(res))
     assert p.returncode == 0, p.stderr
-    pngs = {f.name for f in (tmp_path / "media").glob("*.png")}
+    pngs = {f.name for f in (res / "media").glob("*.png")}
     assert {"accuracy_vs_epoch.png", "final_accuracy_vs_batch.png", "predictions_last10.png"} <= pngs
     assert "dead_units.png" in pngs and "confusion_matrix.png" in pngs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
+
+
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["--model-batch-size", "7"], ["--model-batch-size 7: no experiment", "batch sizes there: 90"]),
+        (["--where", "lr=0.5"], ["no run records matching the selection"]),
+        (["--where", "batchsize=90"], ["batchsize", "batch_size"]),
+        (["--data", "nowhere"], ["nowhere"]),
+    ],
+    ids=["no-model-batch", "empty-selection", "unknown-field", "no-data"],
+)
+def test_figures_checks_everything_before_writing(results_dir, tmp_path, argv, words):
+    res = shutil.copytree(results_dir, tmp_path / "res")
+    media = tmp_path / "media"
+    p = figures_in(tmp_path, "--results", str(res), "--media", str(media), *argv)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    for w in words:
+        assert w in last_line(p.stderr), (w, p.stderr)
+    assert not media.exists() and not (res / "media").exists()  # nothing written, not even the folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
 
 
 def _file(tmp: Path) -> Path:
@@ -168,10 +211,15 @@ FAULTS = [
         2,
         ["afile", "is a file"],
     ),
-    ("results-is-file", lambda t, r: ["sweep", *TINY, "--results", str(_file(t))], 2, ["afile", "is a file"]),
+    (
+        "results-is-file",
+        lambda t, r: ["sweep", *SWEEP_TINY, "--results", str(_file(t))],
+        2,
+        ["afile", "is a file"],
+    ),
     (
         "results-uncreatable",
-        lambda t, r: ["sweep", *TINY, "--results", "/proc/mlpmnist"],
+        lambda t, r: ["sweep", *SWEEP_TINY, "--results", "/proc/mlpmnist"],
         2,
         ["/proc/mlpmnist"],
     ),
@@ -206,10 +254,15 @@ FAULTS = [
         2,
         [".pt", "weights file"],
     ),
-    ("no-model-batch", lambda t, r: ["figures", "--results", str(r), "--model-batch-size", "7"], 2, ["7"]),
+    (
+        "no-model-batch",
+        lambda t, r: ["figures", "--results", str(r), "--media", str(t / "media"), "--model-batch-size", "7"],
+        2,
+        ["--model-batch-size 7", "batch sizes there: 90"],
+    ),
     (
         "scheduler-down",
-        lambda t, r: ["sweep", *TINY, "--results", str(t), "--scheduler", "tcp://127.0.0.1:1"],
+        lambda t, r: ["sweep", *SWEEP_TINY, "--results", str(t), "--scheduler", "tcp://127.0.0.1:1"],
         2,
         ["tcp://127.0.0.1:1", "--scheduler"],
     ),
@@ -271,7 +324,7 @@ FAULTS = [
     # Store folders that loop are named, before any work.
     (
         "runs-loop-sweep",
-        lambda t, r: ["sweep", *TINY, "--results", str(_looping_runs(t))],
+        lambda t, r: ["sweep", *SWEEP_TINY, "--results", str(_looping_runs(t))],
         2,
         ["runs is not a folder", "cannot be followed"],
     ),
@@ -346,7 +399,7 @@ def test_missing_data_fails_before_any_experiment_starts(tmp_path):
     empty = tmp_path / "nodata"
     empty.mkdir()
     t0 = time.time()
-    p = run_cli("sweep", *TINY, "--results", str(tmp_path / "res"), env={"MLPMNIST_DATA": str(empty)})
+    p = run_cli("sweep", *SWEEP_TINY, "--results", str(tmp_path / "res"), env={"MLPMNIST_DATA": str(empty)})
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert str(empty) in last_line(p.stderr) and "MLPMNIST_DATA" in last_line(p.stderr)
     assert not (tmp_path / "res" / "logs").exists()  # no kernel was started

@@ -7,7 +7,7 @@ import pytest
 
 from mlpmnist import experiment
 from mlpmnist.cli import build_parser, config_from_args, parse_assignments, sweep_config_from_args
-from mlpmnist.config import FIELDS, TrainConfig, choices, field_types, identity_fields
+from mlpmnist.config import FIELDS, TrainConfig, choices, field_types, identity_fields, meta
 from mlpmnist.sweep import SweepConfig
 
 DEFAULTS = TrainConfig()
@@ -141,3 +141,53 @@ def test_sweep_grid_from_the_command_line():
         sweep_config_from_args(
             build_parser().parse_args(["sweep", "--batch-sizes", "8", "--grid", "batch_size=16"])
         )
+
+
+# Keys that stores written before this version hold (computed with the code of commit d222abc):
+# a change to how keys are made must keep them, or every stored result would rerun.
+STORED_KEYS = {
+    (): "bs0090-lr0.1-e15-s10-cc249222",
+    (("batch_size", 8),): "bs0008-lr0.1-e15-s10-95f877f5",
+    (("batch_size", 128), ("lr", 0.05), ("seeds", (0, 1, 2))): "bs0128-lr0.05-e15-s3-ec21e80f",
+    (
+        ("momentum", 0.9), ("schedule", "cosine"), ("max_shift", 1), ("holdout", 5000), ("drop_last", True),
+        ("epochs", 30), ("batch_size", 128), ("lr", 0.02), ("weight_decay", 5e-4), ("seeds", (0, 1, 2, 3, 4)),
+    ): "bs0128-lr0.02-e30-s5-9c776072",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fields", list(STORED_KEYS), ids=range(len(STORED_KEYS)))
+def test_keys_of_existing_stores_never_change(fields):
+    assert TrainConfig(**dict(fields)).key() == STORED_KEYS[fields]
+
+
+@dataclasses.dataclass(frozen=True)
+class Extended(TrainConfig):
+    """TrainConfig with one more field, as a future version might add (label smoothing)."""
+
+    label_smoothing: float = dataclasses.field(
+        default=0.0, metadata=meta("cross-entropy label smoothing", baseline=0.0)
+    )
+
+
+def test_a_new_field_keeps_every_key_and_every_stored_result(mnist, tmp_path):
+    import nbformat
+
+    from mlpmnist import results, train
+
+    small = dict(batch_size=250, epochs=1, seeds=(0,), train_limit=1000)
+    assert Extended(**small).key() == TrainConfig(**small).key()  # at its baseline: out of the hash
+    assert Extended(**small, label_smoothing=0.1).key() != TrainConfig(**small).key()
+    # A store written by today's TrainConfig is done for the extended config at its baseline...
+    old = TrainConfig(**small)
+    results.store(train(old, mnist, progress=False, verbose=False), tmp_path)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    results.atomic_write_text(results.path(tmp_path, "notebooks", old.key()), nbformat.writes(nb))
+    assert results.is_done(tmp_path, old)
+    assert results.is_done(tmp_path, Extended(**small))
+    # ...and never for another value of the new field (another key, so no record at all).
+    assert results.done_problem(tmp_path, Extended(**small, label_smoothing=0.1)) == "no record"
+    # A record that holds the new field at another value is never taken for the baseline's.
+    record = results.read_record(results.path(tmp_path, "runs", old.key()))
+    record["config"]["label_smoothing"] = 0.1
+    assert results.stored_config(record, Extended).identity() != Extended(**small).identity()

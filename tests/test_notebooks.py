@@ -1,7 +1,11 @@
-"""run.ipynb through real papermill with small parameters, and the notebooks' signatures."""
+"""The notebooks through real papermill as a user runs them (small, non-default parameters; a
+copy of the checkout that must stay unchanged), and their signatures."""
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -40,57 +44,194 @@ def test_run_defaults_are_the_packages():
     assert p["epochs"] == d.epochs and p["lr"] == d.lr
     assert parse_value("seeds", p["seeds"]) == d.seeds
     assert tuple(p["tsne_epochs"]) == embed.SNAPSHOT_EPOCHS and p["tsne_points"] == embed.N_POINTS
+    # A run writes under its results folder; only make study passes media_dir="media".
+    assert p["results_dir"] == "results" and p["media_dir"] is None and p["model_where"] == {}
+    assert parameters(ROOT / "notebooks" / "batch_science.ipynb")["media_dir"] is None
 
 
-def run_small(tmp_path: Path, tsne: bool) -> str:
-    out = tmp_path / "run.ipynb"
+def test_make_writes_the_committed_outputs_explicitly():
+    make = (ROOT / "Makefile").read_text()
+    assert "run.ipynb results/run.ipynb --cwd . --kernel python3 -p media_dir media" in make
+    assert "-p media_dir media -p out_dir results/science" in make
+    assert make.count("-m mlpmnist.publish") == 2 and "cp results/" not in make
+
+
+def copy_checkout(dst: Path) -> Path:
+    """A copy of this checkout's tracked files as they are in the working tree, committed in a
+    fresh git repository at ``dst``: a user's clone that a run may not change, whose failure
+    cannot touch the real checkout's committed outputs."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+    for name in listed.stdout.decode().split("\0"):
+        if name and (ROOT / name).is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dst / name)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "copy"]):
+        subprocess.run([*git, *cmd], cwd=dst, check=True, capture_output=True)
+    assert status(dst) == ""
+    return dst
+
+
+def status(repo: Path, *extra: str) -> str:
+    """``git status --porcelain`` of ``repo`` (untracked files listed one by one)."""
+    args = ["git", "status", "--porcelain", "--untracked-files=all", *extra]
+    return subprocess.run(args, cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+def execute(notebook: Path, out: Path, cwd: Path, **parameters) -> nbformat.NotebookNode:
+    """``notebook`` run by real papermill into ``out`` in a kernel started in ``cwd``; every
+    output checked: no error, no WARNING line."""
     pm.execute_notebook(
-        str(RUN),
+        str(notebook),
         str(out),
-        parameters={
-            "batch_sizes": [32, 64],
-            "epochs": 1,
-            "seeds": [0, 1],
-            "config": {"train_limit": 3000},
-            "model_batch_size": 64,
-            "tsne": tsne,
-            "tsne_epochs": [0, 1],
-            "tsne_points": 200,
-            "results_dir": str(tmp_path / "results"),
-            "media_dir": str(tmp_path / "media"),
-        },
+        parameters=parameters,
         kernel_name="python3",
         progress_bar=False,
-        cwd=str(ROOT),
+        cwd=str(cwd),
     )
     nb = nbformat.read(out, as_version=4)
     for c in nb.cells:
         for o in c.get("outputs", []):
-            assert o.get("output_type") != "error"
-            assert "WARNING" not in "".join(o.get("text", ""))
-    return json.dumps([c.get("outputs", []) for c in nb.cells])
+            assert o.get("output_type") != "error", o
+            assert "WARNING" not in "".join(o.get("text", "")), o
+    return nb
+
+
+def texts(cell: nbformat.NotebookNode) -> str:
+    """Everything a cell printed or displayed as text."""
+    parts = []
+    for o in cell.get("outputs", []):
+        parts.append("".join(o.get("text", "")))
+        parts.append("".join(o.get("data", {}).get("text/plain", "")))
+    return "\n".join(parts)
+
+
+def cell_with(nb: nbformat.NotebookNode, code: str) -> nbformat.NotebookNode:
+    (cell,) = [c for c in nb.cells if c.cell_type == "code" and code in c.source]
+    return cell
+
+
+def images(cell: nbformat.NotebookNode) -> int:
+    return sum("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
+
+
+STUDY_PNGS = {
+    "sample_digits.png",
+    "accuracy_vs_epoch.png",
+    "final_accuracy_vs_batch.png",
+    "heatmap_batch_epoch.png",
+    "train_vs_test.png",
+    "dead_units.png",
+    "predictions_last10.png",
+    "confusion_matrix.png",
+    "misclassified.png",
+}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tsne", [False, True], ids=["no-tsne", "tsne"])
-def test_run_notebook_with_small_parameters(tmp_path, tsne):
-    text = run_small(tmp_path, tsne)
-    pngs = {p.name for p in (tmp_path / "media").glob("*.png")}
-    expected = {
-        "sample_digits.png",
-        "accuracy_vs_epoch.png",
-        "final_accuracy_vs_batch.png",
-        "heatmap_batch_epoch.png",
-        "train_vs_test.png",
-        "dead_units.png",
-        "predictions_last10.png",
-        "confusion_matrix.png",
-        "misclassified.png",
-    }
-    assert expected | ({"tsne_epochs.png"} if tsne else set()) == pngs
+def test_run_notebook_with_a_grid_over_lr_leaves_the_checkout_unchanged(tmp_path, mnist, monkeypatch):
+    # As a user runs it: from the checkout, default paths, a relative MLPMNIST_DATA (read from the
+    # repository root), non-default parameters. A copy of the checkout, so that a regression
+    # shows as a dirty copy instead of changing this checkout's committed media/.
+    repo = copy_checkout(tmp_path / "repo")
+    monkeypatch.setenv("MLPMNIST_DATA", os.path.relpath(mnist.root, repo))
+    nb = execute(
+        repo / "run.ipynb",
+        tmp_path / "run.ipynb",
+        cwd=repo,
+        batch_sizes=[32, 64],
+        epochs=1,
+        seeds=[0],
+        grid={"lr": [0.05, 0.1]},
+        config={"train_limit": 3000},
+        model_batch_size=64,
+        tsne_epochs=[0, 1],
+        tsne_points=200,
+    )
+    assert status(repo) == ""
+    (study,) = (repo / "results" / "studies").iterdir()  # this run's outputs, and only there
+    assert {p.name for p in study.glob("*.png")} == STUDY_PNGS | {"tsne_epochs.png"}
+    assert (study / "study_summary.csv").is_file()
+    assert "figures and summary in results/studies/4exp-e1-s1-" in texts(
+        cell_with(nb, "Study.from_parameters")
+    )
+
+    # The sweep cell drew itself: its last state is the final figure and every experiment done.
+    sweep = cell_with(nb, "live.run_sweep")
+    assert images(sweep) == 1 and "4 of 4 experiments finished" in texts(sweep)
+    assert texts(sweep).count("done") == 4
+
+    # The model cells name the grid point they show: the better of the two lrs at batch 64.
+    why = texts(cell_with(nb, "choose_model"))
+    m = re.search(r"Models of batch 64, lr (0\.05|0\.1) \((bs0064-lr\S+)\): the highest median", why)
+    assert m, why
+    record = json.loads((repo / "results" / "runs" / f"{m[2]}.json").read_text())
+    others = [json.loads(p.read_text()) for p in (repo / "results" / "runs").glob("bs0064-*.json")]
+    best = max(r["replicas"][0]["history"][-1]["test_acc"] for r in others)
+    assert record["replicas"][0]["history"][-1]["test_acc"] == best
+
+    # t-SNE retrained that configuration (lr, train_limit, seed 0) for 1 epoch: the same test
+    # accuracy as the sweep's model, far from the default configuration's (lr 0.1, all images).
+    scores = texts(cell_with(nb, "tsne_epochs("))
+    row = re.search(r"^1\s+1\s+(0\.\d+)", scores, re.MULTILINE)
+    assert row, scores
+    assert float(row[1]) == pytest.approx(record["replicas"][0]["history"][-1]["test_acc"], abs=2e-4)
+    assert not re.search(r"batch 90\b|bs0090", json.dumps([c.get("outputs", []) for c in nb.cells]))
+
+
+@pytest.mark.slow
+def test_run_notebook_with_one_batch_size_one_seed_one_epoch(tmp_path):
+    nb = execute(
+        RUN,
+        tmp_path / "run.ipynb",
+        cwd=tmp_path,  # outside any checkout: relative paths would be read from here
+        batch_sizes=[64],
+        epochs=1,
+        seeds=[0],
+        config={"train_limit": 2000},
+        model_batch_size=64,
+        tsne=False,
+        results_dir=str(tmp_path / "results"),
+        media_dir=str(tmp_path / "media"),
+    )
+    assert {p.name for p in (tmp_path / "media").glob("*.png")} == STUDY_PNGS
     assert (tmp_path / "media" / "study_summary.csv").is_file()
-    # Nothing about batch 90, which these parameters do not train.
-    assert not re.search(r"batch 90\b|bs0090", text)
+    assert "1 experiment (batch_size [64]), 1 seed each, 1 epoch\n" in texts(
+        cell_with(nb, "Study.from_parameters")
+    )
+    assert "last 3 epochs" not in texts(cell_with(nb, "tables.summary_table(summ)"))
+    assert "Models of batch 64 (bs0064-" in texts(cell_with(nb, "choose_model"))
+    assert "1 of 1 experiment finished, 0 failed" in texts(cell_with(nb, "live.run_sweep"))
+    everything = json.dumps([c.get("outputs", []) for c in nb.cells])
+    for odd in ("1 experiments", "1 seeds", "1 epochs", "batch sizes none", "Empty DataFrame"):
+        assert odd not in everything, odd
+    # No sentence compares batch 64 with itself.
+    assert not re.search(r"at batch 64, against [\d.]+% [^.]*at batch 64\b", everything)
+
+
+@pytest.mark.slow
+def test_science_notebook_from_its_folder_writes_nothing_there(tmp_path, mnist, monkeypatch):
+    # JupyterLab starts the kernel in notebooks/; the README's relative MLPMNIST_DATA is read
+    # from the repository root, and the outputs go under results/science/, not notebooks/.
+    repo = copy_checkout(tmp_path / "repo")
+    monkeypatch.setenv("MLPMNIST_DATA", os.path.relpath(mnist.root, repo))
+    nb = execute(
+        repo / "notebooks" / "batch_science.ipynb",
+        tmp_path / "science.ipynb",
+        cwd=repo / "notebooks",
+        quick=True,
+    )
+    assert status(repo) == ""
+    ignored = status(repo, "--ignored").splitlines()  # not even an ignored file outside results/
+    assert ignored and all(line.startswith("!! results/science/") for line in ignored), ignored
+    out = repo / "results" / "science"
+    pngs = {p.name for p in (out / "media").glob("*.png")}
+    names = ("lr_tuning", "ceiling", "steps_to_target", "noise_scale", "tuned", "headlines")
+    assert pngs == {f"science_{n}.png" for n in names}
+    assert json.loads((out / "science_summary.json").read_text())["quick"] is True
+    assert "saved results/science/media/science_tuned.png" in json.dumps(
+        [c.get("outputs", []) for c in nb.cells]
+    )
 
 
 def test_readme_table_matches_the_committed_summary():

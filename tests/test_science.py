@@ -14,6 +14,7 @@ import torch
 
 from mlpmnist import TrainConfig, train
 from mlpmnist.science import (
+    COARSE_LRS,
     FULL,
     QUICK,
     REFERENCE_RECIPE,
@@ -130,6 +131,7 @@ def test_noise_scale_during_training_rows(mnist) -> None:
         threads=1,
     )
     assert list(ns["epoch"]) == [0, 2] and list(ns["step"]) == [0, 2 * (1500 // 50)]
+    assert list(ns["seed"]) == [0, 0]
     assert math.isnan(ns["val_acc"].iloc[0]) and 0.5 < ns["val_acc"].iloc[1] <= 1
     assert (ns["trace"] > 0).all() and ns["train_loss_full"].iloc[1] < ns["train_loss_full"].iloc[0]
 
@@ -405,14 +407,15 @@ def test_select_recipe_by_validation_only() -> None:
 
 def test_presets() -> None:
     full = preset(False, threads=1)
-    assert full.batch_sizes == FULL.batch_sizes and 8 in full.batch_sizes and 4096 in full.batch_sizes
-    assert full.lrs == lr_grid() and full.target == 0.97 and full.max_epochs == 100
-    assert (full.seeds, full.tuned_seeds) == ((0, 1, 2), (0, 1, 2, 3, 4))
+    assert full.batch_sizes == FULL.batch_sizes and 8 in full.batch_sizes and 1024 in full.batch_sizes
+    assert full.lrs == COARSE_LRS and 0.1 in full.lrs and full.target == 0.97
+    assert full.seeds == tuple(range(8)) and full.second_seeds == tuple(range(8, 16))
+    assert full.all_seeds == tuple(range(16))
     assert full.common == {"holdout": 5000, "train_limit": None, "threads": 1}
     assert full.noise["batch_size"] in full.batch_sizes  # its lr comes from the tuning
     assert full.reference == REFERENCE_RECIPE and {r.max_shift for r in full.candidates} == {0, 1}
-    quick = preset(True, seeds=[3, 4, 5], tuned_seeds=[7, 8, 9], target=0.9)
-    assert (quick.seeds, quick.tuned_seeds, quick.target) == ((3, 4), (7, 8), 0.9)
+    quick = preset(True, seeds=[3, 4], second_seeds=[7, 8], target=0.9)
+    assert (quick.seeds, quick.second_seeds, quick.target) == ((3, 4), (7, 8), 0.9)
     assert quick.train_limit == QUICK.train_limit == 20_000 and quick.holdout == 2_000
     assert preset(True).target == 0.92 and quick.noise["batch_size"] in quick.batch_sizes
     assert all(r.epochs <= 3 for r in (*quick.candidates, quick.reference))
@@ -421,15 +424,17 @@ def test_presets() -> None:
         preset(False, target=97)
     with pytest.raises(ValueError, match="seeds"):
         preset(False, seeds=[0, 0])
+    with pytest.raises(ValueError, match="disjoint"):
+        preset(False, seeds=[0, 1], second_seeds=[1, 2])
 
 
 def test_summary_record_is_json_and_headline(tmp_path) -> None:
-    best = pd.DataFrame({"batch_size": [8, 64], "lr": [0.01, 0.1], "test_acc_mean": [0.9, np.nan]})
-    steps = pd.DataFrame(
-        {"batch_size": [8, 64, 4096], "lr": [0.01, 0.1, 0.1], "steps": [800.0, 120.0, np.nan]}
+    ceiling = pd.DataFrame(
+        {"batch_size": [8, 64], "lr": [0.01, 0.1], "max_ok_lr": [0.1, 0.2], "collapse_lr": [0.14, np.nan]}
     )
     noise = pd.DataFrame(
         {
+            "seed": [0, 0, 0],
             "epoch": [0, 1, 2],
             "step": [0, 10, 20],
             "val_acc": [np.nan, 0.95, 0.975],
@@ -440,30 +445,46 @@ def test_summary_record_is_json_and_headline(tmp_path) -> None:
             "b_small": 64,
         }
     )
+    headlines = pd.DataFrame(
+        {
+            "quantity": ["lr_slope", "b_crit"],
+            "unit": ["exponent", "examples"],
+            "estimate": [0.1, np.nan],
+            "low": [-0.1, np.nan],
+            "high": [0.3, np.nan],
+            "second": [0.05, 120.0],
+            "inside": [True, None],
+        }
+    )
     chosen, reference = _run([0.98, 0.99], [0.981, 0.982], max_shift=1), _run([0.97, 0.97], [0.96, 0.97])
+    again = _run([0.98, 0.98], [0.983, 0.984], max_shift=1)
     record = summary_record(
-        quick=False,
-        best=best,
+        preset=preset(True),
+        ceiling=ceiling,
         scaling={"slope": np.float64(0.14), "c": 0.02, "r2": 0.5},
-        target=0.97,
-        steps=steps,
+        control=pd.DataFrame({"batch_size": [64], "ceiling_moved": [5.0]}),
+        lambda_init=45.0,
+        headlines=headlines,
         regimes=None,
         noise=noise,
         chosen=chosen,
         reference=reference,
-        seconds={"lr_tuning": 1.5},
+        again=again,
+        seconds={"lr_search": 1.5},
     )
     text = json.dumps(record, allow_nan=False)  # NaN became null: strict JSON
     back = json.loads(text)
-    assert back["best_lr"][1]["test_acc_mean"] is None and back["steps_to_target"]["b_crit"] is None
-    assert back["steps_to_target"]["table"][2]["steps"] is None
-    assert back["b_simple_at_target"] == 1000.0 and "b_small" not in back["noise_scale"][0]
-    assert back["tuned"]["test_acc"] == [0.981, 0.982] and back["tuned"]["seeds"] == [0, 1]
+    assert back["ceiling"][1]["collapse_lr"] is None and back["steps_to_target"]["perfect_end"] is None
+    assert back["headlines"][1]["estimate"] is None and back["headlines"][1]["inside"] is None
+    assert "b_small" not in back["noise_scale"][0] and back["noise_scale"][2]["b_simple"] == 1000.0
+    assert back["tuned"]["test_acc"] == [0.981, 0.982] and back["tuned"]["second_test_acc"] == [0.983, 0.984]
     assert "shifts" in back["tuned"]["recipe"] and back["lr_scaling"]["slope"] == 0.14
     path = write_summary(record, tmp_path / "s" / "science_summary.json")
     assert json.loads(path.read_text()) == back
     text = headline(record)
-    assert "8: 0.01" in text and "4096: n/a" in text and "B_crit n/a" in text and "98.10, 98.20" in text
+    assert "8: 0.01 (0.1..0.14)" in text and "64: 0.1 (0.2..n/a)" in text
+    assert "lr_slope: 0.1 [-0.1, 0.3] exponent; second run 0.05 (inside)" in text
+    assert "b_crit: n/a [n/a, n/a] examples; second run 120 (n/a)" in text and "2/lambda_max 0.0444" in text
 
 
 def test_stopwatch() -> None:
@@ -484,7 +505,16 @@ def test_notebook_is_thin() -> None:
     assert max(len("".join(c["source"]).splitlines()) for c in code) <= 10
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     params = "".join(next(c["source"] for c in code if "parameters" in c["metadata"].get("tags", [])))
-    for name in ("quick", "data_dir", "media_dir", "out_dir", "seeds", "tuned_seeds", "target", "threads"):
+    for name in (
+        "quick",
+        "data_dir",
+        "media_dir",
+        "out_dir",
+        "seeds",
+        "second_seeds",
+        "threads",
+        "concurrency",
+    ):
         assert f"{name} = " in params, name
 
 
@@ -505,8 +535,9 @@ def test_notebook_quick(tmp_path, mnist) -> None:
         cwd=str(tmp_path),
         progress_bar=False,
     )
-    for name in ("science_lr_tuning", "science_steps_to_target", "science_noise_scale", "science_tuned"):
-        png = tmp_path / "media" / f"{name}.png"
+    names = ("lr_tuning", "ceiling", "steps_to_target", "noise_scale", "tuned", "headlines")
+    for name in names:
+        png = tmp_path / "media" / f"science_{name}.png"
         assert png.is_file() and png.stat().st_size > 10_000, name
     nb = json.loads(out.read_text())
     text = "".join(
@@ -515,8 +546,19 @@ def test_notebook_quick(tmp_path, mnist) -> None:
         if c["cell_type"] == "code"
         for o in c.get("outputs", [])
     )
-    for claim in ("best lr", "steps to", "B_simple", "tuned recipe"):
+    for claim in (
+        "best lr",
+        "steps to",
+        "B_simple",
+        "tuned recipe",
+        "lambda_max at initialisation",
+        "control",
+    ):
         assert claim in text, claim
     summary = json.loads((tmp_path / "results" / "science_summary.json").read_text())
-    assert {"best_lr", "steps_to_target", "noise_scale", "tuned"} <= set(summary)
+    assert {"ceiling", "headlines", "steps_to_target", "noise_scale", "tuned", "control"} <= set(summary)
     assert summary["quick"] is True and len(summary["tuned"]["test_acc"]) == 2
+    assert len(summary["tuned"]["second_test_acc"]) == 2 and summary["seeds"] != summary["second_seeds"]
+    quantities = {h["quantity"] for h in summary["headlines"]}
+    assert {"lr_slope", "b_crit", "tuned_test_acc"} <= quantities
+    assert all({"low", "high", "second", "inside"} <= set(h) for h in summary["headlines"])

@@ -67,8 +67,9 @@ def test_per_replica_lr_equals_separate_runs(mnist):
     grid = train(TrainConfig(seeds=(0, 0), lr=(0.02, 0.3), **base), mnist, **QUIET)
     for i, lr in enumerate((0.02, 0.3)):
         single = train(TrainConfig(seeds=(0,), lr=lr, **base), mnist, **QUIET)
-        # The grid scales gradients per replica, a single run folds its lr into alpha: float rounding.
-        assert max_param_diff(single.state_dicts, grid.state_dicts[i : i + 1]) < 1e-4
+        # Both scale the top gradient by each replica's lr (the same arithmetic); only batched
+        # GEMMs over 2 replicas against 1 could round differently (here they do not).
+        assert max_param_diff(single.state_dicts, grid.state_dicts[i : i + 1]) < 1e-6
     assert max_param_diff(grid.state_dicts[:1], grid.state_dicts[1:]) > 1e-2
 
 

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import dataclasses
 import errno
+import re
 import signal
 import sys
 import threading
@@ -26,25 +27,41 @@ from .config import FIELDS, TrainConfig, check_names, choices, field_types, pars
 from .results import StoreError, file_target, writable_folder
 
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 3
+#: The figures command's model batch size when the selection has it (run.ipynb's default).
+DEFAULT_MODEL_BATCH = 90
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with the package's one-line error format."""
+    """argparse with the package's one-line error format, suggestions for unknown flags from the
+    chosen command's own flags, and plain-text help (docstrings' ``literal`` markup dropped)."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self._argv = list(sys.argv[1:] if args is None else args)  # the command, for error()
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments"):
-            message += _did_you_mean(self, message)
+            message += _did_you_mean(self, message, getattr(self, "_argv", []))
         self.exit(EXIT_BAD_INPUT, f"error: {message}; see '{self.prog} --help'\n")
 
+    def format_help(self) -> str:
+        return re.sub(r"``(.+?)``", r"'\1'", super().format_help())
 
-def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
-    """The closest known flag to each unknown one in argparse's ``message``."""
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str, argv: Sequence[str] = ()) -> str:
+    """The closest flag to each unknown one in argparse's ``message``, among the flags of the
+    command named in ``argv`` (sweep's for ``sweep --batchsizes``; all flags when none is)."""
     import difflib
 
     known = [s for a in parser._actions for s in a.option_strings]  # noqa: SLF001
+    commands = {}
     for a in parser._actions:  # noqa: SLF001
         if isinstance(a, argparse._SubParsersAction):  # noqa: SLF001
-            known += [s for sub in a.choices.values() for b in sub._actions for s in b.option_strings]  # noqa: SLF001
+            commands = {
+                n: [s for b in sub._actions for s in b.option_strings] for n, sub in a.choices.items()
+            }  # noqa: SLF001
+    chosen = next((w for w in argv if w in commands), None)
+    known += commands[chosen] if chosen else [s for flags in commands.values() for s in flags]
     words = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
     hints = [m[0] for w in words if (m := difflib.get_close_matches(w, known, n=1))]
     return f" (did you mean {', '.join(hints)}?)" if hints else ""
@@ -159,7 +176,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def sweep_config_from_args(args: argparse.Namespace) -> Any:
-    """The ``SweepConfig`` of the sweep command's flags."""
+    """The ``SweepConfig`` of the sweep command's flags. A config flag that a grid axis
+    overrides (``--batch-size`` beside the default batch-size axis, ``--lr`` beside
+    ``--grid lr=...``) is refused with the flag it probably meant, never silently ignored."""
     from .sweep import SweepConfig
 
     grid = parse_assignments(args.grid or [], "grid axis")
@@ -167,6 +186,20 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
         if "batch_size" in grid:
             raise ValueError("give the batch sizes once: --batch-sizes or --grid batch_size=..., not both")
         grid = {"batch_size": [parse_value("batch_size", v) for v in args.batch_sizes], **grid}
+    axes = set(grid) or {"batch_size"}  # the default grid is the reference's batch sizes
+    for name in (n for n in FIELDS if hasattr(args, n) and n in axes):
+        value = getattr(args, name)
+        shown = " ".join(value) if isinstance(value, list) else str(value)
+        flag = "--" + name.replace("_", "-")
+        if name == "batch_size" and not args.grid:
+            instead = f"--batch-sizes {shown}"
+            why = "the batch sizes are the sweep's grid axis" + (
+                "" if args.batch_sizes else " (default: the reference's 8 16 32 48 64 90 128 150)"
+            )
+        else:  # a list field's value is one grid value: spelled NAME=0-4, not NAME=0,4
+            instead = f"--grid {name}=" + ("..." if isinstance(value, list) else shown)
+            why = f"{name} is a grid axis (--grid {name}=...)"
+        raise ValueError(f"{flag} {shown} is not used by sweep: {why}; did you mean {instead}?")
     config = SweepConfig(
         base=config_from_args(args),
         results_dir=args.results,
@@ -210,32 +243,53 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_FAILED if outcome.failed or outcome.collapsed else 0
 
 
+def _model_experiment(df: Any, wanted: int | None, results_dir: Path) -> tuple[str, int]:
+    """The key and batch size of the one experiment in ``df`` whose models the model figures
+    show: at ``wanted`` (default: 90 when ``df`` has it, else its only batch size).
+    ``ValueError`` saying what to choose when there is none or more than one."""
+    sizes = sorted(int(b) for b in df["batch_size"].unique())
+    batch = wanted if wanted is not None else (DEFAULT_MODEL_BATCH if DEFAULT_MODEL_BATCH in sizes else None)
+    if batch is None and len(sizes) == 1:
+        batch = sizes[0]
+    if batch is None:
+        raise ValueError(
+            f"--model-batch-size: the selection in {results_dir} has no batch {DEFAULT_MODEL_BATCH} and "
+            f"several batch sizes ({', '.join(map(str, sizes))}); choose one with --model-batch-size"
+        )
+    keys = sorted(df.loc[df["batch_size"] == batch, "key"].unique())
+    if len(keys) != 1:
+        found = f"{len(keys)} experiments ({', '.join(keys)})" if keys else "no experiment"
+        there = f"; batch sizes there: {', '.join(map(str, sizes))}" if not keys else ""
+        raise ValueError(
+            f"--model-batch-size {batch}: {found} in {results_dir} at that batch size{there}; "
+            "choose another or narrow with --where NAME=VALUE"
+        )
+    return keys[0], batch
+
+
 def cmd_figures(args: argparse.Namespace) -> int:
     from . import embed, figures, results
+    from .columns import config_label, dataset_names, varying_axes
 
-    media = writable_folder(args.media, "--media")
+    # Everything is read and checked before anything is written: the records, the model
+    # experiment and its weights, the data, the media folder; then every figure is drawn, then saved.
     where = {
         k: v if len(v) > 1 else v[0] for k, v in parse_assignments(args.where or [], "selection").items()
     }
     df = results.load(args.results, where=where)
-    data = mdata.load(args.data)
-    written = figures.save_figures(figures.study_figures(df), media)
-    written += figures.save_figures(figures.data_figures(data.train), media)
-    keys = sorted(df.loc[df["batch_size"] == args.model_batch_size, "key"].unique())
-    if len(keys) != 1:
-        found = f"{len(keys)} experiments ({', '.join(keys)})" if keys else "no experiment"
-        raise ValueError(
-            f"--model-batch-size {args.model_batch_size}: {found} in {args.results} at that batch size; "
-            "choose another or narrow with --where NAME=VALUE"
-        )
-    models = results.load_models(results.path(args.results, "models", keys[0]), key=keys[0])
-    written += figures.save_figures(
-        figures.model_figures(models, data.test, f"batch {args.model_batch_size}"), media
-    )
+    key, batch = _model_experiment(df, args.model_batch_size, args.results)
+    models = results.load_models(results.path(args.results, "models", key), key=key)
+    rows = df[df["key"] == key]
+    label = config_label(rows.iloc[0], ["batch_size", *(c for c in varying_axes(df) if c != "batch_size")])
+    data = mdata.load(args.data, dataset=dataset_names(rows).iloc[0])
+    media = writable_folder(args.media if args.media is not None else args.results / "media", "--media")
+    figs = figures.study_figures(df) | figures.data_figures(data.train)
+    figs |= figures.model_figures(models, data.test, label)
     if args.tsne:
-        emb = embed.tsne_epochs(data, batch_size=args.model_batch_size)
-        written += figures.save_figures(figures.tsne_figures(emb), media)
-    for p in written:
+        config = results.stored_config(results.read_record(results.path(args.results, "runs", key)))
+        emb = embed.tsne_epochs(data, config=config, progress=True)
+        figs |= figures.tsne_figures(emb, label)
+    for p in figures.save_figures(figs, media):
         print(p)
     return 0
 
@@ -305,13 +359,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sweep)
 
+    from .embed import SNAPSHOT_EPOCHS
+
     f = sub.add_parser("figures", help="draw every figure from a results folder as PNGs")
-    f.add_argument("--results", type=Path, default=Path("results"))
-    f.add_argument("--media", type=Path, default=Path("media"))
+    f.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="results folder to read (default: results)",
+    )
+    f.add_argument(
+        "--media",
+        type=Path,
+        default=None,
+        help="folder to write the PNGs into (default: RESULTS/media)",
+    )
     f.add_argument("--where", nargs="+", metavar="NAME=V1,V2", help="only these experiments, e.g. lr=0.1")
-    f.add_argument("--model-batch-size", type=int, default=90, help="whose models the model figures show")
+    f.add_argument(
+        "--model-batch-size",
+        type=int,
+        default=None,
+        metavar="B",
+        help=f"whose models the model figures show (default: {DEFAULT_MODEL_BATCH} when the selection has "
+        "it, else its only batch size)",
+    )
     f.add_argument("--data", default=None, help=data_help)
-    f.add_argument("--tsne", action="store_true", help="also train one model for 50 epochs and draw t-SNE")
+    f.add_argument(
+        "--tsne",
+        action="store_true",
+        help=f"also retrain that experiment's first seed for {max(SNAPSHOT_EPOCHS)} epochs and draw t-SNE",
+    )
     f.set_defaults(func=cmd_figures)
     return ap
 

@@ -305,9 +305,9 @@ def choices(name: str, cls: type = TrainConfig) -> tuple[str, ...] | None:
     return c() if callable(c) else c
 
 
-def baseline(name: str) -> Any:
+def baseline(name: str, cls: type = TrainConfig) -> Any:
     """The value of field ``name`` in records made before it existed (its default otherwise)."""
-    f = FIELDS[name]
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
     b = f.metadata.get("baseline", _NO_BASELINE)
     return f.default if b is _NO_BASELINE else b
 

@@ -29,7 +29,7 @@ from typing import BinaryIO, TypeAlias
 import numpy as np
 import torch
 
-from . import datasets
+from . import datasets, paths
 from .datasets import DatasetSpec
 
 ENV_VAR = "MLPMNIST_DATA"
@@ -102,12 +102,19 @@ def spec_of(dataset: Dataset) -> DatasetSpec:
 
 
 def resolve_root(root: str | os.PathLike | None = None) -> Path:
-    """The data directory: ``root``, else ``$MLPMNIST_DATA``, else ``./data`` (not made absolute).
+    """The data directory: ``root`` (a relative one from the working folder, as a command-line
+    flag), else ``$MLPMNIST_DATA``, else ``data``. These two are read from the repository root
+    (``paths.base``), whatever folder a kernel starts in, so ``MLPMNIST_DATA=../shared/data`` set
+    at the root also serves a notebook under ``notebooks/``; returned as given when the working
+    folder is that root, else joined to it.
 
     One root holds every dataset, each in its own folder (``raw_dir``)."""
-    if root is None:
-        root = os.environ.get(ENV_VAR) or DEFAULT_ROOT
-    return Path(root).expanduser()
+    if root is not None:
+        return Path(root).expanduser()
+    path = Path(os.environ.get(ENV_VAR) or DEFAULT_ROOT).expanduser()
+    if path.is_absolute() or paths.base() == Path.cwd().resolve():
+        return path
+    return paths.base() / path
 
 
 def raw_dir(root: Path, dataset: Dataset = "mnist") -> Path:
@@ -119,8 +126,13 @@ def raw_dir(root: Path, dataset: Dataset = "mnist") -> Path:
 
 
 def _fix(spec: DatasetSpec) -> str:
-    """The tail of every message about missing or bad data: what to do instead."""
-    return f"set {ENV_VAR} to a folder holding {spec.folder}/raw/*-ubyte"
+    """The tail of every message about missing or bad data: what to do instead, and what the
+    variable holds now (so the hint does not merely repeat a value already set)."""
+    now = os.environ.get(ENV_VAR)
+    if not now:
+        return f"set {ENV_VAR} to a folder holding {spec.folder}/raw/*-ubyte"
+    where = "" if Path(now).expanduser().is_absolute() else f", read from {paths.describe_base()}"
+    return f"set {ENV_VAR} to a folder holding {spec.folder}/raw/*-ubyte (it is {now!r}{where})"
 
 
 def _put(spec: DatasetSpec, raw: Path) -> str:

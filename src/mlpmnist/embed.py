@@ -10,6 +10,7 @@ same kNN accuracy in the 64-d hidden layer itself.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from . import data as mdata
 from .model import MLP
@@ -115,13 +117,14 @@ class Embeddings:
     test_acc (the snapshot on the whole test set), knn_acc_2d, silhouette_2d, knn_acc_64d
     (fractions, silhouette in [-1, 1]) and tsne_seconds (wall time of that panel's t-SNE).
     ``seconds``: wall time of all the t-SNE panels together (run in parallel).
-    ``batch_size`` and ``seed``: of the trained model, where known."""
+    ``batch_size``, ``seed`` and ``config``: of the trained model, where known."""
 
     points: pd.DataFrame
     scores: pd.DataFrame
     seconds: float
     batch_size: int | None = None
     seed: int | None = None
+    config: TrainConfig | None = None
 
 
 def _panel(features: np.ndarray, labels: np.ndarray, max_iter: int, random_state: int) -> tuple:
@@ -138,13 +141,14 @@ def embed_models(
     max_iter: int = TSNE_MAX_ITER,
     random_state: int = TSNE_SEED,
     n_jobs: int = 2,
+    progress: bool = False,
 ) -> Embeddings:
     """t-SNE of the last hidden layer of each model in ``models`` (epoch -> model) on the
     same ``n`` test images (``subset_indices(n)``), with separation scores per epoch.
 
     Panels run in ``n_jobs`` processes, each t-SNE single-threaded, so the result does not
     depend on ``n_jobs``. Each panel after the first is rotated/reflected onto the previous
-    one (see ``_align``).
+    one (see ``_align``). ``progress``: a bar counting finished panels.
     """
     from joblib import Parallel, delayed
 
@@ -154,7 +158,8 @@ def embed_models(
     feats = [hidden_features(models[e], x) for e in epochs]
     t0 = time.perf_counter()
     jobs = (delayed(_panel)(f, labels, max_iter, random_state) for f in feats)
-    panels = Parallel(n_jobs=min(n_jobs, len(feats)))(jobs)
+    run = Parallel(n_jobs=min(n_jobs, len(feats)), return_as="generator")(jobs)
+    panels = list(tqdm(run, total=len(feats), desc="t-SNE panels", unit="panel", disable=not progress))
     seconds = time.perf_counter() - t0
 
     points, scores, previous = [], [], None
@@ -179,39 +184,69 @@ def embed_models(
     return Embeddings(pd.concat(points, ignore_index=True), pd.DataFrame(scores), seconds)
 
 
+def snapshot_config(
+    base: TrainConfig | None = None,
+    epochs: Sequence[int] = SNAPSHOT_EPOCHS,
+    seed: int | None = None,
+    **fields,
+) -> TrainConfig:
+    """The one-seed run whose snapshots ``train_snapshots`` takes: ``base`` (default: the
+    defaults) with ``fields`` replaced, ``max(epochs)`` epochs and the one seed ``seed``
+    (default: ``base``'s first). ``ValueError`` for epochs that are not integers >= 0."""
+    if not epochs or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in epochs):
+        raise ValueError(f"t-SNE epochs must be a non-empty list of integers >= 0; got {list(epochs)!r}")
+    base = TrainConfig.from_mapping(fields, base)
+    seed = base.seeds[0] if seed is None else seed
+    lr = base.lrs[base.seeds.index(seed)] if seed in base.seeds else base.lrs[0]
+    return dataclasses.replace(base, epochs=max(max(epochs), 1), seeds=(seed,), lr=lr)
+
+
 def train_snapshots(
     data: mdata.MNIST,
-    batch_size: int = 90,
+    batch_size: int | None = None,
     epochs: Sequence[int] = SNAPSHOT_EPOCHS,
-    seed: int = 0,
-    **config,
+    seed: int | None = None,
+    *,
+    base: TrainConfig | None = None,
+    progress: bool = False,
+    **fields,
 ) -> dict[int, MLP]:
-    """Train one model (fast engine, ``seed``) for ``max(epochs)`` epochs at ``batch_size``
-    and return epoch -> MLP for each of ``epochs`` (0 = the initialisation). Extra keyword
-    arguments go to ``TrainConfig`` (e.g. ``threads``, ``train_limit``, ``device``)."""
-    cfg = TrainConfig(batch_size=batch_size, epochs=max(epochs), seeds=(seed,), **config)
-    result = train(cfg, data, progress=False, verbose=False, snapshot_epochs=set(epochs))
+    """Train one model of ``snapshot_config(base, epochs, seed, batch_size=..., **fields)``
+    (``base`` default: the defaults, batch 90, seed 0) and return epoch -> MLP for each of
+    ``epochs`` (0 = the initialisation). ``fields`` are other ``TrainConfig`` fields (e.g.
+    ``threads``, ``train_limit``, ``device``); ``progress``: train's bar over epochs."""
+    if batch_size is not None:
+        fields["batch_size"] = batch_size
+    cfg = snapshot_config(base, epochs, seed, **fields)
+    result = train(cfg, data, progress=progress, verbose=False, snapshot_epochs=set(epochs))
     models = {}
     for epoch in epochs:
-        sd = result.snapshots[epoch][0]
+        sd = result.snapshots.get(epoch, [None])[0]
         if sd is None:
-            raise RuntimeError(f"batch {batch_size}, seed {seed} diverged before epoch {epoch}")
+            raise RuntimeError(f"batch {cfg.batch_size}, seed {cfg.seeds[0]} diverged before epoch {epoch}")
         models[epoch] = MLP.from_state_dict(sd)
     return models
 
 
 def tsne_epochs(
     data: mdata.MNIST | None = None,
-    batch_size: int = 90,
+    batch_size: int | None = None,
     epochs: Sequence[int] = SNAPSHOT_EPOCHS,
     n: int = N_POINTS,
-    seed: int = 0,
+    seed: int | None = None,
+    *,
+    config: TrainConfig | None = None,
+    progress: bool = False,
     **embed_kw,
 ) -> Embeddings:
-    """Train batch ``batch_size`` (seed ``seed``) with snapshots at ``epochs`` and embed each
-    (see ``train_snapshots`` and ``embed_models``). ``data`` defaults to ``mdata.load()``."""
-    data = data if data is not None else mdata.load()
-    models = train_snapshots(data, batch_size, epochs, seed)
-    emb = embed_models(models, data.test, n=n, **embed_kw)
-    emb.batch_size, emb.seed = batch_size, seed
+    """Train one seed of ``config`` (default: the defaults; ``batch_size`` replaces its batch
+    size, ``seed`` its seeds, default its first) for ``max(epochs)`` epochs with snapshots at
+    ``epochs``, and embed each (see ``train_snapshots`` and ``embed_models``). ``data``
+    defaults to ``mdata.load()``; ``progress``: bars for the training and the panels."""
+    extra = {} if batch_size is None else {"batch_size": batch_size}
+    cfg = snapshot_config(config, epochs, seed, **extra)
+    data = data if data is not None else mdata.load(dataset=cfg.dataset)
+    models = train_snapshots(data, epochs=epochs, base=cfg, progress=progress)
+    emb = embed_models(models, data.test, n=n, progress=progress, **embed_kw)
+    emb.batch_size, emb.seed, emb.config = cfg.batch_size, cfg.seeds[0], cfg
     return emb

@@ -16,12 +16,12 @@ each [S, R, B]; the caller sums these once per evaluation, not once per step.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from . import fused, graphs
+from . import graphs
 from .batching import gather_batch
 from .model import MLP
 from .optim import stacked_rule
@@ -136,9 +136,8 @@ class StackedEngine:
         cuda = device.type == "cuda"
         if cuda_graphs and not cuda:
             raise ValueError(f"cuda_graphs needs a CUDA device; got {device}")
-        dtype = self._params[0].dtype
         self.use_fused = (
-            fused.available(device) and fused.supports(self.sizes, dtype, optimizer)
+            _fused_fits(device, self.sizes, self._params[0].dtype, optimizer)
             if use_fused is None
             else use_fused
         )
@@ -244,8 +243,8 @@ class StackedEngine:
         (log-probability of the true class, predicted class), each [S, R, B]. ``transform``
         changes each gathered batch (then every step is eager)."""
         lr = lr.to(self.device, self.W[0].dtype)
-        if transform is None and self.use_fused:
-            return self._fused(X, idx, y, lr)
+        if transform is None and self.use_fused and idx.shape[2] <= self._fused().max_batch(self.W[0].dtype):
+            return self._fused_steps(X, idx, y, lr.expand(len(idx), self.n_replicas))
         if transform is None and self.graphs is not None:
             recorded = self.graphs.steps(X, pixels, idx, y, lr)
             if recorded is not None:  # None: capture failed, graphs are off from now on
@@ -258,9 +257,15 @@ class StackedEngine:
             )
         return _stack(out)
 
-    def _fused(self, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> Outputs:
-        """The span as one fused Triton kernel (``fused.fused_steps``)."""
-        out = fused.fused_steps(
+    @staticmethod
+    def _fused() -> Any:
+        from . import fused  # triton loads only where the fused path runs
+
+        return fused
+
+    def _fused_steps(self, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> Outputs:
+        """The span as one fused Triton kernel (``fused.fused_steps``): one launch, all steps."""
+        out = self._fused().fused_steps(
             self._params,
             self.rule.buffers(),
             X,
@@ -324,6 +329,16 @@ class StackedEngine:
             }
             for r in range(self.n_replicas)
         ]
+
+
+def _fused_fits(device: torch.device, sizes: list[int], dtype: torch.dtype, optimizer: str) -> bool:
+    """Whether the fused kernel runs this engine's steps: on a CUDA device with triton, for the
+    sizes, dtype and optimizer it handles (``fused.supports``); CUDA graphs otherwise."""
+    if device.type != "cuda":
+        return False
+    from . import fused
+
+    return fused.available(device) and fused.supports(sizes, dtype, optimizer)
 
 
 def make_engine(

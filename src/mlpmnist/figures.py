@@ -18,7 +18,7 @@ from torch import nn
 from . import plots, stats
 from .columns import dead_columns
 from .data import Split
-from .embed import Embeddings
+from .embed import CV_FOLDS, KNN_K, Embeddings
 
 
 def study_figures(df: pd.DataFrame) -> dict[str, Figure]:
@@ -38,6 +38,13 @@ def study_figures(df: pd.DataFrame) -> dict[str, Figure]:
     if dead_columns(curves):
         figs["dead_units"] = plots.dead_units(curves, summ)
     return figs
+
+
+def final_accuracy_figure(df: pd.DataFrame) -> Figure:
+    """The final-accuracy figure alone (``final_accuracy_vs_batch``) of the results frame
+    ``df``: what the sweep's live view redraws as each experiment finishes."""
+    curves = stats.mark_failed(df)
+    return plots.final_accuracy_vs_batch(stats.final(curves), stats.summary(curves))
 
 
 def data_figures(train: Split) -> dict[str, Figure]:
@@ -60,9 +67,19 @@ def model_figures(models: Mapping[int, nn.Module], test: Split, label: str = "")
     }
 
 
-def tsne_figures(emb: Embeddings) -> dict[str, Figure]:
-    """{'tsne_epochs': the t-SNE panels of ``emb``}."""
-    return {"tsne_epochs": plots.plot_tsne(emb)}
+def tsne_figures(emb: Embeddings, label: str = "") -> dict[str, Figure]:
+    """{'tsne_epochs': the t-SNE panels of ``emb``}. ``label`` (e.g. 'batch 64, lr 0.05') names
+    the trained configuration in the title (default: its batch size)."""
+    title = None
+    if label:
+        n = int(emb.points.groupby("epoch").size().iloc[0])
+        seed = "" if emb.seed is None else f" (seed {emb.seed})"
+        title = (
+            f"t-SNE of the last hidden layer while {label} trains{seed}, the same {n:,} test images in "
+            f"every panel\nkNN: {KNN_K}-NN accuracy in 2-D ({CV_FOLDS}-fold CV); silh.: silhouette of "
+            "the classes in 2-D"
+        )
+    return {"tsne_epochs": plots.plot_tsne(emb, title=title)}
 
 
 def save_figures(figs: Mapping[str, Figure], media_dir: str | os.PathLike) -> list[Path]:

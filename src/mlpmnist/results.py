@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .config import FIELDS, TrainConfig, baseline, check_names, field_types
+from .config import FIELDS, TrainConfig, baseline, check_names, field_names, field_types
 from .model import MLP
 from .train import TrainResult, divergence_message
 
@@ -408,11 +408,12 @@ def record_key(record: dict) -> str:
     return stored_config(record).key()
 
 
-def stored_config(record: dict) -> TrainConfig:
-    """The ``TrainConfig`` a record was made with; fields it predates take their baseline, so a
-    record made before a field existed reads as the computation it was."""
-    known = {k: v for k, v in record["config"].items() if k in FIELDS}
-    return TrainConfig.from_mapping({**{k: baseline(k) for k in FIELDS if k not in known}, **known})
+def stored_config(record: dict, cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
+    """The config (a ``cls``) a record was made with; fields it predates take their baseline, so
+    a record made before a field existed reads as the computation it was."""
+    names = field_names(cls)
+    known = {k: v for k, v in record["config"].items() if k in names}
+    return cls.from_mapping({**{k: baseline(k, cls) for k in names if k not in known}, **known})
 
 
 def done_problem(results_dir: str | os.PathLike, config: TrainConfig) -> str | None:
@@ -429,7 +430,7 @@ def done_problem(results_dir: str | os.PathLike, config: TrainConfig) -> str | N
     except StoreError as e:
         return str(e).split(" is ", 1)[-1].split(";")[0]
     try:
-        same = stored_config(record).identity() == config.identity()
+        same = stored_config(record, type(config)).identity() == config.identity()
     except (ValueError, TypeError) as e:
         return f"its record's config does not read ({e})"
     if not same:

@@ -1,29 +1,69 @@
-"""The study that ``run.ipynb`` tells: its parameters checked and turned into a sweep.
+"""The study that ``run.ipynb`` tells: its parameters checked and turned into a sweep, where its
+outputs go, and whose models its model cells show.
 
 The notebook's parameters cell is its signature; ``Study.from_parameters`` checks every value
-before anything runs (an unknown ``TrainConfig`` field in ``config`` or ``grid``, or a
-``model_batch_size`` that the sweep does not train, stops with a message naming it).
+before anything runs (an unknown ``TrainConfig`` field in ``config`` or ``grid``, a
+``model_batch_size`` that the sweep does not train, a ``model_where`` that names no grid point
+stops with a message naming it). Relative paths are read from the repository root, whatever
+folder the kernel starts in (``paths``), and a run writes only under its results folder: the
+figures and the summary go to ``results_dir/studies/<study key>/`` unless ``media_dir`` says
+otherwise (``make study`` passes ``media_dir="media"``, the committed study).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from . import paths, stats
+from .columns import axis_label
 from .config import TrainConfig, check_names
+from .model import MLP, n_parameters
 from .sweep import SweepConfig
+
+#: Under a results folder: one folder of figures and summary per study (``Study.key``).
+STUDIES = "studies"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The experiment whose saved models the model cells show: its ``config``, its ``label``
+    ('batch 64, lr 0.1': the grid point in words) and ``why`` (one sentence: which point, and
+    why this one)."""
+
+    config: TrainConfig
+    label: str
+    why: str
+
+    @property
+    def key(self) -> str:
+        return self.config.key()
+
+
+def _count(n: int, word: str) -> str:
+    """'1 seed', '3 seeds'."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _plain(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
 
 
 @dataclass(frozen=True)
 class Study:
-    """The sweep to run, whose models the model figures show, and where outputs go."""
+    """The sweep to run; ``model_batch_size`` and ``model_where`` (the other grid axes' values)
+    say whose models the model cells show; ``media_dir``: where figures and summary go."""
 
     sweep: SweepConfig
     model_batch_size: int
     media_dir: Path
+    model_where: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_parameters(
@@ -36,14 +76,17 @@ class Study:
         model_batch_size: int,
         grid: Mapping[str, Sequence[Any]] | None = None,
         config: Mapping[str, Any] | None = None,
-        workers: int = 2,
+        model_where: Mapping[str, Any] | None = None,
+        workers: int | None = 2,
         results_dir: str | os.PathLike = "results",
         data_dir: str | os.PathLike | None = None,
-        media_dir: str | os.PathLike = "media",
+        media_dir: str | os.PathLike | None = None,
     ) -> Study:
         """The study of run.ipynb's parameters: ``batch_sizes`` x ``grid``'s other axes, each
         point trained with ``epochs``, ``seeds`` (a list or ``"0-9"``), ``lr`` and ``config``'s
-        other ``TrainConfig`` fields. Raises ``ValueError`` naming a bad parameter."""
+        other ``TrainConfig`` fields. ``results_dir``, ``data_dir`` and ``media_dir`` are read
+        from the repository root when relative (``paths.resolve``); ``media_dir`` None means
+        ``results_dir/studies/<key>``. Raises ``ValueError`` naming a bad parameter."""
         grid, config = dict(grid or {}), dict(config or {})
         check_names(config, "config field")
         if "batch_size" in grid or "batch_size" in config:
@@ -54,8 +97,8 @@ class Study:
         sweep = SweepConfig(
             base=base,
             grid={"batch_size": list(batch_sizes), **grid},
-            results_dir=results_dir,
-            data_dir=data_dir,
+            results_dir=paths.resolve(results_dir),
+            data_dir=None if data_dir is None else paths.resolve(data_dir),
             workers=workers,
         )
         if model_batch_size not in sweep.grid["batch_size"]:
@@ -63,17 +106,126 @@ class Study:
                 f"model_batch_size {model_batch_size!r} is not one of batch_sizes {list(batch_sizes)}; "
                 "pick one of them (its models are shown in the prediction and t-SNE cells)"
             )
-        return cls(sweep=sweep, model_batch_size=model_batch_size, media_dir=Path(media_dir))
+        where = _check_where(model_where, sweep)
+        media = paths.resolve(media_dir) if media_dir is not None else default_media_dir(sweep)
+        return cls(sweep=sweep, model_batch_size=model_batch_size, media_dir=media, model_where=where)
+
+    def key(self) -> str:
+        """``sweep_key`` of this study's sweep."""
+        return sweep_key(self.sweep)
+
+    def model_candidates(self) -> list[TrainConfig]:
+        """The experiments at ``model_batch_size`` that match ``model_where``, in grid order."""
+        return [
+            e
+            for e in self.sweep.experiments()
+            if e.batch_size == self.model_batch_size
+            and all(_plain(getattr(e, k)) == _plain(v) for k, v in self.model_where.items())
+        ]
 
     def model_keys(self) -> list[str]:
-        """Keys of the experiments at ``model_batch_size`` (one per point of the other axes)."""
-        return [e.key() for e in self.sweep.experiments() if e.batch_size == self.model_batch_size]
+        """Keys of ``model_candidates``."""
+        return [e.key() for e in self.model_candidates()]
+
+    def label(self, config: TrainConfig) -> str:
+        """``config``'s grid point in words: 'batch 64', or 'batch 64, lr 0.1' when the grid has
+        more axes with several values."""
+        axes = ["batch_size", *(k for k, v in self.sweep.grid.items() if k != "batch_size" and len(v) > 1)]
+        return ", ".join(axis_label(k, getattr(config, k)) for k in axes)
+
+    def choose_model(self, df: pd.DataFrame) -> ModelChoice:
+        """Whose models the model cells show, from the sweep's results frame ``df``: the one
+        candidate, or among several (other grid axes not pinned by ``model_where``) the one
+        with the highest median final test accuracy. ``ValueError`` when none finished."""
+        cands = self.model_candidates()
+        done = set(df["key"]) if "key" in df.columns else set()
+        finished = [c for c in cands if c.key() in done]
+        if not finished:
+            raise ValueError(
+                f"no finished experiment at {self.label(cands[0])} to show the models of "
+                "(see the sweep's table); rerun the sweep or choose model_batch_size and model_where"
+            )
+        if len(cands) == 1:
+            chosen = finished[0]
+            why = f"Models of {self.label(chosen)} ({chosen.key()})."
+            return ModelChoice(chosen, self.label(chosen), why)
+        final = stats.final(df[df["key"].isin([c.key() for c in finished])])
+        medians = final.groupby("key")["test_acc"].median().fillna(float("-inf"))  # NaN: all diverged
+        chosen = max(finished, key=lambda c: medians[c.key()])
+        free = [
+            k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in ("batch_size", *self.model_where)
+        ]
+        example = {free[0]: self.sweep.grid[free[0]][0]} if free else {}
+        where = f"at batch {self.model_batch_size}"
+        if len(finished) == 1:
+            reason = f"the only one of the {_count(len(cands), 'experiment')} {where} that finished"
+        else:
+            acc = 100 * medians[chosen.key()]
+            reason = (
+                f"the highest median final test accuracy ({acc:.2f}%) of the {len(finished)} finished "
+                f"experiments {where}"
+            )
+        hint = f"set model_where (e.g. {example}) to show another"
+        why = f"Models of {self.label(chosen)} ({chosen.key()}): {reason}; {hint}."
+        return ModelChoice(chosen, self.label(chosen), why)
+
+    def networks(self) -> str:
+        """Each network the sweep trains (one per architecture: dataset dims and ``hidden``):
+        its layer sizes, trainable parameter count and module, blocks separated by a blank line."""
+        seen: dict[tuple[int, ...], str] = {}
+        for e in self.sweep.experiments():
+            dims = (e.spec.n_features, *e.hidden, e.spec.n_classes)
+            if dims not in seen:
+                net = MLP(e.hidden, e.spec.n_features, e.spec.n_classes)
+                sizes = "-".join(map(str, dims))
+                seen[dims] = f"{sizes} ReLU MLP, {n_parameters(net):,} trainable parameters\n{net}"
+        return "\n\n".join(seen.values())
 
     def describe(self) -> str:
-        """One line: how many experiments, which axes, how many seeds."""
-        exps = self.sweep.experiments()
+        """Two lines: how many experiments, which axes, how many seeds and epochs; where the
+        results and this run's figures and summary go."""
         axes = ", ".join(f"{k} {list(v)}" for k, v in self.sweep.grid.items())
+        base = self.sweep.base
         return (
-            f"{len(exps)} experiments ({axes}), {len(self.sweep.base.seeds)} seeds each, "
-            f"{self.sweep.base.epochs} epochs; results in {self.sweep.results_dir}"
+            f"{_count(len(self.sweep.experiments()), 'experiment')} ({axes}), "
+            f"{_count(len(base.seeds), 'seed')} each, {_count(base.epochs, 'epoch')}\n"
+            f"results in {paths.shown(self.sweep.results_dir)}; "
+            f"figures and summary in {paths.shown(self.media_dir)}"
         )
+
+
+def sweep_key(sweep: SweepConfig) -> str:
+    """A name for a sweep's set of experiments, e.g. ``8exp-e15-s10-3fa2c1d9``: how many,
+    epochs, seeds, then a hash of the experiments' keys (the same experiments, the same key)."""
+    exps = sweep.experiments()
+    digest = hashlib.sha256("\n".join(sorted(e.key() for e in exps)).encode()).hexdigest()[:8]
+    return f"{len(exps)}exp-e{sweep.base.epochs}-s{len(sweep.base.seeds)}-{digest}"
+
+
+def default_media_dir(sweep: SweepConfig) -> Path:
+    """``results_dir/studies/<sweep_key>``: where a run's figures and summary go by default."""
+    return Path(sweep.results_dir) / STUDIES / sweep_key(sweep)
+
+
+def _check_where(where: Mapping[str, Any] | None, sweep: SweepConfig) -> dict[str, Any]:
+    """``model_where`` checked against the grid: a dict of grid axes (not batch_size) to one of
+    their values. ``ValueError`` naming what is wrong."""
+    if where is None:
+        return {}
+    if not isinstance(where, Mapping):
+        raise ValueError(f"model_where must be a dict such as {{'lr': 0.1}}; got {where!r}")
+    out = {}
+    for name, value in where.items():
+        if name == "batch_size":
+            raise ValueError("set the models' batch size with model_batch_size, not in model_where")
+        values = sweep.grid.get(name)
+        if values is None:
+            axes = [k for k in sweep.grid if k != "batch_size"]
+            raise ValueError(
+                f"model_where names {name!r}, which is not a grid axis; "
+                + (f"the grid's other axes are {axes}" if axes else "the grid has no other axis: use {}")
+            )
+        if _plain(value) not in values:
+            raise ValueError(f"model_where {name}={value!r} is not one of the grid's values {list(values)}")
+        out[name] = _plain(value)
+    return out

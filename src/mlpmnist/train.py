@@ -334,26 +334,20 @@ def train(
     device = resolve_device(config.device)  # the machine is checked here, not in the config
     snapshot_epochs, t_start = set(snapshot_epochs), time.perf_counter()
     with torch_threads(config.threads):
-        data = data if data is not None else mdata.load(dataset=config.dataset)
-        if data.spec.name != config.dataset:
-            raise ValueError(f"dataset is {config.dataset!r} but the data given is {data.spec.name!r}")
-        checks = sorted(
-            {
-                s
-                for s in (eval_at or default_eval_steps(config))
-                if 1 <= s <= config.steps_per_epoch * config.epochs
-            }
+        checks = _checks(config, eval_at)
+        run = _Run(
+            config,
+            _data(config, _own(config, data), device, splits),
+            device,
+            checks,
+            stop,
+            transform,
+            on_eval,
         )
-        run = _Run(config, _data(config, data, device, splits), device, checks, stop, transform, on_eval)
         snapshots = {0: run.state_dicts()} if 0 in snapshot_epochs else {}
-        bar = tqdm(
-            total=config.epochs,
-            desc=f"batch {config.batch_size}",
-            unit="epoch",
-            disable=not progress,
-            mininterval=1,
-        )
-        with bar:
+        with tqdm(
+            total=config.epochs, desc=f"batch {config.batch_size}", disable=not progress, mininterval=1
+        ) as bar:
             for epoch in range(1, config.epochs + 1):
                 if run.finished:
                     break
@@ -362,15 +356,24 @@ def train(
                     snapshots[epoch] = run.state_dicts()
                 bar.update()
         final = run.state_dicts()
+    seconds = time.perf_counter() - t_start
     return TrainResult(
-        config,
-        pd.DataFrame(run.rows),
-        final,
-        snapshots,
-        str(device),
-        time.perf_counter() - t_start,
-        run.first_step_at,
+        config, pd.DataFrame(run.rows), final, snapshots, str(device), seconds, run.first_step_at
     )
+
+
+def _own(config: TrainConfig, data: mdata.MNIST | None) -> mdata.MNIST:
+    """``data``, or the config's dataset loaded; ``ValueError`` when it is another dataset."""
+    data = data if data is not None else mdata.load(dataset=config.dataset)
+    if data.spec.name != config.dataset:
+        raise ValueError(f"dataset is {config.dataset!r} but the data given is {data.spec.name!r}")
+    return data
+
+
+def _checks(config: TrainConfig, eval_at: Iterable[int] | None) -> list[int]:
+    """The step counts after which to evaluate, sorted, within the run."""
+    total = config.steps_per_epoch * config.epochs
+    return sorted({s for s in (eval_at or default_eval_steps(config)) if 1 <= s <= total})
 
 
 def _evaluate(

@@ -11,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from . import data as mdata
-from .config import resolve_device
+from .config import TrainConfig, resolve_device
 from .groups import Group, cost
 from .train import TrainResult, train
 
@@ -41,14 +42,12 @@ def default_concurrency(device: torch.device) -> int:
     return GPU_CONCURRENCY if device.type == "cuda" else 1
 
 
-def _train_one(
-    group: Group, data: mdata.MNIST, device: torch.device, on_eval: Callable[[list[dict]], None] | None
-) -> GroupOutcome:
+def _train_one(group: Group, data: mdata.MNIST, device: torch.device, hooks: dict[str, Any]) -> GroupOutcome:
     t0 = time.perf_counter()
     stream = torch.cuda.Stream(device) if device.type == "cuda" else None
     try:
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            result = train(group.config, data, progress=False, verbose=False, on_eval=on_eval)
+            result = train(group.config, data, progress=False, verbose=False, **hooks)
         if stream is not None:
             stream.synchronize()
         return GroupOutcome(group, result, None, time.perf_counter() - t0)
@@ -63,10 +62,13 @@ def train_groups(
     *,
     concurrency: int | None = None,
     on_eval: Callable[[list[dict]], None] | None = None,
+    hooks: Callable[[Group], dict[str, Any]] | None = None,
 ) -> Iterator[GroupOutcome]:
     """Train every group (the most expensive first) and yield each ``GroupOutcome`` as it
     finishes. All groups must share one device (their config's); ``concurrency`` groups train at
-    once (default ``default_concurrency``). A group that raises is yielded with its error."""
+    once (default ``default_concurrency``). ``hooks(group)`` gives further ``train`` keywords for
+    a group (``eval_at``, ``splits``, ``stop``, ``snapshot_epochs``); ``on_eval`` sees every
+    group's evaluations. A group that raises is yielded with its error."""
     groups = sorted(groups, key=lambda g: cost(g.config), reverse=True)
     if not groups:
         return
@@ -76,15 +78,40 @@ def train_groups(
     device = resolve_device(groups[0].config.device)
     data = data.to(device)  # once for all the groups
     n = concurrency or default_concurrency(device)
+
+    def keywords(g: Group) -> dict[str, Any]:
+        return {"on_eval": on_eval, **(hooks(g) if hooks is not None else {})}
+
     if n == 1:
         for g in groups:
-            yield _train_one(g, data, device, on_eval)
+            yield _train_one(g, data, device, keywords(g))
         return
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="group") as pool:
         pending: set[Future[GroupOutcome]] = {
-            pool.submit(_train_one, g, data, device, on_eval) for g in groups
+            pool.submit(_train_one, g, data, device, keywords(g)) for g in groups
         }
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in done:
                 yield f.result()
+
+
+def train_many(
+    configs: Sequence[TrainConfig],
+    data: mdata.MNIST,
+    *,
+    hooks: Sequence[dict[str, Any]] | None = None,
+    concurrency: int | None = None,
+) -> list[TrainResult]:
+    """Train each of ``configs`` (each its own engine; all on one device) at once where the device
+    allows (``train_groups``); ``hooks[i]`` are further ``train`` keywords for ``configs[i]``.
+    Returns the results in the order of ``configs``; raises ``RuntimeError`` naming the first
+    config whose training failed."""
+    groups = [Group(c, ()) for c in configs]
+    by_group = dict(zip(map(id, groups), hooks or [{}] * len(groups), strict=True))
+    results: dict[int, TrainResult] = {}
+    for out in train_groups(groups, data, concurrency=concurrency, hooks=lambda g: by_group[id(g)]):
+        if out.result is None:
+            raise RuntimeError(f"training batch {out.group.config.batch_size} failed: {out.error}")
+        results[id(out.group)] = out.result
+    return [results[id(g)] for g in groups]

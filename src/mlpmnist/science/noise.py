@@ -16,7 +16,7 @@ gives one |G_big|^2 and B_big / B_small values of |G_small|^2.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -126,52 +126,56 @@ def noise_scale_during_training(
     lr: float,
     data: mdata.MNIST | None = None,
     *,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
     epochs: Iterable[int] = (0, 1, 2, 4, 8),
     b_small: int = 64,
     b_big: int = 4096,
     n_big: int = 32,
     **fields: Any,
 ) -> pd.DataFrame:
-    """B_simple of the training loss at several epochs of one plain-SGD run.
+    """B_simple of the training loss at several epochs of plain-SGD runs, one per seed.
 
-    Trains with ``train`` (batch ``batch_size``, constant ``lr``, one seed; ``fields`` are
-    further ``TrainConfig`` fields over the science defaults: 5,000 validation images, full
-    batches only) keeping snapshots after each epoch in ``epochs`` (0 = at initialisation), then
-    estimates the noise scale on the training split at each snapshot, on the CPU. Returns one
-    row per epoch: epoch, step (SGD steps so far), val_acc, val_loss (NaN at 0),
-    train_loss_full (mean CE in nats over the training split) and the ``NoiseScale`` fields;
-    ``b_simple`` is in examples.
+    Trains with ``train`` (batch ``batch_size``, constant ``lr``, the seeds as replicas of one
+    engine; ``fields`` are further ``TrainConfig`` fields over the science defaults: 5,000
+    validation images, full batches only) keeping snapshots after each epoch in ``epochs`` (0 =
+    at initialisation), then estimates the noise scale on the training split at each snapshot,
+    on the CPU, with a generator of the seed's own. Returns one row per seed and epoch: seed,
+    epoch, step (SGD steps so far), val_acc, val_loss (NaN at 0), train_loss_full (mean CE in
+    nats over the training split) and the ``NoiseScale`` fields; ``b_simple`` is in examples.
     """
     epochs = sorted(set(epochs))
     if not epochs or epochs[0] < 0:
         raise ValueError(f"epochs must be a non-empty list of integers >= 0; got {epochs!r}")
-    config = science_config(batch_size=batch_size, epochs=max(epochs[-1], 1), lr=lr, seeds=(seed,), **fields)
-    data = data if data is not None else mdata.load()
+    config = science_config(
+        batch_size=batch_size, epochs=max(epochs[-1], 1), lr=lr, seeds=tuple(seeds), **fields
+    )
+    data = data if data is not None else mdata.load(dataset=config.dataset)
     result = train(config, data, progress=False, verbose=False, snapshot_epochs=epochs)
-    h = result.history.set_index("epoch")
     train_split, _ = split_train(data.train, config)
-    gen = torch.Generator().manual_seed(seed + 1)
     rows = []
     with torch_threads(config.threads):
-        for e in epochs:
-            sd = result.snapshots[e][0]
-            if sd is None:  # diverged before this epoch
-                continue
-            with torch.no_grad():
-                full = F.cross_entropy(MLP.from_state_dict(sd)(train_split.x), train_split.y).item()
-            grads = mlp_chunk_grads(sd)
-            est = estimate_noise_scale(grads, train_split.x, train_split.y, b_small, b_big, n_big, gen)
-            rows.append(
-                {
-                    "epoch": e,
-                    "step": e * config.steps_per_epoch,
-                    "val_acc": float(h.loc[e, "val_acc"]) if e in h.index else float("nan"),
-                    "val_loss": float(h.loc[e, "val_loss"]) if e in h.index else float("nan"),
-                    "train_loss_full": full,
-                    **asdict(est),
-                }
-            )
+        for i, seed in enumerate(config.seeds):
+            h = result.history[result.history["seed"] == seed].set_index("epoch")
+            gen = torch.Generator().manual_seed(seed + 1)
+            for e in epochs:
+                sd = result.snapshots[e][i]
+                if sd is None:  # diverged before this epoch
+                    continue
+                with torch.no_grad():
+                    full = F.cross_entropy(MLP.from_state_dict(sd)(train_split.x), train_split.y).item()
+                grads = mlp_chunk_grads(sd)
+                est = estimate_noise_scale(grads, train_split.x, train_split.y, b_small, b_big, n_big, gen)
+                rows.append(
+                    {
+                        "seed": seed,
+                        "epoch": e,
+                        "step": e * config.steps_per_epoch,
+                        "val_acc": float(h.loc[e, "val_acc"]) if e in h.index else float("nan"),
+                        "val_loss": float(h.loc[e, "val_loss"]) if e in h.index else float("nan"),
+                        "train_loss_full": full,
+                        **asdict(est),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -195,15 +199,19 @@ def noise_at_target(noise: pd.DataFrame, target: float) -> float:
 
 
 def noise_report(noise: pd.DataFrame, b_crit: float | None, target: float) -> str:
-    """The numbers behind the noise-scale claims as text: ``NOISE_COLUMNS`` per snapshot, and
-    B_simple at the first snapshot at or above ``target`` beside ``b_crit`` (from steps to
-    target; None or NaN when there was no fit)."""
+    """The numbers behind the noise-scale claims as text: per epoch the median over seeds of
+    ``NOISE_COLUMNS``, and per seed B_simple at its first snapshot at or above ``target``
+    beside ``b_crit`` (from steps to target; None or NaN when there was no fit)."""
     b_crit = math.nan if b_crit is None else b_crit
-    at = noise_at_target(noise, target)
+    cols = [c for c in NOISE_COLUMNS if c != "epoch"]
+    per_epoch = noise.groupby("epoch")[cols].median().reset_index()
+    at = {int(s): noise_at_target(g, target) for s, g in noise.groupby("seed")}
     return "\n".join(
         [
-            noise[list(NOISE_COLUMNS)].to_string(index=False, float_format=lambda v: f"{v:.4g}"),
-            f"B_simple at the first snapshot with val_acc >= {target:.0%}: {at:.0f}; critical batch "
-            f"from steps to target: {b_crit:.0f}; McCandlish et al. report about 900 for MNIST",
+            f"median over {noise['seed'].nunique()} seed(s) per epoch:",
+            per_epoch.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+            f"B_simple at each seed's first snapshot with val_acc >= {target:.0%}: "
+            + ", ".join(f"seed {s}: {v:.0f}" for s, v in at.items()),
+            f"critical batch from steps to target: {b_crit:.0f}",
         ]
     )

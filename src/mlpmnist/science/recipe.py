@@ -15,6 +15,7 @@ import pandas as pd
 from .. import data as mdata
 from ..config import TrainConfig
 from ..train import train
+from ..trainer import train_many
 from .common import REFERENCE_LR, check_seeds, final_rows, science_config
 
 
@@ -107,14 +108,20 @@ def run_recipes(
     data: mdata.MNIST | None = None,
     *,
     progress: bool = False,
+    concurrency: int | None = None,
     **fields: Any,
 ) -> list[RecipeRun]:
-    """``run_recipe`` for each of ``recipes`` with the same seeds, in order."""
-    runs = []
-    for recipe in recipes:
-        runs.append(run_recipe(recipe, seeds, data, **fields))
-        if progress:
-            print(runs[-1].line(), flush=True)
+    """Every recipe with the same seeds, trained at the same time where the device allows
+    (``trainer.train_many``); the runs in the order of ``recipes``."""
+    configs = [r.config(check_seeds(seeds), **fields) for r in recipes]
+    data = data if data is not None else mdata.load(dataset=configs[0].dataset)
+    runs = [
+        RecipeRun(recipe, res.history, final_rows(res.history))
+        for recipe, res in zip(recipes, train_many(configs, data, concurrency=concurrency), strict=True)
+    ]
+    if progress:
+        for run in runs:
+            print(run.line(), flush=True)
     return runs
 
 

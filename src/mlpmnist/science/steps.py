@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from .. import data as mdata
+from ..config import TrainConfig
 from ..train import train
+from ..trainer import train_many
 from .common import grid_config
 
 Replica = tuple[int, float]  # (seed, lr)
@@ -95,11 +97,10 @@ class TargetRace:
         return [d or r["lr"] in lost for d, r in zip(done, rows, strict=True)]
 
 
-def train_to_target(
+def target_run(
     batch_size: int,
     lrs: Sequence[float],
     seeds: Sequence[int],
-    data: mdata.MNIST | None = None,
     *,
     target: float = 0.97,
     max_epochs: float = 50.0,
@@ -107,19 +108,10 @@ def train_to_target(
     eval_from_examples: int = 1024,
     race: bool = True,
     **fields: Any,
-) -> pd.DataFrame:
-    """Train at constant lr until validation accuracy reaches ``target``, evaluated often.
-
-    Every (seed, lr) pair is one replica of one ``train`` call (``fields``: further
-    ``TrainConfig`` fields over the science defaults; plain SGD unless they say otherwise).
-    Validation accuracy is measured after the steps of ``eval_steps`` (ratio ``eval_ratio``,
-    from the step where ``eval_from_examples`` images have been seen). A replica stops once it
-    reaches the target, diverges, or after ``max_epochs`` epochs, or (``race``, with several
-    lrs) once its lr can no longer have the fewest median steps over seeds (``TargetRace``); a
-    stopped replica's steps are NaN unless it reached the target. Returns ``train``'s history
-    (validation only) with batch_size and examples (step * batch_size) added, one row per
-    replica and evaluation; ``seconds`` is SGD wall time since the previous evaluation.
-    """
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config and the ``train`` hooks of one batch size's race to ``target`` (see
+    ``train_to_target``): every (seed, lr) pair a replica, evaluations on the validation split
+    after the steps of ``eval_steps``, and the stop rule (``TargetRace``)."""
     if not 0 < target <= 1:
         raise ValueError(f"target must be an accuracy in (0, 1]; got {target!r}")
     if not (math.isfinite(max_epochs) and max_epochs > 0):
@@ -129,15 +121,38 @@ def train_to_target(
         raise ValueError("holdout must be > 0: the target is a validation accuracy")
     max_steps = max(1, int(max_epochs * config.steps_per_epoch))
     checks = eval_steps(max_steps, eval_ratio, max(1, math.ceil(eval_from_examples / batch_size)))
-    rule = TargetRace(
-        list(zip(config.seeds, config.lrs, strict=True)), target, race and len(set(config.lrs)) > 1
-    )
-    h = train(
-        config, data, progress=False, verbose=False, eval_at=checks.tolist(), splits=["val"], stop=rule
-    ).history
-    h.insert(0, "batch_size", batch_size)
-    h.insert(h.columns.get_loc("step") + 1, "examples", h["step"] * batch_size)
+    rule = TargetRace(list(config.replicas), target, race and len(set(config.lrs)) > 1)
+    return config, {"eval_at": checks.tolist(), "splits": ["val"], "stop": rule}
+
+
+def _curve(config: TrainConfig, history: pd.DataFrame) -> pd.DataFrame:
+    h = history.copy()
+    h.insert(0, "batch_size", config.batch_size)
+    h.insert(h.columns.get_loc("step") + 1, "examples", h["step"] * config.batch_size)
     return h
+
+
+def train_to_target(
+    batch_size: int,
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    data: mdata.MNIST | None = None,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Train at constant lr until validation accuracy reaches ``target``, evaluated often.
+
+    Every (seed, lr) pair is one replica of one ``train`` call (further ``TrainConfig`` fields
+    over the science defaults in ``kwargs``; plain SGD unless they say otherwise). Validation
+    accuracy is measured after the steps of ``eval_steps`` (ratio ``eval_ratio``, from the step
+    where ``eval_from_examples`` images have been seen). A replica stops once it reaches the
+    target, diverges, or after ``max_epochs`` epochs, or (``race``, with several lrs) once its lr
+    can no longer have the fewest median steps over seeds (``TargetRace``); a stopped replica's
+    steps are NaN unless it reached the target. Returns ``train``'s history (validation only)
+    with batch_size and examples (step * batch_size) added, one row per replica and evaluation;
+    ``seconds`` is SGD wall time since the previous evaluation.
+    """
+    config, hooks = target_run(batch_size, lrs, seeds, **kwargs)
+    return _curve(config, train(config, data, progress=False, verbose=False, **hooks).history)
 
 
 def candidate_lrs(summary: pd.DataFrame, best: pd.DataFrame) -> dict[int, tuple[float, ...]]:
@@ -161,15 +176,23 @@ def steps_to_target(
     data: mdata.MNIST | None = None,
     *,
     progress: bool = False,
+    concurrency: int | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
     """``train_to_target`` for every batch size of ``candidates`` (batch size -> lrs) with these
-    seeds; ``kwargs`` go to it. Returns the concatenated curves."""
-    curves = []
-    for b, lrs in candidates.items():
-        curves.append(train_to_target(b, lrs, seeds, data, **kwargs))
-        if progress:
-            print(f"batch {b:>4}, lrs {list(lrs)}: last step {curves[-1]['step'].max()}", flush=True)
+    seeds, the batch sizes at the same time where the device allows (``trainer.train_many``);
+    ``kwargs`` go to ``target_run``. Returns the concatenated curves."""
+    runs = [target_run(b, lrs, seeds, **kwargs) for b, lrs in candidates.items()]
+    configs = [c for c, _ in runs]
+    data = data if data is not None else mdata.load(dataset=configs[0].dataset)
+    results = train_many(configs, data, hooks=[h for _, h in runs], concurrency=concurrency)
+    curves = [_curve(c, r.history) for c, r in zip(configs, results, strict=True)]
+    if progress:
+        for c, curve in zip(configs, curves, strict=True):
+            print(
+                f"batch {c.batch_size:>4}, lrs {sorted(set(c.lrs))}: last step {curve['step'].max()}",
+                flush=True,
+            )
     return pd.concat(curves, ignore_index=True)
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 
 from ..results import atomic_write_text
-from .noise import NOISE_COLUMNS, noise_at_target
+from .noise import NOISE_COLUMNS
+from .presets import Preset
 from .recipe import RecipeRun
 from .steps import Scaling
 
@@ -54,40 +55,50 @@ def _clean(v: Any) -> Any:
 
 def summary_record(
     *,
-    quick: bool,
-    best: pd.DataFrame,
+    preset: Preset,
+    ceiling: pd.DataFrame,
     scaling: dict[str, float],
-    target: float,
-    steps: pd.DataFrame,
+    control: pd.DataFrame,
+    lambda_init: float,
+    headlines: pd.DataFrame,
     regimes: Scaling | None,
     noise: pd.DataFrame,
     chosen: RecipeRun,
     reference: RecipeRun,
+    again: RecipeRun,
     seconds: dict[str, float],
 ) -> dict[str, Any]:
-    """The run's headline numbers as a JSON-ready dict (NaN as None): best_lr (``best_lr``'s
-    rows), lr_scaling, steps_to_target (target, table, b_crit, s_min, perfect_end,
-    diminishing_end; the fit's values None without a fit), noise_scale (``NOISE_COLUMNS`` per
-    snapshot, b_simple_at_target), tuned (chosen recipe, seeds, final test/val accuracy per
-    seed, the reference recipe and its test accuracy) and seconds per section. Accuracies are
-    fractions, B values examples, steps SGD steps."""
-    fit = ("b_crit", "s_min", "perfect_end", "diminishing_end")
+    """The run's headline numbers as a JSON-ready dict (NaN as None): the preset's description
+    and seed sets; ceiling (``ceiling_table``'s rows: tuned lr, its neighbours, the ceiling and
+    2/lambda_max), lr_scaling (the first set's fit), lambda_init, control (``control_table``'s
+    rows), headlines (``intervals.two_runs``'s rows: estimate, interval, second run, inside),
+    steps_to_target (target and the fit's perfect_end, diminishing_end), noise_scale (median over
+    seeds of ``NOISE_COLUMNS`` per epoch), tuned (the chosen recipe, its test accuracy per seed of
+    both sets, the reference's), and seconds per section. Accuracies are fractions, B values
+    examples, steps SGD steps, learning rates plain SGD step sizes."""
+    cols = [c for c in NOISE_COLUMNS if c != "epoch"]
     record = {
-        "quick": quick,
-        "best_lr": best.to_dict("records"),
+        "quick": preset.quick,
+        "preset": preset.describe(),
+        "seeds": list(preset.seeds),
+        "second_seeds": list(preset.second_seeds),
+        "ceiling": ceiling.to_dict("records"),
         "lr_scaling": scaling,
+        "lambda_init": lambda_init,
+        "control": control.to_dict("records"),
+        "headlines": headlines.to_dict("records"),
         "steps_to_target": {
-            "target": target,
-            "table": steps.to_dict("records"),
-            **{k: None if regimes is None else getattr(regimes, k) for k in fit},
+            "target": preset.target,
+            **{
+                k: None if regimes is None else getattr(regimes, k)
+                for k in ("perfect_end", "diminishing_end")
+            },
         },
-        "noise_scale": noise[list(NOISE_COLUMNS)].to_dict("records"),
-        "b_simple_at_target": noise_at_target(noise, target),
+        "noise_scale": noise.groupby("epoch")[cols].median().reset_index().to_dict("records"),
         "tuned": {
             "recipe": chosen.recipe.describe(),
-            "seeds": chosen.last["seed"].tolist(),
             "test_acc": chosen.last["test_acc"].tolist(),
-            "val_acc": chosen.last["val_acc"].tolist(),
+            "second_test_acc": again.last["test_acc"].tolist(),
             "reference_recipe": reference.recipe.describe(),
             "reference_test_acc": reference.last["test_acc"].tolist(),
         },
@@ -102,27 +113,26 @@ def write_summary(record: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def headline(record: dict[str, Any]) -> str:
-    """The record's headline numbers in a few lines: best lr per batch size, the lr-scaling
-    slope, steps to target per batch size, B_crit, B_simple at the target, and the tuned and
-    reference recipes' test accuracy (%) per seed."""
-    st, tuned = record["steps_to_target"], record["tuned"]
+    """The record's headline numbers in a few lines: the tuned lr and the ceiling per batch
+    size, lambda_max at initialisation, and every headline number with its interval and the
+    second run's value."""
 
-    def num(v: float | None, fmt: str) -> str:
+    def num(v: float | None, fmt: str = ".3g") -> str:
         return "n/a" if v is None else format(v, fmt)
 
-    def pct(values: list[float | None]) -> str:
-        return ", ".join(num(None if v is None else 100 * v, ".2f") for v in values)
-
-    return "\n".join(
-        [
-            "best lr: " + ", ".join(f"{r['batch_size']}: {r['lr']:g}" for r in record["best_lr"]),
-            f"lr-scaling slope: {record['lr_scaling']['slope']:.2f}",
-            f"steps to {st['target']:.0%}: "
-            + ", ".join(f"{r['batch_size']}: {num(r['steps'], '.0f')}" for r in st["table"]),
-            f"B_crit {num(st['b_crit'], '.0f')}, S_min {num(st['s_min'], '.0f')}, perfect scaling ends "
-            f"{num(st['perfect_end'], '.0f')}, diminishing returns end {num(st['diminishing_end'], '.0f')}",
-            f"B_simple at the target: {num(record['b_simple_at_target'], '.0f')}",
-            f"tuned recipe test (%): {pct(tuned['test_acc'])}",
-            f"reference recipe test (%): {pct(tuned['reference_test_acc'])}",
-        ]
-    )
+    lines = [
+        "tuned lr (ceiling) per batch size: "
+        + ", ".join(
+            f"{r['batch_size']}: {num(r['lr'])} ({num(r.get('max_ok_lr'))}..{num(r.get('collapse_lr'))})"
+            for r in record["ceiling"]
+        ),
+        f"lambda_max at initialisation {num(record['lambda_init'])}, 2/lambda_max "
+        f"{num(None if record['lambda_init'] is None else 2 / record['lambda_init'])}",
+    ]
+    for h in record["headlines"]:
+        mark = {True: "inside", False: "outside"}.get(h["inside"], "n/a")
+        lines.append(
+            f"{h['quantity']}: {num(h['estimate'])} [{num(h['low'])}, {num(h['high'])}] {h['unit']}; "
+            f"second run {num(h['second'])} ({mark})"
+        )
+    return "\n".join(lines)

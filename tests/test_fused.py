@@ -1,0 +1,322 @@
+"""The fused Triton kernel (mlpmnist.fused) against torch.optim on MLP replicas, one at a time.
+
+Without a GPU, Triton's interpreter runs the kernel on the CPU with numpy (float64 included).
+Whether triton interprets is fixed when it is first imported (TRITON_INTERPRET=1 then: its own
+functions, tl.sum and the like, are decorated at import), and in a whole-suite run something may
+import it first. So the ``device`` tests run in the interpreter only in a process started with
+TRITON_INTERPRET=1: ``test_child_process_runs_the_kernel_interpreted`` starts one with pytest on
+this file. In an ordinary process they run compiled on a CUDA device, when there is one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("triton")
+
+from mlpmnist import fused  # noqa: E402 (only with triton)
+from mlpmnist.model import MLP  # noqa: E402
+
+CUDA = torch.cuda.is_available()
+INTERPRETED = fused.interpreted()
+STUDY = (784, 64, 64, 10)
+# Unequal, unpadded widths catch a transposed or misaligned slab; F = 48 leaves a ragged W0 tile.
+ODD = (48, 24, 20, 10)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(
+            "interpreter", marks=pytest.mark.skipif(not INTERPRETED, reason="runs in a child process")
+        ),
+        pytest.param("cuda", marks=pytest.mark.skipif(INTERPRETED or not CUDA, reason="needs a CUDA device")),
+    ]
+)
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """Where the kernel runs: Triton's interpreter on CPU tensors, or compiled on the GPU."""
+    dev = torch.device("cpu" if request.param == "interpreter" else "cuda")
+    assert fused.available(dev)
+    return dev
+
+
+class Replicas:
+    """The ground truth: R ``MLP`` replicas, each with its own torch.optim optimizer, stepped one
+    replica at a time with autograd and F.cross_entropy (mean)."""
+
+    def __init__(self, sizes, R, dtype, optimizer="sgd", momentum=0.0, weight_decay=0.0) -> None:
+        n_in, h1, h2, c = sizes
+        gens = [torch.Generator().manual_seed(100 + r) for r in range(R)]
+        self.models = [MLP((h1, h2), n_in=n_in, n_out=c, generator=g).to(dtype) for g in gens]
+        if optimizer == "adam":
+            self.opts = [
+                torch.optim.Adam(m.parameters(), lr=0.0, weight_decay=weight_decay) for m in self.models
+            ]
+        else:
+            self.opts = [
+                torch.optim.SGD(m.parameters(), lr=0.0, momentum=momentum, weight_decay=weight_decay)
+                for m in self.models
+            ]
+        self.kind = dict(optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)
+
+    def state(self, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Fresh stacked params (on ``device``) and zero optimizer state for ``fused_steps``."""
+        params = [p.to(device) for p in fused.stack_params(self.models)]
+        n = 8 if self.kind["optimizer"] == "adam" else 4 if self.kind["momentum"] else 0
+        return params, [torch.zeros_like(params[i % 4]) for i in range(n)]
+
+    def steps(self, X, idx, y, lr) -> tuple[torch.Tensor, torch.Tensor]:
+        """S steps; (log-probability of the true class, argmax) [S, R, B] before each update."""
+        picked, pred = [], []
+        for s in range(len(idx)):
+            for r, (model, opt) in enumerate(zip(self.models, self.opts, strict=True)):
+                opt.param_groups[0]["lr"] = float(lr[s, r])
+                z = model(X[idx[s, r]])
+                opt.zero_grad()
+                F.cross_entropy(z, y[s, r]).backward()
+                opt.step()
+                z = z.detach()
+                picked.append(z.log_softmax(1).gather(1, y[s, r, :, None])[:, 0])
+                pred.append(z.argmax(1))
+        shape = idx.shape
+        return torch.stack(picked).view(shape), torch.stack(pred).view(shape)
+
+
+def batches(n_rows: int, S: int, R: int, B: int, classes: int = 10, seed: int = 0):
+    """Row numbers [S, R, B] into n_rows examples, labels [S, R, B], per-step and per-replica lrs [S, R]."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(n_rows, (S, R, B), generator=g)
+    y = torch.randint(classes, (S, R, B), generator=g)
+    lr = 0.05 + 0.1 * torch.rand(S, R, generator=g, dtype=torch.float64)
+    return idx, y, lr
+
+
+def inputs(n_rows: int, n_in: int, dtype: torch.dtype) -> torch.Tensor:
+    return torch.rand(n_rows, n_in, generator=torch.Generator().manual_seed(1), dtype=dtype) * 2 - 1
+
+
+def run_both(ref: Replicas, params, state, X, idx, y, lr, t0: int = 0):
+    """The same steps through fused_steps (on params' device) and through the reference replicas:
+    ((picked, pred) of the kernel, on the CPU), (picked, pred) of the reference."""
+    dev = params[0].device
+    out = fused.fused_steps(params, state, X.to(dev), idx.to(dev), y.to(dev), lr.to(dev), t0=t0, **ref.kind)
+    return tuple(t.cpu() for t in out), ref.steps(X, idx, y, lr)
+
+
+def assert_close(params, ref: Replicas, got, want, tol: float) -> None:
+    """Parameters, picked log-probabilities within ``tol``; predictions equal."""
+    for i, (p, q) in enumerate(zip(params, fused.stack_params(ref.models), strict=True)):
+        err = (p.cpu() - q).abs().max().item()
+        assert err < tol, f"params[{i}] differ by {err:.3g}"
+    assert (got[0] - want[0]).abs().max().item() < tol
+    assert torch.equal(got[1], want[1])
+
+
+def test_sgd_per_replica_lrs_float64(device):
+    R, S, B = 3, 4, 8
+    ref = Replicas(ODD, R, torch.float64)
+    params, state = ref.state(device)
+    X = inputs(100, ODD[0], torch.float64)
+    idx, y, lr = batches(100, S, R, B)
+    got, want = run_both(ref, params, state, X, idx, y, lr)
+    assert_close(params, ref, got, want, 1e-12)
+    assert got[0].shape == (S, R, B) and got[0].dtype == torch.float64 and got[1].dtype == torch.int64
+
+
+def test_momentum_weight_decay_two_calls_and_a_smaller_last_batch_float64(device):
+    """B = 50 (not a power of two) for 3 steps, then the epoch's last batch of 13 in a second
+    call that goes on from the momentum buffers the first one left."""
+    R = 2
+    ref = Replicas(ODD, R, torch.float64, momentum=0.9, weight_decay=1e-3)
+    params, state = ref.state(device)
+    X = inputs(200, ODD[0], torch.float64)
+    for S, B, seed in [(3, 50, 0), (1, 13, 1)]:
+        idx, y, lr = batches(200, S, R, B, seed=seed)
+        got, want = run_both(ref, params, state, X, idx, y, lr)
+        assert_close(params, ref, got, want, 1e-12)
+
+
+def test_adam_weight_decay_continues_a_run_float64(device):
+    """Two calls of 2 and 3 steps: the second starts at t0 = 2, so its bias corrections go on."""
+    R, B = 2, 8
+    ref = Replicas(ODD, R, torch.float64, optimizer="adam", weight_decay=1e-2)
+    params, state = ref.state(device)
+    X = inputs(100, ODD[0], torch.float64)
+    t0 = 0
+    for S, seed in [(2, 0), (3, 1)]:
+        idx, y, lr = batches(100, S, R, B, seed=seed)
+        got, want = run_both(ref, params, state, X, idx, y, lr * 0.1, t0=t0)
+        assert_close(params, ref, got, want, 1e-12)
+        t0 += S
+    assert ref.opts[0].state[ref.models[0].layers[0].weight]["step"].item() == t0
+
+
+def test_study_sizes_on_mnist_float64(device, mnist):
+    """784-64-64-10, batch 8, on real MNIST rows."""
+    R, S, B = 2, 3, 8
+    ref = Replicas(STUDY, R, torch.float64)
+    params, state = ref.state(device)
+    X, Y = mnist.train.x[:1000].double(), mnist.train.y[:1000]
+    idx, _, lr = batches(1000, S, R, B)
+    got, want = run_both(ref, params, state, X, idx, Y[idx], lr)
+    assert_close(params, ref, got, want, 1e-12)
+
+
+def test_float32_momentum_study_sizes(device):
+    """float32 against the same torch loop in float32: differences of a few ulps (summation order,
+    and on a GPU fused multiply-adds and exp), grown by three steps."""
+    R, S, B = 2, 3, 16
+    ref = Replicas(STUDY, R, torch.float32, momentum=0.9, weight_decay=5e-4)
+    params, state = ref.state(device)
+    X = inputs(300, STUDY[0], torch.float32)
+    idx, y, lr = batches(300, S, R, B)
+    got, want = run_both(ref, params, state, X, idx, y, lr.float())
+    assert_close(params, ref, got, want, 1e-5)
+
+
+def test_tied_logits_predict_the_first_class(device):
+    """All-zero last layer: every logit ties, so argmax is class 0 (torch's first maximum) and
+    the log-probability is -log(C), C = 10 (padded classes 10..15 take no share)."""
+    R, S, B = 2, 1, 5
+    ref = Replicas(ODD, R, torch.float64)
+    for p in ref.models[0].layers[-1].parameters():
+        p.data.zero_()
+    params, state = ref.state(device)
+    X = inputs(50, ODD[0], torch.float64)
+    idx, y, lr = batches(50, S, R, B)
+    got, want = run_both(ref, params, state, X, idx, y, lr)
+    assert_close(params, ref, got, want, 1e-12)
+    assert (got[1][:, 0] == 0).all()
+    assert torch.allclose(got[0][:, 0], torch.full((S, B), -math.log(10), dtype=torch.float64))
+
+
+def test_no_steps_launch_nothing(device):
+    ref = Replicas(ODD, 2, torch.float64)
+    params, state = ref.state(device)
+    before = [p.clone() for p in params]
+    idx = torch.zeros((0, 2, 8), dtype=torch.int64, device=device)
+    lr = torch.zeros((0, 2), dtype=torch.float64, device=device)
+    X = inputs(10, ODD[0], torch.float64).to(device)
+    picked, pred = fused.fused_steps(params, state, X, idx, idx, lr, **ref.kind)
+    assert picked.shape == pred.shape == (0, 2, 8)
+    assert all(torch.equal(p, q) for p, q in zip(params, before, strict=True))
+
+
+def test_bad_arguments_are_refused():
+    """Checked before anything runs (so this needs neither a GPU nor the interpreter)."""
+    ref = Replicas(ODD, 2, torch.float64, momentum=0.9)
+    params, state = ref.state(torch.device("cpu"))
+    X = inputs(10, ODD[0], torch.float64)
+    idx, y, lr = batches(10, 1, 2, 4)
+    with pytest.raises(ValueError, match="4 tensors expected"):
+        fused.fused_steps(params, [], X, idx, y, lr, **ref.kind)
+    with pytest.raises(ValueError, match="contiguous"):
+        fused.fused_steps(
+            [params[0].transpose(1, 2).contiguous().transpose(1, 2), *params[1:]],
+            state,
+            X,
+            idx,
+            y,
+            lr,
+            **ref.kind,
+        )
+    with pytest.raises(ValueError, match="lr"):
+        fused.fused_steps(params, state, X, idx, y, lr[:, 0], **ref.kind)
+    with pytest.raises(ValueError, match="X"):
+        fused.fused_steps(params, state, X.float(), idx, y, lr, **ref.kind)
+    with pytest.raises(ValueError, match="does not support"):
+        fused.fused_steps(
+            [p.half() for p in params], [t.half() for t in state], X.half(), idx, y, lr, **ref.kind
+        )
+    with pytest.raises(ValueError, match="optimizer"):
+        fused.fused_steps(params, state, X, idx, y, lr, optimizer="rmsprop", momentum=0.0, weight_decay=0.0)
+
+
+def test_stack_params_is_the_engines_layout():
+    """The kernel updates StackedEngine's parameter list in place: the layouts must agree."""
+    from mlpmnist.engine import StackedEngine
+
+    ms = Replicas(ODD, 3, torch.float64).models
+    engine = StackedEngine(ms, torch.device("cpu"))
+    for p, q in zip(fused.stack_params(ms), engine._params, strict=True):
+        assert p.shape == q.shape and torch.equal(p, q)
+
+
+def test_available_on_a_cpu_only_in_the_interpreter():
+    assert fused.available(torch.device("cpu")) is INTERPRETED
+
+
+def test_supports():
+    assert fused.supports(STUDY, torch.float32, "sgd")
+    assert fused.supports(STUDY, torch.float64, "adam")
+    assert fused.supports([784, 128, 128, 10], torch.float32, "sgd")
+    assert not fused.supports([784, 64, 10], torch.float32, "sgd")  # one hidden layer
+    assert not fused.supports([784, 64, 64, 64, 10], torch.float32, "sgd")  # three
+    assert not fused.supports([784, 256, 64, 10], torch.float32, "sgd")  # too wide for registers
+    assert not fused.supports(STUDY, torch.float16, "sgd")
+    assert not fused.supports(STUDY, torch.float32, "rmsprop")
+    assert fused.supports(STUDY, torch.float32, "sgd", batch_size=128)
+    assert not fused.supports(STUDY, torch.float32, "sgd", batch_size=150)  # past max_batch
+    assert not fused.supports(STUDY, torch.float64, "sgd", batch_size=128)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(INTERPRETED, reason="this is the child process")
+def test_child_process_runs_the_kernel_interpreted(tmp_path):
+    """Every ``device`` test of this file, in the interpreter: pytest in a child process that
+    imports triton with TRITON_INTERPRET=1 and this checkout's mlpmnist (-k picks the tests'
+    [interpreter] variants; the child writes nothing outside tmp_path)."""
+    src = str(Path(fused.__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "TRITON_INTERPRET": "1",
+        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "interpreter", __file__]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary and "failed" not in summary, out[-6000:]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_the_engine_runs_its_spans_through_the_kernel(device, optimizer):
+    """``StackedEngine.steps`` with the fused path: the same weights as its eager steps, through
+    a smaller last batch, a replica dropped mid-run (``keep``) and Adam's step count."""
+    from mlpmnist.engine import StackedEngine
+
+    kw = {"sgd": {}, "momentum": {"momentum": 0.9, "weight_decay": 1e-3}, "adam": {"optimizer": "adam"}}[
+        optimizer
+    ]
+    R, n_in = 3, ODD[0]
+
+    def models() -> list[MLP]:
+        gens = [torch.Generator().manual_seed(s) for s in range(R)]
+        return [MLP(ODD[1:3], n_in=n_in, n_out=ODD[3], generator=g).double() for g in gens]
+
+    fast = StackedEngine(models(), device, use_fused=True, cuda_graphs=False, **kw)
+    eager = StackedEngine(models(), device, use_fused=False, cuda_graphs=False, **kw)
+    X = inputs(200, n_in, torch.float64).to(device)
+    for S, B, seed in ((4, 8, 0), (1, 5, 1)):
+        idx, y, _ = batches(200, S, R, B, seed=seed)
+        lr = torch.full((S, R), 0.01 if optimizer == "adam" else 0.1, dtype=torch.float64)
+        p1, a1 = fast.steps(X, None, idx.to(device), y.to(device), lr.to(device))
+        p2, a2 = eager.steps(X, None, idx.to(device), y.to(device), lr.to(device))
+        assert torch.equal(a1, a2) and (p1 - p2).abs().max() < 1e-12
+    keep = torch.tensor([True, False, True], device=device)
+    fast.keep(keep)
+    eager.keep(keep)
+    idx, y, _ = batches(200, 3, 2, 8, seed=2)
+    lr = torch.full((3, 2), 0.01, dtype=torch.float64, device=device)
+    fast.steps(X, None, idx.to(device), y.to(device), lr)
+    eager.steps(X, None, idx.to(device), y.to(device), lr)
+    for a, b in zip(fast.state_dicts(), eager.state_dicts(), strict=True):
+        assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-12
