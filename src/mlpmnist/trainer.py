@@ -1,9 +1,11 @@
-"""Many groups on one device from one process: the data moves to the device once, and on a GPU
-the groups train at the same time, each in a thread with its own CUDA stream.
+"""Many groups on one device: the data moves to the device once, and the groups train at once.
 
-One group's kernels are small and dependent (a step waits for the previous one), so a GPU sits
-mostly idle under one group; several groups on separate streams fill it. On a CPU the groups
-run one after another by default (the sweep's worker processes or threads share the cores).
+On a GPU each group trains in a thread of this process with its own CUDA stream: one group's
+kernels are small and dependent (a step waits for the previous one), so a GPU sits mostly idle
+under one group, and several on separate streams fill it. On a CPU the groups run one after
+another by default (the sweep's jobs already share the cores); asked for more at once, they
+train in worker processes, one torch thread each, since threads of one process measured no
+faster at small batches (each step's many small operations hold Python's global lock).
 """
 
 from __future__ import annotations
@@ -56,6 +58,48 @@ def _train_one(group: Group, data: mdata.MNIST, device: torch.device, hooks: dic
         return GroupOutcome(group, None, line, time.perf_counter() - t0)
 
 
+def _worker_start(root: str, dataset: str) -> None:
+    """A CPU worker process's start: load the data once and die with the process that asked."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):  # prctl is Linux's
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    _WORKER["data"] = mdata.load(root, dataset=dataset, check=False)
+
+
+#: What a CPU worker process loaded at its start (only ever set inside a worker process).
+_WORKER: dict[str, mdata.MNIST] = {}
+
+
+def _train_in_worker(group: Group, hooks: dict[str, Any]) -> GroupOutcome:
+    return _train_one(group, _WORKER["data"], torch.device("cpu"), hooks)
+
+
+def _processes(
+    groups: list[Group], data: mdata.MNIST, n: int, keywords: Callable[[Group], dict[str, Any]]
+) -> Iterator[GroupOutcome]:
+    """``groups`` in ``n`` spawned worker processes that each load ``data`` from its files."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    start = (str(data.root), data.spec.name)
+    with ProcessPoolExecutor(
+        n, mp_context=get_context("spawn"), initializer=_worker_start, initargs=start
+    ) as pool:
+        futures = {pool.submit(_train_in_worker, g, keywords(g)): g for g in groups}
+        pending: set[Future[GroupOutcome]] = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                try:
+                    out = f.result()
+                except Exception as e:  # the worker died (killed, out of memory)
+                    out = GroupOutcome(futures[f], None, f"its worker process died ({type(e).__name__})", 0.0)
+                # The worker's copy of the group came back; hand out the caller's own.
+                yield GroupOutcome(futures[f], out.result, out.error, out.seconds)
+
+
 def train_groups(
     groups: Iterable[Group],
     data: mdata.MNIST,
@@ -66,9 +110,11 @@ def train_groups(
 ) -> Iterator[GroupOutcome]:
     """Train every group (the most expensive first) and yield each ``GroupOutcome`` as it
     finishes. All groups must share one device (their config's); ``concurrency`` groups train at
-    once (default ``default_concurrency``). ``hooks(group)`` gives further ``train`` keywords for
-    a group (``eval_at``, ``splits``, ``stop``, ``snapshot_epochs``); ``on_eval`` sees every
-    group's evaluations. A group that raises is yielded with its error."""
+    once (default ``default_concurrency``): on a GPU in threads, on a CPU in worker processes
+    (which load ``data`` from its files; ``hooks`` must then be picklable). ``hooks(group)``
+    gives further ``train`` keywords for a group (``eval_at``, ``splits``, ``stop``,
+    ``snapshot_epochs``); ``on_eval`` sees every group's evaluations (in this process: CPU
+    groups then train in threads). A group that raises is yielded with its error."""
     groups = sorted(groups, key=lambda g: cost(g.config), reverse=True)
     if not groups:
         return
@@ -85,6 +131,9 @@ def train_groups(
     if n == 1:
         for g in groups:
             yield _train_one(g, data, device, keywords(g))
+        return
+    if device.type == "cpu" and on_eval is None:
+        yield from _processes(groups, data, n, keywords)
         return
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="group") as pool:
         pending: set[Future[GroupOutcome]] = {
