@@ -244,3 +244,16 @@ def test_dead_units_findings_when_every_seed_diverged():
 @pytest.mark.parametrize("frame", [pd.DataFrame(), pd.DataFrame({"lr": [0.1]})])
 def test_dead_units_findings_without_batch_sizes(frame):
     assert findings.dead_units_findings(frame) == ["No dead-unit measurements by batch size."]
+
+
+def test_a_lower_tail_is_counted_with_its_interval():
+    # Ten seeds around 91% and three below 85%: the tail, as k of n with a Wilson interval.
+    acc = [91.0, 91.5, 92.0, 90.5, 92.5, 91.2, 90.8, 80.1, 83.0, 70.2]
+    summ = stats.summary(make_history({8: acc}, epochs=15))
+    (row,) = summ.to_dict("records")
+    assert row["n_tail"] == 3 and 0.10 < row["tail_lo"] < 0.3 < row["tail_hi"] < 0.65
+    lines = findings.conclusions(summ)
+    assert "At batch 8, 3 of 10 seeds ended below 85% (30%, 95% CI 11–60%, Wilson)." in lines
+    # Below the threshold at the median, a "tail" means nothing: no such sentence.
+    low = findings.conclusions(stats.summary(make_history({8: [60.0, 62.0, 90.0]}, epochs=15)))
+    assert not any("ended below" in line for line in low)

@@ -20,6 +20,7 @@ import pytest
 
 from mlpmnist import TrainConfig, embed, paths, publish, results, train
 from mlpmnist import data as mdata
+from mlpmnist.groups import plan_groups
 from mlpmnist.study import Study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -318,3 +319,23 @@ def test_other_errors_keep_their_traceback(tmp_path):
     assert "invalid literal for int()" in replies["int('x')"] and "Cell In[" in replies["int('x')"]
     config_error = replies["from mlpmnist import TrainConfig\nTrainConfig(batch_size=0)"]
     assert "batch_size must be" in config_error and "Cell In[" not in config_error
+
+
+def test_more_seeds_add_experiments_at_their_batch_size(tmp_path):
+    study = Study.from_parameters(
+        batch_sizes=[8, 64], epochs=1, seeds="0-1", lr=0.1, model_batch_size=64,
+        grid={"lr": [0.05, 0.1]}, more_seeds={8: "2-4", 16: "0-9"}, results_dir=tmp_path,
+    )  # fmt: skip
+    extra = study.sweep.extra
+    assert [(e.batch_size, e.lr, e.seeds) for e in extra] == [(8, 0.05, (2, 3, 4)), (8, 0.1, (2, 3, 4))]
+    assert len(study.sweep.experiments()) == 4 + 2 and len(study.sweep.grid_experiments()) == 4
+    # One engine per batch size (lr varies per replica): the extra seeds train beside the grid's.
+    groups = {g.config.batch_size: g for g in plan_groups(study.sweep.experiments())}
+    assert sorted(groups) == [8, 64] and len(groups[8].config.seeds) == 2 * 2 + 2 * 3
+    text = study.describe()
+    assert (
+        "4 experiments" in text
+        and "3 more seeds at batch 8" in text
+        and "batch 16: not in batch_sizes" in text
+    )
+    assert all(e.batch_size == 64 for e in study.model_candidates())

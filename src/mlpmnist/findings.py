@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .columns import config_label
-from .stats import MIN_CORR_SEEDS, dead_by, dead_layers, overlap, summary_by
+from .stats import MIN_CORR_SEEDS, TAIL_BELOW, dead_by, dead_layers, overlap, summary_by
 from .tables import percent
 
 HEAVY_DEAD = 0.10  # a layer "loses much" when more than this share of its units is dead
@@ -173,12 +173,29 @@ def _reference_lines(s: pd.DataFrame, by: list[str]) -> list[str]:
     return out
 
 
+def _tail_lines(summ: pd.DataFrame, by: list[str]) -> list[str]:
+    """Where a configuration whose median is above ``stats.TAIL_BELOW`` has seeds below it (a
+    lower tail): how many, as a share with its 95% interval."""
+    if "n_tail" not in summ.columns:
+        return []
+    out = []
+    for _, r in summ[(summ["n_tail"] > 0) & (summ["median"] >= TAIL_BELOW)].iterrows():
+        k, n = int(r["n_tail"]), int(r["n"])
+        share = f"{100 * k / n:.0f}%, 95% CI {100 * r['tail_lo']:.0f}–{100 * r['tail_hi']:.0f}%"
+        out.append(
+            f"At {config_label(r, by)}, {k} of {_count(n, 'seed')} ended below {100 * TAIL_BELOW:g}% "
+            f"({share}, Wilson)."
+        )
+    return out
+
+
 def conclusions(summ: pd.DataFrame) -> list[str]:
     """Plain-language findings from a ``stats.summary`` frame, one sentence each: the final
     test accuracy of the one configuration, or the highest and lowest median and whether their
     95% CIs separate them and where the others stand; which seeds failed (diverged or
     collapsed) and which are outliers, each said apart; where a low tail pulls the mean well
-    below the median; where the median peaked before the last epoch; and where the reference
+    below the median, and where seeds end below ``stats.TAIL_BELOW`` (with the share's 95%
+    interval); where the median peaked before the last epoch; and where the reference
     study's single seeds and headline fall among ours (only where ``summary`` gives them)."""
     by = summary_by(summ)
     s = summ.dropna(subset=["median"]).sort_values("median", ascending=False, kind="stable")
@@ -197,6 +214,7 @@ def conclusions(summ: pd.DataFrame) -> list[str]:
             f"{100 * (r['median'] - r['mean']):.2f} points below the median: a few low seeds pull it "
             "down, so the median describes a typical seed better."
         )
+    lines += _tail_lines(summ, by)
     # Where the peak is above the final median by at least what 2 decimals show.
     early = s[(s["best_epoch"] < s["final_epoch"]) & (s["best_epoch_median"] - s["median"] >= 5e-5)]
     if len(early):

@@ -36,6 +36,8 @@ CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
 LAST_K = 3  # epochs averaged in test_acc_last3, last3_mean, last3_median
+# The tail: seeds ending below this accuracy (batch 8's heavy lower tail at lr 0.1 sits there).
+TAIL_BELOW = 0.85
 MIN_CORR_SEEDS = 3  # a rank correlation over fewer seeds says nothing
 
 # --------------------------------------------------------------------------- outliers, final
@@ -225,7 +227,7 @@ def reference(rows: pd.DataFrame) -> tuple[float, float]:
 STAT_COLUMNS = (
     "n", "n_failed", "n_collapsed", "n_diverged", "n_outlier", "median", "median_lo", "median_hi", "q1", "q3",
     "mean", "mean_ci95", "sd", "last3_mean", "last3_median", "final_epoch", "best_epoch", "best_epoch_median",
-    "reference", "reference_headline",
+    "reference", "reference_headline", "n_tail", "tail_lo", "tail_hi",
 )  # fmt: skip
 
 
@@ -265,7 +267,9 @@ def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
     - ``final_epoch``; ``best_epoch`` (a float: NaN when no replica finished an epoch) and
       ``best_epoch_median``: the (latest) epoch with the highest median test accuracy, and that median;
     - ``reference``, ``reference_headline``: the reference study's where they apply
-      (``reference``), else NaN.
+      (``reference``), else NaN;
+    - ``n_tail``: replicas ending below ``TAIL_BELOW`` (diverged ones included), and the Wilson
+      95% interval of that share, ``tail_lo``, ``tail_hi`` (``scipy.stats.binomtest``).
 
     Accuracies are fractions in [0, 1]. One row per configuration, sorted by ``by``.
     """
@@ -277,6 +281,9 @@ def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
         last3 = g["test_acc_last3"].astype(float).dropna().to_numpy()
         lo, hi = bootstrap_ci(acc)
         ref, headline = reference(g)
+        tail = int((~(g["test_acc"].astype(float) >= TAIL_BELOW)).sum())  # NaN (diverged) counts
+        ci = sps.binomtest(tail, len(g)).proportion_ci(CONFIDENCE, method="wilson")
+        row |= {"n_tail": tail, "tail_lo": float(ci.low), "tail_hi": float(ci.high)}
         row |= {f"n_{c}": int(g[c].sum()) for c in ("failed", "collapsed", "diverged", "outlier")}
         row |= _spread(acc) | {"median_lo": lo, "median_hi": hi, "mean_ci95": mean_ci(acc)}
         row |= {

@@ -58,12 +58,14 @@ def _plain(v: Any) -> Any:
 @dataclass(frozen=True)
 class Study:
     """The sweep to run; ``model_batch_size`` and ``model_where`` (the other grid axes' values)
-    say whose models the model cells show; ``media_dir``: where figures and summary go."""
+    say whose models the model cells show; ``media_dir``: where figures and summary go;
+    ``unused_more_seeds``: batch sizes ``more_seeds`` named that the sweep does not train."""
 
     sweep: SweepConfig
     model_batch_size: int
     media_dir: Path
     model_where: Mapping[str, Any] = field(default_factory=dict)
+    unused_more_seeds: tuple[int, ...] = ()
 
     @classmethod
     def from_parameters(
@@ -77,6 +79,7 @@ class Study:
         grid: Mapping[str, Sequence[Any]] | None = None,
         config: Mapping[str, Any] | None = None,
         model_where: Mapping[str, Any] | None = None,
+        more_seeds: Mapping[int, Sequence[int] | str] | None = None,
         workers: int | None = 2,
         results_dir: str | os.PathLike = "results",
         data_dir: str | os.PathLike | None = None,
@@ -84,7 +87,9 @@ class Study:
     ) -> Study:
         """The study of run.ipynb's parameters: ``batch_sizes`` x ``grid``'s other axes, each
         point trained with ``epochs``, ``seeds`` (a list or ``"0-9"``), ``lr`` and ``config``'s
-        other ``TrainConfig`` fields. ``results_dir``, ``data_dir`` and ``media_dir`` are read
+        other ``TrainConfig`` fields; ``more_seeds`` (batch size -> seeds) adds experiments with
+        those seeds at that batch size, at every point of the other axes (a heavy-tailed batch
+        size needs more seeds to pin its median). ``results_dir``, ``data_dir`` and ``media_dir`` are read
         from the repository root when relative (``paths.resolve``); ``media_dir`` None means
         ``results_dir/studies/<key>``. Raises ``ValueError`` naming a bad parameter."""
         grid, config = dict(grid or {}), dict(config or {})
@@ -94,13 +99,16 @@ class Study:
         if not isinstance(batch_sizes, (list, tuple)) or not batch_sizes:
             raise ValueError(f"batch_sizes must be a non-empty list of integers; got {batch_sizes!r}")
         base = TrainConfig.from_mapping({"epochs": epochs, "seeds": seeds, "lr": lr, **config})
+        full = {"batch_size": list(batch_sizes), **grid}
         sweep = SweepConfig(
             base=base,
-            grid={"batch_size": list(batch_sizes), **grid},
+            grid=full,
             results_dir=paths.resolve(results_dir),
             data_dir=None if data_dir is None else paths.resolve(data_dir),
             workers=workers,
+            extra=_more_seeds(more_seeds, SweepConfig(base=base, grid=full).grid_experiments()),
         )
+        unused = sorted(set(more_seeds or {}) - set(sweep.grid["batch_size"]))
         if model_batch_size not in sweep.grid["batch_size"]:
             raise ValueError(
                 f"model_batch_size {model_batch_size!r} is not one of batch_sizes {list(batch_sizes)}; "
@@ -108,7 +116,7 @@ class Study:
             )
         where = _check_where(model_where, sweep)
         media = paths.resolve(media_dir) if media_dir is not None else default_media_dir(sweep)
-        return cls(sweep=sweep, model_batch_size=model_batch_size, media_dir=media, model_where=where)
+        return cls(sweep, model_batch_size, media, where, tuple(unused))
 
     def key(self) -> str:
         """``sweep_key`` of this study's sweep."""
@@ -118,7 +126,7 @@ class Study:
         """The experiments at ``model_batch_size`` that match ``model_where``, in grid order."""
         return [
             e
-            for e in self.sweep.experiments()
+            for e in self.sweep.grid_experiments()
             if e.batch_size == self.model_batch_size
             and all(_plain(getattr(e, k)) == _plain(v) for k, v in self.model_where.items())
         ]
@@ -185,10 +193,15 @@ class Study:
         """Two lines: how many experiments, which axes, how many seeds and epochs; where the
         results and this run's figures and summary go."""
         axes = ", ".join(f"{k} {list(v)}" for k, v in self.sweep.grid.items())
-        base = self.sweep.base
+        base, extra = self.sweep.base, self.sweep.extra
+        seeds_at = {e.batch_size: len(e.seeds) for e in extra}
+        more = "".join(f"; and {_count(n, 'more seed')} at batch {b}" for b, n in seeds_at.items())
+        if self.unused_more_seeds:
+            unused = ", ".join(map(str, self.unused_more_seeds))
+            more += f" (more_seeds at batch {unused}: not in batch_sizes, unused)"
         return (
-            f"{_count(len(self.sweep.experiments()), 'experiment')} ({axes}), "
-            f"{_count(len(base.seeds), 'seed')} each, {_count(base.epochs, 'epoch')}\n"
+            f"{_count(len(self.sweep.grid_experiments()), 'experiment')} ({axes}), "
+            f"{_count(len(base.seeds), 'seed')} each, {_count(base.epochs, 'epoch')}{more}\n"
             f"results in {paths.shown(self.sweep.results_dir)}; "
             f"figures and summary in {paths.shown(self.media_dir)}"
         )
@@ -205,6 +218,20 @@ def sweep_key(sweep: SweepConfig) -> str:
 def default_media_dir(sweep: SweepConfig) -> Path:
     """``results_dir/studies/<sweep_key>``: where a run's figures and summary go by default."""
     return Path(sweep.results_dir) / STUDIES / sweep_key(sweep)
+
+
+def _more_seeds(more: Mapping[int, Sequence[int] | str] | None, grid: list[TrainConfig]) -> list[TrainConfig]:
+    """The experiments ``more_seeds`` adds: each grid experiment at one of its batch sizes again,
+    with those seeds (batch sizes the grid does not train add none: ``Study.describe`` says so)."""
+    if not more:
+        return []
+    if not isinstance(more, Mapping) or not all(isinstance(b, int) for b in more):
+        raise ValueError(
+            f"more_seeds must be a dict of batch size -> seeds, e.g. {{8: '10-59'}}; got {more!r}"
+        )
+    return [
+        TrainConfig.from_mapping({"seeds": more[e.batch_size]}, base=e) for e in grid if e.batch_size in more
+    ]
 
 
 def _check_where(where: Mapping[str, Any] | None, sweep: SweepConfig) -> dict[str, Any]:

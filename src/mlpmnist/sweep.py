@@ -47,6 +47,7 @@ def _default_grid() -> dict[str, tuple]:
 class SweepConfig:
     """``base`` with each combination of ``grid``'s values (field name -> values), one experiment each.
 
+    ``extra``: experiments beyond the grid (more seeds at one grid point, say), run with it.
     ``workers``: jobs run at once (local kernels; default: 2 on a CPU, one per GPU), unless
     ``scheduler`` names a Dask scheduler (then one job per worker thread). ``concurrency``:
     groups a GPU job trains at once. Bounded waits, in seconds: ``connect_timeout`` to reach the
@@ -66,6 +67,7 @@ class SweepConfig:
     connect_timeout: float = 10.0
     lock_timeout: float = 600.0
     stall_timeout: float = 300.0
+    extra: Sequence[TrainConfig] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.base, TrainConfig):
@@ -100,6 +102,12 @@ class SweepConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf):
                 raise ValueError(f"{name} must be a number of seconds > 0; got {v!r}")
+        extra = tuple(self.extra)
+        if not all(isinstance(e, TrainConfig) for e in extra):
+            raise ValueError(
+                f"extra must be a list of TrainConfig (experiments beyond the grid); got {extra!r}"
+            )
+        object.__setattr__(self, "extra", extra)
         nb = self.notebook_path()
         if not nb.is_file():
             raise ValueError(f"notebook {nb} not found; pass notebook=... (an experiment notebook)")
@@ -108,13 +116,19 @@ class SweepConfig:
     def notebook_path(self) -> Path:
         return Path(self.notebook) if self.notebook else experiment.notebook_path()
 
-    def experiments(self) -> list[TrainConfig]:
+    def grid_experiments(self) -> list[TrainConfig]:
         """One ``TrainConfig`` per grid point, in grid order (the last axis varies fastest)."""
         names = list(self.grid)
         return [
             dataclasses.replace(self.base, **dict(zip(names, point, strict=True)))
             for point in itertools.product(*self.grid.values())
         ]
+
+    def experiments(self) -> list[TrainConfig]:
+        """The grid's experiments, then ``extra``'s (those not already in the grid)."""
+        grid = self.grid_experiments()
+        keys = {e.key() for e in grid}
+        return grid + [e for e in self.extra if e.key() not in keys]
 
 
 @dataclass
