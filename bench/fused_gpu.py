@@ -237,7 +237,7 @@ def check_epoch_against_engine(X, Y, xt, yt, device: torch.device, R: int) -> No
     params, state = fresh(R, torch.float32, 0, device)
     fused.fused_steps(params, state, X, idx, Y[idx], lr, optimizer="sgd", momentum=0.0, weight_decay=0.0)
     engine = StackedEngine(models(R, torch.float32), device, use_fused=False)  # its CUDA graphs
-    engine.steps(X, None, idx, Y[idx], lr)
+    engine.steps(X, idx, Y[idx], lr)
     a = accuracy(params, xt, yt)
     b = (engine.head(engine.activations(xt)[-1]).argmax(2) == yt).float().mean(1)
     print(f"  test accuracy after 1 epoch, fused: {a.mul(100).tolist()}")
@@ -291,7 +291,7 @@ def time_engine(X, Y, device, B: int, R: int = 10, steps: int = 2048) -> float:
     for _ in range(2):
         sync()
         t0 = time.perf_counter()
-        engine.steps(X, None, idx, Y[idx], lr)
+        engine.steps(X, idx, Y[idx], lr)
         sync()
         secs.append(time.perf_counter() - t0)
     return 1e6 * secs[1] / len(idx)

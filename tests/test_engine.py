@@ -123,9 +123,9 @@ def test_reference_engine_is_torch_optim(optimizer):
     fast = StackedEngine(models(3), "cpu", **kw)
     ref = ReferenceEngine(models(3), "cpu", **kw)
     for engine in (fast, ref):
-        engine.steps(X, None, idx[:4], y[:4], lr[:4])
+        engine.steps(X, idx[:4], y[:4], lr[:4])
         engine.keep(torch.tensor([True, False, True]))
-        engine.steps(X, None, idx[4:, [0, 2]], y[4:, [0, 2]], lr[4:, [0, 2]])
+        engine.steps(X, idx[4:, [0, 2]], y[4:, [0, 2]], lr[4:, [0, 2]])
     assert max_diff(fast.state_dicts(), ref.state_dicts()) < 1e-12
 
 
@@ -153,19 +153,20 @@ def test_steps_equals_repeated_step_bitwise():
     lr = torch.linspace(0.1, 0.05, S, dtype=torch.float64)
     one, many = StackedEngine(models(R), "cpu"), StackedEngine(models(R), "cpu")
     picked, pred = zip(*(one.step(X[idx[k]], y[k], float(lr[k])) for k in range(S)), strict=True)
-    p2, a2 = many.steps(X, None, idx, y, lr)
+    p2, a2 = many.steps(X, idx, y, lr)
     assert torch.equal(torch.stack(picked), p2) and torch.equal(torch.stack(pred), a2)
     assert max_diff(one.state_dicts(), many.state_dicts()) == 0.0
 
 
-def test_uint8_pixels_give_the_float_rows():
+def test_gather_into_a_reused_buffer():
     from mlpmnist.batching import gather_batch
-    from mlpmnist.data import scale
 
-    pixels = torch.randint(256, (100, 784), dtype=torch.uint8)
-    X = scale(pixels)
-    idx = torch.randint(100, (3, 5))
-    assert torch.equal(gather_batch(X, pixels, idx), X[idx])
+    X = torch.rand(100, 784, dtype=torch.float64)
+    buf = torch.empty(3, 5, 784, dtype=torch.float64)
+    for seed in (0, 1):  # the buffer is rewritten, not appended to
+        idx = torch.randint(100, (3, 5), generator=torch.Generator().manual_seed(seed))
+        assert gather_batch(X, idx, buf) is buf and torch.equal(buf, X[idx])
+        assert torch.equal(gather_batch(X, idx), X[idx])
 
 
 def test_state_dicts_are_snapshots_not_views():
@@ -254,8 +255,8 @@ def test_graph_plumbing_chunks_remainders_and_keep(fake_graphs, optimizer):
     eager = StackedEngine(models(R), torch.device("cpu"), **kw)
     for S, B, seed in ((11, 8, 5), (2, 5, 6)):
         X, idx, y, lr = span(S, R, B, seed=seed)
-        p1, a1 = graphed.steps(X, None, idx, y, lr)
-        p2, a2 = eager.steps(X, None, idx, y, lr)
+        p1, a1 = graphed.steps(X, idx, y, lr)
+        p2, a2 = eager.steps(X, idx, y, lr)
         assert torch.equal(p1, p2) and torch.equal(a1, a2)
     assert max_diff(graphed.state_dicts(), eager.state_dicts()) == 0.0
     assert graphed.graphs is not None
@@ -266,8 +267,8 @@ def test_graph_plumbing_chunks_remainders_and_keep(fake_graphs, optimizer):
     graphed.keep(keep)
     eager.keep(keep)
     X, idx, y, lr = span(6, 2, 8, seed=7)
-    graphed.steps(X, None, idx, y, lr)
-    eager.steps(X, None, idx, y, lr)
+    graphed.steps(X, idx, y, lr)
+    eager.steps(X, idx, y, lr)
     assert max_diff(graphed.state_dicts(), eager.state_dicts()) == 0.0
 
 
@@ -282,8 +283,8 @@ def test_failed_capture_falls_back_to_eager(monkeypatch):
     X, idx, y, lr = span(9, 2, 8)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        graphed.steps(X, None, idx, y, lr)
-    eager.steps(X, None, idx, y, lr)
+        graphed.steps(X, idx, y, lr)
+    eager.steps(X, idx, y, lr)
     assert any("capture failed" in str(w.message) for w in caught)
     assert graphed.graphs.failed
     assert max_diff(graphed.state_dicts(), eager.state_dicts()) == 0.0
@@ -321,20 +322,9 @@ def test_cuda_graph_chunks_equal_eager_and_match_cpu_float64():
     graphed = StackedEngine(models(R), dev, cuda_graphs=True, chunk_steps=8)
     graphed.steps(X.to(dev), None, idx.to(dev), y.to(dev), lr)
     cpu = StackedEngine(models(R), torch.device("cpu"))
-    cpu.steps(X, None, idx, y, lr)
+    cpu.steps(X, idx, y, lr)
     assert graphed.cuda_graphs
     assert max_diff(graphed.state_dicts(), cpu.state_dicts()) < 1e-9
-
-
-def test_gather_ignores_pixels_for_other_dtypes():
-    from mlpmnist.batching import gather_batch
-    from mlpmnist.data import scale
-
-    pixels = torch.randint(256, (50, 784), dtype=torch.uint8)
-    X = scale(pixels).double()
-    idx = torch.randint(50, (2, 4))
-    rows = gather_batch(X, pixels, idx)
-    assert rows.dtype == torch.float64 and torch.equal(rows, X[idx])
 
 
 @pytest.mark.parametrize("hidden", [(), (32,), (16, 8, 12)], ids=["no-hidden", "one", "three"])

@@ -274,8 +274,11 @@ def test_child_process_runs_the_kernel_interpreted(tmp_path):
     imports triton with TRITON_INTERPRET=1 and this checkout's mlpmnist (-k picks the tests'
     [interpreter] variants; the child writes nothing outside tmp_path)."""
     src = str(Path(fused.__file__).resolve().parents[1])
+    from mlpmnist.data import resolve_root
+
     env = {
         **os.environ,
+        "MLPMNIST_DATA": str(resolve_root().resolve()),  # the child runs in tmp_path, outside the checkout
         "TRITON_INTERPRET": "1",
         "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
     }
@@ -308,15 +311,15 @@ def test_the_engine_runs_its_spans_through_the_kernel(device, optimizer):
     for S, B, seed in ((4, 8, 0), (1, 5, 1)):
         idx, y, _ = batches(200, S, R, B, seed=seed)
         lr = torch.full((S, R), 0.01 if optimizer == "adam" else 0.1, dtype=torch.float64)
-        p1, a1 = fast.steps(X, None, idx.to(device), y.to(device), lr.to(device))
-        p2, a2 = eager.steps(X, None, idx.to(device), y.to(device), lr.to(device))
+        p1, a1 = fast.steps(X, idx.to(device), y.to(device), lr.to(device))
+        p2, a2 = eager.steps(X, idx.to(device), y.to(device), lr.to(device))
         assert torch.equal(a1, a2) and (p1 - p2).abs().max() < 1e-12
     keep = torch.tensor([True, False, True], device=device)
     fast.keep(keep)
     eager.keep(keep)
     idx, y, _ = batches(200, 3, 2, 8, seed=2)
     lr = torch.full((3, 2), 0.01, dtype=torch.float64, device=device)
-    fast.steps(X, None, idx.to(device), y.to(device), lr)
-    eager.steps(X, None, idx.to(device), y.to(device), lr)
+    fast.steps(X, idx.to(device), y.to(device), lr)
+    eager.steps(X, idx.to(device), y.to(device), lr)
     for a, b in zip(fast.state_dicts(), eager.state_dicts(), strict=True):
         assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-12

@@ -150,3 +150,19 @@ def test_search_lr_on_mnist_matches_one_grid(mnist) -> None:
     a = history.set_index(["lr", "epoch"])["val_acc"].sort_index()
     b = grid.set_index(["lr", "epoch"])["val_acc"].sort_index()
     pd.testing.assert_series_equal(a, b)
+
+
+def test_halving_stops_the_lrs_out_of_the_running_after_the_first_epoch(mnist):
+    from mlpmnist.science.lr_tuning import Halving, tune_lr
+
+    rule = Halving(margin=0.05)
+    rows = [
+        {"lr": 0.1, "val_acc": 0.90, "collapsed": False},
+        {"lr": 0.1, "val_acc": 0.92, "collapsed": False},
+        {"lr": 0.01, "val_acc": 0.80, "collapsed": False},
+        {"lr": 0.5, "val_acc": 0.91, "collapsed": True},
+    ]
+    assert rule(rows) == [False, False, True, True] and rule(rows) == [False] * 4  # only once
+    h = tune_lr((100,), (0.003, 0.1, 1.6), (0, 1), 2, mnist, halving=0.05, train_limit=3000, holdout=500)
+    epochs = h.groupby("lr")["epoch"].max().to_dict()
+    assert epochs[0.1] == 2 and epochs[1.6] == 1 and epochs[0.003] == 1

@@ -409,8 +409,8 @@ def test_presets() -> None:
     full = preset(False, threads=1)
     assert full.batch_sizes == FULL.batch_sizes and 8 in full.batch_sizes and 1024 in full.batch_sizes
     assert full.lrs == COARSE_LRS and 0.1 in full.lrs and full.target == 0.97
-    assert full.seeds == tuple(range(8)) and full.second_seeds == tuple(range(8, 16))
-    assert full.all_seeds == tuple(range(16))
+    assert full.seeds == tuple(range(6)) and full.second_seeds == tuple(range(6, 12))
+    assert full.all_seeds == tuple(range(12)) and set(full.steps_batch_sizes) <= set(full.batch_sizes)
     assert full.common == {"holdout": 5000, "train_limit": None, "threads": 1}
     assert full.noise["batch_size"] in full.batch_sizes  # its lr comes from the tuning
     assert full.reference == REFERENCE_RECIPE and {r.max_shift for r in full.candidates} == {0, 1}

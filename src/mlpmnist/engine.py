@@ -43,7 +43,6 @@ class Engine(Protocol):
     def steps(
         self,
         X: torch.Tensor,
-        pixels: torch.Tensor | None,
         idx: torch.Tensor,
         y: torch.Tensor,
         lr: torch.Tensor,
@@ -91,6 +90,7 @@ class _Workspace:
         self.minus_one = full(shape[: self.dim] + (1,) + shape[self.dim + 1 :], -1.0)  # the one-hot
         self.g_in = [unused, *(full((R, B, h)) for h in hidden)]  # gradient w.r.t. layer i's input
         self.ones = full((R, 1, B), 1.0)  # layer 0's bias gradient (a sum over the batch) as a GEMM
+        self.x = full((R, B, sizes[0]))  # the gathered batch, rewritten by every step of this shape
 
 
 def _stack(outs: Sequence[Outputs]) -> Outputs:
@@ -232,26 +232,25 @@ class StackedEngine:
     def steps(
         self,
         X: torch.Tensor,
-        pixels: torch.Tensor | None,
         idx: torch.Tensor,
         y: torch.Tensor,
         lr: torch.Tensor,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> Outputs:
-        """S steps on rows ``idx`` [S, R, B] of ``X`` [N, 784] (read from its exact uint8
-        ``pixels`` where given), labels ``y`` [S, R, B], learning rates ``lr`` [S, R]. Returns
+        """S steps on rows ``idx`` [S, R, B] of ``X`` [N, 784], labels ``y`` [S, R, B], learning
+        rates ``lr`` [S, R]. Returns
         (log-probability of the true class, predicted class), each [S, R, B]. ``transform``
         changes each gathered batch (then every step is eager)."""
         lr = lr.to(self.device, self.W[0].dtype)
         if transform is None and self.use_fused and idx.shape[2] <= self._fused().max_batch(self.W[0].dtype):
             return self._fused_steps(X, idx, y, lr.expand(len(idx), self.n_replicas))
         if transform is None and self.graphs is not None:
-            recorded = self.graphs.steps(X, pixels, idx, y, lr)
+            recorded = self.graphs.steps(X, idx, y, lr)
             if recorded is not None:  # None: capture failed, graphs are off from now on
                 return recorded
         out = []
         for k in range(len(idx)):
-            x = gather_batch(X, pixels, idx[k])
+            x = gather_batch(X, idx[k], self.workspace(*idx.shape[1:]).x)
             out.append(
                 self.step_tensors(x if transform is None else transform(x), y[k], lr[k].view(-1, 1, 1))
             )

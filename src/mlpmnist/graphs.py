@@ -79,7 +79,6 @@ class GraphRunner:
     def steps(
         self,
         X: torch.Tensor,
-        pixels: torch.Tensor | None,
         idx: torch.Tensor,
         y: torch.Tensor,
         lr: torch.Tensor,
@@ -93,11 +92,11 @@ class GraphRunner:
         out: list[Outputs] = []
         s = 0
         for k in sizes:
-            chunk = self._run(X, pixels, idx[s : s + k], y[s : s + k], lr[s : s + k])
+            chunk = self._run(X, idx[s : s + k], y[s : s + k], lr[s : s + k])
             if chunk is None:
                 if not out:
                     return None
-                rest = self.engine.steps(X, pixels, idx[s:], y[s:], lr[s:])  # eager from here
+                rest = self.engine.steps(X, idx[s:], y[s:], lr[s:])  # eager from here
                 out.append(rest)
                 break
             out.append(chunk)
@@ -107,16 +106,15 @@ class GraphRunner:
     def _run(
         self,
         X: torch.Tensor,
-        pixels: torch.Tensor | None,
         idx: torch.Tensor,
         y: torch.Tensor,
         lr: torch.Tensor,
     ) -> Outputs | None:
         K, R, B = idx.shape
-        key = (K, R, B, X.data_ptr(), None if pixels is None else pixels.data_ptr())
+        key = (K, R, B, X.data_ptr())
         gr = self.graphs.get(key)
         if gr is None:
-            gr = self._record(key, X, pixels, idx, y, lr)
+            gr = self._record(key, X, idx, y, lr)
             if gr is None:
                 return None
         else:
@@ -130,7 +128,6 @@ class GraphRunner:
         self,
         key: tuple,
         X: torch.Tensor,
-        pixels: torch.Tensor | None,
         idx: torch.Tensor,
         y: torch.Tensor,
         lr: torch.Tensor,
@@ -141,7 +138,7 @@ class GraphRunner:
         sidx, sy, slr = idx.clone(), y.clone(), lr.clone()
 
         def run() -> Outputs:
-            xs = gather_batch(X, pixels, sidx)  # [K, R, B, 784]: all the chunk's rows at once
+            xs = gather_batch(X, sidx)  # [K, R, B, 784]: all the chunk's rows at once
             outs = [engine.step_tensors(xs[k], sy[k], slr[k].view(-1, 1, 1)) for k in range(K)]
             return torch.stack([p for p, _ in outs]), torch.stack([a for _, a in outs])
 
@@ -151,6 +148,5 @@ class GraphRunner:
             warnings.warn(f"CUDA graph capture failed ({e!r}); running eager steps", stacklevel=4)
             self.failed = True
             return None
-        kept = (X,) if pixels is None else (X, pixels)
-        self.graphs[key] = _Graph(graph, (sidx, sy, slr), outputs, kept)
+        self.graphs[key] = _Graph(graph, (sidx, sy, slr), outputs, (X,))
         return self.graphs[key]

@@ -54,7 +54,6 @@ class ReferenceEngine:
     def steps(
         self,
         X: torch.Tensor,
-        pixels: torch.Tensor | None,
         idx: torch.Tensor,
         y: torch.Tensor,
         lr: torch.Tensor,
@@ -63,7 +62,7 @@ class ReferenceEngine:
         """``engine.Engine.steps``, one step after another."""
         out = []
         for k in range(len(idx)):
-            x = gather_batch(X, pixels, idx[k])
+            x = gather_batch(X, idx[k])
             out.append(self.step(x if transform is None else transform(x), y[k], lr[k]))
         return torch.stack([p for p, _ in out]), torch.stack([a for _, a in out])
 

@@ -134,12 +134,11 @@ def input_transform(
 
 @dataclass
 class _Data:
-    """What one run reads: training images X [N, 784] and labels Y [N] on the device, their uint8
-    pixels (on a CPU, where gathering them is cheaper; else None) and the splits to evaluate."""
+    """What one run reads: training images X [N, 784] and labels Y [N] on the device, and the
+    splits to evaluate."""
 
     X: torch.Tensor
     Y: torch.Tensor
-    pixels: torch.Tensor | None
     evals: dict[str, mdata.Split]
 
 
@@ -156,13 +155,10 @@ def _data(
         if unknown := set(splits) - set(evals):
             raise ValueError(f"splits {sorted(unknown)} not available; choose from {sorted(evals)}")
         evals = {k: v for k, v in evals.items() if k in splits}
-    pixels = None
     if (change := input_transform(config, X)) is not None:
         X = change(X)
         evals = {k: mdata.Split(change(v.x), v.y) for k, v in evals.items()}
-    elif dtype == torch.float32 and device.type == "cpu":
-        pixels = train_split.pixels if train_split.pixels is not None else mdata.to_pixels(X)
-    return _Data(X, Y, pixels, evals)
+    return _Data(X, Y, evals)
 
 
 @dataclass
@@ -247,7 +243,7 @@ class _Run:
             factors = torch.tensor([lr_factor(c.schedule, self.step + k, total) for k in range(len(idx))])
             lr = factors.to(self.lrs)[:, None] * self.lrs[self.alive][None, :]  # [S, R]
             self.first_step_at = self.first_step_at or time.time()
-            self.window.add(*self.engine.steps(self.d.X, self.d.pixels, idx, yb, lr, self._transform()), yb)
+            self.window.add(*self.engine.steps(self.d.X, idx, yb, lr, self._transform()), yb)
             self.step += len(idx)
             if self.step == self.checks[self.next_check]:
                 self.evaluate(verbose)

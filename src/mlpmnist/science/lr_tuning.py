@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,29 @@ def lr_grid(
     return tuple(float(f"{center * factor**k:.6g}") for k in range(-below, above + 1))
 
 
+@dataclass
+class Halving:
+    """A ``train`` stop rule for an lr grid: at the first evaluation, stop every replica whose lr
+    is already out of the running (its mean ``metric`` over seeds more than ``margin`` below the
+    best lr's) or that collapsed to chance; later evaluations stop nothing. A stopped replica's
+    last row is that first evaluation, which is what ``lr_summary`` then reads for it."""
+
+    margin: float = 0.05
+    metric: str = "val_acc"
+    seen: bool = False
+
+    def __call__(self, rows: list[dict]) -> list[bool]:
+        if self.seen or not rows:
+            return [False] * len(rows)
+        self.seen = True
+        by_lr: dict[float, list[float]] = {}
+        for r in rows:
+            by_lr.setdefault(r["lr"], []).append(r[self.metric])
+        means = {lr: float(np.nanmean(v)) if np.isfinite(v).any() else -math.inf for lr, v in by_lr.items()}
+        best = max(means.values())
+        return [means[r["lr"]] < best - self.margin or bool(r["collapsed"]) for r in rows]
+
+
 def tune_lr(
     batch_sizes: Sequence[int] = BATCH_SIZES,
     lrs: Sequence[float] | Mapping[int, Sequence[float]] = lr_grid(),
@@ -43,6 +67,7 @@ def tune_lr(
     *,
     progress: bool = False,
     concurrency: int | None = None,
+    halving: float | None = None,
     **fields: Any,
 ) -> pd.DataFrame:
     """Train every (batch size, lr, seed) for ``epochs`` epochs with plain SGD.
@@ -54,14 +79,18 @@ def tune_lr(
     the science defaults (5,000 validation images, CPU, full batches only: at a large lr one
     small, noisy last step right before an evaluation can cost many points). Returns the
     concatenated histories: ``train``'s columns plus ``batch_size``, one row per replica and
-    epoch; a replica that diverges stops there with ``diverged=True``.
+    epoch; a replica that diverges stops there with ``diverged=True``. With ``halving`` (a
+    margin in accuracy), each batch size's lrs race (``Halving``): after the first epoch the
+    ones that are out of the running stop.
     """
     batch_sizes = check_positive_ints("batch_sizes", batch_sizes)
     per = lrs if isinstance(lrs, Mapping) else dict.fromkeys(batch_sizes, lrs)
     configs = [grid_config(b, per[b], seeds, epochs=epochs, **fields) for b in batch_sizes]
     data = data if data is not None else mdata.load(dataset=configs[0].dataset)
+    hooks = [{"stop": Halving(halving)} if halving is not None else {} for _ in configs]
     frames = []
-    for config, result in zip(configs, train_many(configs, data, concurrency=concurrency), strict=True):
+    trained = train_many(configs, data, hooks=hooks, concurrency=concurrency)
+    for config, result in zip(configs, trained, strict=True):
         h = result.history
         h.insert(0, "batch_size", config.batch_size)
         frames.append(h)
@@ -386,17 +415,18 @@ def search_lr(
     max_rounds: int = 8,
     progress: bool = False,
     concurrency: int | None = None,
+    halving: float | None = None,
     **fields: Any,
 ) -> pd.DataFrame:
     """``tune_lr`` on the coarse grid ``lrs``, then rounds of ``refine_lrs`` proposals per batch
     size (each trained with ``tune_lr`` on the same seeds and budget) until none is left or
     after ``max_rounds`` rounds. Returns every round's history concatenated, with a
     ``search_round`` column (0 = the coarse pass); a (seed, lr) replica does not depend on the
-    replicas it trains with, so the rows equal those of one grid holding every lr."""
+    replicas it trains with, so the rows equal those of one grid holding every lr (without
+    ``halving``, which races each round's lrs against each other only)."""
     data = data if data is not None else mdata.load(dataset=fields.get("dataset", "mnist"))
-    history = tune_lr(
-        batch_sizes, lrs, seeds, epochs, data, progress=progress, concurrency=concurrency, **fields
-    )
+    race: dict[str, Any] = {"concurrency": concurrency, "halving": halving, "progress": progress}
+    history = tune_lr(batch_sizes, lrs, seeds, epochs, data, **race, **fields)
     history.insert(1, "search_round", 0)
     for k in range(1, max_rounds + 1):
         todo = refine_lrs(lr_search_summary(history), factor, coarse=coarse, ceiling=ceiling)
@@ -405,7 +435,7 @@ def search_lr(
             break
         if progress:
             print(f"search_lr round {k}: {todo}", flush=True)
-        more = tune_lr(list(todo), todo, seeds, epochs, data, concurrency=concurrency, **fields)
+        more = tune_lr(list(todo), todo, seeds, epochs, data, **race, **fields)
         more.insert(1, "search_round", k)
         history = pd.concat([history, more], ignore_index=True)
     return history

@@ -25,22 +25,26 @@ COARSE_LRS = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4)
 class Preset:
     """Every choice of one science run.
 
-    ``batch_sizes``/``lrs``/``tune_epochs``: the lr search (``lrs`` its coarse grid) and its
-    budget per run; ``seeds`` and ``second_seeds``: the two disjoint seed sets of the search, the
-    steps to target and the recipes; ``target`` (validation accuracy, a fraction) and
-    ``max_epochs``: steps to target; ``noise``: ``noise_scale_during_training``'s keywords (other
-    than lr and seeds), on ``noise_seeds`` of each set; ``sharpness``: batch sizes, epochs and
-    images of the lambda_max measurements; ``control``: the inputs and batch sizes of the
-    control run; ``candidates``: the tuned recipes (chosen on the first seed set), trained with
-    ``reference``; ``train_limit``/``holdout``/``threads``: the data and threads of every run;
-    ``concurrency``: runs trained at once (threads; None: 2 on a CPU, more on a GPU);
-    ``n_resamples``: bootstrap resamples per interval.
+    ``batch_sizes``/``lrs``/``tune_epochs``/``halving``: the lr search (``lrs`` its coarse grid),
+    its budget per run and the margin by which an lr behind the best stops after the first
+    epoch; ``steps_batch_sizes``: the batch sizes that race to the target; ``seeds`` and
+    ``second_seeds``: the two disjoint seed sets of the search, the steps to target and the
+    recipes; ``target`` (validation accuracy, a fraction) and ``max_epochs``: steps to target;
+    ``noise``: ``noise_scale_during_training``'s keywords (other than lr and seeds), on
+    ``noise_seeds`` of each set; ``sharpness``: batch sizes, epochs and images of the lambda_max
+    measurements; ``control``: the inputs and batch sizes of the control run; ``candidates``:
+    the tuned recipes (chosen on the first seed set), trained with ``reference``;
+    ``train_limit``/``holdout``/``threads``: the data and threads of every run; ``concurrency``:
+    runs trained at once (None: ``outputs.concurrency``); ``n_resamples``: bootstrap resamples
+    per interval.
     """
 
     quick: bool
     batch_sizes: tuple[int, ...]
+    steps_batch_sizes: tuple[int, ...]
     lrs: tuple[float, ...]
     tune_epochs: int
+    halving: float
     seeds: tuple[int, ...]
     second_seeds: tuple[int, ...]
     target: float
@@ -80,16 +84,18 @@ class Preset:
 FULL = Preset(
     quick=False,
     batch_sizes=(8, 16, 32, 64, 128, 256, 512, 1024),
+    steps_batch_sizes=(8, 16, 32, 64, 128, 256, 512),
     lrs=COARSE_LRS,
     tune_epochs=2,
-    seeds=tuple(range(8)),
-    second_seeds=tuple(range(8, 16)),
+    halving=0.05,
+    seeds=tuple(range(6)),
+    second_seeds=tuple(range(6, 12)),
     target=0.97,
-    max_epochs=40,
+    max_epochs=30,
     noise={"batch_size": 128, "epochs": (0, 1, 2, 3, 5, 8), "b_small": 64, "b_big": 4096, "n_big": 16},
-    noise_seeds=4,
-    sharpness={"batch_sizes": (8, 32, 128, 512), "epochs": (0, 1, 2), "n_examples": 5000},
-    control={"inputs": "centered", "batch_sizes": (32, 128, 512), "lrs": (0.1, 0.2, 0.4, 0.8, 1.6)},
+    noise_seeds=2,
+    sharpness={"batch_sizes": (8, 64, 512), "epochs": (0, 1, 2), "n_examples": 5000},
+    control={"inputs": "centered", "batch_sizes": (32, 256), "lrs": (0.1, 0.2, 0.4, 0.8, 1.6)},
     candidates=(Recipe(), Recipe(max_shift=1)),
     reference=REFERENCE_RECIPE,
 )
@@ -99,6 +105,7 @@ QUICK = replace(
     FULL,
     quick=True,
     batch_sizes=(16, 64, 256, 1024),
+    steps_batch_sizes=(16, 64, 256),
     lrs=(0.025, 0.05, 0.1, 0.2, 0.4),
     tune_epochs=1,
     seeds=(0, 1),
