@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from procs import alive, children, wait_for
 
 from mlpmnist import TrainConfig, backends, jobs, results, sweep
 
@@ -56,37 +57,9 @@ def last_error(p: subprocess.CompletedProcess | tuple[int, str], code: int, *wor
     return line
 
 
-def wait_for(pred: Callable[[], object], timeout: float, step: float = 0.1) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
 def kernels_of(pid: int) -> list[int]:
     """The ipykernel processes whose parent is ``pid``."""
-    out = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (p / "cmdline").read_bytes()
-        except (OSError, ValueError):
-            continue
-        if ppid == pid and b"ipykernel" in cmd:
-            out.append(int(p.name))
-    return out
+    return children(pid, b"ipykernel")
 
 
 def scratch_left(root: Path) -> list[Path]:

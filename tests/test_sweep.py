@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import papermill as pm
 import pytest
+from procs import alive, children, wait_for
 
 from mlpmnist import TrainConfig, experiment, results, sweep
 
@@ -164,42 +165,12 @@ def test_two_sweeps_at_once_share_one_directory(tmp_path):
         assert key in text and f"({rec['seconds']:.1f} s)" in text
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                stat = (p / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(p.name))
-    return kids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def sweep_cli(root: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "mlpmnist", "sweep", "--grid", "batch_size=100,200,300", "--epochs", "1",
         "--seeds", "0", "--train-limit", "3000", "--threads", "1", "--no-progress",
         "--results", str(root), *extra,
     ]  # fmt: skip
-
-
-def wait_for(pred, timeout: float, step: float = 0.2) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_killed_sweep_loses_nothing_and_resumes(tmp_path):
@@ -239,12 +210,12 @@ def test_kernels_die_with_a_killed_sweep_and_the_next_sweep_clears_its_scratch(t
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     assert wait_for(lambda: (tmp_path / ".scratch").is_dir() and any((tmp_path / ".scratch").iterdir()), 120)
-    assert wait_for(lambda: _children(proc.pid), 60)
-    kernels = [p for p in _children(proc.pid) if "ipykernel" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert wait_for(lambda: children(proc.pid), 60)
+    kernels = [p for p in children(proc.pid) if "ipykernel" in Path(f"/proc/{p}/cmdline").read_text()]
     assert kernels
     os.kill(proc.pid, signal.SIGKILL)  # the main process alone
     proc.wait()
-    assert wait_for(lambda: not any(_alive(p) for p in kernels), 30), "kernels outlived the sweep"
+    assert wait_for(lambda: not any(alive(p) for p in kernels), 30), "kernels outlived the sweep"
     assert any((tmp_path / ".scratch").iterdir())  # nobody was left to clear it...
     cfg = small_sweep(tmp_path, {"batch_size": [100, 200, 300]}, base={"seeds": (0,)}, workers=2)
     out = sweep.run_sweep(cfg, progress=False)
@@ -258,12 +229,12 @@ def test_ctrl_c_stops_the_sweep_with_130(tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert wait_for(lambda: (tmp_path / ".scratch").is_dir() and any((tmp_path / ".scratch").iterdir()), 120)
-    workers = _children(proc.pid)
+    workers = children(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
     assert err.strip() == "error: interrupted by Ctrl-C; finished experiments are kept, rerun to resume"
-    assert wait_for(lambda: not any(_alive(p) for p in workers), 30)
+    assert wait_for(lambda: not any(alive(p) for p in workers), 30)
     assert not any((tmp_path / ".scratch").glob("*"))  # every job cleared its scratch folder
 
 
