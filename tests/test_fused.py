@@ -323,3 +323,39 @@ def test_the_engine_runs_its_spans_through_the_kernel(device, optimizer):
     eager.steps(X, idx.to(device), y.to(device), lr)
     for a, b in zip(fast.state_dicts(), eager.state_dicts(), strict=True):
         assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-12
+
+
+def test_a_kernel_that_does_not_fit_falls_back_with_a_warning(monkeypatch):
+    """Triton refuses a kernel before launching it (too much shared memory on some GPU): the engine
+    warns once, turns the fused path off and takes the same steps another way."""
+    from triton.runtime.errors import OutOfResources
+
+    from mlpmnist.engine import StackedEngine
+
+    class TooBig:
+        max_batch = staticmethod(fused.max_batch)
+        calls = 0
+
+        @classmethod
+        def fused_steps(cls, *args: object, **kwargs: object) -> None:
+            cls.calls += 1
+            raise OutOfResources(300_000, 232_448, "shared memory")
+
+    def models() -> list[MLP]:
+        return [
+            MLP(ODD[1:3], n_in=ODD[0], n_out=ODD[3], generator=torch.Generator().manual_seed(s))
+            for s in (0, 1)
+        ]
+
+    fast = StackedEngine(models(), torch.device("cpu"), use_fused=True, cuda_graphs=False)
+    eager = StackedEngine(models(), torch.device("cpu"), use_fused=False, cuda_graphs=False)
+    monkeypatch.setattr(fast, "_fused", lambda: TooBig)
+    X = inputs(200, ODD[0], torch.float32)
+    idx, y, _ = batches(200, 4, 2, 8, seed=0)
+    lr = torch.full((4, 2), 0.1)
+    with pytest.warns(RuntimeWarning, match="OutOfResources.*CUDA graphs"):
+        p1, a1 = fast.steps(X, idx, y, lr)
+    p2, a2 = eager.steps(X, idx, y, lr)
+    assert torch.equal(p1, p2) and torch.equal(a1, a2) and not fast.use_fused
+    fast.steps(X, idx, y, lr)  # off from now on: no second try
+    assert TooBig.calls == 1

@@ -15,6 +15,7 @@ each [S, R, B]; the caller sums these once per evaluation, not once per step.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -243,7 +244,9 @@ class StackedEngine:
         changes each gathered batch (then every step is eager)."""
         lr = lr.to(self.device, self.W[0].dtype)
         if transform is None and self.use_fused and idx.shape[2] <= self._fused().max_batch(self.W[0].dtype):
-            return self._fused_steps(X, idx, y, lr.expand(len(idx), self.n_replicas))
+            fused = self._fused_steps(X, idx, y, lr.expand(len(idx), self.n_replicas))
+            if fused is not None:  # None: the kernel did not compile here, CUDA graphs from now on
+                return fused
         if transform is None and self.graphs is not None:
             recorded = self.graphs.steps(X, idx, y, lr)
             if recorded is not None:  # None: capture failed, graphs are off from now on
@@ -262,20 +265,37 @@ class StackedEngine:
 
         return fused
 
-    def _fused_steps(self, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> Outputs:
-        """The span as one fused Triton kernel (``fused.fused_steps``): one launch, all steps."""
-        out = self._fused().fused_steps(
-            self._params,
-            self.rule.buffers(),
-            X,
-            idx,
-            y,
-            lr,
-            optimizer=self.optimizer,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            t0=self.rule.steps_taken(),
-        )
+    def _fused_steps(
+        self, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor
+    ) -> Outputs | None:
+        """The span as one fused Triton kernel (``fused.fused_steps``): one launch, all steps.
+        None, with a warning, when Triton cannot compile or fit the kernel on this GPU (it fails
+        before the launch, so no weight has changed); the fused path is then off."""
+        from triton.errors import TritonError
+
+        try:
+            out = self._fused().fused_steps(
+                self._params,
+                self.rule.buffers(),
+                X,
+                idx,
+                y,
+                lr,
+                optimizer=self.optimizer,
+                momentum=self.momentum,
+                weight_decay=self.weight_decay,
+                t0=self.rule.steps_taken(),
+            )
+        except TritonError as e:
+            self.use_fused = False
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            warnings.warn(
+                f"the fused Triton step does not run on {self.device} ({type(e).__name__}: {first_line}); "
+                "training goes on with CUDA graphs",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
         self.rule.advance(len(idx))
         return out
 
