@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -562,3 +563,15 @@ def test_notebook_quick(tmp_path, mnist) -> None:
     quantities = {h["quantity"] for h in summary["headlines"]}
     assert {"lr_slope", "b_crit", "tuned_test_acc"} <= quantities
     assert all({"low", "high", "second", "inside"} <= set(h) for h in summary["headlines"])
+
+
+def test_a_target_reached_by_the_first_validation_is_flagged(mnist) -> None:
+    # 80% on 3,000 images comes within two epochs at batch 32: validating only from the third
+    # epoch on cannot say when it came, and the run says so.
+    kw = dict(target=0.8, max_epochs=4, train_limit=3000, holdout=1000, threads=1, eval_ratio=1.1)
+    with pytest.warns(RuntimeWarning, match="reached the target by the first validation"):
+        late = train_to_target(32, (0.1,), (1,), mnist, eval_from_examples=6000, **kw)
+    assert late["step"].min() == 6000 // 32 + 1 and late["val_acc"].iloc[0] >= 0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_to_target(32, (0.1,), (1,), mnist, eval_from_examples=64, **kw)

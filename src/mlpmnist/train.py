@@ -330,16 +330,8 @@ def train(
     device = resolve_device(config.device)  # the machine is checked here, not in the config
     snapshot_epochs, t_start = set(snapshot_epochs), time.perf_counter()
     with torch_threads(config.threads):
-        checks = _checks(config, eval_at)
-        run = _Run(
-            config,
-            _data(config, _own(config, data), device, splits),
-            device,
-            checks,
-            stop,
-            transform,
-            on_eval,
-        )
+        tensors = _data(config, _own(config, data), device, splits)
+        run = _Run(config, tensors, device, _checks(config, eval_at), stop, transform, on_eval)
         snapshots = {0: run.state_dicts()} if 0 in snapshot_epochs else {}
         with tqdm(
             total=config.epochs, desc=f"batch {config.batch_size}", disable=not progress, mininterval=1

@@ -14,6 +14,7 @@ so 2 / lambda_max is a plain SGD step size, like ``lr``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -45,7 +46,12 @@ def hvp(loss_fn: LossFn, params: Params, v: Params) -> Params:
     """The Hessian-vector product H v of ``loss_fn`` at ``params``, forward-over-reverse: the
     directional derivative along ``v`` of the gradient. Returns a dict shaped like ``params``
     (loss units per squared parameter unit, times v's units)."""
-    return jvp(grad(loss_fn), (params,), (v,))[1]
+    with warnings.catch_warnings():
+        # torch's own jvp decompositions call the deprecated torch.jit.script on first use.
+        warnings.filterwarnings(
+            "ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning
+        )
+        return jvp(grad(loss_fn), (params,), (v,))[1]
 
 
 def flatten(params: Params) -> torch.Tensor:

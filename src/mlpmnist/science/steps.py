@@ -8,6 +8,7 @@ Steps count SGD updates of full batches; accuracies are fractions in [0, 1].
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,7 +126,19 @@ def target_run(
     return config, {"eval_at": checks.tolist(), "splits": ["val"], "stop": rule}
 
 
-def _curve(config: TrainConfig, history: pd.DataFrame) -> pd.DataFrame:
+def _curve(config: TrainConfig, history: pd.DataFrame, hooks: dict[str, Any]) -> pd.DataFrame:
+    """The history with batch_size and examples; a warning when a replica had already reached
+    the target at the first evaluation (its steps would then be overestimated)."""
+    rule, first = hooks["stop"], hooks["eval_at"][0]
+    at_first = history[history["step"] == first] if len(history) else history
+    early = int((at_first[rule.metric] >= rule.target).sum()) if len(at_first) else 0
+    if early and first > 1:
+        warnings.warn(
+            f"batch {config.batch_size}: {early} run(s) reached the target by the first validation "
+            f"(after {first * config.batch_size:,} images); lower eval_from_examples to measure them",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     h = history.copy()
     h.insert(0, "batch_size", config.batch_size)
     h.insert(h.columns.get_loc("step") + 1, "examples", h["step"] * config.batch_size)
@@ -152,7 +165,7 @@ def train_to_target(
     ``seconds`` is SGD wall time since the previous evaluation.
     """
     config, hooks = target_run(batch_size, lrs, seeds, **kwargs)
-    return _curve(config, train(config, data, progress=False, verbose=False, **hooks).history)
+    return _curve(config, train(config, data, progress=False, verbose=False, **hooks).history, hooks)
 
 
 def candidate_lrs(summary: pd.DataFrame, best: pd.DataFrame) -> dict[int, tuple[float, ...]]:
@@ -186,7 +199,7 @@ def steps_to_target(
     configs = [c for c, _ in runs]
     data = data if data is not None else mdata.load(dataset=configs[0].dataset)
     results = train_many(configs, data, hooks=[h for _, h in runs], concurrency=concurrency)
-    curves = [_curve(c, r.history) for c, r in zip(configs, results, strict=True)]
+    curves = [_curve(c, r.history, h) for (c, h), r in zip(runs, results, strict=True)]
     if progress:
         for c, curve in zip(configs, curves, strict=True):
             print(
