@@ -25,7 +25,7 @@ study: $(STAMP) ## run.ipynb by papermill -> results/run.ipynb, then run.ipynb, 
 	$(PY) -m mlpmnist.publish results/run.ipynb run.ipynb
 	$(PY) -m mlpmnist.report media/study_summary.csv README.md
 
-science: $(STAMP) ## notebooks/batch_science.ipynb (full run, about 11 min) -> results/science/, media/, the committed copy
+science: $(STAMP) ## notebooks/batch_science.ipynb (full run, about 14 min on 2 cores) -> results/science/, media/, the committed copy
 	mkdir -p results/science
 	$(VENV)/bin/papermill notebooks/batch_science.ipynb results/science/batch_science.ipynb --cwd . --kernel python3 \
 		-p media_dir media -p out_dir results/science
