@@ -6,6 +6,13 @@ import torch
 import mlpmnist
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # CI sets MLPMNIST_DATA=../shared/data, read from the working folder; many tests start
+    # commands in other folders (tmp_path, notebooks/), which must find the same data.
+    if value := os.environ.get("MLPMNIST_DATA"):
+        os.environ["MLPMNIST_DATA"] = os.path.abspath(value)
+
+
 @pytest.fixture(scope="session")
 def mnist() -> mlpmnist.MNIST:
     """Real MNIST from $MLPMNIST_DATA (CI: ../shared/data)."""
