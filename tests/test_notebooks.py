@@ -196,9 +196,8 @@ def test_run_notebook_with_one_batch_size_one_seed_one_epoch(tmp_path):
     )
     assert {p.name for p in (tmp_path / "media").glob("*.png")} == STUDY_PNGS
     assert (tmp_path / "media" / "study_summary.csv").is_file()
-    assert "1 experiment (batch_size [64]), 1 seed each, 1 epoch\n" in texts(
-        cell_with(nb, "Study.from_parameters")
-    )
+    described = texts(cell_with(nb, "Study.from_parameters"))
+    assert "1 experiment (batch_size [64]), 1 seed each, 1 epoch (more_seeds at batch 8: not in" in described
     assert "last 3 epochs" not in texts(cell_with(nb, "tables.summary_table(summ)"))
     assert "Models of batch 64 (bs0064-" in texts(cell_with(nb, "choose_model"))
     assert "1 of 1 experiment finished, 0 failed" in texts(cell_with(nb, "live.run_sweep"))
