@@ -82,7 +82,7 @@ class Preset:
         )
 
 
-#: The full run (13.8 minutes on 2 CPU cores, 2 KVM vCPUs: see the notebook's timings).
+#: The full run (13.8 and 14.3 minutes in two runs on 2 CPU cores: see the notebook's timings).
 FULL = Preset(
     quick=False,
     batch_sizes=(8, 16, 32, 64, 128, 256, 512, 1024),
