@@ -11,11 +11,13 @@ faster at small batches (each step's many small operations hold Python's global 
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -94,10 +96,24 @@ def _processes(
             for f in done:
                 try:
                     out = f.result()
-                except Exception as e:  # the worker died (killed, out of memory)
-                    out = GroupOutcome(futures[f], None, f"its worker process died ({type(e).__name__})", 0.0)
+                except Exception as e:  # the worker died (killed, out of memory, or an unguarded script)
+                    out = GroupOutcome(futures[f], None, _died(e), 0.0)
                 # The worker's copy of the group came back; hand out the caller's own.
                 yield GroupOutcome(futures[f], out.result, out.error, out.seconds)
+
+
+def _died(e: Exception) -> str:
+    """What a dead worker most likely means. A spawned worker starts by importing the caller's
+    script; a script that calls this at its top level, not under ``if __name__ == "__main__":``,
+    then starts workers again from inside the worker, which multiprocessing refuses."""
+    what = f"its worker process died ({type(e).__name__}): killed, or out of memory"
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if script and not hasattr(sys, "ps1"):
+        what += (
+            f'; or {Path(script).name} calls this outside `if __name__ == "__main__":` '
+            "(worker processes start by importing the script: put the call under that line)"
+        )
+    return what
 
 
 def train_groups(
