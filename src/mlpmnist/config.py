@@ -274,12 +274,6 @@ class TrainConfig:
         parsed = {k: parse_value(k, v, cls) if isinstance(v, str) else v for k, v in values.items()}
         return dataclasses.replace(base or cls(), **parsed)
 
-    @classmethod
-    def from_record(cls, config: Mapping[str, Any]) -> TrainConfig:
-        """The config of a stored record: fields it predates take their ``baseline``, and names
-        this version does not know are refused (``ValueError``)."""
-        return cls.from_mapping(dict(config))
-
     @staticmethod
     def help(name: str) -> str:
         """The help text of field ``name``."""

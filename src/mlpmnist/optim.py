@@ -164,7 +164,7 @@ class Adam:
 
 def stacked_rule(
     name: str, params: Sequence[torch.Tensor], momentum: float, weight_decay: float
-) -> SGD | Adam:
+) -> StackedRule:
     """The stacked engine's rule for optimizer ``name`` (sgd, adam) over ``params``."""
     if name == "adam":
         return Adam(params, weight_decay)

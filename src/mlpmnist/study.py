@@ -131,10 +131,6 @@ class Study:
             and all(_plain(getattr(e, k)) == _plain(v) for k, v in self.model_where.items())
         ]
 
-    def model_keys(self) -> list[str]:
-        """Keys of ``model_candidates``."""
-        return [e.key() for e in self.model_candidates()]
-
     def label(self, config: TrainConfig) -> str:
         """``config``'s grid point in words: 'batch 64', or 'batch 64, lr 0.1' when the grid has
         more axes with several values."""
