@@ -17,19 +17,19 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 # The only writers of the committed outputs: each passes its folders explicitly, and the committed
-# notebook is the executed copy without papermill's injected-parameters cell (mlpmnist.publish), so
+# notebook is the executed copy without papermill's injected-parameters cell (mlpmnist.workbench.publish), so
 # a reader's own Run All of it writes under results/ again.
 study: $(STAMP) ## run.ipynb by papermill -> results/run.ipynb, then run.ipynb, media/ and the README table
 	mkdir -p results
 	$(VENV)/bin/papermill run.ipynb results/run.ipynb --cwd . --kernel python3 -p media_dir media
-	$(PY) -m mlpmnist.publish results/run.ipynb run.ipynb
-	$(PY) -m mlpmnist.report media/study_summary.csv README.md
+	$(PY) -m mlpmnist.workbench.publish results/run.ipynb run.ipynb
+	$(PY) -m mlpmnist.workbench.report media/study_summary.csv README.md
 
 science: $(STAMP) ## notebooks/batch_science.ipynb (full run, about 14 min on 2 cores) -> results/science/, media/, the committed copy
 	mkdir -p results/science
 	$(VENV)/bin/papermill notebooks/batch_science.ipynb results/science/batch_science.ipynb --cwd . --kernel python3 \
 		-p media_dir media -p out_dir results/science
-	$(PY) -m mlpmnist.publish results/science/batch_science.ipynb notebooks/batch_science.ipynb
+	$(PY) -m mlpmnist.workbench.publish results/science/batch_science.ipynb notebooks/batch_science.ipynb
 
 test: lint typecheck ## lint, type check and the whole test suite (real MNIST: set MLPMNIST_DATA)
 	$(VENV)/bin/pytest -q
@@ -37,9 +37,10 @@ test: lint typecheck ## lint, type check and the whole test suite (real MNIST: s
 test-fast: $(STAMP) ## the tests not marked slow (under a minute)
 	$(VENV)/bin/pytest -q -m "not slow"
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(STAMP) ## ruff lint and format check; the stages' import direction (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP) ## ruff format and autofix
 	$(VENV)/bin/ruff format .

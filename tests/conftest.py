@@ -14,7 +14,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def mnist() -> mlpmnist.MNIST:
+def mnist() -> mlpmnist.Data:
     """Real MNIST from $MLPMNIST_DATA (CI: ../shared/data)."""
     if not os.environ.get("MLPMNIST_DATA"):
         pytest.fail("set MLPMNIST_DATA to a directory holding MNIST/raw (CI: ../shared/data)")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from mlpmnist import TrainConfig, results, train
+from mlpmnist import TrainConfig, train
+from mlpmnist.store import results
 
 pytestmark = pytest.mark.slow  # each case starts a Python process with torch (3-5 s)
 

@@ -5,10 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mlpmnist import experiment
 from mlpmnist.cli import build_parser, config_from_args, parse_assignments, sweep_config_from_args
 from mlpmnist.config import FIELDS, TrainConfig, choices, field_types, identity_fields, meta
-from mlpmnist.sweep import SweepConfig
+from mlpmnist.sweep import experiment
+from mlpmnist.sweep.run import SweepConfig
 
 DEFAULTS = TrainConfig()
 
@@ -173,7 +173,8 @@ class Extended(TrainConfig):
 def test_a_new_field_keeps_every_key_and_every_stored_result(mnist, tmp_path):
     import nbformat
 
-    from mlpmnist import results, train
+    from mlpmnist import train
+    from mlpmnist.store import results
 
     small = dict(batch_size=250, epochs=1, seeds=(0,), train_limit=1000)
     assert Extended(**small).key() == TrainConfig(**small).key()  # at its baseline: out of the hash

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from mlpmnist import data as mdata
-from mlpmnist import datasets
+from mlpmnist.data import loader as mdata
+from mlpmnist.data import specs as datasets
 
 # Published class counts of MNIST, a property of the data set.
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -88,7 +88,9 @@ def test_bit_exact_against_torchvision_reader(mnist):
 
 
 def test_load_never_imports_torchvision(mnist):
-    code = "import sys, mlpmnist.data as d; d.load(download=False); print('torchvision' in sys.modules)"
+    code = (
+        "import sys, mlpmnist.data.loader as d; d.load(download=False); print('torchvision' in sys.modules)"
+    )
     env = {**os.environ, mdata.ENV_VAR: str(mnist.root)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -291,7 +293,7 @@ def test_root_precedence(monkeypatch, tmp_path):
 
 
 def test_splits_carry_their_exact_pixels(mnist):
-    from mlpmnist.data import scale
+    from mlpmnist.data.loader import scale
 
     for split in (mnist.train, mnist.test, mnist.train.head(100), mnist.test.tail(7)):
         assert split.pixels is not None and split.pixels.dtype == torch.uint8

@@ -8,8 +8,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from mlpmnist import data as mdata
-from mlpmnist import embed, figures, plots
+from mlpmnist import figures as plots
+from mlpmnist.data import loader as mdata
+from mlpmnist.figures import compose as figures
+from mlpmnist.figures import embed
 
 N = 400  # test images per panel here; the study uses 2,000
 MAX_ITER = 250  # scikit-learn's minimum

@@ -13,11 +13,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlpmnist import graphs
-from mlpmnist.engine import StackedEngine, evaluate
+from mlpmnist.engine.base import evaluate
+from mlpmnist.engine.cuda import graphs
+from mlpmnist.engine.reference import ReferenceEngine
+from mlpmnist.engine.rules import torch_optimizer
+from mlpmnist.engine.stacked import StackedEngine
 from mlpmnist.model import MLP
-from mlpmnist.optim import torch_optimizer
-from mlpmnist.reference import ReferenceEngine
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
@@ -159,7 +160,7 @@ def test_steps_equals_repeated_step_bitwise():
 
 
 def test_gather_into_a_reused_buffer():
-    from mlpmnist.batching import gather_batch
+    from mlpmnist.engine.base import gather_batch
 
     X = torch.rand(100, 784, dtype=torch.float64)
     buf = torch.empty(3, 5, 784, dtype=torch.float64)

@@ -27,7 +27,9 @@ from pathlib import Path
 import pytest
 from procs import alive, children, wait_for
 
-from mlpmnist import TrainConfig, backends, jobs, results, sweep
+from mlpmnist import TrainConfig, sweep
+from mlpmnist.store import results
+from mlpmnist.sweep import backends, jobs
 
 # --------------------------------------------------------------------------------------- helpers
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from test_stats import B8, B16, B128, make_history
 
-from mlpmnist import findings, stats
+from mlpmnist.analysis import findings, stats
 
 NAN = float("nan")
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 pytest.importorskip("triton")
 
-from mlpmnist import fused  # noqa: E402 (only with triton)
+from mlpmnist.engine.cuda import fused  # noqa: E402 (only with triton)
 from mlpmnist.model import MLP  # noqa: E402
 
 CUDA = torch.cuda.is_available()
@@ -241,7 +241,7 @@ def test_bad_arguments_are_refused():
 
 def test_stack_params_is_the_engines_layout():
     """The kernel updates StackedEngine's parameter list in place: the layouts must agree."""
-    from mlpmnist.engine import StackedEngine
+    from mlpmnist.engine.stacked import StackedEngine
 
     ms = Replicas(ODD, 3, torch.float64).models
     engine = StackedEngine(ms, torch.device("cpu"))
@@ -274,7 +274,7 @@ def test_child_process_runs_the_kernel_interpreted(tmp_path):
     imports triton with TRITON_INTERPRET=1 and this checkout's mlpmnist (-k picks the tests'
     [interpreter] variants; the child writes nothing outside tmp_path)."""
     src = str(Path(fused.__file__).resolve().parents[1])
-    from mlpmnist.data import resolve_root
+    from mlpmnist.data.loader import resolve_root
 
     env = {
         **os.environ,
@@ -294,7 +294,7 @@ def test_child_process_runs_the_kernel_interpreted(tmp_path):
 def test_the_engine_runs_its_spans_through_the_kernel(device, optimizer):
     """``StackedEngine.steps`` with the fused path: the same weights as its eager steps, through
     a smaller last batch, a replica dropped mid-run (``keep``) and Adam's step count."""
-    from mlpmnist.engine import StackedEngine
+    from mlpmnist.engine.stacked import StackedEngine
 
     kw = {"sgd": {}, "momentum": {"momentum": 0.9, "weight_decay": 1e-3}, "adam": {"optimizer": "adam"}}[
         optimizer
@@ -330,7 +330,7 @@ def test_a_kernel_that_does_not_fit_falls_back_with_a_warning(monkeypatch):
     warns once, turns the fused path off and takes the same steps another way."""
     from triton.runtime.errors import OutOfResources
 
-    from mlpmnist.engine import StackedEngine
+    from mlpmnist.engine.stacked import StackedEngine
 
     class TooBig:
         max_batch = staticmethod(fused.max_batch)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from mlpmnist import TrainConfig, train
-from mlpmnist.groups import cost, group_id, member_result, plan_groups, union
-from mlpmnist.trainer import train_groups
+from mlpmnist.training.groups import cost, group_id, member_result, plan_groups, union
+from mlpmnist.training.many import train_groups
 
 BASE = TrainConfig(batch_size=100, epochs=2, seeds=(0, 1), train_limit=2000, dtype="float64", device="cpu")
 QUIET = dict(progress=False, verbose=False)
@@ -114,7 +114,7 @@ def test_a_script_without_the_main_guard_is_told_what_to_add(mnist, tmp_path):
     script = tmp_path / "unguarded.py"
     script.write_text(
         "import mlpmnist\n"
-        "from mlpmnist.trainer import train_many\n"
+        "from mlpmnist.training.many import train_many\n"
         "one = dict(seeds=(0,), epochs=1, train_limit=500)\n"
         "cfgs = [mlpmnist.TrainConfig(batch_size=b, **one) for b in (50, 100)]\n"
         "train_many(cfgs, mlpmnist.load(download=False), concurrency=2)\n"

@@ -12,12 +12,18 @@ import nbformat
 import papermill as pm
 import pytest
 
-from mlpmnist import embed, report, sweep
+from mlpmnist import sweep
 from mlpmnist.config import TrainConfig, parse_value
+from mlpmnist.figures import embed
+from mlpmnist.workbench import report
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "run.ipynb"
-NOTEBOOKS = [RUN, ROOT / "notebooks" / "batch_science.ipynb", ROOT / "src" / "mlpmnist" / "experiment.ipynb"]
+NOTEBOOKS = [
+    RUN,
+    ROOT / "notebooks" / "batch_science.ipynb",
+    ROOT / "src" / "mlpmnist" / "sweep" / "experiment.ipynb",
+]
 
 
 def parameters(path: Path) -> dict:
@@ -53,7 +59,7 @@ def test_make_writes_the_committed_outputs_explicitly():
     make = (ROOT / "Makefile").read_text()
     assert "run.ipynb results/run.ipynb --cwd . --kernel python3 -p media_dir media" in make
     assert "-p media_dir media -p out_dir results/science" in make
-    assert make.count("-m mlpmnist.publish") == 2 and "cp results/" not in make
+    assert make.count("-m mlpmnist.workbench.publish") == 2 and "cp results/" not in make
 
 
 def copy_checkout(dst: Path) -> Path:

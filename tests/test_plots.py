@@ -15,10 +15,12 @@ from matplotlib.collections import PolyCollection, QuadMesh
 from matplotlib.figure import Figure
 from test_stats import B8, B16, B128, make_history
 
-from mlpmnist import columns, figures, plots, stats
+from mlpmnist import figures as plots
+from mlpmnist.analysis import columns, stats
+from mlpmnist.figures import compose as figures
 from mlpmnist.model import MLP
-from mlpmnist.results import frame, make_record
-from mlpmnist.train import TrainConfig, train
+from mlpmnist.store.results import frame, make_record
+from mlpmnist.training.loop import TrainConfig, train
 
 BATCH_SIZES = (32, 128)
 SEEDS = (0, 1)

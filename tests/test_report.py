@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from test_stats import B8, B128, make_history
 
-from mlpmnist import report, stats, tables
+from mlpmnist.analysis import stats, tables
+from mlpmnist.workbench import report
 
 ROOT = Path(__file__).resolve().parents[1]
 README = """# A project

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from mlpmnist import TrainConfig, results, train
-from mlpmnist.results import StoreError
+from mlpmnist import TrainConfig, train
+from mlpmnist.store import results
+from mlpmnist.store.results import StoreError
 
 QUIET = {"progress": False, "verbose": False}
 

@@ -36,7 +36,8 @@ def toy_arrays(seed: int = 0) -> dict[str, np.ndarray]:
 
 SPEC = """
 import sys
-from mlpmnist import cli, datasets
+from mlpmnist import cli
+from mlpmnist.data import specs as datasets
 datasets.register(datasets.DatasetSpec(
     name="toy", title="Toy", folder="Toy", files={files}, mirrors=(), train_size={n_train},
     test_size={n_test}, classes={classes}, image_shape={shape},

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpmnist import columns, findings, stats
-from mlpmnist.results import frame, make_record
-from mlpmnist.train import TrainConfig, train
+from mlpmnist.analysis import columns, findings, stats
+from mlpmnist.store.results import frame, make_record
+from mlpmnist.training.loop import TrainConfig, train
 
 # Measured: batch 8, lr 0.1, 15 epochs, 20 seeds (percent).
 B8 = [48.79, 61.42, 80.72, 82.29, 83.84, 83.91, 84.43, 90.21, 90.36, 90.48]

@@ -14,7 +14,9 @@ import papermill as pm
 import pytest
 from procs import alive, children, wait_for
 
-from mlpmnist import TrainConfig, experiment, results, sweep
+from mlpmnist import TrainConfig, sweep
+from mlpmnist.store import results
+from mlpmnist.sweep import experiment
 
 pytestmark = pytest.mark.slow
 

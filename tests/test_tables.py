@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from test_stats import B8, B128, make_history
 
-from mlpmnist import stats, tables
+from mlpmnist.analysis import stats, tables
 
 
 def test_summary_table_is_readable():

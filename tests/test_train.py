@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from mlpmnist import TrainConfig, train
-from mlpmnist.augment import translate
-from mlpmnist.data import TRAIN_SIZE
-from mlpmnist.train import CHANCE_LOSS
+from mlpmnist.data.loader import TRAIN_SIZE
+from mlpmnist.training.augment import translate
+from mlpmnist.training.loop import CHANCE_LOSS
 
 QUIET = {"progress": False, "verbose": False}
 
@@ -201,7 +201,7 @@ def test_drop_last_uses_only_full_batches(mnist):
 def test_diverged_message_says_what_happened(mnist):
     cfg = TrainConfig(batch_size=100, epochs=1, seeds=(0,), lr=1e4, train_limit=1000)
     res = train(cfg, mnist, **QUIET)
-    from mlpmnist.train import divergence_message
+    from mlpmnist.training.loop import divergence_message
 
     row = res.history.iloc[-1].to_dict()
     msg = divergence_message(cfg, [row])

@@ -18,10 +18,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mlpmnist import TrainConfig, embed, paths, publish, results, train
-from mlpmnist import data as mdata
-from mlpmnist.groups import plan_groups
-from mlpmnist.study import Study
+from mlpmnist import TrainConfig, paths, train
+from mlpmnist.data import loader as mdata
+from mlpmnist.figures import embed
+from mlpmnist.store import results
+from mlpmnist.training.groups import plan_groups
+from mlpmnist.workbench import publish
+from mlpmnist.workbench.study import Study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,8 +228,8 @@ def test_help_is_plain_text_and_suggestions_are_the_commands_own():
 
 LIVE = """
 import json
-from mlpmnist import live
-from mlpmnist.sweep import SweepConfig
+from mlpmnist.workbench import live
+from mlpmnist.sweep.run import SweepConfig
 from mlpmnist.config import TrainConfig
 cfg = SweepConfig(
     base=TrainConfig(epochs=1, seeds=(0,), train_limit=1000),
@@ -306,7 +309,9 @@ def test_other_errors_keep_their_traceback(tmp_path):
 
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
     try:
-        kc.execute_interactive("from mlpmnist import notebook\nassert notebook.one_line_errors()", timeout=60)
+        kc.execute_interactive(
+            "from mlpmnist.workbench import notebook\nassert notebook.one_line_errors()", timeout=60
+        )
         replies = {}
         for code in ("int('x')", "from mlpmnist import TrainConfig\nTrainConfig(batch_size=0)"):
             errors = []

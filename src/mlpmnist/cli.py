@@ -22,9 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import data as mdata
-from .config import FIELDS, TrainConfig, check_names, choices, field_types, parse_value
-from .results import StoreError, file_target, writable_folder
+from mlpmnist.config import FIELDS, TrainConfig, check_names, choices, field_types, parse_value
+from mlpmnist.data import loader as mdata
+from mlpmnist.errors import DataError, StoreError, SweepError
+from mlpmnist.store.results import file_target, writable_folder
 
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 3
 #: The figures command's model batch size when the selection has it (run.ipynb's default).
@@ -135,8 +136,9 @@ def check_out_path(out: Path) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import results, stats, tables
-    from .train import train
+    from mlpmnist.analysis import stats, tables
+    from mlpmnist.store import results
+    from mlpmnist.training.loop import train
 
     config = config_from_args(args)
     with contextlib.ExitStack() as stack:
@@ -179,7 +181,7 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
     """The ``SweepConfig`` of the sweep command's flags. A config flag that a grid axis
     overrides (``--batch-size`` beside the default batch-size axis, ``--lr`` beside
     ``--grid lr=...``) is refused with the flag it probably meant, never silently ignored."""
-    from .sweep import SweepConfig
+    from mlpmnist.sweep.run import SweepConfig
 
     grid = parse_assignments(args.grid or [], "grid axis")
     if args.batch_sizes:
@@ -218,8 +220,8 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import logging
 
-    from . import results
-    from .sweep import run_sweep
+    from mlpmnist.store import results
+    from mlpmnist.sweep.run import run_sweep
 
     if args.scheduler:
         import distributed  # noqa: F401  (creates its loggers)
@@ -268,8 +270,10 @@ def _model_experiment(df: Any, wanted: int | None, results_dir: Path) -> tuple[s
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from . import embed, figures, results
-    from .columns import config_label, dataset_names, varying_axes
+    from mlpmnist.analysis.columns import config_label, dataset_names, varying_axes
+    from mlpmnist.figures import compose as figures
+    from mlpmnist.figures import embed
+    from mlpmnist.store import results
 
     # Everything is read and checked before anything is written: the records, the model
     # experiment and its weights, the data, the media folder; then every figure is drawn, then saved.
@@ -359,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sweep)
 
-    from .embed import SNAPSHOT_EPOCHS
+    from mlpmnist.figures.embed import SNAPSHOT_EPOCHS
 
     f = sub.add_parser("figures", help="draw every figure from a results folder as PNGs")
     f.add_argument(
@@ -422,7 +426,6 @@ def interrupted_message(args: argparse.Namespace, signum: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status (128 + the signal's number when interrupted)."""
-    from .sweep import SweepError
 
     args = build_parser().parse_args(argv)
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -437,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, mdata.DataError, StoreError) as e:
+    except (ValueError, DataError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as e:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import datasets
+from mlpmnist.data import specs as datasets
 
 if TYPE_CHECKING:
     import torch

@@ -9,8 +9,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .data import N_CLASSES, N_FEATURES
-
 
 class MLP(nn.Module):
     """Fully connected ReLU network returning logits (softmax lives in the loss).
@@ -23,8 +21,8 @@ class MLP(nn.Module):
     def __init__(
         self,
         hidden: Sequence[int] = (64, 64),
-        n_in: int = N_FEATURES,
-        n_out: int = N_CLASSES,
+        n_in: int = 784,
+        n_out: int = 10,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()

@@ -51,3 +51,14 @@ def shown(path: str | os.PathLike, start: str | os.PathLike | None = None) -> st
     if root is not None and p.is_relative_to(root):
         return str(p.relative_to(root))
     return str(p)
+
+
+def package_version() -> str:
+    """mlpmnist's installed version (its ``pyproject.toml``), or '0+unknown' when it is not installed
+    (run from a source folder on ``sys.path``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mlpmnist")
+    except PackageNotFoundError:
+        return "0+unknown"

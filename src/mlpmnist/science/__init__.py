@@ -33,8 +33,15 @@ the remainder as a smaller last batch, like the original DataLoader. Accuracies 
 in [0, 1], losses mean cross-entropy in nats, times in seconds.
 """
 
-from .ceiling import Ceiling, ceiling_report, ceiling_table, control_table, init_sharpness, measure_ceiling
-from .common import (
+from mlpmnist.science.ceiling import (
+    Ceiling,
+    ceiling_report,
+    ceiling_table,
+    control_table,
+    init_sharpness,
+    measure_ceiling,
+)
+from mlpmnist.science.common import (
     BATCH_SIZES,
     HOLDOUT,
     REFERENCE_LR,
@@ -43,7 +50,7 @@ from .common import (
     grid_config,
     science_config,
 )
-from .hessian import (
+from mlpmnist.science.hessian import (
     SHARPNESS_COLUMNS,
     EigenResult,
     hvp,
@@ -54,7 +61,7 @@ from .hessian import (
     sharpness_summary,
     top_eigenvalue,
 )
-from .intervals import (
+from mlpmnist.science.intervals import (
     Interval,
     Proportion,
     b_crit,
@@ -76,7 +83,7 @@ from .intervals import (
     tail_rate,
     two_runs,
 )
-from .lr_tuning import (
+from mlpmnist.science.lr_tuning import (
     LR_BOUNDS,
     best_lr,
     best_lr_interval,
@@ -90,7 +97,7 @@ from .lr_tuning import (
     search_lr,
     tune_lr,
 )
-from .noise import (
+from mlpmnist.science.noise import (
     NOISE_COLUMNS,
     NoiseScale,
     estimate_noise_scale,
@@ -101,9 +108,9 @@ from .noise import (
     noise_scale_during_training,
     noise_scale_from_norms,
 )
-from .outputs import Outputs, concurrency
-from .presets import COARSE_LRS, FULL, QUICK, Preset, preset
-from .recipe import (
+from mlpmnist.science.outputs import Outputs, concurrency
+from mlpmnist.science.presets import COARSE_LRS, FULL, QUICK, Preset, preset
+from mlpmnist.science.recipe import (
     REFERENCE_RECIPE,
     Recipe,
     RecipeRun,
@@ -113,7 +120,7 @@ from .recipe import (
     train_tuned,
     tuned_report,
 )
-from .steps import (
+from mlpmnist.science.steps import (
     Scaling,
     TargetRace,
     candidate_lrs,
@@ -128,7 +135,7 @@ from .steps import (
     train_to_target,
     try_scaling_regimes,
 )
-from .summary import Stopwatch, headline, summary_record, write_summary
+from mlpmnist.science.summary import Stopwatch, headline, summary_record, write_summary
 
 __all__ = [
     "Ceiling",

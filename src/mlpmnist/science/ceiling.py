@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import data as mdata
-from .hessian import lambda_max_during_training, sharpness_summary
-from .lr_tuning import best_lr_interval, collapse_lr, lr_search_summary, search_lr
-from .presets import Preset
+from mlpmnist.data import loader as mdata
+from mlpmnist.science.hessian import lambda_max_during_training, sharpness_summary
+from mlpmnist.science.lr_tuning import best_lr_interval, collapse_lr, lr_search_summary, search_lr
+from mlpmnist.science.presets import Preset
 
 
 def ceiling_table(search: pd.DataFrame, sharpness: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import TrainConfig
+from mlpmnist.config import TrainConfig
 
 #: Powers of two from 8 to 4096 plus the reference study's 48, 90 and 150.
 BATCH_SIZES: tuple[int, ...] = (8, 16, 32, 48, 64, 90, 128, 150, 256, 512, 1024, 2048, 4096)

@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, jvp
 
-from .. import data as mdata
-from ..config import TrainConfig
-from ..model import MLP
-from ..train import TrainResult, input_transform, split_train, torch_threads
-from ..trainer import train_many
-from .common import check_lrs, check_positive_ints, check_seeds, grid_config
+from mlpmnist.config import TrainConfig
+from mlpmnist.data import loader as mdata
+from mlpmnist.model import MLP
+from mlpmnist.science.common import check_lrs, check_positive_ints, check_seeds, grid_config
+from mlpmnist.training.loop import TrainResult, input_transform, split_train, torch_threads
+from mlpmnist.training.many import train_many
 
 Params = dict[str, torch.Tensor]
 #: ``loss_fn(params) -> scalar``: a loss as a function of named parameters.

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import scipy.stats as sps
 
-from .common import final_rows
-from .lr_tuning import best_lr, lr_scaling
-from .noise import noise_at_target
-from .steps import scaling_regimes, steps_table
+from mlpmnist.science.common import final_rows
+from mlpmnist.science.lr_tuning import best_lr, lr_scaling
+from mlpmnist.science.noise import noise_at_target
+from mlpmnist.science.steps import scaling_regimes, steps_table
 
 #: ``statistic(frame) -> float``: one number from a frame holding a seed column.
 Statistic = Callable[[pd.DataFrame], float]

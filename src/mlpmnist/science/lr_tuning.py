@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import data as mdata
-from ..train import COLLAPSED_ACC
-from ..trainer import train_many
-from .common import BATCH_SIZES, REFERENCE_LR, check_positive_ints, final_rows, grid_config
+from mlpmnist.data import loader as mdata
+from mlpmnist.science.common import BATCH_SIZES, REFERENCE_LR, check_positive_ints, final_rows, grid_config
+from mlpmnist.training.loop import COLLAPSED_ACC
+from mlpmnist.training.many import train_many
 
 
 def lr_grid(

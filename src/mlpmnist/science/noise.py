@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from .. import data as mdata
-from ..model import MLP
-from ..train import split_train, torch_threads, train
-from .common import science_config
+from mlpmnist.data import loader as mdata
+from mlpmnist.model import MLP
+from mlpmnist.science.common import science_config
+from mlpmnist.training.loop import split_train, torch_threads, train
 
 #: The columns of ``noise_scale_during_training`` that the report and the summary show.
 NOISE_COLUMNS = ("epoch", "step", "val_acc", "train_loss_full", "grad_sq", "trace", "b_simple")

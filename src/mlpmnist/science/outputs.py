@@ -15,10 +15,10 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from .. import paths
-from ..trainer import GPU_CONCURRENCY
-from .presets import Preset
-from .summary import write_summary
+from mlpmnist import paths
+from mlpmnist.science.presets import Preset
+from mlpmnist.science.summary import write_summary
+from mlpmnist.training.many import GPU_CONCURRENCY
 
 #: Runs trained at once on a CPU: one per core of a 2-core machine (threads of one process).
 CPU_CONCURRENCY = 2
@@ -49,7 +49,7 @@ class Outputs:
         """Display ``fig`` (in a notebook), then write it as ``<media>/<name>.png``; returns the path."""
         from IPython.display import display
 
-        from ..plots import save
+        from mlpmnist.figures import save
 
         display(fig)
         path = save(fig, self.media / f"{name}.png")

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .common import HOLDOUT, check_seeds
-from .recipe import REFERENCE_RECIPE, Recipe
+from mlpmnist.science.common import HOLDOUT, check_seeds
+from mlpmnist.science.recipe import REFERENCE_RECIPE, Recipe
 
 #: The coarse learning rates: a factor 2 apart from 0.0125 to 0.4 (0.1, the reference's, among
 #: them); the search then refines around each batch size's best to a factor sqrt(2).

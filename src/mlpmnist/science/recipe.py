@@ -12,11 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from .. import data as mdata
-from ..config import TrainConfig
-from ..train import train
-from ..trainer import train_many
-from .common import REFERENCE_LR, check_seeds, final_rows, science_config
+from mlpmnist.config import TrainConfig
+from mlpmnist.data import loader as mdata
+from mlpmnist.science.common import REFERENCE_LR, check_seeds, final_rows, science_config
+from mlpmnist.training.loop import train
+from mlpmnist.training.many import train_many
 
 
 @dataclass(frozen=True)

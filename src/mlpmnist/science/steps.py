@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import data as mdata
-from ..config import TrainConfig
-from ..train import train
-from ..trainer import train_many
-from .common import grid_config
+from mlpmnist.config import TrainConfig
+from mlpmnist.data import loader as mdata
+from mlpmnist.science.common import grid_config
+from mlpmnist.training.loop import train
+from mlpmnist.training.many import train_many
 
 Replica = tuple[int, float]  # (seed, lr)
 

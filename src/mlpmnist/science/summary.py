@@ -13,11 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..results import atomic_write_text
-from .noise import NOISE_COLUMNS
-from .presets import Preset
-from .recipe import RecipeRun
-from .steps import Scaling
+from mlpmnist.science.noise import NOISE_COLUMNS
+from mlpmnist.science.presets import Preset
+from mlpmnist.science.recipe import RecipeRun
+from mlpmnist.science.steps import Scaling
+from mlpmnist.store.results import atomic_write_text
 
 
 @dataclass

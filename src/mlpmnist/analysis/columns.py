@@ -1,0 +1,64 @@
+"""The columns of a results frame: which describe a run's configuration, which vary across it
+(the grid's axes), what a summary groups by, how a configuration is named in text, each row's
+dataset, and which columns hold dead units. Shared by the statistics (``stats``), the tables
+and prose made from them (``tables``, ``findings``) and the figures (``plots``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import pandas as pd
+
+from mlpmnist.config import baseline, identity_fields
+
+
+def config_columns(df: pd.DataFrame) -> list[str]:
+    """The columns of ``df`` that describe a configuration: every result-changing
+    ``TrainConfig`` field (``config.identity_fields()``; ``lr`` included, it is per replica)
+    but ``seeds``, in ``TrainConfig``'s order, so ``batch_size`` comes first."""
+    return [c for c in identity_fields() if c != "seeds" and c in df.columns]
+
+
+def varying_axes(df: pd.DataFrame) -> list[str]:
+    """The config columns of ``df`` that take more than one value (the sweep's grid axes)."""
+    return [c for c in config_columns(df) if df[c].nunique(dropna=False) > 1]
+
+
+def group_columns(df: pd.DataFrame) -> list[str]:
+    """What a summary is grouped by: ``batch_size`` and every other varying config column."""
+    cols = varying_axes(df)
+    return cols if "batch_size" in cols else ["batch_size", *cols]
+
+
+def replica_columns(df: pd.DataFrame) -> list[str]:
+    """Columns that together name one replica: ``key`` (if present), the config, ``seed``."""
+    return [c for c in ("key", *config_columns(df), "seed") if c in df.columns]
+
+
+def axis_label(column: str, value: object) -> str:
+    """'batch 8', 'lr 0.1', 'momentum 0.9': how a config value is named in text and titles."""
+    if isinstance(value, float) and value.is_integer() and column != "lr":
+        value = int(value)
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{'batch' if column == 'batch_size' else column} {text}"
+
+
+def config_label(row: pd.Series | dict, columns: Sequence[str]) -> str:
+    """The configuration of ``row`` in words, e.g. 'batch 8, lr 0.1'."""
+    return ", ".join(axis_label(c, row[c]) for c in columns)
+
+
+def dataset_names(df: pd.DataFrame) -> pd.Series:
+    """Each row's dataset name: the ``dataset`` column, the field's baseline ('mnist') where it
+    is missing (records made before the field existed, or no such column)."""
+    if "dataset" not in df.columns:
+        return pd.Series(baseline("dataset"), index=df.index, dtype=object)
+    return df["dataset"].astype(object).where(df["dataset"].notna(), baseline("dataset"))
+
+
+def dead_columns(df: pd.DataFrame) -> list[str]:
+    """The dead-unit columns of a results frame (``dead_1``, ``dead_2``, ...: fraction of a
+    hidden layer's units that are zero on every test image), in layer order."""
+    return sorted((c for c in df.columns if re.fullmatch(r"dead_\d+", c)), key=lambda c: int(c[5:]))

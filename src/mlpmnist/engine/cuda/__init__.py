@@ -1,0 +1,2 @@
+"""Faster paths on a CUDA device: the eager steps recorded as CUDA graphs (``graphs``) and a span
+of steps as one Triton kernel (``fused``)."""

@@ -1,0 +1,101 @@
+"""The reference engine: nn.Module + autograd + torch.optim, one replica after another.
+
+It implements ``engine.Engine`` the textbook way, so the fast engine can be held to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from mlpmnist.engine.base import Outputs, StateDict, gather_batch
+from mlpmnist.engine.rules import torch_optimizer
+from mlpmnist.model import MLP
+
+
+class ReferenceEngine:
+    """R ``MLP`` replicas, each with its own ``torch.optim`` optimizer (``optim.torch_optimizer``)."""
+
+    def __init__(
+        self,
+        models: list[MLP],
+        device: torch.device | str,
+        *,
+        optimizer: str = "sgd",
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> None:
+        self.models = [m.to(device) for m in models]
+        self.opts = [torch_optimizer(optimizer, m.parameters(), momentum, weight_decay) for m in self.models]
+
+    @property
+    def n_replicas(self) -> int:
+        return len(self.models)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of every replica on its batch ``x`` [R, B, 784], ``y`` [R, B] at ``lr`` [R]."""
+        picked, pred = [], []
+        for r, (model, opt) in enumerate(zip(self.models, self.opts, strict=True)):
+            for group in opt.param_groups:
+                group["lr"] = lr[r].item()
+            logits = model(x[r])
+            loss = F.cross_entropy(logits, y[r])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            logits = logits.detach()
+            picked.append(logits.log_softmax(1).gather(1, y[r].unsqueeze(1)).squeeze(1))
+            pred.append(logits.argmax(1))
+        return torch.stack(picked), torch.stack(pred)
+
+    def steps(
+        self,
+        X: torch.Tensor,
+        idx: torch.Tensor,
+        y: torch.Tensor,
+        lr: torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> Outputs:
+        """``engine.Engine.steps``, one step after another."""
+        out = []
+        for k in range(len(idx)):
+            x = gather_batch(X, idx[k])
+            out.append(self.step(x if transform is None else transform(x), y[k], lr[k]))
+        return torch.stack([p for p, _ in out]), torch.stack([a for _, a in out])
+
+    @torch.no_grad()
+    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        per_model = []
+        for m in self.models:
+            h, acts = x, []
+            for layer in m.layers[:-1]:
+                h = torch.relu(layer(h))
+                acts.append(h)
+            per_model.append(acts)
+        return [torch.stack(layer) for layer in zip(*per_model, strict=True)]
+
+    @torch.no_grad()
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        if h.dim() == 2:  # no hidden layer: the inputs themselves
+            return torch.stack([m.layers[-1](h) for m in self.models])
+        return torch.stack([m.layers[-1](h[r]) for r, m in enumerate(self.models)])
+
+    def keep(self, mask: torch.Tensor) -> None:
+        idx = mask.nonzero().flatten().tolist()
+        self.models = [self.models[i] for i in idx]
+        self.opts = [self.opts[i] for i in idx]
+
+    def state_dicts(self) -> list[StateDict]:
+        return [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in self.models]
+
+    @torch.no_grad()
+    def weight_norms(self) -> torch.Tensor:
+        """Frobenius norm of each layer's weight matrix (biases excluded), per replica: [R, L + 1]."""
+        return torch.stack(
+            [
+                torch.stack([torch.linalg.norm(p) for n, p in m.named_parameters() if n.endswith("weight")])
+                for m in self.models
+            ]
+        ).cpu()

@@ -1,0 +1,158 @@
+"""Figures of one trained model (or of the data): a model and a split in, a ``Figure`` out.
+
+Digits are drawn with dark ink on white; probabilities are softmax outputs in percent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import matplotlib as mpl
+import numpy as np
+import seaborn as sns
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from mlpmnist.data import loader as mdata
+from mlpmnist.figures.style import ERROR_RED, figure
+
+
+def _images(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().reshape(-1, 28, 28).numpy()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch: int = 10_000) -> np.ndarray:
+    """Class probabilities [N, 10] (softmax of the logits) of ``model`` on ``x``, on the CPU."""
+    model = model.eval().cpu()
+    return np.concatenate([torch.softmax(model(xb), 1).numpy() for xb in x.cpu().split(batch)])
+
+
+def _digit_grid(
+    fig: Figure, images: np.ndarray, titles: list[str], ncols: int, colors: list[str] | None = None
+) -> None:
+    nrows = math.ceil(len(images) / ncols)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= len(images):
+            continue
+        ax.imshow(images[i], cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(titles[i], fontsize=10, color=colors[i] if colors else "black", pad=3)
+
+
+def sample_digits(split: mdata.Split, n: int = 40, ncols: int = 10, what: str = "training") -> Figure:
+    """The first ``n`` images of ``split`` with their labels (ink dark on white); ``what``
+    names the split in the title."""
+    n = min(n, len(split))
+    nrows = math.ceil(n / ncols)
+    with figure(0.8 * ncols, 0.95 * nrows + 0.5) as fig:
+        _digit_grid(fig, _images(split.x[:n]), [f"label {int(v)}" for v in split.y[:n]], ncols)
+        fig.suptitle(f"The first {n} {what} images with their labels")
+    return fig
+
+
+def confusion_matrix(model: nn.Module, split: mdata.Split, label: str = "") -> Figure:
+    """Counts of (true, predicted) digits of ``model`` on ``split``, every cell annotated.
+    Errors (off the diagonal) are coloured on a scale from 0 to the largest error count so
+    they stay visible; the correct (diagonal) cells are grey, off that scale. ``label`` names
+    the model in the title."""
+    from sklearn.metrics import confusion_matrix as sk_confusion
+
+    pred = predict(model, split.x).argmax(1)
+    true = split.y.cpu().numpy()
+    cm = sk_confusion(true, pred, labels=range(mdata.N_CLASSES))
+    diag = np.eye(len(cm), dtype=bool)
+    errors = int(cm[~diag].sum())
+    common = {"annot": True, "fmt": "d", "square": True, "linewidths": 0.5, "linecolor": "white"}
+    with figure(7.2, 6.2) as fig:
+        ax = fig.add_subplot()
+        sns.heatmap(
+            cm,
+            ax=ax,
+            mask=~diag,
+            cmap=mpl.colors.ListedColormap(["#d9dde0"]),
+            cbar=False,
+            annot_kws={"fontsize": 9, "color": "black", "fontweight": "bold"},
+            **common,
+        )
+        sns.heatmap(
+            cm,
+            ax=ax,
+            mask=diag,
+            cmap="rocket_r",
+            vmin=0,
+            vmax=max(int(cm[~diag].max()), 1),
+            annot_kws={"fontsize": 9},
+            cbar_kws={"label": "misclassified test images", "shrink": 0.8},
+            **common,
+        )
+        colorbar = ax.collections[-1].colorbar
+        assert colorbar is not None  # the second heatmap draws one
+        colorbar.ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        ax.grid(False)
+        ax.set_xlabel("predicted digit")
+        ax.set_ylabel("true digit")
+        ax.tick_params(axis="y", rotation=0)
+        who = f"{label}\n" if label else ""
+        ax.set_title(
+            f"{who}{errors:,} of {len(true):,} test images wrong ({100 * errors / len(true):.2f}%);"
+            " diagonal: correct"
+        )
+    return fig
+
+
+def misclassified(
+    model: nn.Module, split: mdata.Split, n: int = 30, ncols: int = 10, label: str = ""
+) -> Figure:
+    """The first ``n`` images of ``split`` (in split order) that ``model`` gets wrong, each
+    titled true → predicted with the predicted class's softmax probability (%)."""
+    proba = predict(model, split.x)
+    pred = proba.argmax(1)
+    true = split.y.cpu().numpy()
+    wrong = np.flatnonzero(pred != true)
+    shown = wrong[:n]
+    nrows = max(1, math.ceil(len(shown) / ncols))
+    with figure(0.85 * ncols, 1.05 * nrows + 0.6) as fig:
+        titles = [f"{true[i]}→{pred[i]} {100 * proba[i, pred[i]]:.0f}%" for i in shown]
+        _digit_grid(fig, _images(split.x[shown]), titles, ncols)
+        who = f"{label}: " if label else ""
+        fig.suptitle(
+            f"{who}the first {len(shown)} of {len(wrong):,} misclassified test images\n"
+            "titles: true→predicted digit, softmax confidence of the prediction"
+        )
+    return fig
+
+
+def predictions_last10(model: nn.Module, split: mdata.Split, label: str = "") -> Figure:
+    """The last 10 images of ``split``: true label, predicted label and the softmax
+    probability (%) of the prediction; wrong predictions in red."""
+    x, y = split.x[-10:], split.y[-10:].cpu().numpy()
+    proba = predict(model, x)
+    pred = proba.argmax(1)
+    first = len(split) - 10
+    titles = [f"#{first + i}\ntrue {y[i]}\npred {pred[i]}\n{100 * proba[i, pred[i]]:.1f}%" for i in range(10)]
+    colors = ["black" if p == t else ERROR_RED for p, t in zip(pred, y, strict=True)]
+    with figure(9, 1.8) as fig:
+        _digit_grid(fig, _images(x), titles, 10, colors)
+        who = f"{label}: " if label else ""
+        fig.suptitle(
+            f"{who}the last 10 test images, true and predicted digit, confidence "
+            f"({int((pred == y).sum())}/10 right)",
+            fontsize=11,
+        )
+    return fig
+
+
+def pick_model(models: Mapping[int, nn.Module], split: mdata.Split) -> tuple[int, nn.Module]:
+    """The (seed, model) whose accuracy on ``split`` is the median of the seeds (the lower
+    middle one for an even count): a representative replica, neither the best nor the worst."""
+    if not models:
+        raise ValueError("no models given")
+    y = split.y.cpu().numpy()
+    acc = {seed: float((predict(m, split.x).argmax(1) == y).mean()) for seed, m in models.items()}
+    ranked = sorted(acc, key=lambda s: (acc[s], str(s)))
+    seed = ranked[(len(ranked) - 1) // 2]
+    return seed, models[seed]

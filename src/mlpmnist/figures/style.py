@@ -1,0 +1,142 @@
+"""The one style of every figure, and how figures are saved.
+
+Every figure is made the same way::
+
+    with figure(8, 5) as fig:      # inches; artists created in the block take STYLE
+        ax = fig.add_subplot()
+        ...
+    return fig
+
+Figures are ``matplotlib.figure.Figure`` objects made directly, not through pyplot: no backend
+is selected or switched, nothing piles up in pyplot's figure registry, and Jupyter still
+displays a returned Figure. The style is applied only while the figure is drawn into, so the
+caller's rcParams are left untouched.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from mlpmnist.analysis.columns import config_label, varying_axes
+from mlpmnist.store.results import atomic_write_bytes
+
+DPI = 150
+# Sized so that at ~800 px display width tick labels stay around 11 px high.
+STYLE = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 10,
+    "legend.title_fontsize": 10,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+ERROR_RED = "#c0392b"  # wrong predictions, failed seeds
+REFERENCE_COLOR = "#e67e22"  # the reference study's values
+TRAIN_COLOR = "#d35400"
+TEST_COLOR = "#2c3e50"
+
+
+@contextmanager
+def figure(width: float, height: float, **kwargs) -> Iterator[Figure]:
+    """A new ``Figure`` of ``width`` x ``height`` inches with constrained layout; artists
+    created inside the ``with`` block take ``STYLE``. ``kwargs`` go to ``Figure``."""
+    # rc settings are read when artists are created, so the style sticks to this figure only.
+    with mpl.rc_context(cast(Any, STYLE)):
+        yield Figure(figsize=(width, height), layout="constrained", **kwargs)
+
+
+def batch_colors(batch_sizes: Iterable[int]) -> dict[int, tuple]:
+    """Batch size -> RGBA colour on viridis by log2(batch size), so the colour order is the
+    size order. The pale yellow end of viridis is left out; it disappears on white."""
+    sizes = sorted({int(b) for b in batch_sizes})
+    logs = np.log2(sizes)
+    span = (logs.max() - logs.min()) or 1.0
+    cmap = mpl.colormaps["viridis"]
+    return {b: cmap(0.9 * (lg - logs.min()) / span) for b, lg in zip(sizes, logs, strict=True)}
+
+
+def save(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG at ``DPI`` to ``path`` atomically (a temporary file, then a
+    rename, so no reader sees half a PNG) and release the figure's artists (display it first).
+    Returns the path."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
+    fig.clear()
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def facet_axes(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> list[str]:
+    """The varying config axes of ``df`` (``columns.varying_axes``) other than ``exclude``: one
+    panel of a study figure per combination of their values."""
+    return [c for c in varying_axes(df) if c not in set(exclude)]
+
+
+def facets(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> list[tuple[str, pd.DataFrame]]:
+    """The panels of a study figure: one (title, rows) per combination of the values of
+    ``facet_axes(df, exclude)``, e.g. ('lr 0.1', rows) and ('lr 0.3', rows) for a grid over lr;
+    one ('', df) when nothing else varies."""
+    axes = facet_axes(df, exclude)
+    if not axes:
+        return [("", df)]
+    return [
+        (config_label(dict(zip(axes, k, strict=True)), axes), g)
+        for k, g in df.groupby(axes, dropna=False, sort=True)
+    ]
+
+
+def panel_rows(frame: pd.DataFrame, panel: pd.DataFrame, axes: Iterable[str]) -> pd.DataFrame:
+    """The rows of ``frame`` (say a summary) that belong to the panel whose rows are ``panel``:
+    those with the panel's values of ``axes`` (NaN matches NaN)."""
+    keep = pd.Series(True, index=frame.index)
+    for c in axes:
+        v = panel[c].iloc[0]
+        keep &= frame[c].isna() if pd.isna(v) else frame[c] == v
+    return frame[keep]
+
+
+def grid(n: int, ncols: int) -> tuple[int, int]:
+    """(rows, columns) of a grid holding ``n`` panels at most ``ncols`` wide, with rows as
+    evenly filled as possible (4 panels at most 3 wide: 2 x 2, not 3 + 1)."""
+    rows = -(-n // max(1, min(ncols, n)))
+    return rows, -(-n // rows)
+
+
+def limits(values: Iterable[float], top: float = np.inf, pad: float = 0.08) -> tuple[float, float]:
+    """Axis limits that fit ``values`` (NaN ignored) with ``pad`` of their range on each side
+    (0.5 units when they are all equal), kept within [0, ``top``]."""
+    v = np.asarray(list(values), dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return 0.0, top if np.isfinite(top) else 1.0
+    lo, hi = float(v.min()), float(v.max())
+    margin = pad * (hi - lo) or 0.5
+    return max(lo - margin, 0.0), min(hi + margin, top)
+
+
+def epoch_axis(ax, epochs: Iterable[float], nbins: int = 8) -> None:
+    """Epoch ticks on ``ax``'s x axis, integers only, and limits that fit ``epochs``: every
+    epoch when there are at most ``nbins`` (so 1 epoch gets the one tick '1', not fractions
+    around it), else about ``nbins`` evenly spaced ones."""
+    e = np.unique(np.asarray(list(epochs), dtype=float))
+    e = e[np.isfinite(e)]
+    if len(e) <= nbins:
+        ax.xaxis.set_major_locator(mpl.ticker.FixedLocator(e))
+        ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    else:
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True, nbins=nbins, min_n_ticks=1))
+    ax.set_xlim(e.min() - 0.3, e.max() + 0.3)

@@ -1,0 +1,70 @@
+"""The t-SNE figure: small multiples of an ``embed.Embeddings`` (computed by ``embed``)."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+from matplotlib.figure import Figure
+
+from mlpmnist.data import loader as mdata
+from mlpmnist.figures.embed import CV_FOLDS, KNN_K, Embeddings
+from mlpmnist.figures.style import figure
+
+
+def plot_tsne(emb: Embeddings, ncols: int = 4, title: str | None = None) -> Figure:
+    """Small multiples, one panel per epoch, points coloured by true digit, with a shared
+    legend of the ten classes in the spare panel (or below). Each panel's title gives the
+    snapshot's test accuracy and the 2-D kNN accuracy and silhouette of that embedding."""
+    epochs = sorted(emb.points["epoch"].unique())
+    ncols = min(ncols, len(epochs) + 1)
+    nrows = -(-(len(epochs) + 1) // ncols)  # one extra cell for the legend
+    colors = mpl.colormaps["tab10"](range(10))
+    scores = emb.scores.set_index("epoch")
+    # At least 9.5 inches wide, so the two-line title fits over few panels.
+    with figure(max(2.6 * ncols, 9.5), 2.75 * nrows + 0.4) as fig:
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax, epoch in zip(axes, epochs, strict=False):  # spare cells stay empty
+            p = emb.points[emb.points["epoch"] == epoch]
+            ax.scatter(
+                p["x"],
+                p["y"],
+                c=[colors[v] for v in p["label"]],
+                s=3,
+                alpha=0.7,
+                linewidths=0,
+                rasterized=True,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            ax.set_aspect("equal", adjustable="datalim")
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(True)
+            s = scores.loc[epoch]
+            name = "before training" if epoch == 0 else f"epoch {epoch}"
+            ax.set_title(
+                f"{name} · test {100 * s['test_acc']:.1f}%\n"
+                f"kNN {100 * s['knn_acc_2d']:.1f}% · silh. {s['silhouette_2d']:.2f}",
+                fontsize=10,
+            )
+        for ax in axes[len(epochs) :]:
+            ax.set_axis_off()
+        handles = [
+            mpl.lines.Line2D([], [], marker="o", linestyle="", color=colors[d], markersize=7, label=str(d))
+            for d in range(mdata.N_CLASSES)
+        ]
+        axes[len(epochs)].legend(
+            handles=handles, title="true digit", ncols=2, loc="center", frameon=False, fontsize=11
+        )
+        n = emb.points.groupby("epoch").size().iloc[0]
+        run = ""
+        if emb.batch_size is not None:
+            run = f" while batch {emb.batch_size} trains" + (
+                "" if emb.seed is None else f" (seed {emb.seed})"
+            )
+        fig.suptitle(
+            title
+            or f"t-SNE of the last hidden layer{run}, the same {n:,} test images in every panel\n"
+            f"kNN: {KNN_K}-NN accuracy in 2-D ({CV_FOLDS}-fold CV); silh.: silhouette of the classes in 2-D",
+            fontsize=11,
+        )
+    return fig

@@ -1,0 +1,272 @@
+"""Experiments as the experiment notebook runs them: its parameters in, records and weights out.
+
+The notebook (``experiment.ipynb``, shipped inside the package) has one ``parameters`` cell:
+``config`` (a dict of ``TrainConfig`` fields: one experiment, as a person runs it) or
+``configs`` (a list of such dicts: a sweep's share of its experiments), ``data_dir``,
+``results_dir``, ``check_data`` (the sweep checks the data once, in its own process, and
+passes False), ``job`` (the sweep's name for this run) and ``concurrency`` (groups trained at
+once). Any ``TrainConfig`` field may also be passed on its own (``papermill ... -p batch_size
+32``); any other name is refused with a message that lists the valid ones.
+
+The experiments train as groups (``groups.plan_groups``: those that differ only in seeds and lr
+share an engine) through ``trainer.train_groups``, so one kernel pays the fixed costs (start,
+imports, data on the device) once for all of them; each experiment's record and weights are
+written as soon as its group finishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlpmnist.config import FIELDS, TrainConfig
+from mlpmnist.data import loader as mdata
+from mlpmnist.store import results
+from mlpmnist.training.groups import member_result, plan_groups
+from mlpmnist.training.many import train_groups
+
+PARAMETERS = ("config", "configs", "data_dir", "results_dir", "check_data", "job", "concurrency")
+#: Seconds between two heartbeats of a running job (the sweep's stall watchdog reads them).
+HEARTBEAT_S = 2.0
+
+
+def notebook_path() -> Path:
+    """The experiment notebook shipped with the package."""
+    return Path(str(resources.files("mlpmnist.sweep") / "experiment.ipynb"))
+
+
+def default_results_dir(start: str | os.PathLike | None = None) -> Path:
+    """``results/`` of the source checkout that ``start`` (default: the working directory) lies
+    in, so a notebook run from ``notebooks/`` writes where the sweep does; else ``./results``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "src" / "mlpmnist").is_dir():
+            return folder / "results"
+    return here / "results"
+
+
+def heartbeat_path(results_dir: str | os.PathLike, job: str) -> Path:
+    """Where job ``job`` says it is alive (its scratch folder, which the sweep owns)."""
+    return Path(results_dir) / ".scratch" / job / "heartbeat.json"
+
+
+@dataclass(frozen=True)
+class Experiments:
+    """What one notebook run computes (``configs``) and where it reads and writes."""
+
+    configs: tuple[TrainConfig, ...]
+    data_dir: str | None
+    results_dir: Path
+    check_data: bool = True
+    job: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex[:8]}")
+    concurrency: int | None = None
+
+    @property
+    def keys(self) -> list[str]:
+        return [c.key() for c in self.configs]
+
+    def describe(self) -> str:
+        """One line per group: its experiments' keys and its replicas."""
+        lines = [f"job {self.job}: {len(self.configs)} experiment(s) -> {self.results_dir}"]
+        for g in plan_groups(self.configs):
+            lines.append(f"  {len(g.config.seeds)} replicas in one engine: {', '.join(g.keys)}")
+        return "\n".join(lines)
+
+
+def _check_names(names: Mapping[str, Any]) -> None:
+    unknown = [n for n in names if n not in PARAMETERS and n not in FIELDS]
+    if unknown:
+        import difflib
+
+        valid = [*PARAMETERS, *FIELDS]
+        hints = []
+        for n in unknown:
+            close = difflib.get_close_matches(n, valid, n=1)
+            hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(
+            f"unknown experiment parameter {', '.join(hints)}; valid: {', '.join(PARAMETERS)}, "
+            f"or any TrainConfig field: {', '.join(FIELDS)}"
+        )
+
+
+def _as_mapping(value: object, name: str) -> Mapping[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"{name} must be a dict of TrainConfig fields (or its JSON); got {value!r}"
+            ) from e
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be a dict of TrainConfig fields; got {value!r}")
+    return value
+
+
+def from_parameters(names: Mapping[str, Any], before: set[str] | frozenset[str] = frozenset()) -> Experiments:
+    """The experiments that the notebook's parameter variables describe: ``names`` (a notebook's
+    ``globals()``) less those in ``before`` (defined before the parameters cell) and private ones.
+
+    ``config`` may be a dict or its JSON text; top-level ``TrainConfig`` field names override it.
+    ``configs`` (a list of such dicts) stands alone. Unknown names raise ``ValueError`` naming
+    them and listing the valid ones.
+    """
+    names = {k: v for k, v in names.items() if k not in before and not k.startswith("_")}
+    _check_names(names)
+    fields = {k: v for k, v in names.items() if k in FIELDS}
+    many = names.get("configs") or []
+    if many and (names.get("config") or fields):
+        raise ValueError(
+            "give either configs (a sweep's list) or config and fields (one experiment), not both"
+        )
+    if not isinstance(many, (list, tuple)):
+        raise ValueError(f"configs must be a list of dicts of TrainConfig fields; got {many!r}")
+    dicts = [_as_mapping(c, "each of configs") for c in many] or [
+        {**_as_mapping(names.get("config") or {}, "config"), **fields}
+    ]
+    results_dir = names.get("results_dir")
+    extra = {"job": names["job"]} if names.get("job") else {}
+    return Experiments(
+        configs=tuple(TrainConfig.from_mapping(d) for d in dicts),
+        data_dir=names.get("data_dir"),
+        results_dir=Path(results_dir) if results_dir else default_results_dir(),
+        check_data=bool(names.get("check_data", True)),
+        concurrency=names.get("concurrency"),
+        **extra,
+    )
+
+
+class Heartbeat:
+    """A daemon thread that rewrites ``path`` every ``HEARTBEAT_S`` seconds with this process's
+    pid, the time and the evaluations so far, so a watchdog can tell a frozen kernel from a slow
+    one. A context manager; the file is removed on exit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.evaluations, self.current = path, 0, ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the sweep's scratch folder stays; a bare run's goes
+            self.path.parent.rmdir()
+
+    def tick(self, rows: list[dict]) -> None:
+        """``train``'s ``on_eval`` hook: one more evaluation done."""
+        self.evaluations += 1
+
+    def _beat(self) -> None:
+        while True:
+            state = {"pid": os.getpid(), "time": time.time(), "evaluations": self.evaluations}
+            try:
+                results.atomic_write_text(self.path, json.dumps(state))
+            except (OSError, results.StoreError):
+                # A full disk: the file's time alone, which the watchdog reads, needs no space.
+                with contextlib.suppress(OSError):
+                    self.path.touch()
+            if self._stop.wait(HEARTBEAT_S):
+                return
+
+
+def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
+    """Train every experiment of ``exp`` (grouped, see the module docstring), writing each one's
+    weights and record (``results.store``) as its group finishes. Returns one row per experiment:
+    key, batch_size, lr, seeds, status (done or failed), median final test accuracy (%), seconds
+    (its group's wall time), error. A group that fails (or cannot be written: a full disk) fails
+    its experiments, and the others go on; each failure is also written to ``failed/<key>.json``
+    where it can be."""
+    t0 = time.time()
+    datasets: dict[str, mdata.MNIST] = {}
+    rows: dict[str, dict] = {}
+    with Heartbeat(heartbeat_path(exp.results_dir, exp.job)) as beat:
+        for dataset in dict.fromkeys(c.dataset for c in exp.configs):
+            datasets[dataset] = mdata.load(exp.data_dir, dataset=dataset, check=exp.check_data)
+        by_device: dict[str, list] = {}
+        for g in plan_groups(exp.configs):
+            by_device.setdefault(g.config.device, []).append(g)
+        for groups in by_device.values():
+            data = datasets[groups[0].config.dataset]
+            for out in train_groups(groups, data, concurrency=exp.concurrency, on_eval=beat.tick):
+                for m in out.group.members:
+                    rows[m.key()] = _finish(exp, m, out, t0)
+                    log(_line(rows[m.key()]))
+    return pd.DataFrame([rows[k] for k in exp.keys])
+
+
+def _finish(exp: Experiments, member: TrainConfig, out: Any, t0: float) -> dict:
+    """Store one member of a trained group; its row of ``run``'s table."""
+    row = {
+        "key": member.key(),
+        "batch_size": member.batch_size,
+        "lr": member.lr,
+        "seeds": len(member.seeds),
+        "status": "failed",
+        "median_test_acc_%": float("nan"),
+        "seconds": round(out.seconds, 1),
+        "error": out.error,
+    }
+    if out.result is not None:
+        mine = member_result(out.result, member)
+        job = {"id": exp.job, "start_seconds": (mine.first_step_at or t0) - t0}
+        try:
+            record = results.store(mine, exp.results_dir, job=job)
+        except OSError as e:  # a full disk: this experiment fails, the others go on
+            row["error"] = f"cannot write {e.filename or 'its results'} ({e.strerror or e})"
+        except results.StoreError as e:  # a FIFO or a folder where its file goes
+            row["error"] = str(e)
+        else:
+            row["error"] = record["error"]
+            row["status"] = "failed" if record["error"] else "done"
+            final = mine.history.groupby("seed")["test_acc"].last()
+            row["median_test_acc_%"] = round(100 * float(final.median()), 2) if len(final) else float("nan")
+    if row["error"]:
+        _write_failure(exp, member, row["error"])
+    return row
+
+
+def _write_failure(exp: Experiments, member: TrainConfig, error: str) -> None:
+    failure = {"key": member.key(), "job": exp.job, "error": error, "config": member.to_dict()}
+    # On a full disk the sweep names the failure from the notebook's error instead.
+    with contextlib.suppress(OSError, results.StoreError):
+        results.atomic_write_text(
+            results.path(exp.results_dir, "failed", member.key()), json.dumps(failure, indent=1)
+        )
+
+
+def _line(row: dict) -> str:
+    if row["error"]:
+        return f"{row['key']}: FAILED: {row['error']}"
+    return (
+        f"{row['key']}: median final test accuracy {row['median_test_acc_%']:.2f}% ({row['seconds']:.1f} s)"
+    )
+
+
+def done_keys(table: pd.DataFrame) -> list[str]:
+    """The keys of ``run``'s table whose experiments finished."""
+    return table.loc[table["status"] == "done", "key"].tolist()
+
+
+def check(table: pd.DataFrame) -> None:
+    """Raise ``RuntimeError`` listing every failed experiment as ``key: error`` (one per line),
+    so the notebook, and through it the sweep, marks them failed."""
+    failed = table[table["status"] != "done"]
+    if len(failed):
+        lines = [f"{k}: {e}" for k, e in zip(failed["key"], failed["error"], strict=True)]
+        raise RuntimeError(f"{len(failed)} experiment(s) failed:\n" + "\n".join(lines))

@@ -1,0 +1,542 @@
+"""One job: a sweep's share of its experiments, run as one executed experiment notebook.
+
+A job runs in a thread of the sweep's process (local) or of a Dask worker. It holds the lock of
+every experiment it runs (a ``filelock`` per key, its owner written beside it), runs the
+experiment notebook with papermill into its scratch folder (``.scratch/<job>/``), watches the
+kernel's heartbeat and kills a kernel that stopped beating, and afterwards gives every experiment
+it ran its own copy of the executed notebook and of the kernel's log. A record has one writer:
+the kernel; the job only reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlpmnist.config import TrainConfig
+from mlpmnist.store import results
+from mlpmnist.sweep.experiment import heartbeat_path
+
+#: Seconds between two looks of the watchdog at the kernel's heartbeat.
+WATCH_S = 1.0
+#: Seconds a kernel may take to start and import before its first heartbeat, at least.
+START_S = 120.0
+
+
+@dataclass(frozen=True)
+class JobTask:
+    """Everything a job needs (plain, picklable values): its name, the notebook, where to read
+    and write, its experiments (``TrainConfig.to_dict()`` each), groups trained at once, the
+    seconds without a heartbeat after which its kernel counts as hung, and (on Dask) the name of
+    the ``distributed.Event`` that the sweep sets to stop it."""
+
+    job: str
+    notebook: str
+    results_dir: str
+    data_dir: str
+    configs: tuple[dict, ...]
+    concurrency: int | None = None
+    stall_timeout: float = 300.0
+    stop_event: str | None = None
+
+
+@dataclass
+class JobOutcome:
+    """``rows``: key -> {status (done, skipped, failed), seconds, start_seconds, error} for the
+    experiments the job settled; ``held``: key -> who holds its lock, for those it left to
+    another process; ``error``: what stopped the notebook, if anything."""
+
+    job: str
+    rows: dict[str, dict] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+def scratch_dir(results_dir: str | os.PathLike, job: str) -> Path:
+    """The job's working folder: its partial notebook, kernel log and heartbeat."""
+    return Path(results_dir) / ".scratch" / job
+
+
+# ------------------------------------------------------------------------------------ locks
+
+
+def _owner_path(root: Path, key: str) -> Path:
+    return results.path(root, "locks", key).with_suffix(".owner")
+
+
+def owner(root: str | os.PathLike, key: str) -> str:
+    """Who holds ``key``'s lock, in words ('pid 123 (stopped) on host, job j, since 40 s'), as far
+    as known; a process on this host is said to be stopped (SIGSTOP, Ctrl-Z) or gone if it is."""
+    try:
+        o = json.loads(_owner_path(Path(root), key).read_text())
+        state = _state(int(o["pid"])) if o["host"] == socket.gethostname() else ""
+        return f"pid {o['pid']}{state} on {o['host']}, job {o['job']}, since {time.time() - o['since']:.0f} s"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that did not say who it is"
+
+
+def _state(pid: int) -> str:
+    """' (stopped)' or ' (gone)' for a process of this host in that state, else ''."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "" if _alive(pid) else " (gone)"  # no /proc: all that can be told
+    return {"T": " (stopped)", "t": " (stopped)", "Z": " (gone)", "X": " (gone)"}.get(state, "")
+
+
+class Claims:
+    """The locks a job holds (a context manager: every lock it took is released on exit)."""
+
+    def __init__(self, root: Path, job: str) -> None:
+        self.root, self.job = root, job
+        self.locks: dict[str, Any] = {}
+
+    def take(self, key: str) -> bool:
+        """Take ``key``'s lock without waiting; False when another process holds it."""
+        from filelock import FileLock, Timeout
+
+        path = results.path(self.root, "locks", key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(path, blocking=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            return False
+        self.locks[key] = lock
+        mine = {"pid": os.getpid(), "host": socket.gethostname(), "job": self.job, "since": time.time()}
+        with contextlib.suppress(OSError):  # who holds it is a courtesy; a full disk must not stop us
+            results.atomic_write_text(_owner_path(self.root, key), json.dumps(mine))
+        return True
+
+    def release(self, key: str) -> None:
+        """Give ``key``'s lock back."""
+        lock = self.locks.pop(key, None)
+        if lock is not None:
+            _owner_path(self.root, key).unlink(missing_ok=True)
+            lock.release()
+
+    def __enter__(self) -> Claims:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for key in list(self.locks):
+            self.release(key)
+
+
+# ------------------------------------------------------------------------------------ kernels
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the kernel's process, before it runs: SIGKILL it when the thread that started it dies,
+    so a killed sweep (even by SIGKILL) leaves no kernel behind."""
+    with contextlib.suppress(OSError, AttributeError):  # prctl is Linux's
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _kernel_manager(log_file: Any, started: list) -> type:
+    """A kernel manager class whose kernels write their stdout/stderr to ``log_file``, die with
+    their parent, and are listed in ``started`` (so the watchdog can kill them)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class JobKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw.setdefault("stdout", log_file)
+            kw.setdefault("stderr", log_file)
+            kw.setdefault("preexec_fn", _die_with_parent)
+            await super().start_kernel(**kw)
+            started.append(self)
+
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client's shutdown sends SIGINT before its shutdown request; a kernel that
+            # gets it inside a message handler logs "KeyboardInterrupt caught in kernel" in a
+            # run that went well. The shutdown request alone stops an idle kernel.
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
+    return JobKernelManager
+
+
+def _kill(managers: list) -> None:
+    for km in managers:
+        pid = getattr(km.provisioner, "pid", None)
+        if pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+class Watchdog:
+    """Kills the job's kernel when ``stop`` is set (the sweep was interrupted) or when its
+    heartbeat is older than ``stall_timeout`` seconds (a hung or stopped kernel; before its first
+    beat, while it starts and imports, at least ``START_S``); ``reason`` says which. ``tick`` is
+    called at every look. A context manager around the notebook's execution."""
+
+    def __init__(
+        self,
+        heartbeat: Path,
+        managers: list,
+        stall_timeout: float,
+        stop: threading.Event,
+        tick: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.heartbeat, self.managers, self.stop, self.tick = heartbeat, managers, stop, tick
+        self.stall_timeout = stall_timeout
+        self.reason: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+        self._start = time.time()
+
+    def __enter__(self) -> Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._done.wait(WATCH_S):
+            with contextlib.suppress(Exception):  # a failing tick must not stop the watch
+                self.tick()
+            if self.stop.is_set():
+                self.reason = "interrupted"
+            else:
+                try:
+                    last, limit = self.heartbeat.stat().st_mtime, self.stall_timeout
+                except OSError:  # not beating yet: the kernel starts and imports
+                    last, limit = self._start, max(self.stall_timeout, START_S)
+                if time.time() - last > limit:
+                    self.reason = (
+                        f"its kernel gave no sign of life for {limit:g} s (hung or stopped) and was "
+                        "killed; raise --stall-timeout if it only runs slowly"
+                    )
+            if self.reason:
+                _kill(self.managers)
+                return
+
+
+# ------------------------------------------------------------------------------------ the job
+
+
+def execute(
+    task: JobTask, stop: threading.Event | None = None, on_claimed: Callable[[list[str]], None] | None = None
+) -> JobOutcome:
+    """Run ``task``: take the locks of its experiments (those another process holds are left to
+    it, in ``held``), skip those already done, run the rest in one notebook, then settle each.
+    Never raises for a failing experiment, kernel or file (a full disk, a folder in the way): its
+    error is in the outcome and in ``failed/<key>.json``, and the sweep's other jobs go on."""
+    root, out = Path(task.results_dir), JobOutcome(task.job)
+    keys = [TrainConfig.from_mapping(c).key() for c in task.configs]
+    scratch = scratch_dir(root, task.job)
+    stop, ended = stop or threading.Event(), threading.Event()
+    if task.stop_event:
+        with contextlib.suppress(Exception):  # no client: the job runs on, as it would have
+            _RemoteStop(task.stop_event, stop, ended).start()
+    try:
+        with Claims(root, task.job) as claims:
+            run = _claim(task, root, claims, out)
+            if run and not stop.is_set():
+                if on_claimed is not None:
+                    on_claimed(run)
+                _run(task, root, scratch, run, stop, out)
+    except (OSError, results.StoreError) as e:  # its scratch folder, a lock file: not one experiment's
+        out.error = out.error or _cannot(e)
+        for key in keys:
+            if key not in out.rows and key not in out.held:
+                row = {"status": "failed", "seconds": 0.0, "start_seconds": float("nan"), "error": out.error}
+                out.rows[key] = _record_failure(root, key, task.job, row)
+    finally:
+        ended.set()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
+
+
+class _RemoteStop(threading.Thread):
+    """On a Dask worker: sets ``stop`` when the sweep sets the ``distributed.Event`` ``name``
+    (it was interrupted), so the job kills its kernel and cleans up as a local one does; ends
+    then or when ``ended`` is set. A lost scheduler is not a stop: the job finishes its work."""
+
+    def __init__(self, name: str, stop: threading.Event, ended: threading.Event) -> None:
+        from distributed import Event, get_client
+
+        super().__init__(name="remote-stop", daemon=True)
+        self.stop, self.ended = stop, ended
+        # The worker's client is found from the task's own thread only, so it is taken here.
+        self.event = Event(name, client=get_client())
+
+    def run(self) -> None:
+        event = self.event
+        while not (self.stop.is_set() or self.ended.is_set()):
+            try:
+                if event.wait(timeout=WATCH_S):
+                    self.stop.set()
+            except Exception:  # the scheduler is gone, or busy: look again later
+                self.ended.wait(5 * WATCH_S)
+
+
+def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[str]:
+    """The keys of ``task`` this job runs: locked by it and not done; held ones go to
+    ``out.held``, done ones (finished while it waited) to ``out.rows`` as skipped."""
+    run = []
+    for c in task.configs:
+        config = TrainConfig.from_mapping(c)
+        key = config.key()
+        if not claims.take(key):
+            out.held[key] = owner(root, key)
+        elif results.is_done(root, config):
+            out.rows[key] = {
+                "status": "skipped",
+                "seconds": 0.0,
+                "start_seconds": float("nan"),
+                "error": None,
+            }
+            claims.release(key)
+        else:
+            run.append(key)
+    return run
+
+
+def _run(
+    task: JobTask, root: Path, scratch: Path, run: list[str], stop: threading.Event, out: JobOutcome
+) -> None:
+    """Execute the notebook for the experiments ``run`` (this job holds their locks) in
+    ``scratch``, then settle each into ``out.rows``."""
+    import papermill as pm
+
+    t0, started_at = time.perf_counter(), time.time()
+    configs = {TrainConfig.from_mapping(c).key(): c for c in task.configs}
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    results.atomic_write_text(
+        scratch / "owner.json", json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    )
+    for key in run:
+        results.path(root, "failed", key).unlink(missing_ok=True)
+    output, log = scratch / f"{task.job}.ipynb", scratch / "kernel.log"
+    managers: list = []
+    early = _EarlyCopies(root, task.job, run, output, log)
+    _quiet_papermill()
+    with (
+        open(log, "w") as log_file,
+        Watchdog(heartbeat_path(root, task.job), managers, task.stall_timeout, stop, tick=early) as dog,
+    ):
+        try:
+            _in_job.active = True
+            pm.execute_notebook(
+                task.notebook,
+                str(output),
+                parameters={
+                    "configs": [configs[k] for k in run],
+                    "data_dir": task.data_dir,
+                    "results_dir": str(root),
+                    "check_data": False,  # the sweep checked the files once
+                    "job": task.job,
+                    "concurrency": task.concurrency,
+                },
+                kernel_name="python3",
+                progress_bar=False,
+                # No cwd=: papermill's chdir is process-wide, and a Dask worker runs several jobs.
+                kernel_manager_class=_kernel_manager(log_file, managers),
+            )
+        except Exception as e:  # PapermillExecutionError carries the cell's exception
+            out.error = _short_error(e)
+        finally:
+            _in_job.active = False
+            _kill(managers)  # normally gone already; after an error, never left behind
+    if dog.reason:
+        out.error = dog.reason
+    for key in run:
+        config = TrainConfig.from_mapping(configs[key])
+        out.rows[key] = _settle(root, config, task.job, out.error, output, log, started_at)
+        out.rows[key]["seconds"] = out.rows[key].get("seconds") or time.perf_counter() - t0
+
+
+_in_job = threading.local()
+
+
+class _QuietInJobs(logging.Filter):
+    """Drops the records papermill's logger (nbclient logs there too) gets from a thread running
+    a job, such as 'Kernel died while waiting for execute reply.': the job says what happened to
+    its kernel itself, in each experiment's one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_in_job, "active", False)
+
+
+def _quiet_papermill() -> None:
+    log = logging.getLogger("papermill")
+    if not any(isinstance(f, _QuietInJobs) for f in log.filters):
+        log.addFilter(_QuietInJobs())
+
+
+class _EarlyCopies:
+    """While the notebook runs: as each experiment's record (this job's) appears, give it a copy
+    of the notebook so far (papermill saves it as it goes) and of the log, so the experiment is
+    done at once and a sweep killed later keeps it; the job's end replaces them with the whole."""
+
+    def __init__(self, root: Path, job: str, keys: list[str], output: Path, log: Path) -> None:
+        self.root, self.job, self.output, self.log = root, job, output, log
+        self.pending = set(keys)
+
+    def __call__(self) -> None:
+        for key in sorted(self.pending):
+            try:
+                record = results.read_record(results.path(self.root, "runs", key))
+            except results.StoreError:
+                continue
+            if (record.get("job") or {}).get("id") != self.job or record.get("error"):
+                continue
+            try:
+                notebook = self.output.read_bytes()
+                json.loads(notebook)  # papermill writes it in place: never copy half of it
+            except (OSError, ValueError):
+                continue  # at the next look
+            self.pending.discard(key)
+            # The job's end tries again and fails the experiment if it cannot.
+            with contextlib.suppress(OSError, results.StoreError):
+                results.atomic_write_bytes(results.path(self.root, "notebooks", key), notebook)
+                results.atomic_write_bytes(results.path(self.root, "logs", key), self.log.read_bytes())
+
+
+def _cannot(e: OSError | results.StoreError) -> str:
+    """A file fault in words: 'cannot write <file> (<cause>)', or the store's own message."""
+    if isinstance(e, OSError):
+        return f"cannot write {e.filename or 'a file'} ({e.strerror or e})"
+    return str(e)
+
+
+def _short_error(e: BaseException) -> str:
+    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _error_for(key: str, root: Path, job: str, notebook_error: str | None) -> str:
+    """Why ``key`` failed: the kernel's failure file, its line in the notebook's error, or that error."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        failure = json.loads(results.path(root, "failed", key).read_text())
+        if failure.get("job") == job:
+            return str(failure["error"])
+    for line in (notebook_error or "").splitlines():
+        if line.startswith(f"{key}: "):
+            return line[len(key) + 2 :]
+    if notebook_error and notebook_error.startswith("DeadKernelError"):
+        return "its kernel died (killed, or out of memory)"
+    return notebook_error or "the notebook ended without its record"
+
+
+def _settle(
+    root: Path,
+    config: TrainConfig,
+    job: str,
+    notebook_error: str | None,
+    output: Path,
+    log: Path,
+    started_at: float,
+) -> dict:
+    """The status of ``config``'s experiment after its job's notebook ended: done when the kernel
+    wrote its record in this job without an error, its notebook and log could be copied into
+    place, and the store then finds it done (``results.done_problem``); else failed, with
+    ``failed/<key>.json`` saying why (where it can be written): the kernel's error first, else
+    what could not be written or checked. A record of this job for an experiment it fails is
+    removed, so the store and the sweep agree that it is not done."""
+    key = config.key()
+    row: dict = {"status": "failed", "seconds": None, "start_seconds": math.nan, "error": None}
+    record = None
+    with contextlib.suppress(results.StoreError):
+        record = results.read_record(results.path(root, "runs", key))
+    ours = record is not None and (record.get("job") or {}).get("id") == job
+    if ours and record is not None:
+        row["seconds"] = record.get("seconds")
+        if record.get("first_step_at"):
+            row["start_seconds"] = record["first_step_at"] - started_at
+        row["error"] = record.get("error")
+    else:
+        row["error"] = _error_for(key, root, job, notebook_error)
+    try:
+        if output.is_file():  # a failed experiment keeps its notebook too: it shows where it broke
+            results.atomic_write_bytes(results.path(root, "notebooks", key), output.read_bytes())
+        elif row["error"] is None:
+            row["error"] = (
+                f"its executed notebook vanished from {output.parent} (results folder deleted or moved?)"
+            )
+        if log.is_file():
+            results.atomic_write_bytes(results.path(root, "logs", key), log.read_bytes())
+    except (OSError, results.StoreError) as e:  # a full disk, a FIFO in the way
+        row["error"] = row["error"] or _cannot(e)
+    if row["error"] is None and (problem := results.done_problem(root, config)):
+        row["error"] = f"its stored files do not check out: {problem}"
+    if row["error"] is None:
+        row["status"] = "done"
+        return row
+    if ours and record is not None and not record.get("error"):
+        results.path(root, "runs", key).unlink(missing_ok=True)
+    return _record_failure(root, key, job, row)
+
+
+def _record_failure(root: Path, key: str, job: str, row: dict) -> dict:
+    """Write ``failed/<key>.json`` (key, job, error, start_seconds or null) for the failed
+    ``row``; where it cannot be written (a full disk), the row's error says so. Returns the row."""
+    start = row.get("start_seconds")
+    failure = {
+        "key": key,
+        "job": job,
+        "error": row["error"],
+        "start_seconds": start if isinstance(start, float) and math.isfinite(start) else None,
+    }
+    target = results.path(root, "failed", key)
+    try:
+        results.atomic_write_text(target, json.dumps(failure, indent=1, allow_nan=False))
+    except (OSError, results.StoreError) as e:
+        row["error"] += (
+            f"; {target} could not be written either ({e.strerror if isinstance(e, OSError) else e})"
+        )
+    return row
+
+
+def remove_dead_scratch(results_dir: str | os.PathLike) -> list[Path]:
+    """Remove the scratch folders of jobs whose process is gone (a killed sweep's); returns them.
+    A folder whose owner cannot be read is left alone unless it is older than a day."""
+    removed: list[Path] = []
+    base = Path(results_dir) / ".scratch"
+    if not base.is_dir():
+        return removed
+    here = socket.gethostname()
+    for folder in base.iterdir():
+        try:
+            o = json.loads((folder / "owner.json").read_text())
+            dead = o["host"] == here and not _alive(int(o["pid"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            dead = time.time() - folder.stat().st_mtime > 86_400
+        if dead:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,411 @@
+"""A resumable sweep over any grid of ``TrainConfig`` fields.
+
+Each grid point is one experiment (its seeds are replicas of one engine), with its own key and
+record. Experiments that differ only in seeds and lr train together as a group, and the groups
+are split into jobs: one per worker (a local thread running a kernel, or a Dask worker thread),
+each one executed experiment notebook (see ``jobs``) that pays the fixed costs once. On a GPU
+there is one job per device, whose kernel trains its groups concurrently. Files are named by the
+experiments' keys (see ``results``), so sweeps of different configs share a results folder; a
+lock per experiment means it never runs twice at once, and a rerun skips every experiment done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mlpmnist.config import TrainConfig, check_names, identity_fields, resolve_device
+from mlpmnist.data import loader as mdata
+from mlpmnist.store import results
+from mlpmnist.sweep import experiment, jobs
+from mlpmnist.sweep.backends import DaskBackend, LocalBackend
+from mlpmnist.training.groups import cost, plan_groups
+
+#: The reference study's batch sizes: the default grid.
+REFERENCE_BATCH_SIZES: tuple[int, ...] = (8, 16, 32, 48, 64, 90, 128, 150)
+#: The most experiments one sweep may hold (checked before any is made).
+MAX_EXPERIMENTS = 10_000
+
+
+def _default_grid() -> dict[str, tuple]:
+    return {"batch_size": REFERENCE_BATCH_SIZES}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """``base`` with each combination of ``grid``'s values (field name -> values), one experiment each.
+
+    ``extra``: experiments beyond the grid (more seeds at one grid point, say), run with it.
+    ``workers``: jobs run at once (local kernels; default: 2 on a CPU, one per GPU), unless
+    ``scheduler`` names a Dask scheduler (then one job per worker thread). ``concurrency``:
+    groups a GPU job trains at once. Bounded waits, in seconds: ``connect_timeout`` to reach the
+    scheduler, ``worker_timeout`` without any Dask worker, ``lock_timeout`` for an experiment
+    that another process holds, ``stall_timeout`` without a heartbeat from a kernel.
+    """
+
+    base: TrainConfig = field(default_factory=TrainConfig)
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=_default_grid)
+    results_dir: str | os.PathLike = "results"
+    data_dir: str | os.PathLike | None = None
+    workers: int | None = None
+    scheduler: str | None = None
+    worker_timeout: float = 60.0
+    notebook: str | os.PathLike | None = None
+    concurrency: int | None = None
+    connect_timeout: float = 10.0
+    lock_timeout: float = 600.0
+    stall_timeout: float = 300.0
+    extra: Sequence[TrainConfig] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, TrainConfig):
+            raise ValueError(f"base must be a TrainConfig; got {self.base!r}")
+        if not isinstance(self.grid, Mapping):
+            raise ValueError(f"grid must be a dict of TrainConfig field -> list of values; got {self.grid!r}")
+        check_names(self.grid, "grid axis")
+        grid = {}
+        for name, values in self.grid.items():
+            if name not in identity_fields():
+                raise ValueError(
+                    f"grid axis {name} does not change what a run computes, so its points would be one "
+                    f"experiment; set it for the whole sweep (--{name.replace('_', '-')}) instead"
+                )
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+                raise ValueError(f"grid axis {name} must be a non-empty list of values; got {values!r}")
+            vals = tuple(tuple(v) if isinstance(v, list) else v for v in values)
+            if len(set(vals)) != len(vals):
+                raise ValueError(f"grid axis {name} must not repeat a value; got {list(values)!r}")
+            grid[name] = vals
+        object.__setattr__(self, "grid", grid)
+        n = math.prod(len(v) for v in grid.values())
+        if n > MAX_EXPERIMENTS:
+            raise ValueError(
+                f"the grid holds {n:,} experiments, more than the {MAX_EXPERIMENTS:,} a sweep takes"
+            )
+        for name in ("workers", "concurrency"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+                raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+        for name in ("worker_timeout", "connect_timeout", "lock_timeout", "stall_timeout"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf):
+                raise ValueError(f"{name} must be a number of seconds > 0; got {v!r}")
+        extra = tuple(self.extra)
+        if not all(isinstance(e, TrainConfig) for e in extra):
+            raise ValueError(
+                f"extra must be a list of TrainConfig (experiments beyond the grid); got {extra!r}"
+            )
+        object.__setattr__(self, "extra", extra)
+        nb = self.notebook_path()
+        if not nb.is_file():
+            raise ValueError(f"notebook {nb} not found; pass notebook=... (an experiment notebook)")
+        self.experiments()  # every grid point validated before anything runs
+
+    def notebook_path(self) -> Path:
+        return Path(self.notebook) if self.notebook else experiment.notebook_path()
+
+    def grid_experiments(self) -> list[TrainConfig]:
+        """One ``TrainConfig`` per grid point, in grid order (the last axis varies fastest)."""
+        names = list(self.grid)
+        return [
+            dataclasses.replace(self.base, **dict(zip(names, point, strict=True)))
+            for point in itertools.product(*self.grid.values())
+        ]
+
+    def experiments(self) -> list[TrainConfig]:
+        """The grid's experiments, then ``extra``'s (those not already in the grid)."""
+        grid = self.grid_experiments()
+        keys = {e.key() for e in grid}
+        return grid + [e for e in self.extra if e.key() not in keys]
+
+
+@dataclass
+class SweepOutcome:
+    """``table``: one row per experiment (grid values, status done/skipped/failed, replicas,
+    collapsed seeds, median final test accuracy in percent, seconds (its group's training wall
+    time), start_s (from its job's start to its first step), error, key). ``keys``: the sweep's
+    experiments, in grid order. ``failed``: key -> error; ``collapsed``: key -> seeds."""
+
+    table: pd.DataFrame
+    keys: list[str]
+    results_dir: Path
+    failed: dict[str, str] = field(default_factory=dict)
+    collapsed: dict[str, list[int]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def frame(self) -> pd.DataFrame:
+        """The tidy frame (see ``results.frame``) of exactly this sweep's finished experiments."""
+        done = [k for k in self.keys if k not in self.failed]
+        return results.load(self.results_dir, keys=done)
+
+
+# ------------------------------------------------------------------------------ planning
+
+
+def plan_jobs(todo: Sequence[TrainConfig], n_jobs: int) -> list[list[TrainConfig]]:
+    """``todo`` split into at most ``n_jobs`` lists of whole groups with about equal cost (the
+    most expensive group to the least loaded job first); empty lists dropped."""
+    bins: list[list[TrainConfig]] = [[] for _ in range(max(1, n_jobs))]
+    load = [0.0] * len(bins)
+    for g in sorted(plan_groups(todo), key=lambda g: cost(g.config), reverse=True):
+        i = load.index(min(load))
+        bins[i] += g.members
+        load[i] += cost(g.config)
+    return [b for b in bins if b]
+
+
+def _on_gpus(config: SweepConfig) -> int:
+    """How many GPUs the sweep's experiments use (0: they run on a CPU)."""
+    if config.scheduler:
+        return 0
+    device = resolve_device(config.base.device)
+    if device.type != "cuda":
+        return 0
+    import torch
+
+    return 1 if device.index is not None else torch.cuda.device_count()
+
+
+def _tasks(
+    config: SweepConfig, todo: list[TrainConfig], n_jobs: int, root: Path, data_dir: str
+) -> list[jobs.JobTask]:
+    gpus = _on_gpus(config)
+    planned = plan_jobs(todo, gpus or n_jobs)
+    out = []
+    for i, exps in enumerate(planned):
+        if gpus > 1:  # one job per device; the device is not part of an experiment's identity
+            exps = [dataclasses.replace(e, device=f"cuda:{i}") for e in exps]
+        out.append(
+            jobs.JobTask(
+                job=f"job-{uuid.uuid4().hex[:8]}",
+                notebook=str(config.notebook_path().resolve()),
+                results_dir=str(root),
+                data_dir=data_dir,
+                configs=tuple(e.to_dict() for e in exps),
+                concurrency=config.concurrency,
+                stall_timeout=config.stall_timeout,
+            )
+        )
+    return out
+
+
+def check_space(root: Path, todo: Sequence[TrainConfig]) -> None:
+    """``results.StoreError`` when ``root``'s disk cannot hold what ``todo`` writes (records,
+    notebooks, weights: ``results.output_bytes``) twice over: what is needed, what is free, what
+    to do."""
+    need = sum(sum(results.output_bytes(c).values()) for c in todo)
+    results.check_space(
+        root, need, f"this sweep's {len(todo)} experiment(s)", "free some space or choose another --results"
+    )
+
+
+# ------------------------------------------------------------------------------ running
+
+
+class _Progress:
+    """Finds the experiments of this sweep's jobs as they finish (record and notebook), while
+    jobs run."""
+
+    def __init__(self, root: Path, keys: list[str], on_result: Callable[[str, dict], None]) -> None:
+        self.root, self.pending, self.on_result = root, set(keys), on_result
+        self.jobs: set[str] = set()
+
+    def poll(self) -> None:
+        for key in sorted(self.pending):
+            p = results.path(self.root, "runs", key)
+            # Its notebook copied too (as its record appears): until then it may still fail.
+            if not (p.is_file() and results.path(self.root, "notebooks", key).is_file()):
+                continue
+            try:
+                record = results.read_record(p)
+            except results.StoreError:
+                continue  # an older run's broken record: the job's own will replace it
+            if (record.get("job") or {}).get("id") in self.jobs:
+                self.pending.discard(key)
+                self.on_result(key, record)
+
+
+def run_sweep(
+    config: SweepConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = tqdm.write,
+    on_result: Callable[[str, dict], None] | None = None,
+) -> SweepOutcome:
+    """Run every experiment of ``config`` not already done; return the per-experiment outcome.
+
+    Checks first that the results folder is writable and has room, the data are present and
+    valid, and (with Dask) that the scheduler answers. ``on_result(key, record)`` is called as
+    each experiment's record appears (for live views); ``log`` gets one line per experiment.
+    """
+    t0 = time.perf_counter()
+    root = results.check_store(config.results_dir).resolve()
+    experiments = config.experiments()
+    rows: dict[str, dict] = {}
+    todo = []
+    for exp in experiments:
+        problem = results.done_problem(root, exp)
+        if problem is None:
+            rows[exp.key()] = {"status": "skipped", "seconds": 0.0, "error": None}
+        else:
+            if problem != "no record":
+                log(f"rerunning {exp.key()}: {problem}")
+            todo.append(exp)
+    if rows:
+        log(f"skipping {len(rows)} finished experiment(s) in {root}")
+    jobs.remove_dead_scratch(root)  # a killed sweep's, also when nothing is left to run
+    if todo:
+        check_space(root, todo)
+        data_dir = ""
+        for dataset in dict.fromkeys(e.dataset for e in todo):
+            data_dir = str(mdata.ensure(config.data_dir, dataset=dataset))
+        backend = (
+            DaskBackend(config.scheduler, config.worker_timeout, config.connect_timeout)
+            if config.scheduler
+            else LocalBackend()
+        )
+        with tqdm(total=len(todo), desc="experiments", unit="exp", disable=not progress) as bar:
+
+            def finished(key: str, record: dict) -> None:
+                bar.update()
+                log(_finished_line(key, record))
+                if on_result is not None:
+                    on_result(key, record)
+
+            watch = _Progress(root, [e.key() for e in todo], finished)
+            rows |= _run_rounds(config, backend, todo, root, data_dir, watch, log)
+    table = _table(root, config, experiments, rows)
+    failed = {r["key"]: r["error"] for r in table.to_dict("records") if r["status"] == "failed"}
+    collapsed = {r["key"]: list(r["collapsed"]) for r in table.to_dict("records") if r["collapsed"]}
+    return SweepOutcome(
+        table, [e.key() for e in experiments], root, failed, collapsed, time.perf_counter() - t0
+    )
+
+
+def _run_rounds(
+    config: SweepConfig,
+    backend: LocalBackend | DaskBackend,
+    todo: list[TrainConfig],
+    root: Path,
+    data_dir: str,
+    watch: _Progress,
+    log: Callable[[str], None],
+) -> dict[str, dict]:
+    """Run ``todo`` as jobs; experiments another process held are waited for (``lock_timeout``
+    in all, from the end of the first round) and, if that process did not finish them, run in a
+    second round; those still held then fail, naming the lock and its holder."""
+    rows: dict[str, dict] = {}
+    by_key = {e.key(): e for e in todo}
+    for round_ in range(2):
+        n_jobs = backend.slots(config.workers)
+        tasks = _tasks(config, todo, n_jobs, root, data_dir)
+        watch.jobs |= {t.job for t in tasks}
+        held: dict[str, str] = {}
+        for out in backend.run(tasks, watch.poll):
+            rows |= out.rows
+            held |= out.held
+        watch.poll()
+        if not held:
+            break
+        todo = []
+        deadline = time.monotonic() + config.lock_timeout
+        for key, who in held.items():
+            log(f"{key} is held by {who}; waiting up to {config.lock_timeout:g} s for it (--lock-timeout)")
+        for key in held:
+            outcome = _wait_for(root, by_key[key], deadline, config.lock_timeout)
+            if outcome is None and round_ == 0:
+                todo.append(by_key[key])
+            else:
+                why = results.done_problem(root, by_key[key])
+                rows[key] = outcome or {
+                    "status": "failed",
+                    "seconds": 0.0,
+                    "error": f"another sweep held it and did not finish it ({why}); rerun to run it",
+                }
+        if not todo:
+            break
+    return rows
+
+
+def _wait_for(root: Path, config: TrainConfig, deadline: float, timeout: float) -> dict | None:
+    """Wait until ``deadline`` (``time.monotonic()``) for another process's lock on ``config``;
+    its row when that process finished it (skipped) or the wait ran out (failed: naming the lock
+    and its holder), None when it is ours to run."""
+    from filelock import FileLock, Timeout
+
+    key = config.key()
+    lock = results.path(root, "locks", key)
+    try:
+        with FileLock(lock, timeout=max(0.0, deadline - time.monotonic())):
+            pass
+    except Timeout:
+        error = (
+            f"its lock {lock} is held by {jobs.owner(root, key)}, still after {timeout:g} s "
+            "(--lock-timeout): a stopped or hung sweep? end that process, or wait, and rerun"
+        )
+        return {"status": "failed", "seconds": 0.0, "error": error}
+    if results.is_done(root, config):
+        return {"status": "skipped", "seconds": 0.0, "error": None}
+    return None
+
+
+def _record(root: Path, key: str) -> tuple[dict | None, str | None]:
+    p = results.path(root, "runs", key)
+    if not p.is_file():
+        return None, None
+    try:
+        return results.read_record(p), None
+    except results.StoreError as e:
+        return None, str(e)
+
+
+def _median_final(record: dict | None) -> float:
+    if record is None:
+        return float("nan")
+    finals = [
+        r["history"][-1]["test_acc"] for r in record["replicas"] if r["history"] and r["status"] != "diverged"
+    ]
+    finals = [v for v in finals if v is not None]
+    return 100 * float(pd.Series(finals).median()) if finals else float("nan")
+
+
+def _finished_line(key: str, record: dict) -> str:
+    if record.get("error"):
+        return f"{key}: FAILED: {record['error']}"
+    flag = f", {len(record['collapsed'])} seed(s) collapsed" if record.get("collapsed") else ""
+    return f"{key}: median final test acc {_median_final(record):.2f}%{flag} ({record['seconds']:.1f} s)"
+
+
+def _table(
+    root: Path, config: SweepConfig, experiments: list[TrainConfig], rows: dict[str, dict]
+) -> pd.DataFrame:
+    out = []
+    for exp in experiments:
+        key = exp.key()
+        r = rows.get(key) or {"status": "failed", "seconds": 0.0, "error": "not run (the sweep stopped)"}
+        record, unreadable = _record(root, key)
+        error = r.get("error") or unreadable or ""
+        out.append(
+            {
+                **{name: getattr(exp, name) for name in config.grid},
+                "status": r["status"] if not unreadable else "failed",
+                "replicas": len(exp.seeds),
+                "collapsed": record.get("collapsed", []) if record else [],
+                "median_test_acc_%": round(_median_final(record), 2),
+                "seconds": round(float(r.get("seconds") or 0.0), 1),
+                "start_s": round(float(r.get("start_seconds", float("nan"))), 2),
+                "error": error,
+                "key": key,
+            }
+        )
+    return pd.DataFrame(out)

@@ -1,0 +1,53 @@
+"""Bad input in a notebook ends in one line, as on the command line.
+
+``one_line_errors()`` (run.ipynb's imports cell calls it) makes the kernel show an expected fault
+raised by mlpmnist itself (a bad parameter, missing data, an unreadable record: ``ValueError``,
+``DataError``, ``SweepError``) as ``error: <message>`` instead of a traceback through the
+package. Any other exception, and any raised outside mlpmnist's own code, keeps its traceback;
+``%tb`` still prints the full one. The cell still fails, so Run All and papermill stop there.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def _raised_here(tb: TracebackType | None) -> bool:
+    """Whether the innermost frame of ``tb`` is in mlpmnist's own code."""
+    last = None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and Path(last.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE)
+
+
+def one_line_errors(shell: Any = None) -> bool:
+    """Install the one-line display of expected faults in ``shell`` (default: the running
+    IPython kernel). Returns False, doing nothing, outside IPython."""
+    from mlpmnist.errors import DataError, SweepError
+
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    if shell is None:
+        return False
+
+    def handler(
+        self: Any, etype: type, value: BaseException, tb: TracebackType, tb_offset: Any = None
+    ) -> Any:
+        # IPython ignores what a custom handler returns: it shows the error itself.
+        if not _raised_here(tb):
+            self.showtraceback((etype, value, tb), tb_offset=tb_offset)
+            return None
+        sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb  # for %tb
+        stb = [f"\x1b[31merror:\x1b[0m {value}  (%tb shows the traceback)"]
+        self._showtraceback(etype, value, stb)
+        return stb
+
+    shell.set_custom_exc((ValueError, DataError, SweepError), handler)
+    return True

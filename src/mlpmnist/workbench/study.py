@@ -1,0 +1,255 @@
+"""The study that ``run.ipynb`` tells: its parameters checked and turned into a sweep, where its
+outputs go, and whose models its model cells show.
+
+The notebook's parameters cell is its signature; ``Study.from_parameters`` checks every value
+before anything runs (an unknown ``TrainConfig`` field in ``config`` or ``grid``, a
+``model_batch_size`` that the sweep does not train, a ``model_where`` that names no grid point
+stops with a message naming it). Relative paths are read from the repository root, whatever
+folder the kernel starts in (``paths``), and a run writes only under its results folder: the
+figures and the summary go to ``results_dir/studies/<study key>/`` unless ``media_dir`` says
+otherwise (``make study`` passes ``media_dir="media"``, the committed study).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlpmnist import paths
+from mlpmnist.analysis import stats
+from mlpmnist.analysis.columns import axis_label
+from mlpmnist.config import TrainConfig, check_names
+from mlpmnist.model import MLP, n_parameters
+from mlpmnist.sweep.run import SweepConfig
+
+#: Under a results folder: one folder of figures and summary per study (``Study.key``).
+STUDIES = "studies"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The experiment whose saved models the model cells show: its ``config``, its ``label``
+    ('batch 64, lr 0.1': the grid point in words) and ``why`` (one sentence: which point, and
+    why this one)."""
+
+    config: TrainConfig
+    label: str
+    why: str
+
+    @property
+    def key(self) -> str:
+        return self.config.key()
+
+
+def _count(n: int, word: str) -> str:
+    """'1 seed', '3 seeds'."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _plain(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+@dataclass(frozen=True)
+class Study:
+    """The sweep to run; ``model_batch_size`` and ``model_where`` (the other grid axes' values)
+    say whose models the model cells show; ``media_dir``: where figures and summary go;
+    ``unused_more_seeds``: batch sizes ``more_seeds`` named that the sweep does not train."""
+
+    sweep: SweepConfig
+    model_batch_size: int
+    media_dir: Path
+    model_where: Mapping[str, Any] = field(default_factory=dict)
+    unused_more_seeds: tuple[int, ...] = ()
+
+    @classmethod
+    def from_parameters(
+        cls,
+        *,
+        batch_sizes: Sequence[int],
+        epochs: int,
+        seeds: Sequence[int] | str,
+        lr: float,
+        model_batch_size: int,
+        grid: Mapping[str, Sequence[Any]] | None = None,
+        config: Mapping[str, Any] | None = None,
+        model_where: Mapping[str, Any] | None = None,
+        more_seeds: Mapping[int, Sequence[int] | str] | None = None,
+        workers: int | None = 2,
+        results_dir: str | os.PathLike = "results",
+        data_dir: str | os.PathLike | None = None,
+        media_dir: str | os.PathLike | None = None,
+    ) -> Study:
+        """The study of run.ipynb's parameters: ``batch_sizes`` x ``grid``'s other axes, each
+        point trained with ``epochs``, ``seeds`` (a list or ``"0-9"``), ``lr`` and ``config``'s
+        other ``TrainConfig`` fields; ``more_seeds`` (batch size -> seeds) adds experiments with
+        those seeds at that batch size, at every point of the other axes (a heavy-tailed batch
+        size needs more seeds to pin its median). ``results_dir``, ``data_dir`` and ``media_dir`` are read
+        from the repository root when relative (``paths.resolve``); ``media_dir`` None means
+        ``results_dir/studies/<key>``. Raises ``ValueError`` naming a bad parameter."""
+        grid, config = dict(grid or {}), dict(config or {})
+        check_names(config, "config field")
+        if "batch_size" in grid or "batch_size" in config:
+            raise ValueError("set the batch sizes with batch_sizes, not in grid or config")
+        if not isinstance(batch_sizes, (list, tuple)) or not batch_sizes:
+            raise ValueError(f"batch_sizes must be a non-empty list of integers; got {batch_sizes!r}")
+        base = TrainConfig.from_mapping({"epochs": epochs, "seeds": seeds, "lr": lr, **config})
+        full = {"batch_size": list(batch_sizes), **grid}
+        sweep = SweepConfig(
+            base=base,
+            grid=full,
+            results_dir=paths.resolve(results_dir),
+            data_dir=None if data_dir is None else paths.resolve(data_dir),
+            workers=workers,
+            extra=_more_seeds(more_seeds, SweepConfig(base=base, grid=full).grid_experiments()),
+        )
+        unused = sorted(set(more_seeds or {}) - set(sweep.grid["batch_size"]))
+        if model_batch_size not in sweep.grid["batch_size"]:
+            raise ValueError(
+                f"model_batch_size {model_batch_size!r} is not one of batch_sizes {list(batch_sizes)}; "
+                "pick one of them (its models are shown in the prediction and t-SNE cells)"
+            )
+        where = _check_where(model_where, sweep)
+        media = paths.resolve(media_dir) if media_dir is not None else default_media_dir(sweep)
+        return cls(sweep, model_batch_size, media, where, tuple(unused))
+
+    def key(self) -> str:
+        """``sweep_key`` of this study's sweep."""
+        return sweep_key(self.sweep)
+
+    def model_candidates(self) -> list[TrainConfig]:
+        """The experiments at ``model_batch_size`` that match ``model_where``, in grid order."""
+        return [
+            e
+            for e in self.sweep.grid_experiments()
+            if e.batch_size == self.model_batch_size
+            and all(_plain(getattr(e, k)) == _plain(v) for k, v in self.model_where.items())
+        ]
+
+    def label(self, config: TrainConfig) -> str:
+        """``config``'s grid point in words: 'batch 64', or 'batch 64, lr 0.1' when the grid has
+        more axes with several values."""
+        axes = ["batch_size", *(k for k, v in self.sweep.grid.items() if k != "batch_size" and len(v) > 1)]
+        return ", ".join(axis_label(k, getattr(config, k)) for k in axes)
+
+    def choose_model(self, df: pd.DataFrame) -> ModelChoice:
+        """Whose models the model cells show, from the sweep's results frame ``df``: the one
+        candidate, or among several (other grid axes not pinned by ``model_where``) the one
+        with the highest median final test accuracy. ``ValueError`` when none finished."""
+        cands = self.model_candidates()
+        done = set(df["key"]) if "key" in df.columns else set()
+        finished = [c for c in cands if c.key() in done]
+        if not finished:
+            raise ValueError(
+                f"no finished experiment at {self.label(cands[0])} to show the models of "
+                "(see the sweep's table); rerun the sweep or choose model_batch_size and model_where"
+            )
+        if len(cands) == 1:
+            chosen = finished[0]
+            why = f"Models of {self.label(chosen)} ({chosen.key()})."
+            return ModelChoice(chosen, self.label(chosen), why)
+        final = stats.final(df[df["key"].isin([c.key() for c in finished])])
+        medians = final.groupby("key")["test_acc"].median().fillna(float("-inf"))  # NaN: all diverged
+        chosen = max(finished, key=lambda c: medians[c.key()])
+        free = [
+            k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in ("batch_size", *self.model_where)
+        ]
+        example = {free[0]: self.sweep.grid[free[0]][0]} if free else {}
+        where = f"at batch {self.model_batch_size}"
+        if len(finished) == 1:
+            reason = f"the only one of the {_count(len(cands), 'experiment')} {where} that finished"
+        else:
+            acc = 100 * medians[chosen.key()]
+            reason = (
+                f"the highest median final test accuracy ({acc:.2f}%) of the {len(finished)} finished "
+                f"experiments {where}"
+            )
+        hint = f"set model_where (e.g. {example}) to show another"
+        why = f"Models of {self.label(chosen)} ({chosen.key()}): {reason}; {hint}."
+        return ModelChoice(chosen, self.label(chosen), why)
+
+    def networks(self) -> str:
+        """Each network the sweep trains (one per architecture: dataset dims and ``hidden``):
+        its layer sizes, trainable parameter count and module, blocks separated by a blank line."""
+        seen: dict[tuple[int, ...], str] = {}
+        for e in self.sweep.experiments():
+            dims = (e.spec.n_features, *e.hidden, e.spec.n_classes)
+            if dims not in seen:
+                net = MLP(e.hidden, e.spec.n_features, e.spec.n_classes)
+                sizes = "-".join(map(str, dims))
+                seen[dims] = f"{sizes} ReLU MLP, {n_parameters(net):,} trainable parameters\n{net}"
+        return "\n\n".join(seen.values())
+
+    def describe(self) -> str:
+        """Two lines: how many experiments, which axes, how many seeds and epochs; where the
+        results and this run's figures and summary go."""
+        axes = ", ".join(f"{k} {list(v)}" for k, v in self.sweep.grid.items())
+        base, extra = self.sweep.base, self.sweep.extra
+        seeds_at = {e.batch_size: len(e.seeds) for e in extra}
+        more = "".join(f"; and {_count(n, 'more seed')} at batch {b}" for b, n in seeds_at.items())
+        if self.unused_more_seeds:
+            unused = ", ".join(map(str, self.unused_more_seeds))
+            more += f" (more_seeds at batch {unused}: not in batch_sizes, unused)"
+        return (
+            f"{_count(len(self.sweep.grid_experiments()), 'experiment')} ({axes}), "
+            f"{_count(len(base.seeds), 'seed')} each, {_count(base.epochs, 'epoch')}{more}\n"
+            f"results in {paths.shown(self.sweep.results_dir)}; "
+            f"figures and summary in {paths.shown(self.media_dir)}"
+        )
+
+
+def sweep_key(sweep: SweepConfig) -> str:
+    """A name for a sweep's set of experiments, e.g. ``8exp-e15-s10-3fa2c1d9``: how many,
+    epochs, seeds, then a hash of the experiments' keys (the same experiments, the same key)."""
+    exps = sweep.experiments()
+    digest = hashlib.sha256("\n".join(sorted(e.key() for e in exps)).encode()).hexdigest()[:8]
+    return f"{len(exps)}exp-e{sweep.base.epochs}-s{len(sweep.base.seeds)}-{digest}"
+
+
+def default_media_dir(sweep: SweepConfig) -> Path:
+    """``results_dir/studies/<sweep_key>``: where a run's figures and summary go by default."""
+    return Path(sweep.results_dir) / STUDIES / sweep_key(sweep)
+
+
+def _more_seeds(more: Mapping[int, Sequence[int] | str] | None, grid: list[TrainConfig]) -> list[TrainConfig]:
+    """The experiments ``more_seeds`` adds: each grid experiment at one of its batch sizes again,
+    with those seeds (batch sizes the grid does not train add none: ``Study.describe`` says so)."""
+    if not more:
+        return []
+    if not isinstance(more, Mapping) or not all(isinstance(b, int) for b in more):
+        raise ValueError(
+            f"more_seeds must be a dict of batch size -> seeds, e.g. {{8: '10-59'}}; got {more!r}"
+        )
+    return [
+        TrainConfig.from_mapping({"seeds": more[e.batch_size]}, base=e) for e in grid if e.batch_size in more
+    ]
+
+
+def _check_where(where: Mapping[str, Any] | None, sweep: SweepConfig) -> dict[str, Any]:
+    """``model_where`` checked against the grid: a dict of grid axes (not batch_size) to one of
+    their values. ``ValueError`` naming what is wrong."""
+    if where is None:
+        return {}
+    if not isinstance(where, Mapping):
+        raise ValueError(f"model_where must be a dict such as {{'lr': 0.1}}; got {where!r}")
+    out = {}
+    for name, value in where.items():
+        if name == "batch_size":
+            raise ValueError("set the models' batch size with model_batch_size, not in model_where")
+        values = sweep.grid.get(name)
+        if values is None:
+            axes = [k for k in sweep.grid if k != "batch_size"]
+            raise ValueError(
+                f"model_where names {name!r}, which is not a grid axis; "
+                + (f"the grid's other axes are {axes}" if axes else "the grid has no other axis: use {}")
+            )
+        if _plain(value) not in values:
+            raise ValueError(f"model_where {name}={value!r} is not one of the grid's values {list(values)}")
+        out[name] = _plain(value)
+    return out
