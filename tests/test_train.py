@@ -7,7 +7,7 @@ import torch
 from mlpmnist import TrainConfig, train
 from mlpmnist.data.loader import TRAIN_SIZE
 from mlpmnist.training.augment import translate
-from mlpmnist.training.loop import CHANCE_LOSS
+from mlpmnist.training.health import chance_loss
 
 QUIET = {"progress": False, "verbose": False}
 
@@ -220,7 +220,7 @@ def test_collapsed_replicas_are_flagged_not_dropped(mnist):
     assert (h["test_acc"] < 0.2).all() and res.collapsed == [0, 1] and res.diverged == []
     assert all(sd is not None for sd in res.state_dicts)
     ok = train(TrainConfig(batch_size=100, epochs=1, seeds=(0,), train_limit=3000), mnist, **QUIET)
-    assert not ok.history["collapsed"].any() and ok.history["train_loss"].iloc[0] < CHANCE_LOSS
+    assert not ok.history["collapsed"].any() and ok.history["train_loss"].iloc[0] < chance_loss(10)
 
 
 def test_eval_schedule_and_stop_hook(mnist):

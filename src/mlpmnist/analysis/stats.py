@@ -32,7 +32,7 @@ from mlpmnist.analysis.columns import (
     replica_columns,
 )
 from mlpmnist.data import specs as datasets
-from mlpmnist.training.loop import CHANCE_LOSS, COLLAPSED_ACC
+from mlpmnist.training.health import COLLAPSED_ACC, chance_loss
 
 # The outlier rule (see ``is_outlier``).
 OUTLIER_ERROR_RATIO = 2.0
@@ -104,7 +104,7 @@ def final(df: pd.DataFrame) -> pd.DataFrame:
 
     - ``diverged``: the replica diverged (its final metrics are NaN);
     - ``collapsed``: its last evaluation was at chance (the store's ``collapsed`` flag of that
-      row; without it, test accuracy < ``train.COLLAPSED_ACC`` or training loss above ln 10);
+      row; without it, test accuracy < ``health.COLLAPSED_ACC`` or training loss above the dataset's chance level);
     - ``failed``: diverged or collapsed;
     - ``outlier``: it did not fail, but ``is_outlier`` flags it among the replicas of its
       configuration (same config columns, ``lr`` included) on the final test accuracy.
@@ -133,7 +133,8 @@ def _final(df: pd.DataFrame) -> pd.DataFrame:
         collapsed = last["collapsed"].fillna(False).astype(bool)
     else:
         loss = last["train_loss"] if "train_loss" in last.columns else pd.Series(0.0, index=last.index)
-        collapsed = (last["test_acc"] < COLLAPSED_ACC) | (loss > CHANCE_LOSS)
+        chance = dataset_names(last).map(lambda name: chance_loss(datasets.get(name).n_classes))
+        collapsed = (last["test_acc"] < COLLAPSED_ACC) | (loss > chance)
     last["collapsed"] = collapsed & ~last["diverged"]
     last["failed"] = last["diverged"] | last["collapsed"]
     cfg = config_columns(last)

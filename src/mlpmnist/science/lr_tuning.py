@@ -16,7 +16,7 @@ import pandas as pd
 
 from mlpmnist.data import loader as mdata
 from mlpmnist.science.common import BATCH_SIZES, REFERENCE_LR, check_positive_ints, final_rows, grid_config
-from mlpmnist.training.loop import COLLAPSED_ACC
+from mlpmnist.training.health import COLLAPSED_ACC
 from mlpmnist.training.many import train_many
 
 

@@ -25,17 +25,10 @@ from mlpmnist.engine.stacked import make_engine
 from mlpmnist.model import MLP
 from mlpmnist.training.augment import ReplicaShifts
 from mlpmnist.training.batching import batch_order, spans
+from mlpmnist.training.health import COLLAPSED_ACC, DIVERGED_LOSS, chance_loss
 from mlpmnist.training.result import TrainResult
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-# Mean cross-entropy (nats) above which a replica counts as diverged: chance level is ln 10 = 2.3,
-# and a runaway replica can sit at a huge but finite loss once its ReLUs have died.
-DIVERGED_LOSS = 1e3
-# Collapse: at chance level. A learning MLP passes 20% accuracy within its first hundred steps,
-# and a training loss above ln 10 (a uniform guess over MNIST's ten classes; ln of the dataset's
-# classes in general) for a whole epoch means it learned nothing.
-CHANCE_LOSS = math.log(mdata.N_CLASSES)
-COLLAPSED_ACC = 0.2
 
 #: ``stop(rows) -> flags``: given one evaluation's rows (one dict per live replica, the history's
 #: columns), True for each replica to stop now.
@@ -361,7 +354,7 @@ def _evaluate(
     eval_seconds = time.perf_counter() - t0
     epoch = step // spe if step % spe == 0 else step / spe
     acc_key = "test_acc" if "test" in evals else f"{next(iter(evals))}_acc"
-    chance_loss = math.log(config.spec.n_classes)
+    at_chance = chance_loss(config.spec.n_classes)
     rows = []
     for j, i in enumerate(alive):
         row: dict = {"seed": replicas[i][0], "lr": replicas[i][1], "epoch": epoch, "step": step}
@@ -370,7 +363,7 @@ def _evaluate(
         losses = [v for k, v in row.items() if k.endswith("_loss")]
         row["diverged"] = not all(math.isfinite(v) for v in losses) or row["train_loss"] > DIVERGED_LOSS
         # Training loss counts for collapse only over a whole epoch: a few steps are too noisy.
-        at_chance_loss = window.steps >= spe and row["train_loss"] > chance_loss
+        at_chance_loss = window.steps >= spe and row["train_loss"] > at_chance
         row["collapsed"] = not row["diverged"] and (row[acc_key] < COLLAPSED_ACC or at_chance_loss)
         rows.append(row)
     return rows
