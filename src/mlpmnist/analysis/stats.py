@@ -104,7 +104,8 @@ def final(df: pd.DataFrame) -> pd.DataFrame:
 
     - ``diverged``: the replica diverged (its final metrics are NaN);
     - ``collapsed``: its last evaluation was at chance (the store's ``collapsed`` flag of that
-      row; without it, test accuracy < ``health.COLLAPSED_ACC`` or training loss above the dataset's chance level);
+      row; without it, test accuracy < ``health.COLLAPSED_ACC`` or training loss above the
+      dataset's chance level);
     - ``failed``: diverged or collapsed;
     - ``outlier``: it did not fail, but ``is_outlier`` flags it among the replicas of its
       configuration (same config columns, ``lr`` included) on the final test accuracy.
