@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mlpmnist import TrainConfig, train
-from mlpmnist.store import results
+from mlpmnist import store as results
 
 pytestmark = pytest.mark.slow  # each case starts a Python process with torch (3-5 s)
 
@@ -69,7 +69,7 @@ def test_train_end_to_end(tmp_path):
     assert "test_acc_median_%" in p.stdout and "key bs0100-lr0.1-e1-s2-" in p.stdout
     rec = json.loads(out.read_text())
     assert rec["config"]["seeds"] == [0, 1] and [len(r["history"]) for r in rec["replicas"]] == [1, 1]
-    assert rec["error"] is None and not list(out.parent.glob(".*.tmp"))
+    assert rec["note"] is None and not list(out.parent.glob(".*.tmp"))
 
 
 def figures_in(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -370,7 +370,7 @@ FAULTS = [
         "foreign-weights",
         lambda t, r: ["figures", "--results", str(_foreign_weights(r)(t))],
         2,
-        ["holds the weights of bs0128", "not of bs0090"],
+        ["its weights file belongs to another experiment", "rerun its sweep"],
     ),
     ("diverged", lambda t, r: ["train", *TINY, "--lr", "10000"], 3, ["diverged", "lower the learning rate"]),
     (

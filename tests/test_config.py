@@ -22,25 +22,36 @@ def _candidates(name: str, default: object) -> list:
         return [not default]
     if "tuple[int" in kind:
         return [(*default, 1), (1,)]
+    if kind == "tuple[float, ...]":
+        return [(*default, 0.5), (1.0,)]
     if "float" in kind:
-        return [default + 0.01, default / 2, 0.5]
+        return [0.5, 1.5] if default is None else [default + 0.01, default / 2, 0.5]
     if "int" in kind:
         return [1 if default is None else default + 1, 1, 1000]
     return ["cpu", "float64"]
 
 
+#: What a field may need from another: a validation target needs a validation split.
+NEEDS = {"holdout": 1000}
+
+
 def alternative(name: str):
-    """A valid value of field ``name`` that differs from its default."""
+    """A valid value of field ``name`` that differs from its default (beside ``needs(name)``)."""
     default = getattr(DEFAULTS, name)
     for v in _candidates(name, default):
         if v == default:
             continue
         try:
-            TrainConfig(**{name: v})
+            TrainConfig(**{**needs(name), name: v})
         except ValueError:
             continue
         return v
     raise AssertionError(f"no alternative value found for {name}")
+
+
+def needs(name: str) -> dict:
+    """``NEEDS`` for the fields that need another field (a target, a validation split), else {}."""
+    return NEEDS if name == "target" else {}
 
 
 def as_words(v: object) -> list[str]:
@@ -58,23 +69,26 @@ def test_every_field_is_a_flag_a_notebook_parameter_and_a_grid_axis(name):
         if isinstance(value, bool)
         else [flag, *as_words(value)]
     )
+    need = needs(name)
     for command in ("train", "sweep"):
-        args = parser.parse_args([command, *words])
+        args = parser.parse_args([command, *words, *(w for k, v in need.items() for w in (f"--{k}", str(v)))])
         assert getattr(config_from_args(args), name) == value
     # The experiment notebook: on its own, and inside ``config``.
-    assert getattr(experiment.from_parameters({name: value}).configs[0], name) == value
-    assert getattr(experiment.from_parameters({"config": {name: value}}).configs[0], name) == value
-    assert getattr(experiment.from_parameters({"configs": [{name: value}]}).configs[0], name) == value
+    assert getattr(experiment.from_parameters({**need, name: value}).configs[0], name) == value
+    assert getattr(experiment.from_parameters({"config": {**need, name: value}}).configs[0], name) == value
+    assert getattr(experiment.from_parameters({"configs": [{**need, name: value}]}).configs[0], name) == value
     # A sweep axis, from Python and from --grid text; a field that does not change what a run
     # computes (device, threads) would make two points one experiment, so it is refused as an axis.
     grid = {name: [getattr(DEFAULTS, name), value]}
+    base = TrainConfig(**need)
     if name in identity_fields():
-        exps = SweepConfig(grid=grid).experiments()
+        exps = SweepConfig(base=base, grid=grid).experiments()
         assert [getattr(e, name) for e in exps] == [getattr(DEFAULTS, name), value]
     else:
         with pytest.raises(ValueError, match=f"grid axis {name} does not change what a run computes"):
-            SweepConfig(grid=grid)
-    text = "x".join(as_words(value)) if isinstance(value, tuple) else str(value)
+            SweepConfig(base=base, grid=grid)
+    text = " ".join(as_words(value)) if name == "snapshots" else str(value)
+    text = "x".join(as_words(value)) if isinstance(value, tuple) and name != "snapshots" else text
     assert parse_assignments([f"{name}={text}"], "grid axis")[name] == [value]
 
 
@@ -86,7 +100,9 @@ def test_key_names_what_is_computed():
     assert dataclasses.replace(base, device="cpu", threads=1).key() == base.key()
     # Every field that changes the results changes the key.
     for name in identity_fields():
-        assert dataclasses.replace(base, **{name: alternative(name)}).key() != base.key(), name
+        with_needs = dataclasses.replace(base, **needs(name))
+        changed = dataclasses.replace(with_needs, **{name: alternative(name)})
+        assert changed.key() != with_needs.key(), name
 
 
 def test_numpy_values_are_plain_numbers():
@@ -173,21 +189,21 @@ class Extended(TrainConfig):
 def test_a_new_field_keeps_every_key_and_every_stored_result(mnist, tmp_path):
     import nbformat
 
+    from mlpmnist import store as results
     from mlpmnist import train
-    from mlpmnist.store import results
 
     small = dict(batch_size=250, epochs=1, seeds=(0,), train_limit=1000)
     assert Extended(**small).key() == TrainConfig(**small).key()  # at its baseline: out of the hash
     assert Extended(**small, label_smoothing=0.1).key() != TrainConfig(**small).key()
     # A store written by today's TrainConfig is done for the extended config at its baseline...
     old = TrainConfig(**small)
-    results.store(train(old, mnist, progress=False, verbose=False), tmp_path)
+    results.save_result(train(old, mnist, progress=False, verbose=False), tmp_path)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
     results.atomic_write_text(results.path(tmp_path, "notebooks", old.key()), nbformat.writes(nb))
-    assert results.is_done(tmp_path, old)
-    assert results.is_done(tmp_path, Extended(**small))
+    assert results.find(tmp_path, old)[0]
+    assert results.find(tmp_path, Extended(**small))[0]
     # ...and never for another value of the new field (another key, so no record at all).
-    assert results.done_problem(tmp_path, Extended(**small, label_smoothing=0.1)) == "no record"
+    assert results.find(tmp_path, Extended(**small, label_smoothing=0.1))[1] == "no record"
     # A record that holds the new field at another value is never taken for the baseline's.
     record = results.read_record(results.path(tmp_path, "runs", old.key()))
     record["config"]["label_smoothing"] = 0.1

@@ -19,7 +19,7 @@ from mlpmnist import figures as plots
 from mlpmnist.analysis import columns, stats
 from mlpmnist.figures import compose as figures
 from mlpmnist.model import MLP
-from mlpmnist.store.results import frame, make_record
+from mlpmnist.store import frame, make_record
 from mlpmnist.training.loop import TrainConfig, train
 
 BATCH_SIZES = (32, 128)

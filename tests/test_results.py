@@ -5,8 +5,8 @@ import json
 import pytest
 
 from mlpmnist import TrainConfig, train
-from mlpmnist.store import results
-from mlpmnist.store.results import StoreError
+from mlpmnist import store as results
+from mlpmnist.store import StoreError
 
 QUIET = {"progress": False, "verbose": False}
 
@@ -19,7 +19,7 @@ def two_configs(mnist, tmp_path_factory):
         TrainConfig(batch_size=100, epochs=2, seeds=(0, 1), lr=lr, train_limit=2000) for lr in (0.05, 0.1)
     ]
     for cfg in configs:
-        results.store(train(cfg, mnist, **QUIET), root)
+        results.save_result(train(cfg, mnist, **QUIET), root)
     return root, configs
 
 
@@ -52,21 +52,22 @@ def test_records_of_different_configs_coexist_and_select(two_configs):
 def test_record_says_status_and_key(two_configs):
     root, configs = two_configs
     rec = results.read_record(results.path(root, "runs", configs[0].key()))
-    assert rec["key"] == configs[0].key() and rec["error"] is None and rec["collapsed"] == []
+    assert rec["key"] == configs[0].key() and rec["note"] is None and rec["collapsed"] == rec["diverged"] == []
     assert [r["status"] for r in rec["replicas"]] == ["ok", "ok"]
     assert rec["config"] == configs[0].to_dict()
+    prov = rec["provenance"]  # what made it, as far as its bits depend on it
+    assert prov["threads"] == configs[0].threads and prov["device"] == "cpu" and prov["cpu"]
+    assert prov["torch"] and len(prov["git_commit"] or "x" * 40) == 40
 
 
-def test_is_done_needs_record_notebook_and_weights(two_configs, tmp_path):
+def test_done_needs_its_record_and_weights_not_a_notebook(two_configs, tmp_path):
+    # The executed notebook is provenance: a record written by `train` or by the experiment
+    # notebook run by hand is trusted on its own checks.
     root, configs = two_configs
     cfg = configs[0]
-    assert results.done_problem(root, cfg) == "no executed notebook"
-    a_notebook(results.path(root, "notebooks", cfg.key()))
-    try:
-        assert results.is_done(root, cfg)
-        assert not results.is_done(root, TrainConfig(**{**cfg.to_dict(), "epochs": 3}))
-    finally:
-        results.path(root, "notebooks", cfg.key()).unlink()
+    assert results.find(root, cfg)[0] and not results.path(root, "notebooks", cfg.key()).exists()
+    assert results.find(root, TrainConfig(**{**cfg.to_dict(), "epochs": 3}))[1] == "no record"
+    assert results.trusted(root, cfg.key()).config == cfg
 
 
 def copy_store(root, tmp_path, cfg):
@@ -77,8 +78,7 @@ def copy_store(root, tmp_path, cfg):
         p = results.path(tmp_path, kind, cfg.key())
         p.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(results.path(root, kind, cfg.key()), p)
-    a_notebook(results.path(tmp_path, "notebooks", cfg.key()))
-    assert results.is_done(tmp_path, cfg)
+    assert results.find(tmp_path, cfg)[0]
     return tmp_path
 
 
@@ -109,8 +109,8 @@ def edit_record(root, cfg, change) -> None:
             "without a numeric epoch and test_acc",
         ),
         (
-            lambda root, cfg, other: results.path(root, "notebooks", cfg.key()).write_text(""),
-            "notebook does not read",
+            lambda root, cfg, other: results.path(root, "models", cfg.key()).unlink(),
+            "no weights file",
         ),
         (
             lambda root, cfg, other: results.path(root, "models", cfg.key()).write_bytes(
@@ -125,7 +125,7 @@ def edit_record(root, cfg, change) -> None:
         "short-history",
         "no-status",
         "string-acc",
-        "empty-notebook",
+        "no-weights",
         "other-weights",
     ],  # fmt: skip
 )
@@ -134,18 +134,23 @@ def test_the_store_trusts_only_what_it_can_check(two_configs, tmp_path, damage, 
     cfg = configs[0]
     store = copy_store(root, tmp_path, cfg)
     damage(store, cfg, (root, configs[1]))
-    problem = results.done_problem(store, cfg)
+    problem = results.find(store, cfg)[1]
     assert problem is not None and reason in problem
+    # Every reader refuses it by name: the frame, and the models.
+    with pytest.raises(StoreError, match=f"{cfg.key()}.json cannot be used: .*{reason}"):
+        results.load(store)
+    with pytest.raises(StoreError, match=reason):
+        results.trusted(store, cfg.key()).models()
 
 
-def test_weights_name_their_experiment(two_configs, tmp_path):
+def test_weights_of_another_experiment_are_not_trusted(two_configs, tmp_path):
     root, configs = two_configs
-    p = results.path(root, "models", configs[1].key())
-    with pytest.raises(
-        StoreError, match=f"holds the weights of {configs[1].key()}, not of {configs[0].key()}"
-    ):
-        results.load_models(p, key=configs[0].key())
-    assert sorted(results.load_models(p, key=configs[1].key())) == [0, 1]
+    store = copy_store(root, tmp_path, configs[0])
+    other = results.path(root, "models", configs[1].key())
+    results.path(store, "models", configs[0].key()).write_bytes(other.read_bytes())
+    with pytest.raises(StoreError, match="checksum"):
+        results.trusted(store, configs[0].key())
+    assert sorted(results.trusted(root, configs[1].key()).models()) == [0, 1]
 
 
 def test_weights_round_trip_and_bad_files(two_configs, tmp_path):
@@ -222,7 +227,7 @@ def test_a_record_whose_fields_a_table_reads_have_the_wrong_type_is_named(
     change(rec)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "bad.json").write_text(json.dumps(rec))
-    with pytest.raises(StoreError, match=rf"bad\.json is not a run record \({match}\)"):
+    with pytest.raises(StoreError, match=rf"bad\.json cannot be used: not a run record \({match}\)"):
         results.load(tmp_path)
 
 

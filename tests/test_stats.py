@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mlpmnist.analysis import columns, findings, stats
-from mlpmnist.store.results import frame, make_record
+from mlpmnist.store import frame, make_record
 from mlpmnist.training.loop import TrainConfig, train
 
 # Measured: batch 8, lr 0.1, 15 epochs, 20 seeds (percent).

@@ -15,7 +15,7 @@ import pytest
 from procs import alive, children, wait_for
 
 from mlpmnist import TrainConfig, sweep
-from mlpmnist.store import results
+from mlpmnist import store as results
 from mlpmnist.sweep import experiment
 
 pytestmark = pytest.mark.slow
@@ -89,19 +89,18 @@ def test_a_failing_job_is_isolated_and_retried(tmp_path):
     assert statuses(sweep.run_sweep(cfg, progress=False)) == ["skipped", "skipped", "failed", "failed"]
 
 
-def test_a_diverging_member_fails_alone_in_its_group(tmp_path):
-    # One engine trains the three lrs; lr 1e4 diverges and only its experiment fails.
+def test_a_diverging_member_is_done_with_its_failed_seeds(tmp_path):
+    # One engine trains the three lrs; lr 1e4 diverges. Its experiment finished: it is done, with
+    # both seeds failed, as the notebook, the CLI and the tables all say; it is not rerun.
     cfg = small_sweep(tmp_path, {"batch_size": [100], "lr": [0.05, 1e4, 0.1]}, workers=1)
     out = sweep.run_sweep(cfg, progress=False)
     bad = TrainConfig(**{**SMALL, "batch_size": 100, "lr": 1e4}).key()
-    assert list(out.failed) == [bad] and "diverged" in out.failed[bad]
-    assert statuses(out) == ["done", "failed", "done"]
-    text = results.path(tmp_path, "failed", bad).read_text()
-    failure = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
-    assert "diverged" in failure["error"]
-    assert failure["start_seconds"] > 0  # it trained, so its start is known
+    assert out.failed == {} and out.failed_seeds == {bad: [0, 1]}
+    assert statuses(out) == ["done", "done", "done"] and out.table["failed_seeds"].tolist() == [0, 2, 0]
+    record = results.trusted(tmp_path, bad).record
+    assert record["diverged"] == [0, 1] and "diverged at step" in record["note"]
     again = sweep.run_sweep(cfg, progress=False)
-    assert statuses(again) == ["skipped", "failed", "skipped"]
+    assert statuses(again) == ["skipped", "skipped", "skipped"] and again.failed_seeds == {bad: [0, 1]}
 
 
 def test_typo_in_a_notebook_parameter_is_refused(tmp_path):

@@ -36,7 +36,7 @@ def test_fast_engine_matches_reference(mnist, opts, dtype, steps, tol):
     cfg = dict(batch_size=32, epochs=1, seeds=(0, 1), train_limit=32 * steps, dtype=dtype, **opts)
     fast = train(TrainConfig(engine="fast", **cfg), mnist, **QUIET)
     ref = train(TrainConfig(engine="reference", **cfg), mnist, **QUIET)
-    init = train(TrainConfig(**{**cfg, "train_limit": 32}), mnist, snapshot_epochs={0}, **QUIET)
+    init = train(TrainConfig(**{**cfg, "train_limit": 32, "snapshots": (0,)}), mnist, **QUIET)
     assert max_param_diff(fast.state_dicts, ref.state_dicts) < tol
     assert max_param_diff(ref.state_dicts, init.snapshots[0]) > 1000 * tol  # they did move
     f, r = metrics(fast.history), metrics(ref.history)
@@ -105,6 +105,7 @@ def test_history_columns_and_last_partial_batch(mnist):
         "eval_seconds",
         "diverged",
         "collapsed",
+        "reached",
     }
     assert expected == set(h.columns)
     assert h["step"].tolist() == [4, 8] and h["epoch"].tolist() == [1, 2]
@@ -135,16 +136,16 @@ def test_diverging_replica_stops_and_others_go_on(mnist):
     assert res.diverged == [0]
 
 
-def test_snapshots(mnist):
-    res = train(
-        TrainConfig(batch_size=500, epochs=2, seeds=(0,), train_limit=2000),
-        mnist,
-        snapshot_epochs={0, 2},
-        **QUIET,
-    )
-    assert sorted(res.snapshots) == [0, 2]
-    assert max_param_diff(res.snapshots[2], res.state_dicts) == 0.0
-    assert max_param_diff(res.snapshots[0], res.state_dicts) > 0
+def test_snapshots_at_whole_and_fractional_epochs(mnist):
+    cfg = TrainConfig(batch_size=500, epochs=2, seeds=(0,), train_limit=2000, snapshots=(0, 0.5, 2))
+    res = train(cfg, mnist, **QUIET)
+    assert sorted(res.snapshots) == [0.0, 0.5, 2.0]
+    assert max_param_diff(res.snapshots[2.0], res.state_dicts) == 0.0
+    assert max_param_diff(res.snapshots[0.0], res.state_dicts) > 0
+    # After half an epoch (2 of 4 steps): neither the start nor the end; snapshots change nothing.
+    assert min(max_param_diff(res.snapshots[0.5], res.snapshots[e]) for e in (0.0, 2.0)) > 0
+    plain = train(TrainConfig(batch_size=500, epochs=2, seeds=(0,), train_limit=2000), mnist, **QUIET)
+    assert metrics(plain.history).equals(metrics(res.history))
 
 
 BAD = [
@@ -201,10 +202,10 @@ def test_drop_last_uses_only_full_batches(mnist):
 def test_diverged_message_says_what_happened(mnist):
     cfg = TrainConfig(batch_size=100, epochs=1, seeds=(0,), lr=1e4, train_limit=1000)
     res = train(cfg, mnist, **QUIET)
-    from mlpmnist.training.loop import divergence_message
+    from mlpmnist.training.health import outcome_message
 
     row = res.history.iloc[-1].to_dict()
-    msg = divergence_message(cfg, [row])
+    msg = outcome_message(cfg, [row])
     assert "seed 0" in msg and "lower the learning rate" in msg
     finite = "its loss became NaN/inf" not in msg
     assert ("nats, above 1000" in msg) == finite
@@ -223,43 +224,37 @@ def test_collapsed_replicas_are_flagged_not_dropped(mnist):
     assert not ok.history["collapsed"].any() and ok.history["train_loss"].iloc[0] < chance_loss(10)
 
 
-def test_eval_schedule_and_stop_hook(mnist):
-    cfg = TrainConfig(batch_size=50, epochs=3, seeds=(0, 1, 2), train_limit=3000, holdout=1000)
-    seen = []
-
-    def stop(rows):
-        seen.append([r["seed"] for r in rows])
-        return [r["seed"] == 1 and r["step"] >= 8 for r in rows]
-
-    res = train(cfg, mnist, eval_at=[2, 8, 30, 45, 1000], splits=["val"], stop=stop, **QUIET)
-    h = res.history
-    # 40 steps an epoch; evaluations after steps 2, 8, 30, 45 (1000 is past the end).
-    assert sorted(h["step"].unique()) == [2, 8, 30, 45]
-    assert seen == [[0, 1, 2], [0, 1, 2], [0, 2], [0, 2]]
-    assert "val_acc" in h and "test_acc" not in h
-    assert h.loc[h["step"] == 45, "epoch"].iloc[0] == pytest.approx(45 / 40)
-    assert res.state_dicts[1] is None and res.state_dicts[0] is not None
-    # The stopped replica ran alone and unchanged: the others match a run without it.
-    alone = train(
-        TrainConfig(**{**dataclasses.asdict(cfg), "seeds": (0, 2)}),
-        mnist,
-        eval_at=[2, 8, 30, 45],
-        splits=["val"],
-        **QUIET,
+def test_eval_ratio_and_target(mnist):
+    # 40 steps an epoch; validation after geometrically spaced steps from 200 images (step 4) on.
+    cfg = TrainConfig(
+        batch_size=50, epochs=3, seeds=(0, 1, 2), train_limit=3000, holdout=1000, eval_ratio=2.0, eval_from=200
     )
-    assert max_param_diff(alone.state_dicts, [res.state_dicts[0], res.state_dicts[2]]) < 1e-4
+    from mlpmnist.training.loop import eval_steps
+
+    assert eval_steps(cfg) == [4, 8, 16, 32, 40, 64, 80, 120]
+    res = train(cfg, mnist, **QUIET)
+    h = res.history
+    assert sorted(h["step"].unique()) == eval_steps(cfg)
+    between = h[h["step"].isin([4, 8, 16, 32, 64])]  # not epoch ends: validation only
+    assert between["test_acc"].isna().all() and between["val_acc"].notna().all()
+    assert h.loc[h["step"] == 64, "epoch"].iloc[0] == pytest.approx(64 / 40)
+    # A target stops each replica where its validation accuracy first reaches it.
+    target = float(h.loc[h["step"] == 40, "val_acc"].median())
+    res = train(dataclasses.replace(cfg, target=target), mnist, **QUIET)
+    last = res.history.groupby("seed").tail(1)
+    assert last["reached"].any() and (last.loc[last["reached"], "val_acc"] >= target).all()
+    reached = last.loc[last["reached"], "seed"].tolist()
+    assert all(res.state_dicts[s] is None for s in reached)
+    # Each replica runs alone and unchanged: those that did not reach it match a run without target.
+    same = h.merge(res.history[["seed", "step", "val_acc"]], on=["seed", "step"], suffixes=("", "_t"))
+    assert (same["val_acc"] == same["val_acc_t"]).all()
 
 
-def test_transform_hook_and_max_shift(mnist):
+def test_max_shift(mnist):
     cfg = TrainConfig(batch_size=100, epochs=1, seeds=(0,), train_limit=1000)
     plain = train(cfg, mnist, **QUIET)
-    ident = train(cfg, mnist, transform=lambda x: x.clone(), **QUIET)
-    assert max_param_diff(plain.state_dicts, ident.state_dicts) == 0.0
     shifted = train(dataclasses.replace(cfg, max_shift=1), mnist, **QUIET)
     assert max_param_diff(plain.state_dicts, shifted.state_dicts) > 1e-3
-    # The shifts come first, then the hook: an identity hook changes nothing.
-    both = train(dataclasses.replace(cfg, max_shift=1), mnist, transform=lambda x: x.clone(), **QUIET)
-    assert max_param_diff(shifted.state_dicts, both.state_dicts) == 0.0
     # A replica's shifts come from its own seed: training beside another seed changes nothing.
     f64 = dict(max_shift=1, dtype="float64")
     alone = train(dataclasses.replace(cfg, **f64), mnist, **QUIET)

@@ -19,9 +19,9 @@ import nbformat
 import pytest
 
 from mlpmnist import TrainConfig, paths, train
+from mlpmnist import store as results
 from mlpmnist.data import loader as mdata
 from mlpmnist.figures import embed
-from mlpmnist.store import results
 from mlpmnist.training.groups import plan_groups
 from mlpmnist.workbench import publish
 from mlpmnist.workbench.study import Study
@@ -130,7 +130,7 @@ def test_tsne_trains_the_chosen_configuration(two_lrs, mnist):
     study, df = two_lrs
     chosen = study.choose_model(df)
     cfg = embed.snapshot_config(chosen.config, epochs=[0, 1])
-    assert cfg == dataclasses.replace(chosen.config, seeds=(0,), epochs=1)  # lr, train_limit, ... kept
+    assert cfg == dataclasses.replace(chosen.config, seeds=(0,), epochs=1, snapshots=(0, 1))  # lr, ... kept
     models = embed.train_snapshots(mnist, epochs=[0, 1], base=chosen.config)
     saved = results.frame([results.make_record(train(chosen.config, mnist, progress=False, verbose=False))])
     acc = float((models[1](mnist.test.x).argmax(1) == mnist.test.y).double().mean())

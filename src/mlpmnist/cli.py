@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from mlpmnist.config import FIELDS, TrainConfig, check_names, choices, field_types, parse_value
 from mlpmnist.data import loader as mdata
 from mlpmnist.errors import DataError, StoreError, SweepError
-from mlpmnist.store.results import file_target, writable_folder
+from mlpmnist.store import file_target, writable_folder
 
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 3
 #: The figures command's model batch size when the selection has it (run.ipynb's default).
@@ -136,8 +136,8 @@ def check_out_path(out: Path) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mlpmnist import store
     from mlpmnist.analysis import stats, tables
-    from mlpmnist.store import results
     from mlpmnist.training.loop import train
 
     config = config_from_args(args)
@@ -146,16 +146,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out:
             # The record's room is taken now: a disk that fills while it trains cannot lose it.
             room = stack.enter_context(
-                results.Reservation(check_out_path(args.out), results.output_bytes(config)["record"], "--out")
+                store.Reservation(check_out_path(args.out), store.output_bytes(config)["record"], "--out")
             )
         data = mdata.load(args.data, dataset=config.dataset)
         result = train(config, data, progress=not args.no_progress)
-        record = results.make_record(result)
-        print(tables.per_epoch_table(stats.per_epoch(results.frame([record]))).to_string())
+        record = store.make_record(result)
+        print(tables.per_epoch_table(stats.per_epoch(store.frame([record]))).to_string())
         print(f"total {result.seconds:.1f} s on {result.device}; key {record['key']}")
         if room is not None:
             try:
-                print(f"wrote {room.write(results.record_text(record).encode())}")
+                print(f"wrote {room.write(store.record_text(record).encode())}")
             except OSError as e:
                 print(
                     f"error: cannot write --out {e.filename} ({e.strerror or e}); the record is lost, "
@@ -163,18 +163,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_FAILED
-    code = 0
-    if record["error"]:
-        print(f"error: {record['error']}", file=sys.stderr)
-        code = EXIT_FAILED
-    if record["collapsed"]:
-        print(
-            f"error: seed(s) {record['collapsed']} ended at chance level (collapsed) at batch "
-            f"{config.batch_size}, lr {config.lr}; lower the learning rate or raise the batch size",
-            file=sys.stderr,
-        )
-        code = EXIT_FAILED
-    return code
+    if record["note"]:  # seeds that diverged or collapsed
+        print(f"error: {record['note']}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
 
 
 def sweep_config_from_args(args: argparse.Namespace) -> Any:
@@ -220,7 +212,7 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import logging
 
-    from mlpmnist.store import results
+    from mlpmnist import store
     from mlpmnist.sweep.run import run_sweep
 
     if args.scheduler:
@@ -236,13 +228,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"sweep: {outcome.seconds:.0f} s; results in {outcome.results_dir}")
     for key, err in outcome.failed.items():
         # Point at what exists: a results folder deleted mid-run, or a full disk, leaves neither.
-        paths = [results.path(outcome.results_dir, kind, key) for kind in ("notebooks", "logs")]
+        paths = [store.path(outcome.results_dir, kind, key) for kind in ("notebooks", "logs")]
         seen = [p for p in paths if p.is_file()]
         see = f"; see {seen[0]}" if seen else ""
         print(f"error: experiment {key} failed: {err}{see}", file=sys.stderr)
-    for key, seeds in outcome.collapsed.items():
-        print(f"error: experiment {key}: seed(s) {seeds} ended at chance level (collapsed)", file=sys.stderr)
-    return EXIT_FAILED if outcome.failed or outcome.collapsed else 0
+    for key, seeds in outcome.failed_seeds.items():
+        print(f"error: experiment {key}: seed(s) {seeds} diverged or ended at chance level", file=sys.stderr)
+    return EXIT_FAILED if outcome.failed or outcome.failed_seeds else 0
 
 
 def _model_experiment(df: Any, wanted: int | None, results_dir: Path) -> tuple[str, int]:
@@ -270,19 +262,20 @@ def _model_experiment(df: Any, wanted: int | None, results_dir: Path) -> tuple[s
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
+    from mlpmnist import store
     from mlpmnist.analysis.columns import config_label, dataset_names, varying_axes
     from mlpmnist.figures import compose as figures
     from mlpmnist.figures import embed
-    from mlpmnist.store import results
 
     # Everything is read and checked before anything is written: the records, the model
     # experiment and its weights, the data, the media folder; then every figure is drawn, then saved.
     where = {
         k: v if len(v) > 1 else v[0] for k, v in parse_assignments(args.where or [], "selection").items()
     }
-    df = results.load(args.results, where=where)
+    df = store.load(args.results, where=where)
     key, batch = _model_experiment(df, args.model_batch_size, args.results)
-    models = results.load_models(results.path(args.results, "models", key), key=key)
+    chosen = store.trusted(args.results, key)
+    models = chosen.models()
     rows = df[df["key"] == key]
     label = config_label(rows.iloc[0], ["batch_size", *(c for c in varying_axes(df) if c != "batch_size")])
     data = mdata.load(args.data, dataset=dataset_names(rows).iloc[0])
@@ -290,8 +283,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     figs = figures.study_figures(df) | figures.data_figures(data.train)
     figs |= figures.model_figures(models, data.test, label)
     if args.tsne:
-        config = results.stored_config(results.read_record(results.path(args.results, "runs", key)))
-        emb = embed.tsne_epochs(data, config=config, progress=True)
+        emb = embed.tsne_epochs(data, config=chosen.config, progress=True)
         figs |= figures.tsne_figures(emb, label)
     for p in figures.save_figures(figs, media):
         print(p)

@@ -122,6 +122,34 @@ class TrainConfig:
     holdout: int = field(
         default=0, metadata=meta("keep the last N training images aside as a validation split")
     )
+    target: float | None = field(
+        default=None,
+        metadata=meta(
+            "stop each replica once its validation accuracy reaches this fraction (needs holdout; "
+            "none: train every epoch)",
+            baseline=None,
+        ),
+    )
+    eval_ratio: float | None = field(
+        default=None,
+        metadata=meta(
+            "none: evaluate after every epoch; r > 1: also evaluate the validation split after steps "
+            "spaced by the ratio r (each about r times the one before), from eval_from images on",
+            baseline=None,
+        ),
+    )
+    eval_from: int = field(
+        default=0,
+        metadata=meta("images seen before the first of eval_ratio's evaluations", baseline=0),
+    )
+    snapshots: tuple[float, ...] = field(
+        default=(),
+        metadata=meta(
+            "epochs (0 = initialisation, fractions allowed) after which each replica's weights are kept "
+            "in its weights file",
+            baseline=(),
+        ),
+    )
     engine: str = field(
         default="fast",
         metadata=meta("fast (stacked replicas) or reference (nn.Module + autograd)", choices=ENGINES),
@@ -232,6 +260,20 @@ class TrainConfig:
             _fail("max_shift", self.max_shift, f"an integer in [0, {MAX_SHIFT}]")
         if not isinstance(self.drop_last, bool):
             _fail("drop_last", self.drop_last, "true or false")
+        if self.target is not None and not (_is_number(self.target) and 0 < self.target <= 1):
+            _fail("target", self.target, "none or an accuracy in (0, 1]")
+        if self.target is not None and not self.holdout:
+            _fail("target", self.target, "none without holdout (the target is a validation accuracy)")
+        if self.eval_ratio is not None and not (_is_number(self.eval_ratio) and 1 < self.eval_ratio <= 10):
+            _fail("eval_ratio", self.eval_ratio, "none or a number in (1, 10]")
+        if not (_is_int(self.eval_from) and 0 <= self.eval_from <= self.epochs * self.n_train):
+            _fail("eval_from", self.eval_from, f"an integer in [0, {self.epochs * self.n_train:,}] (images)")
+        if not (
+            isinstance(self.snapshots, tuple)
+            and all(_is_number(e) and 0 <= e <= self.epochs for e in self.snapshots)
+            and len(set(self.snapshots)) == len(self.snapshots)
+        ):
+            _fail("snapshots", self.snapshots, f"distinct epochs in [0, {self.epochs}]")
         for f in dataclasses.fields(self):
             allowed = choices(f.name, type(self))
             if allowed and getattr(self, f.name) not in allowed:
@@ -260,6 +302,8 @@ class TrainConfig:
         keeps the earlier behaviour) stays out of the hash, so adding a field keeps every stored
         key; any other value changes the key, so a stored result is never taken for another."""
         baselines = {f.name: f.metadata.get("baseline", _NO_BASELINE) for f in dataclasses.fields(self)}
+        # As to_dict writes them: a tuple baseline compares as a list.
+        baselines = {k: list(b) if isinstance(b, tuple) else b for k, b in baselines.items()}
         hashed = {k: v for k, v in self.identity().items() if baselines[k] != v}
         lr = "var" if isinstance(self.lr, tuple) else f"{self.lr:g}"
         digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:8]
@@ -406,6 +450,10 @@ def _floats(text: str) -> float | tuple[float, ...]:
     return vals[0] if len(vals) == 1 else vals
 
 
+def _float_tuple(v: float | tuple[float, ...]) -> tuple[float, ...]:
+    return v if isinstance(v, tuple) else (v,)
+
+
 # How to read each field type from text; a new field with a new type gets a line here.
 PARSERS: dict[Any, Callable[[str], Any]] = {
     int: int,
@@ -414,6 +462,7 @@ PARSERS: dict[Any, Callable[[str], Any]] = {
     str: str,
     tuple[int, ...]: _ints,
     float | tuple[float, ...]: _floats,
+    tuple[float, ...]: lambda text: _float_tuple(_floats(text)),
 }
 
 

@@ -20,9 +20,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from mlpmnist.config import TrainConfig
 from mlpmnist.data import loader as mdata
 from mlpmnist.model import MLP
-from mlpmnist.training.loop import TrainConfig, train
+from mlpmnist.training.loop import train
 
 SNAPSHOT_EPOCHS = (0, 1, 10, 20, 30, 40, 50)
 N_POINTS = 2_000
@@ -198,7 +199,8 @@ def snapshot_config(
     base = TrainConfig.from_mapping(fields, base)
     seed = base.seeds[0] if seed is None else seed
     lr = base.lrs[base.seeds.index(seed)] if seed in base.seeds else base.lrs[0]
-    return dataclasses.replace(base, epochs=max(max(epochs), 1), seeds=(seed,), lr=lr)
+    snaps = tuple(sorted(set(epochs)))
+    return dataclasses.replace(base, epochs=max(max(epochs), 1), seeds=(seed,), lr=lr, snapshots=snaps)
 
 
 def train_snapshots(
@@ -218,10 +220,10 @@ def train_snapshots(
     if batch_size is not None:
         fields["batch_size"] = batch_size
     cfg = snapshot_config(base, epochs, seed, **fields)
-    result = train(cfg, data, progress=progress, verbose=False, snapshot_epochs=set(epochs))
+    result = train(cfg, data, progress=progress, verbose=False)
     models = {}
     for epoch in epochs:
-        sd = result.snapshots.get(epoch, [None])[0]
+        sd = result.snapshots.get(float(epoch), [None])[0]
         if sd is None:
             raise RuntimeError(f"batch {cfg.batch_size}, seed {cfg.seeds[0]} diverged before epoch {epoch}")
         models[epoch] = MLP.from_state_dict(sd)

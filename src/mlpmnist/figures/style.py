@@ -28,7 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mlpmnist.analysis.columns import config_label, varying_axes
-from mlpmnist.store.results import atomic_write_bytes
+from mlpmnist.store import atomic_write_bytes
 
 DPI = 150
 # Sized so that at ~800 px display width tick labels stay around 11 px high.

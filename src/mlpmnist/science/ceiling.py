@@ -1,140 +1,168 @@
-"""The learning-rate ceiling, measured: where runs start to collapse, beside the curvature.
+"""The learning-rate ceiling at the level of seeds, beside the curvature.
 
-Plain gradient descent on a quadratic is stable only for lr < 2 / lambda_max, lambda_max being
-the top eigenvalue of the loss's Hessian (``hessian``). This module puts, per batch size, the
-tuned lr and the lr where seeds start to collapse (``lr_tuning.best_lr_interval`` and
-``collapse_lr`` of the lr search) beside 2 / lambda_max at initialisation and during training,
-and compares the ceiling under another input presentation (the control: centred pixels remove
-the inputs' large mean, most pixels sitting at -1). Learning rates are plain SGD step sizes;
-lambda_max is in nats per squared parameter step.
+At one batch size, every seed of both sets trains on a sqrt(2) grid of learning rates for the
+tuning budget. The tuned lr is the pooled seeds' best (``tuning``'s rule); a seed *fails* at an lr
+when it diverges or its final validation accuracy is more than ``drop`` (stated in advance: 10
+points) below the median at the tuned lr. The grid grows upward until every seed has failed, so
+each seed's own collapse lr (the smallest lr above the tuned one where it fails) is known within
+a factor sqrt(2). Each seed's λ_max at initialisation (the top Hessian eigenvalue of the training
+loss, ``hessian``) is measured on the same images, and the two are set side by side; the control
+repeats all of it with centred inputs. During the first epoch, λ_max is measured often at a few
+lrs, to tell a catapult (λ_max falls below 2 / lr) from the edge of stability (it hovers at 2 / lr).
+
+Learning rates are plain SGD step sizes; λ_max is in nats per squared parameter step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.stats as sps
+import torch
 
-from mlpmnist.data import loader as mdata
-from mlpmnist.science.hessian import lambda_max_during_training, sharpness_summary
-from mlpmnist.science.lr_tuning import best_lr_interval, collapse_lr, lr_search_summary, search_lr
-from mlpmnist.science.presets import Preset
-
-
-def ceiling_table(search: pd.DataFrame, sharpness: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per batch size of an lr search (``search_lr``'s history, one seed set): the tuned lr and
-    its neighbours (lr, lr_low, lr_high), the ceiling (max_ok_lr, collapse_lr) and, given
-    ``lambda_max_during_training``'s rows, ``two_over_lambda_e<epoch>``: 2 / (median lambda_max
-    over seeds) after that epoch (0 = initialisation) at the sharpness run's lr. Batch sizes
-    without a sharpness measurement keep NaN there."""
-    summary = lr_search_summary(search)
-    best = best_lr_interval(summary)[["batch_size", "lr", "lr_low", "lr_high"]]
-    ceiling = collapse_lr(summary)[["batch_size", "max_ok_lr", "collapse_lr"]]
-    out = best.merge(ceiling, on="batch_size", how="outer")
-    if sharpness is not None and len(sharpness):
-        s = sharpness_summary(sharpness)
-        for e in sorted(s["epoch"].unique()):
-            at = s[s["epoch"] == e].groupby("batch_size")["lambda_max"].median()
-            out[f"two_over_lambda_e{int(e)}"] = out["batch_size"].map(2.0 / at)
-    return out.sort_values("batch_size", ignore_index=True)
+from mlpmnist import store
+from mlpmnist.data.loader import Data
+from mlpmnist.model import MLP
+from mlpmnist.science.hessian import lambda_max, network_inputs, sample_split
+from mlpmnist.science.runs import Runner, final_rows
+from mlpmnist.science.tuning import LR_BOUNDS, MAX_ROUNDS, SQRT2, best_lrs, grow, lr_summary
+from mlpmnist.store.derived import cached
+from mlpmnist.training.loop import init_models
 
 
-def control_table(scaled: pd.DataFrame, control: pd.DataFrame, batch_sizes: list[int]) -> pd.DataFrame:
-    """Per batch size of ``batch_sizes``: the tuned lr and the ceiling (max_ok_lr, collapse_lr)
-    with the reference's scaled inputs (``scaled``: ``ceiling_table``) and under the control
-    (``control``: ``ceiling_table`` of the control's search), side by side, and the factor by
-    which the control moved the ceiling (``ceiling_moved``: control's max_ok_lr over scaled's)."""
-    keep = ["batch_size", "lr", "max_ok_lr", "collapse_lr"]
-    a = scaled[scaled["batch_size"].isin(batch_sizes)][keep]
-    b = control[control["batch_size"].isin(batch_sizes)][keep]
-    out = a.merge(b, on="batch_size", suffixes=("_scaled", "_control"))
-    out["ceiling_moved"] = out["max_ok_lr_control"] / out["max_ok_lr_scaled"]
-    return out
+def _lambda(model: MLP, x: torch.Tensor, y: torch.Tensor) -> float:
+    """λ_max of ``model``'s mean training loss on (x, y), to a relative change of 1e-3."""
+    return lambda_max(model, x, y, tol=1e-3).value
 
 
-def init_sharpness(sharpness: pd.DataFrame) -> tuple[float, float]:
-    """(median lambda_max at initialisation over every measured replica, 2 / that): the
-    curvature before any step, which depends on the seed only, not on the batch size."""
-    init = sharpness.loc[sharpness["epoch"] == 0, "lambda_max"].to_numpy(float)
-    lam = float(np.median(init)) if len(init) else float("nan")
-    return lam, 2.0 / lam
+def _failed(last: pd.DataFrame, threshold: float) -> pd.Series:
+    return last["diverged"] | ~(last["val_acc"] >= threshold)
 
 
-def ceiling_report(
-    ceiling: pd.DataFrame,
-    sharpness: pd.DataFrame,
-    control: pd.DataFrame | None = None,
-    control_sharpness: pd.DataFrame | None = None,
-) -> str:
-    """The numbers behind the ceiling's claims as text: ``ceiling_table``, lambda_max at
-    initialisation and 2 / lambda_max, lambda_max per batch size and epoch (median, min, max
-    over seeds), and, given the control, its ceilings and its lambda_max at initialisation."""
-    lam, two = init_sharpness(sharpness)
-    lines = [
-        "tuned lr (within lr_low..lr_high), ceiling (max_ok_lr: no seed failed; collapse_lr: one did) and "
-        "2/lambda_max after each epoch at lr 0.1, per batch size:",
-        ceiling.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
-        "",
-        f"lambda_max at initialisation: {lam:.4g} (2/lambda_max = {two:.4g}), the same for every batch size",
-        "lambda_max per batch size and epoch (median, min, max over seeds):",
-        sharpness_summary(sharpness).to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+def collapse_search(
+    runner: Runner,
+    batch_size: int,
+    sets: Sequence[Sequence[int]],
+    lrs: Sequence[float],
+    epochs: int,
+    drop: float,
+    what: str,
+    **fields: Any,
+) -> tuple[pd.DataFrame, float, float]:
+    """The ceiling study's runs at ``batch_size`` (see the module), each seed set an experiment of
+    its own per lr (so runs the tuning already made are reused): from ``lrs``, rounds of sweeps
+    until the pooled best lr has neighbours on both sides and every seed has failed above it.
+    ``fields``: further ``TrainConfig`` fields (the control's ``inputs``). Returns (every
+    replica's final row, the tuned lr, the failure threshold: a validation accuracy)."""
+    tried = sorted(lrs)
+    for round_ in range(1, MAX_ROUNDS + 1):
+        configs = [
+            runner.config(batch_size=batch_size, lr=lr, seeds=tuple(s), epochs=epochs, **fields)
+            for lr in tried
+            for s in sets
+        ]
+        last = final_rows(runner.train(configs, f"{what}, round {round_}"))
+        summary = lr_summary(last)
+        more = list(grow(summary).get(batch_size, ()))
+        best = best_lrs(last).iloc[0]
+        threshold = float(best["val_acc_median"]) - drop
+        above = last[last["lr"] > best["lr"]]
+        failed_seeds = set(above.loc[_failed(above, threshold), "seed"])
+        if not more and failed_seeds < set(last["seed"]) and tried[-1] * SQRT2 <= LR_BOUNDS[1]:
+            more = [tried[-1] * SQRT2]  # some seed has not failed yet: go higher
+        if not more:
+            return last, float(best["lr"]), threshold
+        tried = sorted({*tried, *(float(f"{v:.6g}") for v in more)})
+    return last, float(best["lr"]), threshold
+
+
+def per_seed(last: pd.DataFrame, tuned: float, threshold: float) -> pd.DataFrame:
+    """Per seed: ``collapse_lr``, the smallest lr above ``tuned`` where it failed (NaN: it never
+    did, up to the largest tried), and ``ok_lr``, the largest lr tried below that."""
+    rows = []
+    for seed, g in last.groupby("seed"):
+        g = g.sort_values("lr")
+        bad = g[(g["lr"] > tuned) & _failed(g, threshold)]
+        collapse = float(bad["lr"].iloc[0]) if len(bad) else math.nan
+        below = g.loc[g["lr"] < collapse, "lr"] if len(bad) else g["lr"]
+        rows.append({"seed": int(seed), "collapse_lr": collapse, "ok_lr": float(below.max())})
+    return pd.DataFrame(rows)
+
+
+def init_lambda(
+    runner: Runner, data: Data, seeds: Sequence[int], n_examples: int, **fields: Any
+) -> pd.DataFrame:
+    """Per seed: λ_max of the training loss at its initialisation (``lambda_max`` of the weights
+    its seed draws, on ``n_examples`` training images as the network sees them: ``fields`` may set
+    ``inputs``), cached in the store. Columns seed, lambda_max, two_over_lambda (an lr)."""
+    config = runner.config(seeds=tuple(seeds), **fields)
+    x, y = sample_split(network_inputs(config, data), n_examples)
+    models, _ = init_models(config)
+    rows = []
+    for seed, model in zip(config.seeds, models, strict=True):
+        inputs = {"seed": seed, "n_examples": n_examples, "init": config.identity() | {"seeds": None}}
+        value = cached(runner.results_dir, "lambda-init", inputs, partial(_lambda, model, x, y))
+        rows.append({"seed": seed, "lambda_max": value, "two_over_lambda": 2.0 / value})
+    return pd.DataFrame(rows)
+
+
+def correlation(table: pd.DataFrame, x: str, y: str, n_resamples: int, rng: int = 0) -> dict[str, float]:
+    """Spearman's rank correlation of columns ``x`` and ``y`` over the rows (seeds) with a finite
+    value of both, and its 95% percentile bootstrap interval over seeds: rho, low, high, n."""
+    t = table[[x, y]].dropna()
+    rho = float(sps.spearmanr(t[x], t[y]).statistic) if len(t) >= 3 else math.nan
+    gen = np.random.default_rng(rng)
+    draws = []
+    for _ in range(n_resamples if len(t) >= 3 else 0):
+        s = t.iloc[gen.integers(len(t), size=len(t))]
+        if s[x].nunique() > 1 and s[y].nunique() > 1:
+            draws.append(sps.spearmanr(s[x], s[y]).statistic)
+    low, high = np.percentile(draws, [2.5, 97.5]) if len(draws) >= 2 else (math.nan, math.nan)
+    return {"rho": rho, "low": float(low), "high": float(high), "n": len(t)}
+
+
+def sharpness_runs(
+    runner: Runner,
+    data: Data,
+    batch_size: int,
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    snapshots: Sequence[float],
+    n_examples: int,
+) -> pd.DataFrame:
+    """λ_max during the first epoch: one run per lr (every seed a replica) keeping ``snapshots``
+    (epochs), each snapshot's λ_max on ``n_examples`` training images (cached in the store). One
+    row per lr, seed and snapshot: lr, seed, epoch, step, lambda_max, two_over_lr (2 / lr) and
+    lr_times_lambda (above 2: full-batch gradient descent at this lr would be unstable there)."""
+    configs = [
+        runner.config(batch_size=batch_size, lr=lr, seeds=tuple(seeds), epochs=1, snapshots=tuple(snapshots))
+        for lr in lrs
     ]
-    if control is not None:
-        lines += ["", "control (centred inputs) against the reference's scaled inputs:"]
-        lines.append(control.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    if control_sharpness is not None and len(control_sharpness):
-        lam_c, two_c = init_sharpness(control_sharpness)
-        lines.append(
-            f"control: lambda_max at initialisation {lam_c:.4g} (2/lambda_max = {two_c:.4g}), "
-            f"{lam / lam_c:.1f} times smaller than with scaled inputs"
-        )
-    return "\n".join(lines)
-
-
-@dataclass
-class Ceiling:
-    """The ceiling study's results: ``table`` (``ceiling_table``), ``sharpness``
-    (``lambda_max_during_training``'s rows), the control's ``control`` (``control_table``) and
-    ``control_sharpness``, and lambda_max at initialisation (``lambda_init``, with scaled inputs)."""
-
-    table: pd.DataFrame
-    sharpness: pd.DataFrame
-    control: pd.DataFrame
-    control_sharpness: pd.DataFrame
-    lambda_init: float
-
-    @property
-    def two_over_lambda_init(self) -> float:
-        return 2.0 / self.lambda_init
-
-    def report(self) -> str:
-        """``ceiling_report`` of these results."""
-        return ceiling_report(self.table, self.sharpness, self.control, self.control_sharpness)
-
-
-def measure_ceiling(
-    search: pd.DataFrame, preset: Preset, data: mdata.MNIST, *, concurrency: int | None = None
-) -> Ceiling:
-    """The ceiling study of ``preset`` next to an lr search of its first seed set (``search``):
-    lambda_max at initialisation and after each of the sharpness epochs at lr 0.1, per batch
-    size, on two seeds (``lambda_max_during_training``); and the control, an lr search with the
-    control's inputs (``search_lr`` with ``ceiling=True`` on four seeds) and its lambda_max at
-    initialisation."""
-    s, common = preset.sharpness, preset.common
-    measure = {"n_examples": s["n_examples"], "tol": 1e-3, "concurrency": concurrency}
-    two = preset.seeds[:2]
-    sharp = lambda_max_during_training(
-        s["batch_sizes"], (0.1,), data, seeds=two, epochs=s["epochs"], **measure, **common
-    )
-    c = preset.control
-    control_search = search_lr(
-        c["batch_sizes"], c["lrs"], preset.seeds[:4], preset.tune_epochs, data,
-        coarse=2.0, ceiling=True, inputs=c["inputs"], concurrency=concurrency, **common,
-    )  # fmt: skip
-    control_sharp = lambda_max_during_training(
-        c["batch_sizes"][:1], (0.1,), data, seeds=two, epochs=(0,), inputs=c["inputs"], **measure, **common
-    )
-    table = ceiling_table(search, sharp)
-    control = control_table(table, ceiling_table(control_search), list(c["batch_sizes"]))
-    return Ceiling(table, sharp, control, control_sharp, init_sharpness(sharp)[0])
+    runner.train(configs, f"lambda_max during the first epoch at batch {batch_size}")
+    x, y = sample_split(network_inputs(configs[0], data), n_examples)
+    rows = []
+    for config in configs:
+        found = store.trusted(runner.results_dir, config.key())
+        for epoch in snapshots:
+            for seed, model in found.models(epoch).items():
+                inputs = {"key": config.key(), "sha": found.record.get("weights_sha256"), "epoch": epoch,
+                          "seed": seed, "n_examples": n_examples}  # fmt: skip
+                value = cached(runner.results_dir, "lambda", inputs, partial(_lambda, model, x, y))
+                lr = config.lrs[0]
+                rows.append(
+                    {
+                        "lr": lr,
+                        "seed": seed,
+                        "epoch": float(epoch),
+                        "step": round(epoch * config.steps_per_epoch),
+                        "lambda_max": value,
+                        "two_over_lr": 2.0 / lr,
+                        "lr_times_lambda": lr * value,
+                    }
+                )
+    return pd.DataFrame(rows)

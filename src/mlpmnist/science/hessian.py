@@ -5,7 +5,7 @@ Full-batch gradient descent on a quadratic is stable only for lr < 2 / lambda_ma
 is the step size at which the loss surface itself starts to push back; the studies set it beside
 the tuned lr and the lr at which runs collapse. Hessian-vector products are forward-over-reverse
 (``torch.func.jvp`` of ``torch.func.grad``): one costs a few forward passes and never forms the
-P x P Hessian (P = 50,890 for the reference MLP).
+P x P Hessian (P = 55,050 for the reference MLP).
 
 Units: eigenvalues are in loss units (nats of mean cross-entropy) per squared parameter step,
 so 2 / lambda_max is a plain SGD step size, like ``lr``.
@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, jvp
@@ -28,9 +26,7 @@ from torch.func import functional_call, grad, jvp
 from mlpmnist.config import TrainConfig
 from mlpmnist.data import loader as mdata
 from mlpmnist.model import MLP
-from mlpmnist.science.common import check_lrs, check_positive_ints, check_seeds, grid_config
-from mlpmnist.training.loop import TrainResult, input_transform, split_train, torch_threads
-from mlpmnist.training.many import train_many
+from mlpmnist.training.loop import input_transform, split_train
 
 Params = dict[str, torch.Tensor]
 #: ``loss_fn(params) -> scalar``: a loss as a function of named parameters.
@@ -248,83 +244,6 @@ def lambda_max(
     )
 
 
-#: The columns of ``lambda_max_table``.
-SHARPNESS_COLUMNS = (
-    "batch_size",
-    "lr",
-    "seed",
-    "epoch",
-    "step",
-    "lambda_max",
-    "two_over_lambda",
-    "lr_times_lambda",
-    "iterations",
-    "converged",
-    "rel_change",
-    "residual",
-    "n_examples",
-)
-
-
-def lambda_max_table(
-    result: TrainResult,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    chunk_size: int = CHUNK_SIZE,
-    tol: float = 1e-4,
-    max_iter: int = 200,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """lambda_max of every snapshot of a ``train`` run (``snapshot_epochs``; epoch 0 = at
-    initialisation) on (x, y): the training inputs as the network sees them, and labels.
-
-    One row per snapshot epoch and replica that had not diverged by then (columns
-    ``SHARPNESS_COLUMNS``): batch_size, lr and seed of the replica, epoch, step (SGD steps so
-    far), lambda_max (nats per squared step), two_over_lambda (2 / lambda_max: the largest
-    stable step size of full-batch gradient descent on the local quadratic, an lr; inf when
-    lambda_max <= 0), lr_times_lambda (lr * lambda_max: above 2, full-batch GD at this lr
-    would be unstable here), the ``EigenResult`` diagnostics, and n_examples (len(y)). Every
-    power iteration starts from the same ``seed``, so identical weights (the replicas of one
-    seed at epoch 0, whatever their lr) are measured once.
-    """
-    config = result.config
-    rows = []
-    seen: list[tuple[dict, EigenResult]] = []  # replicas of one seed share their initialisation
-    for epoch in sorted(result.snapshots):
-        for i, sd in enumerate(result.snapshots[epoch]):
-            if sd is None:  # diverged before this epoch
-                continue
-            eig = next((e for s, e in seen if _same_weights(s, sd)), None)
-            if eig is None:
-                eig = lambda_max(sd, x, y, chunk_size=chunk_size, tol=tol, max_iter=max_iter, seed=seed)
-                if epoch == 0:
-                    seen.append((sd, eig))
-            lr = float(config.lrs[i])
-            rows.append(
-                {
-                    "batch_size": config.batch_size,
-                    "lr": lr,
-                    "seed": int(config.seeds[i]),
-                    "epoch": int(epoch),
-                    "step": int(epoch * config.steps_per_epoch),
-                    "lambda_max": eig.value,
-                    "two_over_lambda": 2.0 / eig.value if eig.value > 0 else math.inf,
-                    "lr_times_lambda": lr * eig.value,
-                    "iterations": eig.iterations,
-                    "converged": eig.converged,
-                    "rel_change": eig.rel_change,
-                    "residual": eig.residual,
-                    "n_examples": len(y),
-                }
-            )
-    return pd.DataFrame(rows, columns=list(SHARPNESS_COLUMNS))
-
-
-def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
 def sample_split(split: mdata.Split, n: int | None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, y) of ``n`` examples of ``split`` drawn without replacement by a generator seeded
     with ``seed`` (all of it, in order, when ``n`` is None or at least its size)."""
@@ -336,70 +255,9 @@ def sample_split(split: mdata.Split, n: int | None, seed: int = 0) -> tuple[torc
     return split.x[idx], split.y[idx]
 
 
-def lambda_max_during_training(
-    batch_sizes: Sequence[int],
-    lrs: Sequence[float],
-    data: mdata.MNIST | None = None,
-    *,
-    seeds: Sequence[int] = (0,),
-    epochs: Iterable[int] = (0, 1, 2),
-    n_examples: int | None = 10_000,
-    chunk_size: int = CHUNK_SIZE,
-    tol: float = 1e-4,
-    max_iter: int = 200,
-    concurrency: int | None = None,
-    **fields: Any,
-) -> pd.DataFrame:
-    """lambda_max per batch size, lr, seed and epoch of plain-SGD runs.
-
-    Per batch size, one ``train`` call runs every (seed, lr) replica (``grid_config``; ``fields``
-    are further ``TrainConfig`` fields over the science defaults) keeping snapshots at
-    ``epochs`` (0 = initialisation); each snapshot's lambda_max is that of the mean training
-    loss over ``n_examples`` training-split images drawn once with generator seed 0 (None: the
-    whole split), the same images for every snapshot, as the network saw them (``inputs``:
-    ``network_inputs``). The batch sizes train at the same time where the device allows
-    (``trainer.train_many``). Returns ``lambda_max_table``'s rows for every batch size.
-    """
-    batch_sizes, lrs, seeds = (
-        check_positive_ints("batch_sizes", batch_sizes),
-        check_lrs(lrs),
-        check_seeds(seeds),
-    )
-    epochs = sorted(set(epochs))
-    if not epochs or epochs[0] < 0:
-        raise ValueError(f"epochs must be a non-empty list of integers >= 0; got {epochs!r}")
-    configs = [grid_config(b, lrs, seeds, epochs=max(epochs[-1], 1), **fields) for b in batch_sizes]
-    data = data if data is not None else mdata.load(dataset=configs[0].dataset)
-    snapshots = [{"snapshot_epochs": epochs}] * len(configs)
-    frames = []
-    for config, result in zip(
-        configs, train_many(configs, data, hooks=snapshots, concurrency=concurrency), strict=True
-    ):
-        x, y = sample_split(network_inputs(config, data), n_examples)
-        with torch_threads(config.threads):
-            frames.append(lambda_max_table(result, x, y, chunk_size=chunk_size, tol=tol, max_iter=max_iter))
-    return pd.concat(frames, ignore_index=True)
-
-
-def network_inputs(config: TrainConfig, data: mdata.MNIST) -> mdata.Split:
+def network_inputs(config: TrainConfig, data: mdata.Data) -> mdata.Split:
     """The training split as the network of ``config`` sees it: ``train_limit`` and ``holdout``
     applied, and the pixels as ``config.inputs`` presents them (scaled, centred, standardised)."""
     split, _ = split_train(data.train, config)
     change = input_transform(config, split.x)
     return split if change is None else mdata.Split(change(split.x), split.y)
-
-
-def sharpness_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per batch size, lr and epoch of ``lambda_max_table`` rows: lambda_max's median, min and
-    max over seeds (nats per squared step), 2 / median (an lr), n_seeds and n_converged."""
-    g = table.groupby(["batch_size", "lr", "epoch"])
-    out = g.agg(
-        step=("step", "first"),
-        lambda_max=("lambda_max", "median"),
-        lambda_min_seed=("lambda_max", "min"),
-        lambda_max_seed=("lambda_max", "max"),
-        n_seeds=("seed", "nunique"),
-        n_converged=("converged", "sum"),
-    ).reset_index()
-    out.insert(out.columns.get_loc("lambda_max") + 1, "two_over_lambda", 2.0 / out["lambda_max"])
-    return out

@@ -16,22 +16,20 @@ gives one |G_big|^2 and B_big / B_small values of |G_small|^2.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from mlpmnist.data import loader as mdata
+from mlpmnist import store
+from mlpmnist.data.loader import Data
 from mlpmnist.model import MLP
-from mlpmnist.science.common import science_config
-from mlpmnist.training.loop import split_train, torch_threads, train
-
-#: The columns of ``noise_scale_during_training`` that the report and the summary show.
-NOISE_COLUMNS = ("epoch", "step", "val_acc", "train_loss_full", "grad_sq", "trace", "b_simple")
+from mlpmnist.science.runs import Runner
+from mlpmnist.store.derived import cached
+from mlpmnist.training.loop import split_train
 
 #: ``chunk_grads(x [k, b, ...], y [k, b]) -> [k, P]``: the gradient of the mean loss over
 #: each of k chunks of b examples, flattened.
@@ -121,97 +119,61 @@ def mlp_chunk_grads(state_dict: dict[str, torch.Tensor]) -> ChunkGrads:
     return chunk_grads
 
 
-def noise_scale_during_training(
+def noise_runs(
+    runner: Runner,
+    data: Data,
+    *,
     batch_size: int,
     lr: float,
-    data: mdata.MNIST | None = None,
-    *,
-    seeds: Sequence[int] = (0,),
-    epochs: Iterable[int] = (0, 1, 2, 4, 8),
-    b_small: int = 64,
-    b_big: int = 4096,
-    n_big: int = 32,
-    **fields: Any,
+    seeds: Sequence[int],
+    epochs: Sequence[int],
+    b_small: int,
+    b_big: int,
+    n_big: int,
+    what: str,
 ) -> pd.DataFrame:
-    """B_simple of the training loss at several epochs of plain-SGD runs, one per seed.
-
-    Trains with ``train`` (batch ``batch_size``, constant ``lr``, the seeds as replicas of one
-    engine; ``fields`` are further ``TrainConfig`` fields over the science defaults: 5,000
-    validation images, full batches only) keeping snapshots after each epoch in ``epochs`` (0 =
-    at initialisation), then estimates the noise scale on the training split at each snapshot,
-    on the CPU, with a generator of the seed's own. Returns one row per seed and epoch: seed,
-    epoch, step (SGD steps so far), val_acc, val_loss (NaN at 0), train_loss_full (mean CE in
-    nats over the training split) and the ``NoiseScale`` fields; ``b_simple`` is in examples.
-    """
-    epochs = sorted(set(epochs))
-    if not epochs or epochs[0] < 0:
-        raise ValueError(f"epochs must be a non-empty list of integers >= 0; got {epochs!r}")
-    config = science_config(
-        batch_size=batch_size, epochs=max(epochs[-1], 1), lr=lr, seeds=tuple(seeds), **fields
+    """B_simple of the training loss at ``epochs`` of a plain-SGD run at ``batch_size`` and
+    ``lr`` (every seed a replica; one experiment keeping those snapshots), each estimate on the
+    training split with a generator of its seed's own, cached in the store. One row per seed and
+    epoch: seed, epoch, step, val_acc (NaN at 0), train_loss_full (mean cross-entropy over the
+    training split, nats) and the ``NoiseScale`` fields; ``b_simple`` is in examples."""
+    config = runner.config(
+        batch_size=batch_size, lr=lr, seeds=tuple(seeds), epochs=max(max(epochs), 1), snapshots=tuple(epochs)
     )
-    data = data if data is not None else mdata.load(dataset=config.dataset)
-    result = train(config, data, progress=False, verbose=False, snapshot_epochs=epochs)
+    history = runner.train([config], what)
+    found = store.trusted(runner.results_dir, config.key())
     train_split, _ = split_train(data.train, config)
     rows = []
-    with torch_threads(config.threads):
-        for i, seed in enumerate(config.seeds):
-            h = result.history[result.history["seed"] == seed].set_index("epoch")
-            gen = torch.Generator().manual_seed(seed + 1)
-            for e in epochs:
-                sd = result.snapshots[e][i]
-                if sd is None:  # diverged before this epoch
-                    continue
-                with torch.no_grad():
-                    full = F.cross_entropy(MLP.from_state_dict(sd)(train_split.x), train_split.y).item()
-                grads = mlp_chunk_grads(sd)
+    for e in epochs:
+        for seed, model in found.models(e).items():
+
+            def estimate(seed: int = seed, model: MLP = model) -> dict:
+                gen = torch.Generator().manual_seed(seed + 1)
+                grads = mlp_chunk_grads(model.state_dict())
                 est = estimate_noise_scale(grads, train_split.x, train_split.y, b_small, b_big, n_big, gen)
-                rows.append(
-                    {
-                        "seed": seed,
-                        "epoch": e,
-                        "step": e * config.steps_per_epoch,
-                        "val_acc": float(h.loc[e, "val_acc"]) if e in h.index else float("nan"),
-                        "val_loss": float(h.loc[e, "val_loss"]) if e in h.index else float("nan"),
-                        "train_loss_full": full,
-                        **asdict(est),
-                    }
-                )
+                with torch.no_grad():
+                    full = F.cross_entropy(model(train_split.x), train_split.y).item()
+                return {"train_loss_full": full, **asdict(est)}
+
+            inputs = {
+                "key": config.key(), "sha": found.record.get("weights_sha256"), "epoch": e, "seed": seed,
+                "b_small": b_small, "b_big": b_big, "n_big": n_big,
+            }  # fmt: skip
+            h = history[(history["seed"] == seed) & (history["epoch"] == e)]
+            rows.append(
+                {
+                    "seed": seed,
+                    "epoch": e,
+                    "step": e * config.steps_per_epoch,
+                    "val_acc": float(h["val_acc"].iloc[0]) if len(h) else math.nan,
+                    **cached(runner.results_dir, "noise", inputs, estimate),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def exact_noise_scale(per_example_grads: torch.Tensor) -> tuple[float, float, float]:
-    """(tr(Sigma), |G|^2, B_simple) exactly from all per-example gradients [N, P].
-
-    Sigma is the population covariance (1/N), matching batches drawn with replacement.
-    """
-    g = per_example_grads.double()
-    mean = g.mean(0)
-    trace = float((g - mean).pow(2).sum(1).mean())
-    grad_sq = float(mean.pow(2).sum())
-    return trace, grad_sq, trace / grad_sq if grad_sq else math.inf
-
-
 def noise_at_target(noise: pd.DataFrame, target: float) -> float:
-    """B_simple (examples) at the first snapshot of ``noise_scale_during_training`` whose
+    """B_simple (examples) at the first snapshot of one seed's ``noise_runs`` rows whose
     validation accuracy reached ``target``; NaN when none did."""
-    reached = noise[noise["val_acc"] >= target]
-    return float(reached["b_simple"].iloc[0]) if len(reached) else float("nan")
-
-
-def noise_report(noise: pd.DataFrame, b_crit: float | None, target: float) -> str:
-    """The numbers behind the noise-scale claims as text: per epoch the median over seeds of
-    ``NOISE_COLUMNS``, and per seed B_simple at its first snapshot at or above ``target``
-    beside ``b_crit`` (from steps to target; None or NaN when there was no fit)."""
-    b_crit = math.nan if b_crit is None else b_crit
-    cols = [c for c in NOISE_COLUMNS if c != "epoch"]
-    per_epoch = noise.groupby("epoch")[cols].median().reset_index()
-    at = {int(s): noise_at_target(g, target) for s, g in noise.groupby("seed")}
-    return "\n".join(
-        [
-            f"median over {noise['seed'].nunique()} seed(s) per epoch:",
-            per_epoch.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
-            f"B_simple at each seed's first snapshot with val_acc >= {target:.0%}: "
-            + ", ".join(f"seed {s}: {v:.0f}" for s, v in at.items()),
-            f"critical batch from steps to target: {b_crit:.0f}",
-        ]
-    )
+    reached = noise[noise["val_acc"] >= target].sort_values("epoch")
+    return float(reached["b_simple"].iloc[0]) if len(reached) else math.nan

@@ -1,158 +1,147 @@
 """The two settings of the science notebook: the full run, and a quick smoke run of every study on
 a data subset (what the tests execute).
 
-Every study trains two disjoint seed sets together (their replicas are independent, so this
-costs what two runs cost, in one): the first gives each headline number and its interval over
-seeds, the second repeats the run a reader would make with other seeds, and its value is shown
-beside the first's interval.
+Every study runs on two disjoint seed sets, each making every choice (the lr grid's extension, the
+fastest lr to a target, the recipe) from its own seeds alone and trained in sweeps of its own, so
+the second set is a real rerun: each headline number is the first set's, with its interval over
+seeds, and the second set's value stands beside it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mlpmnist.science.common import HOLDOUT, check_seeds
 from mlpmnist.science.recipe import REFERENCE_RECIPE, Recipe
 
-#: The coarse learning rates: a factor 2 apart from 0.0125 to 0.4 (0.1, the reference's, among
-#: them); the search then refines around each batch size's best to a factor sqrt(2).
-COARSE_LRS = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4)
+SQRT2 = math.sqrt(2)
+
+
+def sqrt2_grid(low: float, n: int) -> tuple[float, ...]:
+    """``n`` learning rates from ``low`` up, each sqrt(2) times the one before (6 significant digits)."""
+    return tuple(float(f"{low * SQRT2**k:.6g}") for k in range(n))
 
 
 @dataclass(frozen=True)
 class Preset:
     """Every choice of one science run.
 
-    ``batch_sizes``/``lrs``/``tune_epochs``/``halving``: the lr search (``lrs`` its coarse grid),
-    its budget per run and the margin by which an lr behind the best stops after the first
-    epoch; ``steps_batch_sizes``: the batch sizes that race to the target; ``seeds`` and
-    ``second_seeds``: the two disjoint seed sets of the search, the steps to target and the
-    recipes; ``target`` (validation accuracy, a fraction), ``max_epochs`` and
-    ``eval_from_examples`` (images seen before the first validation): steps to target;
-    ``noise``: ``noise_scale_during_training``'s keywords (other than lr and seeds), on
-    ``noise_seeds`` of each set; ``sharpness``: batch sizes, epochs and images of the lambda_max
-    measurements; ``control``: the inputs and batch sizes of the control run; ``candidates``:
-    the tuned recipes (chosen on the first seed set), trained with ``reference``;
-    ``train_limit``/``holdout``/``threads``: the data and threads of every run; ``concurrency``:
-    runs trained at once (None: ``outputs.concurrency``); ``n_resamples``: bootstrap resamples
-    per interval.
+    ``sets``: the two disjoint seed sets. Tuning: ``batch_sizes``, the first lr grid
+    ``start_lrs`` (sqrt(2) apart; each batch size's grid then grows until its best lr has a tried
+    neighbour on both sides) and ``tune_epochs``, the budget per run. Steps to target: the
+    validation ``targets`` (fractions; each run stops at the highest), on ``steps_batch_sizes``,
+    for at most ``max_epochs``, validated after steps spaced by ``eval_ratio`` from ``eval_from``
+    images on. ``ceiling``: the per-seed study at one batch size: its ``batch_size``, ``drop``
+    (a seed fails at an lr when its final validation accuracy is more than this below the tuned
+    lr's median, stated in advance), the control's ``inputs`` and λ_max's ``n_examples``;
+    ``sharpness``: λ_max during the first epoch (``snapshots`` in epochs, ``seeds``, and ``lrs`` as
+    multiples of the tuned lr). ``noise``: the noise-scale runs (batch size, epochs, the two batch
+    sizes of the estimator, big batches per estimate). ``candidates`` and ``reference``: the tuned
+    recipes (each set chooses on its own validation split) and the reference recipe. ``tail``:
+    the causal test of batch 8's tail (the study's setting: batch, lr, epochs, its seed
+    experiments). ``common``: ``TrainConfig`` fields of every run (data limit, validation split,
+    threads). ``n_resamples``: bootstrap resamples per interval.
     """
 
     quick: bool
+    sets: tuple[tuple[int, ...], tuple[int, ...]]
     batch_sizes: tuple[int, ...]
-    steps_batch_sizes: tuple[int, ...]
-    lrs: tuple[float, ...]
+    start_lrs: tuple[float, ...]
     tune_epochs: int
-    halving: float
-    seeds: tuple[int, ...]
-    second_seeds: tuple[int, ...]
-    target: float
-    max_epochs: float
-    eval_from_examples: int
-    noise: dict[str, Any]
-    noise_seeds: int
+    steps_batch_sizes: tuple[int, ...]
+    targets: tuple[float, ...]
+    max_epochs: int
+    eval_ratio: float
+    eval_from: int
+    ceiling: dict[str, Any]
     sharpness: dict[str, Any]
-    control: dict[str, Any]
+    noise: dict[str, Any]
     candidates: tuple[Recipe, ...]
     reference: Recipe
-    train_limit: int | None = None
-    holdout: int = HOLDOUT
-    threads: int | None = 1
-    concurrency: int | None = None
+    tail: dict[str, Any]
+    common: dict[str, Any] = field(default_factory=dict)
     n_resamples: int = 500
-
-    @property
-    def common(self) -> dict[str, Any]:
-        """The ``TrainConfig`` fields every run of this preset shares."""
-        return {"holdout": self.holdout, "train_limit": self.train_limit, "threads": self.threads}
 
     @property
     def all_seeds(self) -> tuple[int, ...]:
         """Both seed sets, the first first."""
-        return self.seeds + self.second_seeds
+        return self.sets[0] + self.sets[1]
 
     def describe(self) -> str:
-        """One line: mode, batch sizes, lr grid, seed sets and target."""
+        """One line: mode, seed sets, batch sizes, targets."""
+        a, b = self.sets
         return (
-            f"quick={self.quick}; batch sizes {list(self.batch_sizes)}; coarse lrs {list(self.lrs)}; "
-            f"seeds {list(self.seeds)} and, as a second run, {list(self.second_seeds)}; "
-            f"target {self.target:.0%}"
+            f"quick={self.quick}; seed sets {a[0]}-{a[-1]} and {b[0]}-{b[-1]} ({len(a)} + {len(b)}); "
+            f"batch sizes {list(self.batch_sizes)}; targets {[f'{t:.0%}' for t in self.targets]}"
         )
 
 
-#: The full run (13.8 and 14.3 minutes in two runs on 2 CPU cores: see the notebook's timings).
+#: The full run (about 60 minutes on 2 CPU cores from an empty store; see the notebook's timings).
 FULL = Preset(
     quick=False,
+    sets=(tuple(range(10)), tuple(range(10, 20))),
     batch_sizes=(8, 16, 32, 64, 128, 256, 512, 1024),
-    steps_batch_sizes=(8, 16, 32, 64, 128, 256, 512),
-    lrs=COARSE_LRS,
+    start_lrs=sqrt2_grid(0.0125, 6),
     tune_epochs=2,
-    halving=0.05,
-    seeds=tuple(range(6)),
-    second_seeds=tuple(range(6, 12)),
-    target=0.97,
+    steps_batch_sizes=(8, 16, 32, 64, 128, 256, 512),
+    targets=(0.96, 0.97),
     max_epochs=30,
-    # No run here reaches 97% before ~130,000 images (E_min), so validating from 32,768 on loses
-    # nothing and halves the evaluations (steps_to_target warns if one ever reaches it sooner).
-    eval_from_examples=32_768,
+    eval_ratio=1.05,
+    # No run here reaches 96% before ~100,000 images, so validating from 32,768 on loses nothing.
+    eval_from=32_768,
+    ceiling={"batch_size": 128, "drop": 0.10, "inputs": "centered", "n_examples": 5000},
+    sharpness={
+        "snapshots": (0, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1),
+        "seeds": 2,
+        "lrs": (0.5, 1.0, 2.0),
+    },
     noise={"batch_size": 128, "epochs": (0, 1, 2, 3, 5, 8), "b_small": 64, "b_big": 4096, "n_big": 16},
-    noise_seeds=2,
-    sharpness={"batch_sizes": (8, 64, 512), "epochs": (0, 1, 2), "n_examples": 5000},
-    control={"inputs": "centered", "batch_sizes": (32, 256), "lrs": (0.1, 0.2, 0.4, 0.8, 1.6)},
     candidates=(Recipe(epochs=20), Recipe(epochs=20, max_shift=1)),
     reference=REFERENCE_RECIPE,
+    tail={"batch_size": 8, "lr": 0.1, "epochs": 15, "seeds": (tuple(range(10)), tuple(range(10, 60)))},
 )
-#: A smoke run of every study (about a minute): 20,000 images (2,000 of them validation),
-#: 4 batch sizes, 2 + 2 seeds, a lower target, short recipes.
+#: A smoke run of every study (about two minutes): 20,000 images (2,000 of them validation),
+#: 3 batch sizes, 3 + 3 seeds, lower targets, short runs.
 QUICK = replace(
     FULL,
     quick=True,
-    batch_sizes=(16, 64, 256, 1024),
-    steps_batch_sizes=(16, 64, 256),
-    lrs=(0.025, 0.05, 0.1, 0.2, 0.4),
+    sets=((0, 1, 2), (3, 4, 5)),
+    batch_sizes=(32, 128, 512),
+    start_lrs=sqrt2_grid(0.05, 3),
     tune_epochs=1,
-    seeds=(0, 1),
-    second_seeds=(2, 3),
-    target=0.92,
+    steps_batch_sizes=(32, 128, 512),
+    targets=(0.88, 0.9),
     max_epochs=6,
-    eval_from_examples=1024,
-    noise={"batch_size": 64, "epochs": (0, 1, 2), "b_small": 32, "b_big": 512, "n_big": 4},
-    noise_seeds=1,
-    sharpness={"batch_sizes": (16, 256), "epochs": (0, 1), "n_examples": 500},
-    control={"inputs": "centered", "batch_sizes": (64,), "lrs": (0.1, 0.4, 1.6)},
+    eval_from=1024,
+    ceiling={"batch_size": 128, "drop": 0.10, "inputs": "centered", "n_examples": 500},
+    sharpness={"snapshots": (0, 1 / 8, 1 / 2, 1), "seeds": 1, "lrs": (1.0, 2.0)},
+    noise={"batch_size": 128, "epochs": (0, 1, 2), "b_small": 32, "b_big": 256, "n_big": 4},
     candidates=(Recipe(epochs=2), Recipe(epochs=2, max_shift=1)),
     reference=replace(REFERENCE_RECIPE, epochs=2),
-    train_limit=20_000,
-    holdout=2_000,
-    n_resamples=200,
+    tail={"batch_size": 64, "lr": 0.1, "epochs": 2, "seeds": ((0, 1, 2),)},
+    common={"train_limit": 20_000, "holdout": 2_000},
+    n_resamples=100,
 )
 
 
-def preset(
-    quick: bool,
-    seeds: Sequence[int] | None = None,
-    second_seeds: Sequence[int] | None = None,
-    target: float | None = None,
-    threads: int | None = 1,
-    concurrency: int | None = None,
-) -> Preset:
-    """``QUICK`` or ``FULL`` with these seed sets (None: the preset's), ``target`` (a validation
-    accuracy; None: the preset's, 97% full, 92% quick), ``threads`` and ``concurrency``.
-    ``ValueError`` when the two seed sets share a seed."""
+def preset(quick: bool, sets: Sequence[Sequence[int]] | None = None, threads: int | None = 1) -> Preset:
+    """``QUICK`` or ``FULL`` with these two seed sets (None: the preset's) and ``threads`` per run.
+    ``ValueError`` when the two sets share a seed or are not lists of distinct integers >= 0."""
     base = QUICK if quick else FULL
-    first = base.seeds if seeds is None else check_seeds(seeds)
-    second = base.second_seeds if second_seeds is None else check_seeds(second_seeds)
-    if set(first) & set(second):
-        raise ValueError(f"the two seed sets must be disjoint; both hold {sorted(set(first) & set(second))}")
-    if target is not None and not 0 < target <= 1:
-        raise ValueError(f"target must be an accuracy in (0, 1]; got {target!r}")
-    return replace(
-        base,
-        seeds=first,
-        second_seeds=second,
-        target=base.target if target is None else float(target),
-        threads=threads,
-        concurrency=concurrency,
-    )
+    chosen = base.sets if sets is None else tuple(tuple(s) for s in sets)
+    if len(chosen) != 2 or not all(
+        s
+        and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in s)
+        and len(set(s)) == len(s)
+        for s in chosen
+    ):
+        raise ValueError(f"sets must be two lists of distinct integers >= 0; got {sets!r}")
+    if shared := sorted(set(chosen[0]) & set(chosen[1])):
+        raise ValueError(f"the two seed sets must be disjoint; both hold {shared}")
+    if threads is not None and not (
+        isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
+    ):
+        raise ValueError(f"threads must be none or an integer >= 1; got {threads!r}")
+    return replace(base, sets=(chosen[0], chosen[1]), common={**base.common, "threads": threads})

@@ -1,138 +1,88 @@
-"""The science run's summary record (what ``science_summary.json`` holds and the README quotes)
-and the stopwatch that times its sections."""
+"""The science run's summary record (``science_summary.json``: what the README's science section
+is generated from) and where a run's outputs go."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import numpy as np
 
-from mlpmnist.science.noise import NOISE_COLUMNS
+from mlpmnist import paths
+from mlpmnist.science import intervals
 from mlpmnist.science.presets import Preset
-from mlpmnist.science.recipe import RecipeRun
-from mlpmnist.science.steps import Scaling
-from mlpmnist.store.results import atomic_write_text
+from mlpmnist.science.sections import Section
+from mlpmnist.store import atomic_write_text
+
+SUMMARY = "science_summary.json"
 
 
-@dataclass
-class Stopwatch:
-    """Wall time of consecutive sections: ``lap(name)`` ends one. ``laps``: name -> seconds."""
+@dataclass(frozen=True)
+class Outputs:
+    """A science run's folder (``out_dir``: its summary) and its figures' folder (``media``)."""
 
-    start: float = field(default_factory=time.perf_counter)
-    last: float | None = None
-    laps: dict[str, float] = field(default_factory=dict)
+    out_dir: Path
+    media: Path
 
-    def lap(self, name: str) -> float:
-        """Seconds since the previous lap (or the start), recorded under ``name``."""
-        now = time.perf_counter()
-        self.laps[name] = now - (self.start if self.last is None else self.last)
-        self.last = now
-        return self.laps[name]
+    @classmethod
+    def at(
+        cls, out_dir: str | os.PathLike | None, media_dir: str | os.PathLike | None, results_dir: Path
+    ) -> Outputs:
+        """Outputs under ``out_dir`` (None: ``<results_dir>/science``), figures under ``media_dir``
+        (None: ``<out_dir>/media``); relative paths from the repository root (``paths.resolve``)."""
+        out = paths.resolve(out_dir) if out_dir is not None else Path(results_dir) / "science"
+        return cls(out, paths.resolve(media_dir) if media_dir is not None else out / "media")
 
-    def total(self) -> float:
-        """Seconds since the start."""
-        return time.perf_counter() - self.start
+    def describe(self) -> str:
+        """Where the summary and the figures go, as a line."""
+        return f"summary -> {paths.shown(self.out_dir / SUMMARY)}; figures -> {paths.shown(self.media)}/"
 
 
-def _clean(v: Any) -> Any:
+def clean(v: Any) -> Any:
     """JSON-ready: numpy scalars as Python numbers, NaN/inf as None, containers recursively."""
     if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
+        return {str(k): clean(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if hasattr(v, "item"):
+        return [clean(x) for x in v]
+    if isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
 
 
-def summary_record(
-    *,
-    preset: Preset,
-    ceiling: pd.DataFrame,
-    scaling: dict[str, float],
-    control: pd.DataFrame,
-    lambda_init: float,
-    headlines: pd.DataFrame,
-    regimes: Scaling | None,
-    noise: pd.DataFrame,
-    chosen: RecipeRun,
-    reference: RecipeRun,
-    again: RecipeRun,
-    seconds: dict[str, float],
-) -> dict[str, Any]:
-    """The run's headline numbers as a JSON-ready dict (NaN as None): the preset's description
-    and seed sets; ceiling (``ceiling_table``'s rows: tuned lr, its neighbours, the ceiling and
-    2/lambda_max), lr_scaling (the first set's fit), lambda_init, control (``control_table``'s
-    rows), headlines (``intervals.two_runs``'s rows: estimate, interval, second run, inside),
-    steps_to_target (target and the fit's perfect_end, diminishing_end), noise_scale (median over
-    seeds of ``NOISE_COLUMNS`` per epoch), tuned (the chosen recipe, its test accuracy per seed of
-    both sets, the reference's), and seconds per section. Accuracies are fractions, B values
-    examples, steps SGD steps, learning rates plain SGD step sizes."""
-    cols = [c for c in NOISE_COLUMNS if c != "epoch"]
-    record = {
-        "quick": preset.quick,
-        "preset": preset.describe(),
-        "seeds": list(preset.seeds),
-        "second_seeds": list(preset.second_seeds),
-        "ceiling": ceiling.to_dict("records"),
-        "lr_scaling": scaling,
-        "lambda_init": lambda_init,
-        "control": control.to_dict("records"),
-        "headlines": headlines.to_dict("records"),
-        "steps_to_target": {
-            "target": preset.target,
-            **{
-                k: None if regimes is None else getattr(regimes, k)
-                for k in ("perfect_end", "diminishing_end")
-            },
-        },
-        "noise_scale": noise.groupby("epoch")[cols].median().reset_index().to_dict("records"),
-        "tuned": {
-            "recipe": chosen.recipe.describe(),
-            "test_acc": chosen.last["test_acc"].tolist(),
-            "second_test_acc": again.last["test_acc"].tolist(),
-            "reference_recipe": reference.recipe.describe(),
-            "reference_test_acc": reference.last["test_acc"].tolist(),
-        },
-        "seconds": seconds,
-    }
-    return _clean(record)
+def record(p: Preset, sections: dict[str, Section]) -> dict[str, Any]:
+    """The run's numbers as a JSON-ready dict: the preset, each section's ``values`` and seconds,
+    and the simulated rate at which a second set's value falls inside the first's 95% interval
+    (``intervals.inside_rate``, for a median of the first set's seed count, from the pooled
+    per-seed steps to the highest target at the batch size nearest 64)."""
+    rate = math.nan
+    steps = sections.get("steps")
+    if steps is not None:
+        first = steps.tables["first1"]
+        top = max(p.targets)
+        at = first[np.isclose(first["target"], top)]
+        b = min(at["batch_size"].unique(), key=lambda x: abs(x - 64))
+        fast = steps.values["per_target"][f"{top:g}"]["table"]
+        lr = next((r["lr"] for r in fast if r["batch_size"] == b), math.nan)
+        pooled = at[(at["batch_size"] == b) & np.isclose(at["lr"], lr)]["steps"]
+        rate = intervals.inside_rate(pooled, len(p.sets[0]))
+    return clean(
+        {
+            "quick": p.quick,
+            "preset": p.describe(),
+            "sets": [list(s) for s in p.sets],
+            **{name: s.values for name, s in sections.items()},
+            "inside_rate": rate,
+            "seconds": {name: s.seconds for name, s in sections.items()},
+        }
+    )
 
 
-def write_summary(record: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``record`` as indented JSON to ``path`` atomically; returns the path."""
-    return atomic_write_text(path, json.dumps(record, indent=1) + "\n")
-
-
-def headline(record: dict[str, Any]) -> str:
-    """The record's headline numbers in a few lines: the tuned lr and the ceiling per batch
-    size, lambda_max at initialisation, and every headline number with its interval and the
-    second run's value."""
-
-    def num(v: float | None, fmt: str = ".3g") -> str:
-        return "n/a" if v is None else format(v, fmt)
-
-    lines = [
-        "tuned lr (ceiling) per batch size: "
-        + ", ".join(
-            f"{r['batch_size']}: {num(r['lr'])} ({num(r.get('max_ok_lr'))}..{num(r.get('collapse_lr'))})"
-            for r in record["ceiling"]
-        ),
-        f"lambda_max at initialisation {num(record['lambda_init'])}, 2/lambda_max "
-        f"{num(None if record['lambda_init'] is None else 2 / record['lambda_init'])}",
-    ]
-    for h in record["headlines"]:
-        mark = {True: "inside", False: "outside"}.get(h["inside"], "n/a")
-        lines.append(
-            f"{h['quantity']}: {num(h['estimate'])} [{num(h['low'])}, {num(h['high'])}] {h['unit']}; "
-            f"second run {num(h['second'])} ({mark})"
-        )
-    return "\n".join(lines)
+def write(rec: dict[str, Any], out: Outputs) -> Path:
+    """Write ``rec`` as ``<out_dir>/science_summary.json`` (indented, atomically); returns the path."""
+    return atomic_write_text(out.out_dir / SUMMARY, json.dumps(rec, indent=1, allow_nan=False) + "\n")

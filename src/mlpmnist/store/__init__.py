@@ -1,5 +1,65 @@
 """The results store: keys on disk, atomic files, records, weights, the one trust check every
-reader uses, and the tidy frame."""
+reader goes through (``trust``), failures, locks, and the tidy frame (``load``)."""
 
-from mlpmnist.store.results import *  # noqa: F403
-from mlpmnist.store.results import load, path  # noqa: F401
+from mlpmnist.errors import StoreError
+from mlpmnist.store.failures import clear_failure, read_failure, write_failure
+from mlpmnist.store.files import (
+    KINDS,
+    Reservation,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_space,
+    check_store,
+    file_target,
+    path,
+    size_text,
+    writable_folder,
+)
+from mlpmnist.store.frame import frame, load
+from mlpmnist.store.locks import Claims, owner
+from mlpmnist.store.records import (
+    make_record,
+    output_bytes,
+    read_record,
+    record_text,
+    save_result,
+    stored_config,
+    write_record,
+)
+from mlpmnist.store.trust import Stored, find, problem, stored, trusted
+from mlpmnist.store.weights import load_models, save_models
+
+__all__ = [
+    "KINDS",
+    "Claims",
+    "Reservation",
+    "StoreError",
+    "Stored",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_space",
+    "check_store",
+    "clear_failure",
+    "file_target",
+    "find",
+    "frame",
+    "load",
+    "load_models",
+    "make_record",
+    "output_bytes",
+    "owner",
+    "path",
+    "problem",
+    "read_failure",
+    "read_record",
+    "record_text",
+    "save_models",
+    "save_result",
+    "size_text",
+    "stored",
+    "stored_config",
+    "trusted",
+    "writable_folder",
+    "write_failure",
+    "write_record",
+]

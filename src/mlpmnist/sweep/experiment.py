@@ -30,11 +30,12 @@ from typing import Any
 
 import pandas as pd
 
+from mlpmnist import store
 from mlpmnist.config import FIELDS, TrainConfig
 from mlpmnist.data import loader as mdata
-from mlpmnist.store import results
+from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.training.groups import member_result, plan_groups
-from mlpmnist.training.many import train_groups
+from mlpmnist.training.many import GroupOutcome, train_groups
 
 PARAMETERS = ("config", "configs", "data_dir", "results_dir", "check_data", "job", "concurrency")
 #: Seconds between two heartbeats of a running job (the sweep's stall watchdog reads them).
@@ -176,8 +177,8 @@ class Heartbeat:
         while True:
             state = {"pid": os.getpid(), "time": time.time(), "evaluations": self.evaluations}
             try:
-                results.atomic_write_text(self.path, json.dumps(state))
-            except (OSError, results.StoreError):
+                store.atomic_write_text(self.path, json.dumps(state))
+            except (OSError, store.StoreError):
                 # A full disk: the file's time alone, which the watchdog reads, needs no space.
                 with contextlib.suppress(OSError):
                     self.path.touch()
@@ -187,13 +188,13 @@ class Heartbeat:
 
 def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
     """Train every experiment of ``exp`` (grouped, see the module docstring), writing each one's
-    weights and record (``results.store``) as its group finishes. Returns one row per experiment:
+    weights and record (``store.save_result``) as its group finishes. Returns one row per experiment:
     key, batch_size, lr, seeds, status (done or failed), median final test accuracy (%), seconds
     (its group's wall time), error. A group that fails (or cannot be written: a full disk) fails
     its experiments, and the others go on; each failure is also written to ``failed/<key>.json``
     where it can be."""
     t0 = time.time()
-    datasets: dict[str, mdata.MNIST] = {}
+    datasets: dict[str, mdata.Data] = {}
     rows: dict[str, dict] = {}
     with Heartbeat(heartbeat_path(exp.results_dir, exp.job)) as beat:
         for dataset in dict.fromkeys(c.dataset for c in exp.configs):
@@ -210,14 +211,17 @@ def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
     return pd.DataFrame([rows[k] for k in exp.keys])
 
 
-def _finish(exp: Experiments, member: TrainConfig, out: Any, t0: float) -> dict:
-    """Store one member of a trained group; its row of ``run``'s table."""
+def _finish(exp: Experiments, member: TrainConfig, out: GroupOutcome, t0: float) -> dict:
+    """Store one member of a trained group; its row of ``run``'s table. An experiment whose seeds
+    diverged or collapsed is done (its failed seeds are counted); one that could not be trained or
+    stored failed, and ``failed/<key>.json`` says why."""
     row = {
         "key": member.key(),
         "batch_size": member.batch_size,
         "lr": member.lr,
         "seeds": len(member.seeds),
         "status": "failed",
+        "failed_seeds": 0,
         "median_test_acc_%": float("nan"),
         "seconds": round(out.seconds, 1),
         "error": out.error,
@@ -226,35 +230,29 @@ def _finish(exp: Experiments, member: TrainConfig, out: Any, t0: float) -> dict:
         mine = member_result(out.result, member)
         job = {"id": exp.job, "start_seconds": (mine.first_step_at or t0) - t0}
         try:
-            record = results.store(mine, exp.results_dir, job=job)
+            record = store.save_result(mine, exp.results_dir, job=job)
         except OSError as e:  # a full disk: this experiment fails, the others go on
             row["error"] = f"cannot write {e.filename or 'its results'} ({e.strerror or e})"
-        except results.StoreError as e:  # a FIFO or a folder where its file goes
+        except store.StoreError as e:  # a FIFO or a folder where its file goes
             row["error"] = str(e)
         else:
-            row["error"] = record["error"]
-            row["status"] = "failed" if record["error"] else "done"
-            final = mine.history.groupby("seed")["test_acc"].last()
-            row["median_test_acc_%"] = round(100 * float(final.median()), 2) if len(final) else float("nan")
-    if row["error"]:
-        _write_failure(exp, member, row["error"])
+            row["status"], row["failed_seeds"] = "done", len(failed_seeds(record))
+            row["median_test_acc_%"] = round(median_final(record), 2)
+            row["note"] = record["note"]
+    if row["status"] == "failed":
+        # On a full disk the sweep names the failure from the notebook's error instead.
+        error = str(row["error"])
+        store.write_failure(exp.results_dir, member.key(), error, job=exp.job, config=member.to_dict())
     return row
 
 
-def _write_failure(exp: Experiments, member: TrainConfig, error: str) -> None:
-    failure = {"key": member.key(), "job": exp.job, "error": error, "config": member.to_dict()}
-    # On a full disk the sweep names the failure from the notebook's error instead.
-    with contextlib.suppress(OSError, results.StoreError):
-        results.atomic_write_text(
-            results.path(exp.results_dir, "failed", member.key()), json.dumps(failure, indent=1)
-        )
-
-
 def _line(row: dict) -> str:
-    if row["error"]:
+    if row["status"] == "failed":
         return f"{row['key']}: FAILED: {row['error']}"
+    note = f"; {row['note']}" if row.get("note") else ""
     return (
-        f"{row['key']}: median final test accuracy {row['median_test_acc_%']:.2f}% ({row['seconds']:.1f} s)"
+        f"{row['key']}: median final test accuracy {row['median_test_acc_%']:.2f}% "
+        f"({row['seconds']:.1f} s){note}"
     )
 
 
@@ -266,7 +264,7 @@ def done_keys(table: pd.DataFrame) -> list[str]:
 def check(table: pd.DataFrame) -> None:
     """Raise ``RuntimeError`` listing every failed experiment as ``key: error`` (one per line),
     so the notebook, and through it the sweep, marks them failed."""
-    failed = table[table["status"] != "done"]
+    failed = table[table["status"] == "failed"]
     if len(failed):
         lines = [f"{k}: {e}" for k, e in zip(failed["key"], failed["error"], strict=True)]
         raise RuntimeError(f"{len(failed)} experiment(s) failed:\n" + "\n".join(lines))

@@ -4,8 +4,8 @@ A job runs in a thread of the sweep's process (local) or of a Dask worker. It ho
 every experiment it runs (a ``filelock`` per key, its owner written beside it), runs the
 experiment notebook with papermill into its scratch folder (``.scratch/<job>/``), watches the
 kernel's heartbeat and kills a kernel that stopped beating, and afterwards gives every experiment
-it ran its own copy of the executed notebook and of the kernel's log. A record has one writer:
-the kernel; the job only reads it.
+it ran its own copy of the executed notebook and of the kernel's log (provenance: the store trusts
+a record by its own checks). A record has one writer: the kernel; the job only reads it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlpmnist import store
 from mlpmnist.config import TrainConfig
-from mlpmnist.store import results
+from mlpmnist.errors import StoreError
+from mlpmnist.store.locks import Claims, alive, owner
 from mlpmnist.sweep.experiment import heartbeat_path
 
 #: Seconds between two looks of the watchdog at the kernel's heartbeat.
@@ -71,69 +73,6 @@ def scratch_dir(results_dir: str | os.PathLike, job: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------ locks
-
-
-def _owner_path(root: Path, key: str) -> Path:
-    return results.path(root, "locks", key).with_suffix(".owner")
-
-
-def owner(root: str | os.PathLike, key: str) -> str:
-    """Who holds ``key``'s lock, in words ('pid 123 (stopped) on host, job j, since 40 s'), as far
-    as known; a process on this host is said to be stopped (SIGSTOP, Ctrl-Z) or gone if it is."""
-    try:
-        o = json.loads(_owner_path(Path(root), key).read_text())
-        state = _state(int(o["pid"])) if o["host"] == socket.gethostname() else ""
-        return f"pid {o['pid']}{state} on {o['host']}, job {o['job']}, since {time.time() - o['since']:.0f} s"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "a process that did not say who it is"
-
-
-def _state(pid: int) -> str:
-    """' (stopped)' or ' (gone)' for a process of this host in that state, else ''."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "" if _alive(pid) else " (gone)"  # no /proc: all that can be told
-    return {"T": " (stopped)", "t": " (stopped)", "Z": " (gone)", "X": " (gone)"}.get(state, "")
-
-
-class Claims:
-    """The locks a job holds (a context manager: every lock it took is released on exit)."""
-
-    def __init__(self, root: Path, job: str) -> None:
-        self.root, self.job = root, job
-        self.locks: dict[str, Any] = {}
-
-    def take(self, key: str) -> bool:
-        """Take ``key``'s lock without waiting; False when another process holds it."""
-        from filelock import FileLock, Timeout
-
-        path = results.path(self.root, "locks", key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(path, blocking=False)
-        try:
-            lock.acquire()
-        except Timeout:
-            return False
-        self.locks[key] = lock
-        mine = {"pid": os.getpid(), "host": socket.gethostname(), "job": self.job, "since": time.time()}
-        with contextlib.suppress(OSError):  # who holds it is a courtesy; a full disk must not stop us
-            results.atomic_write_text(_owner_path(self.root, key), json.dumps(mine))
-        return True
-
-    def release(self, key: str) -> None:
-        """Give ``key``'s lock back."""
-        lock = self.locks.pop(key, None)
-        if lock is not None:
-            _owner_path(self.root, key).unlink(missing_ok=True)
-            lock.release()
-
-    def __enter__(self) -> Claims:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for key in list(self.locks):
-            self.release(key)
 
 
 # ------------------------------------------------------------------------------------ kernels
@@ -184,8 +123,8 @@ def _kill(managers: list) -> None:
 class Watchdog:
     """Kills the job's kernel when ``stop`` is set (the sweep was interrupted) or when its
     heartbeat is older than ``stall_timeout`` seconds (a hung or stopped kernel; before its first
-    beat, while it starts and imports, at least ``START_S``); ``reason`` says which. ``tick`` is
-    called at every look. A context manager around the notebook's execution."""
+    beat, while it starts and imports, at least ``START_S``); ``reason`` says which. A context
+    manager around the notebook's execution."""
 
     def __init__(
         self,
@@ -193,9 +132,8 @@ class Watchdog:
         managers: list,
         stall_timeout: float,
         stop: threading.Event,
-        tick: Callable[[], None] = lambda: None,
     ) -> None:
-        self.heartbeat, self.managers, self.stop, self.tick = heartbeat, managers, stop, tick
+        self.heartbeat, self.managers, self.stop = heartbeat, managers, stop
         self.stall_timeout = stall_timeout
         self.reason: str | None = None
         self._done = threading.Event()
@@ -212,8 +150,6 @@ class Watchdog:
 
     def _watch(self) -> None:
         while not self._done.wait(WATCH_S):
-            with contextlib.suppress(Exception):  # a failing tick must not stop the watch
-                self.tick()
             if self.stop.is_set():
                 self.reason = "interrupted"
             else:
@@ -255,12 +191,17 @@ def execute(
                 if on_claimed is not None:
                     on_claimed(run)
                 _run(task, root, scratch, run, stop, out)
-    except (OSError, results.StoreError) as e:  # its scratch folder, a lock file: not one experiment's
+    except (OSError, StoreError) as e:  # its scratch folder, a lock file: not one experiment's
         out.error = out.error or _cannot(e)
         for key in keys:
             if key not in out.rows and key not in out.held:
-                row = {"status": "failed", "seconds": 0.0, "start_seconds": float("nan"), "error": out.error}
-                out.rows[key] = _record_failure(root, key, task.job, row)
+                error = store.write_failure(root, key, out.error, job=task.job)
+                out.rows[key] = {
+                    "status": "failed",
+                    "seconds": 0.0,
+                    "start_seconds": math.nan,
+                    "error": error,
+                }
     finally:
         ended.set()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -299,13 +240,8 @@ def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[s
         key = config.key()
         if not claims.take(key):
             out.held[key] = owner(root, key)
-        elif results.is_done(root, config):
-            out.rows[key] = {
-                "status": "skipped",
-                "seconds": 0.0,
-                "start_seconds": float("nan"),
-                "error": None,
-            }
+        elif store.find(root, config)[0] is not None:
+            out.rows[key] = {"status": "skipped", "seconds": 0.0, "start_seconds": math.nan, "error": None}
             claims.release(key)
         else:
             run.append(key)
@@ -323,18 +259,17 @@ def _run(
     configs = {TrainConfig.from_mapping(c).key(): c for c in task.configs}
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    results.atomic_write_text(
+    store.atomic_write_text(
         scratch / "owner.json", json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
     )
     for key in run:
-        results.path(root, "failed", key).unlink(missing_ok=True)
+        store.clear_failure(root, key)
     output, log = scratch / f"{task.job}.ipynb", scratch / "kernel.log"
     managers: list = []
-    early = _EarlyCopies(root, task.job, run, output, log)
     _quiet_papermill()
     with (
         open(log, "w") as log_file,
-        Watchdog(heartbeat_path(root, task.job), managers, task.stall_timeout, stop, tick=early) as dog,
+        Watchdog(heartbeat_path(root, task.job), managers, task.stall_timeout, stop) as dog,
     ):
         try:
             _in_job.active = True
@@ -385,36 +320,7 @@ def _quiet_papermill() -> None:
         log.addFilter(_QuietInJobs())
 
 
-class _EarlyCopies:
-    """While the notebook runs: as each experiment's record (this job's) appears, give it a copy
-    of the notebook so far (papermill saves it as it goes) and of the log, so the experiment is
-    done at once and a sweep killed later keeps it; the job's end replaces them with the whole."""
-
-    def __init__(self, root: Path, job: str, keys: list[str], output: Path, log: Path) -> None:
-        self.root, self.job, self.output, self.log = root, job, output, log
-        self.pending = set(keys)
-
-    def __call__(self) -> None:
-        for key in sorted(self.pending):
-            try:
-                record = results.read_record(results.path(self.root, "runs", key))
-            except results.StoreError:
-                continue
-            if (record.get("job") or {}).get("id") != self.job or record.get("error"):
-                continue
-            try:
-                notebook = self.output.read_bytes()
-                json.loads(notebook)  # papermill writes it in place: never copy half of it
-            except (OSError, ValueError):
-                continue  # at the next look
-            self.pending.discard(key)
-            # The job's end tries again and fails the experiment if it cannot.
-            with contextlib.suppress(OSError, results.StoreError):
-                results.atomic_write_bytes(results.path(self.root, "notebooks", key), notebook)
-                results.atomic_write_bytes(results.path(self.root, "logs", key), self.log.read_bytes())
-
-
-def _cannot(e: OSError | results.StoreError) -> str:
+def _cannot(e: OSError | StoreError) -> str:
     """A file fault in words: 'cannot write <file> (<cause>)', or the store's own message."""
     if isinstance(e, OSError):
         return f"cannot write {e.filename or 'a file'} ({e.strerror or e})"
@@ -431,10 +337,9 @@ def _short_error(e: BaseException) -> str:
 
 def _error_for(key: str, root: Path, job: str, notebook_error: str | None) -> str:
     """Why ``key`` failed: the kernel's failure file, its line in the notebook's error, or that error."""
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        failure = json.loads(results.path(root, "failed", key).read_text())
-        if failure.get("job") == job:
-            return str(failure["error"])
+    failure = store.read_failure(root, key)
+    if failure is not None and failure.get("job") == job:
+        return str(failure["error"])
     for line in (notebook_error or "").splitlines():
         if line.startswith(f"{key}: "):
             return line[len(key) + 2 :]
@@ -452,63 +357,29 @@ def _settle(
     log: Path,
     started_at: float,
 ) -> dict:
-    """The status of ``config``'s experiment after its job's notebook ended: done when the kernel
-    wrote its record in this job without an error, its notebook and log could be copied into
-    place, and the store then finds it done (``results.done_problem``); else failed, with
-    ``failed/<key>.json`` saying why (where it can be written): the kernel's error first, else
-    what could not be written or checked. A record of this job for an experiment it fails is
-    removed, so the store and the sweep agree that it is not done."""
+    """The status of ``config``'s experiment after its job's notebook ended: done when the store
+    trusts a record this job's kernel wrote for it (its executed notebook and the kernel's log are
+    then copied beside it, as provenance: where they cannot be, it is still done); else failed,
+    with ``failed/<key>.json`` saying why (the kernel's error first)."""
     key = config.key()
     row: dict = {"status": "failed", "seconds": None, "start_seconds": math.nan, "error": None}
-    record = None
-    with contextlib.suppress(results.StoreError):
-        record = results.read_record(results.path(root, "runs", key))
-    ours = record is not None and (record.get("job") or {}).get("id") == job
-    if ours and record is not None:
-        row["seconds"] = record.get("seconds")
-        if record.get("first_step_at"):
-            row["start_seconds"] = record["first_step_at"] - started_at
-        row["error"] = record.get("error")
-    else:
-        row["error"] = _error_for(key, root, job, notebook_error)
-    try:
-        if output.is_file():  # a failed experiment keeps its notebook too: it shows where it broke
-            results.atomic_write_bytes(results.path(root, "notebooks", key), output.read_bytes())
-        elif row["error"] is None:
-            row["error"] = (
-                f"its executed notebook vanished from {output.parent} (results folder deleted or moved?)"
-            )
-        if log.is_file():
-            results.atomic_write_bytes(results.path(root, "logs", key), log.read_bytes())
-    except (OSError, results.StoreError) as e:  # a full disk, a FIFO in the way
-        row["error"] = row["error"] or _cannot(e)
-    if row["error"] is None and (problem := results.done_problem(root, config)):
-        row["error"] = f"its stored files do not check out: {problem}"
-    if row["error"] is None:
-        row["status"] = "done"
+    kept = None  # a failed experiment keeps its notebook and log too: they show where it broke
+    for source, kind in ((output, "notebooks"), (log, "logs")):
+        try:
+            if source.is_file():
+                store.atomic_write_bytes(store.path(root, kind, key), source.read_bytes())
+        except (OSError, StoreError) as e:  # a full disk, a FIFO in the way: the results stand
+            kept = f"its {kind[:-1]} was not kept: {_cannot(e)}"
+    found, _ = store.find(root, config)
+    if found is None or (found.record.get("job") or {}).get("id") != job:
+        error = _error_for(key, root, job, notebook_error)
+        if not output.parent.is_dir():
+            error = f"its job's folder {output.parent} vanished (results folder deleted or moved?)"
+        row["error"] = store.write_failure(root, key, error, job=job, config=config.to_dict())
         return row
-    if ours and record is not None and not record.get("error"):
-        results.path(root, "runs", key).unlink(missing_ok=True)
-    return _record_failure(root, key, job, row)
-
-
-def _record_failure(root: Path, key: str, job: str, row: dict) -> dict:
-    """Write ``failed/<key>.json`` (key, job, error, start_seconds or null) for the failed
-    ``row``; where it cannot be written (a full disk), the row's error says so. Returns the row."""
-    start = row.get("start_seconds")
-    failure = {
-        "key": key,
-        "job": job,
-        "error": row["error"],
-        "start_seconds": start if isinstance(start, float) and math.isfinite(start) else None,
-    }
-    target = results.path(root, "failed", key)
-    try:
-        results.atomic_write_text(target, json.dumps(failure, indent=1, allow_nan=False))
-    except (OSError, results.StoreError) as e:
-        row["error"] += (
-            f"; {target} could not be written either ({e.strerror if isinstance(e, OSError) else e})"
-        )
+    row.update(status="done", seconds=found.record.get("seconds"), note=kept)
+    if found.record.get("first_step_at"):
+        row["start_seconds"] = found.record["first_step_at"] - started_at
     return row
 
 
@@ -523,20 +394,10 @@ def remove_dead_scratch(results_dir: str | os.PathLike) -> list[Path]:
     for folder in base.iterdir():
         try:
             o = json.loads((folder / "owner.json").read_text())
-            dead = o["host"] == here and not _alive(int(o["pid"]))
+            dead = o["host"] == here and not alive(int(o["pid"]))
         except (OSError, ValueError, KeyError, TypeError):
             dead = time.time() - folder.stat().st_mtime > 86_400
         if dead:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

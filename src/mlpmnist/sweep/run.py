@@ -25,9 +25,10 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from mlpmnist import store
 from mlpmnist.config import TrainConfig, check_names, identity_fields, resolve_device
 from mlpmnist.data import loader as mdata
-from mlpmnist.store import results
+from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep import experiment, jobs
 from mlpmnist.sweep.backends import DaskBackend, LocalBackend
 from mlpmnist.training.groups import cost, plan_groups
@@ -133,21 +134,23 @@ class SweepConfig:
 @dataclass
 class SweepOutcome:
     """``table``: one row per experiment (grid values, status done/skipped/failed, replicas,
-    collapsed seeds, median final test accuracy in percent, seconds (its group's training wall
-    time), start_s (from its job's start to its first step), error, key). ``keys``: the sweep's
-    experiments, in grid order. ``failed``: key -> error; ``collapsed``: key -> seeds."""
+    failed_seeds (how many diverged or collapsed), median final test accuracy in percent, seconds
+    (its group's training wall time), start_s (from its job's start to its first step), error,
+    key). ``keys``: the sweep's experiments, in grid order. ``failed``: key -> error, for the
+    experiments that could not be trained or stored; ``failed_seeds``: key -> the seeds that
+    diverged or collapsed, for the experiments that finished with some."""
 
     table: pd.DataFrame
     keys: list[str]
     results_dir: Path
     failed: dict[str, str] = field(default_factory=dict)
-    collapsed: dict[str, list[int]] = field(default_factory=dict)
+    failed_seeds: dict[str, list[int]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def frame(self) -> pd.DataFrame:
-        """The tidy frame (see ``results.frame``) of exactly this sweep's finished experiments."""
+        """The tidy frame (see ``store.frame``) of exactly this sweep's finished experiments."""
         done = [k for k in self.keys if k not in self.failed]
-        return results.load(self.results_dir, keys=done)
+        return store.load(self.results_dir, keys=done)
 
 
 # ------------------------------------------------------------------------------ planning
@@ -201,11 +204,10 @@ def _tasks(
 
 
 def check_space(root: Path, todo: Sequence[TrainConfig]) -> None:
-    """``results.StoreError`` when ``root``'s disk cannot hold what ``todo`` writes (records,
-    notebooks, weights: ``results.output_bytes``) twice over: what is needed, what is free, what
-    to do."""
-    need = sum(sum(results.output_bytes(c).values()) for c in todo)
-    results.check_space(
+    """``StoreError`` when ``root``'s disk cannot hold what ``todo`` writes (records, notebooks,
+    weights: ``store.output_bytes``) twice over: what is needed, what is free, what to do."""
+    need = sum(sum(store.output_bytes(c).values()) for c in todo)
+    store.check_space(
         root, need, f"this sweep's {len(todo)} experiment(s)", "free some space or choose another --results"
     )
 
@@ -214,8 +216,8 @@ def check_space(root: Path, todo: Sequence[TrainConfig]) -> None:
 
 
 class _Progress:
-    """Finds the experiments of this sweep's jobs as they finish (record and notebook), while
-    jobs run."""
+    """Finds the experiments of this sweep's jobs as they finish (a record the store trusts,
+    made by one of them), while jobs run."""
 
     def __init__(self, root: Path, keys: list[str], on_result: Callable[[str, dict], None]) -> None:
         self.root, self.pending, self.on_result = root, set(keys), on_result
@@ -223,15 +225,10 @@ class _Progress:
 
     def poll(self) -> None:
         for key in sorted(self.pending):
-            p = results.path(self.root, "runs", key)
-            # Its notebook copied too (as its record appears): until then it may still fail.
-            if not (p.is_file() and results.path(self.root, "notebooks", key).is_file()):
+            if not store.path(self.root, "runs", key).is_file():
                 continue
-            try:
-                record = results.read_record(p)
-            except results.StoreError:
-                continue  # an older run's broken record: the job's own will replace it
-            if (record.get("job") or {}).get("id") in self.jobs:
+            record, _ = store.problem(self.root, key)
+            if record is not None and (record.get("job") or {}).get("id") in self.jobs:
                 self.pending.discard(key)
                 self.on_result(key, record)
 
@@ -249,13 +246,13 @@ def run_sweep(
     each experiment's record appears (for live views); ``log`` gets one line per experiment.
     """
     t0 = time.perf_counter()
-    root = results.check_store(config.results_dir).resolve()
+    root = store.check_store(config.results_dir).resolve()
     experiments = config.experiments()
     rows: dict[str, dict] = {}
     todo = []
     for exp in experiments:
-        problem = results.done_problem(root, exp)
-        if problem is None:
+        found, problem = store.find(root, exp)
+        if found is not None:
             rows[exp.key()] = {"status": "skipped", "seconds": 0.0, "error": None}
         else:
             if problem != "no record":
@@ -284,12 +281,13 @@ def run_sweep(
 
             watch = _Progress(root, [e.key() for e in todo], finished)
             rows |= _run_rounds(config, backend, todo, root, data_dir, watch, log)
-    table = _table(root, config, experiments, rows)
+        for key, row in rows.items():
+            if row.get("note"):
+                log(f"{key}: {row['note']}")
+    table, seeds_failed = _table(root, config, experiments, rows)
     failed = {r["key"]: r["error"] for r in table.to_dict("records") if r["status"] == "failed"}
-    collapsed = {r["key"]: list(r["collapsed"]) for r in table.to_dict("records") if r["collapsed"]}
-    return SweepOutcome(
-        table, [e.key() for e in experiments], root, failed, collapsed, time.perf_counter() - t0
-    )
+    seeds = {k: s for k, s in seeds_failed.items() if s}
+    return SweepOutcome(table, [e.key() for e in experiments], root, failed, seeds, time.perf_counter() - t0)
 
 
 def _run_rounds(
@@ -326,7 +324,7 @@ def _run_rounds(
             if outcome is None and round_ == 0:
                 todo.append(by_key[key])
             else:
-                why = results.done_problem(root, by_key[key])
+                why = store.find(root, by_key[key])[1]
                 rows[key] = outcome or {
                     "status": "failed",
                     "seconds": 0.0,
@@ -344,68 +342,53 @@ def _wait_for(root: Path, config: TrainConfig, deadline: float, timeout: float) 
     from filelock import FileLock, Timeout
 
     key = config.key()
-    lock = results.path(root, "locks", key)
+    lock = store.path(root, "locks", key)
     try:
         with FileLock(lock, timeout=max(0.0, deadline - time.monotonic())):
             pass
     except Timeout:
         error = (
-            f"its lock {lock} is held by {jobs.owner(root, key)}, still after {timeout:g} s "
+            f"its lock {lock} is held by {store.owner(root, key)}, still after {timeout:g} s "
             "(--lock-timeout): a stopped or hung sweep? end that process, or wait, and rerun"
         )
         return {"status": "failed", "seconds": 0.0, "error": error}
-    if results.is_done(root, config):
+    if store.find(root, config)[0] is not None:
         return {"status": "skipped", "seconds": 0.0, "error": None}
     return None
 
 
-def _record(root: Path, key: str) -> tuple[dict | None, str | None]:
-    p = results.path(root, "runs", key)
-    if not p.is_file():
-        return None, None
-    try:
-        return results.read_record(p), None
-    except results.StoreError as e:
-        return None, str(e)
-
-
-def _median_final(record: dict | None) -> float:
-    if record is None:
-        return float("nan")
-    finals = [
-        r["history"][-1]["test_acc"] for r in record["replicas"] if r["history"] and r["status"] != "diverged"
-    ]
-    finals = [v for v in finals if v is not None]
-    return 100 * float(pd.Series(finals).median()) if finals else float("nan")
-
-
 def _finished_line(key: str, record: dict) -> str:
-    if record.get("error"):
-        return f"{key}: FAILED: {record['error']}"
-    flag = f", {len(record['collapsed'])} seed(s) collapsed" if record.get("collapsed") else ""
-    return f"{key}: median final test acc {_median_final(record):.2f}%{flag} ({record['seconds']:.1f} s)"
+    bad = failed_seeds(record)
+    flag = f", {len(bad)} seed(s) failed (diverged or collapsed)" if bad else ""
+    return f"{key}: median final test acc {median_final(record):.2f}%{flag} ({record['seconds']:.1f} s)"
 
 
 def _table(
     root: Path, config: SweepConfig, experiments: list[TrainConfig], rows: dict[str, dict]
-) -> pd.DataFrame:
-    out = []
+) -> tuple[pd.DataFrame, dict[str, list[int]]]:
+    """The sweep's table (see ``SweepOutcome``) and, per experiment that finished, its failed seeds."""
+    out, seeds = [], {}
     for exp in experiments:
         key = exp.key()
         r = rows.get(key) or {"status": "failed", "seconds": 0.0, "error": "not run (the sweep stopped)"}
-        record, unreadable = _record(root, key)
-        error = r.get("error") or unreadable or ""
+        found, why = store.find(root, exp)
+        record = found.record if found is not None else None
+        status, error = r["status"], r.get("error") or ""
+        if record is None and status != "failed":  # gone or broken since it was run
+            status, error = "failed", f"its stored files do not check out: {why}"
+        if record is not None:
+            seeds[key] = failed_seeds(record)
         out.append(
             {
                 **{name: getattr(exp, name) for name in config.grid},
-                "status": r["status"] if not unreadable else "failed",
+                "status": status,
                 "replicas": len(exp.seeds),
-                "collapsed": record.get("collapsed", []) if record else [],
-                "median_test_acc_%": round(_median_final(record), 2),
+                "failed_seeds": len(seeds.get(key, [])),
+                "median_test_acc_%": round(median_final(record), 2) if record else float("nan"),
                 "seconds": round(float(r.get("seconds") or 0.0), 1),
                 "start_s": round(float(r.get("start_seconds", float("nan"))), 2),
                 "error": error,
                 "key": key,
             }
         )
-    return pd.DataFrame(out)
+    return pd.DataFrame(out), seeds

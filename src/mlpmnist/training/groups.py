@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mlpmnist.config import TrainConfig
-from mlpmnist.training.loop import TrainResult
+from mlpmnist.training.result import TrainResult
 
 #: The fields one engine varies per replica.
 PER_REPLICA = ("seeds", "lr")

@@ -1,16 +1,16 @@
 """The training loop: R replicas (seeds, optionally learning rates) of one configuration in lockstep.
 
-``train`` is the only place in the package that steps an engine. Studies that need more than
-"evaluate after every epoch" use its hooks: ``eval_at`` (evaluate after given step counts),
-``stop`` (drop replicas: reached a target, lost a race), ``transform`` (change each batch) and
-``on_eval`` (see each evaluation as it happens).
+``train`` is the only place in the package that steps an engine. What it computes is its config:
+when it evaluates (``eval_ratio``, ``eval_from``), when a replica stops early (``target``) and
+which weights it keeps (``snapshots``) are ``TrainConfig`` fields, so every run, a study's or a
+science's, is an experiment with a key in the store.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -25,16 +25,10 @@ from mlpmnist.engine.stacked import make_engine
 from mlpmnist.model import MLP
 from mlpmnist.training.augment import ReplicaShifts
 from mlpmnist.training.batching import batch_order, spans
-from mlpmnist.training.health import COLLAPSED_ACC, DIVERGED_LOSS, chance_loss
+from mlpmnist.training.health import classify, eval_line, outcome_message
 from mlpmnist.training.result import TrainResult
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-#: ``stop(rows) -> flags``: given one evaluation's rows (one dict per live replica, the history's
-#: columns), True for each replica to stop now.
-StopRule = Callable[[list[dict]], Sequence[bool]]
-#: ``transform(x) -> x``: a batch [R, b, 784] in, the batch to train on out.
-Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 @contextmanager
@@ -105,19 +99,13 @@ class _Data:
     evals: dict[str, mdata.Split]
 
 
-def _data(
-    config: TrainConfig, data: mdata.MNIST, device: torch.device, splits: Sequence[str] | None
-) -> _Data:
+def _data(config: TrainConfig, data: mdata.Data, device: torch.device) -> _Data:
     dtype = DTYPES[config.dtype]
     train_split, val_split = split_train(data.train, config)
     X, Y = train_split.x.to(device, dtype), train_split.y.to(device)
     evals = {"test": data.test.to(device, dtype)}
     if val_split is not None:
         evals = {"val": val_split.to(device, dtype), **evals}
-    if splits is not None:
-        if unknown := set(splits) - set(evals):
-            raise ValueError(f"splits {sorted(unknown)} not available; choose from {sorted(evals)}")
-        evals = {k: v for k, v in evals.items() if k in splits}
     if (change := input_transform(config, X)) is not None:
         X = change(X)
         evals = {k: mdata.Split(change(v.x), v.y) for k, v in evals.items()}
@@ -150,9 +138,24 @@ class _Window:
         return (self.loss / self.examples).tolist(), (self.correct.double() / self.examples).tolist()
 
 
-def default_eval_steps(config: TrainConfig) -> list[int]:
-    """Evaluate after every epoch: the step counts at the epoch ends."""
-    return [e * config.steps_per_epoch for e in range(1, config.epochs + 1)]
+def eval_steps(config: TrainConfig) -> list[int]:
+    """The step counts after which ``config`` evaluates, sorted: every epoch's end, and with
+    ``eval_ratio`` also geometrically spaced steps from the one where ``eval_from`` images have
+    been seen (each the previous times the ratio, rounded up), so every batch size gets the same
+    relative resolution: a replica's first step at a target is overestimated by at most that ratio."""
+    spe = config.steps_per_epoch
+    total = spe * config.epochs
+    steps = {e * spe for e in range(1, config.epochs + 1)}
+    if config.eval_ratio is not None:
+        first = min(max(1, math.ceil(config.eval_from / config.batch_size)), total)
+        n = math.ceil(math.log(total / first) / math.log(config.eval_ratio)) + 1
+        steps |= {min(total, math.ceil(first * config.eval_ratio**k - 1e-9)) for k in range(n)}
+    return sorted(steps)
+
+
+def snapshot_steps(config: TrainConfig) -> dict[int, float]:
+    """Step count -> epoch of each of ``config.snapshots`` (step = epoch x steps per epoch, rounded)."""
+    return {round(e * config.steps_per_epoch): float(e) for e in config.snapshots}
 
 
 class _Run:
@@ -163,13 +166,11 @@ class _Run:
         config: TrainConfig,
         d: _Data,
         device: torch.device,
-        checks: list[int],
-        stop: StopRule | None,
-        transform: Transform | None,
         on_eval: Callable[[list[dict]], None] | None,
     ) -> None:
-        self.config, self.d, self.device, self.checks = config, d, device, checks
-        self.stop, self.transform, self.on_eval = stop, transform, on_eval
+        self.config, self.d, self.device, self.on_eval = config, d, device, on_eval
+        self.checks, self.snaps = eval_steps(config), snapshot_steps(config)
+        self.epoch_ends = {e * config.steps_per_epoch for e in range(1, config.epochs + 1)}
         models, self.gens = init_models(config)
         dtype = DTYPES[config.dtype]
         c = config
@@ -182,9 +183,12 @@ class _Run:
         self.lrs = torch.tensor(config.lrs, dtype=dtype, device=device)
         self.step, self.next_check = 0, 0
         self.rows: list[dict] = []
+        self.snapshots: dict[float, list[dict | None]] = {}
         self.window, self.t0 = _Window(), time.perf_counter()
         self.keep_rows: torch.Tensor | None = None  # live rows of this epoch's order after a drop
         self.first_step_at: float | None = None
+        if 0 in self.snaps:
+            self.snapshots[0.0] = self.state_dicts()
 
     @property
     def finished(self) -> bool:
@@ -199,45 +203,49 @@ class _Run:
             :, : min(n, spe * c.batch_size)
         ]
         self.keep_rows = None
-        cuts = [k - self.step for k in self.checks[self.next_check :] if k - self.step <= spe]
+        stops = [*self.checks[self.next_check :], *self.snaps]
+        cuts = [k - self.step for k in stops if 0 < k - self.step <= spe]
+        transform = None if self.shifts is None else self._shift(list(self.alive))
         for idx, yb in spans(order, self.d.Y[order], c.batch_size, cuts):
             if self.keep_rows is not None:
                 idx, yb = idx[:, self.keep_rows], yb[:, self.keep_rows]
             factors = torch.tensor([lr_factor(c.schedule, self.step + k, total) for k in range(len(idx))])
             lr = factors.to(self.lrs)[:, None] * self.lrs[self.alive][None, :]  # [S, R]
             self.first_step_at = self.first_step_at or time.time()
-            self.window.add(*self.engine.steps(self.d.X, idx, yb, lr, self._transform()), yb)
+            self.window.add(*self.engine.steps(self.d.X, idx, yb, lr, transform), yb)
             self.step += len(idx)
+            if self.step in self.snaps:
+                self.snapshots[self.snaps[self.step]] = self.state_dicts()
             if self.step == self.checks[self.next_check]:
                 self.evaluate(verbose)
                 if self.finished:
                     return
+                transform = None if self.shifts is None else self._shift(list(self.alive))
         self.window.seconds += time.perf_counter() - self.t0
 
-    def _transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        shifts, user, alive = self.shifts, self.transform, list(self.alive)
-        if shifts is None:
-            return user
-        return lambda x: shifts(x, alive) if user is None else user(shifts(x, alive))
+    def _shift(self, alive: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+        shifts = self.shifts
+        assert shifts is not None
+        return lambda x: shifts(x, alive)
 
     def evaluate(self, verbose: bool) -> None:
-        """History rows of the live replicas now; then drop the diverged and the stopped."""
+        """History rows of the live replicas now; then drop the diverged and those at their target."""
         self.next_check += 1
         self.window.seconds += time.perf_counter() - self.t0
-        new = _evaluate(
-            self.engine, self.d.evals, self.window, self.replicas, self.alive, self.step, self.config
-        )
+        # Between epoch ends (eval_ratio's checks) only the validation split is looked at.
+        evals = self.d.evals
+        if self.step not in self.epoch_ends and "val" in evals:
+            evals = {"val": evals["val"]}
+        new = _evaluate(self.engine, evals, self.window, self.replicas, self.alive, self.step, self.config)
         self.rows += new
         self.window = _Window()
         if verbose:
-            tqdm.write(_eval_line(self.config, new))
+            tqdm.write(eval_line(self.config, new))
         if self.on_eval is not None:
             self.on_eval(new)
-        drop = [r["diverged"] for r in new]
-        if verbose and any(drop):
-            tqdm.write(divergence_message(self.config, [r for r in new if r["diverged"]]))
-        if self.stop is not None:
-            drop = [a or bool(b) for a, b in zip(drop, self.stop(new), strict=True)]
+        drop = [r["diverged"] or r["reached"] for r in new]
+        if verbose and any(r["diverged"] for r in new):
+            tqdm.write(outcome_message(self.config, new) or "")
         if any(drop):
             self.drop(drop)
         self.t0 = time.perf_counter()
@@ -260,71 +268,54 @@ class _Run:
 
 def train(
     config: TrainConfig,
-    data: mdata.MNIST | None = None,
+    data: mdata.Data | None = None,
     *,
     progress: bool = True,
     verbose: bool = True,
-    snapshot_epochs: Iterable[int] = (),
-    eval_at: Iterable[int] | None = None,
-    splits: Sequence[str] | None = None,
-    stop: StopRule | None = None,
-    transform: Transform | None = None,
     on_eval: Callable[[list[dict]], None] | None = None,
 ) -> TrainResult:
     """Train every replica of ``config`` with its optimizer on the mean cross-entropy.
 
-    Returns a ``TrainResult`` whose ``history`` has one row per live replica and evaluation:
-    seed, lr, epoch (fractional between epoch ends), step (steps so far), train_loss and
-    train_acc (mean over the steps since the previous evaluation, in nats and as a fraction),
-    ``<split>_loss``/``<split>_acc`` for each evaluated split (test; val when ``holdout`` > 0),
-    dead_1.. (fraction of each hidden layer's units that are zero on every test image),
-    wnorm_1.. (Frobenius norm of each layer's weights), seconds (training wall time since the
-    previous evaluation), eval_seconds, diverged and collapsed.
+    Returns a ``TrainResult`` whose ``history`` has one row per live replica and evaluation
+    (``eval_steps``): seed, lr, epoch (fractional between epoch ends), step (steps so far),
+    train_loss and train_acc (mean over the steps since the previous evaluation, in nats and as
+    a fraction), ``<split>_loss``/``<split>_acc`` for each evaluated split (test, and val when
+    ``holdout`` > 0; between epoch ends val only), dead_1.. (fraction of each hidden layer's units
+    that are zero on every image of the evaluated split: test at epoch ends), wnorm_1.. (Frobenius
+    norm of each layer's weights), seconds (training wall time since the previous evaluation),
+    eval_seconds, and the flags of ``health.classify``: diverged, collapsed, reached.
 
-    Hooks: ``eval_at`` gives the step counts after which to evaluate (default: every epoch end);
-    ``splits`` the splits to evaluate (default all); ``stop`` may drop replicas after each
-    evaluation; ``transform`` changes every batch before its step (after ``max_shift``'s shifts);
-    ``on_eval`` sees each evaluation's rows. A replica whose loss is non-finite or above
-    ``DIVERGED_LOSS`` gets a row with diverged=True and stops; one at chance level (accuracy <
-    ``COLLAPSED_ACC``, or a training loss above ln 10 over a whole epoch) is flagged collapsed and
-    goes on. ``snapshot_epochs`` (0 = before training) selects epochs whose weights are kept.
+    A replica that diverged stops there; one that reached its ``target`` (validation accuracy)
+    stops there too; one at chance level is flagged collapsed and goes on. ``snapshots`` (epochs;
+    0 = before training) are kept in ``TrainResult.snapshots``. ``on_eval`` sees each
+    evaluation's rows as they are made. ``data`` defaults to the config's dataset, loaded.
     """
     config.validate()
     device = resolve_device(config.device)  # the machine is checked here, not in the config
-    snapshot_epochs, t_start = set(snapshot_epochs), time.perf_counter()
+    t_start = time.perf_counter()
     with torch_threads(config.threads):
-        tensors = _data(config, _own(config, data), device, splits)
-        run = _Run(config, tensors, device, _checks(config, eval_at), stop, transform, on_eval)
-        snapshots = {0: run.state_dicts()} if 0 in snapshot_epochs else {}
+        run = _Run(config, _data(config, _own(config, data), device), device, on_eval)
         with tqdm(
             total=config.epochs, desc=f"batch {config.batch_size}", disable=not progress, mininterval=1
         ) as bar:
-            for epoch in range(1, config.epochs + 1):
+            for _ in range(config.epochs):
                 if run.finished:
                     break
                 run.epoch(verbose)
-                if epoch in snapshot_epochs and run.step == epoch * config.steps_per_epoch:
-                    snapshots[epoch] = run.state_dicts()
                 bar.update()
         final = run.state_dicts()
     seconds = time.perf_counter() - t_start
     return TrainResult(
-        config, pd.DataFrame(run.rows), final, snapshots, str(device), seconds, run.first_step_at
+        config, pd.DataFrame(run.rows), final, run.snapshots, str(device), seconds, run.first_step_at
     )
 
 
-def _own(config: TrainConfig, data: mdata.MNIST | None) -> mdata.MNIST:
+def _own(config: TrainConfig, data: mdata.Data | None) -> mdata.Data:
     """``data``, or the config's dataset loaded; ``ValueError`` when it is another dataset."""
     data = data if data is not None else mdata.load(dataset=config.dataset)
     if data.spec.name != config.dataset:
         raise ValueError(f"dataset is {config.dataset!r} but the data given is {data.spec.name!r}")
     return data
-
-
-def _checks(config: TrainConfig, eval_at: Iterable[int] | None) -> list[int]:
-    """The step counts after which to evaluate, sorted, within the run."""
-    total = config.steps_per_epoch * config.epochs
-    return sorted({s for s in (eval_at or default_eval_steps(config)) if 1 <= s <= total})
 
 
 def _evaluate(
@@ -353,54 +344,11 @@ def _evaluate(
     metrics.update({f"wnorm_{k + 1}": norms[:, k].tolist() for k in range(norms.shape[1])})
     eval_seconds = time.perf_counter() - t0
     epoch = step // spe if step % spe == 0 else step / spe
-    acc_key = "test_acc" if "test" in evals else f"{next(iter(evals))}_acc"
-    at_chance = chance_loss(config.spec.n_classes)
     rows = []
     for j, i in enumerate(alive):
         row: dict = {"seed": replicas[i][0], "lr": replicas[i][1], "epoch": epoch, "step": step}
         row.update({k: v[j] for k, v in metrics.items()})
         row["seconds"], row["eval_seconds"] = window.seconds, eval_seconds
-        losses = [v for k, v in row.items() if k.endswith("_loss")]
-        row["diverged"] = not all(math.isfinite(v) for v in losses) or row["train_loss"] > DIVERGED_LOSS
-        # Training loss counts for collapse only over a whole epoch: a few steps are too noisy.
-        at_chance_loss = window.steps >= spe and row["train_loss"] > at_chance
-        row["collapsed"] = not row["diverged"] and (row[acc_key] < COLLAPSED_ACC or at_chance_loss)
+        row.update(classify(row, config, whole_epoch=window.steps >= spe))
         rows.append(row)
     return rows
-
-
-def divergence_message(config: TrainConfig, rows: list[dict]) -> str:
-    """What happened to the diverged replicas in ``rows``, and what to do, in one line."""
-    parts = []
-    for r in rows:
-        loss = r["train_loss"]
-        what = (
-            "its loss became NaN/inf"
-            if loss is None or not math.isfinite(loss)
-            else f"its training loss reached {loss:.3g} nats, above {DIVERGED_LOSS:g}"
-        )
-        parts.append(f"seed {r['seed']} (lr {r['lr']:g}) diverged at step {r['step']}: {what}")
-    return f"batch {config.batch_size}: {'; '.join(parts)}; lower the learning rate"
-
-
-def _eval_line(config: TrainConfig, rows: list[dict]) -> str:
-    r0 = rows[0]
-    acc = torch.tensor(
-        [r["test_acc"] for r in rows if not r["diverged"] and "test_acc" in r], dtype=torch.float64
-    )
-    if len(acc):
-        q = torch.quantile(acc, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)).mul(100).tolist()
-        shown = (
-            f"test_acc median {q[1]:.2f}% [{q[0]:.2f}, {q[2]:.2f}]"
-            if len(acc) > 1
-            else f"test_acc {q[1]:.2f}%"
-        )
-    else:
-        shown = "no test accuracy"
-    collapsed = sum(r["collapsed"] for r in rows)
-    flag = f", {collapsed} at chance" if collapsed else ""
-    seconds = r0["seconds"] + r0["eval_seconds"]
-    return (
-        f"batch {config.batch_size:>4} epoch {r0['epoch']:>5g}/{config.epochs}  {shown}"
-        f"  ({len(rows)} replica{'s' if len(rows) > 1 else ''}{flag}, {seconds:.1f} s)"
-    )

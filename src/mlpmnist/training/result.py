@@ -13,13 +13,13 @@ from mlpmnist.config import TrainConfig
 class TrainResult:
     """``history``: one row per replica and evaluation (see ``train``). ``state_dicts``: final
     weights per replica (None where it diverged or stopped early). ``snapshots``: epoch -> state
-    dicts. ``seconds``: wall time of the call; ``first_step_at``: wall clock (``time.time()``)
-    after the first step."""
+    dicts (epochs as floats; 0 = the initialisation). ``seconds``: wall time of the call;
+    ``first_step_at``: wall clock (``time.time()``) after the first step."""
 
     config: TrainConfig
     history: pd.DataFrame
     state_dicts: list[dict | None]
-    snapshots: dict[int, list[dict | None]] = field(default_factory=dict)
+    snapshots: dict[float, list[dict | None]] = field(default_factory=dict)
     device: str = "cpu"
     seconds: float = 0.0
     first_step_at: float | None = None

@@ -18,8 +18,9 @@ from typing import Any
 import pandas as pd
 from IPython.display import Pretty
 
+from mlpmnist import store
 from mlpmnist.figures import compose as figures
-from mlpmnist.store import results
+from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep.run import SweepConfig, SweepOutcome
 from mlpmnist.sweep.run import run_sweep as _run_sweep
 
@@ -39,17 +40,6 @@ def _experiments(n: int) -> str:
     return f"{n} experiment" + ("" if n == 1 else "s")
 
 
-def _median_final(record: dict) -> float:
-    """Median over the record's finished replicas of the last test accuracy, in percent (NaN if none)."""
-    finals = [
-        r["history"][-1].get("test_acc")
-        for r in record.get("replicas", [])
-        if r.get("history") and r.get("status") != "diverged"
-    ]
-    finals = [v for v in finals if v is not None]
-    return 100 * float(pd.Series(finals, dtype=float).median()) if finals else float("nan")
-
-
 class LiveView:
     """The live outputs of one sweep: ``update(key, record)`` per finished experiment,
     ``finish(outcome)`` at the end. Experiments already done when it starts are shown at once."""
@@ -62,8 +52,9 @@ class LiveView:
         self.records: dict[str, dict] = {}
         root = Path(config.results_dir)
         for exp in self.experiments:  # resumed sweeps: what is already there
-            if results.done_problem(root, exp) is None:
-                self.records[exp.key()] = results.read_record(results.path(root, "runs", exp.key()))
+            found, _ = store.find(root, exp)
+            if found is not None:
+                self.records[exp.key()] = found.record
         self.before = len(self.records)
         self.t0 = time.perf_counter()
         self.status = display(Pretty(self._status_line()), display_id=True)
@@ -85,7 +76,7 @@ class LiveView:
         """The final state: the figure of every finished experiment of the sweep, its table."""
         try:
             fig: Any = figures.final_accuracy_figure(outcome.frame())
-        except (ValueError, results.StoreError):  # nothing finished: say so instead
+        except (ValueError, store.StoreError):  # nothing finished: say so instead
             fig = Pretty("no experiment finished: see the table")
         done = (outcome.table["status"] != "failed").sum()
         line = (
@@ -103,21 +94,20 @@ class LiveView:
         return f"{done} of {_experiments(n)} finished{before}, {time.perf_counter() - self.t0:.0f} s"
 
     def _figure(self) -> Any:
-        ok = [r for r in self.records.values() if not r.get("error")]
-        if not ok:
+        if not self.records:
             return Pretty("the final-accuracy figure appears here when the first experiment finishes")
-        return figures.final_accuracy_figure(results.frame(ok))
+        return figures.final_accuracy_figure(store.frame(list(self.records.values())))
 
     def _table(self) -> pd.DataFrame:
         rows = []
         for exp in self.experiments:
             record = self.records.get(exp.key())
-            status = "waiting" if record is None else ("failed" if record.get("error") else "done")
             rows.append(
                 {
                     **{name: getattr(exp, name) for name in self.config.grid},
-                    "status": status,
-                    "median_test_acc_%": round(_median_final(record), 2) if record else float("nan"),
+                    "status": "waiting" if record is None else "done",
+                    "failed_seeds": len(failed_seeds(record)) if record else 0,
+                    "median_test_acc_%": round(median_final(record), 2) if record else float("nan"),
                     "seconds": round(float(record.get("seconds") or 0.0), 1) if record else float("nan"),
                 }
             )

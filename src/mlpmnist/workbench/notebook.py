@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent.parent  # mlpmnist itself, not only the workbench
 
 
 def _raised_here(tb: TracebackType | None) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 
-from mlpmnist.store.results import atomic_write_text
+from mlpmnist.store import atomic_write_text
 
 INJECTED = "injected-parameters"
 

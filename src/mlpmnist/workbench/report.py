@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlpmnist.analysis import tables
-from mlpmnist.store.results import atomic_write_text
+from mlpmnist.store import atomic_write_text
 
 START = "<!-- results-table:start -->"
 END = "<!-- results-table:end -->"

@@ -1,0 +1,76 @@
+"""How the science trains: every run is an experiment with a key, trained by the sweep and read
+back from the store, so an interrupted science run resumes and a repeat trains nothing.
+
+A ``Runner`` holds where the experiments go (``results_dir``: the study's store by default, so an
+experiment both need, such as batch 8 at lr 0.1, is trained once), the jobs that train them and
+the ``TrainConfig`` fields every science run shares (``SCIENCE_DEFAULTS``: choices on a fixed
+validation split, only full batches).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlpmnist.config import TrainConfig
+from mlpmnist.errors import SweepError
+from mlpmnist.sweep import SweepConfig, run_sweep
+
+#: The last 5,000 training images are the validation split.
+HOLDOUT = 5000
+#: Every science run: choices on the validation split, and only full batches (n // B steps an
+#: epoch), so every step has the batch size it claims.
+SCIENCE_DEFAULTS: dict[str, Any] = {"holdout": HOLDOUT, "drop_last": True}
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Trains lists of experiments through the store. ``common``: ``TrainConfig`` fields every
+    run shares (over ``SCIENCE_DEFAULTS``: a data limit, the validation split, threads, device);
+    ``workers``: the sweep's jobs (None: one per CPU core, up to 2, or one per GPU)."""
+
+    results_dir: Path
+    data_dir: str | os.PathLike | None = None
+    workers: int | None = None
+    common: dict[str, Any] = field(default_factory=dict)
+    quiet: bool = True
+
+    def config(self, **fields: Any) -> TrainConfig:
+        """A validated ``TrainConfig`` of ``fields`` over ``common`` and ``SCIENCE_DEFAULTS``."""
+        return TrainConfig(**{**SCIENCE_DEFAULTS, **self.common, **fields})
+
+    def train(self, configs: Sequence[TrainConfig], what: str) -> pd.DataFrame:
+        """Train every experiment of ``configs`` that the store does not hold yet (one sweep: its
+        jobs share the cores), print one line (``what``, how many were trained and how long it
+        took), and return the tidy frame of exactly these experiments (``store.load``): one row
+        per experiment, replica and evaluation. ``SweepError`` naming the experiments that failed."""
+        configs = list(dict.fromkeys(configs))
+        t0 = time.perf_counter()
+        sweep = SweepConfig(
+            base=configs[0],
+            grid={},
+            extra=tuple(configs),
+            results_dir=self.results_dir,
+            data_dir=self.data_dir,
+            workers=self.workers,
+        )
+        outcome = run_sweep(sweep, progress=False, log=(lambda _line: None) if self.quiet else print)
+        if outcome.failed:
+            lines = "; ".join(f"{k}: {e}" for k, e in outcome.failed.items())
+            raise SweepError(f"{what}: {len(outcome.failed)} experiment(s) failed ({lines}); rerun to resume")
+        trained = int((outcome.table["status"] == "done").sum())
+        print(f"{what}: {len(configs)} experiments, {trained} trained now, {time.perf_counter() - t0:.0f} s")
+        return outcome.frame()
+
+
+def final_rows(history: pd.DataFrame) -> pd.DataFrame:
+    """The last row of every replica (experiment key, seed and lr; batch size, seed and lr
+    without keys): its final evaluation, or where it diverged or stopped."""
+    keys = [k for k in ("key", "batch_size", "seed", "lr") if k in history.columns]
+    return history.loc[history.groupby(keys)["step"].idxmax()].reset_index(drop=True)

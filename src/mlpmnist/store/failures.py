@@ -1,0 +1,65 @@
+"""Why an experiment's last attempt failed: ``failed/<key>.json``, one schema, written only here.
+
+A failure file is written when an experiment could not be trained or stored (its kernel died or
+hung, a disk filled, a file was in the way) and removed when the experiment next succeeds. Its
+fields: key, error (one line), job (the sweep job that tried, or None), config (the experiment's
+``TrainConfig.to_dict()``, or None), start_seconds (from its job's start to its first step, or
+None) and time (when it was written, ISO 8601).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from typing import Any
+
+from mlpmnist.errors import StoreError
+from mlpmnist.store.files import atomic_write_text, path
+
+
+def write_failure(
+    results_dir: str | os.PathLike,
+    key: str,
+    error: str,
+    *,
+    job: str | None = None,
+    config: dict[str, Any] | None = None,
+    start_seconds: float | None = None,
+) -> str:
+    """Write ``failed/<key>.json``; returns ``error``, with a clause added when the file itself
+    cannot be written (a full disk: the caller still reports the failure in its own words)."""
+    ok = start_seconds is not None and math.isfinite(start_seconds)
+    failure = {
+        "key": key,
+        "error": error,
+        "job": job,
+        "config": config,
+        "start_seconds": start_seconds if ok else None,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    target = path(results_dir, "failed", key)
+    try:
+        atomic_write_text(target, json.dumps(failure, indent=1, allow_nan=False))
+    except (OSError, StoreError) as e:
+        return (
+            f"{error}; {target} could not be written either ({e.strerror if isinstance(e, OSError) else e})"
+        )
+    return error
+
+
+def read_failure(results_dir: str | os.PathLike, key: str) -> dict[str, Any] | None:
+    """The failure file of ``key`` as written by ``write_failure``, or None when there is none or
+    it does not read."""
+    with contextlib.suppress(OSError, ValueError):
+        failure = json.loads(path(results_dir, "failed", key).read_text(encoding="utf-8"))
+        if isinstance(failure, dict) and isinstance(failure.get("error"), str):
+            return failure
+    return None
+
+
+def clear_failure(results_dir: str | os.PathLike, key: str) -> None:
+    """Remove ``key``'s failure file, if any (its experiment is being run again)."""
+    path(results_dir, "failed", key).unlink(missing_ok=True)

@@ -1,0 +1,87 @@
+"""Who runs an experiment now: one lock per key (``filelock``), its holder written beside it, so an
+experiment never runs twice at once and a waiting process can say who holds it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from mlpmnist.store.files import atomic_write_text, path
+
+
+def _owner_path(root: Path, key: str) -> Path:
+    return path(root, "locks", key).with_suffix(".owner")
+
+
+def owner(root: str | os.PathLike, key: str) -> str:
+    """Who holds ``key``'s lock, in words ('pid 123 (stopped) on host, job j, since 40 s'), as far
+    as known; a process on this host is said to be stopped (SIGSTOP, Ctrl-Z) or gone if it is."""
+    try:
+        o = json.loads(_owner_path(Path(root), key).read_text())
+        state = _state(int(o["pid"])) if o["host"] == socket.gethostname() else ""
+        return f"pid {o['pid']}{state} on {o['host']}, job {o['job']}, since {time.time() - o['since']:.0f} s"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that did not say who it is"
+
+
+def _state(pid: int) -> str:
+    """' (stopped)' or ' (gone)' for a process of this host in that state, else ''."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "" if alive(pid) else " (gone)"  # no /proc: all that can be told
+    return {"T": " (stopped)", "t": " (stopped)", "Z": " (gone)", "X": " (gone)"}.get(state, "")
+
+
+class Claims:
+    """The locks a job holds (a context manager: every lock it took is released on exit)."""
+
+    def __init__(self, root: Path, job: str) -> None:
+        self.root, self.job = root, job
+        self.locks: dict[str, Any] = {}
+
+    def take(self, key: str) -> bool:
+        """Take ``key``'s lock without waiting; False when another process holds it."""
+        from filelock import FileLock, Timeout
+
+        lock_path = path(self.root, "locks", key)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_path, blocking=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            return False
+        self.locks[key] = lock
+        mine = {"pid": os.getpid(), "host": socket.gethostname(), "job": self.job, "since": time.time()}
+        with contextlib.suppress(OSError):  # who holds it is a courtesy; a full disk must not stop us
+            atomic_write_text(_owner_path(self.root, key), json.dumps(mine))
+        return True
+
+    def release(self, key: str) -> None:
+        """Give ``key``'s lock back."""
+        lock = self.locks.pop(key, None)
+        if lock is not None:
+            _owner_path(self.root, key).unlink(missing_ok=True)
+            lock.release()
+
+    def __enter__(self) -> Claims:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for key in list(self.locks):
+            self.release(key)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,283 @@
+"""Run records: one JSON file per experiment (``runs/<key>.json``) holding its config, each
+replica's history and how it ended, and what made it (versions, code, machine).
+
+A record is written last, after the weights, so its presence marks the experiment finished; it is
+read back only through ``read_record``, which refuses anything that is not a record, and trusted
+only through ``store.trust``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from mlpmnist import paths
+from mlpmnist.config import TrainConfig, baseline, field_names
+from mlpmnist.errors import StoreError
+from mlpmnist.store.files import atomic_write_bytes, atomic_write_text, path, what_is
+from mlpmnist.store.weights import models_bytes
+from mlpmnist.training.result import TrainResult
+
+RECORD_VERSION = 3
+#: How a replica ended: finished its epochs (ok), stopped at its validation target (reached),
+#: ended at chance level (collapsed) or diverged.
+STATUSES = ("ok", "reached", "collapsed", "diverged")
+
+
+def _clean(v: object) -> object:
+    # JSON has no NaN/inf; a diverged replica's metrics become null.
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that shape the numbers."""
+    import numpy as np
+
+    return {
+        "mlpmnist": paths.package_version(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _cpu() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(device: str, threads: int | None) -> dict[str, Any]:
+    """What made a run, as far as bitwise results depend on it: the package's git commit and
+    whether its tree had changes (None outside a checkout), the CPU model, torch's intra-op
+    threads (``threads``, else torch's default), the torch build (version and CUDA) and the
+    device (and its name on a GPU)."""
+    root = paths.project_root(Path(__file__).parent)
+    commit = _git(root, "rev-parse", "HEAD") if root else None
+    status = _git(root, "status", "--porcelain", "--untracked-files=no") if commit and root else None
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else None
+    return {
+        "git_commit": commit,
+        "git_dirty": None if status is None else bool(status),
+        "cpu": _cpu(),
+        "threads": threads if threads is not None else torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "device": device,
+        "device_name": name,
+    }
+
+
+def replica_status(history: list[dict], epochs: int | None = None) -> str:
+    """How a replica ended (``STATUSES``), from its history rows: diverged or collapsed by its last
+    row's flags; reached when it stopped before ``epochs`` at a validation target; else ok."""
+    if not history:
+        return "ok"
+    last = history[-1]
+    if last.get("diverged"):
+        return "diverged"
+    if last.get("collapsed"):
+        return "collapsed"
+    if last.get("reached"):
+        return "reached"
+    return "ok"
+
+
+def make_record(result: TrainResult, **extra: Any) -> dict:
+    """The JSON-ready record of one training call: key, config, per-replica status and history,
+    versions, provenance, device, total seconds, the seeds that diverged and collapsed, ``note``
+    (what went wrong with them, one line, or None) and ``extra`` (e.g. ``job``: which job trained
+    it, ``weights_sha256``)."""
+    from mlpmnist.training.health import outcome_message
+
+    history: dict[tuple, list[dict[str, Any]]] = {}
+    for row in result.history.to_dict("records"):
+        history.setdefault((row["seed"], row["lr"]), []).append({k: _clean(v) for k, v in row.items()})
+    replicas: list[dict[str, Any]] = [
+        {
+            "seed": s,
+            "lr": lr,
+            "status": replica_status(history.get((s, lr), [])),
+            "history": history.get((s, lr), []),
+        }
+        for s, lr in zip(result.config.seeds, result.config.lrs, strict=True)
+    ]
+    last = [r["history"][-1] for r in replicas if r["history"]]
+    return {
+        "version": RECORD_VERSION,
+        "key": result.config.key(),
+        "config": result.config.to_dict(),
+        "replicas": replicas,
+        "versions": versions(),
+        "provenance": provenance(result.device, result.config.threads),
+        "device": result.device,
+        "seconds": result.seconds,
+        "first_step_at": result.first_step_at,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "diverged": [r["seed"] for r in replicas if r["status"] == "diverged"],
+        "collapsed": [r["seed"] for r in replicas if r["status"] == "collapsed"],
+        "note": outcome_message(result.config, last),
+        **extra,
+    }
+
+
+def record_text(record: dict) -> str:
+    """A run record as the JSON text of its file (no NaN: JSON has none)."""
+    return json.dumps(record, indent=1, allow_nan=False) + "\n"
+
+
+def write_record(record: dict, target: str | os.PathLike) -> Path:
+    """Atomically write a run record as JSON; returns the path."""
+    return atomic_write_text(target, record_text(record))
+
+
+def read_record(source: str | os.PathLike) -> dict:
+    """Read a run record; raise ``StoreError`` naming the file, what is wrong and what to do when
+    it is not one (``record_problem``)."""
+    source = Path(source)
+    if source.exists() and not source.is_file():  # a FIFO would block the read for ever
+        raise StoreError(f"{source} is not a readable run record ({what_is(source)}); delete it and rerun")
+    try:
+        record = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise StoreError(f"{source} is not a readable run record ({e}); delete it and rerun") from e
+    problem = record_problem(record)
+    if problem:
+        raise StoreError(f"{source} is not a run record ({problem}); delete it and rerun")
+    return record
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def record_problem(record: object) -> str | None:
+    """What makes ``record`` (parsed JSON) not a run record, or None: a config with a batch size,
+    replicas each with a known status and a history whose rows have a numeric epoch and, at every
+    epoch end, a numeric test accuracy (null once it diverged)."""
+    if not (isinstance(record, dict) and isinstance(record.get("config"), dict)):
+        return "no config"
+    if "batch_size" not in record["config"]:
+        return "no config with batch_size"
+    for field in ("error", "note"):
+        if not isinstance(record.get(field), (str, type(None))):
+            return f"{field} {record[field]!r} is neither text nor null"
+    for field in ("collapsed", "diverged"):
+        seeds = record.get(field, [])
+        if not (isinstance(seeds, list) and all(_number(s) for s in seeds)):
+            return f"{field} {seeds!r} is not a list of seeds"
+    if not _number(record.get("seconds", 0)):
+        return f"seconds {record['seconds']!r} is not a number"
+    reps = record.get("replicas")
+    if not isinstance(reps, list) or not reps:
+        return "no replicas"
+    for r in reps:
+        if not isinstance(r, dict) or not isinstance(r.get("history"), list):
+            return "a replica without a history"
+        if r.get("status") not in STATUSES:
+            return (
+                f"replica {r.get('seed')!r} has status {r.get('status')!r}, not one of {', '.join(STATUSES)}"
+            )
+        for row in r["history"]:
+            if not (isinstance(row, dict) and _number(row.get("epoch"))):
+                return f"replica {r.get('seed')!r} has a history row without a numeric epoch"
+            acc, end = row.get("test_acc"), float(row["epoch"]).is_integer()
+            if end and not (_number(acc) or (acc is None and row.get("diverged"))):
+                return f"replica {r.get('seed')!r} has a history row without a numeric epoch and test_acc"
+    return None
+
+
+def median_final(record: dict) -> float:
+    """The median over the record's replicas that did not diverge of their last test accuracy,
+    in percent (NaN when there is none): the one number a progress line or table shows."""
+    finals = [
+        row["test_acc"]
+        for r in record.get("replicas", [])
+        if r.get("status") != "diverged"
+        for row in r.get("history", [])[-1:]
+        if isinstance(row.get("test_acc"), (int, float))
+    ]
+    return 100 * float(statistics.median(finals)) if finals else math.nan
+
+
+def failed_seeds(record: dict) -> list[int]:
+    """The seeds of the record's replicas that failed: diverged or ended at chance level."""
+    return [r["seed"] for r in record.get("replicas", []) if r.get("status") in ("diverged", "collapsed")]
+
+
+def record_key(record: dict) -> str:
+    """The record's experiment key (computed from its config for records that predate keys)."""
+    if "key" in record:
+        return record["key"]
+    return stored_config(record).key()
+
+
+def stored_config(record: dict, cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
+    """The config (a ``cls``) a record was made with; fields it predates take their baseline, so
+    a record made before a field existed reads as the computation it was."""
+    names = field_names(cls)
+    known = {k: v for k, v in record["config"].items() if k in names}
+    return cls.from_mapping({**{k: baseline(k, cls) for k in names if k not in known}, **known})
+
+
+#: What a record takes per replica and epoch (about 500 bytes measured), its fixed part, and an
+#: executed experiment notebook (15-60 kB measured): the space checks' estimates, on the high side.
+RECORD_BYTES_PER_EPOCH = 700
+RECORD_BYTES = 4_000
+NOTEBOOK_BYTES = 60_000
+
+
+def output_bytes(config: TrainConfig) -> dict[str, int]:
+    """Bytes that ``config``'s experiment writes, estimated from above: ``record``, ``weights``
+    (every replica's parameters at the config's dtype, once at the end and once per snapshot,
+    plus the file's own overhead) and ``notebook``."""
+    layers = [config.spec.n_features, *config.hidden, config.spec.n_classes]
+    params = sum((a + 1) * b for a, b in zip(layers, layers[1:], strict=False))
+    itemsize = 8 if config.dtype == "float64" else 4
+    n, copies = len(config.seeds), 1 + len(config.snapshots)
+    return {
+        "record": RECORD_BYTES + n * (config.epochs * RECORD_BYTES_PER_EPOCH + 100),
+        "weights": 8_000 + n * copies * (params * itemsize + 2_000),
+        "notebook": NOTEBOOK_BYTES,
+    }
+
+
+def save_result(result: TrainResult, results_dir: str | os.PathLike, **extra: Any) -> dict:
+    """Store ``result`` under ``results_dir``: its weights file, then its record (with the weights'
+    SHA-256 and ``extra``), each atomically; the record last, since it marks the experiment
+    finished. Returns the record."""
+    key = result.config.key()
+    weights = models_bytes(result)
+    atomic_write_bytes(path(results_dir, "models", key), weights)
+    record = make_record(result, weights_sha256=hashlib.sha256(weights).hexdigest(), **extra)
+    write_record(record, path(results_dir, "runs", key))
+    return record

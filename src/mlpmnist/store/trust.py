@@ -1,0 +1,170 @@
+"""The one trust check. Every reader of the store goes through it: the sweep (what it may skip),
+``load`` and ``figures`` (what they may draw), the notebooks' model cells and the live view.
+
+A stored experiment is trusted when its record reads as a record, names the key its file is named
+by, is for the configuration that key stands for, holds one replica per (seed, lr) with a history
+to the last epoch (or to where it diverged or reached its target), and its weights file is the one
+the record names (its SHA-256; for records made before checksums, the key inside the file).
+Anything else is not trusted: the sweep reruns it, and a reader refuses it by name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlpmnist.config import TrainConfig, check_names, field_types
+from mlpmnist.errors import StoreError
+from mlpmnist.model import MLP
+from mlpmnist.store.files import path, what_is
+from mlpmnist.store.records import output_bytes, read_record, record_key, stored_config
+from mlpmnist.store.weights import load_models, read_payload, sha256
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A trusted experiment: its ``key``, ``record`` and the results folder ``root`` it is in."""
+
+    key: str
+    record: dict
+    root: Path
+
+    @property
+    def config(self) -> TrainConfig:
+        """The configuration the record was made with (``records.stored_config``)."""
+        return stored_config(self.record)
+
+    def models(self, epoch: float | None = None) -> dict[int, MLP]:
+        """Seed -> trained ``MLP`` (eval mode, CPU): its final weights, or its snapshot after
+        ``epoch`` (see ``weights.load_models``)."""
+        return load_models(path(self.root, "models", self.key), epoch)
+
+
+def replicas_problem(record: dict, config: TrainConfig) -> str | None:
+    """What is missing from the record's replicas for ``config``, or None."""
+    reps = {(r.get("seed"), r.get("lr")): r for r in record["replicas"]}
+    if len(reps) != len(record["replicas"]) or set(reps) != set(config.replicas):
+        return (
+            f"its record holds {len(record['replicas'])} replicas, not the {len(config.seeds)} of its seeds"
+        )
+    for (seed, _), r in reps.items():
+        ends = {row["epoch"] for row in r["history"] if float(row["epoch"]).is_integer()}
+        if r["status"] not in ("diverged", "reached") and not set(range(1, config.epochs + 1)) <= ends:
+            return f"seed {seed}'s history stops before epoch {config.epochs}"
+    return None
+
+
+def weights_problem(root: Path, key: str, record: dict, config: TrainConfig) -> str | None:
+    """Why ``key``'s weights file is not the one ``record`` names, or None."""
+    models = path(root, "models", key)
+    if not models.is_file():
+        return "no weights file" if not os.path.lexists(models) else f"its weights are {what_is(models)}"
+    want = record.get("weights_sha256")
+    try:
+        if want is not None:
+            # Far larger than its experiment writes: not its weights, and not worth reading.
+            got = sha256(models, limit=4 * output_bytes(config)["weights"] + (1 << 20))
+            return None if got == want else "its weights file is not the one its record names (checksum)"
+        payload = read_payload(models)  # records made before checksums: the key inside
+        owner = payload.get("key") or stored_config({"config": payload["config"]}).key()
+    except (OSError, StoreError, KeyError, TypeError, ValueError) as e:
+        return f"its weights do not read ({str(e).split(';')[0] or type(e).__name__})"
+    return None if owner == key else "its weights file belongs to another experiment"
+
+
+def problem(
+    root: str | os.PathLike, key: str, config: TrainConfig | None = None
+) -> tuple[dict | None, str | None]:
+    """(record, None) when the experiment stored under ``key`` is trusted (see the module), else
+    (None, why not: one phrase, e.g. 'no record'). Given ``config``, the record must also be for
+    that computation."""
+    root = Path(root)
+    run = path(root, "runs", key)
+    if not os.path.lexists(run):
+        return None, "no record"
+    try:
+        record = read_record(run)
+    except StoreError as e:
+        return None, str(e).split(" is ", 1)[-1].split(";")[0]
+    if record_key(record) != key:
+        return None, f"its record names another key ({str(record_key(record))[:80]!r})"
+    try:
+        stored = stored_config(record, type(config) if config is not None else TrainConfig)
+    except (ValueError, TypeError) as e:
+        return None, f"its record's config does not read ({e})"
+    if stored.key() != key or (config is not None and stored.identity() != config.identity()):
+        return None, "its record is for another configuration"
+    why = replicas_problem(record, stored) or weights_problem(root, key, record, stored)
+    return (None, why) if why else (record, None)
+
+
+def find(root: str | os.PathLike, config: TrainConfig) -> tuple[Stored | None, str | None]:
+    """``config``'s trusted experiment in ``root`` (and None), or None and why it is not there
+    or not trusted."""
+    record, why = problem(root, config.key(), config)
+    return (Stored(config.key(), record, Path(root)), None) if record is not None else (None, why)
+
+
+def trusted(root: str | os.PathLike, key: str) -> Stored:
+    """The trusted experiment ``key`` in ``root``; ``StoreError`` naming it and why it is not
+    trusted, and what to do."""
+    record, why = problem(root, key)
+    if record is None:
+        where = path(root, "runs", key)
+        raise StoreError(f"{where} cannot be used: {why}; rerun its sweep (or delete its files)")
+    return Stored(key, record, Path(root))
+
+
+def _options(name: str, want: Any) -> list:
+    """The values ``where`` allows for field ``name``: one value, or a list of them."""
+    many = isinstance(want, (list, tuple, set))
+    if field_types()[name] == tuple[int, ...]:  # seeds, hidden: a list is one value unless nested
+        many = many and all(isinstance(w, (list, tuple)) for w in want)
+        return (
+            [tuple(w) for w in want] if many else [tuple(want) if isinstance(want, (list, tuple)) else want]
+        )
+    return list(want) if many else [want]
+
+
+def matches(config: TrainConfig, where: Mapping[str, Any]) -> bool:
+    """Whether ``config``'s field equals, for each name of ``where``, its value or one of its values."""
+    return all(getattr(config, name) in _options(name, want) for name, want in where.items())
+
+
+def stored(
+    results_dir: str | os.PathLike,
+    *,
+    keys: Sequence[str] | None = None,
+    where: Mapping[str, Any] | None = None,
+) -> list[Stored]:
+    """Every experiment under ``results_dir/runs`` (only ``keys``, where given; only those whose
+    config fields match ``where``, e.g. ``{"batch_size": [64, 128], "lr": 0.1}``), each through the
+    trust check, in key order. ``StoreError`` naming the first record that is not trusted, and
+    when none matches."""
+    runs = Path(results_dir) / "runs"
+    if where:
+        check_names(where)
+    if not runs.is_dir():
+        if os.path.lexists(runs):
+            raise StoreError(
+                f"{runs} is not a folder ({what_is(runs)}); remove it or choose another --results"
+            )
+        raise StoreError(
+            f"no run records in {runs} (the folder does not exist); run a sweep or `mlpmnist train` first"
+        )
+    wanted = None if keys is None else set(keys)
+    out = []
+    for run in sorted(runs.glob("*.json")):
+        if wanted is not None and run.stem not in wanted:
+            continue
+        found = trusted(results_dir, run.stem)
+        if where and not matches(found.config, where):
+            continue
+        out.append(found)
+    if not out:
+        what = "" if keys is None and not where else " matching the selection"
+        raise StoreError(f"no run records{what} in {runs}; run a sweep or `mlpmnist train` first")
+    return out

@@ -1,0 +1,97 @@
+"""Weights files: ``models/<key>.pt`` holds every replica's final weights (None where it diverged
+or stopped early), the snapshots its config asked for, and the experiment's key and config. They
+are written with ``torch.save`` and read only with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlpmnist.errors import StoreError
+from mlpmnist.model import MLP
+from mlpmnist.store.files import atomic_write_bytes
+from mlpmnist.training.result import TrainResult
+
+_CHUNK = 1 << 20
+
+
+def models_bytes(result: TrainResult) -> bytes:
+    """The weights file of ``result`` as ``torch.save`` bytes: key, config, seeds, lrs, each
+    replica's final state dict (None for those that diverged or stopped early) and
+    ``snapshots`` (epoch -> state dicts, as ``TrainResult.snapshots``)."""
+    payload = {
+        "key": result.config.key(),
+        "config": result.config.to_dict(),
+        "seeds": list(result.config.seeds),
+        "lrs": list(result.config.lrs),
+        "state_dicts": result.state_dicts,
+        "snapshots": {float(e): sds for e, sds in result.snapshots.items()},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def save_models(result: TrainResult, target: str | os.PathLike) -> Path:
+    """Atomically save ``models_bytes(result)`` at ``target``; returns the path."""
+    return atomic_write_bytes(target, models_bytes(result))
+
+
+def sha256(source: Path, limit: int) -> str:
+    """The hex SHA-256 of ``source``, read in chunks; ``StoreError`` when it is larger than
+    ``limit`` bytes (a file far larger than its experiment can write is not its weights)."""
+    size = source.stat().st_size
+    if size > limit:
+        raise StoreError(f"{source} is {size:,} bytes, far more than its experiment writes")
+    h = hashlib.sha256()
+    with open(source, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_payload(source: str | os.PathLike) -> dict[str, Any]:
+    """The dict a weights file holds (``weights_only=True``); ``StoreError`` naming the file when
+    it is not one, in the package's words (never torch's advice to load untrusted files)."""
+    source = Path(source)
+    if not source.is_file():
+        raise StoreError(f"no weights file {source}; run the sweep that trains it first")
+    try:
+        payload = torch.load(source, map_location="cpu", weights_only=True)
+        if not (isinstance(payload, dict) and isinstance(payload.get("state_dicts"), list)):
+            raise ValueError("no state_dicts")
+    except Exception as e:  # torch raises many types for truncated or foreign files
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        if "weights_only" in reason or "Weights only load failed" in reason:
+            reason = "it holds objects other than weights"
+        raise StoreError(
+            f"{source} is not a readable weights file ({reason}); delete it and rerun its sweep"
+        ) from e
+    return payload
+
+
+def _models(payload: dict, state_dicts: list) -> dict[int, MLP]:
+    return {
+        seed: MLP.from_state_dict(sd)
+        for seed, sd in zip(payload["seeds"], state_dicts, strict=True)
+        if sd is not None
+    }
+
+
+def load_models(source: str | os.PathLike, epoch: float | None = None) -> dict[int, MLP]:
+    """Seed -> ``MLP`` (eval mode, CPU) from a weights file: the final weights, or the snapshot
+    after ``epoch`` (0 = the initialisation). Replicas without weights there (diverged, stopped)
+    are left out. ``StoreError`` naming the file when it does not read or lacks that snapshot.
+    Call it on a file the store trusts (``store.trusted_models``)."""
+    payload = read_payload(source)
+    if epoch is None:
+        return _models(payload, payload["state_dicts"])
+    snaps = {float(e): sds for e, sds in (payload.get("snapshots") or {}).items()}
+    if float(epoch) not in snaps:
+        raise StoreError(f"{source} holds no snapshot after epoch {epoch:g} (it has {sorted(snaps)})")
+    return _models(payload, snaps[float(epoch)])
