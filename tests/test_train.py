@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mlpmnist import TrainConfig, train
-from mlpmnist.data.loader import TRAIN_SIZE
+from mlpmnist.data.specs import MNIST
 from mlpmnist.training.augment import translate
 from mlpmnist.training.health import chance_loss
 
@@ -149,7 +149,7 @@ def test_snapshots(mnist):
 
 BAD = [
     ({"batch_size": 0}, "batch_size"),
-    ({"batch_size": TRAIN_SIZE + 1}, "batch_size"),
+    ({"batch_size": MNIST.train_size + 1}, "batch_size"),
     ({"batch_size": 2.5}, "batch_size"),
     ({"batch_size": 600, "train_limit": 500}, "batch_size"),
     ({"epochs": 0}, "epochs"),
@@ -268,5 +268,5 @@ def test_transform_hook_and_max_shift(mnist):
     # translate moves an image by whole pixels and fills with background.
     img = torch.full((1, 784), -1.0)
     img[0, 14 * 28 + 14] = 1.0
-    moved = translate(img, torch.tensor([8]), 1)  # shift index 8: (dy, dx) = (+1, +1)
+    moved = translate(img, torch.tensor([8]), 1, (28, 28))  # shift index 8: (dy, dx) = (+1, +1)
     assert moved[0, 15 * 28 + 15] == 1.0 and moved.sum() == img.sum()

@@ -27,10 +27,11 @@ dtype, divergence handling and history columns are those of every other run.
 - ``presets``: ``FULL`` and ``QUICK``, ``preset``; ``summary``: ``summary_record``,
   ``Stopwatch``. Each study's ``*_report`` gives the numbers behind its claims as text.
 
-The figures are in ``mlpmnist.plots.science``. Every run here takes only full batches
-(``drop_last``): n // B steps an epoch, each of exactly B examples; the reference study keeps
-the remainder as a smaller last batch, like the original DataLoader. Accuracies are fractions
-in [0, 1], losses mean cross-entropy in nats, times in seconds.
+The figures are in ``mlpmnist.figures.science`` (``mlpmnist.figures.registry`` names them).
+Every run here takes only full batches (``drop_last``): n // B steps an epoch, each of exactly B
+examples; the reference study keeps the remainder as a smaller last batch, like the original
+DataLoader. Accuracies are fractions in [0, 1], losses mean cross-entropy in nats, times in
+seconds.
 """
 
 from mlpmnist.science.ceiling import (

@@ -114,7 +114,7 @@ class Ceiling:
 
 
 def measure_ceiling(
-    search: pd.DataFrame, preset: Preset, data: mdata.MNIST, *, concurrency: int | None = None
+    search: pd.DataFrame, preset: Preset, data: mdata.Data, *, concurrency: int | None = None
 ) -> Ceiling:
     """The ceiling study of ``preset`` next to an lr search of its first seed set (``search``):
     lambda_max at initialisation and after each of the sharpness epochs at lr 0.1, per batch

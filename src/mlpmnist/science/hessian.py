@@ -339,7 +339,7 @@ def sample_split(split: mdata.Split, n: int | None, seed: int = 0) -> tuple[torc
 def lambda_max_during_training(
     batch_sizes: Sequence[int],
     lrs: Sequence[float],
-    data: mdata.MNIST | None = None,
+    data: mdata.Data | None = None,
     *,
     seeds: Sequence[int] = (0,),
     epochs: Iterable[int] = (0, 1, 2),
@@ -381,7 +381,7 @@ def lambda_max_during_training(
     return pd.concat(frames, ignore_index=True)
 
 
-def network_inputs(config: TrainConfig, data: mdata.MNIST) -> mdata.Split:
+def network_inputs(config: TrainConfig, data: mdata.Data) -> mdata.Split:
     """The training split as the network of ``config`` sees it: ``train_limit`` and ``holdout``
     applied, and the pixels as ``config.inputs`` presents them (scaled, centred, standardised)."""
     split, _ = split_train(data.train, config)

@@ -124,7 +124,7 @@ def mlp_chunk_grads(state_dict: dict[str, torch.Tensor]) -> ChunkGrads:
 def noise_scale_during_training(
     batch_size: int,
     lr: float,
-    data: mdata.MNIST | None = None,
+    data: mdata.Data | None = None,
     *,
     seeds: Sequence[int] = (0,),
     epochs: Iterable[int] = (0, 1, 2, 4, 8),

@@ -46,13 +46,17 @@ class Outputs:
         return f"summary -> {summary}; figures -> {paths.shown(self.media)}/"
 
     def show(self, fig: Figure, name: str) -> Path:
-        """Display ``fig`` (in a notebook), then write it as ``<media>/<name>.png``; returns the path."""
+        """Display ``fig`` (in a notebook), then write it as ``<media>/<name>.png`` the way every
+        figure is saved (``compose.save_figures``); returns the path. ``name`` is a science
+        figure's name in the figure registry (``ValueError`` otherwise, before anything shows)."""
         from IPython.display import display
 
-        from mlpmnist.figures import save
+        from mlpmnist.figures import registry
+        from mlpmnist.figures.compose import save_figures
 
+        registry.entry(name, "science")
         display(fig)
-        path = save(fig, self.media / f"{name}.png")
+        (path,) = save_figures({name: fig}, self.media)
         print(f"saved {paths.shown(path)}")
         return path
 

@@ -65,7 +65,7 @@ REFERENCE_RECIPE = Recipe(
 
 
 def train_tuned(
-    recipe: Recipe, seeds: Sequence[int], data: mdata.MNIST | None = None, **fields: Any
+    recipe: Recipe, seeds: Sequence[int], data: mdata.Data | None = None, **fields: Any
 ) -> pd.DataFrame:
     """Train ``recipe`` for every seed in lockstep with ``train``; returns its per-epoch history
     (seed, lr, epoch, step, train/val/test loss and accuracy, ..., diverged).
@@ -95,7 +95,7 @@ class RecipeRun:
 
 
 def run_recipe(
-    recipe: Recipe, seeds: Sequence[int], data: mdata.MNIST | None = None, **fields: Any
+    recipe: Recipe, seeds: Sequence[int], data: mdata.Data | None = None, **fields: Any
 ) -> RecipeRun:
     """``train_tuned`` as a ``RecipeRun``."""
     history = train_tuned(recipe, seeds, data, **fields)
@@ -105,7 +105,7 @@ def run_recipe(
 def run_recipes(
     recipes: Sequence[Recipe],
     seeds: Sequence[int],
-    data: mdata.MNIST | None = None,
+    data: mdata.Data | None = None,
     *,
     progress: bool = False,
     concurrency: int | None = None,

@@ -149,7 +149,7 @@ def train_to_target(
     batch_size: int,
     lrs: Sequence[float],
     seeds: Sequence[int],
-    data: mdata.MNIST | None = None,
+    data: mdata.Data | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
     """Train at constant lr until validation accuracy reaches ``target``, evaluated often.
@@ -186,7 +186,7 @@ def candidate_lrs(summary: pd.DataFrame, best: pd.DataFrame) -> dict[int, tuple[
 def steps_to_target(
     candidates: Mapping[int, Sequence[float]],
     seeds: Sequence[int],
-    data: mdata.MNIST | None = None,
+    data: mdata.Data | None = None,
     *,
     progress: bool = False,
     concurrency: int | None = None,

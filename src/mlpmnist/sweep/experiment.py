@@ -193,7 +193,7 @@ def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
     its experiments, and the others go on; each failure is also written to ``failed/<key>.json``
     where it can be."""
     t0 = time.time()
-    datasets: dict[str, mdata.MNIST] = {}
+    datasets: dict[str, mdata.Data] = {}
     rows: dict[str, dict] = {}
     with Heartbeat(heartbeat_path(exp.results_dir, exp.job)) as beat:
         for dataset in dict.fromkeys(c.dataset for c in exp.configs):

@@ -105,9 +105,7 @@ class _Data:
     evals: dict[str, mdata.Split]
 
 
-def _data(
-    config: TrainConfig, data: mdata.MNIST, device: torch.device, splits: Sequence[str] | None
-) -> _Data:
+def _data(config: TrainConfig, data: mdata.Data, device: torch.device, splits: Sequence[str] | None) -> _Data:
     dtype = DTYPES[config.dtype]
     train_split, val_split = split_train(data.train, config)
     X, Y = train_split.x.to(device, dtype), train_split.y.to(device)
@@ -176,7 +174,7 @@ class _Run:
         self.engine: Engine = make_engine(
             c.engine, [m.to(dtype) for m in models], device, c.optimizer, c.momentum, c.weight_decay
         )
-        self.shifts = ReplicaShifts(c.max_shift, c.seeds, device) if c.max_shift else None
+        self.shifts = ReplicaShifts(c.max_shift, c.seeds, c.spec.image_shape, device) if c.max_shift else None
         self.replicas = list(config.replicas)
         self.alive = list(range(len(self.replicas)))  # indices into replicas, in engine order
         self.lrs = torch.tensor(config.lrs, dtype=dtype, device=device)
@@ -260,7 +258,7 @@ class _Run:
 
 def train(
     config: TrainConfig,
-    data: mdata.MNIST | None = None,
+    data: mdata.Data | None = None,
     *,
     progress: bool = True,
     verbose: bool = True,
@@ -313,7 +311,7 @@ def train(
     )
 
 
-def _own(config: TrainConfig, data: mdata.MNIST | None) -> mdata.MNIST:
+def _own(config: TrainConfig, data: mdata.Data | None) -> mdata.Data:
     """``data``, or the config's dataset loaded; ``ValueError`` when it is another dataset."""
     data = data if data is not None else mdata.load(dataset=config.dataset)
     if data.spec.name != config.dataset:

@@ -46,7 +46,7 @@ def default_concurrency(device: torch.device) -> int:
     return GPU_CONCURRENCY if device.type == "cuda" else 1
 
 
-def _train_one(group: Group, data: mdata.MNIST, device: torch.device, hooks: dict[str, Any]) -> GroupOutcome:
+def _train_one(group: Group, data: mdata.Data, device: torch.device, hooks: dict[str, Any]) -> GroupOutcome:
     t0 = time.perf_counter()
     stream = torch.cuda.Stream(device) if device.type == "cuda" else None
     try:
@@ -71,7 +71,7 @@ def _worker_start(root: str, dataset: str) -> None:
 
 
 #: What a CPU worker process loaded at its start (only ever set inside a worker process).
-_WORKER: dict[str, mdata.MNIST] = {}
+_WORKER: dict[str, mdata.Data] = {}
 
 
 def _train_in_worker(group: Group, hooks: dict[str, Any]) -> GroupOutcome:
@@ -79,7 +79,7 @@ def _train_in_worker(group: Group, hooks: dict[str, Any]) -> GroupOutcome:
 
 
 def _processes(
-    groups: list[Group], data: mdata.MNIST, n: int, keywords: Callable[[Group], dict[str, Any]]
+    groups: list[Group], data: mdata.Data, n: int, keywords: Callable[[Group], dict[str, Any]]
 ) -> Iterator[GroupOutcome]:
     """``groups`` in ``n`` spawned worker processes that each load ``data`` from its files."""
     from concurrent.futures import ProcessPoolExecutor
@@ -118,7 +118,7 @@ def _died(e: Exception) -> str:
 
 def train_groups(
     groups: Iterable[Group],
-    data: mdata.MNIST,
+    data: mdata.Data,
     *,
     concurrency: int | None = None,
     on_eval: Callable[[list[dict]], None] | None = None,
@@ -163,7 +163,7 @@ def train_groups(
 
 def train_many(
     configs: Sequence[TrainConfig],
-    data: mdata.MNIST,
+    data: mdata.Data,
     *,
     hooks: Sequence[dict[str, Any]] | None = None,
     concurrency: int | None = None,
