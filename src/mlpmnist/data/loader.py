@@ -1,6 +1,6 @@
 """Image datasets as whole in-memory tensors: checked, flattened and scaled to [-1, 1].
 
-Every function works from a dataset's ``DatasetSpec`` (``mlpmnist.datasets``) alone: where its
+Every function works from a dataset's ``DatasetSpec`` (``mlpmnist.data.specs``) alone: where its
 four IDX files live, their sizes and checksums, and the mirrors that serve them. The files are
 read directly (a big-endian header, then uint8 data) and missing ones are downloaded with
 urllib, so nothing here imports torchvision.

@@ -26,10 +26,16 @@ def _images(x: torch.Tensor, spec: DatasetSpec) -> np.ndarray:
     return x.detach().cpu().reshape(-1, *spec.image_shape).numpy()
 
 
-def _title_size(spec: DatasetSpec, short: int = 10, long: int = 8) -> int:
-    """Font size of titles that name classes: smaller when a name is longer than a few letters
-    (Fashion-MNIST's 'Ankle boot'), so it fits over its image."""
-    return short if max(len(c) for c in spec.classes) <= 5 else long
+def _short_names(spec: DatasetSpec) -> bool:
+    """Whether every class name is a few letters at most (MNIST's digits, KMNIST's syllables):
+    then titles over images name them as they always did; longer names (Fashion-MNIST's 'Ankle
+    boot') get smaller type (``_title_size``) and lines of their own, so they fit their image."""
+    return max(len(c) for c in spec.classes) <= 5
+
+
+def _title_size(spec: DatasetSpec) -> int:
+    """Font size of the titles that name classes over images (``_short_names``)."""
+    return 10 if _short_names(spec) else 8
 
 
 @torch.no_grad()
@@ -65,11 +71,10 @@ def sample_digits(
     title."""
     n = min(n, len(split))
     nrows = math.ceil(n / ncols)
-    size = _title_size(spec)
     names = [spec.classes[int(v)] for v in split.y[:n]]
-    titles = [f"label {c}" for c in names] if size == 10 else names  # long names alone fit
+    titles = [f"label {c}" for c in names] if _short_names(spec) else names  # long names alone fit
     with figure(0.8 * ncols, 0.95 * nrows + 0.5) as fig:
-        _image_grid(fig, _images(split.x[:n], spec), titles, ncols, fontsize=size)
+        _image_grid(fig, _images(split.x[:n], spec), titles, ncols, fontsize=_title_size(spec))
         fig.suptitle(f"The first {n} {what} images with their labels")
     return fig
 
@@ -151,13 +156,12 @@ def misclassified(
     wrong = np.flatnonzero(pred != true)
     shown = wrong[:n]
     nrows = max(1, math.ceil(len(shown) / ncols))
-    size = _title_size(spec)
     # Short names share one line ('3→5 87%'); long ones take a line each.
-    sep, end, lines = ("", " ", 1) if size == 10 else ("\n", "\n", 3)
+    sep, end, lines = ("", " ", 1) if _short_names(spec) else ("\n", "\n", 3)
     with figure(0.85 * ncols, (0.85 + 0.2 * lines) * nrows + 0.6) as fig:
         c = spec.classes
         titles = [f"{c[true[i]]}{sep}→{c[pred[i]]}{end}{100 * proba[i, pred[i]]:.0f}%" for i in shown]
-        _image_grid(fig, _images(split.x[shown], spec), titles, ncols, fontsize=size)
+        _image_grid(fig, _images(split.x[shown], spec), titles, ncols, fontsize=_title_size(spec))
         who = f"{label}: " if label else ""
         fig.suptitle(
             f"{who}the first {len(shown)} of {len(wrong):,} misclassified test images\n"
