@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # --- the two loops --------------------------------------------------------------------------
 
 
-def reference_epoch_seconds(data: mlpmnist.MNIST, batch_size: int, max_steps: int, threads: int) -> float:
+def reference_epoch_seconds(data: mlpmnist.Data, batch_size: int, max_steps: int, threads: int) -> float:
     """Seconds per epoch of the original notebook's loop (one model), extrapolated to a full
     epoch from its first ``max_steps`` steps."""
     torch.set_num_threads(threads)
@@ -83,7 +83,7 @@ def reference_epoch_seconds(data: mlpmnist.MNIST, batch_size: int, max_steps: in
 
 
 def fast_epoch(
-    data: mlpmnist.MNIST, batch_size: int, replicas: int, max_steps: int, threads: int
+    data: mlpmnist.Data, batch_size: int, replicas: int, max_steps: int, threads: int
 ) -> tuple[float, float]:
     """``train()`` for one epoch of ``replicas`` seeds: (training seconds per replica-epoch,
     extrapolated to 60,000 examples from ``max_steps`` steps; evaluation seconds per replica)."""
@@ -111,7 +111,7 @@ def section_peak() -> dict[int, float]:
 
 
 def section_batches(
-    data: mlpmnist.MNIST, args: argparse.Namespace, peak: dict[int, float]
+    data: mlpmnist.Data, args: argparse.Namespace, peak: dict[int, float]
 ) -> dict[int, tuple[float, float]]:
     """Per batch size: (training, evaluation) seconds per replica-epoch."""
     train_f, eval_f = flops_per_example()
@@ -134,7 +134,7 @@ def section_batches(
     return out
 
 
-def section_target1(data: mlpmnist.MNIST, args: argparse.Namespace) -> dict[int, float]:
+def section_target1(data: mlpmnist.Data, args: argparse.Namespace) -> dict[int, float]:
     """Speed-up per replica of ``train()`` (5 replicas, batch 8) over the original loop."""
     steps = args.max_steps
     print(f"\nTarget 1: original loop vs train() at batch 8, {args.replicas} replicas, per replica")
@@ -215,7 +215,7 @@ def section_threads(args: argparse.Namespace, one: dict[int, float]) -> None:
         )
 
 
-def section_replicas(data: mlpmnist.MNIST, args: argparse.Namespace) -> None:
+def section_replicas(data: mlpmnist.Data, args: argparse.Namespace) -> None:
     print(f"\nReplicas per engine ({args.threads} thread(s); seconds per replica-epoch of training):")
     for B in (8, 128):
         per = {R: [] for R in (5, 10)}

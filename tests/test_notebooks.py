@@ -14,7 +14,7 @@ import pytest
 
 from mlpmnist import sweep
 from mlpmnist.config import TrainConfig, parse_value
-from mlpmnist.figures import embed
+from mlpmnist.figures import embed, registry
 from mlpmnist.workbench import report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,17 +121,14 @@ def images(cell: nbformat.NotebookNode) -> int:
     return sum("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
 
 
-STUDY_PNGS = {
-    "sample_digits.png",
-    "accuracy_vs_epoch.png",
-    "final_accuracy_vs_batch.png",
-    "heatmap_batch_epoch.png",
-    "train_vs_test.png",
-    "dead_units.png",
-    "predictions_last10.png",
-    "confusion_matrix.png",
-    "misclassified.png",
-}
+# Every study figure of the registry, but t-SNE (its own parameter, tsne).
+STUDY_PNGS = {f"{name}.png" for name in registry.names("results", "data", "model")}
+TSNE_PNGS = {f"{name}.png" for name in registry.names("embedding")}
+
+
+def shown_figures(nb: nbformat.NotebookNode) -> int:
+    """The figures the gallery's cells showed: each section's ``gallery.show`` and ``gallery.rest``."""
+    return sum(images(c) for c in nb.cells if c.cell_type == "code" and "gallery." in c.source)
 
 
 @pytest.mark.slow
@@ -156,7 +153,8 @@ def test_run_notebook_with_a_grid_over_lr_leaves_the_checkout_unchanged(tmp_path
     )
     assert status(repo) == ""
     (study,) = (repo / "results" / "studies").iterdir()  # this run's outputs, and only there
-    assert {p.name for p in study.glob("*.png")} == STUDY_PNGS | {"tsne_epochs.png"}
+    assert {p.name for p in study.glob("*.png")} == STUDY_PNGS | TSNE_PNGS
+    assert shown_figures(nb) == len(STUDY_PNGS | TSNE_PNGS)  # every figure saved was shown once
     assert (study / "study_summary.csv").is_file()
     assert "figures and summary in results/studies/4exp-e1-s1-" in texts(
         cell_with(nb, "Study.from_parameters")
@@ -201,6 +199,8 @@ def test_run_notebook_with_one_batch_size_one_seed_one_epoch(tmp_path):
         media_dir=str(tmp_path / "media"),
     )
     assert {p.name for p in (tmp_path / "media").glob("*.png")} == STUDY_PNGS
+    assert shown_figures(nb) == len(STUDY_PNGS)
+    assert "none: every figure drawn has its section above" in texts(cell_with(nb, "gallery.rest()"))
     assert (tmp_path / "media" / "study_summary.csv").is_file()
     described = texts(cell_with(nb, "Study.from_parameters"))
     assert "1 experiment (batch_size [64]), 1 seed each, 1 epoch (more_seeds at batch 8: not in" in described
@@ -231,8 +231,7 @@ def test_science_notebook_from_its_folder_writes_nothing_there(tmp_path, mnist, 
     assert ignored and all(line.startswith("!! results/science/") for line in ignored), ignored
     out = repo / "results" / "science"
     pngs = {p.name for p in (out / "media").glob("*.png")}
-    names = ("lr_tuning", "ceiling", "steps_to_target", "noise_scale", "tuned", "headlines")
-    assert pngs == {f"science_{n}.png" for n in names}
+    assert pngs == {f"{name}.png" for name in registry.names("science")}
     assert json.loads((out / "science_summary.json").read_text())["quick"] is True
     assert "saved results/science/media/science_tuned.png" in json.dumps(
         [c.get("outputs", []) for c in nb.cells]

@@ -52,7 +52,8 @@ def test_records_of_different_configs_coexist_and_select(two_configs):
 def test_record_says_status_and_key(two_configs):
     root, configs = two_configs
     rec = results.read_record(results.path(root, "runs", configs[0].key()))
-    assert rec["key"] == configs[0].key() and rec["note"] is None and rec["collapsed"] == rec["diverged"] == []
+    assert rec["key"] == configs[0].key() and rec["note"] is None
+    assert rec["collapsed"] == rec["diverged"] == []
     assert [r["status"] for r in rec["replicas"]] == ["ok", "ok"]
     assert rec["config"] == configs[0].to_dict()
     prov = rec["provenance"]  # what made it, as far as its bits depend on it

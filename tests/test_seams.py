@@ -1,79 +1,9 @@
-"""The seams: a dataset is one spec (a new one trains through the CLI with nothing else added),
-and an optimizer is one field (a grid over it runs in a sweep; Adam learns)."""
+"""The seams: an optimizer is one field (a grid over it runs in a sweep; Adam learns). A dataset
+is one spec: see tests/integration/test_datasets.py."""
 
 import dataclasses
-import hashlib
-import json
-import subprocess
-import sys
-
-import numpy as np
 
 from mlpmnist import TrainConfig, sweep, train
-
-SHAPE, CLASSES, N_TRAIN, N_TEST = (8, 8), ("left", "right", "top", "bottom"), 400, 200
-FILES = ("toy-train-images", "toy-train-labels", "toy-test-images", "toy-test-labels")
-
-
-def idx(array: np.ndarray) -> bytes:
-    header = (0x0800 | array.ndim).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def toy_arrays(seed: int = 0) -> dict[str, np.ndarray]:
-    """A learnable 8x8 dataset: the class says which edge of the image is bright, plus noise."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for n in (N_TRAIN, N_TEST):
-        labels = rng.integers(0, len(CLASSES), n)
-        images = rng.integers(0, 60, (n, *SHAPE))
-        edges = [np.s_[:, :2], np.s_[:, -2:], np.s_[:2, :], np.s_[-2:, :]]
-        for im, c in zip(images, labels, strict=True):
-            im[edges[c]] = 255
-        out += [images.astype(np.uint8), labels.astype(np.uint8)]
-    return dict(zip(FILES, out, strict=True))
-
-
-SPEC = """
-import sys
-from mlpmnist import cli
-from mlpmnist.data import specs as datasets
-datasets.register(datasets.DatasetSpec(
-    name="toy", title="Toy", folder="Toy", files={files}, mirrors=(), train_size={n_train},
-    test_size={n_test}, classes={classes}, image_shape={shape},
-))
-sys.exit(cli.main(sys.argv[1:]))
-"""
-
-
-def test_a_new_dataset_is_its_spec_and_trains_through_the_cli(tmp_path):
-    arrays = toy_arrays()
-    blobs = {name: idx(a) for name, a in arrays.items()}
-    root = tmp_path / "data"
-    raw = root / "Toy" / "raw"  # the layout of every dataset: <root>/<folder>/raw
-    raw.mkdir(parents=True)
-    for name, blob in blobs.items():
-        (raw / name).write_bytes(blob)
-    files = {name: hashlib.md5(b).hexdigest() for name, b in blobs.items()}
-    script = SPEC.format(files=files, n_train=N_TRAIN, n_test=N_TEST, classes=CLASSES, shape=SHAPE)
-    out = tmp_path / "toy.json"
-    args = ["train", "--dataset", "toy", "--batch-size", "20", "--epochs", "3", "--seeds", "0", "1",
-            "--hidden", "16", "16", "--data", str(root), "--out", str(out), "--no-progress"]  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    record = json.loads(out.read_text())
-    assert record["config"]["dataset"] == "toy"
-    finals = [r["history"][-1]["test_acc"] for r in record["replicas"]]
-    assert min(finals) > 0.9  # four classes: chance is 25%
-    # The network's width came from the spec: 64 inputs, 4 outputs.
-    assert record["replicas"][0]["history"][-1]["dead_1"] is not None
-    bad = subprocess.run(
-        [sys.executable, "-m", "mlpmnist", "train", "--dataset", "toy"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert bad.returncode == 2 and "--dataset" in bad.stderr and "toy" in bad.stderr  # not registered here
 
 
 def test_adam_learns_mnist_and_a_grid_runs_over_optimizers(mnist, tmp_path):

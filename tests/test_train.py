@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mlpmnist import TrainConfig, train
-from mlpmnist.data.loader import TRAIN_SIZE
+from mlpmnist.data.specs import MNIST
 from mlpmnist.training.augment import translate
 from mlpmnist.training.health import chance_loss
 
@@ -150,7 +150,7 @@ def test_snapshots_at_whole_and_fractional_epochs(mnist):
 
 BAD = [
     ({"batch_size": 0}, "batch_size"),
-    ({"batch_size": TRAIN_SIZE + 1}, "batch_size"),
+    ({"batch_size": MNIST.train_size + 1}, "batch_size"),
     ({"batch_size": 2.5}, "batch_size"),
     ({"batch_size": 600, "train_limit": 500}, "batch_size"),
     ({"epochs": 0}, "epochs"),
@@ -227,8 +227,9 @@ def test_collapsed_replicas_are_flagged_not_dropped(mnist):
 def test_eval_ratio_and_target(mnist):
     # 40 steps an epoch; validation after geometrically spaced steps from 200 images (step 4) on.
     cfg = TrainConfig(
-        batch_size=50, epochs=3, seeds=(0, 1, 2), train_limit=3000, holdout=1000, eval_ratio=2.0, eval_from=200
-    )
+        batch_size=50, epochs=3, seeds=(0, 1, 2), train_limit=3000, holdout=1000, eval_ratio=2.0,
+        eval_from=200,
+    )  # fmt: skip
     from mlpmnist.training.loop import eval_steps
 
     assert eval_steps(cfg) == [4, 8, 16, 32, 40, 64, 80, 120]
@@ -263,5 +264,5 @@ def test_max_shift(mnist):
     # translate moves an image by whole pixels and fills with background.
     img = torch.full((1, 784), -1.0)
     img[0, 14 * 28 + 14] = 1.0
-    moved = translate(img, torch.tensor([8]), 1)  # shift index 8: (dy, dx) = (+1, +1)
+    moved = translate(img, torch.tensor([8]), 1, (28, 28))  # shift index 8: (dy, dx) = (+1, +1)
     assert moved[0, 15 * 28 + 15] == 1.0 and moved.sum() == img.sum()

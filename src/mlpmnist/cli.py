@@ -280,12 +280,12 @@ def cmd_figures(args: argparse.Namespace) -> int:
     label = config_label(rows.iloc[0], ["batch_size", *(c for c in varying_axes(df) if c != "batch_size")])
     data = mdata.load(args.data, dataset=dataset_names(rows).iloc[0])
     media = writable_folder(args.media if args.media is not None else args.results / "media", "--media")
-    figs = figures.study_figures(df) | figures.data_figures(data.train)
-    figs |= figures.model_figures(models, data.test, label)
+    figs = figures.study_figures(df) | figures.data_figures(data)
+    figs |= figures.model_figures(models, data, label)
     if args.tsne:
         emb = embed.tsne_epochs(data, config=chosen.config, progress=True)
         figs |= figures.tsne_figures(emb, label)
-    for p in figures.save_figures(figs, media):
+    for p in figures.save_figures(figs, media, args.format):
         print(p)
     return 0
 
@@ -355,9 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sweep)
 
+    from mlpmnist.figures import FORMATS
     from mlpmnist.figures.embed import SNAPSHOT_EPOCHS
 
-    f = sub.add_parser("figures", help="draw every figure from a results folder as PNGs")
+    f = sub.add_parser("figures", help="draw every figure of the study from a results folder")
     f.add_argument(
         "--results",
         type=Path,
@@ -368,7 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--media",
         type=Path,
         default=None,
-        help="folder to write the PNGs into (default: RESULTS/media)",
+        help="folder to write the figures into (default: RESULTS/media)",
+    )
+    f.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=FORMATS[0],
+        help=f"file format of the figures: {', '.join(FORMATS)} (default: {FORMATS[0]})",
     )
     f.add_argument("--where", nargs="+", metavar="NAME=V1,V2", help="only these experiments, e.g. lr=0.1")
     f.add_argument(

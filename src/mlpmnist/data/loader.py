@@ -1,6 +1,6 @@
 """Image datasets as whole in-memory tensors: checked, flattened and scaled to [-1, 1].
 
-Every function works from a dataset's ``DatasetSpec`` (``mlpmnist.datasets``) alone: where its
+Every function works from a dataset's ``DatasetSpec`` (``mlpmnist.data.specs``) alone: where its
 four IDX files live, their sizes and checksums, and the mirrors that serve them. The files are
 read directly (a big-endian header, then uint8 data) and missing ones are downloaded with
 urllib, so nothing here imports torchvision.
@@ -36,11 +36,6 @@ from mlpmnist.errors import DataError
 
 ENV_VAR = "MLPMNIST_DATA"
 DEFAULT_ROOT = "data"
-# MNIST's sizes, for the modules that do not read them from a spec yet.
-TRAIN_SIZE = datasets.MNIST.train_size
-TEST_SIZE = datasets.MNIST.test_size
-N_FEATURES = datasets.MNIST.n_features
-N_CLASSES = datasets.MNIST.n_classes
 
 # Per socket operation, so a download on a network that drops packets fails instead of hanging.
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -52,45 +47,38 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Split:
-    """One split: ``x`` is float32 [N, pixels per image] in [-1, 1], ``y`` is int64 [N] (class
-    indices), and ``pixels`` the uint8 [N, pixels per image] that ``scale`` maps exactly onto
-    ``x`` (None when unknown)."""
+    """One split: ``x`` is float32 [N, pixels per image] in [-1, 1] (each image's rows one
+    after another, as the spec's ``image_shape``), ``y`` is int64 [N] (class indices)."""
 
     x: torch.Tensor
     y: torch.Tensor
-    pixels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Split:
-        pixels = None if self.pixels is None else self.pixels.to(device)
-        return Split(self.x.to(device, dtype), self.y.to(device), pixels)
+        return Split(self.x.to(device, dtype), self.y.to(device))
 
     def head(self, n: int) -> Split:
-        return Split(self.x[:n], self.y[:n], None if self.pixels is None else self.pixels[:n])
+        return Split(self.x[:n], self.y[:n])
 
     def tail(self, n: int) -> Split:
-        return Split(self.x[-n:], self.y[-n:], None if self.pixels is None else self.pixels[-n:])
+        return Split(self.x[-n:], self.y[-n:])
 
 
 @dataclass(frozen=True)
 class Data:
     """A dataset in memory: its ``train`` and ``test`` splits, the absolute data ``root`` they
-    were read from, and the dataset's ``spec``."""
+    were read from, and the dataset's ``spec`` (image shape, class names)."""
 
     train: Split
     test: Split
     root: Path
-    spec: DatasetSpec = datasets.MNIST
+    spec: DatasetSpec
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Data:
-        """A copy with both splits on ``device``, features as ``dtype`` (labels and pixels keep theirs)."""
+        """A copy with both splits on ``device``, features as ``dtype`` (labels keep theirs)."""
         return replace(self, train=self.train.to(device, dtype), test=self.test.to(device, dtype))
-
-
-# The class's name from when MNIST was the only dataset; other modules still use it.
-MNIST = Data
 
 
 def spec_of(dataset: Dataset) -> DatasetSpec:
@@ -599,29 +587,13 @@ def _read_split(spec: DatasetSpec, root: Path, files: tuple[str, str]) -> Split:
         raise _invalid(
             spec, labels_path, f"it holds label {top}, but {spec.title} has {spec.n_classes} classes"
         )
-    pixels = images.reshape(len(images), spec.n_features)
-    return Split(scale(pixels), labels.to(torch.int64), pixels)
+    return Split(scale(images.reshape(len(images), spec.n_features)), labels.to(torch.int64))
 
 
 def scale(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 pixels [0, 255] -> float32 (p - 127.5) / 127.5 in [-1, 1]: the reference's ToTensor
     and Normalize(0.5, 0.5), computed with one rounding (p - 127.5 is exact in float32)."""
     return pixels.sub(127.5).div_(127.5)
-
-
-def to_pixels(x: torch.Tensor) -> torch.Tensor | None:
-    """The uint8 pixels that ``scale`` maps exactly onto ``x``, or None if there are none.
-
-    Gathering random rows of uint8 moves a quarter of the bytes of float32, which is what
-    bounds a training step's batch gather on a CPU.
-    """
-    if x.dtype != torch.float32:
-        return None
-    p = x.add(1.0).mul_(127.5).round_()
-    if p.min() < 0 or p.max() > 255:
-        return None
-    p = p.to(torch.uint8)
-    return p if torch.equal(scale(p), x) else None
 
 
 def load(

@@ -219,14 +219,6 @@ def register(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
-def unregister(name: str) -> DatasetSpec:
-    """Remove the dataset called ``name`` (a test's, say) and return its spec; ``ValueError``
-    if none is registered under that name."""
-    spec = get(name)
-    del _REGISTRY[name]
-    return spec
-
-
 def folders() -> dict[str, DatasetSpec]:
     """The registered datasets by folder name (each keeps its files in ``<root>/<folder>/raw``)."""
     return {s.folder: s for s in _REGISTRY.values()}

@@ -1,76 +1,24 @@
-"""Every figure of the project, as functions: a results frame (or a model and data, or a
-computed embedding) in, a ``matplotlib.figure.Figure`` out. Nothing here loads data or
-checkpoints, trains, or writes files except ``save``; ``mlpmnist.figures`` composes them.
+"""Every figure of the project, as functions: a results frame (or a model and data, or a computed
+embedding, or a science frame) in, a ``matplotlib.figure.Figure`` out. Nothing here loads data or
+checkpoints, trains, or writes files except ``style.save``.
 
+- ``registry``: the one list of figures, the study's and the science's: name -> what it is
+  drawn from, its function, what it shows. A new figure is its function and one entry there.
+- ``compose``: every registry figure of a source drawn from what the caller loaded (the study's
+  statistics computed once), and ``save_figures`` (any name -> figure mapping into a folder).
 - ``style``: ``figure`` (the one way a figure is made), ``STYLE``, ``DPI``, ``batch_colors``,
-  ``save`` (atomic PNG), ``facets`` (one panel per value of a second grid axis), ``panel_rows``,
-  ``epoch_axis`` (integer epoch ticks).
+  ``save`` (atomic), ``facets`` (one panel per value of a second grid axis, in the grid's
+  order), ``panel_rows``, ``epoch_axis`` (integer epoch ticks), ``limits``.
 - ``study``: ``accuracy_vs_epoch``, ``final_accuracy_vs_batch``, ``heatmap_batch_epoch``,
-  ``train_vs_test``, ``dead_units``: each draws frames that ``stats`` made (``figures`` makes
-  them once), and computes no statistic itself.
-- ``model``: ``sample_digits``, ``confusion_matrix``, ``misclassified``, ``predictions_last10``,
-  ``predict``, ``pick_model``.
-- ``tsne``: ``plot_tsne``.
+  ``train_vs_test``, ``dead_units``: each draws frames that ``stats`` made, and computes no
+  statistic itself.
+- ``model``: ``sample_digits``, ``confusion_matrix``, ``misclassified``, ``predictions_last10``
+  (image shape and class names from the dataset's spec), ``predict``, ``pick_model``.
+- ``embed`` (t-SNE of the last hidden layer, computed) and ``tsne``: ``plot_tsne``.
+- ``science``: the batch-size science's figures.
+
+Importing this package loads none of them (the CLI's parser reads ``FORMATS`` from here).
 """
 
-from mlpmnist.analysis.columns import dead_columns
-from mlpmnist.figures.model import (
-    confusion_matrix,
-    misclassified,
-    pick_model,
-    predict,
-    predictions_last10,
-    sample_digits,
-)
-from mlpmnist.figures.study import (
-    accuracy_vs_epoch,
-    dead_units,
-    final_accuracy_vs_batch,
-    heatmap_batch_epoch,
-    train_vs_test,
-)
-from mlpmnist.figures.style import (
-    DPI,
-    ERROR_RED,
-    REFERENCE_COLOR,
-    STYLE,
-    batch_colors,
-    epoch_axis,
-    facet_axes,
-    facets,
-    figure,
-    grid,
-    limits,
-    panel_rows,
-    save,
-)
-from mlpmnist.figures.tsne import plot_tsne
-
-__all__ = [
-    "DPI",
-    "ERROR_RED",
-    "REFERENCE_COLOR",
-    "STYLE",
-    "accuracy_vs_epoch",
-    "batch_colors",
-    "confusion_matrix",
-    "dead_columns",
-    "dead_units",
-    "epoch_axis",
-    "facet_axes",
-    "facets",
-    "figure",
-    "final_accuracy_vs_batch",
-    "grid",
-    "heatmap_batch_epoch",
-    "limits",
-    "panel_rows",
-    "misclassified",
-    "pick_model",
-    "plot_tsne",
-    "predict",
-    "predictions_last10",
-    "sample_digits",
-    "save",
-    "train_vs_test",
-]
+#: The file formats a figure is saved in (``style.save``): PNG at ``style.DPI``, vector PDF and SVG.
+FORMATS = ("png", "pdf", "svg")

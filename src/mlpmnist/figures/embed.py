@@ -1,10 +1,10 @@
-"""t-SNE of the last hidden layer while one model trains: does the network pull the ten digit
-classes apart, and when?
+"""t-SNE of the last hidden layer while one model trains: does the network pull the classes
+apart, and when?
 
 The same fixed subset of test images is embedded at every snapshot, each panel with the same
 t-SNE settings and ``random_state``. Each panel also gets numbers that do not depend on reading
 a picture: the 10-nearest-neighbour accuracy in the 2-D embedding (5-fold cross-validated),
-the silhouette of the digit classes in 2-D, and, as a check free of t-SNE's distortions, the
+the silhouette of the classes in 2-D, and, as a check free of t-SNE's distortions, the
 same kNN accuracy in the 64-d hidden layer itself.
 """
 
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from mlpmnist.config import TrainConfig
 from mlpmnist.data import loader as mdata
+from mlpmnist.data.specs import DatasetSpec
 from mlpmnist.model import MLP
 from mlpmnist.training.loop import train
 
@@ -39,9 +40,9 @@ KNN_K = 10
 CV_FOLDS = 5
 
 
-def subset_indices(n: int = N_POINTS, n_total: int = mdata.TEST_SIZE, seed: int = SUBSET_SEED) -> np.ndarray:
-    """``n`` distinct indices into the test set, sorted, the same for a given ``seed`` on
-    every machine (drawn with torch's CPU generator)."""
+def subset_indices(n_total: int, n: int = N_POINTS, seed: int = SUBSET_SEED) -> np.ndarray:
+    """``n`` distinct indices into a test set of ``n_total`` images, sorted, the same for a
+    given ``seed`` on every machine (drawn with torch's CPU generator)."""
     if not 1 <= n <= n_total:
         raise ValueError(f"n must be in [1, {n_total}]; got {n}")
     perm = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))
@@ -95,7 +96,7 @@ def separation(points: np.ndarray, labels: np.ndarray, k: int = KNN_K, folds: in
     from sklearn.neighbors import KNeighborsClassifier
 
     labels = np.asarray(labels)
-    folds = min(folds, int(np.bincount(labels).min()))
+    folds = min(folds, int(np.unique(labels, return_counts=True)[1].min()))  # classes present only
     knn = cross_val_score(KNeighborsClassifier(k), points, labels, cv=StratifiedKFold(folds))
     return {"knn_acc": float(knn.mean()), "silhouette": float(silhouette_score(points, labels))}
 
@@ -113,16 +114,18 @@ def _align(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Embeddings:
-    """``points``: one row per epoch and image with epoch, index (into the test set), label,
-    x, y (t-SNE units, meaningless in themselves). ``scores``: one row per epoch with
-    test_acc (the snapshot on the whole test set), knn_acc_2d, silhouette_2d, knn_acc_64d
-    (fractions, silhouette in [-1, 1]) and tsne_seconds (wall time of that panel's t-SNE).
-    ``seconds``: wall time of all the t-SNE panels together (run in parallel).
-    ``batch_size``, ``seed`` and ``config``: of the trained model, where known."""
+    """``points``: one row per epoch and image with epoch, index (into the test set), label
+    (class index into ``spec.classes``), x, y (t-SNE units, meaningless in themselves).
+    ``scores``: one row per epoch with test_acc (the snapshot on the whole test set),
+    knn_acc_2d, silhouette_2d, knn_acc_64d (fractions, silhouette in [-1, 1]) and tsne_seconds
+    (wall time of that panel's t-SNE). ``seconds``: wall time of all the t-SNE panels together
+    (run in parallel). ``spec``: the dataset's. ``batch_size``, ``seed`` and ``config``: of the
+    trained model, where known."""
 
     points: pd.DataFrame
     scores: pd.DataFrame
     seconds: float
+    spec: DatasetSpec
     batch_size: int | None = None
     seed: int | None = None
     config: TrainConfig | None = None
@@ -137,7 +140,7 @@ def _panel(features: np.ndarray, labels: np.ndarray, max_iter: int, random_state
 
 def embed_models(
     models: Mapping[int, MLP],
-    test: mdata.Split,
+    data: mdata.Data,
     n: int = N_POINTS,
     max_iter: int = TSNE_MAX_ITER,
     random_state: int = TSNE_SEED,
@@ -145,7 +148,8 @@ def embed_models(
     progress: bool = False,
 ) -> Embeddings:
     """t-SNE of the last hidden layer of each model in ``models`` (epoch -> model) on the
-    same ``n`` test images (``subset_indices(n)``), with separation scores per epoch.
+    same ``n`` images of ``data``'s test split (``subset_indices``), with separation scores per
+    epoch.
 
     Panels run in ``n_jobs`` processes, each t-SNE single-threaded, so the result does not
     depend on ``n_jobs``. Each panel after the first is rotated/reflected onto the previous
@@ -153,7 +157,8 @@ def embed_models(
     """
     from joblib import Parallel, delayed
 
-    idx = subset_indices(n, len(test))
+    test = data.test
+    idx = subset_indices(len(test), n)
     x, labels = test.x[idx], test.y[idx].numpy()
     epochs = sorted(models)
     feats = [hidden_features(models[e], x) for e in epochs]
@@ -182,7 +187,7 @@ def embed_models(
                 "tsne_seconds": secs,
             }
         )
-    return Embeddings(pd.concat(points, ignore_index=True), pd.DataFrame(scores), seconds)
+    return Embeddings(pd.concat(points, ignore_index=True), pd.DataFrame(scores), seconds, data.spec)
 
 
 def snapshot_config(
@@ -204,7 +209,7 @@ def snapshot_config(
 
 
 def train_snapshots(
-    data: mdata.MNIST,
+    data: mdata.Data,
     batch_size: int | None = None,
     epochs: Sequence[int] = SNAPSHOT_EPOCHS,
     seed: int | None = None,
@@ -231,7 +236,7 @@ def train_snapshots(
 
 
 def tsne_epochs(
-    data: mdata.MNIST | None = None,
+    data: mdata.Data | None = None,
     batch_size: int | None = None,
     epochs: Sequence[int] = SNAPSHOT_EPOCHS,
     n: int = N_POINTS,
@@ -249,6 +254,6 @@ def tsne_epochs(
     cfg = snapshot_config(config, epochs, seed, **extra)
     data = data if data is not None else mdata.load(dataset=cfg.dataset)
     models = train_snapshots(data, epochs=epochs, base=cfg, progress=progress)
-    emb = embed_models(models, data.test, n=n, progress=progress, **embed_kw)
+    emb = embed_models(models, data, n=n, progress=progress, **embed_kw)
     emb.batch_size, emb.seed, emb.config = cfg.batch_size, cfg.seeds[0], cfg
     return emb

@@ -1,6 +1,7 @@
-"""Figures of one trained model (or of the data): a model and a split in, a ``Figure`` out.
+"""Figures of one trained model (or of the data): a model, a split and the dataset's spec in, a
+``Figure`` out. The spec gives the images' (height, width) and the class names that label them.
 
-Digits are drawn with dark ink on white; probabilities are softmax outputs in percent.
+Images are drawn with dark ink on white; probabilities are softmax outputs in percent.
 """
 
 from __future__ import annotations
@@ -16,57 +17,91 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from mlpmnist.data import loader as mdata
+from mlpmnist.data.specs import DatasetSpec
 from mlpmnist.figures.style import ERROR_RED, figure
 
 
-def _images(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().reshape(-1, 28, 28).numpy()
+def _images(x: torch.Tensor, spec: DatasetSpec) -> np.ndarray:
+    """[N, pixels] -> [N, height, width] as the spec's ``image_shape``, on the CPU."""
+    return x.detach().cpu().reshape(-1, *spec.image_shape).numpy()
+
+
+def _short_names(spec: DatasetSpec) -> bool:
+    """Whether every class name is a few letters at most (MNIST's digits, KMNIST's syllables):
+    then titles over images name them as they always did; longer names (Fashion-MNIST's 'Ankle
+    boot') get smaller type (``_title_size``) and lines of their own, so they fit their image."""
+    return max(len(c) for c in spec.classes) <= 5
+
+
+def _title_size(spec: DatasetSpec) -> int:
+    """Font size of the titles that name classes over images (``_short_names``)."""
+    return 10 if _short_names(spec) else 8
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch: int = 10_000) -> np.ndarray:
-    """Class probabilities [N, 10] (softmax of the logits) of ``model`` on ``x``, on the CPU."""
+    """Class probabilities [N, classes] (softmax of the logits) of ``model`` on ``x``, on the CPU."""
     model = model.eval().cpu()
     return np.concatenate([torch.softmax(model(xb), 1).numpy() for xb in x.cpu().split(batch)])
 
 
-def _digit_grid(
-    fig: Figure, images: np.ndarray, titles: list[str], ncols: int, colors: list[str] | None = None
+def _image_grid(
+    fig: Figure,
+    images: np.ndarray,
+    titles: list[str],
+    ncols: int,
+    colors: list[str] | None = None,
+    fontsize: int = 10,
 ) -> None:
-    nrows = math.ceil(len(images) / ncols)
+    nrows = max(1, math.ceil(len(images) / ncols))  # no image: one empty row
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i >= len(images):
             continue
         ax.imshow(images[i], cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
-        ax.set_title(titles[i], fontsize=10, color=colors[i] if colors else "black", pad=3)
+        ax.set_title(titles[i], fontsize=fontsize, color=colors[i] if colors else "black", pad=3)
 
 
-def sample_digits(split: mdata.Split, n: int = 40, ncols: int = 10, what: str = "training") -> Figure:
-    """The first ``n`` images of ``split`` with their labels (ink dark on white); ``what``
-    names the split in the title."""
+def sample_digits(
+    split: mdata.Split, spec: DatasetSpec, n: int = 40, ncols: int = 10, what: str = "training"
+) -> Figure:
+    """The first ``n`` images of ``split`` (a split of ``spec``'s dataset) with their class
+    names ('label 5'; a long name alone), ink dark on white; ``what`` names the split in the
+    title."""
     n = min(n, len(split))
     nrows = math.ceil(n / ncols)
+    names = [spec.classes[int(v)] for v in split.y[:n]]
+    titles = [f"label {c}" for c in names] if _short_names(spec) else names  # long names alone fit
     with figure(0.8 * ncols, 0.95 * nrows + 0.5) as fig:
-        _digit_grid(fig, _images(split.x[:n]), [f"label {int(v)}" for v in split.y[:n]], ncols)
+        _image_grid(fig, _images(split.x[:n], spec), titles, ncols, fontsize=_title_size(spec))
         fig.suptitle(f"The first {n} {what} images with their labels")
     return fig
 
 
-def confusion_matrix(model: nn.Module, split: mdata.Split, label: str = "") -> Figure:
-    """Counts of (true, predicted) digits of ``model`` on ``split``, every cell annotated.
-    Errors (off the diagonal) are coloured on a scale from 0 to the largest error count so
-    they stay visible; the correct (diagonal) cells are grey, off that scale. ``label`` names
-    the model in the title."""
+def confusion_matrix(model: nn.Module, split: mdata.Split, spec: DatasetSpec, label: str = "") -> Figure:
+    """Counts of (true, predicted) classes of ``model`` on ``split`` (a split of ``spec``'s
+    dataset, whose class names label the rows and columns), every cell annotated. Errors (off
+    the diagonal) are coloured on a scale from 0 to the largest error count so they stay
+    visible; the correct (diagonal) cells are grey, off that scale. ``label`` names the model
+    in the title."""
     from sklearn.metrics import confusion_matrix as sk_confusion
 
     pred = predict(model, split.x).argmax(1)
     true = split.y.cpu().numpy()
-    cm = sk_confusion(true, pred, labels=range(mdata.N_CLASSES))
+    cm = sk_confusion(true, pred, labels=range(spec.n_classes))
     diag = np.eye(len(cm), dtype=bool)
     errors = int(cm[~diag].sum())
-    common = {"annot": True, "fmt": "d", "square": True, "linewidths": 0.5, "linecolor": "white"}
+    names = list(spec.classes)
+    common = {
+        "annot": True,
+        "fmt": "d",
+        "square": True,
+        "linewidths": 0.5,
+        "linecolor": "white",
+        "xticklabels": names,
+        "yticklabels": names,
+    }
     with figure(7.2, 6.2) as fig:
         ax = fig.add_subplot()
         sns.heatmap(
@@ -93,9 +128,14 @@ def confusion_matrix(model: nn.Module, split: mdata.Split, label: str = "") -> F
         assert colorbar is not None  # the second heatmap draws one
         colorbar.ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         ax.grid(False)
-        ax.set_xlabel("predicted digit")
-        ax.set_ylabel("true digit")
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
         ax.tick_params(axis="y", rotation=0)
+        # Names wider than their column (about 5.5 inches shared) are slanted so they do not overlap.
+        if max(map(len, names)) * 0.08 > 5.5 / len(names):
+            ax.tick_params(axis="x", rotation=40)
+            for t in ax.get_xticklabels():
+                t.set_horizontalalignment("right")
         who = f"{label}\n" if label else ""
         ax.set_title(
             f"{who}{errors:,} of {len(true):,} test images wrong ({100 * errors / len(true):.2f}%);"
@@ -105,41 +145,49 @@ def confusion_matrix(model: nn.Module, split: mdata.Split, label: str = "") -> F
 
 
 def misclassified(
-    model: nn.Module, split: mdata.Split, n: int = 30, ncols: int = 10, label: str = ""
+    model: nn.Module, split: mdata.Split, spec: DatasetSpec, n: int = 30, ncols: int = 10, label: str = ""
 ) -> Figure:
-    """The first ``n`` images of ``split`` (in split order) that ``model`` gets wrong, each
-    titled true → predicted with the predicted class's softmax probability (%)."""
+    """The first ``n`` images of ``split`` (in split order, a split of ``spec``'s dataset) that
+    ``model`` gets wrong, each titled true → predicted class name with the predicted class's
+    softmax probability (%); long names take a line each."""
     proba = predict(model, split.x)
     pred = proba.argmax(1)
     true = split.y.cpu().numpy()
     wrong = np.flatnonzero(pred != true)
     shown = wrong[:n]
     nrows = max(1, math.ceil(len(shown) / ncols))
-    with figure(0.85 * ncols, 1.05 * nrows + 0.6) as fig:
-        titles = [f"{true[i]}→{pred[i]} {100 * proba[i, pred[i]]:.0f}%" for i in shown]
-        _digit_grid(fig, _images(split.x[shown]), titles, ncols)
+    # Short names share one line ('3→5 87%'); long ones take a line each.
+    sep, end, lines = ("", " ", 1) if _short_names(spec) else ("\n", "\n", 3)
+    with figure(0.85 * ncols, (0.85 + 0.2 * lines) * nrows + 0.6) as fig:
+        c = spec.classes
+        titles = [f"{c[true[i]]}{sep}→{c[pred[i]]}{end}{100 * proba[i, pred[i]]:.0f}%" for i in shown]
+        _image_grid(fig, _images(split.x[shown], spec), titles, ncols, fontsize=_title_size(spec))
         who = f"{label}: " if label else ""
         fig.suptitle(
             f"{who}the first {len(shown)} of {len(wrong):,} misclassified test images\n"
-            "titles: true→predicted digit, softmax confidence of the prediction"
+            "titles: true→predicted class, softmax confidence of the prediction"
         )
     return fig
 
 
-def predictions_last10(model: nn.Module, split: mdata.Split, label: str = "") -> Figure:
-    """The last 10 images of ``split``: true label, predicted label and the softmax
-    probability (%) of the prediction; wrong predictions in red."""
+def predictions_last10(model: nn.Module, split: mdata.Split, spec: DatasetSpec, label: str = "") -> Figure:
+    """The last 10 images of ``split`` (a split of ``spec``'s dataset): true class, predicted
+    class (their names) and the softmax probability (%) of the prediction; wrong predictions in
+    red."""
     x, y = split.x[-10:], split.y[-10:].cpu().numpy()
     proba = predict(model, x)
     pred = proba.argmax(1)
     first = len(split) - 10
-    titles = [f"#{first + i}\ntrue {y[i]}\npred {pred[i]}\n{100 * proba[i, pred[i]]:.1f}%" for i in range(10)]
+    c = spec.classes
+    titles = [
+        f"#{first + i}\ntrue {c[y[i]]}\npred {c[pred[i]]}\n{100 * proba[i, pred[i]]:.1f}%" for i in range(10)
+    ]
     colors = ["black" if p == t else ERROR_RED for p, t in zip(pred, y, strict=True)]
     with figure(9, 1.8) as fig:
-        _digit_grid(fig, _images(x), titles, 10, colors)
+        _image_grid(fig, _images(x, spec), titles, 10, colors, fontsize=_title_size(spec))
         who = f"{label}: " if label else ""
         fig.suptitle(
-            f"{who}the last 10 test images, true and predicted digit, confidence "
+            f"{who}the last 10 test images, true and predicted class, confidence "
             f"({int((pred == y).sum())}/10 right)",
             fontsize=11,
         )

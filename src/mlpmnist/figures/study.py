@@ -13,9 +13,10 @@ medians with 95% bootstrap CIs, every seed as a point. Failed seeds (diverged or
 outliers (finished far below their configuration's median) are marked apart, each with its own
 legend entry. With one seed per configuration no band or box is drawn and the title says
 '1 seed'; with one epoch curves are points and the epoch axis has the one tick. When the frame
-varies a config axis besides the batch size (say two lrs), each figure draws one panel per
-value (``style.facets``). Accuracies in percent, losses in nats, dead units in percent of the
-layer.
+varies a config axis besides the batch size (say two lrs, or two studies' epochs), each figure
+draws one panel per value in the grid's order (``style.facets``), each panel with the batch sizes
+and the epochs it has. Value ranges include the quartile bands, so no band is cut off unsaid.
+Accuracies in percent, losses in nats, dead units in percent of the layer.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def _median_lines(
     ax: Axes, data: pd.DataFrame, y: str, hue: str, palette: dict, one_seed: bool, **kw: Any
 ) -> None:
     """Per ``hue`` value, the median over seeds of ``y`` against epoch, with its interquartile
-    band (none from one seed), each epoch a point."""
+    band (a bar where there is one epoch; none from one seed), each epoch a point."""
     sns.lineplot(
         data=data,
         x="epoch",
@@ -108,6 +109,7 @@ def _median_lines(
         palette=palette,
         estimator="median",
         errorbar=None if one_seed else QUARTILES,
+        err_style="band" if data["epoch"].nunique() > 1 else "bars",  # a band at one epoch has no width
         marker="o",
         markersize=3.5 if data["epoch"].nunique() > 2 else 6,  # a lone point must be seen
         markeredgewidth=0,
@@ -135,7 +137,8 @@ def _panel_axes(fig: Figure, n: int, ncols: int, **kw) -> list:
 
 
 def _handles(axes) -> list:
-    """The legend handles of all ``axes``, one per label (panels may each lack some)."""
+    """The legend handles of all ``axes``, one per label (panels may each lack some), in the
+    order the panels first show them."""
     seen: dict[str, object] = {}
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -143,18 +146,40 @@ def _handles(axes) -> list:
     return list(seen.values())
 
 
+def _batch_handles(axes) -> list:
+    """``_handles`` of panels whose labels are batch sizes, in numeric order (not the order
+    the panels meet them: one panel may have 16, 48 and 128, the next 32)."""
+    return sorted(_handles(axes), key=lambda h: int(h.get_label()))
+
+
+def _same_epochs(panels: list[tuple[str, pd.DataFrame]]) -> bool:
+    """Whether every panel has the same epochs (then they share one epoch axis)."""
+    return len({tuple(np.unique(g["epoch"])) for _, g in panels}) <= 1
+
+
+def _spread(curves: pd.DataFrame, columns: tuple[str, ...], scale: float) -> pd.Series:
+    """Every value the median lines and quartile bands of ``columns`` (times ``scale``) reach:
+    per configuration and epoch the median, the 25th and the 75th percentile over seeds (the
+    band seaborn draws), so the axis limits can hold them all."""
+    keys = [*config_columns(curves), "epoch"]
+    parts = []
+    for c in columns:
+        g = curves[keys].assign(value=scale * curves[c]).groupby(keys, dropna=False)["value"]
+        parts += [g.median(), g.quantile(0.25), g.quantile(0.75)]
+    return pd.concat(parts)
+
+
 # ------------------------------------------------------------------------ accuracy vs epoch
 
 
 def accuracy_vs_epoch(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 3) -> Figure:
     """Test accuracy (%) against epoch: per batch size the median over seeds (line, a point
-    per epoch) and the interquartile range (band), colours ordered by batch size; one panel
-    per value of any other varying config axis. The y range fits the medians; wide bands run
-    off it."""
+    per epoch) and the interquartile range (band), colours and legend ordered by batch size;
+    one panel per value of any other varying config axis, each with its own epochs. The y
+    range fits the medians and their bands."""
     curves = _curves(curves).assign(acc=lambda d: 100 * d["test_acc"])
     panels = facets(curves)
     colors = batch_colors(curves["batch_size"])
-    medians = curves.groupby([*config_columns(curves), "epoch"], dropna=False)["acc"].median()
     nrows, nc = grid(len(panels), ncols)
     with figure(1.6 + 5.0 * nc if nc > 1 else 9, 0.9 + (4.3 if nc > 1 else 5.0) * nrows) as fig:
         # Not sharex: a panel above an empty cell keeps its own epoch labels.
@@ -164,9 +189,9 @@ def accuracy_vs_epoch(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 3) 
             ax.set_title(title)
             ax.set_xlabel("epoch")
             ax.set_ylabel("test accuracy (%)")
-            epoch_axis(ax, curves["epoch"])
-        axes[0].set_ylim(*limits(medians, top=100))
-        handles = _handles(axes)
+            epoch_axis(ax, g["epoch"])
+        axes[0].set_ylim(*limits(_spread(curves, ("acc",), 1), top=100))
+        handles = _batch_handles(axes)
         for ax in axes:
             ax.get_legend().remove()
         fig.legend(handles=handles, title="batch size", loc="outside right center")
@@ -299,24 +324,26 @@ def final_accuracy_vs_batch(fin: pd.DataFrame, summ: pd.DataFrame, ncols: int | 
     none from one seed), failed seeds as red crosses and outliers as red rings (below the y
     range: at its bottom edge, value printed), and, where ``summ`` has them, the reference
     study's single seeds as stars and its headline as a dashed line. One panel per value of any
-    other varying config axis. Panels sit side by side up to ``ncols`` (default: 2, or 1 with
-    more than four batch sizes, so each stays readable)."""
+    other varying config axis, each with the batch sizes it has. Panels sit side by side up to
+    ``ncols`` (default: 2, or 1 when a panel has more than four batch sizes, so each stays
+    readable)."""
     if fin.empty:
         raise ValueError("the results frame is empty; run a sweep first")
     panels, axes_cols = facets(fin), facet_axes(fin)
-    sizes = sorted(int(b) for b in fin["batch_size"].unique())
-    colors = batch_colors(sizes)
+    sizes_of = [sorted(int(b) for b in g["batch_size"].unique()) for _, g in panels]
+    most = max(len(sizes) for sizes in sizes_of)
+    colors = batch_colors(fin["batch_size"])
     done = fin[~fin["diverged"]]
     plain = done[~done["failed"] & ~done["outlier"]]
     fit = 100 * (plain if len(plain) else done)["test_acc"]
     refs = 100 * pd.concat([summ["reference"], summ["reference_headline"]]).dropna()
     ylim = limits([*fit, *refs], top=100.0, pad=0.06)
     epochs = sorted(done["epoch"].unique())
-    nrows, nc = grid(len(panels), ncols or (1 if len(sizes) > 4 else 2))
-    width = max(7.5, 1.2 + 0.95 * len(sizes))
+    nrows, nc = grid(len(panels), ncols or (1 if most > 4 else 2))
+    width = max(7.5, 1.2 + 0.95 * most)
     with figure(width * nc, 1.5 + 4.2 * nrows) as fig:
         axes = _panel_axes(fig, len(panels), nc, sharey=True)
-        for ax, (title, g) in zip(axes, panels, strict=True):
+        for ax, (title, g), sizes in zip(axes, panels, sizes_of, strict=True):
             _final_panel(ax, g, panel_rows(summ, g, axes_cols), sizes, colors, ylim)
             ax.set_title(title)
         ep = f"epoch {int(epochs[0])}" if len(epochs) == 1 else "the last epoch"
@@ -360,9 +387,10 @@ def heatmap_batch_epoch(
     vmin = min(vmin, vmax - 0.5)  # one cell, or all equal: still a colour scale
     n_rows = max(len(t) for _, t in tables)
     n_cols = max(t.shape[1] for _, t in tables)
-    panel_w = max(5.0, 1.3 + 0.55 * n_cols)
-    with figure(panel_w * len(tables) + 1.2, max(3.2, 1.5 + 0.42 * n_rows)) as fig:
-        axes = fig.subplots(1, len(tables), squeeze=False).ravel()
+    # Each panel as wide as its epochs need: one of 1 epoch beside one of 15 is not stretched.
+    widths = [max(2.5, 5.0 * t.shape[1] / n_cols, 1.3 + 0.55 * t.shape[1]) for _, t in tables]
+    with figure(sum(widths) + 1.2, max(3.2, 1.5 + 0.42 * n_rows)) as fig:
+        axes = fig.subplots(1, len(tables), squeeze=False, width_ratios=widths).ravel()
         for ax, (title, t) in zip(axes, tables, strict=True):
             sns.heatmap(
                 t,
@@ -422,15 +450,11 @@ def _split_lines(ax, g: pd.DataFrame, metric: str, scale: float, one_seed: bool)
     )
 
 
-def _medians(curves: pd.DataFrame, columns: tuple[str, ...], scale: float) -> pd.Series:
-    keys = [*config_columns(curves), "epoch"]
-    return pd.concat([scale * curves.groupby(keys, dropna=False)[c].median() for c in columns])
-
-
 def train_vs_test(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 4) -> Figure:
     """Small multiples, one column per batch size (and value of any other varying config
     axis), wrapped after ``ncols``: accuracy (%) on top, loss (nats) below, train and test
-    curves each the median over seeds (a point per epoch) with a quartile band. Train values
+    curves each the median over seeds (a point per epoch) with a quartile band. Panels share
+    one epoch axis when they have the same epochs, else each pair has its own. Train values
     are the mean over the steps since the previous evaluation, so they lag the end-of-epoch
     weights a little."""
     curves = _curves(curves)
@@ -442,11 +466,12 @@ def train_vs_test(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 4) -> F
     ]
     n = len(panels)
     nblocks, ncols = grid(n, ncols)
-    acc_lim = limits(_medians(curves, ("train_acc", "test_acc"), 100), top=100)
-    loss_lim = limits(_medians(curves, ("train_loss", "test_loss"), 1))
+    same = _same_epochs(panels)
+    acc_lim = limits(_spread(curves, ("train_acc", "test_acc"), 100), top=100)
+    loss_lim = limits(_spread(curves, ("train_loss", "test_loss"), 1))
     # At least as wide as the title and the legend below, however few panels.
     with figure(max(2.7 * ncols + 0.6, 7.0), 4.4 * nblocks + 0.7) as fig:
-        axes = fig.subplots(2 * nblocks, ncols, sharex=True, squeeze=False)
+        axes = fig.subplots(2 * nblocks, ncols, sharex=same, squeeze=False)
         for i in range(nblocks * ncols):
             ax_acc, ax_loss = axes[2 * (i // ncols), i % ncols], axes[2 * (i // ncols) + 1, i % ncols]
             if i >= n:
@@ -454,19 +479,23 @@ def train_vs_test(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 4) -> F
                 ax_loss.set_visible(False)
                 continue
             title, g = panels[i]
+            if not same:  # its own epochs: the pair shares them, and the loss panel shows them
+                ax_loss.sharex(ax_acc)
+                ax_acc.tick_params(axis="x", labelbottom=False)
             _split_lines(ax_acc, g, "acc", 100, one_seed)
             _split_lines(ax_loss, g, "loss", 1, one_seed)
             ax_acc.set_title(title)
             ax_acc.set_ylabel("accuracy (%)" if i % ncols == 0 else "")
             ax_loss.set_ylabel("loss (nats)" if i % ncols == 0 else "")
             ax_acc.set_xlabel("")
-            ax_loss.set_xlabel("epoch" if i + ncols >= n else "")
-            if i + ncols >= n:  # the lowest panel in its column shows its epochs
+            lowest = i + ncols >= n
+            ax_loss.set_xlabel("epoch" if lowest or not same else "")
+            if lowest:  # the lowest panel in its column shows its epochs
                 ax_loss.tick_params(axis="x", labelbottom=True)
-            # Shared ranges per metric, fitted to the medians, so panels compare at a glance.
+            # Shared ranges per metric, fitted to the medians and bands, so panels compare at a glance.
             ax_acc.set_ylim(*acc_lim)
             ax_loss.set_ylim(*loss_lim)
-            epoch_axis(ax_loss, curves["epoch"], nbins=4)
+            epoch_axis(ax_loss, g["epoch"], nbins=4)
         handles = [
             mpl.lines.Line2D([], [], color=TRAIN_COLOR, lw=2, label="train (mean over the epoch's steps)"),
             mpl.lines.Line2D([], [], color=TEST_COLOR, lw=2, label="test (after the epoch)"),
@@ -497,16 +526,19 @@ def dead_units(curves: pd.DataFrame, summ: pd.DataFrame) -> Figure:
     curves = _curves(curves)
     panels = facets(curves)
     colors = batch_colors(curves["batch_size"])
+    same = _same_epochs(panels)  # else each row (one value of the other axes) has its own epochs
     with figure(1.0 + 5.2 * len(layers), 1.3 + 3.9 * len(panels)) as fig:
-        axes = fig.subplots(len(panels), len(layers), squeeze=False, sharex=True, sharey=True)
+        axes = fig.subplots(
+            len(panels), len(layers), squeeze=False, sharex=True if same else "row", sharey=True
+        )
         for row, (title, g) in enumerate(panels):
             for col, layer in enumerate(layers):
                 ax = axes[row, col]
                 _dead_panel(ax, g, layer, colors, _one_seed(summ))
                 ax.set_title(", ".join(p for p in (f"hidden layer {layer[5:]}", title) if p))
                 ax.set_ylabel("dead units (% of the layer)" if col == 0 else "")
-                ax.set_xlabel("epoch" if row == len(panels) - 1 else "")
-                epoch_axis(ax, curves["epoch"])
+                ax.set_xlabel("epoch" if row == len(panels) - 1 or not same else "")
+                epoch_axis(ax, g["epoch"])
         axes[0, 0].set_ylim(bottom=0)
         handles = [mpl.lines.Line2D([], [], color=colors[b], lw=2, label=str(b)) for b in sorted(colors)]
         for flag, ls, marker, label in (

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mlpmnist.analysis.columns import config_label, varying_axes
+from mlpmnist.config import choices, field_names
+from mlpmnist.figures import FORMATS
 from mlpmnist.store import atomic_write_bytes
 
 DPI = 150
@@ -71,11 +74,14 @@ def batch_colors(batch_sizes: Iterable[int]) -> dict[int, tuple]:
 
 
 def save(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as a PNG at ``DPI`` to ``path`` atomically (a temporary file, then a
-    rename, so no reader sees half a PNG) and release the figure's artists (display it first).
-    Returns the path."""
+    """Write ``fig`` to ``path`` in the format its suffix names (.png at ``DPI``, .pdf, .svg)
+    atomically (a temporary file, then a rename, so no reader sees half a file) and release the
+    figure's artists (display it first). Returns the path; ``ValueError`` for another suffix."""
+    fmt = Path(path).suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"{path}: a figure is saved as {', '.join('.' + f for f in FORMATS)}, not {fmt!r}")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
+    fig.savefig(buf, format=fmt, dpi=DPI, facecolor="white")
     fig.clear()
     return atomic_write_bytes(path, buf.getvalue())
 
@@ -86,17 +92,37 @@ def facet_axes(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> li
     return [c for c in varying_axes(df) if c not in set(exclude)]
 
 
+def _natural(text: str) -> tuple:
+    """A sort key reading the digits in ``text`` as numbers: '32x32' before '128x128'."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text) if p)
+
+
+def value_order(column: str, value: object) -> tuple:
+    """Where ``value`` of config column ``column`` comes among its panels: numbers in numeric
+    order, a field with fixed choices (optimizer, schedule, inputs, dataset) in the order
+    ``TrainConfig`` lists them, other text with its digits read as numbers ('32x32' before
+    '128x128'), missing values last."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return (3,)
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return (0, float(value))
+    options = (choices(column) if column in field_names() else None) or ()
+    if value in options:
+        return (1, options.index(value))
+    return (2, _natural(str(value)))
+
+
 def facets(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> list[tuple[str, pd.DataFrame]]:
     """The panels of a study figure: one (title, rows) per combination of the values of
-    ``facet_axes(df, exclude)``, e.g. ('lr 0.1', rows) and ('lr 0.3', rows) for a grid over lr;
-    one ('', df) when nothing else varies."""
+    ``facet_axes(df, exclude)``, e.g. ('lr 0.1', rows) and ('lr 0.3', rows) for a grid over lr,
+    in the grid's order (``value_order``: numbers numerically, not as text); one ('', df) when
+    nothing else varies."""
     axes = facet_axes(df, exclude)
     if not axes:
         return [("", df)]
-    return [
-        (config_label(dict(zip(axes, k, strict=True)), axes), g)
-        for k, g in df.groupby(axes, dropna=False, sort=True)
-    ]
+    groups = df.groupby(axes, dropna=False, sort=False)
+    ordered = sorted(groups, key=lambda kg: [value_order(c, v) for c, v in zip(axes, kg[0], strict=True)])
+    return [(config_label(dict(zip(axes, k, strict=True)), axes), g) for k, g in ordered]
 
 
 def panel_rows(frame: pd.DataFrame, panel: pd.DataFrame, axes: Iterable[str]) -> pd.DataFrame:

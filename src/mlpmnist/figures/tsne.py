@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import matplotlib as mpl
+import numpy as np
 from matplotlib.figure import Figure
 
-from mlpmnist.data import loader as mdata
 from mlpmnist.figures.embed import CV_FOLDS, KNN_K, Embeddings
 from mlpmnist.figures.style import figure
 
 
-def plot_tsne(emb: Embeddings, ncols: int = 4, title: str | None = None) -> Figure:
-    """Small multiples, one panel per epoch, points coloured by true digit, with a shared
-    legend of the ten classes in the spare panel (or below). Each panel's title gives the
-    snapshot's test accuracy and the 2-D kNN accuracy and silhouette of that embedding."""
+def class_colors(n: int) -> np.ndarray:
+    """[n, 4] RGBA, one distinct colour per class: tab10 up to 10 classes, tab20 up to 20,
+    evenly spaced hues beyond."""
+    if n <= 10:
+        return mpl.colormaps["tab10"](range(n))
+    if n <= 20:
+        return mpl.colormaps["tab20"](range(n))
+    return mpl.colormaps["hsv"](np.linspace(0, 1, n, endpoint=False))
+
+
+def plot_tsne(emb: Embeddings, ncols: int = 4, label: str | None = None) -> Figure:
+    """Small multiples, one panel per epoch, points coloured by true class, with a shared
+    legend of the classes (``emb.spec``'s names) in the spare panel. Each panel's title gives
+    the snapshot's test accuracy and the 2-D kNN accuracy and silhouette of that embedding.
+    ``label`` (e.g. 'batch 64, lr 0.05') names the trained configuration in the title
+    (default: its batch size, where known)."""
     epochs = sorted(emb.points["epoch"].unique())
     ncols = min(ncols, len(epochs) + 1)
     nrows = -(-(len(epochs) + 1) // ncols)  # one extra cell for the legend
-    colors = mpl.colormaps["tab10"](range(10))
+    classes = emb.spec.classes
+    colors = class_colors(len(classes))
     scores = emb.scores.set_index("epoch")
     # At least 9.5 inches wide, so the two-line title fits over few panels.
     with figure(max(2.6 * ncols, 9.5), 2.75 * nrows + 0.4) as fig:
@@ -49,21 +62,18 @@ def plot_tsne(emb: Embeddings, ncols: int = 4, title: str | None = None) -> Figu
         for ax in axes[len(epochs) :]:
             ax.set_axis_off()
         handles = [
-            mpl.lines.Line2D([], [], marker="o", linestyle="", color=colors[d], markersize=7, label=str(d))
-            for d in range(mdata.N_CLASSES)
+            mpl.lines.Line2D([], [], marker="o", linestyle="", color=colors[i], markersize=7, label=name)
+            for i, name in enumerate(classes)
         ]
         axes[len(epochs)].legend(
-            handles=handles, title="true digit", ncols=2, loc="center", frameon=False, fontsize=11
+            handles=handles, title="true class", ncols=2, loc="center", frameon=False, fontsize=11
         )
         n = emb.points.groupby("epoch").size().iloc[0]
-        run = ""
-        if emb.batch_size is not None:
-            run = f" while batch {emb.batch_size} trains" + (
-                "" if emb.seed is None else f" (seed {emb.seed})"
-            )
+        who = label or (None if emb.batch_size is None else f"batch {emb.batch_size}")
+        seed = "" if emb.seed is None else f" (seed {emb.seed})"
+        run = "" if who is None else f" while {who} trains{seed}"
         fig.suptitle(
-            title
-            or f"t-SNE of the last hidden layer{run}, the same {n:,} test images in every panel\n"
+            f"t-SNE of the last hidden layer{run}, the same {n:,} test images in every panel\n"
             f"kNN: {KNN_K}-NN accuracy in 2-D ({CV_FOLDS}-fold CV); silh.: silhouette of the classes in 2-D",
             fontsize=11,
         )

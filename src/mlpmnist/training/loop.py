@@ -177,7 +177,7 @@ class _Run:
         self.engine: Engine = make_engine(
             c.engine, [m.to(dtype) for m in models], device, c.optimizer, c.momentum, c.weight_decay
         )
-        self.shifts = ReplicaShifts(c.max_shift, c.seeds, device) if c.max_shift else None
+        self.shifts = ReplicaShifts(c.max_shift, c.seeds, c.spec.image_shape, device) if c.max_shift else None
         self.replicas = list(config.replicas)
         self.alive = list(range(len(self.replicas)))  # indices into replicas, in engine order
         self.lrs = torch.tensor(config.lrs, dtype=dtype, device=device)

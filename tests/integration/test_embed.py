@@ -8,10 +8,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from mlpmnist import figures as plots
-from mlpmnist.data import loader as mdata
-from mlpmnist.figures import compose as figures
-from mlpmnist.figures import embed
+from mlpmnist.figures import compose, embed, registry, tsne
 
 N = 400  # test images per panel here; the study uses 2,000
 MAX_ITER = 250  # scikit-learn's minimum
@@ -27,18 +24,7 @@ def models(mnist):
 
 @pytest.fixture(scope="module")
 def emb(models, mnist) -> embed.Embeddings:
-    return embed.embed_models(models, mnist.test, n=N, max_iter=MAX_ITER, n_jobs=1)
-
-
-def test_subset_is_fixed_sorted_and_distinct():
-    a = embed.subset_indices()
-    assert a.shape == (embed.N_POINTS,)
-    assert np.array_equal(a, embed.subset_indices())
-    assert np.array_equal(a, np.unique(a))
-    assert a.min() >= 0 and a.max() < mdata.TEST_SIZE
-    assert not np.array_equal(embed.subset_indices(seed=1), a)
-    with pytest.raises(ValueError, match="n must be"):
-        embed.subset_indices(0)
+    return embed.embed_models(models, mnist, n=N, max_iter=MAX_ITER, n_jobs=1)
 
 
 def test_train_snapshots_returns_the_requested_epochs(models):
@@ -54,7 +40,7 @@ def test_hidden_features_shape(models, mnist):
 
 
 def test_tsne_is_deterministic(models, mnist):
-    x = mnist.test.x[embed.subset_indices(300)]
+    x = mnist.test.x[embed.subset_indices(len(mnist.test), 300)]
     f = embed.hidden_features(models[2], x)
     a = embed.tsne(f, max_iter=MAX_ITER)
     b = embed.tsne(f, max_iter=MAX_ITER)
@@ -67,11 +53,11 @@ def test_embed_models_output(emb, mnist):
     assert len(emb.points) == 2 * N
     assert emb.points.groupby("epoch")["index"].apply(tuple).nunique() == 1  # same images
     idx = emb.points.loc[emb.points["epoch"] == 0, "index"].to_numpy()
-    assert np.array_equal(idx, embed.subset_indices(N))
+    assert np.array_equal(idx, embed.subset_indices(len(mnist.test), N))
     labels = emb.points.loc[emb.points["epoch"] == 0, "label"].to_numpy()
     assert np.array_equal(labels, mnist.test.y.numpy()[idx])
     assert list(emb.scores["epoch"]) == [0, 2]
-    assert emb.seconds > 0
+    assert emb.seconds > 0 and emb.spec is mnist.spec
 
 
 def test_separation_rises_with_training(emb):
@@ -82,31 +68,15 @@ def test_separation_rises_with_training(emb):
     assert s.loc[2, "knn_acc_64d"] > s.loc[0, "knn_acc_64d"]
 
 
-def test_separation_of_clear_and_of_mixed_classes():
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(10), 30)
-    centres = 50.0 * np.stack([np.cos(labels), np.sin(labels)], 1)
-    clear = embed.separation(centres + rng.normal(size=(300, 2)), labels)
-    mixed = embed.separation(rng.normal(size=(300, 2)), labels)
-    assert clear["knn_acc"] == 1.0 and clear["silhouette"] > 0.8
-    assert mixed["knn_acc"] < 0.3 and mixed["silhouette"] < 0.05
-
-
 @pytest.mark.slow
 def test_parallel_panels_give_the_same_result(models, mnist):
-    one = embed.embed_models(models, mnist.test, n=200, max_iter=MAX_ITER, n_jobs=1)
-    two = embed.embed_models(models, mnist.test, n=200, max_iter=MAX_ITER, n_jobs=2)
+    one = embed.embed_models(models, mnist, n=200, max_iter=MAX_ITER, n_jobs=1)
+    two = embed.embed_models(models, mnist, n=200, max_iter=MAX_ITER, n_jobs=2)
     pd.testing.assert_frame_equal(one.points, two.points)
 
 
-def test_embed_only_computes():
-    # Figures live in mlpmnist.plots; embed neither draws nor writes files.
-    assert not hasattr(embed, "plot_tsne") and not hasattr(embed, "save_tsne")
-    assert not {"mpl", "plt", "Figure"} & set(vars(embed))
-
-
 def test_plot_tsne(emb):
-    fig = plots.plot_tsne(emb)
+    fig = tsne.plot_tsne(emb)
     assert isinstance(fig, Figure)
     panels = [a for a in fig.axes if a.collections]
     assert len(panels) == 2
@@ -116,4 +86,7 @@ def test_plot_tsne(emb):
     assert all(a.collections[0].get_offsets().shape == (N, 2) for a in panels)
     (legend,) = [a.get_legend() for a in fig.axes if a.get_legend()]
     assert [t.get_text() for t in legend.get_texts()] == [str(d) for d in range(10)]
-    assert list(figures.tsne_figures(emb)) == ["tsne_epochs"]
+    assert legend.get_title().get_text() == "true class"
+    figs = compose.tsne_figures(emb, "batch 90, lr 0.1")
+    assert list(figs) == registry.names("embedding")
+    assert "while batch 90, lr 0.1 trains" in figs["tsne_epochs"].get_suptitle()

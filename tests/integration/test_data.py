@@ -1,14 +1,15 @@
+"""The data stage on real files: MNIST checked, read bit for bit and every fault with it named in
+one line; a synthetic dataset (``synthetic``) that is nothing like MNIST loaded by its spec; the
+downloader against real local servers."""
+
 import contextlib
 import functools
 import gzip
-import hashlib
 import http.server
 import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synthetic import (
+    SYN_FILES,
+    SYN_TEST,
+    SYN_TRAIN,
+    gz,
+    idx_bytes,
+    register,
+    synthetic_arrays,
+    synthetic_spec,
+    write_raw,
+)
 
 from mlpmnist.data import loader as mdata
 from mlpmnist.data import specs as datasets
@@ -85,22 +97,6 @@ def test_bit_exact_against_torchvision_reader(mnist):
         want = (ds.data.reshape(len(ds.data), 784).to(torch.float32) - 127.5) / 127.5
         assert split.x.dtype == want.dtype and torch.equal(split.x, want)
         assert split.y.dtype == ds.targets.dtype and torch.equal(split.y, ds.targets)
-
-
-def test_load_never_imports_torchvision(mnist):
-    code = (
-        "import sys, mlpmnist.data.loader as d; d.load(download=False); print('torchvision' in sys.modules)"
-    )
-    env = {**os.environ, mdata.ENV_VAR: str(mnist.root)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
-def test_pixels_roundtrip_exactly(mnist):
-    pixels = mdata.to_pixels(mnist.train.x)
-    assert pixels is not None and pixels.dtype == torch.uint8
-    assert torch.equal(mdata.scale(pixels), mnist.train.x)
-    assert mdata.to_pixels(mnist.train.x[:10] + 1e-3) is None
 
 
 def test_ensure_returns_absolute_root_and_checks_md5(mnist, tmp_path, monkeypatch):
@@ -284,86 +280,14 @@ def test_cli_prints_one_error_line(mnist, tmp_path, capsys):
     assert f"use {tmp_path} instead" in err
 
 
-def test_root_precedence(monkeypatch, tmp_path):
-    monkeypatch.setenv(mdata.ENV_VAR, str(tmp_path))
-    assert mdata.resolve_root() == tmp_path
-    assert mdata.resolve_root("elsewhere") == Path("elsewhere")
-    monkeypatch.delenv(mdata.ENV_VAR)
-    assert mdata.resolve_root() == Path("data")
-
-
-def test_splits_carry_their_exact_pixels(mnist):
-    from mlpmnist.data.loader import scale
-
-    for split in (mnist.train, mnist.test, mnist.train.head(100), mnist.test.tail(7)):
-        assert split.pixels is not None and split.pixels.dtype == torch.uint8
-        assert torch.equal(scale(split.pixels), split.x)
-
-
 # ---------------------------------------------------------------------------- a synthetic dataset
-
-# Non-square images and names unlike MNIST's, so nothing can lean on MNIST's layout.
-SYN_FILES = ("syn-train-images", "syn-train-labels", "syn-test-images", "syn-test-labels")
-SYN_SHAPE = (12, 10)
-SYN_CLASSES = ("a", "b", "c", "d", "e")
-SYN_TRAIN, SYN_TEST = 300, 100
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """``array`` (uint8) as an IDX file: magic 0x08 << 8 | ndim, the dimensions, the data."""
-    header = (0x0800 | array.ndim).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def synthetic_arrays(seed: int = 0) -> dict[str, np.ndarray]:
-    """The synthetic dataset's four arrays by file name (images uint8 [N, 12, 10], labels uint8 [N])."""
-    rng = np.random.default_rng(seed)
-    images = [rng.integers(0, 256, (n, *SYN_SHAPE), dtype=np.uint8) for n in (SYN_TRAIN, SYN_TEST)]
-    for im in images:  # the extremes, so the [-1, 1] scaling is seen at both ends
-        im[0, 0, 0], im[0, 0, 1] = 0, 255
-    labels = [rng.integers(0, len(SYN_CLASSES), n, dtype=np.uint8) for n in (SYN_TRAIN, SYN_TEST)]
-    return dict(zip(SYN_FILES, (images[0], labels[0], images[1], labels[1]), strict=True))
-
-
-def gz(blob: bytes) -> bytes:
-    return gzip.compress(blob, compresslevel=1, mtime=0)
-
-
-def synthetic_spec(arrays: dict[str, np.ndarray], name: str = "synthetic-test", **kw) -> datasets.DatasetSpec:
-    """A spec for ``arrays`` with the MD5s of their IDX files and of their .gz."""
-    blobs = {n: idx_bytes(a) for n, a in arrays.items()}
-    fields = dict(
-        name=name,
-        title="Synthetic",
-        folder="Synthetic",
-        files={n: hashlib.md5(b).hexdigest() for n, b in blobs.items()},
-        gz_md5={n: hashlib.md5(gz(b)).hexdigest() for n, b in blobs.items()},
-        mirrors=(),
-        train_size=SYN_TRAIN,
-        test_size=SYN_TEST,
-        classes=SYN_CLASSES,
-        image_shape=SYN_SHAPE,
-    )
-    return datasets.DatasetSpec(**{**fields, **kw})
-
-
-def write_raw(root: Path, spec: datasets.DatasetSpec, arrays: dict[str, np.ndarray]) -> Path:
-    raw = mdata.raw_dir(root, spec)
-    raw.mkdir(parents=True, exist_ok=True)
-    for name, array in arrays.items():
-        (raw / name).write_bytes(idx_bytes(array))
-    return raw
 
 
 @pytest.fixture
-def syn():
+def syn(monkeypatch):
     """The synthetic arrays and their spec, registered as "synthetic-test" for this test only."""
     arrays = synthetic_arrays()
-    spec = datasets.register(synthetic_spec(arrays))
-    try:
-        yield spec, arrays
-    finally:
-        datasets.unregister(spec.name)
+    return register(monkeypatch, synthetic_spec(arrays)), arrays
 
 
 def test_synthetic_dataset_loads_by_name(syn, tmp_path):
@@ -374,8 +298,8 @@ def test_synthetic_dataset_loads_by_name(syn, tmp_path):
     for split, (images, labels) in ((d.train, SYN_FILES[:2]), (d.test, SYN_FILES[2:])):
         want = torch.from_numpy(arrays[images]).reshape(len(arrays[images]), 120)
         assert split.x.shape == (len(want), 120) and split.x.dtype == torch.float32
-        assert torch.equal(split.pixels, want)
         assert torch.equal(split.x, (want.to(torch.float32) - 127.5) / 127.5)
+        assert torch.equal(split.x, mdata.scale(want))
         assert split.x.min().item() == -1.0 and split.x.max().item() == 1.0
         assert split.y.dtype == torch.int64 and torch.equal(split.y, torch.from_numpy(arrays[labels]).long())
     assert len(d.train) == SYN_TRAIN and len(d.test) == SYN_TEST
@@ -390,7 +314,7 @@ def test_data_to_moves_both_splits_and_keeps_the_rest(syn, tmp_path):
     assert moved.spec is spec and moved.root == d.root
     for a, b in ((moved.train, d.train), (moved.test, d.test)):
         assert a.x.dtype == torch.float64 and torch.equal(a.x, b.x.double())
-        assert a.y.dtype == torch.int64 and a.pixels is not None and a.pixels.dtype == torch.uint8
+        assert a.y.dtype == torch.int64 and torch.equal(a.y, b.y)
     assert d.train.x.dtype == torch.float32  # the original is untouched
 
 
@@ -446,7 +370,9 @@ def test_spec_without_md5s_still_checks_headers(tmp_path):
     blob = bytearray((raw / "syn-test-images").read_bytes())
     blob[-1] ^= 0xFF  # no MD5 to catch it: loads
     (raw / "syn-test-images").write_bytes(bytes(blob))
-    assert mdata.load(tmp_path, dataset=spec, download=False).test.pixels[-1, -1] == blob[-1]
+    assert mdata.load(tmp_path, dataset=spec, download=False).test.x[-1, -1] == mdata.scale(
+        torch.tensor(blob[-1])
+    )
     (raw / "syn-test-images").write_bytes(bytes(blob[:-1]))
     with pytest.raises(mdata.DataError, match="truncated"):
         mdata.ensure(tmp_path, dataset=spec, download=False)
@@ -498,23 +424,6 @@ def test_root_pointing_into_another_dataset_names_it(tmp_path):
     assert tree(tmp_path / "data") == sorted(
         ["MNIST", "MNIST/raw", *(f"MNIST/raw/{n}" for n in datasets.MNIST.files)]
     )
-
-
-def test_registry_refuses_clashes_and_bad_specs():
-    arrays = synthetic_arrays()
-    with pytest.raises(ValueError, match="already registered as 'mnist'"):
-        datasets.register(synthetic_spec(arrays, name="mnist"))
-    with pytest.raises(ValueError, match="already keeps its files in 'MNIST'"):
-        datasets.register(synthetic_spec(arrays, folder="MNIST"))
-    assert datasets.names()[:3] == ("mnist", "fashion-mnist", "kmnist")
-    with pytest.raises(ValueError, match="needs four files"):
-        synthetic_spec(arrays, files={"a": None})
-    with pytest.raises(ValueError, match="ending in '/'"):
-        synthetic_spec(arrays, mirrors=("http://example.org/data",))
-    with pytest.raises(ValueError, match="2 to 256 classes"):
-        synthetic_spec(arrays, classes=("only",))
-    assert datasets.MNIST.dims("t10k-images-idx3-ubyte") == (10_000, 28, 28)
-    assert datasets.MNIST.dims("train-labels-idx1-ubyte") == (60_000,)
 
 
 # ---------------------------------------------------------------------------- the downloader
@@ -593,7 +502,8 @@ def refused_url():
 
 
 def assert_loaded(d: mdata.Data, arrays: dict[str, np.ndarray]) -> None:
-    assert torch.equal(d.train.pixels, torch.from_numpy(arrays[SYN_FILES[0]]).reshape(SYN_TRAIN, 120))
+    want = torch.from_numpy(arrays[SYN_FILES[0]]).reshape(SYN_TRAIN, 120)
+    assert torch.equal(d.train.x, mdata.scale(want))
     assert torch.equal(d.test.y, torch.from_numpy(arrays[SYN_FILES[3]]).long())
 
 

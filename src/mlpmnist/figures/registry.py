@@ -1,0 +1,225 @@
+"""One registry of every figure the project draws, the study's and the science's: its name (the
+file it is saved as, without the suffix), what it is drawn from, the function that draws it, and
+a line saying what it shows.
+
+A new figure is its function (in ``study``, ``model``, ``tsne`` or ``science``) and one entry
+below: ``compose`` draws every entry of a source from what the caller loaded, the CLI and the
+notebooks show and save whatever it drew, and the tests iterate the entries. What each
+source's ``draw`` takes:
+
+- ``results``: ``StudyFrames`` of a results frame (its statistics, each computed once);
+- ``data``: the loaded ``Data`` (its training split and its spec);
+- ``model``: a ``ModelView`` (one trained model, the test split, the spec, a label);
+- ``embedding``: an ``embed.Embeddings`` and a label naming the trained configuration;
+- ``science``: the frames of ``mlpmnist.science`` that the function's parameters name (the
+  science notebook draws these itself and saves them through ``science.Outputs.show``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal, get_args
+
+import pandas as pd
+from matplotlib.figure import Figure
+from torch import nn
+
+from mlpmnist.analysis import stats
+from mlpmnist.analysis.columns import dead_columns
+from mlpmnist.data.loader import Split
+from mlpmnist.data.specs import DatasetSpec
+from mlpmnist.figures import model, science, study, tsne
+
+Source = Literal["results", "data", "model", "embedding", "science"]
+SOURCES: tuple[Source, ...] = get_args(Source)
+#: The sources of the study's figures: what ``compose`` draws for the CLI and run.ipynb.
+STUDY_SOURCES: tuple[Source, ...] = ("results", "data", "model", "embedding")
+
+
+class StudyFrames:
+    """The statistics the study's figures draw from, of one results frame ``df``: ``curves``
+    (``stats.mark_failed(df)``: every row with its replica's failed and outlier flags), and,
+    each computed on first use and then kept, ``fin`` (``stats.final``), ``summ``
+    (``stats.summary``) and ``per`` (``stats.per_epoch``)."""
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        self.curves = stats.mark_failed(df)
+
+    @cached_property
+    def fin(self) -> pd.DataFrame:
+        return stats.final(self.curves)
+
+    @cached_property
+    def summ(self) -> pd.DataFrame:
+        return stats.summary(self.curves)
+
+    @cached_property
+    def per(self) -> pd.DataFrame:
+        return stats.per_epoch(self.curves)
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """What a model figure draws: ``model`` on ``split`` (a split of ``spec``'s dataset), and
+    ``label`` naming the model in titles (e.g. 'batch 90, seed 3 (median of 10 seeds)')."""
+
+    model: nn.Module
+    split: Split
+    spec: DatasetSpec
+    label: str = ""
+
+
+def _always(*inputs: Any) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One figure: ``name`` (its file name without the suffix), ``source`` (what ``draw`` takes,
+    see the module's docstring), ``draw`` (inputs -> ``Figure``), ``about`` (what it shows, one
+    line) and ``when`` (whether given inputs can give it; dead units need their columns)."""
+
+    name: str
+    source: Source
+    draw: Callable[..., Figure]
+    about: str
+    when: Callable[..., bool] = _always
+
+
+FIGURES: dict[str, Entry] = {
+    e.name: e
+    for e in (
+        Entry(
+            "accuracy_vs_epoch",
+            "results",
+            lambda f: study.accuracy_vs_epoch(f.curves, f.summ),
+            "test accuracy by epoch: per batch size the median over seeds and its quartiles",
+        ),
+        Entry(
+            "final_accuracy_vs_batch",
+            "results",
+            lambda f: study.final_accuracy_vs_batch(f.fin, f.summ),
+            "final test accuracy by batch size: every seed, quartile boxes, medians with CIs, the reference",
+        ),
+        Entry(
+            "heatmap_batch_epoch",
+            "results",
+            lambda f: study.heatmap_batch_epoch(f.per, f.summ),
+            "median test accuracy for each batch size and epoch",
+        ),
+        Entry(
+            "train_vs_test",
+            "results",
+            lambda f: study.train_vs_test(f.curves, f.summ),
+            "train and test accuracy and loss by epoch, one column per batch size",
+        ),
+        Entry(
+            "dead_units",
+            "results",
+            lambda f: study.dead_units(f.curves, f.summ),
+            "dead ReLU units per hidden layer by epoch; failed seeds and outliers apart",
+            when=lambda f: bool(dead_columns(f.curves)),  # records made before they were stored lack them
+        ),
+        Entry(
+            "sample_digits",
+            "data",
+            lambda d: model.sample_digits(d.train, d.spec),
+            "the first training images with their class names",
+        ),
+        Entry(
+            "confusion_matrix",
+            "model",
+            lambda m: model.confusion_matrix(m.model, m.split, m.spec, m.label),
+            "counts of (true, predicted) class on the test split",
+        ),
+        Entry(
+            "misclassified",
+            "model",
+            lambda m: model.misclassified(m.model, m.split, m.spec, label=m.label),
+            "the first misclassified test images, true and predicted class, confidence",
+        ),
+        Entry(
+            "predictions_last10",
+            "model",
+            lambda m: model.predictions_last10(m.model, m.split, m.spec, m.label),
+            "the last 10 test images, true and predicted class, confidence",
+        ),
+        Entry(
+            "tsne_epochs",
+            "embedding",
+            lambda emb, label: tsne.plot_tsne(emb, label=label or None),
+            "t-SNE of the last hidden layer at each snapshot epoch, coloured by class",
+        ),
+        Entry(
+            "science_lr_tuning",
+            "science",
+            science.plot_lr_search,
+            "validation accuracy vs lr (lr_search_summary); tuned lr and ceiling (ceiling_table)",
+        ),
+        Entry(
+            "science_ceiling",
+            "science",
+            science.plot_sharpness,
+            "lambda_max during training (sharpness_summary); the centred-input control's ceiling",
+        ),
+        Entry(
+            "science_steps_to_target",
+            "science",
+            science.plot_steps_to_target,
+            "steps to the target accuracy vs batch size (steps_with_intervals), with the fit",
+        ),
+        Entry(
+            "science_noise_scale",
+            "science",
+            science.plot_noise_scale,
+            "the gradient noise scale B_simple during training (noise_scale_during_training)",
+        ),
+        Entry(
+            "science_tuned",
+            "science",
+            science.plot_tuned,
+            "the tuned recipe's accuracy per epoch against the reference recipe's (run_recipes)",
+        ),
+        Entry(
+            "science_headlines",
+            "science",
+            science.plot_headlines,
+            "every headline number's 95% interval with the second seed set's value (intervals.two_runs)",
+        ),
+    )
+}
+
+
+def _check_sources(sources: Iterable[str]) -> None:
+    if unknown := [s for s in sources if s not in SOURCES]:
+        raise ValueError(f"unknown figure source(s) {unknown}; known: {', '.join(SOURCES)}")
+
+
+def entries(*sources: Source) -> list[Entry]:
+    """The entries drawn from any of ``sources`` (all entries when none is given), in the
+    registry's order. ``ValueError`` for an unknown source."""
+    _check_sources(sources)
+    return [e for e in FIGURES.values() if not sources or e.source in sources]
+
+
+def names(*sources: Source) -> list[str]:
+    """The names of ``entries(*sources)``, in the registry's order."""
+    return [e.name for e in entries(*sources)]
+
+
+def entry(name: str, source: Source | None = None) -> Entry:
+    """The entry called ``name`` (drawn from ``source``, when given); ``ValueError`` naming the
+    known ones otherwise."""
+    e = FIGURES.get(name)
+    if e is None or (source is not None and e.source != source):
+        known = names(*(() if source is None else (source,)))
+        raise ValueError(f"no figure {name!r} in the registry; known: {', '.join(known)}")
+    return e
+
+
+def draw(source: Source, *inputs: Any) -> dict[str, Figure]:
+    """Name -> figure of every entry drawn from ``source`` whose ``when`` holds for ``inputs``
+    (see the module's docstring for what each source takes), in the registry's order."""
+    return {e.name: e.draw(*inputs) for e in entries(source) if e.when(*inputs)}
