@@ -295,7 +295,7 @@ def test_a_full_disk_after_the_record_keeps_the_experiment(small_disk):
     assert filler.wait(timeout=60) == 0, (p.stdout, p.stderr)
     k = key(100)
     assert p.returncode == 0, p.stderr
-    assert f"{k}: its notebook was not kept: cannot write" in p.stdout + p.stderr
+    assert f"{k}: its notebook was not kept: cannot write" in p.stdout
     assert results.find(seen, config(100))[0] and not (seen / "failed" / f"{k}.json").exists()
     assert not scratch_left(seen) and not list(seen.rglob(".*.tmp"))
 
@@ -546,7 +546,7 @@ def test_sigterm_ends_figures_with_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_results_folder_deleted_mid_run_fails_without_pointing_at_missing_files(tmp_path):
+def test_a_results_folder_deleted_mid_run_ends_without_pointing_at_missing_files(tmp_path):
     import shutil
 
     root = tmp_path / "res"
@@ -559,8 +559,15 @@ def test_a_results_folder_deleted_mid_run_fails_without_pointing_at_missing_file
     finally:
         proc.kill()
         proc.wait()
-    line = last_error((proc.returncode, err), 3, f"experiment {key(100, epochs=100)} failed", "vanished")
-    assert "; see " not in line  # no notebook to point at
+    # The kernel goes on and writes the experiment's record and weights afresh (the executed
+    # notebook's folder is gone, and with it only provenance): the experiment is done and trusted;
+    # where a kernel cannot, it fails with one line that points at nothing missing.
+    assert "Traceback" not in err and proc.returncode in (0, 3), err
+    if proc.returncode == 0:
+        assert results.find(root, config(100, epochs=100))[0]
+    else:
+        line = last_error((proc.returncode, err), 3, f"experiment {key(100, epochs=100)} failed")
+        assert "; see " not in line
     assert not scratch_left(root)
 
 

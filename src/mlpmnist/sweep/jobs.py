@@ -363,13 +363,13 @@ def _settle(
     with ``failed/<key>.json`` saying why (the kernel's error first)."""
     key = config.key()
     row: dict = {"status": "failed", "seconds": None, "start_seconds": math.nan, "error": None}
-    kept = None  # a failed experiment keeps its notebook and log too: they show where it broke
+    lost = []  # a failed experiment keeps its notebook and log too: they show where it broke
     for source, kind in ((output, "notebooks"), (log, "logs")):
         try:
             if source.is_file():
                 store.atomic_write_bytes(store.path(root, kind, key), source.read_bytes())
         except (OSError, StoreError) as e:  # a full disk, a FIFO in the way: the results stand
-            kept = f"its {kind[:-1]} was not kept: {_cannot(e)}"
+            lost.append(f"its {kind[:-1]} was not kept: {_cannot(e)}")
     found, _ = store.find(root, config)
     if found is None or (found.record.get("job") or {}).get("id") != job:
         error = _error_for(key, root, job, notebook_error)
@@ -377,7 +377,7 @@ def _settle(
             error = f"its job's folder {output.parent} vanished (results folder deleted or moved?)"
         row["error"] = store.write_failure(root, key, error, job=job, config=config.to_dict())
         return row
-    row.update(status="done", seconds=found.record.get("seconds"), note=kept)
+    row.update(status="done", seconds=found.record.get("seconds"), note="; ".join(lost) or None)
     if found.record.get("first_step_at"):
         row["start_seconds"] = found.record["first_step_at"] - started_at
     return row
