@@ -4,13 +4,11 @@ copy of the checkout that must stay unchanged), and their signatures."""
 import json
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import nbformat
-import papermill as pm
 import pytest
+from checkout import copy_checkout, execute, status
 
 from mlpmnist import sweep
 from mlpmnist.config import TrainConfig, parse_value
@@ -60,47 +58,6 @@ def test_make_writes_the_committed_outputs_explicitly():
     assert "run.ipynb results/run.ipynb --cwd . --kernel python3 -p media_dir media" in make
     assert "-p media_dir media -p out_dir results/science" in make
     assert make.count("-m mlpmnist.workbench.publish") == 2 and "cp results/" not in make
-
-
-def copy_checkout(dst: Path) -> Path:
-    """A copy of this checkout's tracked files as they are in the working tree, committed in a
-    fresh git repository at ``dst``: a user's clone that a run may not change, whose failure
-    cannot touch the real checkout's committed outputs."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
-    for name in listed.stdout.decode().split("\0"):
-        if name and (ROOT / name).is_file():
-            (dst / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dst / name)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "copy"]):
-        subprocess.run([*git, *cmd], cwd=dst, check=True, capture_output=True)
-    assert status(dst) == ""
-    return dst
-
-
-def status(repo: Path, *extra: str) -> str:
-    """``git status --porcelain`` of ``repo`` (untracked files listed one by one)."""
-    args = ["git", "status", "--porcelain", "--untracked-files=all", *extra]
-    return subprocess.run(args, cwd=repo, capture_output=True, text=True, check=True).stdout
-
-
-def execute(notebook: Path, out: Path, cwd: Path, **parameters) -> nbformat.NotebookNode:
-    """``notebook`` run by real papermill into ``out`` in a kernel started in ``cwd``; every
-    output checked: no error, no WARNING line."""
-    pm.execute_notebook(
-        str(notebook),
-        str(out),
-        parameters=parameters,
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(cwd),
-    )
-    nb = nbformat.read(out, as_version=4)
-    for c in nb.cells:
-        for o in c.get("outputs", []):
-            assert o.get("output_type") != "error", o
-            assert "WARNING" not in "".join(o.get("text", "")), o
-    return nb
 
 
 def texts(cell: nbformat.NotebookNode) -> str:
@@ -212,30 +169,6 @@ def test_run_notebook_with_one_batch_size_one_seed_one_epoch(tmp_path):
         assert odd not in everything, odd
     # No sentence compares batch 64 with itself.
     assert not re.search(r"at batch 64, against [\d.]+% [^.]*at batch 64\b", everything)
-
-
-@pytest.mark.slow
-def test_science_notebook_from_its_folder_writes_nothing_there(tmp_path, mnist, monkeypatch):
-    # JupyterLab starts the kernel in notebooks/; the README's relative MLPMNIST_DATA is read
-    # from the repository root, and the outputs go under results/science/, not notebooks/.
-    repo = copy_checkout(tmp_path / "repo")
-    monkeypatch.setenv("MLPMNIST_DATA", os.path.relpath(mnist.root, repo))
-    nb = execute(
-        repo / "notebooks" / "batch_science.ipynb",
-        tmp_path / "science.ipynb",
-        cwd=repo / "notebooks",
-        quick=True,
-    )
-    assert status(repo) == ""
-    ignored = status(repo, "--ignored").splitlines()  # not even an ignored file outside results/
-    assert ignored and all(line.startswith("!! results/science/") for line in ignored), ignored
-    out = repo / "results" / "science"
-    pngs = {p.name for p in (out / "media").glob("*.png")}
-    assert pngs == {f"{name}.png" for name in registry.names("science")}
-    assert json.loads((out / "science_summary.json").read_text())["quick"] is True
-    assert "saved results/science/media/science_tuned.png" in json.dumps(
-        [c.get("outputs", []) for c in nb.cells]
-    )
 
 
 def test_readme_table_matches_the_committed_summary():

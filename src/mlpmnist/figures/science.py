@@ -1,19 +1,12 @@
-"""Figures of the batch-size science (``mlpmnist.science``): frames in, a ``Figure`` out, drawn
-in ``style``'s one style. Accuracies are drawn in percent, learning rates as plain SGD step
-sizes on log axes.
-
-- ``plot_lr_search``: validation accuracy vs lr; the tuned lr and the ceiling vs batch size.
-- ``plot_sharpness``: lambda_max during training, and the control's ceiling.
-- ``plot_steps_to_target``: steps to target vs batch size with intervals, the fit and anchors.
-- ``plot_noise_scale``: B_simple during training, per seed.
-- ``plot_tuned``: the tuned recipe against the reference recipe.
-- ``plot_headlines``: every headline number's interval with the second run's value beside it.
+"""Figures of the batch-size science (``mlpmnist.science``): each draws one of the science
+notebook's sections from its ``tables`` (frames) and ``values`` (numbers), in ``style``'s one
+style. Accuracies in percent, learning rates as plain SGD step sizes on log axes; the first seed
+set is drawn filled, the second set (the rerun) open.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -21,10 +14,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from mlpmnist.figures.style import ERROR_RED, REFERENCE_COLOR, batch_colors, figure
+from mlpmnist.figures.style import ERROR_RED, REFERENCE_COLOR, TEST_COLOR, batch_colors, figure
 
-#: McCandlish et al. (2018): the gradient noise scale they report for MNIST, in examples.
-PAPER_MNIST_NOISE_SCALE = 900
+SECOND: dict[str, Any] = {"mfc": "white", "mew": 1.4}  # the second seed set: open markers
+ARMS = {"relu": ("ReLU, lr 0.1 (the study)", TEST_COLOR), "leaky": ("leaky ReLU, lr 0.1", REFERENCE_COLOR)}
+
+
+class SectionLike(Protocol):
+    """What a science figure draws from: a section's ``tables`` and ``values``."""
+
+    tables: dict[str, pd.DataFrame]
+    values: dict[str, Any]
 
 
 def _plain_log(ax: Axes, axis: str = "y") -> None:
@@ -41,254 +41,253 @@ def _batch_axis(ax: Axes, sizes: list[float]) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def plot_lr_search(
-    summary: pd.DataFrame,
-    ceiling: pd.DataFrame,
-    scaling: dict[str, float] | None = None,
-    two_over_lambda_init: float | None = None,
-) -> Figure:
-    """Left: validation accuracy (mean over seeds) against every lr tried, per batch size
-    (``lr_search_summary``; crosses where a seed diverged or collapsed). Right: per batch size
-    the tuned lr with its tried neighbours as a bar (it lies within them), the band between the
-    largest lr without a failure and the collapse lr (the ceiling), the fitted lr ~ B^slope, the
-    linear and square-root rules through the smallest batch size, and 2 / lambda_max at
-    initialisation (``ceiling_table``'s frame). Returns the figure."""
+def lr_tuning(s: SectionLike) -> Figure:
+    """Left: the first set's mean final validation accuracy against every lr tried, per batch
+    size (a diamond at each best). Right: the tuned lr per batch size, the first set's with its
+    tried neighbours as a bar and the second set's open, and the power law and the saturating
+    form fitted to the first set, with their rms residuals in log lr."""
+    summary, best1, best2 = s.tables["summary1"], s.tables["best1"], s.tables["best2"]
+    fits = s.values["fits"][0]
     with figure(15, 5.6) as fig:
         ax, ax_lr = fig.subplots(1, 2)
         sizes = sorted(int(b) for b in summary["batch_size"].unique())
         colors = batch_colors(sizes)
         for b in sizes:
-            g = summary[summary["batch_size"] == b].sort_values("lr")
-            ok = g[g["n_failed"] == 0] if "n_failed" in g else g[g["n_diverged"] == 0]
-            ax.plot(ok["lr"], 100 * ok["val_acc_mean"], "o-", ms=3, color=colors[b], label=f"B={b}")
-            bad = g.drop(ok.index)
-            ax.plot(bad["lr"], 100 * bad["val_acc_mean"].fillna(10.0), "x", color=colors[b], ms=6)
+            g = summary[(summary["batch_size"] == b) & (summary["n_diverged"] == 0)].sort_values("lr")
+            ax.plot(g["lr"], 100 * g["val_acc_mean"], "o-", ms=3, color=colors[b], label=f"B={b}")
+            best = best1[best1["batch_size"] == b]
+            ax.plot(best["lr"], 100 * best["val_acc_mean"], "D", ms=7, color=colors[b], mec="black")
         ax.set_xscale("log")
         _plain_log(ax, "x")
-        ax.set_ylim(max(5.0, 100 * summary["val_acc_mean"].min() - 2), 100)
+        ax.set_ylim(max(5.0, 100 * float(summary["val_acc_mean"].quantile(0.15)) - 3), 100)
         ax.set_xlabel("learning rate")
-        ax.set_ylabel("validation accuracy (%), mean over seeds")
-        ax.set_title("Every lr tried (x: a seed collapsed or diverged)")
+        ax.set_ylabel("validation accuracy (%), mean over the first set's seeds")
+        ax.set_title("Every lr tried (diamond: the best)")
         ax.legend(fontsize=8, ncols=2)
 
-        t = ceiling.dropna(subset=["lr"]).sort_values("batch_size")
-        b = t["batch_size"].to_numpy(float)
-        lo = (t["lr"] - t["lr_low"]).fillna(0).clip(lower=0)
-        hi = (t["lr_high"] - t["lr"]).fillna(0).clip(lower=0)
-        ax_lr.errorbar(
-            b, t["lr"], yerr=[lo, hi], fmt="o", capsize=3, label="tuned lr (bar: its tried neighbours)"
+        b = best1["batch_size"].to_numpy(float)
+        lo = (best1["lr"] - best1["lr_low"]).fillna(0).clip(lower=0)
+        hi = (best1["lr_high"] - best1["lr"]).fillna(0).clip(lower=0)
+        ax_lr.errorbar(b, best1["lr"], yerr=[lo, hi], fmt="o", capsize=3, color=TEST_COLOR,
+                       label="tuned lr, first set (bar: its tried neighbours)")  # fmt: skip
+        ax_lr.plot(
+            best2["batch_size"], best2["lr"], "o", color=TEST_COLOR, ls="", **SECOND, label="second set"
         )
-        has = t.dropna(subset=["max_ok_lr"])
-        ax_lr.fill_between(
-            has["batch_size"],
-            has["max_ok_lr"],
-            has["collapse_lr"].fillna(has["max_ok_lr"]),
-            color=ERROR_RED,
-            alpha=0.15,
-            label="ceiling: last lr with no failure .. collapse lr",
-        )
-        ax_lr.plot(has["batch_size"], has["collapse_lr"], "v", color=ERROR_RED, ms=5)
-        lr0 = float(t["lr"].iloc[0]) if len(t) else 0.1
-        ax_lr.plot(b, lr0 * b / b[0], "--", color="grey", label="linear rule lr ∝ B")
-        ax_lr.plot(b, lr0 * np.sqrt(b / b[0]), ":", color="k", label="square-root rule lr ∝ √B")
-        if scaling is not None:
-            label = f"fit: slope {scaling['slope']:.2f}"
-            ax_lr.plot(b, scaling["c"] * b ** scaling["slope"], "-", color="C3", label=label)
-        if two_over_lambda_init is not None and math.isfinite(two_over_lambda_init):
-            ax_lr.axhline(two_over_lambda_init, color="C4", ls="-.", label="2 / λ_max at initialisation")
+        grid = np.geomspace(b.min(), b.max(), 100)
+        power = f"power law, slope {fits['slope']:.2f} (rms {fits['rms_power']:.2f})"
+        sat = f"lr_max / (1 + B_noise / B), B_noise {fits['b_noise']:.0f} (rms {fits['rms_saturating']:.2f})"
+        ax_lr.plot(grid, fits["c"] * grid ** fits["slope"], "--", color="0.45", label=power)
+        ax_lr.plot(grid, fits["lr_max"] / (1 + fits["b_noise"] / grid), "-", color=REFERENCE_COLOR, label=sat)
         _batch_axis(ax_lr, list(b))
         ax_lr.set_yscale("log")
-        ax_lr.set_ylim(max(1e-3, float(t["lr"].min()) / 4), 4.0)
         _plain_log(ax_lr)
-        ax_lr.set_xlabel("batch size")
+        ax_lr.set_xlabel("batch size B")
         ax_lr.set_ylabel("learning rate")
-        ax_lr.set_title("Tuned lr and the ceiling vs batch size")
+        ax_lr.set_title("The tuned lr per batch size, two fits (rms: of log lr)")
         ax_lr.legend(fontsize=8)
+        fig.suptitle("Tuning the learning rate for each batch size (plain SGD, validation split)")
     return fig
 
 
-def plot_sharpness(sharpness: pd.DataFrame, control: pd.DataFrame | None = None) -> Figure:
-    """Left: lambda_max (median over seeds, bars min-max) against the epoch per batch size, at
-    the sharpness run's lr, with 2 / lr (where plain GD stops being stable). Right, given the
-    control's ``control_table``: the largest lr without a failure with scaled and with the
-    control's inputs, per batch size. Returns the figure."""
-    with figure(14 if control is not None else 8, 5.2) as fig:
-        axes = fig.subplots(1, 2 if control is not None else 1, squeeze=False)[0]
-        ax = axes[0]
-        sizes = sorted(int(b) for b in sharpness["batch_size"].unique())
-        colors = batch_colors(sizes)
-        for (b, lr), g in sharpness.groupby(["batch_size", "lr"]):
-            g = g.sort_values("epoch")
-            err = [g["lambda_max"] - g["lambda_min_seed"], g["lambda_max_seed"] - g["lambda_max"]]
-            ax.errorbar(g["epoch"], g["lambda_max"], yerr=err, fmt="o-", capsize=3, color=colors[int(b)],
-                        label=f"B={int(b)}, lr {lr:g}")  # fmt: skip
-        for lr in sorted(sharpness["lr"].unique()):
-            ax.axhline(2.0 / lr, color="grey", ls="--", label=f"2 / lr = {2.0 / lr:g} (lr {lr:g})")
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch (0 = initialisation)")
-        ax.set_ylabel("λ_max of the training loss")
-        ax.set_title("Sharpness during training")
-        ax.set_xticks(sorted(sharpness["epoch"].unique()))
+def steps_to_target(s: SectionLike) -> Figure:
+    """Steps to each validation target against the batch size (log-log): the first set's median
+    at each batch size's fastest lr with its 95% interval over seeds, the second set's value open,
+    and the fit S(B) = S_min (1 + B_crit / B) with B_crit marked; right, the same as examples."""
+    targets = s.values["targets"]
+    with figure(14, 5.4) as fig:
+        ax, ax_e = fig.subplots(1, 2)
+        colors = {t: c for t, c in zip(targets, (REFERENCE_COLOR, TEST_COLOR, ERROR_RED), strict=False)}
+        for t in targets:
+            per = s.values["per_target"][f"{t:g}"]
+            heads = s.tables[f"heads@{t:g}"]
+            rows = heads[heads["name"].str.startswith("steps@")]
+            b = rows["name"].str.removeprefix("steps@").astype(float).to_numpy()
+            est, lo, hi = (rows[c].to_numpy(float) for c in ("estimate", "low", "high"))
+            err = [np.nan_to_num(est - lo), np.nan_to_num(hi - est)]
+            ax.errorbar(
+                b, est, yerr=err, fmt="o", capsize=3, color=colors[t], label=f"{t:.0%}: first set, 95% CI"
+            )
+            ax.plot(b, rows["second"], "o", ls="", color=colors[t], **SECOND, label=f"{t:.0%}: second set")
+            ax_e.plot(b, est * b, "o", color=colors[t], label=f"{t:.0%}")
+            fit = per["fit"]
+            if fit:
+                grid = np.geomspace(b.min(), b.max(), 100)
+                curve = fit["s_min"] * (1 + fit["b_crit"] / grid)
+                ax.plot(grid, curve, "-", lw=1, color=colors[t])
+                ax_e.plot(grid, curve * grid, "-", lw=1, color=colors[t])
+                ax.axvline(fit["b_crit"], ls=":", color=colors[t], lw=1)
+                ax.annotate(f"B_crit {fit['b_crit']:.0f}", (fit["b_crit"], est.max()), color=colors[t],
+                            rotation=90, va="top", ha="right", fontsize=9)  # fmt: skip
+        for a, what in ((ax, "SGD steps"), (ax_e, "training examples (steps x B)")):
+            _batch_axis(a, sorted(set(b)))
+            a.set_yscale("log")
+            _plain_log(a)
+            a.set_xlabel("batch size B")
+            a.set_ylabel(f"{what} to the validation target")
+        ax.set_title("Steps: halving with every doubling of B, until B_crit")
+        ax_e.set_title("Examples: constant while scaling is perfect")
         ax.legend(fontsize=8)
-        _plain_log(ax)
-        if control is not None:
-            ax_c = axes[1]
-            x = np.arange(len(control))
-            for col, name, color, m in (
-                ("scaled", "pixels in [-1, 1] (the reference)", "C0", "o"),
-                ("control", "centred pixels (the control)", REFERENCE_COLOR, "s"),
-            ):
-                ax_c.plot(
-                    x, control[f"max_ok_lr_{col}"], m, color=color, ms=8, label=f"{name}: no seed failed"
-                )
-                ax_c.plot(x, control[f"collapse_lr_{col}"], "v", color=color, ms=6, mfc="none",
-                          label=f"{name}: a seed collapsed")  # fmt: skip
-            ax_c.set_xticks(x, [f"B={int(b)}" for b in control["batch_size"]])
-            ax_c.set_xlim(-0.6, len(control) - 0.4)
-            ax_c.set_yscale("log")
-            _plain_log(ax_c)
-            ax_c.set_ylabel("learning rate")
-            ax_c.set_title("The control: does centring the inputs move the ceiling?")
-            ax_c.legend(fontsize=8)
+        fig.suptitle("Steps to a validation target at each batch size's fastest lr (median over seeds)")
     return fig
 
 
-def plot_steps_to_target(
-    table: pd.DataFrame,
-    scaling: Any,
-    target: float,
-    second: pd.DataFrame | None = None,
-) -> Figure:
-    """Steps to ``target`` vs batch size (log-log): per batch size the median over the first
-    seed set with its 95% interval over seeds (``table``: batch_size, steps, low, high), the
-    second seed set's median (``second``: batch_size, steps) beside it, the perfect-scaling line
-    through the smallest batch size and, given a fit, S(B) = s_min (1 + b_crit / B) with the ends
-    of perfect scaling and of diminishing returns. Returns the figure."""
-    with figure(8.5, 5.6) as fig:
+def ceiling(s: SectionLike) -> Figure:
+    """Per seed, its λ_max at initialisation against its own collapse lr (the smallest lr above
+    the tuned one where it failed), with scaled inputs and with centred ones (the control), and
+    the line lr = 2 / λ_max; each panel's title gives Spearman's rho with its interval."""
+    with figure(13, 5.2) as fig:
+        axes = fig.subplots(1, 2)
+        for ax, name in zip(axes, ("scaled", "control"), strict=True):
+            per = s.tables[f"per_seed_{name}"]
+            v = s.values[name]
+            ax.plot(per["lambda_max"], per["collapse_lr"], "o", color=TEST_COLOR, label="a seed")
+            lam = np.geomspace(per["lambda_max"].min() * 0.9, per["lambda_max"].max() * 1.1, 50)
+            ax.plot(lam, 2 / lam, "--", color="0.45", label="2 / λ_max (gradient descent's limit)")
+            ax.axhline(v["tuned_lr"], color=REFERENCE_COLOR, lw=1, label=f"tuned lr {v['tuned_lr']:.3g}")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            _plain_log(ax)
+            _plain_log(ax, "x")
+            c = v["correlation"]
+            what = "scaled pixels" if name == "scaled" else "centred pixels (the control)"
+            ax.set_title(
+                f"{what}: Spearman rho {c['rho']:.2f} [{c['low']:.2f}, {c['high']:.2f}], {c['n']} seeds"
+            )
+            ax.set_xlabel("λ_max at initialisation (nats per squared step)")
+            ax.set_ylabel("the seed's collapse lr")
+            ax.legend(fontsize=8)
+        fig.suptitle(
+            f"The ceiling per seed at batch {s.values['batch_size']}: does a sharper start collapse sooner?"
+        )
+    return fig
+
+
+def sharpness(s: SectionLike) -> Figure:
+    """λ_max during the first epoch at each lr (one line per seed) against the step, with each
+    lr's 2 / lr: falling below it early is a catapult, hovering at it the edge of stability."""
+    t = s.tables["sharpness"]
+    with figure(9, 5.2) as fig:
         ax = fig.add_subplot()
-        t = table.dropna(subset=["steps"]).sort_values("batch_size")
-        b, s = t["batch_size"].to_numpy(float), t["steps"].to_numpy(float)
-        err = [
-            np.clip(s - t["low"].to_numpy(float), 0, None),
-            np.clip(t["high"].to_numpy(float) - s, 0, None),
-        ]
-        ax.errorbar(b, s, yerr=err, fmt="o", capsize=3, label="median steps, 95% interval over seeds")
-        if second is not None and len(second):
-            u = second.dropna(subset=["steps"])
-            ax.plot(u["batch_size"] * 1.06, u["steps"], "D", mfc="none", color="C1", label="second seed set")
-        if len(b):
-            ax.plot(b, s[0] * b[0] / b, "--", color="grey", label="perfect scaling (steps ∝ 1/B)")
-        if scaling is not None and len(b):
-            bb = np.geomspace(b.min(), b.max(), 200)
-            label = f"fit S_min(1 + B_crit/B): B_crit ≈ {scaling.b_crit:.0f}"
-            ax.plot(bb, scaling.s_min * (1 + scaling.b_crit / bb), "-", color="C3", label=label)
-            ax.axhline(scaling.s_min, color="C3", lw=0.8, ls=":")
-            for at, color, what in (
-                (scaling.perfect_end, "C2", "perfect scaling ends"),
-                (scaling.diminishing_end, "C1", "diminishing returns end"),
-            ):
-                ax.axvline(at, color=color, ls="-.", label=f"{what} ≈ {at:.0f}")
-        if len(b):
-            _batch_axis(ax, list(b))
+        lrs = sorted(t["lr"].unique())
+        colors = dict(zip(lrs, (TEST_COLOR, REFERENCE_COLOR, ERROR_RED, "0.4"), strict=False))
+        for lr in lrs:
+            for seed, g in t[t["lr"] == lr].groupby("seed"):
+                ax.plot(g["step"], g["lambda_max"], "o-", ms=3, color=colors[lr],
+                        label=f"lr {lr:.3g}" if seed == t["seed"].min() else None)  # fmt: skip
+            ax.axhline(2 / lr, ls="--", color=colors[lr], lw=1)
         ax.set_yscale("log")
         _plain_log(ax)
-        ax.set_xlabel("batch size")
-        ax.set_ylabel(f"SGD steps to {100 * target:g}% validation accuracy")
-        ax.set_title("Steps to target at each batch size's fastest lr")
-        ax.legend(fontsize=8)
+        ax.set_xlabel("SGD step (first epoch)")
+        ax.set_ylabel("λ_max of the training loss")
+        ax.set_title(f"λ_max during the first epoch at batch {s.values['batch_size']} (dashed: 2 / lr)")
+        ax.legend(fontsize=9)
     return fig
 
 
-def plot_noise_scale(noise: pd.DataFrame, b_crit: float | None = None) -> Figure:
-    """B_simple (left) and its parts tr(Sigma) and |G|^2 (right) against the epoch of training
-    (``noise_scale_during_training``'s frame, one faint line per seed and the median over seeds),
-    with the critical batch size from steps to target and McCandlish et al.'s MNIST value as
-    horizontal lines. Returns the figure."""
-    with figure(13, 5) as fig:
-        ax, ax_parts = fig.subplots(1, 2)
-        ok = noise[noise["grad_sq"] > 0]
-        for _, g in ok.groupby("seed"):
-            ax.plot(g["epoch"], g["b_simple"], "-", color="C0", alpha=0.25, lw=1)
-        med = ok.groupby("epoch")["b_simple"].median()
-        ax.plot(med.index, med, "o-", color="C0", label="B_simple = tr(Σ)/|G|², median over seeds")
-        if b_crit is not None and math.isfinite(b_crit):
-            ax.axhline(b_crit, color="C3", ls="--", label=f"B_crit from steps to target ≈ {b_crit:.0f}")
-        label = f"McCandlish et al.: MNIST ≈ {PAPER_MNIST_NOISE_SCALE}"
-        ax.axhline(PAPER_MNIST_NOISE_SCALE, color="grey", ls=":", label=label)
+def noise_scale(s: SectionLike) -> Figure:
+    """B_simple against the epoch, one line per seed (the first set filled, the second open), the
+    median of each set, and B_crit from steps to the highest target where known."""
+    t = s.tables["noise"]
+    with figure(9, 5.2) as fig:
+        ax = fig.add_subplot()
+        for (run, _seed), g in t.groupby(["run", "seed"]):
+            ax.plot(g["epoch"], g["b_simple"], "-", lw=0.8, color="0.7" if run else "0.45")
+        for run, g in t.groupby("run"):
+            med = g.groupby("epoch")["b_simple"].median()
+            style = SECOND if run else {}
+            ax.plot(med.index, med, "o-", color=TEST_COLOR, **style, label=f"median, set {run + 1}")
+        if s.values.get("b_crit"):
+            ax.axhline(
+                s.values["b_crit"], ls="--", color=REFERENCE_COLOR, label=f"B_crit {s.values['b_crit']:.0f}"
+            )
         ax.set_yscale("log")
+        _plain_log(ax)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("examples")
-        ax.set_title("Gradient noise scale during training")
-        ax.legend(fontsize=8)
-        for col, marker, name in (("trace", "o", "tr(Σ)"), ("grad_sq", "s", "|G|²")):
-            m = noise[noise[col] > 0].groupby("epoch")[col].median()
-            ax_parts.plot(m.index, m, f"{marker}-", label=f"{name}, median over seeds")
-        ax_parts.set_yscale("log")
-        ax_parts.set_xlabel("epoch")
-        ax_parts.set_title("The two parts of the ratio")
-        ax_parts.legend(fontsize=8)
+        ax.set_ylabel("B_simple = tr(Σ) / |G|² (examples)")
+        ax.set_title(f"The gradient noise scale during training at batch {s.values['batch_size']}")
+        ax.legend(fontsize=9)
     return fig
 
 
-def plot_tuned(
-    tuned: pd.DataFrame,
-    reference: pd.DataFrame | None = None,
-    label: str = "tuned recipe",
-    reference_label: str = "reference: plain SGD, lr 0.1, batch 90",
-) -> Figure:
-    """Test (dotted: validation) accuracy per epoch, mean ± std over seeds, of the tuned recipe's
-    history and of a reference history when given; final test accuracy per seed on the right.
-    Returns the figure."""
-    runs = [(h, name) for h, name in ((tuned, label), (reference, reference_label)) if h is not None]
-    with figure(13, 5) as fig:
-        ax, ax_final = fig.subplots(1, 2, width_ratios=[3, 1])
-        finals = []
-        for k, (h, name) in enumerate(runs):
-            ok, c = h[~h["diverged"].astype(bool)], f"C{k}"
-            g = ok.groupby("epoch")["test_acc"]
-            m, sd = 100 * g.mean(), 100 * g.std().fillna(0)
-            ax.plot(m.index, m, "-", color=c, label=f"{name}: test")
-            ax.fill_between(m.index, m - sd, m + sd, color=c, alpha=0.2)
-            if "val_acc" in ok.columns:
-                val = 100 * ok.groupby("epoch")["val_acc"].mean()
-                ax.plot(m.index, val, ":", color=c, label=f"{name}: validation")
-            f = 100 * ok.sort_values("step").groupby(["seed", "lr"]).tail(1)["test_acc"]
-            finals.append(f)
-            ax_final.plot(np.full(len(f), k), f, "o", color=c, alpha=0.6)
-            sd_f = f.std() if len(f) > 1 else 0.0
-            ax_final.errorbar([k + 0.25], [f.mean()], yerr=[sd_f], fmt="s", color=c, capsize=4)
-        ax.axhline(98.0, color="grey", ls="--", lw=0.8, label="98%")
-        ax.set_ylim(min(95.0, min(float(f.mean()) for f in finals) - 1.0), 99.2)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy (%), mean ± std over seeds")
-        ax.legend(fontsize=8, loc="lower right")
-        ax_final.axhline(98.0, color="grey", ls="--", lw=0.8)
-        ax_final.set_xlim(-0.5, len(runs) - 0.2)
-        ax_final.set_xticks(range(len(runs)), ["tuned", "reference"][: len(runs)])
-        ax_final.set_ylabel("final test accuracy (%): seeds, mean ± std")
+def tail(s: SectionLike) -> Figure:
+    """Batch 8's tail under each intervention: every seed's final test accuracy per arm (the tail
+    below 85% marked), and the share in the tail with its Wilson interval."""
+    last, summary = s.tables["last"], s.tables["tail"]
+    arms = list(summary["arm"])
+    labels = {**{k: v[0] for k, v in ARMS.items()}, "tuned": "ReLU, tuned lr"}
+    with figure(13, 5.2) as fig:
+        ax, ax_t = fig.subplots(1, 2, width_ratios=[2, 1])
+        rng = np.random.default_rng(0)  # fixed jitter: the figure is the same every time
+        for i, arm in enumerate(arms):
+            acc = 100 * last.loc[last["arm"] == arm, "test_acc"].to_numpy(float)
+            x = i + rng.uniform(-0.18, 0.18, len(acc))
+            ax.scatter(x, acc, s=14, c=np.where(acc < 85, ERROR_RED, TEST_COLOR))
+            med = summary.loc[summary["arm"] == arm].iloc[0]
+            err = [[100 * (med["median"] - med["median_lo"])], [100 * (med["median_hi"] - med["median"])]]
+            ax.errorbar(i + 0.32, 100 * med["median"], yerr=err, fmt="D", color="black", capsize=3)
+        ax.axhline(85, ls="--", color=ERROR_RED, lw=1, label="85%: the tail")
+        ax.set_xticks(
+            range(len(arms)), [f"{labels[a]}\nlr {summary.loc[i, 'lr']:.3g}" for i, a in enumerate(arms)]
+        )
+        ax.set_ylabel("final test accuracy (%)")
+        ax.set_title("Every seed (diamond: median, 95% CI)")
+        ax.legend(fontsize=9)
+        share = 100 * summary["n_tail"] / summary["n"]
+        err = [share - 100 * summary["tail_lo"], 100 * summary["tail_hi"] - share]
+        ax_t.errorbar(range(len(arms)), share, yerr=err, fmt="o", capsize=4, color=ERROR_RED)
+        ax_t.set_xticks(
+            range(len(arms)),
+            [labels[a].split(",")[0] + ("\n(tuned lr)" if a == "tuned" else "") for a in arms],
+        )
+        ax_t.set_ylim(bottom=0)
+        ax_t.set_ylabel("seeds below 85% (%, Wilson 95% CI)")
+        ax_t.set_title("The tail's share")
+        b = int(last["batch_size"].iloc[0])
+        fig.suptitle(f"Batch {b}'s tail: units that cannot die, and the step the batch wants")
     return fig
 
 
-def plot_headlines(table: pd.DataFrame) -> Figure:
-    """One small panel per headline number (``intervals.two_runs``'s rows): the first seed
-    set's estimate with its 95% interval, and the second seed set's value (a diamond, filled
-    when inside the interval). Returns the figure."""
-    rows = table.dropna(subset=["estimate"]).reset_index(drop=True)
-    n = max(1, len(rows))
-    with figure(9, 0.55 * n + 1.2) as fig:
-        axes = fig.subplots(n, 1, squeeze=False)[:, 0]
-        for ax, r in zip(axes, rows.to_dict("records"), strict=False):
-            lo, hi = r["low"], r["high"]
-            if math.isfinite(lo) and math.isfinite(hi):
-                ax.plot([lo, hi], [0, 0], "-", color="C0", lw=3, solid_capstyle="butt")
-            ax.plot([r["estimate"]], [0], "o", color="C0")
-            if math.isfinite(r.get("second", math.nan)):
-                ax.plot(
-                    [r["second"]], [0], "D", color="C1", mfc="C1" if r["inside"] is True else "none", ms=7
-                )
-            ax.set_yticks([0], [f"{r['quantity']} ({r['unit']})"])
-            ax.set_ylim(-1, 1)
-            ax.grid(axis="y", visible=False)
-            ax.tick_params(axis="x", labelsize=8)
-        axes[0].set_title("First seed set: estimate and 95% interval (o); second seed set (◆, filled inside)")
+def recipes(s: SectionLike) -> Figure:
+    """The tuned recipe each seed set chose against the reference recipe: every seed's final test
+    accuracy (the first set filled, the second open), with each set's choice named."""
+    with figure(10, 4.8) as fig:
+        ax = fig.add_subplot()
+        for i, key in enumerate(("set1", "set2")):
+            v, style = s.values[key], ({} if i == 0 else SECOND)
+            for x, accs, color in ((0, v["test_acc"], TEST_COLOR), (1, v["reference_test_acc"], "0.45")):
+                jitter = (np.arange(len(accs)) - (len(accs) - 1) / 2) * 0.025 + (0.12 if i else -0.12)
+                ax.plot(x + jitter, 100 * np.asarray(accs), "o", ls="", color=color, **style,
+                        label=f"set {i + 1}" if x == 0 else None)  # fmt: skip
+        ax.set_xticks([0, 1], ["tuned recipe (each set's choice)", "reference recipe (lr 0.1, batch 90)"])
+        ax.set_ylabel("final test accuracy (%)")
+        chosen = "; ".join(f"set {i}: {s.values[f'set{i}']['chosen']}" for i in (1, 2))
+        ax.set_title(f"The same MLP, tuned\n{chosen}", fontsize=9)
+        ax.legend(fontsize=9)
+    return fig
+
+
+def headlines(frames: dict[str, pd.DataFrame]) -> Figure:
+    """Every headline number of the first seed set with its 95% interval, as a ratio to its own
+    estimate on one log axis (so widths compare across numbers), and the second set's value as a
+    ratio to the same estimate; ``frames``: name in words -> ``intervals.two_sets``' rows."""
+    rows = []
+    for group, f in frames.items():
+        for r in f.to_dict("records"):
+            if r["estimate"] and np.isfinite(r["estimate"]) and r["estimate"] > 0:
+                rows.append((f"{group}: {r['name']}", r["low"] / r["estimate"], r["high"] / r["estimate"],
+                             (r["second"] or np.nan) / r["estimate"], r["inside"]))  # fmt: skip
+    with figure(9, 0.8 + 0.32 * len(rows)) as fig:
+        ax = fig.add_subplot()
+        for i, (_, lo, hi, second, inside) in enumerate(rows):
+            ax.plot([lo, hi], [i, i], "-", color=TEST_COLOR, lw=3, solid_capstyle="butt")
+            ax.plot(1, i, "|", color=TEST_COLOR, ms=10)
+            ax.plot(second, i, "o", color=TEST_COLOR if inside else ERROR_RED, **SECOND)
+        ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        _plain_log(ax, "x")
+        ax.set_xlabel(
+            "ratio to the first set's estimate (bar: its 95% interval; circle: the second set, red outside)"
+        )
+        ax.set_title("Every headline number: the first set's interval, the second set's value")
     return fig

@@ -74,7 +74,7 @@ def collapse_search(
         above = last[last["lr"] > best["lr"]]
         failed_seeds = set(above.loc[_failed(above, threshold), "seed"])
         if not more and failed_seeds < set(last["seed"]) and tried[-1] * SQRT2 <= LR_BOUNDS[1]:
-            more = [tried[-1] * SQRT2]  # some seed has not failed yet: go higher
+            more = [v for v in (tried[-1] * SQRT2, tried[-1] * 2) if v <= LR_BOUNDS[1]]  # some seed holds
         if not more:
             return last, float(best["lr"]), threshold
         tried = sorted({*tried, *(float(f"{v:.6g}") for v in more)})

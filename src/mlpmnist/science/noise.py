@@ -122,53 +122,62 @@ def mlp_chunk_grads(state_dict: dict[str, torch.Tensor]) -> ChunkGrads:
 def noise_runs(
     runner: Runner,
     data: Data,
+    runs: Sequence[tuple[Sequence[int], float]],
     *,
     batch_size: int,
-    lr: float,
-    seeds: Sequence[int],
     epochs: Sequence[int],
     b_small: int,
     b_big: int,
     n_big: int,
     what: str,
 ) -> pd.DataFrame:
-    """B_simple of the training loss at ``epochs`` of a plain-SGD run at ``batch_size`` and
-    ``lr`` (every seed a replica; one experiment keeping those snapshots), each estimate on the
-    training split with a generator of its seed's own, cached in the store. One row per seed and
-    epoch: seed, epoch, step, val_acc (NaN at 0), train_loss_full (mean cross-entropy over the
-    training split, nats) and the ``NoiseScale`` fields; ``b_simple`` is in examples."""
-    config = runner.config(
-        batch_size=batch_size, lr=lr, seeds=tuple(seeds), epochs=max(max(epochs), 1), snapshots=tuple(epochs)
-    )
-    history = runner.train([config], what)
-    found = store.trusted(runner.results_dir, config.key())
-    train_split, _ = split_train(data.train, config)
+    """B_simple of the training loss at ``epochs`` of plain-SGD runs at ``batch_size``, one per
+    (seeds, lr) of ``runs`` (every seed a replica; one experiment each, keeping those snapshots;
+    all in one sweep), each estimate on the training split with a generator of its seed's own,
+    cached in the store. One row per run, seed and epoch: run (its index in ``runs``), lr, seed,
+    epoch, step, val_acc (NaN at 0), train_loss_full (mean cross-entropy over the training split,
+    nats) and the ``NoiseScale`` fields; ``b_simple`` is in examples."""
+    configs = [
+        runner.config(batch_size=batch_size, lr=lr, seeds=tuple(seeds), epochs=max(max(epochs), 1),
+                      snapshots=tuple(epochs))
+        for seeds, lr in runs
+    ]  # fmt: skip
+    history = runner.train(configs, what)
+    train_split, _ = split_train(data.train, configs[0])
     rows = []
-    for e in epochs:
-        for seed, model in found.models(e).items():
+    for i, config in enumerate(configs):
+        found = store.trusted(runner.results_dir, config.key())
+        for e in epochs:
+            for seed, model in found.models(e).items():
 
-            def estimate(seed: int = seed, model: MLP = model) -> dict:
-                gen = torch.Generator().manual_seed(seed + 1)
-                grads = mlp_chunk_grads(model.state_dict())
-                est = estimate_noise_scale(grads, train_split.x, train_split.y, b_small, b_big, n_big, gen)
-                with torch.no_grad():
-                    full = F.cross_entropy(model(train_split.x), train_split.y).item()
-                return {"train_loss_full": full, **asdict(est)}
+                def estimate(seed: int = seed, model: MLP = model) -> dict:
+                    gen = torch.Generator().manual_seed(seed + 1)
+                    grads = mlp_chunk_grads(model.state_dict())
+                    est = estimate_noise_scale(
+                        grads, train_split.x, train_split.y, b_small, b_big, n_big, gen
+                    )
+                    with torch.no_grad():
+                        full = F.cross_entropy(model(train_split.x), train_split.y).item()
+                    return {"train_loss_full": full, **asdict(est)}
 
-            inputs = {
-                "key": config.key(), "sha": found.record.get("weights_sha256"), "epoch": e, "seed": seed,
-                "b_small": b_small, "b_big": b_big, "n_big": n_big,
-            }  # fmt: skip
-            h = history[(history["seed"] == seed) & (history["epoch"] == e)]
-            rows.append(
-                {
-                    "seed": seed,
-                    "epoch": e,
-                    "step": e * config.steps_per_epoch,
-                    "val_acc": float(h["val_acc"].iloc[0]) if len(h) else math.nan,
-                    **cached(runner.results_dir, "noise", inputs, estimate),
-                }
-            )
+                inputs = {
+                    "key": config.key(), "sha": found.record.get("weights_sha256"), "epoch": e, "seed": seed,
+                    "b_small": b_small, "b_big": b_big, "n_big": n_big,
+                }  # fmt: skip
+                h = history[
+                    (history["key"] == config.key()) & (history["seed"] == seed) & (history["epoch"] == e)
+                ]
+                rows.append(
+                    {
+                        "run": i,
+                        "lr": config.lrs[0],
+                        "seed": seed,
+                        "epoch": e,
+                        "step": e * config.steps_per_epoch,
+                        "val_acc": float(h["val_acc"].iloc[0]) if len(h) else math.nan,
+                        **cached(runner.results_dir, "noise", inputs, estimate),
+                    }
+                )
     return pd.DataFrame(rows)
 
 

@@ -65,16 +65,19 @@ class RecipeRun:
 
 
 def run_recipes(
-    runner: Runner, recipes: Sequence[Recipe], seeds: Sequence[int], what: str
-) -> list[RecipeRun]:
-    """Every recipe with ``seeds``, in one sweep; the runs in the order of ``recipes``."""
+    runner: Runner, recipes: Sequence[Recipe], sets: Sequence[Sequence[int]], what: str
+) -> list[list[RecipeRun]]:
+    """Every recipe with every seed set, in one sweep; per set, the runs in the order of ``recipes``."""
     from mlpmnist.science.runs import final_rows
 
-    configs = [runner.config(**asdict(r), seeds=tuple(seeds)) for r in recipes]
-    frame = final_rows(runner.train(configs, what))
+    configs = [[runner.config(**asdict(r), seeds=tuple(s)) for r in recipes] for s in sets]
+    frame = final_rows(runner.train([c for cs in configs for c in cs], what))
     return [
-        RecipeRun(r, frame[frame["key"] == c.key()].reset_index(drop=True))
-        for r, c in zip(recipes, configs, strict=True)
+        [
+            RecipeRun(r, frame[frame["key"] == c.key()].reset_index(drop=True))
+            for r, c in zip(recipes, cs, strict=True)
+        ]
+        for cs in configs
     ]
 
 

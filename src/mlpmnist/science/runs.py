@@ -20,6 +20,7 @@ import pandas as pd
 
 from mlpmnist.config import TrainConfig
 from mlpmnist.errors import SweepError
+from mlpmnist.store import check_store
 from mlpmnist.sweep import SweepConfig, run_sweep
 
 #: The last 5,000 training images are the validation split.
@@ -40,6 +41,14 @@ class Runner:
     workers: int | None = None
     common: dict[str, Any] = field(default_factory=dict)
     quiet: bool = True
+
+    def __post_init__(self) -> None:
+        # Checked before any training: a bad value here would otherwise fail at the first sweep.
+        w = self.workers
+        if w is not None and not (isinstance(w, int) and not isinstance(w, bool) and w >= 1):
+            raise ValueError(f"workers must be none or an integer >= 1; got {w!r}")
+        object.__setattr__(self, "results_dir", check_store(self.results_dir).resolve())
+        self.config()  # the common fields, validated
 
     def config(self, **fields: Any) -> TrainConfig:
         """A validated ``TrainConfig`` of ``fields`` over ``common`` and ``SCIENCE_DEFAULTS``."""

@@ -53,10 +53,7 @@ def _headlines(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def tune(runner: Runner, p: Preset) -> Section:
     """1. The tuned lr per batch size, each seed set on its own; both fits of how it scales, with
     intervals over the first set's seeds and the second set's values beside them."""
-    lasts = [
-        tuning.search(runner, p.batch_sizes, p.start_lrs, seeds, p.tune_epochs, f"lr search, set {i}")
-        for i, seeds in enumerate(p.sets, 1)
-    ]
+    lasts = tuning.search(runner, p.batch_sizes, p.start_lrs, p.sets, p.tune_epochs, "lr search")
     bests = [tuning.best_lrs(last) for last in lasts]
     heads = intervals.two_sets(lasts[0], lasts[1], intervals.tuning_statistics, n_resamples=p.n_resamples)
     fits = [lr_fits(b) for b in bests]
@@ -76,7 +73,14 @@ def tune(runner: Runner, p: Preset) -> Section:
     )
     return Section(
         {"best": [b.to_dict("records") for b in bests], "fits": fits, "headlines": _headlines(heads)},
-        {"best1": bests[0], "best2": bests[1], "last1": lasts[0], "last2": lasts[1]},
+        {
+            "best1": bests[0],
+            "best2": bests[1],
+            "last1": lasts[0],
+            "last2": lasts[1],
+            "summary1": tuning.lr_summary(lasts[0]),
+            "heads": heads,
+        },
         text,
     )
 
@@ -86,15 +90,14 @@ def steps_to_targets(runner: Runner, p: Preset, tuned: Section) -> Section:
     """2. Steps to each validation target per batch size at its fastest lr, each set from its own
     tuned lrs; the fit S(B) = S_min (1 + B_crit / B) per target with intervals, and B_crit without
     the smallest and without the largest batch size."""
-    firsts = []
-    for i, (seeds, best) in enumerate(zip(p.sets, tuned.values["best"], strict=True), 1):
-        lrs = {r["batch_size"]: r["lr"] for r in best if r["batch_size"] in p.steps_batch_sizes}
-        firsts.append(
-            steps.race(
-                runner, lrs, seeds, p.targets, max_epochs=p.max_epochs, eval_ratio=p.eval_ratio,
-                eval_from=p.eval_from, what=f"steps to target, set {i}",
-            )
-        )  # fmt: skip
+    lrs = [
+        {r["batch_size"]: r["lr"] for r in best if r["batch_size"] in p.steps_batch_sizes}
+        for best in tuned.values["best"]
+    ]
+    firsts = steps.race(
+        runner, lrs, p.sets, p.targets, max_epochs=p.max_epochs, eval_ratio=p.eval_ratio,
+        eval_from=p.eval_from, what="steps to target",
+    )  # fmt: skip
     values: dict[str, Any] = {"targets": list(p.targets), "per_target": {}}
     tables, lines = {"first1": firsts[0], "first2": firsts[1]}, []
     for t in p.targets:
@@ -178,20 +181,17 @@ def ceilings(runner: Runner, p: Preset, data: Data, tuned: Section) -> Section:
 
 
 @_timed
-def noise_scale(runner: Runner, p: Preset, data: Data, tuned: Section) -> Section:
+def noise_scale(runner: Runner, p: Preset, data: Data, tuned: Section, b_crit: float | None) -> Section:
     """4. The gradient noise scale B_simple during training, every seed of both sets at the noise
     batch size and each set's tuned lr there, and B_simple at each seed's first snapshot at the
-    highest target."""
+    highest target; ``b_crit`` (from steps to target, or None) is drawn beside it."""
     n = p.noise
-    frames = []
-    for i, (seeds, best) in enumerate(zip(p.sets, tuned.values["best"], strict=True), 1):
-        lr = next(r["lr"] for r in best if r["batch_size"] == n["batch_size"])
-        f = noise.noise_runs(
-            runner, data, batch_size=n["batch_size"], lr=lr, seeds=seeds, epochs=n["epochs"],
-            b_small=n["b_small"], b_big=n["b_big"], n_big=n["n_big"], what=f"noise scale, set {i}",
-        )  # fmt: skip
-        frames.append(f.assign(set=i, lr=lr))
-    frame = pd.concat(frames, ignore_index=True)
+    lrs = [next(r["lr"] for r in best if r["batch_size"] == n["batch_size"]) for best in tuned.values["best"]]
+    frame = noise.noise_runs(
+        runner, data, list(zip(p.sets, lrs, strict=True)), batch_size=n["batch_size"], epochs=n["epochs"],
+        b_small=n["b_small"], b_big=n["b_big"], n_big=n["n_big"], what="noise scale",
+    )  # fmt: skip
+    frame = frame.assign(set=frame["run"] + 1)
     at = max(p.targets)
     per_seed = (
         frame.groupby(["set", "seed"])
@@ -205,6 +205,8 @@ def noise_scale(runner: Runner, p: Preset, data: Data, tuned: Section) -> Sectio
     )
     return Section(
         {
+            "batch_size": n["batch_size"],
+            "b_crit": b_crit,
             "per_epoch": med.reset_index().to_dict("records"),
             "at_target": per_seed.reset_index().to_dict("records"),
         },
@@ -219,8 +221,8 @@ def recipes(runner: Runner, p: Preset) -> Section:
     test accuracy of its choice, and of the reference recipe on the same split and seeds."""
     values: dict[str, Any] = {}
     lines = []
-    for i, seeds in enumerate(p.sets, 1):
-        runs = recipe.run_recipes(runner, [*p.candidates, p.reference], seeds, f"recipes, set {i}")
+    per_set = recipe.run_recipes(runner, [*p.candidates, p.reference], p.sets, "recipes")
+    for i, runs in enumerate(per_set, 1):
         chosen, ref = recipe.select_recipe(runs[:-1]), runs[-1]
         values[f"set{i}"] = {
             "chosen": chosen.recipe.describe(),
@@ -252,3 +254,17 @@ def batch8_tail(runner: Runner, p: Preset, tuned: Section) -> Section:
     return Section(
         {"arms": table.to_dict("records")}, {"tail": table, "last": last}, table.to_string(index=False)
     )
+
+
+def headline_frames(tuned: Section, steps: Section) -> dict[str, pd.DataFrame]:
+    """The headline numbers of both seed sets (``intervals.two_sets``' rows) by section, in words:
+    what the headlines figure draws."""
+    return {"tuned lr": tuned.tables["heads"]} | {
+        f"steps to {t:.0%}": steps.tables[f"heads@{t:g}"] for t in steps.values["targets"]
+    }
+
+
+def b_crit(steps: Section) -> float | None:
+    """B_crit (examples) of the fit at the highest target, or None where it is undefined."""
+    fit = steps.values["per_target"][f"{max(steps.values['targets']):g}"]["fit"]
+    return None if fit is None else float(fit["b_crit"])

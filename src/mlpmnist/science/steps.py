@@ -97,40 +97,42 @@ def _grow(first: pd.DataFrame, target: float) -> dict[int, tuple[float, ...]]:
 
 def race(
     runner: Runner,
-    tuned: Mapping[int, float],
-    seeds: Sequence[int],
+    tuned: Sequence[Mapping[int, float]],
+    sets: Sequence[Sequence[int]],
     targets: Sequence[float],
     *,
     max_epochs: int,
     eval_ratio: float,
     eval_from: int,
     what: str,
-) -> pd.DataFrame:
-    """Steps to ``targets`` for one seed set: per batch size of ``tuned`` (batch size -> the set's
-    tuned lr), rounds of sweeps from (tuned lr, sqrt(2) x it) until each fastest lr to the highest
-    target has a tried neighbour on both sides. Returns ``first_reaching``'s rows of every lr tried."""
+) -> list[pd.DataFrame]:
+    """Steps to ``targets`` for each seed set: per batch size of the set's ``tuned`` (batch size ->
+    its tuned lr), rounds of sweeps from (tuned lr, sqrt(2) x it) until each fastest lr to the
+    highest target has a tried neighbour on both sides, each set's lrs grown from its own results
+    (both sets in the same sweeps, as ``tuning.search``). Returns, per set, ``first_reaching``'s
+    rows of every lr tried."""
     top = max(targets)
-    tried: dict[int, tuple[float, ...]] = {
-        int(b): (lr, float(f"{lr * SQRT2:.6g}")) for b, lr in tuned.items()
-    }
-    first = pd.DataFrame(columns=list(FIRST_COLUMNS))
+    tried: list[dict[int, tuple[float, ...]]] = [
+        {int(b): (lr, float(f"{lr * SQRT2:.6g}")) for b, lr in t.items()} for t in tuned
+    ]
+    firsts = [pd.DataFrame(columns=list(FIRST_COLUMNS)) for _ in sets]
     for round_ in range(1, MAX_ROUNDS + 1):
-        configs = [
-            runner.config(
-                batch_size=b,
-                lr=lr,
-                seeds=tuple(seeds),
-                epochs=max_epochs,
-                target=top,
-                eval_ratio=eval_ratio,
-                eval_from=eval_from,
-            )
-            for b, lrs in tried.items()
-            for lr in lrs
-        ]
-        first = first_reaching(runner.train(configs, f"{what}, round {round_}"), targets)
-        more = _grow(first, top)
-        if not any(more.values()):
+        configs = {
+            i: [
+                runner.config(batch_size=b, lr=lr, seeds=tuple(seeds), epochs=max_epochs, target=top,
+                              eval_ratio=eval_ratio, eval_from=eval_from)
+                for b, lrs in tried[i].items()
+                for lr in lrs
+            ]
+            for i, seeds in enumerate(sets)
+        }  # fmt: skip
+        curve = runner.train([c for cs in configs.values() for c in cs], f"{what}, round {round_}")
+        grew = False
+        for i in range(len(sets)):
+            firsts[i] = first_reaching(curve[curve["key"].isin({c.key() for c in configs[i]})], targets)
+            more = _grow(firsts[i], top)
+            grew |= any(more.values())
+            tried[i] = {b: (*lrs, *more.get(b, ())) for b, lrs in tried[i].items()}
+        if not grew:
             break
-        tried = {b: (*lrs, *more.get(b, ())) for b, lrs in tried.items()}
-    return first
+    return firsts

@@ -16,7 +16,7 @@ from mlpmnist import paths
 from mlpmnist.science import intervals
 from mlpmnist.science.presets import Preset
 from mlpmnist.science.sections import Section
-from mlpmnist.store import atomic_write_text
+from mlpmnist.store import atomic_write_text, writable_folder
 
 SUMMARY = "science_summary.json"
 
@@ -35,11 +35,32 @@ class Outputs:
         """Outputs under ``out_dir`` (None: ``<results_dir>/science``), figures under ``media_dir``
         (None: ``<out_dir>/media``); relative paths from the repository root (``paths.resolve``)."""
         out = paths.resolve(out_dir) if out_dir is not None else Path(results_dir) / "science"
-        return cls(out, paths.resolve(media_dir) if media_dir is not None else out / "media")
+        return cls(out, paths.resolve(media_dir) if media_dir is not None else out / "media").check()
 
     def describe(self) -> str:
         """Where the summary and the figures go, as a line."""
         return f"summary -> {paths.shown(self.out_dir / SUMMARY)}; figures -> {paths.shown(self.media)}/"
+
+    def check(self) -> Outputs:
+        """Both folders, created if needed and checked by writing to them, before any training
+        (``StoreError``/``ValueError`` naming the one that cannot be used). Returns itself."""
+        writable_folder(self.out_dir, "out_dir")
+        writable_folder(self.media, "media_dir")
+        return self
+
+    def show(self, name: str, *inputs: Any) -> Path:
+        """Draw the science figure ``name`` of the figure registry from ``inputs``, display it (in a
+        notebook), and save it as ``<media>/<name>.png`` the way every figure is saved; returns the
+        path."""
+        from IPython.display import display
+
+        from mlpmnist.figures import registry
+        from mlpmnist.figures.compose import save_figures
+
+        fig = registry.entry(name, "science").draw(*inputs)
+        display(fig)
+        (path,) = save_figures({name: fig}, self.media)
+        return path
 
 
 def clean(v: Any) -> Any:

@@ -128,27 +128,33 @@ def search(
     runner: Runner,
     batch_sizes: Sequence[int],
     start_lrs: Sequence[float],
-    seeds: Sequence[int],
+    sets: Sequence[Sequence[int]],
     epochs: int,
     what: str,
     **fields: object,
-) -> pd.DataFrame:
-    """The lr search of one seed set (see the module): rounds of sweeps, each training the lrs
-    that ``grow`` asks for, until none. ``fields``: further ``TrainConfig`` fields of every run
-    (e.g. ``inputs``). Returns the final row of every replica tried (``final_rows``), with
-    batch_size, lr, seed, val_acc, test_acc, diverged, collapsed and the rest of the history's
-    columns."""
-    tried = {int(b): tuple(start_lrs) for b in batch_sizes}
-    last = pd.DataFrame()
+) -> list[pd.DataFrame]:
+    """The lr search of each seed set (see the module): rounds of sweeps, each training the lrs
+    that ``grow`` asks for on each set's own results, until none. Both sets train in the same
+    sweeps (a replica's numbers do not depend on the replicas beside it: bit for bit on a CPU,
+    within rounding on a GPU), but each set's grid grows from its own seeds alone. ``fields``:
+    further ``TrainConfig`` fields of every run (e.g. ``inputs``). Returns, per set, the final
+    row of every replica tried (``final_rows``): batch_size, lr, seed, val_acc, test_acc, diverged,
+    collapsed and the rest of the history's columns."""
+    tried = [{int(b): tuple(start_lrs) for b in batch_sizes} for _ in sets]
+    lasts = [pd.DataFrame() for _ in sets]
     for round_ in range(1, MAX_ROUNDS + 1):
-        configs = [
-            runner.config(batch_size=b, lr=lr, seeds=tuple(seeds), epochs=epochs, **fields)
-            for b, lrs in tried.items()
-            for lr in lrs
-        ]
-        last = final_rows(runner.train(configs, f"{what}, round {round_}"))
-        more = grow(lr_summary(last))
-        if not any(more.values()):
+        configs = {
+            i: [runner.config(batch_size=b, lr=lr, seeds=tuple(seeds), epochs=epochs, **fields)
+                for b, lrs in tried[i].items() for lr in lrs]
+            for i, seeds in enumerate(sets)
+        }  # fmt: skip
+        last = final_rows(runner.train([c for cs in configs.values() for c in cs], f"{what}, round {round_}"))
+        grew = False
+        for i in range(len(sets)):
+            lasts[i] = last[last["key"].isin({c.key() for c in configs[i]})].reset_index(drop=True)
+            more = grow(lr_summary(lasts[i]))
+            grew |= any(more.values())
+            tried[i] = {b: (*lrs, *more.get(b, ())) for b, lrs in tried[i].items()}
+        if not grew:
             break
-        tried = {b: (*lrs, *more.get(b, ())) for b, lrs in tried.items()}
-    return last
+    return lasts

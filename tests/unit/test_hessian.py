@@ -3,13 +3,10 @@ MLP in float64, a dominant negative eigenvalue, chunking, and real MNIST."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch.func import grad
 
-from mlpmnist import TrainConfig, train
 from mlpmnist.model import MLP
 from mlpmnist.science import hessian as hs
 
@@ -106,44 +103,3 @@ def test_power_iteration_cap_and_false_convergence_are_reported() -> None:
     d = torch.tensor([2.0, -2.0, 0.1], dtype=torch.float64)
     res = hs.top_eigenvalue(lambda v: d * v, 3, tol=1e-8, max_iter=100, dtype=torch.float64)
     assert res.residual > 0.1
-
-
-def test_lambda_max_on_mnist_is_positive_and_repeatable(mnist) -> None:
-    x, y = mnist.train.x[:300], mnist.train.y[:300]
-    sd = MLP(generator=torch.Generator().manual_seed(0)).state_dict()
-    a = hs.lambda_max(sd, x, y, chunk_size=128, tol=1e-4, max_iter=300)
-    b = hs.lambda_max(sd, x, y, chunk_size=128, tol=1e-4, max_iter=300)
-    assert a.converged and math.isfinite(a.value) and a.value > 0
-    assert a.value == b.value and a.iterations == b.iterations
-    other = hs.lambda_max(sd, x, y, tol=1e-4, max_iter=300, seed=1)  # another start, the same answer
-    assert other.value == pytest.approx(a.value, rel=1e-2)
-
-
-def test_lambda_max_table_from_train_snapshots(mnist) -> None:
-    config = TrainConfig(batch_size=50, lr=(0.05, 0.2), seeds=(0, 0), epochs=1, train_limit=500, device="cpu")
-    result = train(config, mnist, progress=False, verbose=False, snapshot_epochs=(0, 1))
-    x, y = mnist.train.x[:200], mnist.train.y[:200]
-    table = hs.lambda_max_table(result, x, y, tol=1e-3, max_iter=200)
-    assert list(table.columns) == list(hs.SHARPNESS_COLUMNS)
-    assert sorted(zip(table["epoch"], table["lr"], strict=True)) == [(0, 0.05), (0, 0.2), (1, 0.05), (1, 0.2)]
-    assert (table["step"] == table["epoch"] * 10).all()
-    assert (table["two_over_lambda"] * table["lambda_max"]).to_numpy() == pytest.approx(2.0)
-    init = table[table["epoch"] == 0]["lambda_max"].to_numpy()
-    assert init[0] == pytest.approx(init[1], rel=1e-6)  # one seed: one initialisation
-    assert table.loc[table["epoch"] == 1, "lambda_max"].nunique() == 2
-    summary = hs.sharpness_summary(table)
-    assert len(summary) == 4 and (summary["n_seeds"] == 1).all()
-
-
-def test_lambda_max_during_training_rows(mnist) -> None:
-    common = dict(train_limit=700, holdout=100, n_examples=200, tol=1e-3)
-    table = hs.lambda_max_during_training((100,), (0.1,), mnist, seeds=(0, 1), epochs=(0, 1), **common)
-    assert len(table) == 4 and set(table["seed"]) == {0, 1} and set(table["step"]) == {0, 6}
-    assert (table["lambda_max"] > 0).all() and table["converged"].all()
-    assert table["lr_times_lambda"].to_numpy() == pytest.approx(0.1 * table["lambda_max"].to_numpy())
-    # Centred inputs: the Hessian sees the inputs the network trained on (not the scaled ones).
-    centred = hs.lambda_max_during_training(
-        (100,), (0.1,), mnist, seeds=(0,), epochs=(0,), inputs="centered", **common
-    )
-    scaled = table[(table["seed"] == 0) & (table["epoch"] == 0)]["lambda_max"].iloc[0]
-    assert centred["lambda_max"].iloc[0] > 0 and abs(centred["lambda_max"].iloc[0] / scaled - 1) > 0.05
