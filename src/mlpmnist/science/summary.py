@@ -97,6 +97,7 @@ def record(p: Preset, sections: dict[str, Section]) -> dict[str, Any]:
             "quick": p.quick,
             "preset": p.describe(),
             "sets": [list(s) for s in p.sets],
+            "tune_epochs": p.tune_epochs,
             **{name: s.values for name, s in sections.items()},
             "inside_rate": rate,
             "seconds": {name: s.seconds for name, s in sections.items()},
