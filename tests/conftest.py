@@ -13,9 +13,26 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["MLPMNIST_DATA"] = os.path.abspath(value)
 
 
+TIERS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A test's tier is its folder: `pytest -m unit` runs the seconds-long tier alone. The unit
+    # tier reads no data files: a unit test that asks for MNIST stops the run.
+    misplaced = []
+    for item in items:
+        tier = next((t for t in TIERS if f"/tests/{t}/" in str(item.path)), None)
+        if tier:
+            item.add_marker(tier)
+        if tier == "unit" and "mnist" in getattr(item, "fixturenames", ()):
+            misplaced.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError(f"unit tests that read MNIST (move them to tests/integration): {misplaced}")
+
+
 @pytest.fixture(scope="session")
 def mnist() -> mlpmnist.Data:
-    """Real MNIST from $MLPMNIST_DATA (CI: ../shared/data)."""
+    """Real MNIST from $MLPMNIST_DATA (CI: ../shared/data), loaded once per session."""
     if not os.environ.get("MLPMNIST_DATA"):
         pytest.fail("set MLPMNIST_DATA to a directory holding MNIST/raw (CI: ../shared/data)")
     return mlpmnist.load(download=False)

@@ -202,9 +202,9 @@ def test_the_registry_names_every_figure_once_by_its_source():
     ]
     assert registry.names(*registry.STUDY_SOURCES) + registry.names("science") == registry.names()
     assert all(e.about and callable(e.draw) and e.name.isidentifier() for e in registry.entries())
-    assert registry.entry("science_tuned", "science").draw is registry.FIGURES["science_tuned"].draw
-    with pytest.raises(ValueError, match="no figure 'science_tuned' in the registry; known: sample_digits"):
-        registry.entry("science_tuned", "data")
+    assert registry.entry("science_tail", "science").draw is registry.FIGURES["science_tail"].draw
+    with pytest.raises(ValueError, match="no figure 'science_tail' in the registry; known: sample_digits"):
+        registry.entry("science_tail", "data")
     with pytest.raises(ValueError, match="unknown figure source"):
         registry.entries("frames")  # type: ignore[arg-type]
 
