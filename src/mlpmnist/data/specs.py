@@ -1,7 +1,5 @@
-"""Each dataset the package can train on is one ``DatasetSpec``: where its files live, their
-checksums and sizes, where the download fetches them, its class names, and the reference study's
-numbers where the study has them. Adding a dataset means writing its spec and ``register``-ing it.
-"""
+"""Each dataset the package can train on is one ``DatasetSpec``; adding one means writing its spec
+and ``register``-ing it."""
 
 from __future__ import annotations
 
@@ -12,8 +10,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Reference:
-    """The reference study's numbers on one dataset: final test accuracy (fraction) per batch
-    size, one seed each, after ``epochs`` epochs at ``lr``; and its headline accuracy."""
+    """The reference study's final test accuracy (fraction) per batch size, one seed each, after
+    ``epochs`` epochs at ``lr``, and its headline accuracy."""
 
     accuracy: Mapping[int, float]
     headline: float
@@ -46,11 +44,10 @@ def _spec_problem(spec: DatasetSpec) -> str | None:
 class DatasetSpec:
     """One IDX image dataset in torchvision's layout: ``<root>/<folder>/raw/<file>``.
 
-    ``files``: the four raw files (train images, train labels, test images, test labels, in
-    that order) -> MD5 of the uncompressed file (None: not published; headers and lengths are
-    still checked). ``mirrors``: base URLs that the download tries in order for ``<file>.gz``.
-    ``classes``: one name per label. ``reference``: the reference study's numbers, or None.
-    ``gz_md5``: file -> MD5 of its published ``.gz`` (checked after a download when known).
+    ``files``: the four raw files (train images, train labels, test images, test labels) -> MD5
+    of the uncompressed file (None: not published). ``mirrors``: base URLs that the download
+    tries in order for ``<file>.gz``. ``classes``: one name per label. ``reference``: the
+    reference study's numbers, or None. ``gz_md5``: file -> MD5 of its published ``.gz``.
     ``title``: the name messages use (default ``name``).
     """
 
@@ -86,8 +83,8 @@ class DatasetSpec:
         return images, labels
 
     def dims(self, file: str) -> tuple[int, ...]:
-        """The dimensions that raw file ``file``'s IDX header declares: (n, height, width) for
-        images, (n,) for labels. ``KeyError`` if ``file`` is not one of ``files``."""
+        """The dimensions in raw file ``file``'s IDX header: (n, height, width) for images, (n,)
+        for labels. ``KeyError`` if ``file`` is not one of ``files``."""
         order = list(self.files)
         if file not in order:
             raise KeyError(f"{file!r} is not a file of dataset {self.name!r}")
@@ -116,10 +113,7 @@ MNIST = DatasetSpec(
         "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
         "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
     },
-    mirrors=(
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "http://yann.lecun.com/exdb/mnist/",
-    ),
+    mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
     train_size=60_000,
     test_size=10_000,
     classes=tuple(str(d) for d in range(10)),
@@ -145,13 +139,17 @@ MNIST = DatasetSpec(
     },
 )
 
-_IDX_FILES = tuple(MNIST.files)
+
+def _per_file(*md5s: str) -> dict[str, str]:
+    """The MD5s of files named as MNIST's, in their order."""
+    return dict(zip(MNIST.files, md5s, strict=True))
+
 
 FASHION_MNIST = DatasetSpec(
     name="fashion-mnist",
     title="Fashion-MNIST",
     folder="FashionMNIST",
-    files=dict.fromkeys(_IDX_FILES),  # the uncompressed files' MD5s are not published
+    files=dict.fromkeys(MNIST.files),  # the uncompressed files' MD5s are not published
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     train_size=60_000,
     test_size=10_000,
@@ -167,17 +165,11 @@ FASHION_MNIST = DatasetSpec(
         "Bag",
         "Ankle boot",
     ),
-    gz_md5=dict(
-        zip(
-            _IDX_FILES,
-            (
-                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                "25c81989df183df01b3e8a0aad5dffbe",
-                "bef4ecab320f06d8554ea6380940ec79",
-                "bb300cfdad3c16e7a12a480ee83cd310",
-            ),
-            strict=True,
-        )
+    gz_md5=_per_file(
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "25c81989df183df01b3e8a0aad5dffbe",
+        "bef4ecab320f06d8554ea6380940ec79",
+        "bb300cfdad3c16e7a12a480ee83cd310",
     ),
 )
 
@@ -185,22 +177,16 @@ KMNIST = DatasetSpec(
     name="kmnist",
     title="KMNIST",
     folder="KMNIST",
-    files=dict.fromkeys(_IDX_FILES),
+    files=dict.fromkeys(MNIST.files),
     mirrors=("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
     train_size=60_000,
     test_size=10_000,
     classes=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
-    gz_md5=dict(
-        zip(
-            _IDX_FILES,
-            (
-                "bdb82020997e1d708af4cf47b453dcf7",
-                "e144d726b3acfaa3e44228e80efcd344",
-                "5c965bf0a639b31b8f53240b1b52f4d7",
-                "7320c461ea6c1c855c0b718fb2a4b134",
-            ),
-            strict=True,
-        )
+    gz_md5=_per_file(
+        "bdb82020997e1d708af4cf47b453dcf7",
+        "e144d726b3acfaa3e44228e80efcd344",
+        "5c965bf0a639b31b8f53240b1b52f4d7",
+        "7320c461ea6c1c855c0b718fb2a4b134",
     ),
 )
 
@@ -208,8 +194,8 @@ _REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in (MNIST, FASHION_MNIST, K
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
-    """Make ``spec`` available by its name (``TrainConfig(dataset=...)``, ``data.load``);
-    returns it. ``ValueError`` if another spec already has that name or folder."""
+    """Make ``spec`` available by its name (``TrainConfig(dataset=...)``, ``data.load``); returns
+    it. ``ValueError`` if another spec already has that name or folder."""
     for other in _REGISTRY.values():
         if other != spec and spec.name == other.name:
             raise ValueError(f"another dataset is already registered as {spec.name!r}")

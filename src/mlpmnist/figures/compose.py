@@ -1,10 +1,5 @@
-"""The composition step: every figure of the registry (``figures.registry``) drawn from what the
-caller loaded, and saved.
-
-The CLI and the notebooks load the frame, the data, the models or the embedding, call these,
-and save with ``save_figures``. Nothing here loads or trains; the study's statistics are
-computed here once (``registry.StudyFrames``) and handed to the plot functions, which only draw.
-"""
+"""Every registry figure of a source, drawn from what the caller (the CLI, the notebooks) loaded,
+and ``save_figures``. Returns name -> figure in the registry's order."""
 
 from __future__ import annotations
 
@@ -25,27 +20,25 @@ from mlpmnist.figures.style import save
 
 
 def study_figures(df: pd.DataFrame) -> dict[str, Figure]:
-    """Name -> figure of every registry entry drawn from the results frame ``df`` (dead_units
-    only when the frame has dead-unit columns: records made before they were stored lack
-    them). The statistics are computed once, and each figure draws what it is given."""
+    """The figures of the results frame ``df``, its statistics computed once (dead_units only when
+    it has dead-unit columns)."""
     return registry.draw("results", StudyFrames(df))
 
 
 def final_accuracy_figure(df: pd.DataFrame) -> Figure:
-    """The final-accuracy figure alone (``final_accuracy_vs_batch``) of the results frame
-    ``df``: what the sweep's live view redraws as each experiment finishes."""
+    """``final_accuracy_vs_batch`` alone of the results frame ``df``: what the sweep's live view
+    redraws as each experiment finishes."""
     return registry.entry("final_accuracy_vs_batch").draw(StudyFrames(df))
 
 
 def data_figures(data: Data) -> dict[str, Figure]:
-    """Name -> figure of every registry entry drawn from the data (its training split and spec)."""
+    """The figures of the data (its training split and spec)."""
     return registry.draw("data", data)
 
 
 def model_figures(models: Mapping[int, nn.Module], data: Data, label: str = "") -> dict[str, Figure]:
-    """Name -> figure of every registry entry drawn from a model, of the median seed's model
-    (``pick_model``: median test accuracy of ``models``, seed -> model) on ``data``'s test
-    split. ``label`` (e.g. 'batch 90') starts each title, then the seed."""
+    """The figures of the median seed's model (``pick_model`` of ``models``, seed -> model) on
+    ``data``'s test split; ``label`` (e.g. 'batch 90') starts each title, then the seed."""
     seed, model = pick_model(models, data.test)
     who = ", ".join(p for p in (label, f"seed {seed}") if p)
     if len(models) > 1:
@@ -54,16 +47,15 @@ def model_figures(models: Mapping[int, nn.Module], data: Data, label: str = "") 
 
 
 def tsne_figures(emb: Embeddings, label: str = "") -> dict[str, Figure]:
-    """Name -> figure of every registry entry drawn from the embedding ``emb``. ``label``
-    (e.g. 'batch 64, lr 0.05') names the trained configuration in the title (default: its
-    batch size)."""
+    """The figures of the embedding ``emb``; ``label`` (e.g. 'batch 64, lr 0.05') names the trained
+    configuration in the title (default: its batch size)."""
     return registry.draw("embedding", emb, label)
 
 
 def save_figures(figs: Mapping[str, Figure], folder: str | os.PathLike, format: str = "png") -> list[Path]:
-    """Write each figure as ``<folder>/<name>.<format>`` (png, pdf or svg; ``style.save``:
-    atomic, and the figure is released, so display it first); returns the paths in ``figs``'
-    order. ``ValueError`` for another format, before anything is written."""
+    """Write each figure as ``<folder>/<name>.<format>`` (``style.save``: atomic, and the figure is
+    released, so display it first); returns the paths. ``ValueError`` for another format, before
+    anything is written."""
     if format not in FORMATS:
         raise ValueError(f"figure format must be one of {', '.join(FORMATS)}; got {format!r}")
     return [save(fig, Path(folder) / f"{name}.{format}") for name, fig in figs.items()]

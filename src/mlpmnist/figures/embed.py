@@ -1,12 +1,7 @@
 """t-SNE of the last hidden layer while one model trains: does the network pull the classes
-apart, and when?
-
-The same fixed subset of test images is embedded at every snapshot, each panel with the same
-t-SNE settings and ``random_state``. Each panel also gets numbers that do not depend on reading
-a picture: the 10-nearest-neighbour accuracy in the 2-D embedding (5-fold cross-validated),
-the silhouette of the classes in 2-D, and, as a check free of t-SNE's distortions, the
-same kNN accuracy in the 64-d hidden layer itself.
-"""
+apart, and when? The same test images at every snapshot, with the same t-SNE settings; each
+panel also gets numbers that do not depend on reading a picture: kNN accuracy and silhouette of
+the classes in 2-D, and, free of t-SNE's distortions, the kNN accuracy in the hidden layer."""
 
 from __future__ import annotations
 
@@ -30,19 +25,16 @@ SNAPSHOT_EPOCHS = (0, 1, 10, 20, 30, 40, 50)
 N_POINTS = 2_000
 SUBSET_SEED = 0
 TSNE_SEED = 0
-# 500 iterations (250 of them early exaggeration) for 2,000 points: measured on the batch-90
-# snapshots, the 2-D kNN accuracy moves by under 0.1 point from 500 to 1,000 iterations while
-# the silhouette still rises by ~0.03 as clusters keep tightening (so compare silhouettes only
-# between maps made with the same settings). It keeps all seven panels under a minute on two
-# cores.
+# Measured on the batch-90 snapshots (2,000 points), from 500 to 1,000 iterations the 2-D kNN
+# accuracy moves by under 0.1 point while the silhouette still rises by ~0.03 (compare
+# silhouettes only between maps made alike); 500 keeps seven panels under a minute on two cores.
 TSNE_MAX_ITER = 500
 KNN_K = 10
 CV_FOLDS = 5
 
 
 def subset_indices(n_total: int, n: int = N_POINTS, seed: int = SUBSET_SEED) -> np.ndarray:
-    """``n`` distinct indices into a test set of ``n_total`` images, sorted, the same for a
-    given ``seed`` on every machine (drawn with torch's CPU generator)."""
+    """``n`` distinct sorted indices into ``n_total`` images, the same for ``seed`` on every machine."""
     if not 1 <= n <= n_total:
         raise ValueError(f"n must be in [1, {n_total}]; got {n}")
     perm = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))
@@ -63,11 +55,9 @@ def tsne(
 ) -> np.ndarray:
     """2-D Barnes-Hut t-SNE of ``features`` [N, d] (PCA initialisation): float32 [N, 2].
 
-    Single-threaded on purpose. scikit-learn's Barnes-Hut gradient uses every OpenMP thread
-    it is allowed whatever ``n_jobs`` says, and a different thread count sums in a different
-    order; t-SNE amplifies that last-bit difference into a visibly different map. With one
-    thread the same input and arguments give the same embedding in any process (panels are
-    run in parallel processes instead, see ``embed_models``).
+    Single-threaded on purpose: scikit-learn's gradient uses every OpenMP thread it may, whatever
+    ``n_jobs`` says, and t-SNE amplifies the last-bit difference of another summation order into
+    a visibly different map. (``embed_models`` runs panels in parallel processes instead.)
     """
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
@@ -87,10 +77,9 @@ def tsne(
 
 
 def separation(points: np.ndarray, labels: np.ndarray, k: int = KNN_K, folds: int = CV_FOLDS) -> dict:
-    """How well the classes separate in ``points`` [N, d]: ``knn_acc`` (fraction in [0, 1] of
-    points whose class a k-nearest-neighbour vote from the other folds gets right, stratified
-    ``folds``-fold cross-validation, no shuffling) and ``silhouette`` (mean silhouette of the
-    classes, Euclidean, in [-1, 1]; higher is better separated)."""
+    """How well the classes separate in ``points`` [N, d]: ``knn_acc`` (fraction right by a k-NN
+    vote, stratified ``folds``-fold cross-validation, no shuffling) and ``silhouette`` (of the
+    classes, Euclidean, in [-1, 1])."""
     from sklearn.metrics import silhouette_score
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
@@ -101,26 +90,12 @@ def separation(points: np.ndarray, labels: np.ndarray, k: int = KNN_K, folds: in
     return {"knn_acc": float(knn.mean()), "silhouette": float(silhouette_score(points, labels))}
 
 
-def _align(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Rotate/reflect centred ``points`` onto ``reference`` (orthogonal Procrustes). Distances
-    are unchanged, so scores are too; only the arbitrary orientation of t-SNE is fixed, so a
-    class sits in roughly the same place from panel to panel."""
-    from scipy.linalg import orthogonal_procrustes
-
-    p = points - points.mean(0)
-    r, _ = orthogonal_procrustes(p, reference - reference.mean(0))
-    return (p @ r).astype(np.float32)
-
-
 @dataclass
 class Embeddings:
-    """``points``: one row per epoch and image with epoch, index (into the test set), label
-    (class index into ``spec.classes``), x, y (t-SNE units, meaningless in themselves).
-    ``scores``: one row per epoch with test_acc (the snapshot on the whole test set),
-    knn_acc_2d, silhouette_2d, knn_acc_64d (fractions, silhouette in [-1, 1]) and tsne_seconds
-    (wall time of that panel's t-SNE). ``seconds``: wall time of all the t-SNE panels together
-    (run in parallel). ``spec``: the dataset's. ``batch_size``, ``seed`` and ``config``: of the
-    trained model, where known."""
+    """``points``: per epoch and image, epoch, index (into the test set), label (class index), x, y
+    (t-SNE units). ``scores``: per epoch, test_acc (on the whole test set), knn_acc_2d,
+    silhouette_2d, knn_acc_64d and tsne_seconds. ``seconds``: wall time of all panels together.
+    ``batch_size``, ``seed`` and ``config``: of the trained model, where known."""
 
     points: pd.DataFrame
     scores: pd.DataFrame
@@ -147,15 +122,11 @@ def embed_models(
     n_jobs: int = 2,
     progress: bool = False,
 ) -> Embeddings:
-    """t-SNE of the last hidden layer of each model in ``models`` (epoch -> model) on the
-    same ``n`` images of ``data``'s test split (``subset_indices``), with separation scores per
-    epoch.
-
-    Panels run in ``n_jobs`` processes, each t-SNE single-threaded, so the result does not
-    depend on ``n_jobs``. Each panel after the first is rotated/reflected onto the previous
-    one (see ``_align``). ``progress``: a bar counting finished panels.
-    """
+    """t-SNE of the last hidden layer of each model (epoch -> model) on the same ``n`` images of
+    ``data``'s test split, with separation scores. Panels run in ``n_jobs`` processes, which does
+    not change the result; ``progress``: a bar counting finished panels."""
     from joblib import Parallel, delayed
+    from scipy.linalg import orthogonal_procrustes
 
     test = data.test
     idx = subset_indices(len(test), n)
@@ -170,7 +141,10 @@ def embed_models(
 
     points, scores, previous = [], [], None
     for epoch, (emb, sep, knn64, secs) in zip(epochs, panels, strict=True):
-        emb = emb - emb.mean(0) if previous is None else _align(emb, previous)
+        emb = emb - emb.mean(0)
+        if previous is not None:  # rotated/reflected onto the previous panel, so a class stays in place
+            r, _ = orthogonal_procrustes(emb, previous - previous.mean(0))
+            emb = (emb @ r).astype(np.float32)
         previous = emb
         points.append(
             pd.DataFrame({"epoch": epoch, "index": idx, "label": labels, "x": emb[:, 0], "y": emb[:, 1]})
@@ -196,9 +170,9 @@ def snapshot_config(
     seed: int | None = None,
     **fields,
 ) -> TrainConfig:
-    """The one-seed run whose snapshots ``train_snapshots`` takes: ``base`` (default: the
-    defaults) with ``fields`` replaced, ``max(epochs)`` epochs and the one seed ``seed``
-    (default: ``base``'s first). ``ValueError`` for epochs that are not integers >= 0."""
+    """The one-seed run whose snapshots ``train_snapshots`` takes: ``base`` (default: the defaults)
+    with ``fields`` replaced, ``max(epochs)`` epochs and the seed ``seed`` (default: ``base``'s
+    first). ``ValueError`` for epochs that are not integers >= 0."""
     if not epochs or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in epochs):
         raise ValueError(f"t-SNE epochs must be a non-empty list of integers >= 0; got {list(epochs)!r}")
     base = TrainConfig.from_mapping(fields, base)
@@ -218,10 +192,8 @@ def train_snapshots(
     progress: bool = False,
     **fields,
 ) -> dict[int, MLP]:
-    """Train one model of ``snapshot_config(base, epochs, seed, batch_size=..., **fields)``
-    (``base`` default: the defaults, batch 90, seed 0) and return epoch -> MLP for each of
-    ``epochs`` (0 = the initialisation). ``fields`` are other ``TrainConfig`` fields (e.g.
-    ``threads``, ``train_limit``, ``device``); ``progress``: train's bar over epochs."""
+    """Epoch -> MLP for each of ``epochs`` (0: the initialisation) of one model trained as
+    ``snapshot_config(base, epochs, seed, batch_size=..., **fields)``; ``progress``: train's bar."""
     if batch_size is not None:
         fields["batch_size"] = batch_size
     cfg = snapshot_config(base, epochs, seed, **fields)
@@ -246,10 +218,8 @@ def tsne_epochs(
     progress: bool = False,
     **embed_kw,
 ) -> Embeddings:
-    """Train one seed of ``config`` (default: the defaults; ``batch_size`` replaces its batch
-    size, ``seed`` its seeds, default its first) for ``max(epochs)`` epochs with snapshots at
-    ``epochs``, and embed each (see ``train_snapshots`` and ``embed_models``). ``data``
-    defaults to ``mdata.load()``; ``progress``: bars for the training and the panels."""
+    """``embed_models`` of the snapshots at ``epochs`` of one seed of ``config`` (``batch_size`` and
+    ``seed`` replace its own; see ``snapshot_config``). ``data`` defaults to ``mdata.load()``."""
     extra = {} if batch_size is None else {"batch_size": batch_size}
     cfg = snapshot_config(config, epochs, seed, **extra)
     data = data if data is not None else mdata.load(dataset=cfg.dataset)

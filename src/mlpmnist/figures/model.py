@@ -1,8 +1,5 @@
-"""Figures of one trained model (or of the data): a model, a split and the dataset's spec in, a
-``Figure`` out. The spec gives the images' (height, width) and the class names that label them.
-
-Images are drawn with dark ink on white; probabilities are softmax outputs in percent.
-"""
+"""Figures of one trained model (or of the data) on a split of the dataset whose spec gives the
+images' shape and the class names. Ink dark on white; probabilities are softmax outputs in %."""
 
 from __future__ import annotations
 
@@ -21,21 +18,10 @@ from mlpmnist.data.specs import DatasetSpec
 from mlpmnist.figures.style import ERROR_RED, figure
 
 
-def _images(x: torch.Tensor, spec: DatasetSpec) -> np.ndarray:
-    """[N, pixels] -> [N, height, width] as the spec's ``image_shape``, on the CPU."""
-    return x.detach().cpu().reshape(-1, *spec.image_shape).numpy()
-
-
 def _short_names(spec: DatasetSpec) -> bool:
-    """Whether every class name is a few letters at most (MNIST's digits, KMNIST's syllables):
-    then titles over images name them as they always did; longer names (Fashion-MNIST's 'Ankle
-    boot') get smaller type (``_title_size``) and lines of their own, so they fit their image."""
+    """Whether every class name is a few letters at most (digits, KMNIST's syllables); longer ones
+    (Fashion-MNIST's 'Ankle boot') get smaller type and lines of their own over their image."""
     return max(len(c) for c in spec.classes) <= 5
-
-
-def _title_size(spec: DatasetSpec) -> int:
-    """Font size of the titles that name classes over images (``_short_names``)."""
-    return 10 if _short_names(spec) else 8
 
 
 @torch.no_grad()
@@ -46,15 +32,12 @@ def predict(model: nn.Module, x: torch.Tensor, batch: int = 10_000) -> np.ndarra
 
 
 def _image_grid(
-    fig: Figure,
-    images: np.ndarray,
-    titles: list[str],
-    ncols: int,
-    colors: list[str] | None = None,
-    fontsize: int = 10,
+    fig: Figure, x: torch.Tensor, spec: DatasetSpec, titles: list[str], ncols: int, colors: list | None = None
 ) -> None:
-    nrows = max(1, math.ceil(len(images) / ncols))  # no image: one empty row
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    """``x`` [N, pixels] as images of ``spec``'s shape, ``ncols`` a row, under their titles."""
+    images = x.detach().cpu().reshape(-1, *spec.image_shape).numpy()
+    axes = fig.subplots(max(1, math.ceil(len(images) / ncols)), ncols, squeeze=False)  # no image: one row
+    fontsize = 10 if _short_names(spec) else 8
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i >= len(images):
@@ -66,25 +49,22 @@ def _image_grid(
 def sample_digits(
     split: mdata.Split, spec: DatasetSpec, n: int = 40, ncols: int = 10, what: str = "training"
 ) -> Figure:
-    """The first ``n`` images of ``split`` (a split of ``spec``'s dataset) with their class
-    names ('label 5'; a long name alone), ink dark on white; ``what`` names the split in the
-    title."""
+    """The first ``n`` images of ``split`` with their class names ('label 5'; a long name alone);
+    ``what`` names the split in the title."""
     n = min(n, len(split))
     nrows = math.ceil(n / ncols)
     names = [spec.classes[int(v)] for v in split.y[:n]]
     titles = [f"label {c}" for c in names] if _short_names(spec) else names  # long names alone fit
     with figure(0.8 * ncols, 0.95 * nrows + 0.5) as fig:
-        _image_grid(fig, _images(split.x[:n], spec), titles, ncols, fontsize=_title_size(spec))
+        _image_grid(fig, split.x[:n], spec, titles, ncols)
         fig.suptitle(f"The first {n} {what} images with their labels")
     return fig
 
 
 def confusion_matrix(model: nn.Module, split: mdata.Split, spec: DatasetSpec, label: str = "") -> Figure:
-    """Counts of (true, predicted) classes of ``model`` on ``split`` (a split of ``spec``'s
-    dataset, whose class names label the rows and columns), every cell annotated. Errors (off
-    the diagonal) are coloured on a scale from 0 to the largest error count so they stay
-    visible; the correct (diagonal) cells are grey, off that scale. ``label`` names the model
-    in the title."""
+    """Counts of (true, predicted) class of ``model`` on ``split``, every cell annotated: errors
+    coloured from 0 to the largest error count (so they stay visible), the diagonal grey, off that
+    scale. ``label`` names the model in the title."""
     from sklearn.metrics import confusion_matrix as sk_confusion
 
     pred = predict(model, split.x).argmax(1)
@@ -93,15 +73,15 @@ def confusion_matrix(model: nn.Module, split: mdata.Split, spec: DatasetSpec, la
     diag = np.eye(len(cm), dtype=bool)
     errors = int(cm[~diag].sum())
     names = list(spec.classes)
-    common = {
-        "annot": True,
-        "fmt": "d",
-        "square": True,
-        "linewidths": 0.5,
-        "linecolor": "white",
-        "xticklabels": names,
-        "yticklabels": names,
-    }
+    common = dict(
+        annot=True,
+        fmt="d",
+        square=True,
+        linewidths=0.5,
+        linecolor="white",
+        xticklabels=names,
+        yticklabels=names,
+    )
     with figure(7.2, 6.2) as fig:
         ax = fig.add_subplot()
         sns.heatmap(
@@ -128,8 +108,7 @@ def confusion_matrix(model: nn.Module, split: mdata.Split, spec: DatasetSpec, la
         assert colorbar is not None  # the second heatmap draws one
         colorbar.ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         ax.grid(False)
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
+        ax.set(xlabel="predicted class", ylabel="true class")
         ax.tick_params(axis="y", rotation=0)
         # Names wider than their column (about 5.5 inches shared) are slanted so they do not overlap.
         if max(map(len, names)) * 0.08 > 5.5 / len(names):
@@ -147,9 +126,8 @@ def confusion_matrix(model: nn.Module, split: mdata.Split, spec: DatasetSpec, la
 def misclassified(
     model: nn.Module, split: mdata.Split, spec: DatasetSpec, n: int = 30, ncols: int = 10, label: str = ""
 ) -> Figure:
-    """The first ``n`` images of ``split`` (in split order, a split of ``spec``'s dataset) that
-    ``model`` gets wrong, each titled true → predicted class name with the predicted class's
-    softmax probability (%); long names take a line each."""
+    """The first ``n`` images of ``split`` that ``model`` gets wrong, each titled true → predicted
+    class with the prediction's softmax probability (%)."""
     proba = predict(model, split.x)
     pred = proba.argmax(1)
     true = split.y.cpu().numpy()
@@ -161,7 +139,7 @@ def misclassified(
     with figure(0.85 * ncols, (0.85 + 0.2 * lines) * nrows + 0.6) as fig:
         c = spec.classes
         titles = [f"{c[true[i]]}{sep}→{c[pred[i]]}{end}{100 * proba[i, pred[i]]:.0f}%" for i in shown]
-        _image_grid(fig, _images(split.x[shown], spec), titles, ncols, fontsize=_title_size(spec))
+        _image_grid(fig, split.x[shown], spec, titles, ncols)
         who = f"{label}: " if label else ""
         fig.suptitle(
             f"{who}the first {len(shown)} of {len(wrong):,} misclassified test images\n"
@@ -171,9 +149,8 @@ def misclassified(
 
 
 def predictions_last10(model: nn.Module, split: mdata.Split, spec: DatasetSpec, label: str = "") -> Figure:
-    """The last 10 images of ``split`` (a split of ``spec``'s dataset): true class, predicted
-    class (their names) and the softmax probability (%) of the prediction; wrong predictions in
-    red."""
+    """The last 10 images of ``split``: true and predicted class and the prediction's softmax
+    probability (%); wrong ones in red."""
     x, y = split.x[-10:], split.y[-10:].cpu().numpy()
     proba = predict(model, x)
     pred = proba.argmax(1)
@@ -184,7 +161,7 @@ def predictions_last10(model: nn.Module, split: mdata.Split, spec: DatasetSpec, 
     ]
     colors = ["black" if p == t else ERROR_RED for p, t in zip(pred, y, strict=True)]
     with figure(9, 1.8) as fig:
-        _image_grid(fig, _images(x, spec), titles, 10, colors, fontsize=_title_size(spec))
+        _image_grid(fig, x, spec, titles, 10, colors)
         who = f"{label}: " if label else ""
         fig.suptitle(
             f"{who}the last 10 test images, true and predicted class, confidence "
@@ -195,8 +172,8 @@ def predictions_last10(model: nn.Module, split: mdata.Split, spec: DatasetSpec, 
 
 
 def pick_model(models: Mapping[int, nn.Module], split: mdata.Split) -> tuple[int, nn.Module]:
-    """The (seed, model) whose accuracy on ``split`` is the median of the seeds (the lower
-    middle one for an even count): a representative replica, neither the best nor the worst."""
+    """The (seed, model) whose accuracy on ``split`` is the median of the seeds (the lower middle
+    one of an even count): a representative replica, neither the best nor the worst."""
     if not models:
         raise ValueError("no models given")
     y = split.y.cpu().numpy()

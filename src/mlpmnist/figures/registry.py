@@ -1,23 +1,15 @@
-"""One registry of every figure the project draws, the study's and the science's: its name (the
-file it is saved as, without the suffix), what it is drawn from, the function that draws it, and
-a line saying what it shows.
-
-A new figure is its function (in ``study``, ``model``, ``tsne`` or ``science``) and one entry
-below: ``compose`` draws every entry of a source from what the caller loaded, the CLI and the
-notebooks show and save whatever it drew, and the tests iterate the entries. What each
-source's ``draw`` takes:
-
-- ``results``: ``StudyFrames`` of a results frame (its statistics, each computed once);
-- ``data``: the loaded ``Data`` (its training split and its spec);
-- ``model``: a ``ModelView`` (one trained model, the test split, the spec, a label);
-- ``embedding``: an ``embed.Embeddings`` and a label naming the trained configuration;
-- ``science``: the frames of ``mlpmnist.science`` that the function's parameters name (the
-  science notebook draws these itself and saves them through ``science.Outputs.show``).
+"""The one registry of every figure, the study's and the science's: its name (its file name
+without the suffix), its source, the function that draws it, and what it shows. A new figure is
+its function and one entry below. What each source's ``draw`` takes: ``results``: the
+``StudyFrames`` of a results frame; ``data``: the loaded ``Data``; ``model``: a ``ModelView``;
+``embedding``: an ``embed.Embeddings`` and a label naming the trained configuration; ``science``:
+the frames of ``mlpmnist.science`` that the function's parameters name (the science notebook
+draws these itself).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, get_args
@@ -39,9 +31,8 @@ STUDY_SOURCES: tuple[Source, ...] = ("results", "data", "model", "embedding")
 
 
 class StudyFrames:
-    """The statistics the study's figures draw from, of one results frame ``df``: ``curves``
-    (``stats.mark_failed(df)``: every row with its replica's failed and outlier flags), and,
-    each computed on first use and then kept, ``fin`` (``stats.final``), ``summ``
+    """The statistics of the results frame ``df`` that the study's figures draw: ``curves``
+    (``stats.mark_failed``), and, each computed on first use, ``fin`` (``stats.final``), ``summ``
     (``stats.summary``) and ``per`` (``stats.per_epoch``)."""
 
     def __init__(self, df: pd.DataFrame) -> None:
@@ -62,8 +53,8 @@ class StudyFrames:
 
 @dataclass(frozen=True)
 class ModelView:
-    """What a model figure draws: ``model`` on ``split`` (a split of ``spec``'s dataset), and
-    ``label`` naming the model in titles (e.g. 'batch 90, seed 3 (median of 10 seeds)')."""
+    """``model`` on ``split`` of ``spec``'s dataset, ``label`` naming it in titles (e.g. 'batch 90,
+    seed 3 (median of 10 seeds)')."""
 
     model: nn.Module
     split: Split
@@ -77,9 +68,8 @@ def _always(*inputs: Any) -> bool:
 
 @dataclass(frozen=True)
 class Entry:
-    """One figure: ``name`` (its file name without the suffix), ``source`` (what ``draw`` takes,
-    see the module's docstring), ``draw`` (inputs -> ``Figure``), ``about`` (what it shows, one
-    line) and ``when`` (whether given inputs can give it; dead units need their columns)."""
+    """One figure: ``draw`` (inputs -> ``Figure``), ``about`` (what it shows, one line), ``when``
+    (whether given inputs can give it)."""
 
     name: str
     source: Source
@@ -199,15 +189,11 @@ FIGURES: dict[str, Entry] = {
 }
 
 
-def _check_sources(sources: Iterable[str]) -> None:
+def entries(*sources: Source) -> list[Entry]:
+    """The entries drawn from any of ``sources`` (all when none is given), in the registry's order;
+    ``ValueError`` for an unknown source."""
     if unknown := [s for s in sources if s not in SOURCES]:
         raise ValueError(f"unknown figure source(s) {unknown}; known: {', '.join(SOURCES)}")
-
-
-def entries(*sources: Source) -> list[Entry]:
-    """The entries drawn from any of ``sources`` (all entries when none is given), in the
-    registry's order. ``ValueError`` for an unknown source."""
-    _check_sources(sources)
     return [e for e in FIGURES.values() if not sources or e.source in sources]
 
 
@@ -217,8 +203,7 @@ def names(*sources: Source) -> list[str]:
 
 
 def entry(name: str, source: Source | None = None) -> Entry:
-    """The entry called ``name`` (drawn from ``source``, when given); ``ValueError`` naming the
-    known ones otherwise."""
+    """The entry called ``name`` (drawn from ``source``, when given); ``ValueError`` otherwise."""
     e = FIGURES.get(name)
     if e is None or (source is not None and e.source != source):
         known = names(*(() if source is None else (source,)))
@@ -227,6 +212,5 @@ def entry(name: str, source: Source | None = None) -> Entry:
 
 
 def draw(source: Source, *inputs: Any) -> dict[str, Figure]:
-    """Name -> figure of every entry drawn from ``source`` whose ``when`` holds for ``inputs``
-    (see the module's docstring for what each source takes), in the registry's order."""
+    """Name -> figure of every entry drawn from ``source`` whose ``when`` holds for ``inputs``."""
     return {e.name: e.draw(*inputs) for e in entries(source) if e.when(*inputs)}

@@ -1,16 +1,6 @@
-"""The one style of every figure, and how figures are saved.
-
-Every figure is made the same way::
-
-    with figure(8, 5) as fig:      # inches; artists created in the block take STYLE
-        ax = fig.add_subplot()
-        ...
-    return fig
-
-Figures are ``matplotlib.figure.Figure`` objects made directly, not through pyplot: no backend
-is selected or switched, nothing piles up in pyplot's figure registry, and Jupyter still
-displays a returned Figure. The style is applied only while the figure is drawn into, so the
-caller's rcParams are left untouched.
+"""The one style of every figure (``with figure(8, 5) as fig: ...``), how figures are saved, and
+the helpers the study's figures share. Figures are made directly, not through pyplot: no backend
+is switched, nothing piles up in pyplot's registry, and Jupyter still displays a returned Figure.
 """
 
 from __future__ import annotations
@@ -56,9 +46,9 @@ TEST_COLOR = "#2c3e50"
 
 @contextmanager
 def figure(width: float, height: float, **kwargs) -> Iterator[Figure]:
-    """A new ``Figure`` of ``width`` x ``height`` inches with constrained layout; artists
-    created inside the ``with`` block take ``STYLE``. ``kwargs`` go to ``Figure``."""
-    # rc settings are read when artists are created, so the style sticks to this figure only.
+    """A new ``Figure`` of ``width`` x ``height`` inches with constrained layout; artists created
+    inside the ``with`` block take ``STYLE`` (rc settings are read when artists are created, so
+    the caller's rcParams are left untouched)."""
     with mpl.rc_context(cast(Any, STYLE)):
         yield Figure(figsize=(width, height), layout="constrained", **kwargs)
 
@@ -75,8 +65,8 @@ def batch_colors(batch_sizes: Iterable[int]) -> dict[int, tuple]:
 
 def save(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` to ``path`` in the format its suffix names (.png at ``DPI``, .pdf, .svg)
-    atomically (a temporary file, then a rename, so no reader sees half a file) and release the
-    figure's artists (display it first). Returns the path; ``ValueError`` for another suffix."""
+    atomically and release the figure's artists (display it first). Returns the path;
+    ``ValueError`` for another suffix."""
     fmt = Path(path).suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ValueError(f"{path}: a figure is saved as {', '.join('.' + f for f in FORMATS)}, not {fmt!r}")
@@ -87,21 +77,14 @@ def save(fig: Figure, path: str | os.PathLike) -> Path:
 
 
 def facet_axes(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> list[str]:
-    """The varying config axes of ``df`` (``columns.varying_axes``) other than ``exclude``: one
-    panel of a study figure per combination of their values."""
+    """The varying config axes of ``df`` other than ``exclude``: a study figure's panels."""
     return [c for c in varying_axes(df) if c not in set(exclude)]
 
 
-def _natural(text: str) -> tuple:
-    """A sort key reading the digits in ``text`` as numbers: '32x32' before '128x128'."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text) if p)
-
-
 def value_order(column: str, value: object) -> tuple:
-    """Where ``value`` of config column ``column`` comes among its panels: numbers in numeric
-    order, a field with fixed choices (optimizer, schedule, inputs, dataset) in the order
-    ``TrainConfig`` lists them, other text with its digits read as numbers ('32x32' before
-    '128x128'), missing values last."""
+    """A sort key of ``value`` of config column ``column`` among its panels: numbers in numeric
+    order, a field with fixed choices in the order ``TrainConfig`` lists them, other text with its
+    digits read as numbers ('32x32' before '128x128'), missing values last."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return (3,)
     if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
@@ -109,14 +92,14 @@ def value_order(column: str, value: object) -> tuple:
     options = (choices(column) if column in field_names() else None) or ()
     if value in options:
         return (1, options.index(value))
-    return (2, _natural(str(value)))
+    parts = re.split(r"(\d+)", str(value))
+    return (2, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p))
 
 
 def facets(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> list[tuple[str, pd.DataFrame]]:
-    """The panels of a study figure: one (title, rows) per combination of the values of
-    ``facet_axes(df, exclude)``, e.g. ('lr 0.1', rows) and ('lr 0.3', rows) for a grid over lr,
-    in the grid's order (``value_order``: numbers numerically, not as text); one ('', df) when
-    nothing else varies."""
+    """The panels of a study figure: (title, rows) per combination of the values of
+    ``facet_axes(df, exclude)``, e.g. ('lr 0.1', rows), in ``value_order``; ('', df) when nothing
+    else varies."""
     axes = facet_axes(df, exclude)
     if not axes:
         return [("", df)]
@@ -126,8 +109,7 @@ def facets(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> list[t
 
 
 def panel_rows(frame: pd.DataFrame, panel: pd.DataFrame, axes: Iterable[str]) -> pd.DataFrame:
-    """The rows of ``frame`` (say a summary) that belong to the panel whose rows are ``panel``:
-    those with the panel's values of ``axes`` (NaN matches NaN)."""
+    """The rows of ``frame`` (say a summary) with ``panel``'s values of ``axes`` (NaN matches NaN)."""
     keep = pd.Series(True, index=frame.index)
     for c in axes:
         v = panel[c].iloc[0]
@@ -136,15 +118,15 @@ def panel_rows(frame: pd.DataFrame, panel: pd.DataFrame, axes: Iterable[str]) ->
 
 
 def grid(n: int, ncols: int) -> tuple[int, int]:
-    """(rows, columns) of a grid holding ``n`` panels at most ``ncols`` wide, with rows as
-    evenly filled as possible (4 panels at most 3 wide: 2 x 2, not 3 + 1)."""
+    """(rows, columns) of ``n`` panels at most ``ncols`` wide, rows as evenly filled as possible
+    (4 panels at most 3 wide: 2 x 2, not 3 + 1)."""
     rows = -(-n // max(1, min(ncols, n)))
     return rows, -(-n // rows)
 
 
 def limits(values: Iterable[float], top: float = np.inf, pad: float = 0.08) -> tuple[float, float]:
-    """Axis limits that fit ``values`` (NaN ignored) with ``pad`` of their range on each side
-    (0.5 units when they are all equal), kept within [0, ``top``]."""
+    """Axis limits within [0, ``top``] that fit ``values`` (NaN ignored) with ``pad`` of their range
+    on each side (0.5 units when they are all equal)."""
     v = np.asarray(list(values), dtype=float)
     v = v[np.isfinite(v)]
     if not len(v):
@@ -155,9 +137,8 @@ def limits(values: Iterable[float], top: float = np.inf, pad: float = 0.08) -> t
 
 
 def epoch_axis(ax, epochs: Iterable[float], nbins: int = 8) -> None:
-    """Epoch ticks on ``ax``'s x axis, integers only, and limits that fit ``epochs``: every
-    epoch when there are at most ``nbins`` (so 1 epoch gets the one tick '1', not fractions
-    around it), else about ``nbins`` evenly spaced ones."""
+    """Integer epoch ticks and limits that fit ``epochs``: every epoch up to ``nbins`` of them (one
+    epoch gets the one tick '1', not fractions around it), else about ``nbins``."""
     e = np.unique(np.asarray(list(epochs), dtype=float))
     e = e[np.isfinite(e)]
     if len(e) <= nbins:

@@ -11,8 +11,7 @@ from mlpmnist.figures.style import figure
 
 
 def class_colors(n: int) -> np.ndarray:
-    """[n, 4] RGBA, one distinct colour per class: tab10 up to 10 classes, tab20 up to 20,
-    evenly spaced hues beyond."""
+    """[n, 4] RGBA, a distinct colour per class: tab10 up to 10, tab20 up to 20, else spaced hues."""
     if n <= 10:
         return mpl.colormaps["tab10"](range(n))
     if n <= 20:
@@ -21,11 +20,9 @@ def class_colors(n: int) -> np.ndarray:
 
 
 def plot_tsne(emb: Embeddings, ncols: int = 4, label: str | None = None) -> Figure:
-    """Small multiples, one panel per epoch, points coloured by true class, with a shared
-    legend of the classes (``emb.spec``'s names) in the spare panel. Each panel's title gives
-    the snapshot's test accuracy and the 2-D kNN accuracy and silhouette of that embedding.
-    ``label`` (e.g. 'batch 64, lr 0.05') names the trained configuration in the title
-    (default: its batch size, where known)."""
+    """One panel per epoch, points coloured by true class (legend in the spare panel), titled with
+    the snapshot's test accuracy and the embedding's 2-D kNN accuracy and silhouette. ``label``
+    (e.g. 'batch 64, lr 0.05') names the trained configuration (default: its batch size)."""
     epochs = sorted(emb.points["epoch"].unique())
     ncols = min(ncols, len(epochs) + 1)
     nrows = -(-(len(epochs) + 1) // ncols)  # one extra cell for the legend
@@ -46,8 +43,7 @@ def plot_tsne(emb: Embeddings, ncols: int = 4, label: str | None = None) -> Figu
                 linewidths=0,
                 rasterized=True,
             )
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             ax.grid(False)
             ax.set_aspect("equal", adjustable="datalim")
             for side in ("top", "right"):

@@ -1,0 +1,182 @@
+"""The download of a dataset's missing raw files from its mirrors (urllib, so nothing here
+imports torchvision), each checked before it is renamed into place."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import os
+import socket
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+from mlpmnist.data import idx
+from mlpmnist.data.idx import Dataset
+from mlpmnist.data.specs import DatasetSpec
+from mlpmnist.errors import DataError
+
+# Per socket operation, so a download on a network that drops packets fails instead of hanging.
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text`` as one line of at most ``limit`` characters, repeated lines dropped."""
+    line = " ".join(dict.fromkeys(ln.strip() for ln in text.splitlines() if ln.strip()))
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+class _MirrorFailed(Exception):
+    """One mirror did not serve one valid file: ``cause`` in a few words; ``down``: it cannot be
+    reached at all, so it is not asked for the other files."""
+
+    def __init__(self, cause: str, down: bool = False) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.down = down
+
+
+def _network_cause(err: BaseException, timeout_s: float) -> _MirrorFailed:
+    if isinstance(err, urllib.error.HTTPError):
+        return _MirrorFailed(_one_line(f"HTTP {err.code} {err.reason}", 80))
+    reason = err.reason if isinstance(err, urllib.error.URLError) else err
+    if isinstance(reason, TimeoutError):  # socket.timeout is TimeoutError
+        return _MirrorFailed(f"no answer within {timeout_s:g} s", down=True)
+    if isinstance(reason, ConnectionRefusedError):
+        return _MirrorFailed("connection refused", down=True)
+    if isinstance(reason, socket.gaierror):  # what being offline usually looks like
+        return _MirrorFailed(f"host not found ({reason.strerror})", down=True)
+    if isinstance(reason, OSError) and reason.strerror:
+        return _MirrorFailed(_one_line(reason.strerror, 80), down=True)
+    return _MirrorFailed(_one_line(str(reason) or type(reason).__name__, 120))
+
+
+def _get(url: str, out: Path, timeout_s: float) -> str:
+    """Download ``url`` into the new file ``out``; returns the hex MD5 of what it received.
+    ``_MirrorFailed`` when the server or the network fails, OSError when ``out`` cannot be written."""
+    h = hashlib.md5()
+    received = 0
+    try:
+        resp = urllib.request.urlopen(url, timeout=timeout_s)
+    except (OSError, http.client.HTTPException) as e:  # URLError and HTTPError are OSErrors
+        raise _network_cause(e, timeout_s) from e
+    with resp, open(out, "xb") as f:
+        while True:
+            try:
+                chunk = resp.read(idx.CHUNK)
+            except (OSError, http.client.HTTPException) as e:
+                raise _network_cause(e, timeout_s) from e
+            if not chunk:
+                break
+            h.update(chunk)
+            received += len(chunk)
+            f.write(chunk)
+        # http.client ends a body cut short without an error; the length still to come tells.
+        if resp.length:
+            raise _MirrorFailed(f"the connection closed after {received} of {received + resp.length} bytes")
+    return h.hexdigest()
+
+
+def _fetch(spec: DatasetSpec, mirror: str, dest: Path, timeout_s: float) -> None:
+    """Put raw file ``dest`` in place from ``<mirror><name>.gz`` once the .gz's MD5 (where the
+    spec has it), then the file's header, length and MD5 are right. ``_MirrorFailed`` if this
+    mirror does not serve a valid file, ``DataError`` if nothing can be written next to ``dest``."""
+    name = dest.name
+    try:
+        with idx.scratch(dest.with_name(f"{name}.gz")) as gz, idx.scratch(dest) as tmp:
+            digest = _get(f"{mirror}{name}.gz", gz, timeout_s)
+            want = spec.gz_md5.get(name)
+            if want is not None and digest != want:
+                raise _MirrorFailed(f"{name}.gz's MD5 is {digest}, not the published {want}")
+            try:
+                digest = idx.gunzip(gz, tmp)
+            except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+                raise _MirrorFailed(f"{name}.gz is not a valid gzip file ({_one_line(str(e), 80)})") from e
+            with open(tmp, "rb") as f:
+                problem = idx.header_problem(spec, name, f.read(4 * 4), os.fstat(f.fileno()).st_size)
+            expected = spec.files[name]
+            if problem is None and expected is not None and digest != expected:
+                problem = f"its MD5 is {digest}, not the published {expected}"
+            if problem:
+                raise _MirrorFailed(f"{name} from it is not valid: {problem}")
+            os.replace(tmp, dest)
+    except OSError as e:  # the network's errors are _MirrorFailed by now: this one is local
+        raise DataError(
+            f"cannot write the download into {dest.parent} ({e.strerror or e}); make it writable, "
+            f"or {idx.put_hint(spec, dest.parent)}"
+        ) from e
+
+
+def _remove_dirs(new: list[Path]) -> None:
+    """Remove the folders in ``new`` (deepest first) while they are empty."""
+    for folder in new:
+        try:
+            os.rmdir(folder)  # only ever removes an empty folder
+        except OSError:
+            break
+
+
+def download(
+    root: str | os.PathLike | None = None,
+    *,
+    dataset: Dataset = "mnist",
+    timeout_s: float = DOWNLOAD_TIMEOUT_S,
+) -> Path:
+    """Download the dataset's raw files that are missing from ``raw_dir(root)``; returns the
+    absolute root.
+
+    Each file comes from the first of ``spec.mirrors`` that serves a valid ``<file>.gz``; a
+    mirror that cannot be reached is not asked again. ``timeout_s`` bounds every socket
+    operation. On failure removes every file and folder it created and raises a one-line
+    ``DataError``: what is missing, where, why each mirror failed, and what to do.
+    """
+    spec = idx.spec_of(dataset)
+    root = idx.resolve_root(root).resolve()
+    raw = idx.raw_dir(root, spec)
+    missing = [name for name in spec.files if not idx.is_file(spec, raw / name)]
+    if not missing:
+        return root
+    head = f"{spec.title} not found in {raw} (missing {', '.join(missing)})"
+    if not spec.mirrors:
+        raise DataError(f"{head} and it has no download mirrors; {idx.put_hint(spec, raw)}")
+    new = [p for p in (raw, *raw.parents) if idx.stat_of(spec, p) is None]  # deepest first
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _remove_dirs(new)
+        raise DataError(
+            f"{head} and {raw} cannot be created to download it ({e.strerror or e}); "
+            f"{idx.put_hint(spec, raw)}"
+        ) from e
+    done: list[Path] = []
+    down: dict[str, str] = {}  # mirror -> why it cannot be reached
+    try:
+        for name in missing:
+            failures: dict[str, list[str]] = {}  # cause -> the mirrors that gave it
+            for mirror in spec.mirrors:
+                if mirror in down:
+                    failures.setdefault(down[mirror], []).append(mirror)
+                    continue
+                try:
+                    _fetch(spec, mirror, raw / name, timeout_s)
+                except _MirrorFailed as e:
+                    failures.setdefault(e.cause, []).append(mirror)
+                    if e.down:
+                        down[mirror] = e.cause
+                else:
+                    done.append(raw / name)
+                    break
+            else:
+                why = "; ".join(f"{c} at {' and '.join(dict.fromkeys(m))}" for c, m in failures.items())
+                raise DataError(
+                    f"{head} and the download failed ({name}.gz: {_one_line(why, 400)}); "
+                    f"{idx.put_hint(spec, raw)}, or retry online"
+                )
+    except BaseException:  # Ctrl-C included: leave the folder as it was
+        for path in done:
+            path.unlink(missing_ok=True)
+        _remove_dirs(new)
+        raise
+    return root
