@@ -39,7 +39,7 @@ def test_the_toy_trains_with_shifts_and_draws_every_study_figure(toy, tmp_path):
     assert toy.spec.image_shape == TOY_SHAPE and toy.train.x.shape[1] == 64
     res = tmp_path / "results"
     for b in (20, 50):
-        results.store(train(toy_config(batch_size=b), toy, progress=False, verbose=False), res)
+        results.save_result(train(toy_config(batch_size=b), toy, progress=False, verbose=False), res)
     df = results.load(res)
     final = stats.final(df)
     assert final["test_acc"].min() > 0.5  # four classes: chance is 25%
@@ -102,7 +102,7 @@ def test_the_toy_through_the_cli(toy, tmp_path, monkeypatch, capsys):
 
     # The figures command on a results folder of toy runs: every study figure, in the format asked for.
     res, media = tmp_path / "results", tmp_path / "media"
-    results.store(train(toy_config(batch_size=20), toy, progress=False, verbose=False), res)
+    results.save_result(train(toy_config(batch_size=20), toy, progress=False, verbose=False), res)
     figures = [
         "figures",
         "--results",
