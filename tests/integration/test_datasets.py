@@ -51,7 +51,7 @@ def test_the_toy_trains_with_shifts_and_draws_every_study_figure(toy, tmp_path):
 
     # Every registry entry that the study's inputs give: the results, the data, a model, an embedding.
     key = toy_config(batch_size=50).key()
-    models = results.load_models(results.path(res, "models", key), key=key)
+    models = results.trusted(res, key).models()
     emb = embed.tsne_epochs(
         toy, config=toy_config(batch_size=50), epochs=(0, 2), n=150, max_iter=250, n_jobs=1
     )
