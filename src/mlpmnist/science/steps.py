@@ -80,6 +80,7 @@ def _grow(first: pd.DataFrame, target: float) -> dict[int, tuple[float, ...]]:
     """Per batch size, the lrs still to race: one sqrt(2) step past the fastest while it is the
     smallest or largest lr tried (within ``tuning.LR_BOUNDS``)."""
     out = {}
+    first = first[np.isclose(first["target"], target)]
     table = fastest(first, target).set_index("batch_size")
     for b, g in first.groupby("batch_size"):
         lrs = sorted(g["lr"].unique())
@@ -95,6 +96,14 @@ def _grow(first: pd.DataFrame, target: float) -> dict[int, tuple[float, ...]]:
     return out
 
 
+def _first(curve: pd.DataFrame, targets: Sequence[float]) -> pd.DataFrame:
+    """``first_reaching`` for each target from the runs that went on at least until it (a run
+    stopped at a lower target says nothing about a higher one); ``curve`` holds the config's
+    ``target`` column."""
+    frames = [first_reaching(curve[curve["target"] >= t - 1e-12], [t]) for t in targets]
+    return pd.concat(frames, ignore_index=True)
+
+
 def race(
     runner: Runner,
     tuned: Sequence[Mapping[int, float]],
@@ -107,32 +116,36 @@ def race(
     what: str,
 ) -> list[pd.DataFrame]:
     """Steps to ``targets`` for each seed set: per batch size of the set's ``tuned`` (batch size ->
-    its tuned lr), rounds of sweeps from (tuned lr, sqrt(2) x it) until each fastest lr to the
-    highest target has a tried neighbour on both sides, each set's lrs grown from its own results
-    (both sets in the same sweeps, as ``tuning.search``). Returns, per set, ``first_reaching``'s
-    rows of every lr tried."""
+    its tuned lr), rounds of sweeps from (tuned lr, sqrt(2) x it), each run stopping at the highest
+    target, until for every target the fastest lr has a tried neighbour on both sides (an lr added
+    for a lower target stops there); each set's lrs grow from its own results (both sets in the
+    same sweeps, as ``tuning.search``). Returns, per set, ``first_reaching``'s rows of every lr
+    tried, for every target."""
     top = max(targets)
-    tried: list[dict[int, tuple[float, ...]]] = [
-        {int(b): (lr, float(f"{lr * SQRT2:.6g}")) for b, lr in t.items()} for t in tuned
+    # Per set: (batch size, lr) -> the target its run stops at.
+    tried: list[dict[tuple[int, float], float]] = [
+        {(int(b), v): top for b, lr in t.items() for v in (lr, float(f"{lr * SQRT2:.6g}"))} for t in tuned
     ]
     firsts = [pd.DataFrame(columns=list(FIRST_COLUMNS)) for _ in sets]
     for round_ in range(1, MAX_ROUNDS + 1):
         configs = {
             i: [
-                runner.config(batch_size=b, lr=lr, seeds=tuple(seeds), epochs=max_epochs, target=top,
+                runner.config(batch_size=b, lr=lr, seeds=tuple(seeds), epochs=max_epochs, target=t,
                               eval_ratio=eval_ratio, eval_from=eval_from)
-                for b, lrs in tried[i].items()
-                for lr in lrs
+                for (b, lr), t in tried[i].items()
             ]
             for i, seeds in enumerate(sets)
         }  # fmt: skip
         curve = runner.train([c for cs in configs.values() for c in cs], f"{what}, round {round_}")
         grew = False
         for i in range(len(sets)):
-            firsts[i] = first_reaching(curve[curve["key"].isin({c.key() for c in configs[i]})], targets)
-            more = _grow(firsts[i], top)
-            grew |= any(more.values())
-            tried[i] = {b: (*lrs, *more.get(b, ())) for b, lrs in tried[i].items()}
+            firsts[i] = _first(curve[curve["key"].isin({c.key() for c in configs[i]})], targets)
+            for t in sorted(targets, reverse=True):
+                for b, lrs in _grow(firsts[i], t).items():
+                    for lr in lrs:
+                        if tried[i].get((b, lr), 0.0) < t:
+                            tried[i][(b, lr)] = t
+                            grew = True
         if not grew:
             break
     return firsts
