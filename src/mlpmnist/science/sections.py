@@ -21,6 +21,7 @@ from mlpmnist.science import ceiling, intervals, noise, recipe, steps, tail, tun
 from mlpmnist.science.presets import Preset
 from mlpmnist.science.runs import Runner
 from mlpmnist.science.scaling import lr_fits, sensitivity, steps_fit
+from mlpmnist.science.tuning import SQRT2
 
 
 @dataclass
@@ -142,9 +143,10 @@ def ceilings(runner: Runner, p: Preset, data: Data, tuned: Section) -> Section:
     lines = []
     for name, fields in (("scaled", {}), ("control", {"inputs": c["inputs"]})):
         last, lr, threshold = ceiling.collapse_search(
-            runner, b, p.sets, start if name == "scaled" else p.start_lrs, p.tune_epochs, c["drop"],
-            f"ceiling per seed ({name})", **fields,
-        )  # fmt: skip
+            runner, b, p.sets, start, p.tune_epochs, c["drop"], f"ceiling per seed ({name})", **fields
+        )
+        if name == "scaled":  # the control's grid starts at the scaled tuned lr and goes up 8 times
+            start = [float(f"{lr * SQRT2**k:.6g}") for k in range(7)]
         per = ceiling.per_seed(last, lr, threshold).merge(
             ceiling.init_lambda(runner, data, seeds, c["n_examples"], **fields), on="seed"
         )
