@@ -54,7 +54,7 @@ def test_readme_table(summary_csv):
     table = report.readme_table(summary_csv)
     lines = table.splitlines()
     assert lines[0].startswith("| batch size | median [q1, q3] (%) |")
-    assert lines[0].endswith("| failed / n | outliers | reference (%, 1 seed) |")
+    assert lines[0].endswith("| failed seeds / n | outliers | reference (%, 1 seed) |")
     med, q1, q3 = np.median(B8), np.quantile(B8, 0.25), np.quantile(B8, 0.75)
     assert lines[2].startswith(f"| 8 | {med:.2f} [{q1:.2f}, {q3:.2f}] |")
     assert lines[2].endswith("| 0 / 20 | 2 | 91.48 |")  # two outliers, none failed
@@ -73,7 +73,7 @@ def test_an_old_summary_csv_reads_with_failures_and_outliers_apart(tmp_path):
     s = report.read_summary(old)
     assert s["n_failed"].tolist() == [0, 0] and s["n_outlier"].tolist() == [0, 1]
     lines = report.readme_table(old).splitlines()
-    assert lines[0].endswith("| failed / n | outliers | reference (%, 1 seed) |")
+    assert lines[0].endswith("| failed seeds / n | outliers | reference (%, 1 seed) |")
     assert (
         lines[2] == "| 90 | 97.23 [97.12, 97.41] | 96.98–97.44 | 97.17 ± 0.25 | 96.71 | 0 / 10 | 0 | 97.45 |"
     )

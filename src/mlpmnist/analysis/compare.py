@@ -8,6 +8,8 @@ never by whether two intervals overlap.
   Newcombe's hybrid score interval (from the two Wilson intervals), and Fisher's exact test.
 - ``holm``: p-values adjusted for the number of comparisons (Holm's step-down), when several pairs
   are compared at once.
+- ``pairwise``: every pair of a results frame's configurations by ``median_difference``, Holm over
+  all of them: what ``findings`` may call a difference.
 
 With fewer than ``MIN_SEEDS`` values per side no difference is claimed: the functions return NaN
 intervals and p-values, and say so (``enough`` False). Values and differences are in the units of
@@ -16,17 +18,24 @@ the inputs (fractions for accuracies).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import scipy.stats as sps
 
-#: Below this many values on a side, no interval or difference is reported: with 4 seeds a
-#: percentile bootstrap interval of a median is little more than the range of the data.
-MIN_SEEDS = 5
+from mlpmnist.analysis.columns import config_label
+from mlpmnist.analysis.stats import MIN_SEEDS, configurations
+
+__all__ = ["MIN_SEEDS", "holm", "median_difference", "pairwise", "proportion_difference"]
+
 CONFIDENCE = 0.95
 RESAMPLES = 4999
+#: The family-wise level at which ``pairwise``'s Holm-adjusted p-values call a difference.
+LEVEL = 0.05
+PAIR_COLUMNS = ("a", "b", "n_a", "n_b", "median_a", "median_b", "difference", "low", "high", "p", "p_holm")
 
 
 def _finite(v: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -89,3 +98,34 @@ def holm(p: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(order) - rank) * vals[i]))
         out[i] = running
     return out.tolist()
+
+
+def pairwise(df: pd.DataFrame, by: Sequence[str] | None = None, resamples: int = RESAMPLES) -> pd.DataFrame:
+    """Every pair of configurations of the results frame ``df`` (grouped as ``stats.summary``,
+    default: batch size and every other varying config column), compared on their seeds' final
+    test accuracies (diverged seeds left out) by ``median_difference``: ``a``, ``b`` (each
+    configuration in words, ``columns.config_label``; ``a`` first in the summary's order),
+    ``n_a``, ``n_b`` (finite values), ``median_a``, ``median_b``, ``difference`` = median_b -
+    median_a with its 95% bootstrap interval ``low``, ``high`` (fractions), the Mann-Whitney
+    ``p`` and ``p_holm``: Holm-adjusted over every pair with ``MIN_SEEDS`` values a side (NaN
+    for the others). A difference is claimed where ``p_holm`` < ``LEVEL``. One row per pair."""
+    groups = list(configurations(df, by))
+    rows = []
+    for (ca, ga, _), (cb, gb, _) in itertools.combinations(groups, 2):
+        a, b = (g["test_acc"].astype(float).to_numpy() for g in (ga, gb))
+        res = median_difference(a, b, resamples=resamples)
+        fa, fb = a[np.isfinite(a)], b[np.isfinite(b)]
+        rows.append(
+            {
+                "a": config_label(ca, list(ca)),
+                "b": config_label(cb, list(cb)),
+                "n_a": len(fa),
+                "n_b": len(fb),
+                "median_a": float(np.median(fa)) if len(fa) else math.nan,
+                "median_b": float(np.median(fb)) if len(fb) else math.nan,
+                **{k: res[k] for k in ("difference", "low", "high", "p")},
+            }
+        )
+    out = pd.DataFrame(rows, columns=list(PAIR_COLUMNS[:-1]))
+    out["p_holm"] = holm(out["p"].tolist()) if len(out) else []
+    return out

@@ -1,9 +1,15 @@
-"""Findings in plain language, computed from the number frames of ``stats`` (never from a
-display table): what the summary says about the configurations (``conclusions``) and what the
-dead units say (``dead_units_findings``). One sentence per line, grammatical for any counts:
-one configuration, one seed, one epoch, all medians equal, nothing failed, everything failed.
-A configuration is only compared with another one, and a difference is only called one when
-the 95% CIs do not overlap.
+"""Findings in plain language, computed from the number frames of ``stats`` and ``compare``
+(never from a display table): what the summary says about the configurations (``conclusions``)
+and what the dead units say (``dead_units_findings``). One sentence per line, grammatical for any
+counts: one configuration, one seed, one epoch, all medians equal, nothing failed, everything
+failed.
+
+A difference between two configurations is only called one by its own test: the Mann-Whitney U
+test on their seeds' final accuracies, Holm-adjusted over every pair (``compare.pairwise``), with
+the difference of medians and its bootstrap interval; never from whether two intervals overlap.
+Below ``stats.MIN_SEEDS`` seeds a configuration gets its range, no interval, and no difference.
+Every other claim is worded as what the numbers or intervals show, so a rerun whose numbers fall
+within the intervals cannot make it false by a hair.
 """
 
 from __future__ import annotations
@@ -12,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from mlpmnist.analysis.columns import config_label
-from mlpmnist.analysis.stats import MIN_CORR_SEEDS, TAIL_BELOW, dead_by, dead_layers, overlap, summary_by
+from mlpmnist.analysis.compare import LEVEL, holm
+from mlpmnist.analysis.stats import MIN_SEEDS, TAIL_BELOW, dead_by, dead_layers, summary_by
 from mlpmnist.analysis.tables import percent
 
 HEAVY_DEAD = 0.10  # a layer "loses much" when more than this share of its units is dead
-STRONG_CORR = -0.5  # a rank correlation at or below this is called a link
 NORM_RATIO = 1.1  # weight norms closer than this are "about the same"
 
 
@@ -44,61 +50,90 @@ def _finished(r: pd.Series) -> int:
 
 
 def _median_text(r: pd.Series, by: list[str]) -> str:
-    """'batch 8, median 90.48% (95% CI 83.91–91.42; 20 seeds)', or 'batch 8, 90.00% (1 seed: no
-    interval)'."""
-    if _finished(r) == 1:
+    """'batch 8, median 90.48% (95% CI 83.91–91.42; 20 seeds)', 'batch 8, median 90.00% (range
+    89.00–91.00 from 2 seeds: too few for an interval)', or 'batch 8, 90.00% (1 seed: no interval)'."""
+    n = _finished(r)
+    if n == 1:
         return f"{config_label(r, by)}, {percent(r['median'])}% (1 seed: no interval)"
-    ci = f"95% CI {percent(r['median_lo'])}–{percent(r['median_hi'])}" if _has_ci(r) else "no interval"
-    return f"{config_label(r, by)}, median {percent(r['median'])}% ({ci}; {_count(_finished(r), 'seed')})"
+    if _has_ci(r):
+        ci = f"95% CI {percent(r['median_lo'])}–{percent(r['median_hi'])}; {_count(n, 'seed')}"
+    elif n < MIN_SEEDS and np.isfinite(r.get("min", np.nan)):
+        ci = f"range {percent(r['min'])}–{percent(r['max'])} from {n} seeds: too few for an interval"
+    else:
+        ci = f"no interval; {_count(n, 'seed')}"
+    return f"{config_label(r, by)}, median {percent(r['median'])}% ({ci})"
 
 
 def _has_ci(r: pd.Series) -> bool:
     return bool(np.isfinite(r["median_lo"]) and np.isfinite(r["median_hi"]))
 
 
-def _ci_overlap(a: pd.Series, b: pd.Series) -> bool:
-    return overlap(a["median_lo"], a["median_hi"], b["median_lo"], b["median_hi"])
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
-def _pair(best: pd.Series, worst: pd.Series, by: list[str]) -> str:
-    """Whether the best and the worst configuration can be told apart."""
-    b, w = config_label(best, by), config_label(worst, by)
-    if not (_has_ci(best) and _has_ci(worst)):
-        return f"One seed gives no 95% CI, so these seeds cannot separate {b} from {w}."
-    if _ci_overlap(best, worst):
-        return f"Their 95% CIs overlap: these seeds cannot separate {b} from {w}."
-    gap = 100 * (best["median"] - worst["median"])
-    return f"The medians of {b} and {w} differ: {gap:.2f} points apart, and their 95% CIs do not overlap."
+def _versus_best(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[str]:
+    """Which configurations the difference test separates from the best (``s`` sorted by median)."""
+    best = config_label(s.iloc[0], by)
+    tested = pairs[np.isfinite(pairs["p_holm"].astype(float))]
+    if tested.empty:
+        return [
+            f"With fewer than {MIN_SEEDS} seeds on a side no difference is claimed: these seeds cannot "
+            "separate any two configurations."
+        ]
+    lines = [
+        "A difference is claimed only by the two-sided Mann-Whitney U test on the seeds' final accuracies, "
+        f"Holm-adjusted over the {_count(len(tested), 'pair')} of configurations (family-wise level "
+        f"{LEVEL:g}); each comes with the difference of medians and its 95% bootstrap interval."
+    ]
+    apart, tied, few = [], [], []
+    for _, r in s.iloc[1:].iterrows():
+        other = config_label(r, by)
+        ab, ba = (pairs["a"] == best) & (pairs["b"] == other), (pairs["a"] == other) & (pairs["b"] == best)
+        rows = pairs[ab | ba]
+        if rows.empty or not np.isfinite(float(rows["p_holm"].iloc[0])):
+            few.append(other)
+            continue
+        q = rows.iloc[0]
+        sign = 1 if q["a"] == best else -1  # as other minus best
+        if q["p_holm"] < LEVEL:
+            lo, hi = sorted((sign * 100 * q["low"], sign * 100 * q["high"]))
+            apart.append(
+                f"{other} ({sign * 100 * q['difference']:+.2f} points, 95% CI {lo:+.2f} to {hi:+.2f}; "
+                f"adjusted p {_p(q['p_holm'])})"
+            )
+        else:
+            tied.append((other, float(q["p_holm"])))
+    if apart:
+        lines.append(f"Below the best ({best}), by the test: {'; '.join(apart)}.")
+    if tied:
+        names = ", ".join(name for name, _ in tied)
+        smallest = min(p for _, p in tied)
+        lines.append(
+            f"These seeds cannot separate {names} from the best (adjusted p {_p(smallest)} at the smallest)."
+            if len(tied) > 1
+            else f"These seeds cannot separate {names} from the best (adjusted p {_p(smallest)})."
+        )
+    if few:
+        where = ", ".join(few)
+        lines.append(f"Fewer than {MIN_SEEDS} seeds at {where} or at the best: no difference claimed.")
+    return lines
 
 
-def _ranking(s: pd.DataFrame, by: list[str]) -> list[str]:
-    """Best, worst, whether they differ, and where the others stand; ``s`` sorted by median, >1 row."""
+def _ranking(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[str]:
+    """Best, worst, and which others the difference test separates from the best; ``s`` sorted
+    by median, more than one row."""
     best, worst = s.iloc[0], s.iloc[-1]
     what = "median final test accuracy" if (s["n"] - s["n_diverged"]).max() > 1 else "final test accuracy"
     if best["median"] == worst["median"]:
         same = percent(best["median"])
         every = "Both configurations end" if len(s) == 2 else f"All {len(s)} configurations end"
         return [f"{every} at the same {what}, {same}%."]
-    lines = [
+    return [
         f"Highest {what}: {_median_text(best, by)}.",
         f"Lowest: {_median_text(worst, by)}.",
-        _pair(best, worst, by),
+        *_versus_best(s, by, pairs),
     ]
-    middle = s.iloc[1:-1]
-    tied = middle[[_ci_overlap(best, r) for _, r in middle.iterrows()]]
-    apart = middle.drop(tied.index)
-    if len(tied):
-        why = (
-            "their 95% CIs overlap its CI"
-            if all(_has_ci(r) for _, r in tied.iterrows()) and _has_ci(best)
-            else ("95% CIs overlap, or one seed gives none")
-        )
-        lines.append(f"Of the others, these seeds cannot separate {_names(tied, by)} from the best ({why}).")
-    if len(apart):
-        lines.append(
-            f"Of the others, below the best with CIs that do not overlap its CI: {_names(apart, by)}."
-        )
-    return lines
 
 
 def _failed_line(summ: pd.DataFrame, by: list[str]) -> str:
@@ -169,6 +204,10 @@ def _reference_lines(s: pd.DataFrame, by: list[str]) -> list[str]:
         where = "above every median here" if len(h) > 1 else "above our median"
         if headline <= top["median"]:
             where = f"at or below our median at {config_label(top, by)} ({percent(top['median'])}%)"
+        elif headline > h["median_hi"].max():  # NaN (too few seeds) never counts as above
+            where += " and above every median's 95% CI" if len(h) > 1 else " and above its 95% CI"
+        elif _has_ci(top):
+            where += f", within the 95% CI of {config_label(top, by)}'s median"
         out.append(f"The reference study's headline, {percent(headline)}%, lies {where}.")
     return out
 
@@ -179,24 +218,52 @@ def _tail_lines(summ: pd.DataFrame, by: list[str]) -> list[str]:
     if "n_tail" not in summ.columns:
         return []
     out = []
-    for _, r in summ[(summ["n_tail"] > 0) & (summ["median"] >= TAIL_BELOW)].iterrows():
+    tail = summ[(summ["n_tail"] > 0) & (summ["median"] >= TAIL_BELOW) & (summ["n"] >= MIN_SEEDS)]
+    for _, r in tail.iterrows():
         k, n = int(r["n_tail"]), int(r["n"])
         share = f"{100 * k / n:.0f}%, 95% CI {100 * r['tail_lo']:.0f}–{100 * r['tail_hi']:.0f}%"
+        span = (
+            f"; its seeds end between {percent(r['min'])}% and {percent(r['max'])}%"
+            if np.isfinite(r.get("min", np.nan))
+            else ""
+        )
         out.append(
             f"At {config_label(r, by)}, {k} of {_count(n, 'seed')} ended below {100 * TAIL_BELOW:g}% "
-            f"({share}, Wilson)."
+            f"({share}, Wilson){span}."
         )
     return out
 
 
-def conclusions(summ: pd.DataFrame) -> list[str]:
-    """Plain-language findings from a ``stats.summary`` frame, one sentence each: the final
-    test accuracy of the one configuration, or the highest and lowest median and whether their
-    95% CIs separate them and where the others stand; which seeds failed (diverged or
-    collapsed) and which are outliers, each said apart; where a low tail pulls the mean well
-    below the median, and where seeds end below ``stats.TAIL_BELOW`` (with the share's 95%
-    interval); where the median peaked before the last epoch; and where the reference
-    study's single seeds and headline fall among ours (only where ``summary`` gives them)."""
+def _train_line(s: pd.DataFrame, by: list[str]) -> list[str]:
+    """How far the median final training accuracy ends above (or below) the test median."""
+    if s.empty or "train_median" not in s.columns or not np.isfinite(s["train_median"].astype(float)).all():
+        return []
+    gap = 100 * (s["train_median"] - s["median"])
+    where = "every configuration" if len(s) > 1 else config_label(s.iloc[0], by)
+    if (gap > 0).all():
+        lo, hi = f"{gap.min():.2f}", f"{gap.max():.2f}"
+        span = f"{lo} points" if lo == hi else f"{lo} to {hi} points"
+        return [
+            f"Training accuracy (the mean over the last evaluation's steps) ends above test accuracy at "
+            f"{where}, by {span} in median."
+        ]
+    return [
+        "Training accuracy (the mean over the last evaluation's steps) does not end above test accuracy "
+        f"everywhere: the gap runs from {gap.min():.2f} to {gap.max():.2f} points in median."
+    ]
+
+
+def conclusions(summ: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
+    """Plain-language findings from a ``stats.summary`` frame and the ``compare.pairwise`` frame
+    of the same results, one sentence each: the final test accuracy of the one configuration, or
+    the highest and lowest median and which others the difference test separates from the best
+    (below ``stats.MIN_SEEDS`` seeds: the range, and no difference); which seeds failed
+    (diverged or collapsed) and which are outliers, each said apart; where a low tail pulls the
+    mean well below the median, and where seeds end below ``stats.TAIL_BELOW`` (with the share's
+    95% interval and the seeds' range); how far training accuracy ends above test accuracy;
+    where the median peaked before the last epoch above the final median's 95% CI; and where
+    the reference study's single seeds and headline fall among ours (only where ``summary``
+    gives them)."""
     by = summary_by(summ)
     s = summ.dropna(subset=["median"]).sort_values("median", ascending=False, kind="stable")
     if s.empty:
@@ -204,7 +271,7 @@ def conclusions(summ: pd.DataFrame) -> list[str]:
     elif len(s) == 1:
         lines = [f"Final test accuracy: {_median_text(s.iloc[0], by)}."]
     else:
-        lines = _ranking(s, by)
+        lines = _ranking(s, by, pairs)
     lines += [_failed_line(summ, by), *_outlier_line(summ, by)]
 
     # Said where the gap is wider than half the median's own CI: a description, not a test.
@@ -214,16 +281,19 @@ def conclusions(summ: pd.DataFrame) -> list[str]:
             f"{100 * (r['median'] - r['mean']):.2f} points below the median: a few low seeds pull it "
             "down, so the median describes a typical seed better."
         )
-    lines += _tail_lines(summ, by)
-    # Where the peak is above the final median by at least what 2 decimals show.
-    early = s[(s["best_epoch"] < s["final_epoch"]) & (s["best_epoch_median"] - s["median"] >= 5e-5)]
+    lines += _tail_lines(summ, by) + _train_line(s, by)
+    # Only where the peak lies above the final median's 95% CI (NaN below MIN_SEEDS: never).
+    early = s[(s["best_epoch"] < s["final_epoch"]) & (s["best_epoch_median"] > s["median_hi"])]
     if len(early):
         parts = [
             f"{config_label(r, by)} (epoch {int(r['best_epoch'])}, "
             f"{100 * (r['best_epoch_median'] - r['median']):.2f} points above the final median)"
             for _, r in early.iterrows()
         ]
-        lines.append(f"The median test accuracy was highest before the last epoch at {'; '.join(parts)}.")
+        lines.append(
+            "The median test accuracy was highest before the last epoch, above the final median's 95% CI, "
+            f"at {'; '.join(parts)}."
+        )
     return lines + _reference_lines(s, by)
 
 
@@ -260,6 +330,11 @@ def _dead_lines(t: pd.DataFrame) -> list[str]:
             f"Dead units in hidden layer {first[5:]}: {_when(small, first)} at batch "
             f"{int(small.batch_size)}, against {_when(large, first)} at batch {int(large.batch_size)}."
         ]
+        if len(t) > 2 and (t["first_epoch"] != t["final_epoch"]).any():
+            pairs = zip(t["batch_size"], t[f"{first}_first"], strict=True)
+            each = ", ".join(f"{_pct(v)}% at batch {int(b)}" for b, v in pairs)
+            after = f"After epoch {int(small['first_epoch'])} the share of hidden layer {first[5:]}'s units"
+            lines.append(f"{after} that are dead is {each}.")
         for layer in layers:
             heavy, name = t[t[f"{layer}_final"] > HEAVY_DEAD], f"hidden layer {layer[5:]}"
             if heavy.empty:
@@ -290,26 +365,41 @@ def _norm_line(small: pd.Series, large: pd.Series) -> list[str]:
 
 
 def _corr_line(t: pd.DataFrame) -> str:
-    measured = t[t["rank_corr"].notna()]
-    if measured.empty:
+    """Where more dead units in the last hidden layer go with lower final accuracy across seeds:
+    claimed only by the test of Spearman's rank correlation, Holm-adjusted over the batch sizes
+    where it is measured with at least ``stats.MIN_SEEDS`` seeds."""
+    by = ["batch_size"]
+    p = t["rank_corr_p"].astype(float) if "rank_corr_p" in t.columns else pd.Series(np.nan, index=t.index)
+    tested = t[np.isfinite(p)]
+    if tested.empty:
         return (
-            "Whether more dead units go with lower accuracy across seeds cannot be measured here: "
-            f"the rank correlation needs at least {MIN_CORR_SEEDS} seeds per configuration, with varying "
-            "values."
+            "Whether more dead units go with lower accuracy across seeds is not tested here: the rank "
+            f"correlation's test needs at least {MIN_SEEDS} seeds per configuration, with varying values."
         )
-    strong, by = measured[measured["rank_corr"] <= STRONG_CORR], ["batch_size"]
-    unmeasured = t[t["rank_corr"].isna()]
-    rest = f"; it cannot be measured at {_names(unmeasured, by)}" if len(unmeasured) else ""
-    if strong.empty:
-        where = "every batch size" if len(measured) == len(t) and len(t) > 1 else _names(measured, by)
+    adjusted = pd.Series(holm(p[tested.index].tolist()), index=tested.index)
+    linked = tested[(adjusted < LEVEL) & (tested["rank_corr"] < 0)]
+    untested = t.drop(tested.index)
+    rest = (
+        f"; it is not tested at {_names(untested, by)} (too few seeds, or values that do not vary)"
+        if len(untested)
+        else ""
+    )
+    family = f", Holm-adjusted over {_count(len(tested), 'batch size')}" if len(tested) > 1 else ""
+    if linked.empty:
+        where = "any batch size" if len(tested) == len(t) and len(t) > 1 else _names(tested, by)
         return (
-            "Across seeds, the last hidden layer's dead units and the final accuracy are only weakly linked "
-            f"(Spearman's rank correlation above {STRONG_CORR:g}) at {where}{rest}."
+            "Across seeds, no link between the last hidden layer's dead units and the final accuracy is "
+            f"shown at {where} (Spearman's rank correlation{family}: p >= {LEVEL:g}){rest}."
         )
-    weak = "; elsewhere the link is weak" if len(strong) < len(measured) else ""
+    parts = [
+        f"batch {int(r['batch_size'])} (Spearman's rho {r['rank_corr']:+.2f}, "
+        f"{'adjusted ' if len(tested) > 1 else ''}p {_p(adjusted[i])})"
+        for i, r in linked.iterrows()
+    ]
+    elsewhere = "; elsewhere no link is shown" if len(linked) < len(tested) else ""
     return (
-        "Across seeds, more dead units in the last hidden layer go with lower final accuracy (Spearman's "
-        f"rank correlation at most {STRONG_CORR:g}) at {_names(strong, by)}{weak}{rest}."
+        "Across seeds, more dead units in the last hidden layer go with lower final accuracy at "
+        f"{'; '.join(parts)}{elsewhere}{rest}."
     )
 
 

@@ -23,12 +23,17 @@ END = "<!-- results-table:end -->"
 SUMMARY_CSV = Path("media") / "study_summary.csv"  # where the study keeps it, from the repository root
 
 
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``frame`` as CSV at ``path`` atomically, numbers in full (shortest round-trip repr),
+    so text made from the CSV is the text made from the frame. Returns the path."""
+    return atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
 def write_summary(summ: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a ``stats.summary`` frame (with its ``reference`` and ``reference_headline``
     columns: the reference study's values where they apply, NaN elsewhere) as CSV at ``path``
-    atomically; accuracies as fractions, written in full (shortest round-trip repr), so text
-    made from the CSV is the text made from ``summ``. Returns the path."""
-    return atomic_write_text(path, summ.to_csv(index=False, lineterminator="\n"))
+    (``write_csv``); accuracies as fractions. Returns the path."""
+    return write_csv(summ, path)
 
 
 def read_summary(path: str | os.PathLike) -> pd.DataFrame:
