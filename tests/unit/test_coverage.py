@@ -75,9 +75,7 @@ def test_holm_keeps_the_family_wise_error_over_the_studys_pairs():
     false = 0
     for _ in range(sims):
         samples = [heavy(rng, n) for n in sizes]
-        p = [
-            compare.median_difference(a, b, resamples=1)["p"] for a, b in itertools.combinations(samples, 2)
-        ]
+        p = [compare.median_difference(a, b, resamples=1)["p"] for a, b in itertools.combinations(samples, 2)]
         assert len(p) == 28
         false += min(compare.holm(p)) < compare.LEVEL
     se = np.sqrt(compare.LEVEL * (1 - compare.LEVEL) / sims)

@@ -55,13 +55,14 @@ def test_overlapping_seeds_are_never_called_different():
 def test_a_difference_is_claimed_by_its_test_with_the_interval_and_p():
     df = make_history({8: [*B8, 10.1, NAN], 128: B128})
     lines = conclude(df)
-    text = well_formed(lines)
+    well_formed(lines)
     pair = compare.pairwise(df).iloc[0]
     assert (pair["a"], pair["b"]) == ("batch 8", "batch 128")  # b minus a
     assert pair["p_holm"] < 0.001 and 0 < pair["low"] < pair["difference"] < pair["high"]
     assert (
-        "A difference is claimed only by the two-sided Mann-Whitney U test on the seeds' final accuracies, "
-        "Holm-adjusted over the 1 pair of configurations (family-wise level 0.05)" in text
+        "A difference is claimed only where the two-sided Mann-Whitney U test on the seeds' final accuracies "
+        "rejects, Holm-adjusted over the 1 pair of configurations (family-wise level 0.05), and the 95% "
+        "bootstrap interval of the difference of medians excludes zero." in lines
     )
     below = next(x for x in lines if x.startswith("Below the best"))
     d, hi, lo = (-100 * pair[k] for k in ("difference", "low", "high"))  # batch 8 minus the best
@@ -92,12 +93,30 @@ def test_the_others_are_placed_by_the_holm_adjusted_test_against_the_best():
         f"{100 * summ.loc[0, 'median_hi']:.2f}; 10 seeds).",
     ]
     assert "Holm-adjusted over the 6 pairs of configurations (family-wise level 0.05)" in lines[2]
+    excludes_zero = (pairs["low"] > 0) | (pairs["high"] < 0)
+    assert [compare.claimed(r) for _, r in pairs.iterrows()] == list((pairs["p_holm"] < 0.05) & excludes_zero)
     assert len(pairs) == 6 and pairs["p_holm"].ge(pairs["p"]).all()
     below = next(x for x in lines if x.startswith("Below the best (batch 128), by the test: "))
     assert "batch 8 (" in below and "batch 64 (" in below and "batch 90" not in below
     assert any(
         x.startswith("These seeds cannot separate batch 90 from the best (adjusted p = ") for x in lines
     )
+
+
+def test_a_rank_test_that_the_medians_do_not_back_claims_nothing():
+    # The rank test rejects, but the interval of the difference of medians includes zero (a
+    # bimodal spread can do that): the two disagree, and no difference is claimed.
+    df = _history({32: 96.0, 64: 97.0}, spread=0.3)
+    summ, pairs = stats.summary(df), compare.pairwise(df)
+    assert compare.claimed(pairs.iloc[0])
+    pairs.loc[0, ["low", "high"]] = [-0.002, 0.015]
+    assert not compare.claimed(pairs.iloc[0])
+    lines = findings.conclusions(summ, pairs)
+    well_formed(lines)
+    assert any(
+        x.startswith("No difference from the best is claimed at batch 32 (adjusted p < 0.001") for x in lines
+    )
+    assert not any(x.startswith(("Below the best", "These seeds cannot")) for x in lines)
 
 
 def test_two_seeds_give_a_range_no_interval_and_no_difference():

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mlpmnist.analysis.columns import config_label
-from mlpmnist.analysis.compare import LEVEL, holm
+from mlpmnist.analysis.compare import LEVEL, claimed, holm
 from mlpmnist.analysis.stats import MIN_SEEDS, TAIL_BELOW, dead_by, dead_layers, summary_by
 from mlpmnist.analysis.tables import percent
 
@@ -72,6 +72,50 @@ def _p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
+def comparison(two: pd.DataFrame) -> list[str]:
+    """Two configurations compared (``compare.two``'s row), in words: each median with its seeds,
+    the difference of medians with its bootstrap interval and the Mann-Whitney p, and the failed
+    seeds' shares with Newcombe's interval and Fisher's p; below ``stats.MIN_SEEDS`` seeds a side,
+    the difference alone, and no claim."""
+    r = two.iloc[0]
+    a, b = r["a"], r["b"]
+    lines = [
+        f"Median final test accuracy: {a}, {percent(r['median_a'])}% ({_count(int(r['n_a']), 'seed')}); "
+        f"{b}, {percent(r['median_b'])}% ({_count(int(r['n_b']), 'seed')}).",
+    ]
+    points = f"{100 * r['difference']:+.2f} points"
+    if not np.isfinite(r["p"]):
+        lines.append(
+            f"{b} minus {a}: {points}; with fewer than {MIN_SEEDS} seeds on a side no interval and no "
+            "difference are claimed."
+        )
+    else:
+        verdict = (
+            "a difference"
+            if claimed(r, "p")
+            else (
+                "no difference shown"
+                if r["p"] >= LEVEL
+                else "no difference claimed (the interval includes zero)"
+            )
+        )
+        lines.append(
+            f"{b} minus {a}: {points} (95% bootstrap CI {100 * r['low']:+.2f} to {100 * r['high']:+.2f}); "
+            f"two-sided Mann-Whitney U p {_p(r['p'])}: {verdict} at level {LEVEL:g}."
+        )
+    share = (
+        f"Failed seeds (diverged or collapsed to chance): {a}, {int(r['failed_a'])} of "
+        f"{int(r['replicas_a'])}; {b}, {int(r['failed_b'])} of {int(r['replicas_b'])}"
+    )
+    if np.isfinite(r["failed_p"]) and (r["failed_a"] or r["failed_b"]):
+        share += (
+            f"; the difference of shares {100 * r['failed_difference']:+.0f} points (95% CI, Newcombe, "
+            f"{100 * r['failed_low']:+.0f} to {100 * r['failed_high']:+.0f}), "
+            f"Fisher's exact p {_p(r['failed_p'])}"
+        )
+    return [*lines, share + "."]
+
+
 def _versus_best(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[str]:
     """Which configurations the difference test separates from the best (``s`` sorted by median)."""
     best = config_label(s.iloc[0], by)
@@ -82,11 +126,12 @@ def _versus_best(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[st
             "separate any two configurations."
         ]
     lines = [
-        "A difference is claimed only by the two-sided Mann-Whitney U test on the seeds' final accuracies, "
-        f"Holm-adjusted over the {_count(len(tested), 'pair')} of configurations (family-wise level "
-        f"{LEVEL:g}); each comes with the difference of medians and its 95% bootstrap interval."
+        "A difference is claimed only where the two-sided Mann-Whitney U test on the seeds' final "
+        f"accuracies rejects, Holm-adjusted over the {_count(len(tested), 'pair')} of configurations "
+        f"(family-wise level {LEVEL:g}), and the 95% bootstrap interval of the difference of medians "
+        "excludes zero."
     ]
-    apart, tied, few = [], [], []
+    apart, tied, split, few = [], [], [], []
     for _, r in s.iloc[1:].iterrows():
         other = config_label(r, by)
         ab, ba = (pairs["a"] == best) & (pairs["b"] == other), (pairs["a"] == other) & (pairs["b"] == best)
@@ -96,12 +141,14 @@ def _versus_best(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[st
             continue
         q = rows.iloc[0]
         sign = 1 if q["a"] == best else -1  # as other minus best
-        if q["p_holm"] < LEVEL:
-            lo, hi = sorted((sign * 100 * q["low"], sign * 100 * q["high"]))
+        lo, hi = sorted((sign * 100 * q["low"], sign * 100 * q["high"]))
+        ci = f"95% CI {lo:+.2f} to {hi:+.2f}"
+        if claimed(q):
             apart.append(
-                f"{other} ({sign * 100 * q['difference']:+.2f} points, 95% CI {lo:+.2f} to {hi:+.2f}; "
-                f"adjusted p {_p(q['p_holm'])})"
+                f"{other} ({sign * 100 * q['difference']:+.2f} points, {ci}; adjusted p {_p(q['p_holm'])})"
             )
+        elif q["p_holm"] < LEVEL:
+            split.append(f"{other} (adjusted p {_p(q['p_holm'])}, but the difference's {ci} includes zero)")
         else:
             tied.append((other, float(q["p_holm"])))
     if apart:
@@ -109,10 +156,12 @@ def _versus_best(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[st
     if tied:
         names = ", ".join(name for name, _ in tied)
         smallest = min(p for _, p in tied)
+        at = " at the smallest" if len(tied) > 1 else ""
+        lines.append(f"These seeds cannot separate {names} from the best (adjusted p {_p(smallest)}{at}).")
+    if split:
         lines.append(
-            f"These seeds cannot separate {names} from the best (adjusted p {_p(smallest)} at the smallest)."
-            if len(tied) > 1
-            else f"These seeds cannot separate {names} from the best (adjusted p {_p(smallest)})."
+            f"No difference from the best is claimed at {'; '.join(split)}: the rank test and the medians "
+            "disagree."
         )
     if few:
         where = ", ".join(few)

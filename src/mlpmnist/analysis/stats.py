@@ -131,6 +131,9 @@ def _final(df: pd.DataFrame) -> pd.DataFrame:
     df = df.sort_values(["_rid", *[c for c in ("epoch", "step") if c in df.columns]], kind="stable")
     last = df.groupby("_rid", sort=True).tail(1).set_index("_rid")
     last["diverged"] = df.groupby("_rid")["diverged"].any()
+    # A replica flagged diverged by its loss (above DIVERGED_LOSS) may still have a finite accuracy
+    # from its wild weights: it is no outcome of training, so no statistic sees it.
+    last.loc[last["diverged"], "test_acc"] = np.nan
     ends = epoch_ends(df[~df["diverged"]])
     last["test_acc_last3"] = ends.groupby("_rid")["test_acc"].apply(lambda s: s.tail(LAST_K).mean())
     last.loc[last["diverged"], "test_acc_last3"] = np.nan
@@ -148,6 +151,19 @@ def _final(df: pd.DataFrame) -> pd.DataFrame:
     far = acc.groupby(by, dropna=False).transform(lambda s: is_outlier(s.to_numpy())).astype(bool)
     last["outlier"] = far & ~last["failed"]  # a collapsed run is also far below: counted once
     return last
+
+
+def best_key(df: pd.DataFrame, keys: Sequence[str] | None = None) -> tuple[str, float]:
+    """Of the experiments ``keys`` of the results frame ``df`` (default: all, in key order), the
+    one with the highest median final test accuracy over its replicas that did not diverge
+    (ties: the first of ``keys``), and that median (a fraction; NaN when all diverged): whose
+    models a notebook or ``figures`` shows by default. ``ValueError`` when none is in ``df``."""
+    keys = [k for k in (sorted(df["key"].unique()) if keys is None else keys) if k in set(df["key"])]
+    if not keys:
+        raise ValueError("none of the experiments asked for is in the results frame")
+    medians = final(df[df["key"].isin(keys)]).groupby("key")["test_acc"].median()
+    best = max(keys, key=lambda k: medians.get(k, np.nan) if np.isfinite(medians.get(k, np.nan)) else -np.inf)
+    return best, float(medians.get(best, np.nan))
 
 
 def mark_failed(df: pd.DataFrame) -> pd.DataFrame:

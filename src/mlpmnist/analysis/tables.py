@@ -9,6 +9,8 @@ notebooks) and ``markdown_table`` (the README's table) choose columns from them.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -155,3 +157,33 @@ def per_epoch_table(per: pd.DataFrame) -> pd.DataFrame:
     out[["train_loss", "test_loss"]] = per[["train_loss", "test_loss"]].round(4)
     out["replicas"] = per["replicas"]
     return out
+
+
+def _plain(v: object) -> object:
+    """A cell as JSON takes it: numpy scalars as Python numbers, NaN as null."""
+    v = v.item() if isinstance(v, np.generic) else v
+    return None if isinstance(v, float) and not np.isfinite(v) else v
+
+
+def export(frame: pd.DataFrame, fmt: str) -> str:
+    """``frame`` as text for a file: ``csv`` (every column, numbers in full: what
+    ``report.write_csv`` writes), ``json`` (a list of records, numbers in full, NaN as null),
+    ``markdown`` (``markdown_table`` for a ``stats.summary`` frame, else every column as is) or
+    ``text`` (``summary_table`` for a summary, else the frame as pandas prints it in full)."""
+    summary = "median_lo" in frame.columns
+    if fmt == "csv":
+        return frame.to_csv(index=False, lineterminator="\n")
+    if fmt == "json":
+        return (
+            json.dumps([{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")], indent=1)
+            + "\n"
+        )
+    if fmt == "markdown":
+        if summary:
+            return markdown_table(frame)
+        rows = [[str(v) for v in r] for r in frame.itertuples(index=False)]
+        lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+    if fmt == "text":
+        return (summary_table(frame) if summary else frame).to_string(index=False) + "\n"
+    raise ValueError(f"format must be one of csv, json, markdown, text; got {fmt!r}")
