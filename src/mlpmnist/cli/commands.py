@@ -64,7 +64,6 @@ def _claim(stack: contextlib.ExitStack, results: Path, config: TrainConfig) -> P
     import os
 
     from mlpmnist import store
-
     from mlpmnist.store.locks import tidy
 
     root = store.check_store(results)
