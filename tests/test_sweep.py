@@ -135,6 +135,13 @@ def test_notebook_by_hand_takes_fields_directly(tmp_path):
     )
     key = TrainConfig(batch_size=250, seeds=(0, 1), epochs=1, train_limit=2000).key()
     assert results.read_record(results.path(tmp_path, "runs", key))["config"]["batch_size"] == 250
+    # Written into the store as a sweep writes: the next sweep trusts it and skips it (the m7),
+    # though the store holds no notebooks/<key>.ipynb for it (its notebook is provenance only).
+    assert not results.path(tmp_path, "notebooks", key).exists()
+    again = sweep.run_sweep(
+        small_sweep(tmp_path, {"batch_size": [250]}, base={"train_limit": 2000}), progress=False
+    )
+    assert statuses(again) == ["skipped"]
 
 
 def test_two_sweeps_at_once_share_one_directory(tmp_path):

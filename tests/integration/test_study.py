@@ -128,7 +128,8 @@ def test_by_default_the_model_point_is_the_best_median_of_the_grid(two_lrs):
     assert len(free.model_candidates()) == 4
     chosen = free.choose_model(df)  # only batch 64 finished here
     assert chosen.key == study.choose_model(df).key
-    assert "of the 2 finished experiments of the grid; set model_batch_size (e.g. 32) or model_where" in chosen.why
+    hint = "of the 2 finished experiments of the grid; set model_batch_size (e.g. 32) or model_where"
+    assert hint in chosen.why
     only = Study.from_parameters(batch_sizes=[16, 48], epochs=1, seeds=[0], lr=0.1)
     assert only.model_batch_size is None and len(only.model_candidates()) == 2
 

@@ -215,6 +215,7 @@ def test_a_rerun_that_computes_the_same_numbers_publishes_the_same_bytes(tmp_pat
         tsne_epochs=[0, 1], tsne_points=150, media_dir="results/study",
     )  # fmt: skip
     executed, study = repo / "results" / "run.ipynb", repo / "results" / "study"
+    executed.parent.mkdir()  # as make study does
     argv = [str(executed), str(repo / "run.ipynb"), "--media", str(study), str(repo / "media")]
     argv += ["--readme", str(repo / "README.md")]
     for attempt in range(2):

@@ -66,6 +66,11 @@ def test_a_killed_sweep_resumes_its_experiment_from_the_last_finished_epoch(tmp_
     # It went on from the checkpoint: the epochs before it were not trained again.
     assert f"{key} {epochs_done + 1:g} of 4" in out and f"{key} 1 of 4" not in out
     assert not list(checkpoint.glob("*.pt"))  # stored: the checkpoint is gone
+    # The kernel's log holds what went wrong, not ipykernel's start-up warning (the noise).
+    log = store.path(cut, "logs", key).read_text()
+    assert "without encryption" not in log, log
+    # Nothing of the sweep's working state is left: no checkpoint, lock file or empty folder.
+    assert sorted(p.name for p in cut.iterdir()) == ["logs", "models", "notebooks", "runs"]
     a, b = (json.loads(store.path(r, "runs", key).read_text()) for r in (whole, cut))
     assert comparable(a) == comparable(b)
     wa, wb = (torch.load(store.path(r, "models", key), weights_only=True) for r in (whole, cut))

@@ -218,7 +218,9 @@ def snapshot_config(
         )
     seed = base.seeds[0] if seed is None else seed
     lr = base.lrs[base.seeds.index(seed)] if seed in base.seeds else base.lrs[0]
-    return dataclasses.replace(base, seeds=(seed,), lr=lr, snapshots=tuple(sorted({float(e) for e in epochs})))
+    return dataclasses.replace(
+        base, seeds=(seed,), lr=lr, snapshots=tuple(sorted({float(e) for e in epochs}))
+    )
 
 
 def _models(snapshots: Mapping[float, Sequence[dict | None]], cfg: TrainConfig) -> dict[int, MLP]:
