@@ -166,3 +166,13 @@ def test_figures_show_the_best_median_by_default(store, capsys, tmp_path):
     code, _, err = run(capsys, "figures", "--results", str(store), "--model-batch-size", "7",
                        "--media", str(tmp_path / "o"))  # fmt: skip
     assert code == 2 and "--model-batch-size 7: no experiment" in err and not (tmp_path / "o").exists()
+
+
+def test_a_sweep_refused_for_missing_data_leaves_no_results_folder(capsys, tmp_path):
+    # The leftovers: the folder it made for nothing is gone; one that was there stays.
+    argv = ["sweep", "--batch-sizes", "100", "--epochs", "1", "--seeds", "0", "--no-progress"]
+    code, _, err = run(capsys, *argv, "--data", str(tmp_path / "nodata"), "--results", str(tmp_path / "r"))
+    assert code == 2 and err.startswith("error: ") and not (tmp_path / "r").exists()
+    (tmp_path / "mine").mkdir()
+    code, _, _ = run(capsys, *argv, "--data", str(tmp_path / "nodata"), "--results", str(tmp_path / "mine"))
+    assert code == 2 and (tmp_path / "mine").is_dir()

@@ -158,6 +158,7 @@ class Heartbeat:
     def __init__(self, path: Path) -> None:
         self.path, self.evaluations, self.current = path, 0, ""
         self.progress: dict[str, list[float]] = {}
+        self._lock = threading.Lock()  # groups on a GPU tick from their own threads
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
 
@@ -175,23 +176,26 @@ class Heartbeat:
 
     def tick(self, group: Group, rows: list[dict]) -> None:
         """``train_groups``'s ``on_eval`` hook: one more evaluation of ``group`` done."""
-        self.evaluations += 1
         epoch = max((float(r["epoch"]) for r in rows), default=0.0)
-        for m in group.members:
-            self.progress[m.key()] = [epoch, float(m.epochs)]
+        with self._lock:
+            self.evaluations += 1
+            for m in group.members:
+                self.progress[m.key()] = [epoch, float(m.epochs)]
 
     def done(self, key: str) -> None:
         """The experiment ``key`` is stored: no longer in ``progress``."""
-        self.progress.pop(key, None)
+        with self._lock:
+            self.progress.pop(key, None)
 
     def _beat(self) -> None:
         while True:
-            state = {
-                "pid": os.getpid(),
-                "time": time.time(),
-                "evaluations": self.evaluations,
-                "progress": dict(self.progress),
-            }
+            with self._lock:
+                state = {
+                    "pid": os.getpid(),
+                    "time": time.time(),
+                    "evaluations": self.evaluations,
+                    "progress": dict(self.progress),
+                }
             try:
                 store.atomic_write_text(self.path, json.dumps(state))
             except (OSError, store.StoreError):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import json
 import math
 import os
 import time
@@ -34,6 +33,7 @@ from mlpmnist.store.locks import tidy
 from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep import experiment, jobs
 from mlpmnist.sweep.backends import DaskBackend, LocalBackend
+from mlpmnist.sweep.progress import OnProgress, Progress, epoch_line
 from mlpmnist.training.groups import cost, plan_groups
 
 #: The reference study's batch sizes: the default grid.
@@ -236,55 +236,6 @@ def check_space(root: Path, todo: Sequence[TrainConfig]) -> None:
 # ------------------------------------------------------------------------------ running
 
 
-#: ``run_sweep``'s ``on_progress``: key -> (epochs evaluated so far, epochs), for the
-#: experiments whose epoch count moved since the last call.
-OnProgress = Callable[[dict[str, tuple[float, int]]], None]
-
-
-class _Progress:
-    """Finds the experiments of this sweep's jobs as they finish (a record the store trusts,
-    made by one of them), and each running one's epochs (its job's heartbeat), while jobs run."""
-
-    def __init__(
-        self,
-        root: Path,
-        keys: list[str],
-        on_result: Callable[[str, dict], None],
-        on_progress: OnProgress | None = None,
-    ) -> None:
-        self.root, self.pending, self.on_result = root, set(keys), on_result
-        self.on_progress = on_progress
-        self.jobs: set[str] = set()
-        self.epochs: dict[str, tuple[float, int]] = {}
-
-    def poll(self) -> None:
-        for key in sorted(self.pending):
-            if not store.path(self.root, "runs", key).is_file():
-                continue
-            record, _ = store.problem(self.root, key)
-            if record is not None and (record.get("job") or {}).get("id") in self.jobs:
-                self.pending.discard(key)
-                self.on_result(key, record)
-        if self.on_progress is not None and (moved := self.running()):
-            self.on_progress(moved)
-
-    def running(self) -> dict[str, tuple[float, int]]:
-        """key -> (epoch, epochs) of the pending experiments whose epoch moved since the last look,
-        read from the jobs' heartbeats (a heartbeat being rewritten is read at the next look)."""
-        moved = {}
-        for job in sorted(self.jobs):
-            try:
-                beat = json.loads(experiment.heartbeat_path(self.root, job).read_text())
-                progress = dict(beat.get("progress") or {})
-            except (OSError, ValueError, TypeError, AttributeError):
-                continue
-            for key, (epoch, epochs) in progress.items():
-                now = (float(epoch), int(epochs))
-                if key in self.pending and self.epochs.get(key) != now:
-                    self.epochs[key] = moved[key] = now
-        return moved
-
-
 def run_sweep(
     config: SweepConfig,
     progress: bool = True,
@@ -346,7 +297,7 @@ def run_sweep(
                 if whole:
                     log(epoch_line(whole))
 
-            watch = _Progress(root, [e.key() for e in todo], finished, on_progress or epochs)
+            watch = Progress(root, [e.key() for e in todo], finished, on_progress or epochs)
             rows |= _run_rounds(config, backend, todo, root, data_dir, watch, log)
         for key, row in rows.items():
             if row.get("note"):
@@ -371,7 +322,7 @@ def _run_rounds(
     todo: list[TrainConfig],
     root: Path,
     data_dir: str,
-    watch: _Progress,
+    watch: Progress,
     log: Callable[[str], None],
 ) -> dict[str, dict]:
     """Run ``todo`` as jobs; experiments another process held are waited for (``lock_timeout``
@@ -430,11 +381,6 @@ def _wait_for(root: Path, config: TrainConfig, deadline: float, timeout: float) 
     if store.find(root, config)[0] is not None:
         return {"status": "skipped", "seconds": 0.0, "error": None}
     return None
-
-
-def epoch_line(moved: dict[str, tuple[float, int]]) -> str:
-    """'epochs: bs0008-... 7 of 15; bs0016-... 12 of 15': where running experiments stand."""
-    return "epochs: " + "; ".join(f"{k} {e:g} of {n}" for k, (e, n) in sorted(moved.items()))
 
 
 def _finished_line(key: str, record: dict) -> str:

@@ -31,7 +31,8 @@ from IPython.display import Pretty
 from mlpmnist import store
 from mlpmnist.figures import compose as figures
 from mlpmnist.store.records import failed_seeds, median_final
-from mlpmnist.sweep.run import SweepConfig, SweepOutcome, epoch_line
+from mlpmnist.sweep.progress import epoch_line
+from mlpmnist.sweep.run import SweepConfig, SweepOutcome
 from mlpmnist.sweep.run import run_sweep as _run_sweep
 
 #: Seconds between two progress lines on stderr while the sweep runs.
