@@ -243,7 +243,10 @@ def test_ctrl_c_stops_the_sweep_with_130(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
-    assert err.strip() == "error: interrupted by Ctrl-C; finished experiments are kept, rerun to resume"
+    assert err.strip() == (
+        "error: interrupted by Ctrl-C; finished experiments are kept, and unfinished ones resume from their "
+        "last finished epoch: rerun to resume"
+    )
     assert wait_for(lambda: not any(alive(p) for p in workers), 30)
     assert not any((tmp_path / ".scratch").glob("*"))  # every job cleared its scratch folder
 

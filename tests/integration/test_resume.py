@@ -104,3 +104,35 @@ def test_a_checkpoint_of_another_run_or_unreadable_is_not_used(mnist, tmp_path):
     broken = Checkpoints(tmp_path, config)
     broken.path.write_bytes(b"not a checkpoint")
     assert broken.load() is None and not broken.path.exists()  # removed, and training starts over
+
+
+def test_train_into_a_store_resumes_an_interrupted_run(mnist, tmp_path, capsys):
+    import argparse
+    import signal
+
+    from mlpmnist import cli
+    from mlpmnist import store as results
+
+    config = TrainConfig(batch_size=100, epochs=3, seeds=(0, 1), train_limit=2000, threads=1)
+    with pytest.raises(Stop):  # as a Ctrl-C after epoch 2 leaves it
+        train(config, mnist, progress=False, verbose=False, checkpoint=StopAfter(tmp_path, config, 2))
+    args = ["train", "--results", str(tmp_path), "--batch-size", "100", "--epochs", "3", "--seeds", "0", "1"]
+    capsys.readouterr()
+    assert cli.main([*args, "--train-limit", "2000", "--threads", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch     3/3" in out and "epoch     1/3" not in out  # went on from epoch 2
+    stored = results.trusted(tmp_path, config.key())
+    whole = train(config, mnist, progress=False, verbose=False)
+    for rep, seed in zip(stored.record["replicas"], config.seeds, strict=True):
+        mine = whole.history[whole.history["seed"] == seed].drop(columns=TIMING)
+        rows = [{k: v for k, v in row.items() if k not in TIMING} for row in rep["history"]]
+        assert rows == mine.to_dict("records")
+    assert not results.path(tmp_path, "checkpoints", config.key()).exists()
+    said = cli.interrupted_message(
+        argparse.Namespace(command="train", out=None, results=tmp_path), signal.SIGINT
+    )
+    assert (
+        said
+        == f"interrupted by Ctrl-C; its last finished epoch is kept in {tmp_path}: rerun to resume from there"
+    )
+    capsys.readouterr()

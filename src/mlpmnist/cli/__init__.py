@@ -233,9 +233,13 @@ def _on_signal(signum: int, frame: object) -> None:
 def interrupted_message(args: argparse.Namespace, signum: int) -> str:
     """What an interrupt of ``args.command`` leaves, in words: only what is true for it."""
     how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    train = f"--out {args.out} was not written" if getattr(args, "out", None) else "nothing was kept"
+    if getattr(args, "results", None) and args.command == "train":
+        train = f"its last finished epoch is kept in {args.results}: rerun to resume from there"
     left = {
-        "sweep": "finished experiments are kept, rerun to resume",
-        "train": f"--out {args.out} was not written" if getattr(args, "out", None) else "nothing was kept",
+        "sweep": "finished experiments are kept, and unfinished ones resume from their last finished epoch: "
+        "rerun to resume",
+        "train": train,
         "figures": "rerun to draw every figure",
         "summary": "nothing was written",
     }[args.command]
