@@ -23,7 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 # (mlpmnist.workbench.publish), so publishing a rerun that computes the same numbers changes nothing.
 STUDY := results/study
 
-study: $(STAMP) ## the whole study (20 to 25 min on 2 cores), under results/ only: results/run.ipynb, results/study/
+study: $(STAMP) ## the whole study (13 to 25 min on 2 cores), under results/ only: results/run.ipynb, results/study/
 	mkdir -p results
 	$(VENV)/bin/papermill run.ipynb results/run.ipynb --cwd . --kernel python3 --log-output -p media_dir $(STUDY)
 

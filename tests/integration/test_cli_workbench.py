@@ -17,6 +17,8 @@ from mlpmnist.analysis import compare, stats
 from mlpmnist.sweep.run import SweepConfig, run_sweep
 from mlpmnist.workbench import report
 
+pytestmark = pytest.mark.slow  # each trains on real MNIST
+
 SMALL = ["--epochs", "2", "--train-limit", "2000", "--threads", "1", "--no-progress"]
 
 

@@ -14,6 +14,8 @@ from mlpmnist.config import TrainConfig
 from mlpmnist.store.checkpoint import Checkpoints
 from mlpmnist.training.loop import train
 
+pytestmark = pytest.mark.slow  # each trains on real MNIST
+
 TIMING = ["seconds", "eval_seconds"]
 
 

@@ -235,3 +235,11 @@ def test_run_notebooks_text_says_what_its_parameters_do():
         "failed/n" not in texts and "*failed seeds / n* counts the seeds that diverged or collapsed" in texts
     )
     assert "fewer than five seeds a configuration gets no interval" in texts
+
+
+def test_the_studys_duration_is_stated_alike_everywhere():
+    make = (ROOT / "Makefile").read_text()
+    (minutes,) = re.findall(r"^study:.*\((\d+ to \d+) min on 2 cores\)", make, re.MULTILINE)
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    intro = " ".join(nbformat.read(RUN, as_version=4).cells[0].source.split())
+    assert f"({minutes} minutes on 2 cores)" in readme and f"takes {minutes} minutes on 2 CPU cores" in intro
