@@ -192,3 +192,7 @@ def test_the_committed_readmes_setup_sentence_matches_the_committed_summary():
     assert (s["final_epoch"] == 15).all() and list(s.index) == [8, 16, 32, 48, 64, 90, 128, 150]
     # "its heavy tail needs sixty seeds to pin its median within ±1 point"
     assert s.loc[8, "median_hi"] - s.loc[8, "median_lo"] <= 0.02
+    # "Holm-adjusted over all 28 pairs"
+    assert "Holm-adjusted over all 28 pairs" in text and len(s) * (len(s) - 1) // 2 == 28
+    pairs = ROOT / "media" / report.FILES["pairs"]
+    assert not pairs.is_file() or len(pd.read_csv(pairs)) == 28
