@@ -4,10 +4,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help study science test test-fast lint format typecheck bench clean
+.PHONY: help study science publish publish-study publish-science test test-fast lint format typecheck bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,20 +16,30 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
-# The only writers of the committed outputs: each passes its folders explicitly, and the committed
-# notebook is the executed copy without papermill's injected-parameters cell (mlpmnist.workbench.publish), so
-# a reader's own Run All of it writes under results/ again.
-study: $(STAMP) ## run.ipynb by papermill -> results/run.ipynb, then run.ipynb, media/ and the README table
-	mkdir -p results
-	$(VENV)/bin/papermill run.ipynb results/run.ipynb --cwd . --kernel python3 -p media_dir media
-	$(PY) -m mlpmnist.workbench.publish results/run.ipynb run.ipynb
-	$(PY) -m mlpmnist.workbench.report media/study_summary.csv README.md
+# Running and publishing are apart. study and science run their notebooks with papermill and write
+# only under results/ (a rerun skips every experiment done and resumes an interrupted one); the
+# publish targets are the only writers of the committed outputs: the notebooks without their
+# injected parameters and run timings, media/, and the README's generated blocks
+# (mlpmnist.workbench.publish), so publishing a rerun that computes the same numbers changes nothing.
+STUDY := results/study
 
-science: $(STAMP) ## notebooks/batch_science.ipynb (full run, about 14 min on 2 cores) -> results/science/, media/, the committed copy
+study: $(STAMP) ## the whole study (13 to 25 min on 2 cores), under results/ only: results/run.ipynb, results/study/
+	mkdir -p results
+	$(VENV)/bin/papermill run.ipynb results/run.ipynb --cwd . --kernel python3 --log-output -p media_dir $(STUDY)
+
+science: $(STAMP) ## notebooks/batch_science.ipynb, the full run (about 14 min on 2 cores), under results/science/ only
 	mkdir -p results/science
-	$(VENV)/bin/papermill notebooks/batch_science.ipynb results/science/batch_science.ipynb --cwd . --kernel python3 \
-		-p media_dir media -p out_dir results/science
-	$(PY) -m mlpmnist.workbench.publish results/science/batch_science.ipynb notebooks/batch_science.ipynb
+	$(VENV)/bin/papermill notebooks/batch_science.ipynb results/science/batch_science.ipynb --cwd . \
+		--kernel python3 --log-output -p out_dir results/science
+
+publish-study: $(STAMP) ## from make study's results: run.ipynb, media/ (figures, CSVs) and the README's study blocks
+	$(PY) -m mlpmnist.workbench.publish results/run.ipynb run.ipynb --media $(STUDY) media --readme README.md
+
+publish-science: $(STAMP) ## from make science's results: notebooks/batch_science.ipynb and media/science_*
+	$(PY) -m mlpmnist.workbench.publish results/science/batch_science.ipynb notebooks/batch_science.ipynb \
+		--media results/science/media media
+
+publish: publish-study publish-science ## both: every committed output, from results/
 
 test: lint typecheck ## lint, type check and the whole test suite (real MNIST: set MLPMNIST_DATA)
 	$(VENV)/bin/pytest -q

@@ -128,7 +128,7 @@ def test_bad_values_and_names_say_what_is_allowed():
         TrainConfig.from_mapping({"lrr": 0.1})
     with pytest.raises(ValueError, match=r"unknown grid axis 'batchsize'"):
         SweepConfig(grid={"batchsize": [8]})
-    with pytest.raises(ValueError, match="seeds must be readable"):
+    with pytest.raises(ValueError, match="seeds must be whole numbers, such as 0 1 2 or a range 0-9"):
         TrainConfig.from_mapping({"seeds": "zero"})
 
 

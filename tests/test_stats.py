@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpmnist.analysis import columns, findings, stats
+from mlpmnist.analysis import columns, compare, findings, stats
 from mlpmnist.store import frame, make_record
 from mlpmnist.training.loop import TrainConfig, train
 
@@ -356,7 +356,8 @@ def test_a_real_frame(real):
     assert len(fin) == 3 and not fin["failed"].any()
     summ = stats.summary(real)
     assert summ["n"].tolist() == [3] and 0.5 < summ.loc[0, "median"] < 1
-    assert findings.conclusions(summ)[0].startswith("Final test accuracy: batch 128, median")
+    lines = findings.conclusions(summ, compare.pairwise(real))
+    assert lines[0].startswith("Final test accuracy: batch 128, median")
     assert stats.per_epoch(real)["replicas"].tolist() == [3, 3]
     assert summ[["reference", "reference_headline"]].isna().all().all()  # 2 epochs, not the reference's 15
 

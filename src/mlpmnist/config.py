@@ -487,10 +487,23 @@ def _strip_none(t: Any) -> Any:
     return t
 
 
+#: How a value of each field type is written, in words (messages name no Python types).
+_WORDS = {
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    str: "text",
+    tuple[int, ...]: "whole numbers, such as 0 1 2 or a range 0-9",
+    tuple[float, ...]: "numbers, such as 0 1 2.5",
+    float | tuple[float, ...]: "a number, or one number per seed",
+}
+
+
 def type_name(name: str, cls: type = TrainConfig) -> str:
-    """Field ``name``'s type as text, e.g. ``tuple[int, ...]``."""
+    """How field ``name``'s values are written, in words, e.g. 'whole numbers, such as 0 1 2 or a
+    range 0-9' (the type itself for a type without words)."""
     t = field_types(cls)[name]
-    return t.__name__ if isinstance(t, type) else str(t)
+    return _WORDS.get(t) or (t.__name__ if isinstance(t, type) else str(t))
 
 
 def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:
@@ -503,4 +516,4 @@ def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:
     except _TooMany as e:
         raise ValueError(f"{name} must be {e}") from None
     except ValueError:
-        _fail(name, text, f"readable as {type_name(name, cls)}")
+        _fail(name, text, type_name(name, cls))

@@ -1,9 +1,16 @@
-"""Findings in plain language, computed from the number frames of ``stats`` (never from a
-display table): what the summary says about the configurations (``conclusions``) and what the
-dead units say (``dead_units_findings``). One sentence per line, grammatical for any counts:
-one configuration, one seed, one epoch, all medians equal, nothing failed, everything failed.
-A configuration is only compared with another one, and a difference is only called one when
-the 95% CIs do not overlap.
+"""Findings in plain language, computed from the number frames of ``stats`` and ``compare``
+(never from a display table): what the summary says about the configurations (``conclusions``),
+two configurations compared (``comparison``), and what the dead units say (``dead_units_findings``,
+from ``analysis.dead``). One sentence per line, grammatical for any
+counts: one configuration, one seed, one epoch, all medians equal, nothing failed, everything
+failed.
+
+A difference between two configurations is only called one by its own test: the Mann-Whitney U
+test on their seeds' final accuracies, Holm-adjusted over every pair (``compare.pairwise``), with
+the difference of medians and its bootstrap interval; never from whether two intervals overlap.
+Below ``stats.MIN_SEEDS`` seeds a configuration gets its range, no interval, and no difference.
+Every other claim is worded as what the numbers or intervals show, so a rerun whose numbers fall
+within the intervals cannot make it false by a hair.
 """
 
 from __future__ import annotations
@@ -12,31 +19,16 @@ import numpy as np
 import pandas as pd
 
 from mlpmnist.analysis.columns import config_label
-from mlpmnist.analysis.stats import MIN_CORR_SEEDS, TAIL_BELOW, dead_by, dead_layers, overlap, summary_by
+from mlpmnist.analysis.compare import LEVEL, claimed
+from mlpmnist.analysis.dead import dead_units_findings
+from mlpmnist.analysis.stats import MIN_SEEDS, TAIL_BELOW, summary_by
 from mlpmnist.analysis.tables import percent
+from mlpmnist.analysis.words import count as _count
+from mlpmnist.analysis.words import names as _names
+from mlpmnist.analysis.words import others as _others
+from mlpmnist.analysis.words import p_text as _p
 
-HEAVY_DEAD = 0.10  # a layer "loses much" when more than this share of its units is dead
-STRONG_CORR = -0.5  # a rank correlation at or below this is called a link
-NORM_RATIO = 1.1  # weight norms closer than this are "about the same"
-
-
-def _count(n: int, word: str) -> str:
-    """'1 seed', '3 seeds'."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def _names(rows: pd.DataFrame, by: list[str]) -> str:
-    """'batch 8, 16' when only the batch size varies, else 'batch 8, lr 0.1; batch 16, lr 0.1'."""
-    if by == ["batch_size"]:
-        return "batch " + ", ".join(str(int(b)) for b in rows["batch_size"])
-    return "; ".join(config_label(r, by) for _, r in rows.iterrows())
-
-
-def _others(n: int) -> str:
-    """'; none in the other configuration(s)', '' when there are none."""
-    if not n:
-        return ""
-    return "; none in the other configuration" if n == 1 else f"; none in the other {n} configurations"
+__all__ = ["comparison", "conclusions", "dead_units_findings"]
 
 
 def _finished(r: pd.Series) -> int:
@@ -44,61 +36,135 @@ def _finished(r: pd.Series) -> int:
 
 
 def _median_text(r: pd.Series, by: list[str]) -> str:
-    """'batch 8, median 90.48% (95% CI 83.91–91.42; 20 seeds)', or 'batch 8, 90.00% (1 seed: no
-    interval)'."""
-    if _finished(r) == 1:
+    """'batch 8, median 90.48% (95% CI 83.91–91.42; 20 seeds)', 'batch 8, median 90.00% (range
+    89.00–91.00 from 2 seeds: too few for an interval)', or 'batch 8, 90.00% (1 seed: no interval)'."""
+    n = _finished(r)
+    if n == 1:
         return f"{config_label(r, by)}, {percent(r['median'])}% (1 seed: no interval)"
-    ci = f"95% CI {percent(r['median_lo'])}–{percent(r['median_hi'])}" if _has_ci(r) else "no interval"
-    return f"{config_label(r, by)}, median {percent(r['median'])}% ({ci}; {_count(_finished(r), 'seed')})"
+    if _has_ci(r):
+        ci = f"95% CI {percent(r['median_lo'])}–{percent(r['median_hi'])}; {_count(n, 'seed')}"
+    elif n < MIN_SEEDS and np.isfinite(r.get("min", np.nan)):
+        ci = f"range {percent(r['min'])}–{percent(r['max'])} from {n} seeds: too few for an interval"
+    else:
+        ci = f"no interval; {_count(n, 'seed')}"
+    return f"{config_label(r, by)}, median {percent(r['median'])}% ({ci})"
 
 
 def _has_ci(r: pd.Series) -> bool:
     return bool(np.isfinite(r["median_lo"]) and np.isfinite(r["median_hi"]))
 
 
-def _ci_overlap(a: pd.Series, b: pd.Series) -> bool:
-    return overlap(a["median_lo"], a["median_hi"], b["median_lo"], b["median_hi"])
+def comparison(two: pd.DataFrame) -> list[str]:
+    """Two configurations compared (``compare.two``'s row), in words: each median with its seeds,
+    the difference of medians with its bootstrap interval and the Mann-Whitney p, and the failed
+    seeds' shares with Newcombe's interval and Fisher's p; below ``stats.MIN_SEEDS`` seeds a side,
+    the difference alone, and no claim."""
+    r = two.iloc[0]
+    a, b = r["a"], r["b"]
+    lines = [
+        f"Median final test accuracy: {a}, {percent(r['median_a'])}% ({_count(int(r['n_a']), 'seed')}); "
+        f"{b}, {percent(r['median_b'])}% ({_count(int(r['n_b']), 'seed')}).",
+    ]
+    points = f"{100 * r['difference']:+.2f} points"
+    if not np.isfinite(r["p"]):
+        lines.append(
+            f"{b} minus {a}: {points}; with fewer than {MIN_SEEDS} seeds on a side no interval and no "
+            "difference are claimed."
+        )
+    else:
+        verdict = (
+            "a difference"
+            if claimed(r, "p")
+            else (
+                "no difference shown"
+                if r["p"] >= LEVEL
+                else "no difference claimed (the interval includes zero)"
+            )
+        )
+        lines.append(
+            f"{b} minus {a}: {points} (95% bootstrap CI {100 * r['low']:+.2f} to {100 * r['high']:+.2f}); "
+            f"two-sided Mann-Whitney U p {_p(r['p'])}: {verdict} at level {LEVEL:g}."
+        )
+    share = (
+        f"Failed seeds (diverged or collapsed to chance): {a}, {int(r['failed_a'])} of "
+        f"{int(r['replicas_a'])}; {b}, {int(r['failed_b'])} of {int(r['replicas_b'])}"
+    )
+    if np.isfinite(r["failed_p"]) and (r["failed_a"] or r["failed_b"]):
+        share += (
+            f"; the difference of shares {100 * r['failed_difference']:+.0f} points (95% CI, Newcombe, "
+            f"{100 * r['failed_low']:+.0f} to {100 * r['failed_high']:+.0f}), "
+            f"Fisher's exact p {_p(r['failed_p'])}"
+        )
+    return [*lines, share + "."]
 
 
-def _pair(best: pd.Series, worst: pd.Series, by: list[str]) -> str:
-    """Whether the best and the worst configuration can be told apart."""
-    b, w = config_label(best, by), config_label(worst, by)
-    if not (_has_ci(best) and _has_ci(worst)):
-        return f"One seed gives no 95% CI, so these seeds cannot separate {b} from {w}."
-    if _ci_overlap(best, worst):
-        return f"Their 95% CIs overlap: these seeds cannot separate {b} from {w}."
-    gap = 100 * (best["median"] - worst["median"])
-    return f"The medians of {b} and {w} differ: {gap:.2f} points apart, and their 95% CIs do not overlap."
+def _versus_best(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[str]:
+    """Which configurations the difference test separates from the best (``s`` sorted by median)."""
+    best = config_label(s.iloc[0], by)
+    tested = pairs[np.isfinite(pairs["p_holm"].astype(float))]
+    if tested.empty:
+        return [
+            f"With fewer than {MIN_SEEDS} seeds on a side no difference is claimed: these seeds cannot "
+            "separate any two configurations."
+        ]
+    lines = [
+        "A difference is claimed only where the two-sided Mann-Whitney U test on the seeds' final "
+        f"accuracies rejects, Holm-adjusted over the {_count(len(tested), 'pair')} of configurations "
+        f"(family-wise level {LEVEL:g}), and the 95% bootstrap interval of the difference of medians "
+        "excludes zero."
+    ]
+    apart, tied, split, few = [], [], [], []
+    for _, r in s.iloc[1:].iterrows():
+        other = config_label(r, by)
+        ab, ba = (pairs["a"] == best) & (pairs["b"] == other), (pairs["a"] == other) & (pairs["b"] == best)
+        rows = pairs[ab | ba]
+        if rows.empty or not np.isfinite(float(rows["p_holm"].iloc[0])):
+            few.append(other)
+            continue
+        q = rows.iloc[0]
+        sign = 1 if q["a"] == best else -1  # as other minus best
+        lo, hi = sorted((sign * 100 * q["low"], sign * 100 * q["high"]))
+        ci = f"95% CI {lo:+.2f} to {hi:+.2f}"
+        if claimed(q):
+            apart.append(
+                f"{other} ({sign * 100 * q['difference']:+.2f} points, {ci}; adjusted p {_p(q['p_holm'])})"
+            )
+        elif q["p_holm"] < LEVEL:
+            split.append(f"{other} (adjusted p {_p(q['p_holm'])}, but the difference's {ci} includes zero)")
+        else:
+            tied.append((other, float(q["p_holm"])))
+    if apart:
+        lines.append(f"Below the best ({best}), by the test: {'; '.join(apart)}.")
+    if tied:
+        names = ", ".join(name for name, _ in tied)
+        smallest = min(p for _, p in tied)
+        at = " at the smallest" if len(tied) > 1 else ""
+        lines.append(f"These seeds cannot separate {names} from the best (adjusted p {_p(smallest)}{at}).")
+    if split:
+        lines.append(
+            f"No difference from the best is claimed at {'; '.join(split)}: the rank test and the medians "
+            "disagree."
+        )
+    if few:
+        where = ", ".join(few)
+        lines.append(f"Fewer than {MIN_SEEDS} seeds at {where} or at the best: no difference claimed.")
+    return lines
 
 
-def _ranking(s: pd.DataFrame, by: list[str]) -> list[str]:
-    """Best, worst, whether they differ, and where the others stand; ``s`` sorted by median, >1 row."""
+def _ranking(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[str]:
+    """Best, worst, and which others the difference test separates from the best; ``s`` sorted
+    by median, more than one row."""
     best, worst = s.iloc[0], s.iloc[-1]
     what = "median final test accuracy" if (s["n"] - s["n_diverged"]).max() > 1 else "final test accuracy"
     if best["median"] == worst["median"]:
         same = percent(best["median"])
         every = "Both configurations end" if len(s) == 2 else f"All {len(s)} configurations end"
         return [f"{every} at the same {what}, {same}%."]
-    lines = [
+    return [
         f"Highest {what}: {_median_text(best, by)}.",
         f"Lowest: {_median_text(worst, by)}.",
-        _pair(best, worst, by),
+        *_versus_best(s, by, pairs),
     ]
-    middle = s.iloc[1:-1]
-    tied = middle[[_ci_overlap(best, r) for _, r in middle.iterrows()]]
-    apart = middle.drop(tied.index)
-    if len(tied):
-        why = (
-            "their 95% CIs overlap its CI"
-            if all(_has_ci(r) for _, r in tied.iterrows()) and _has_ci(best)
-            else ("95% CIs overlap, or one seed gives none")
-        )
-        lines.append(f"Of the others, these seeds cannot separate {_names(tied, by)} from the best ({why}).")
-    if len(apart):
-        lines.append(
-            f"Of the others, below the best with CIs that do not overlap its CI: {_names(apart, by)}."
-        )
-    return lines
 
 
 def _failed_line(summ: pd.DataFrame, by: list[str]) -> str:
@@ -169,6 +235,10 @@ def _reference_lines(s: pd.DataFrame, by: list[str]) -> list[str]:
         where = "above every median here" if len(h) > 1 else "above our median"
         if headline <= top["median"]:
             where = f"at or below our median at {config_label(top, by)} ({percent(top['median'])}%)"
+        elif headline > h["median_hi"].max():  # NaN (too few seeds) never counts as above
+            where += " and above every median's 95% CI" if len(h) > 1 else " and above its 95% CI"
+        elif _has_ci(top):
+            where += f", within the 95% CI of {config_label(top, by)}'s median"
         out.append(f"The reference study's headline, {percent(headline)}%, lies {where}.")
     return out
 
@@ -179,24 +249,52 @@ def _tail_lines(summ: pd.DataFrame, by: list[str]) -> list[str]:
     if "n_tail" not in summ.columns:
         return []
     out = []
-    for _, r in summ[(summ["n_tail"] > 0) & (summ["median"] >= TAIL_BELOW)].iterrows():
+    tail = summ[(summ["n_tail"] > 0) & (summ["median"] >= TAIL_BELOW) & (summ["n"] >= MIN_SEEDS)]
+    for _, r in tail.iterrows():
         k, n = int(r["n_tail"]), int(r["n"])
         share = f"{100 * k / n:.0f}%, 95% CI {100 * r['tail_lo']:.0f}–{100 * r['tail_hi']:.0f}%"
+        span = (
+            f"; its seeds end between {percent(r['min'])}% and {percent(r['max'])}%"
+            if np.isfinite(r.get("min", np.nan))
+            else ""
+        )
         out.append(
             f"At {config_label(r, by)}, {k} of {_count(n, 'seed')} ended below {100 * TAIL_BELOW:g}% "
-            f"({share}, Wilson)."
+            f"({share}, Wilson){span}."
         )
     return out
 
 
-def conclusions(summ: pd.DataFrame) -> list[str]:
-    """Plain-language findings from a ``stats.summary`` frame, one sentence each: the final
-    test accuracy of the one configuration, or the highest and lowest median and whether their
-    95% CIs separate them and where the others stand; which seeds failed (diverged or
-    collapsed) and which are outliers, each said apart; where a low tail pulls the mean well
-    below the median, and where seeds end below ``stats.TAIL_BELOW`` (with the share's 95%
-    interval); where the median peaked before the last epoch; and where the reference
-    study's single seeds and headline fall among ours (only where ``summary`` gives them)."""
+def _train_line(s: pd.DataFrame, by: list[str]) -> list[str]:
+    """How far the median final training accuracy ends above (or below) the test median."""
+    if s.empty or "train_median" not in s.columns or not np.isfinite(s["train_median"].astype(float)).all():
+        return []
+    gap = 100 * (s["train_median"] - s["median"])
+    where = "every configuration" if len(s) > 1 else config_label(s.iloc[0], by)
+    if (gap > 0).all():
+        lo, hi = f"{gap.min():.2f}", f"{gap.max():.2f}"
+        span = f"{lo} points" if lo == hi else f"{lo} to {hi} points"
+        return [
+            f"Training accuracy (the mean over the last evaluation's steps) ends above test accuracy at "
+            f"{where}, by {span} in median."
+        ]
+    return [
+        "Training accuracy (the mean over the last evaluation's steps) does not end above test accuracy "
+        f"everywhere: the gap runs from {gap.min():.2f} to {gap.max():.2f} points in median."
+    ]
+
+
+def conclusions(summ: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
+    """Plain-language findings from a ``stats.summary`` frame and the ``compare.pairwise`` frame
+    of the same results, one sentence each: the final test accuracy of the one configuration, or
+    the highest and lowest median and which others the difference test separates from the best
+    (below ``stats.MIN_SEEDS`` seeds: the range, and no difference); which seeds failed
+    (diverged or collapsed) and which are outliers, each said apart; where a low tail pulls the
+    mean well below the median, and where seeds end below ``stats.TAIL_BELOW`` (with the share's
+    95% interval and the seeds' range); how far training accuracy ends above test accuracy;
+    where the median peaked before the last epoch above the final median's 95% CI; and where
+    the reference study's single seeds and headline fall among ours (only where ``summary``
+    gives them)."""
     by = summary_by(summ)
     s = summ.dropna(subset=["median"]).sort_values("median", ascending=False, kind="stable")
     if s.empty:
@@ -204,7 +302,7 @@ def conclusions(summ: pd.DataFrame) -> list[str]:
     elif len(s) == 1:
         lines = [f"Final test accuracy: {_median_text(s.iloc[0], by)}."]
     else:
-        lines = _ranking(s, by)
+        lines = _ranking(s, by, pairs)
     lines += [_failed_line(summ, by), *_outlier_line(summ, by)]
 
     # Said where the gap is wider than half the median's own CI: a description, not a test.
@@ -214,123 +312,17 @@ def conclusions(summ: pd.DataFrame) -> list[str]:
             f"{100 * (r['median'] - r['mean']):.2f} points below the median: a few low seeds pull it "
             "down, so the median describes a typical seed better."
         )
-    lines += _tail_lines(summ, by)
-    # Where the peak is above the final median by at least what 2 decimals show.
-    early = s[(s["best_epoch"] < s["final_epoch"]) & (s["best_epoch_median"] - s["median"] >= 5e-5)]
+    lines += _tail_lines(summ, by) + _train_line(s, by)
+    # Only where the peak lies above the final median's 95% CI (NaN below MIN_SEEDS: never).
+    early = s[(s["best_epoch"] < s["final_epoch"]) & (s["best_epoch_median"] > s["median_hi"])]
     if len(early):
         parts = [
             f"{config_label(r, by)} (epoch {int(r['best_epoch'])}, "
             f"{100 * (r['best_epoch_median'] - r['median']):.2f} points above the final median)"
             for _, r in early.iterrows()
         ]
-        lines.append(f"The median test accuracy was highest before the last epoch at {'; '.join(parts)}.")
+        lines.append(
+            "The median test accuracy was highest before the last epoch, above the final median's 95% CI, "
+            f"at {'; '.join(parts)}."
+        )
     return lines + _reference_lines(s, by)
-
-
-# ------------------------------------------------------------------------------ dead units
-
-
-def _pct(v: float) -> str:
-    """A fraction as percent with at most 1 decimal: '59.4', '3'."""
-    return f"{round(100 * v, 1):g}"
-
-
-def _when(r: pd.Series, layer: str) -> str:
-    """'59% after epoch 1 (64% after epoch 15)', or one number when the first epoch is the last."""
-    final = f"{_pct(r[f'{layer}_final'])}% after epoch {int(r['final_epoch'])}"
-    if r["first_epoch"] == r["final_epoch"]:
-        return final
-    return f"{_pct(r[f'{layer}_first'])}% after epoch {int(r['first_epoch'])} ({final})"
-
-
-def _dead_lines(t: pd.DataFrame) -> list[str]:
-    """Findings for one set of batch sizes (``t`` sorted by batch size)."""
-    layers, small, large = dead_layers(t), t.iloc[0], t.iloc[-1]
-    by = ["batch_size"]
-    if len(t) == 1:
-        at = f"batch {int(small.batch_size)}"
-        lines = [
-            f"Dead units in hidden layer {layer[5:]} at {at}: {_when(small, layer)}." for layer in layers
-        ]
-        if np.isfinite(small["wnorm_1_final"]):
-            lines.append(f"The first layer's weights end with norm {small['wnorm_1_final']:.1f}.")
-    else:
-        first = layers[0]
-        lines = [
-            f"Dead units in hidden layer {first[5:]}: {_when(small, first)} at batch "
-            f"{int(small.batch_size)}, against {_when(large, first)} at batch {int(large.batch_size)}."
-        ]
-        for layer in layers:
-            heavy, name = t[t[f"{layer}_final"] > HEAVY_DEAD], f"hidden layer {layer[5:]}"
-            if heavy.empty:
-                lines.append(f"No batch size leaves {name} with over 10% of its units dead.")
-            elif len(heavy) == len(t):
-                lines.append(f"Every batch size leaves {name} with over 10% of its units dead.")
-            else:
-                lines.append(
-                    f"{name.capitalize()} ends with over 10% of its units dead at {_names(heavy, by)} only."
-                )
-        lines += _norm_line(small, large)
-    return lines + [_corr_line(t)]
-
-
-def _norm_line(small: pd.Series, large: pd.Series) -> list[str]:
-    """How the first layer's final weight norm compares between the smallest and largest batch."""
-    s, g = small["wnorm_1_final"], large["wnorm_1_final"]
-    if not (np.isfinite(s) and np.isfinite(g) and s > 0 and g > 0):
-        return []
-    at = f"{s:.1f} at batch {int(small.batch_size)}, {g:.1f} at batch {int(large.batch_size)}"
-    times = max(s, g) / min(s, g)
-    if times < NORM_RATIO:
-        return [
-            f"The first layer's weights end with about the same norm at the smallest and largest batch: {at}."
-        ]
-    size = "larger" if s > g else "smaller"
-    return [f"The first layer's weights end {times:.1f} times {size} at the smallest batch: norm {at}."]
-
-
-def _corr_line(t: pd.DataFrame) -> str:
-    measured = t[t["rank_corr"].notna()]
-    if measured.empty:
-        return (
-            "Whether more dead units go with lower accuracy across seeds cannot be measured here: "
-            f"the rank correlation needs at least {MIN_CORR_SEEDS} seeds per configuration, with varying "
-            "values."
-        )
-    strong, by = measured[measured["rank_corr"] <= STRONG_CORR], ["batch_size"]
-    unmeasured = t[t["rank_corr"].isna()]
-    rest = f"; it cannot be measured at {_names(unmeasured, by)}" if len(unmeasured) else ""
-    if strong.empty:
-        where = "every batch size" if len(measured) == len(t) and len(t) > 1 else _names(measured, by)
-        return (
-            "Across seeds, the last hidden layer's dead units and the final accuracy are only weakly linked "
-            f"(Spearman's rank correlation above {STRONG_CORR:g}) at {where}{rest}."
-        )
-    weak = "; elsewhere the link is weak" if len(strong) < len(measured) else ""
-    return (
-        "Across seeds, more dead units in the last hidden layer go with lower final accuracy (Spearman's "
-        f"rank correlation at most {STRONG_CORR:g}) at {_names(strong, by)}{weak}{rest}."
-    )
-
-
-def dead_units_findings(dead: pd.DataFrame) -> list[str]:
-    """Plain-language lines from a ``stats.dead_units`` frame: per hidden layer how many units
-    are dead after the first epoch and at the end, at the smallest and the largest batch size;
-    where a layer ends with over 10% of its units dead; how the first layer's weight norm
-    differs between them; and where more dead units go with lower accuracy across seeds. With
-    another varying axis (say lr), one set of lines per value, each starting with it."""
-    if dead.empty or "batch_size" not in dead.columns:
-        return ["No dead-unit measurements by batch size."]
-    dead = dead[dead["n"] > 0]  # a configuration whose every seed diverged has no final numbers
-    if dead.empty:
-        return ["Every seed diverged: there are no dead-unit numbers at the end of training."]
-    others = [c for c in dead_by(dead) if c != "batch_size"]
-    if not others:
-        return _dead_lines(dead.sort_values("batch_size"))
-    lines = []
-    for _, t in dead.groupby(others, dropna=False, sort=True):
-        label = config_label(t.iloc[0], others)
-        lines += [
-            f"At {label}, {line[0].lower()}{line[1:]}" for line in _dead_lines(t.sort_values("batch_size"))
-        ]
-    return lines

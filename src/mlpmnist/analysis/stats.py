@@ -35,6 +35,10 @@ from mlpmnist.data import specs as datasets
 from mlpmnist.training.health import COLLAPSED_ACC, chance_loss
 
 # The outlier rule (see ``is_outlier``).
+#: Below this many finite values a configuration gets no interval and no difference claimed: a
+#: percentile bootstrap interval of the median of 4 values is little more than their range (at 5
+#: seeds it covers 93%, simulated: tests/unit/test_coverage.py). Tables print the range instead.
+MIN_SEEDS = 5
 OUTLIER_ERROR_RATIO = 2.0
 OUTLIER_ROBUST_Z = 3.5
 MAD_TO_SD = 1.4826  # MAD x this = SD for normal data
@@ -127,6 +131,9 @@ def _final(df: pd.DataFrame) -> pd.DataFrame:
     df = df.sort_values(["_rid", *[c for c in ("epoch", "step") if c in df.columns]], kind="stable")
     last = df.groupby("_rid", sort=True).tail(1).set_index("_rid")
     last["diverged"] = df.groupby("_rid")["diverged"].any()
+    # A replica flagged diverged by its loss (above DIVERGED_LOSS) may still have a finite accuracy
+    # from its wild weights: it is no outcome of training, so no statistic sees it.
+    last.loc[last["diverged"], "test_acc"] = np.nan
     ends = epoch_ends(df[~df["diverged"]])
     last["test_acc_last3"] = ends.groupby("_rid")["test_acc"].apply(lambda s: s.tail(LAST_K).mean())
     last.loc[last["diverged"], "test_acc_last3"] = np.nan
@@ -144,6 +151,19 @@ def _final(df: pd.DataFrame) -> pd.DataFrame:
     far = acc.groupby(by, dropna=False).transform(lambda s: is_outlier(s.to_numpy())).astype(bool)
     last["outlier"] = far & ~last["failed"]  # a collapsed run is also far below: counted once
     return last
+
+
+def best_key(df: pd.DataFrame, keys: Sequence[str] | None = None) -> tuple[str, float]:
+    """Of the experiments ``keys`` of the results frame ``df`` (default: all, in key order), the
+    one with the highest median final test accuracy over its replicas that did not diverge
+    (ties: the first of ``keys``), and that median (a fraction; NaN when all diverged): whose
+    models a notebook or ``figures`` shows by default. ``ValueError`` when none is in ``df``."""
+    keys = [k for k in (sorted(df["key"].unique()) if keys is None else keys) if k in set(df["key"])]
+    if not keys:
+        raise ValueError("none of the experiments asked for is in the results frame")
+    medians = final(df[df["key"].isin(keys)]).groupby("key")["test_acc"].median()
+    best = max(keys, key=lambda k: medians.get(k, np.nan) if np.isfinite(medians.get(k, np.nan)) else -np.inf)
+    return best, float(medians.get(best, np.nan))
 
 
 def mark_failed(df: pd.DataFrame) -> pd.DataFrame:
@@ -235,7 +255,7 @@ def reference(rows: pd.DataFrame) -> tuple[float, float]:
 STAT_COLUMNS = (
     "n", "n_failed", "n_collapsed", "n_diverged", "n_outlier", "median", "median_lo", "median_hi", "q1", "q3",
     "mean", "mean_ci95", "sd", "last3_mean", "last3_median", "final_epoch", "best_epoch", "best_epoch_median",
-    "reference", "reference_headline", "n_tail", "tail_lo", "tail_hi",
+    "reference", "reference_headline", "n_tail", "tail_lo", "tail_hi", "min", "max", "train_median",
 )  # fmt: skip
 
 
@@ -244,7 +264,9 @@ def summary_by(summ: pd.DataFrame) -> list[str]:
     return [c for c in summ.columns if c not in STAT_COLUMNS]
 
 
-def _groups(df: pd.DataFrame, by: Sequence[str] | None) -> Iterator[tuple[dict, pd.DataFrame, pd.DataFrame]]:
+def configurations(
+    df: pd.DataFrame, by: Sequence[str] | None = None
+) -> Iterator[tuple[dict, pd.DataFrame, pd.DataFrame]]:
     """Per configuration, sorted by ``by`` (default ``group_columns``): (its ``by`` values, its
     ``final`` rows, its history rows)."""
     fin = final(df)
@@ -269,8 +291,10 @@ def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
       that finished far below the others (``final``), not counted as failed;
     - ``median`` with its 95% bootstrap CI ``median_lo``, ``median_hi`` (``bootstrap_ci``),
       quartiles ``q1``, ``q3``; ``mean`` with the Student-t 95% CI half-width ``mean_ci95``;
-      ``sd``: over every replica that did not diverge, collapsed ones and outliers included
-      (outcomes of the configuration; the median is robust to them);
+      ``sd``; ``min``, ``max``: over every replica that did not diverge, collapsed ones and
+      outliers included (outcomes of the configuration; the median is robust to them). With
+      fewer than ``MIN_SEEDS`` such replicas both intervals are NaN (the range is all they give);
+    - ``train_median``: the median final training accuracy (mean over the last evaluation's steps);
     - ``last3_mean``, ``last3_median``: the same over each replica's last-``LAST_K``-epoch mean;
     - ``final_epoch``; ``best_epoch`` (a float: NaN when no replica finished an epoch) and
       ``best_epoch_median``: the (latest) epoch with the highest median test accuracy, and that median;
@@ -282,18 +306,25 @@ def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
     Accuracies are fractions in [0, 1]. One row per configuration, sorted by ``by``.
     """
     rows = []
-    for row, g, hist in _groups(df, by):
+    for row, g, hist in configurations(df, by):
         ends = epoch_ends(hist[~_diverged(hist)]).groupby("epoch")["test_acc"].median().dropna()
         acc = g["test_acc"].astype(float).to_numpy()
         acc = acc[np.isfinite(acc)]
         last3 = g["test_acc_last3"].astype(float).dropna().to_numpy()
-        lo, hi = bootstrap_ci(acc)
+        few = len(acc) < MIN_SEEDS  # no interval: the range says as much
+        lo, hi = (np.nan, np.nan) if few else bootstrap_ci(acc)
+        train = g["train_acc"].astype(float).dropna() if "train_acc" in g.columns else pd.Series([])
         ref, headline = reference(g)
         tail = int((~(g["test_acc"].astype(float) >= TAIL_BELOW)).sum())  # NaN (diverged) counts
         ci = sps.binomtest(tail, len(g)).proportion_ci(CONFIDENCE, method="wilson")
         row |= {"n_tail": tail, "tail_lo": float(ci.low), "tail_hi": float(ci.high)}
         row |= {f"n_{c}": int(g[c].sum()) for c in ("failed", "collapsed", "diverged", "outlier")}
-        row |= _spread(acc) | {"median_lo": lo, "median_hi": hi, "mean_ci95": mean_ci(acc)}
+        row |= _spread(acc) | {"median_lo": lo, "median_hi": hi, "mean_ci95": np.nan if few else mean_ci(acc)}
+        row |= {
+            "min": float(acc.min()) if len(acc) else np.nan,
+            "max": float(acc.max()) if len(acc) else np.nan,
+            "train_median": float(train.median()) if len(train) else np.nan,
+        }
         row |= {
             "n": len(g),
             "mean": float(acc.mean()) if len(acc) else np.nan,
@@ -323,7 +354,7 @@ def reproduction(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFr
     replicas), ``epoch`` (our final epoch) and ``reference_percentile``: the percentile (0-100)
     of the reference value among our seeds, ``scipy.stats.percentileofscore``, ties counted half."""
     rows, by_cols = [], []
-    for row, g, _ in _groups(df, by):
+    for row, g, _ in configurations(df, by):
         ref, _headline = reference(g)
         acc = g["test_acc"].astype(float).dropna().to_numpy()
         by_cols = list(row)
@@ -347,12 +378,14 @@ def dead_by(dead: pd.DataFrame) -> list[str]:
     return list(dead.columns[: dead.columns.get_loc("n")])
 
 
-def _rank_corr(x: pd.Series, y: pd.Series) -> float:
-    """Spearman's rank correlation; NaN with fewer than ``MIN_CORR_SEEDS`` pairs or a constant side."""
+def _rank_corr(x: pd.Series, y: pd.Series) -> tuple[float, float]:
+    """Spearman's rank correlation and its two-sided p-value (the test of no correlation); NaN
+    with fewer than ``MIN_CORR_SEEDS`` pairs or a constant side, and a NaN p below ``MIN_SEEDS``."""
     ok = x.notna() & y.notna()
     if ok.sum() < MIN_CORR_SEEDS or x[ok].nunique() < 2 or y[ok].nunique() < 2:
-        return float("nan")
-    return float(sps.spearmanr(x[ok], y[ok]).statistic)
+        return float("nan"), float("nan")
+    res = sps.spearmanr(x[ok], y[ok])
+    return float(res.statistic), float(res.pvalue) if ok.sum() >= MIN_SEEDS else float("nan")
 
 
 def dead_units(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
@@ -362,21 +395,23 @@ def dead_units(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFram
     (fractions of the layer's units); ``wnorm_1_final``, the median Frobenius norm of the first
     layer's weights at the end (NaN without ``wnorm_1``); ``rank_corr``: Spearman's rank
     correlation across seeds between the last hidden layer's final dead fraction and the final
-    test accuracy (NaN with fewer than ``MIN_CORR_SEEDS`` seeds or constant values).
+    test accuracy (NaN with fewer than ``MIN_CORR_SEEDS`` seeds or constant values) and
+    ``rank_corr_p``, its two-sided p-value (NaN below ``MIN_SEEDS`` seeds).
 
     Raises ``ValueError`` when the frame has no ``dead_*`` columns (older records)."""
     layers = dead_columns(df)
     if not layers:
         raise ValueError("the frame has no dead_* columns (records made before they were stored)")
     rows = []
-    for row, g, hist in _groups(df, by):
+    for row, g, hist in configurations(df, by):
         g, ends = g[~g["diverged"]], epoch_ends(hist)
         first = ends[ends["epoch"] == ends["epoch"].min()]
         row |= {"n": len(g), "first_epoch": int(ends["epoch"].min()), "final_epoch": int(hist["epoch"].max())}
         for c in layers:
             row |= {f"{c}_first": float(first[c].median()), f"{c}_final": float(g[c].median())}
         row["wnorm_1_final"] = float(g["wnorm_1"].median()) if "wnorm_1" in g.columns else np.nan
-        rows.append(row | {"rank_corr": _rank_corr(g[layers[-1]], g["test_acc"])})
+        rho, p = _rank_corr(g[layers[-1]], g["test_acc"])
+        rows.append(row | {"rank_corr": rho, "rank_corr_p": p})
     return pd.DataFrame(rows)
 
 

@@ -9,17 +9,19 @@ notebooks) and ``markdown_table`` (the README's table) choose columns from them.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 from mlpmnist.analysis.columns import axis_label
-from mlpmnist.analysis.stats import LAST_K, REPRODUCTION_COLUMNS, dead_by, dead_layers, summary_by
+from mlpmnist.analysis.stats import LAST_K, MIN_SEEDS, REPRODUCTION_COLUMNS, dead_by, dead_layers, summary_by
 
 MEDIAN = "median [q1, q3] (%)"
 MEDIAN_CI = "median 95% CI (%)"
 MEAN = "mean ± 95% CI (%)"
 LAST = f"last {LAST_K} epochs, mean (%)"
-FAILED = "failed / n"
+FAILED = "failed seeds / n"
 OUTLIERS = "outliers"
 BEST = "best epoch (median %)"
 REFERENCE = "reference (%, 1 seed)"
@@ -36,6 +38,17 @@ def _median(r: pd.Series) -> str:
     return f"{percent(r['median'])} [{percent(r['q1'])}, {percent(r['q3'])}]"
 
 
+def _median_ci(r: pd.Series) -> str:
+    """'lo–hi' (the median's 95% CI); below ``MIN_SEEDS`` finished seeds 'min–max (range, k
+    seeds)', which is not an interval; 'n/a' from one seed or none."""
+    n = int(r["n"] - r["n_diverged"])
+    if np.isfinite(r["median_lo"]) and np.isfinite(r["median_hi"]):
+        return f"{percent(r['median_lo'])}–{percent(r['median_hi'])}"
+    if 1 < n < MIN_SEEDS and np.isfinite(r.get("min", np.nan)):
+        return f"{percent(r['min'])}–{percent(r['max'])} (range, {n} seeds)"
+    return "n/a"
+
+
 def _failed(r: pd.Series) -> str:
     kinds = [f"{int(r[f'n_{k}'])} {k}" for k in ("collapsed", "diverged") if r[f"n_{k}"]]
     return f"{int(r['n_failed'])} / {int(r['n'])}" + (f" ({', '.join(kinds)})" if kinds else "")
@@ -44,19 +57,17 @@ def _failed(r: pd.Series) -> str:
 def summary_cells(summ: pd.DataFrame) -> pd.DataFrame:
     """The statistics of a ``stats.summary`` frame as text, one row per configuration (same
     order, no configuration columns): ``MEDIAN`` 'median [q1, q3]' (the median alone from one
-    seed), ``MEDIAN_CI`` 'lo–hi' ('n/a' from one seed), ``MEAN`` 'mean ± CI half-width' (the
-    mean alone without an interval), ``LAST`` the last-``LAST_K``-epoch mean (only when every
-    configuration ran at least ``LAST_K`` epochs), ``FAILED`` 'failed / n' with what failed
-    (collapsed, diverged), ``OUTLIERS`` the count of outliers, ``BEST`` 'epoch (median)', and
+    seed), ``MEDIAN_CI`` 'lo–hi' (below ``MIN_SEEDS`` seeds the range, said to be one; 'n/a' from
+    one seed), ``MEAN`` 'mean ± CI half-width' (the mean alone without an interval), ``LAST`` the
+    last-``LAST_K``-epoch mean (only when every configuration ran at least ``LAST_K`` epochs),
+    ``FAILED`` 'failed seeds / n' with what failed (collapsed, diverged), ``OUTLIERS`` the count
+    of outliers, ``BEST`` 'epoch (median)', and
     ``REFERENCE`` the reference study's value ('' where it has none; only when some row has
     one). Accuracies in percent with 2 decimals."""
     rows = [r for _, r in summ.iterrows()]
     out = pd.DataFrame(index=range(len(rows)))
     out[MEDIAN] = [_median(r) for r in rows]
-    out[MEDIAN_CI] = [
-        f"{percent(r['median_lo'])}–{percent(r['median_hi'])}" if np.isfinite(r["median_lo"]) else "n/a"
-        for r in rows
-    ]
+    out[MEDIAN_CI] = [_median_ci(r) for r in rows]
     out[MEAN] = [
         f"{percent(r['mean'])} ± {percent(r['mean_ci95'])}"
         if np.isfinite(r["mean_ci95"])
@@ -82,7 +93,7 @@ def summary_table(summ: pd.DataFrame) -> pd.DataFrame:
     """``stats.summary`` for reading: the configuration columns as they are, then per
     configuration the final test accuracy in percent as median [q1, q3], the median's 95% CI,
     mean ± CI, the last-``LAST_K``-epoch mean (when every configuration ran that many epochs),
-    'failed / n' (with what failed), the outliers and the best epoch by median. Text cells."""
+    'failed seeds / n' (with what failed), the outliers and the best epoch by median. Text cells."""
     cells = summary_cells(summ)
     by = summ[summary_by(summ)].reset_index(drop=True)
     return pd.concat([by, cells.drop(columns=[REFERENCE], errors="ignore")], axis=1)
@@ -119,8 +130,9 @@ def reproduction_table(repro: pd.DataFrame) -> pd.DataFrame:
 def dead_units_table(dead: pd.DataFrame) -> pd.DataFrame:
     """``stats.dead_units`` for reading: per configuration its seeds, the median share of dead
     units per hidden layer after the first epoch (left out when that is the last) and at the
-    end, in percent with 1 decimal, the first layer's final weight norm (1 decimal) and the
-    rank correlation across seeds (2 decimals); a column with no value anywhere is left out."""
+    end, in percent with 1 decimal, the first layer's final weight norm (1 decimal), the rank
+    correlation across seeds (2 decimals) and its test's p-value (2 significant digits; NaN below
+    ``MIN_SEEDS`` seeds); a column with no value anywhere is left out."""
     layers = dead_layers(dead)
     out = dead[dead_by(dead)].copy()
     out["seeds"] = dead["n"]
@@ -132,6 +144,8 @@ def dead_units_table(dead: pd.DataFrame) -> pd.DataFrame:
         out[f"{layer} final (%)"] = (100 * dead[f"{layer}_final"]).round(1)
     out["wnorm_1 final"] = dead["wnorm_1_final"].round(1)
     out[f"rank corr. {layers[-1]} vs accuracy"] = dead["rank_corr"].round(2)
+    if "rank_corr_p" in dead.columns:
+        out["rank corr. p"] = dead["rank_corr_p"].map(lambda p: float(f"{p:.2g}"))
     return out.dropna(axis=1, how="all").reset_index(drop=True)
 
 
@@ -143,3 +157,33 @@ def per_epoch_table(per: pd.DataFrame) -> pd.DataFrame:
     out[["train_loss", "test_loss"]] = per[["train_loss", "test_loss"]].round(4)
     out["replicas"] = per["replicas"]
     return out
+
+
+def _plain(v: object) -> object:
+    """A cell as JSON takes it: numpy scalars as Python numbers, NaN as null."""
+    v = v.item() if isinstance(v, np.generic) else v
+    return None if isinstance(v, float) and not np.isfinite(v) else v
+
+
+def export(frame: pd.DataFrame, fmt: str) -> str:
+    """``frame`` as text for a file: ``csv`` (every column, numbers in full: what
+    ``report.write_csv`` writes), ``json`` (a list of records, numbers in full, NaN as null),
+    ``markdown`` (``markdown_table`` for a ``stats.summary`` frame, else every column as is) or
+    ``text`` (``summary_table`` for a summary, else the frame as pandas prints it in full)."""
+    summary = "median_lo" in frame.columns
+    if fmt == "csv":
+        return frame.to_csv(index=False, lineterminator="\n")
+    if fmt == "json":
+        return (
+            json.dumps([{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")], indent=1)
+            + "\n"
+        )
+    if fmt == "markdown":
+        if summary:
+            return markdown_table(frame)
+        rows = [[str(v) for v in r] for r in frame.itertuples(index=False)]
+        lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+    if fmt == "text":
+        return (summary_table(frame) if summary else frame).to_string(index=False) + "\n"
+    raise ValueError(f"format must be one of csv, json, markdown, text; got {fmt!r}")

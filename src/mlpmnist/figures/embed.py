@@ -6,6 +6,7 @@ the classes in 2-D, and, free of t-SNE's distortions, the kNN accuracy in the hi
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ from mlpmnist.data.specs import DatasetSpec
 from mlpmnist.model import MLP
 from mlpmnist.training.loop import train
 
-SNAPSHOT_EPOCHS = (0, 1, 10, 20, 30, 40, 50)
 N_POINTS = 2_000
 SUBSET_SEED = 0
 TSNE_SEED = 0
@@ -164,66 +164,119 @@ def embed_models(
     return Embeddings(pd.concat(points, ignore_index=True), pd.DataFrame(scores), seconds, data.spec)
 
 
+def default_snapshots(epochs: int) -> tuple[int, ...]:
+    """The epochs t-SNE embeds by default for a run of ``epochs``: the initialisation, the first
+    epoch, a third, two thirds and the last (15 epochs: 0, 1, 5, 10, 15), never past the run."""
+    return tuple(sorted({0, min(1, epochs), round(epochs / 3), round(2 * epochs / 3), epochs}))
+
+
 def snapshot_config(
     base: TrainConfig | None = None,
-    epochs: Sequence[int] = SNAPSHOT_EPOCHS,
+    epochs: Sequence[int] | None = None,
     seed: int | None = None,
     **fields,
 ) -> TrainConfig:
-    """The one-seed run whose snapshots ``train_snapshots`` takes: ``base`` (default: the defaults)
-    with ``fields`` replaced, ``max(epochs)`` epochs and the seed ``seed`` (default: ``base``'s
-    first). ``ValueError`` for epochs that are not integers >= 0."""
+    """The one-seed experiment whose snapshots t-SNE embeds: ``base`` (default: the defaults) with
+    ``fields`` replaced, its own number of epochs, the one seed ``seed`` (default: ``base``'s
+    first) at that seed's lr, and ``snapshots`` at ``epochs`` (default ``default_snapshots``).
+    ``ValueError`` for epochs that are not integers in [0, the run's epochs]: the snapshots come
+    from the run the study made, never from training past it."""
+    base = TrainConfig.from_mapping(fields, base)
+    epochs = default_snapshots(base.epochs) if epochs is None else epochs
     if not epochs or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in epochs):
         raise ValueError(f"t-SNE epochs must be a non-empty list of integers >= 0; got {list(epochs)!r}")
-    base = TrainConfig.from_mapping(fields, base)
+    if max(epochs) > base.epochs:
+        raise ValueError(
+            f"t-SNE epochs {list(epochs)} go past the run's {base.epochs} epochs; choose epochs within "
+            f"0-{base.epochs} (or None: {list(default_snapshots(base.epochs))})"
+        )
     seed = base.seeds[0] if seed is None else seed
     lr = base.lrs[base.seeds.index(seed)] if seed in base.seeds else base.lrs[0]
-    snaps = tuple(sorted(set(epochs)))
-    return dataclasses.replace(base, epochs=max(max(epochs), 1), seeds=(seed,), lr=lr, snapshots=snaps)
+    return dataclasses.replace(
+        base, seeds=(seed,), lr=lr, snapshots=tuple(sorted({float(e) for e in epochs}))
+    )
+
+
+def _models(snapshots: Mapping[float, Sequence[dict | None]], cfg: TrainConfig) -> dict[int, MLP]:
+    """Epoch -> MLP of the one replica's ``snapshots`` (epoch -> state dicts) at ``cfg.snapshots``."""
+    models = {}
+    for epoch in cfg.snapshots:
+        sd = snapshots.get(float(epoch), [None])[0]
+        if sd is None:
+            raise RuntimeError(f"batch {cfg.batch_size}, seed {cfg.seeds[0]} diverged before epoch {epoch:g}")
+        models[int(epoch)] = MLP.from_state_dict(sd)
+    return models
 
 
 def train_snapshots(
     data: mdata.Data,
     batch_size: int | None = None,
-    epochs: Sequence[int] = SNAPSHOT_EPOCHS,
+    epochs: Sequence[int] | None = None,
     seed: int | None = None,
     *,
     base: TrainConfig | None = None,
     progress: bool = False,
     **fields,
 ) -> dict[int, MLP]:
-    """Epoch -> MLP for each of ``epochs`` (0: the initialisation) of one model trained as
-    ``snapshot_config(base, epochs, seed, batch_size=..., **fields)``; ``progress``: train's bar."""
+    """Train one model of ``snapshot_config(base, epochs, seed, batch_size=..., **fields)``
+    (``base`` default: the defaults, batch 90, seed 0) in this process, and return epoch -> MLP
+    for each of its snapshots (0 = the initialisation). ``fields`` are other ``TrainConfig``
+    fields (e.g. ``threads``, ``train_limit``, ``device``, ``epochs``); ``progress``: train's bar."""
     if batch_size is not None:
         fields["batch_size"] = batch_size
     cfg = snapshot_config(base, epochs, seed, **fields)
     result = train(cfg, data, progress=progress, verbose=False)
-    models = {}
-    for epoch in epochs:
-        sd = result.snapshots.get(float(epoch), [None])[0]
-        if sd is None:
-            raise RuntimeError(f"batch {cfg.batch_size}, seed {cfg.seeds[0]} diverged before epoch {epoch}")
-        models[epoch] = MLP.from_state_dict(sd)
-    return models
+    return _models(result.snapshots, cfg)
+
+
+def stored_snapshots(
+    cfg: TrainConfig, results_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None
+) -> dict[int, MLP]:
+    """Epoch -> MLP of the snapshot experiment ``cfg`` (``snapshot_config``'s) from the store
+    under ``results_dir``, trained there first by a sweep of it alone when it is not stored yet:
+    an experiment like any other, so a rerun trains nothing."""
+    from mlpmnist import store
+    from mlpmnist.sweep.run import SweepConfig, run_sweep
+
+    found, _ = store.find(results_dir, cfg)
+    if found is None:
+        sweep = SweepConfig(base=cfg, grid={"batch_size": [cfg.batch_size]}, results_dir=results_dir)
+        sweep = dataclasses.replace(sweep, data_dir=data_dir, workers=1)
+        outcome = run_sweep(sweep, progress=False, log=lambda line: None)
+        if outcome.failed:
+            raise RuntimeError(f"the t-SNE run {cfg.key()} failed: {outcome.failed[cfg.key()]}")
+        found = store.trusted(results_dir, cfg.key())
+    models = {int(e): found.models(float(e)).get(cfg.seeds[0]) for e in cfg.snapshots}
+    if missing := [e for e, m in models.items() if m is None]:
+        raise RuntimeError(f"batch {cfg.batch_size}, seed {cfg.seeds[0]} diverged before epoch {missing[0]}")
+    return {e: m for e, m in models.items() if m is not None}
 
 
 def tsne_epochs(
     data: mdata.Data | None = None,
     batch_size: int | None = None,
-    epochs: Sequence[int] = SNAPSHOT_EPOCHS,
+    epochs: Sequence[int] | None = None,
     n: int = N_POINTS,
     seed: int | None = None,
     *,
     config: TrainConfig | None = None,
+    results_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
     progress: bool = False,
     **embed_kw,
 ) -> Embeddings:
-    """``embed_models`` of the snapshots at ``epochs`` of one seed of ``config`` (``batch_size`` and
-    ``seed`` replace its own; see ``snapshot_config``). ``data`` defaults to ``mdata.load()``."""
+    """The snapshots of one seed of ``config`` (default: the defaults; ``batch_size`` replaces
+    its batch size, ``seed`` its seeds, default its first) at ``epochs`` within its own epochs
+    (``snapshot_config``), each embedded (``embed_models``). With ``results_dir`` the snapshot
+    run is an experiment in that store (``stored_snapshots``: trained only when not stored yet),
+    else it trains here. ``data`` defaults to ``mdata.load()``; ``progress``: bars."""
     extra = {} if batch_size is None else {"batch_size": batch_size}
     cfg = snapshot_config(config, epochs, seed, **extra)
-    data = data if data is not None else mdata.load(dataset=cfg.dataset)
-    models = train_snapshots(data, epochs=epochs, base=cfg, progress=progress)
+    data = data if data is not None else mdata.load(data_dir, dataset=cfg.dataset)
+    if results_dir is not None:
+        models = stored_snapshots(cfg, results_dir, data_dir)
+    else:
+        models = _models(train(cfg, data, progress=progress, verbose=False).snapshots, cfg)
     emb = embed_models(models, data, n=n, progress=progress, **embed_kw)
     emb.batch_size, emb.seed, emb.config = cfg.batch_size, cfg.seeds[0], cfg
     return emb

@@ -8,6 +8,7 @@ Under a results folder every experiment's files are named by its key::
     notebooks/<key>.ipynb the executed notebook of the job that trained it (provenance)
     logs/<key>.log        that job's kernel's own stderr
     failed/<key>.json     why its last attempt failed (removed when it succeeds)
+    checkpoints/<key>.pt  a group's training state after its last finished epoch (``checkpoint``)
     locks/<key>.lock      held while it runs, so it never runs twice at once
     derived/<name>.json   a measurement computed from stored experiments (``store.derived``)
 """
@@ -32,6 +33,7 @@ KINDS = {
     "failed": ".json",
     "locks": ".lock",
     "derived": ".json",
+    "checkpoints": ".pt",
 }
 
 

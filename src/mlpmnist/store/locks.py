@@ -50,12 +50,17 @@ class Claims:
         from filelock import FileLock, Timeout
 
         lock_path = path(self.root, "locks", key)
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(lock_path, blocking=False)
-        try:
-            lock.acquire()
-        except Timeout:
-            return False
+        for attempt in range(2):
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                lock.acquire()
+                break
+            except Timeout:
+                return False
+            except FileNotFoundError:  # another sweep's ``tidy`` removed the empty folder just now
+                if attempt:
+                    raise
         self.locks[key] = lock
         mine = {"pid": os.getpid(), "host": socket.gethostname(), "job": self.job, "since": time.time()}
         with contextlib.suppress(OSError):  # who holds it is a courtesy; a full disk must not stop us
@@ -63,10 +68,13 @@ class Claims:
         return True
 
     def release(self, key: str) -> None:
-        """Give ``key``'s lock back."""
+        """Give ``key``'s lock back; its lock file goes too once the experiment is stored (whoever
+        waits on the old file then finds it done, as it would have)."""
         lock = self.locks.pop(key, None)
         if lock is not None:
             _owner_path(self.root, key).unlink(missing_ok=True)
+            if path(self.root, "runs", key).is_file():
+                path(self.root, "locks", key).unlink(missing_ok=True)
             lock.release()
 
     def __enter__(self) -> Claims:
@@ -85,3 +93,11 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def tidy(root: str | os.PathLike) -> None:
+    """Remove the store's working folders that are empty (locks, checkpoints, .scratch): what a
+    finished sweep or train leaves needs none of them."""
+    for name in ("locks", "checkpoints", ".scratch"):
+        with contextlib.suppress(OSError):  # not empty, or not there
+            (Path(root) / name).rmdir()

@@ -33,8 +33,9 @@ import pandas as pd
 from mlpmnist import store
 from mlpmnist.config import FIELDS, TrainConfig
 from mlpmnist.data import loader as mdata
+from mlpmnist.store.checkpoint import Checkpoints
 from mlpmnist.store.records import failed_seeds, median_final
-from mlpmnist.training.groups import member_result, plan_groups
+from mlpmnist.training.groups import Group, member_result, plan_groups
 from mlpmnist.training.many import GroupOutcome, train_groups
 
 PARAMETERS = ("config", "configs", "data_dir", "results_dir", "check_data", "job", "concurrency")
@@ -149,11 +150,15 @@ def from_parameters(names: Mapping[str, Any], before: set[str] | frozenset[str] 
 
 class Heartbeat:
     """A daemon thread that rewrites ``path`` every ``HEARTBEAT_S`` seconds with this process's
-    pid, the time and the evaluations so far, so a watchdog can tell a frozen kernel from a slow
-    one. A context manager; the file is removed on exit."""
+    pid, the time, the evaluations so far and ``progress``: per experiment key being trained,
+    [its latest evaluated epoch, its epochs], so a watchdog can tell a frozen kernel from a slow
+    one and the sweep can show each experiment's epochs. A context manager; the file is removed
+    on exit."""
 
     def __init__(self, path: Path) -> None:
         self.path, self.evaluations, self.current = path, 0, ""
+        self.progress: dict[str, list[float]] = {}
+        self._lock = threading.Lock()  # groups on a GPU tick from their own threads
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
 
@@ -169,13 +174,28 @@ class Heartbeat:
         with contextlib.suppress(OSError):  # the sweep's scratch folder stays; a bare run's goes
             self.path.parent.rmdir()
 
-    def tick(self, rows: list[dict]) -> None:
-        """``train``'s ``on_eval`` hook: one more evaluation done."""
-        self.evaluations += 1
+    def tick(self, group: Group, rows: list[dict]) -> None:
+        """``train_groups``'s ``on_eval`` hook: one more evaluation of ``group`` done."""
+        epoch = max((float(r["epoch"]) for r in rows), default=0.0)
+        with self._lock:
+            self.evaluations += 1
+            for m in group.members:
+                self.progress[m.key()] = [epoch, float(m.epochs)]
+
+    def done(self, key: str) -> None:
+        """The experiment ``key`` is stored: no longer in ``progress``."""
+        with self._lock:
+            self.progress.pop(key, None)
 
     def _beat(self) -> None:
         while True:
-            state = {"pid": os.getpid(), "time": time.time(), "evaluations": self.evaluations}
+            with self._lock:
+                state = {
+                    "pid": os.getpid(),
+                    "time": time.time(),
+                    "evaluations": self.evaluations,
+                    "progress": dict(self.progress),
+                }
             try:
                 store.atomic_write_text(self.path, json.dumps(state))
             except (OSError, store.StoreError):
@@ -192,7 +212,8 @@ def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
     key, batch_size, lr, seeds, status (done or failed), median final test accuracy (%), seconds
     (its group's wall time), error. A group that fails (or cannot be written: a full disk) fails
     its experiments, and the others go on; each failure is also written to ``failed/<key>.json``
-    where it can be."""
+    where it can be. Each group saves its state after every epoch (``store.checkpoint``) and an
+    interrupted one resumes from there; the checkpoint goes once its experiments are stored."""
     t0 = time.time()
     datasets: dict[str, mdata.Data] = {}
     rows: dict[str, dict] = {}
@@ -204,10 +225,20 @@ def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
             by_device.setdefault(g.config.device, []).append(g)
         for groups in by_device.values():
             data = datasets[groups[0].config.dataset]
-            for out in train_groups(groups, data, concurrency=exp.concurrency, on_eval=beat.tick):
+            outcomes = train_groups(
+                groups,
+                data,
+                concurrency=exp.concurrency,
+                on_eval=beat.tick,
+                checkpoints=lambda g: Checkpoints(exp.results_dir, g.config),
+            )
+            for out in outcomes:
                 for m in out.group.members:
                     rows[m.key()] = _finish(exp, m, out, t0)
+                    beat.done(m.key())
                     log(_line(rows[m.key()]))
+                if all(rows[m.key()]["status"] == "done" for m in out.group.members):
+                    Checkpoints(exp.results_dir, out.group.config).remove()  # stored: not needed
     return pd.DataFrame([rows[k] for k in exp.keys])
 
 

@@ -98,6 +98,9 @@ def _kernel_manager(log_file: Any, started: list) -> type:
             kw.setdefault("stdout", log_file)
             kw.setdefault("stderr", log_file)
             kw.setdefault("preexec_fn", _die_with_parent)
+            # ipykernel's own log at ERROR: its start-up warning that a local kernel talks over TCP
+            # without encryption would open every experiment's log otherwise.
+            kw["extra_arguments"] = [*(kw.get("extra_arguments") or []), "--IPKernelApp.log_level=ERROR"]
             await super().start_kernel(**kw)
             started.append(self)
 

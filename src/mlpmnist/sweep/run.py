@@ -11,6 +11,7 @@ lock per experiment means it never runs twice at once, and a rerun skips every e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -28,9 +29,11 @@ from tqdm.auto import tqdm
 from mlpmnist import store
 from mlpmnist.config import TrainConfig, check_names, identity_fields, resolve_device
 from mlpmnist.data import loader as mdata
+from mlpmnist.store.locks import tidy
 from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep import experiment, jobs
 from mlpmnist.sweep.backends import DaskBackend, LocalBackend
+from mlpmnist.sweep.progress import OnProgress, Progress, epoch_line
 from mlpmnist.training.groups import cost, plan_groups
 
 #: The reference study's batch sizes: the default grid.
@@ -152,6 +155,24 @@ class SweepOutcome:
         done = [k for k in self.keys if k not in self.failed]
         return store.load(self.results_dir, keys=done)
 
+    def line(self) -> str:
+        """The outcome in the package's words, the same in the notebook and the CLI: '9 of 9
+        experiments done, 0 failed; 2 failed seeds (diverged or collapsed to chance) in 1
+        experiment'. An experiment is done when it was trained and stored (now or before),
+        failed when it could not be; a seed that diverged or collapsed is a failed seed."""
+        n, failed = len(self.table), len(self.failed)
+        line = f"{n - failed} of {_count(n, 'experiment')} done, {failed} failed"
+        seeds = sum(len(s) for s in self.failed_seeds.values())
+        if not seeds:
+            return line + "; no failed seeds"
+        where = _count(len(self.failed_seeds), "experiment")
+        return line + f"; {_count(seeds, 'failed seed')} (diverged or collapsed to chance) in {where}"
+
+
+def _count(n: int, word: str) -> str:
+    """'1 experiment', '8 experiments'."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
 
 # ------------------------------------------------------------------------------ planning
 
@@ -215,37 +236,24 @@ def check_space(root: Path, todo: Sequence[TrainConfig]) -> None:
 # ------------------------------------------------------------------------------ running
 
 
-class _Progress:
-    """Finds the experiments of this sweep's jobs as they finish (a record the store trusts,
-    made by one of them), while jobs run."""
-
-    def __init__(self, root: Path, keys: list[str], on_result: Callable[[str, dict], None]) -> None:
-        self.root, self.pending, self.on_result = root, set(keys), on_result
-        self.jobs: set[str] = set()
-
-    def poll(self) -> None:
-        for key in sorted(self.pending):
-            if not store.path(self.root, "runs", key).is_file():
-                continue
-            record, _ = store.problem(self.root, key)
-            if record is not None and (record.get("job") or {}).get("id") in self.jobs:
-                self.pending.discard(key)
-                self.on_result(key, record)
-
-
 def run_sweep(
     config: SweepConfig,
     progress: bool = True,
     log: Callable[[str], None] = tqdm.write,
     on_result: Callable[[str, dict], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> SweepOutcome:
     """Run every experiment of ``config`` not already done; return the per-experiment outcome.
 
     Checks first that the results folder is writable and has room, the data are present and
     valid, and (with Dask) that the scheduler answers. ``on_result(key, record)`` is called as
-    each experiment's record appears (for live views); ``log`` gets one line per experiment.
+    each experiment's record appears, ``on_progress({key: (epoch, epochs)})`` as running
+    experiments finish evaluations (for live views); ``log`` gets one line per experiment and
+    one per finished epoch (``epoch_line``) unless ``on_progress`` is given. An interrupted
+    experiment resumes from its last finished epoch (``store.checkpoint``).
     """
     t0 = time.perf_counter()
+    created = not os.path.lexists(config.results_dir)
     root = store.check_store(config.results_dir).resolve()
     experiments = config.experiments()
     rows: dict[str, dict] = {}
@@ -262,15 +270,20 @@ def run_sweep(
         log(f"skipping {len(rows)} finished experiment(s) in {root}")
     jobs.remove_dead_scratch(root)  # a killed sweep's, also when nothing is left to run
     if todo:
-        check_space(root, todo)
-        data_dir = ""
-        for dataset in dict.fromkeys(e.dataset for e in todo):
-            data_dir = str(mdata.ensure(config.data_dir, dataset=dataset))
-        backend = (
-            DaskBackend(config.scheduler, config.worker_timeout, config.connect_timeout)
-            if config.scheduler
-            else LocalBackend()
-        )
+        try:  # refused before any work: a folder this sweep made is not left behind
+            check_space(root, todo)
+            data_dir = ""
+            for dataset in dict.fromkeys(e.dataset for e in todo):
+                data_dir = str(mdata.ensure(config.data_dir, dataset=dataset))
+            backend = (
+                DaskBackend(config.scheduler, config.worker_timeout, config.connect_timeout)
+                if config.scheduler
+                else LocalBackend()
+            )
+        except BaseException:
+            if created:
+                _remove_empty(root)
+            raise
         with tqdm(total=len(todo), desc="experiments", unit="exp", disable=not progress) as bar:
 
             def finished(key: str, record: dict) -> None:
@@ -279,15 +292,28 @@ def run_sweep(
                 if on_result is not None:
                     on_result(key, record)
 
-            watch = _Progress(root, [e.key() for e in todo], finished)
+            def epochs(moved: dict[str, tuple[float, int]]) -> None:
+                whole = {k: v for k, v in moved.items() if float(v[0]).is_integer() and v[0] > 0}
+                if whole:
+                    log(epoch_line(whole))
+
+            watch = Progress(root, [e.key() for e in todo], finished, on_progress or epochs)
             rows |= _run_rounds(config, backend, todo, root, data_dir, watch, log)
         for key, row in rows.items():
             if row.get("note"):
                 log(f"{key}: {row['note']}")
+    tidy(root)  # empty locks/, checkpoints/ and .scratch/ go
     table, seeds_failed = _table(root, config, experiments, rows)
     failed = {r["key"]: r["error"] for r in table.to_dict("records") if r["status"] == "failed"}
     seeds = {k: s for k, s in seeds_failed.items() if s}
     return SweepOutcome(table, [e.key() for e in experiments], root, failed, seeds, time.perf_counter() - t0)
+
+
+def _remove_empty(root: Path) -> None:
+    """Remove ``root`` and the folders under it, bottom up, as far as they are empty."""
+    for folder, _, _ in sorted(os.walk(root), key=lambda w: -len(w[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def _run_rounds(
@@ -296,7 +322,7 @@ def _run_rounds(
     todo: list[TrainConfig],
     root: Path,
     data_dir: str,
-    watch: _Progress,
+    watch: Progress,
     log: Callable[[str], None],
 ) -> dict[str, dict]:
     """Run ``todo`` as jobs; experiments another process held are waited for (``lock_timeout``
@@ -359,8 +385,8 @@ def _wait_for(root: Path, config: TrainConfig, deadline: float, timeout: float) 
 
 def _finished_line(key: str, record: dict) -> str:
     bad = failed_seeds(record)
-    flag = f", {len(bad)} seed(s) failed (diverged or collapsed)" if bad else ""
-    return f"{key}: median final test acc {median_final(record):.2f}%{flag} ({record['seconds']:.1f} s)"
+    flag = f", {len(bad)} of {len(record['replicas'])} seeds failed (diverged or collapsed)" if bad else ""
+    return f"{key}: done, median final test acc {median_final(record):.2f}%{flag} ({record['seconds']:.1f} s)"
 
 
 def _table(

@@ -4,15 +4,22 @@
 when it evaluates (``eval_ratio``, ``eval_from``), when a replica stops early (``target``) and
 which weights it keeps (``snapshots``) are ``TrainConfig`` fields, so every run, a study's or a
 science's, is an experiment with a key in the store.
+
+Given a ``Checkpoint`` (the store's, ``store.checkpoint``), ``train`` saves its whole state after
+every epoch (the engine's parameters and optimizer state, every generator, the rows so far, the
+snapshots) and starts from a saved one: an interrupted run goes on from its last finished epoch
+and ends with the history and weights an uninterrupted run has, bit for bit (only timings differ).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import pandas as pd
 import torch
@@ -29,6 +36,17 @@ from mlpmnist.training.health import classify, eval_line, outcome_message
 from mlpmnist.training.result import TrainResult
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: What a checkpoint's state holds (see ``_Run.state``); a state of another version is not used.
+STATE_VERSION = 1
+
+
+class Checkpoint(Protocol):
+    """Where ``train`` keeps its state between epochs: ``load`` the last saved state (None when
+    there is none, or it is not this run's), ``save`` a state after an epoch."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> object: ...
 
 
 @contextmanager
@@ -258,6 +276,47 @@ class _Run:
         pos = keep.nonzero().flatten()
         self.keep_rows = pos if self.keep_rows is None else self.keep_rows[pos]
 
+    def state(self) -> dict[str, Any] | None:
+        """Everything the next epochs depend on, as CPU tensors and plain values (see the module);
+        None for an engine that does not expose its state (the reference engine)."""
+        tensors = getattr(self.engine, "state", None)
+        if tensors is None:
+            return None
+        return {
+            "version": STATE_VERSION,
+            "key": self.config.key(),
+            "step": self.step,
+            "next_check": self.next_check,
+            "alive": list(self.alive),
+            "engine": [t.detach().cpu().clone() for t in tensors()],
+            "generators": [g.get_state() for g in self.gens],
+            "shifts": [g.get_state() for g in self.shifts.gens] if self.shifts is not None else [],
+            "rows": json.dumps(self.rows),  # floats round-trip exactly; NaN included
+            "snapshots": [[e, sds] for e, sds in self.snapshots.items()],
+            "first_step_at": self.first_step_at,
+        }
+
+    def restore(self, state: dict[str, Any]) -> bool:
+        """Continue from ``state`` (made by ``state`` for this config); False, changing nothing,
+        when it is not one."""
+        tensors = getattr(self.engine, "state", None)
+        if tensors is None or state.get("version") != STATE_VERSION or state.get("key") != self.config.key():
+            return False
+        alive = list(state["alive"])
+        if len(alive) < len(self.alive):
+            keep = torch.tensor([i in alive for i in self.alive], device=self.device)
+            self.engine.keep(keep)
+        for t, saved in zip(tensors(), state["engine"], strict=True):
+            t.copy_(saved)
+        gens = [*self.gens, *(self.shifts.gens if self.shifts is not None else [])]
+        for g, saved in zip(gens, [*state["generators"], *state["shifts"]], strict=True):
+            g.set_state(saved)
+        self.alive, self.step, self.next_check = alive, int(state["step"]), int(state["next_check"])
+        self.rows = json.loads(state["rows"])
+        self.snapshots = {float(e): sds for e, sds in state["snapshots"]}
+        self.first_step_at = state["first_step_at"]
+        return True
+
     def state_dicts(self) -> list[dict | None]:
         """The live replicas' weights, None for the others, in the config's order."""
         out: list[dict | None] = [None] * len(self.replicas)
@@ -273,6 +332,7 @@ def train(
     progress: bool = True,
     verbose: bool = True,
     on_eval: Callable[[list[dict]], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
     """Train every replica of ``config`` with its optimizer on the mean cross-entropy.
 
@@ -289,20 +349,30 @@ def train(
     stops there too; one at chance level is flagged collapsed and goes on. ``snapshots`` (epochs;
     0 = before training) are kept in ``TrainResult.snapshots``. ``on_eval`` sees each
     evaluation's rows as they are made. ``data`` defaults to the config's dataset, loaded.
+    ``checkpoint``: where the state is saved after every epoch but the last, and resumed from
+    (see the module); the fast engine only (the reference engine trains from the start).
     """
     config.validate()
     device = resolve_device(config.device)  # the machine is checked here, not in the config
     t_start = time.perf_counter()
     with torch_threads(config.threads):
         run = _Run(config, _data(config, _own(config, data), device), device, on_eval)
+        saved = checkpoint.load() if checkpoint is not None else None
+        done = run.step // config.steps_per_epoch if saved is not None and run.restore(saved) else 0
         with tqdm(
-            total=config.epochs, desc=f"batch {config.batch_size}", disable=not progress, mininterval=1
+            total=config.epochs,
+            initial=done,
+            desc=f"batch {config.batch_size}",
+            disable=not progress,
+            mininterval=1,
         ) as bar:
-            for _ in range(config.epochs):
+            for _ in range(done, config.epochs):
                 if run.finished:
                     break
                 run.epoch(verbose)
                 bar.update()
+                if checkpoint is not None and not run.finished and (state := run.state()) is not None:
+                    checkpoint.save(state)
         final = run.state_dicts()
     seconds = time.perf_counter() - t_start
     return TrainResult(

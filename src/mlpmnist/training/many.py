@@ -20,8 +20,12 @@ import torch
 from mlpmnist.config import resolve_device
 from mlpmnist.data.loader import Data
 from mlpmnist.training.groups import Group, cost
-from mlpmnist.training.loop import train
+from mlpmnist.training.loop import Checkpoint, train
 from mlpmnist.training.result import TrainResult
+
+#: ``train_groups``'s hooks: per group, its evaluations (``on_eval``) and its checkpoint.
+OnEval = Callable[[Group, list[dict]], None]
+Checkpoints = Callable[[Group], Checkpoint | None]
 
 #: Groups trained at once on a GPU unless told otherwise (each a thread and a CUDA stream).
 GPU_CONCURRENCY = 16
@@ -39,13 +43,17 @@ class GroupOutcome:
 
 
 def _train_one(
-    group: Group, data: Data, device: torch.device, on_eval: Callable[[list[dict]], None] | None
+    group: Group, data: Data, device: torch.device, on_eval: OnEval | None, checkpoints: Checkpoints | None
 ) -> GroupOutcome:
     t0 = time.perf_counter()
     stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+    hook = None if on_eval is None else (lambda rows: on_eval(group, rows))
+    checkpoint = None if checkpoints is None else checkpoints(group)
     try:
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            result = train(group.config, data, progress=False, verbose=False, on_eval=on_eval)
+            result = train(
+                group.config, data, progress=False, verbose=False, on_eval=hook, checkpoint=checkpoint
+            )
         if stream is not None:
             stream.synchronize()
         return GroupOutcome(group, result, None, time.perf_counter() - t0)
@@ -59,13 +67,15 @@ def train_groups(
     data: Data,
     *,
     concurrency: int | None = None,
-    on_eval: Callable[[list[dict]], None] | None = None,
+    on_eval: OnEval | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> Iterator[GroupOutcome]:
     """Train every group (the most expensive first) and yield each ``GroupOutcome`` as it
     finishes. All groups share one device (their config's). On a GPU ``concurrency`` groups
     (default ``GPU_CONCURRENCY``) train at once, each in a thread with its own CUDA stream; on a
-    CPU they train one after another. ``on_eval`` sees every group's evaluations. A group that
-    raises is yielded with its error."""
+    CPU they train one after another. ``on_eval(group, rows)`` sees every group's evaluations;
+    ``checkpoints(group)`` gives the place each group saves its state to and resumes from
+    (``train``'s ``checkpoint``). A group that raises is yielded with its error."""
     groups = sorted(groups, key=lambda g: cost(g.config), reverse=True)
     if not groups:
         return
@@ -77,11 +87,11 @@ def train_groups(
     n = (concurrency or GPU_CONCURRENCY) if device.type == "cuda" else 1
     if n == 1:
         for g in groups:
-            yield _train_one(g, data, device, on_eval)
+            yield _train_one(g, data, device, on_eval, checkpoints)
         return
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="group") as pool:
         pending: set[Future[GroupOutcome]] = {
-            pool.submit(_train_one, g, data, device, on_eval) for g in groups
+            pool.submit(_train_one, g, data, device, on_eval, checkpoints) for g in groups
         }
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)

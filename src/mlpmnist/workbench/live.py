@@ -1,15 +1,25 @@
-"""A sweep that draws itself as it goes: in a Jupyter kernel, the final-accuracy figure and the
-experiments' table are redrawn as each experiment finishes.
+"""A sweep that draws itself as it goes: in a Jupyter kernel, a status line, the final-accuracy
+figure and the experiments' table, redrawn as each running experiment finishes an epoch and as
+each experiment finishes.
 
-``run_sweep`` wraps ``sweep.run_sweep``: it shows three outputs (a status line, the figure, the
-table) through IPython display handles and updates them from the sweep's ``on_result``
-callback; when the sweep ends they show its outcome, so the executed notebook keeps the final
-figure and table. Outside a kernel (a script, the CLI) it is ``sweep.run_sweep`` unchanged.
-Display handles are plain notebook outputs, so papermill records their last state.
+``run_sweep`` wraps ``sweep.run_sweep``: it shows three outputs through IPython display handles
+and updates them from the sweep's ``on_progress`` and ``on_result`` callbacks. While the sweep
+runs, a running experiment's status is its epoch ('epoch 7 of 15'), and a progress line goes to
+stderr at most once a ``PROGRESS_S`` (what ``make study``'s terminal shows through papermill).
+When the sweep ends the outputs show its outcome in words that do not depend on this run's
+timing or on what earlier runs left (a rerun that skips every experiment shows the same), so a
+published notebook stays the same when its numbers do; timings go to stderr, which
+``workbench.publish`` leaves out. Outside a kernel (a script, the CLI) it is ``sweep.run_sweep``
+unchanged.
+
+The words are the package's: an experiment is *done* (trained and stored, whatever its seeds
+did) or *failed* (it could not be trained or stored); a seed that diverged or collapsed to
+chance is a *failed seed* of a done experiment.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +31,12 @@ from IPython.display import Pretty
 from mlpmnist import store
 from mlpmnist.figures import compose as figures
 from mlpmnist.store.records import failed_seeds, median_final
+from mlpmnist.sweep.progress import epoch_line
 from mlpmnist.sweep.run import SweepConfig, SweepOutcome
 from mlpmnist.sweep.run import run_sweep as _run_sweep
+
+#: Seconds between two progress lines on stderr while the sweep runs.
+PROGRESS_S = 60.0
 
 
 def in_kernel() -> bool:
@@ -35,35 +49,47 @@ def in_kernel() -> bool:
     return shell is not None and hasattr(shell, "kernel")
 
 
-def _experiments(n: int) -> str:
+def _count(n: int, word: str) -> str:
     """'1 experiment', '8 experiments'."""
-    return f"{n} experiment" + ("" if n == 1 else "s")
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 class LiveView:
-    """The live outputs of one sweep: ``update(key, record)`` per finished experiment,
-    ``finish(outcome)`` at the end. Experiments already done when it starts are shown at once."""
+    """The live outputs of one sweep: ``progress(moved)`` per finished evaluation, ``update(key,
+    record)`` per finished experiment, ``finish(outcome)`` at the end. Experiments already done
+    when it starts are shown at once."""
 
-    def __init__(self, config: SweepConfig) -> None:
+    def __init__(self, config: SweepConfig, log: Callable[[str], None] | None = None) -> None:
         from IPython.display import display
 
-        self.config = config
+        self.config, self.log = config, log or _stderr
         self.experiments = config.experiments()
         self.records: dict[str, dict] = {}
+        self.epochs: dict[str, tuple[float, int]] = {}
         root = Path(config.results_dir)
         for exp in self.experiments:  # resumed sweeps: what is already there
             found, _ = store.find(root, exp)
             if found is not None:
                 self.records[exp.key()] = found.record
         self.before = len(self.records)
-        self.t0 = time.perf_counter()
+        self.t0 = self.last_line = time.perf_counter()
         self.status = display(Pretty(self._status_line()), display_id=True)
         self.figure = display(self._figure(), display_id=True)
         self.table = display(self._table(), display_id=True)
 
+    def progress(self, moved: dict[str, tuple[float, int]]) -> None:
+        """Running experiments' epochs (key -> (epoch, epochs)) moved: redraw the status and table."""
+        self.epochs |= moved
+        self.status.update(Pretty(self._status_line()))
+        self.table.update(self._table())
+        if time.perf_counter() - self.last_line >= PROGRESS_S:
+            self.last_line = time.perf_counter()
+            self.log(f"{self._status_line()}; {epoch_line(self._running())}")
+
     def update(self, key: str, record: dict) -> None:
         """Redraw with ``record`` (the experiment ``key``'s, just written)."""
         self.records[key] = record
+        self.epochs.pop(key, None)
         try:
             fig = self._figure()
         except Exception as e:  # a drawing problem must not stop the sweep; finish() redraws
@@ -73,53 +99,70 @@ class LiveView:
         self.table.update(self._table())
 
     def finish(self, outcome: SweepOutcome) -> None:
-        """The final state: the figure of every finished experiment of the sweep, its table."""
+        """The final state: the figure of every done experiment of the sweep, its table."""
         try:
             fig: Any = figures.final_accuracy_figure(outcome.frame())
-        except (ValueError, store.StoreError):  # nothing finished: say so instead
-            fig = Pretty("no experiment finished: see the table")
-        done = (outcome.table["status"] != "failed").sum()
-        line = (
-            f"{done} of {_experiments(len(outcome.table))} finished"
-            + (f" ({self.before} done before)" if self.before else "")
-            + f", {len(outcome.failed)} failed; sweep {outcome.seconds:.0f} s"
-        )
-        self.status.update(Pretty(line))
+        except (ValueError, store.StoreError):  # nothing done: say so instead
+            fig = Pretty("no experiment is done: see the table")
+        self.status.update(Pretty(outcome.line()))
         self.figure.update(fig)
-        self.table.update(outcome.table.drop(columns=["key"]))
+        self.table.update(final_table(outcome))
+        before = f"; {self.before} of them done before this run" if self.before else ""
+        self.log(f"sweep: {outcome.seconds:.0f} s{before}")
+
+    def _running(self) -> dict[str, tuple[float, int]]:
+        return {k: v for k, v in self.epochs.items() if k not in self.records}
 
     def _status_line(self) -> str:
-        n, done = len(self.experiments), len(self.records)
+        n, done, running = len(self.experiments), len(self.records), len(self._running())
         before = f" ({self.before} done before)" if self.before else ""
-        return f"{done} of {_experiments(n)} finished{before}, {time.perf_counter() - self.t0:.0f} s"
+        return (
+            f"{done} of {_count(n, 'experiment')} done{before}, {running} running, "
+            f"{time.perf_counter() - self.t0:.0f} s"
+        )
 
     def _figure(self) -> Any:
         if not self.records:
-            return Pretty("the final-accuracy figure appears here when the first experiment finishes")
+            return Pretty("the final-accuracy figure appears here when the first experiment is done")
         return figures.final_accuracy_figure(store.frame(list(self.records.values())))
 
     def _table(self) -> pd.DataFrame:
         rows = []
         for exp in self.experiments:
-            record = self.records.get(exp.key())
+            record, at = self.records.get(exp.key()), self.epochs.get(exp.key())
+            status = "done" if record else (f"epoch {at[0]:g} of {at[1]}" if at else "waiting")
             rows.append(
                 {
                     **{name: getattr(exp, name) for name in self.config.grid},
-                    "status": "waiting" if record is None else "done",
+                    "status": status,
+                    "replicas": len(exp.seeds),
                     "failed_seeds": len(failed_seeds(record)) if record else 0,
                     "median_test_acc_%": round(median_final(record), 2) if record else float("nan"),
-                    "seconds": round(float(record.get("seconds") or 0.0), 1) if record else float("nan"),
                 }
             )
         return pd.DataFrame(rows)
 
 
+def final_table(outcome: SweepOutcome) -> pd.DataFrame:
+    """The sweep's table as the notebook keeps it: status done (trained now or before) or failed,
+    replicas, failed seeds, median final test accuracy, and the error column only where some
+    experiment failed; no wall times (they live in the records and on stderr)."""
+    table = outcome.table.drop(columns=["key", "seconds", "start_s"], errors="ignore")
+    table = table.assign(status=table["status"].replace({"skipped": "done"}))
+    return table if outcome.failed else table.drop(columns=["error"], errors="ignore")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def run_sweep(config: SweepConfig, progress: bool = True, **kw: Any) -> SweepOutcome:
     """``sweep.run_sweep(config, progress, **kw)``, drawn live in a Jupyter kernel (see the
-    module). An ``on_result`` in ``kw`` is called too. Returns the sweep's outcome."""
+    module), where the live table replaces the progress bar and the sweep's lines go to stderr.
+    An ``on_result`` in ``kw`` is called too. Returns the sweep's outcome."""
     if not in_kernel():
         return _run_sweep(config, progress=progress, **kw)
-    view = LiveView(config)
+    view = LiveView(config, kw.pop("log", None))
     theirs: Callable[[str, dict], None] | None = kw.pop("on_result", None)
 
     def on_result(key: str, record: dict) -> None:
@@ -127,6 +170,8 @@ def run_sweep(config: SweepConfig, progress: bool = True, **kw: Any) -> SweepOut
         if theirs is not None:
             theirs(key, record)
 
-    outcome = _run_sweep(config, progress=progress, on_result=on_result, **kw)
+    outcome = _run_sweep(
+        config, progress=False, log=view.log, on_result=on_result, on_progress=view.progress, **kw
+    )
     view.finish(outcome)
     return outcome

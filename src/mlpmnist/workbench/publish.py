@@ -1,24 +1,40 @@
-"""An executed notebook made the committed copy: ``python -m mlpmnist.publish EXECUTED COMMITTED``.
+"""Publishing: an executed notebook made the committed copy, its figures and numbers copied into
+the committed folder, and the README's generated blocks written from them::
 
-``make study`` and ``make science`` run their notebooks with papermill and pass the committed
-folders explicitly (``-p media_dir media``). Papermill records those values in a cell tagged
-``injected-parameters``; left in the committed copy, it would make a reader's own Run All write
-into the committed folders again. This removes that cell (the values stay on record in the
-notebook's ``metadata.papermill.parameters``), so the committed notebook's parameters are its
-defaults and the outputs show what ``make`` ran.
+    python -m mlpmnist.workbench.publish EXECUTED COMMITTED [--media FROM TO] [--readme README]
+
+``make study`` and ``make science`` only run (papermill, writing under ``results/``); ``make
+publish`` (``publish-study``, ``publish-science``) is the one writer of the committed outputs.
+
+The committed notebook is the executed one without what says when or how it ran rather than what
+it computed, so publishing a rerun that computes the same numbers changes no byte:
+
+- papermill's ``injected-parameters`` cell (its values stay in ``metadata.papermill.parameters``),
+  so a reader's own Run All writes under ``results/`` again;
+- the timing metadata of papermill (start and end times, durations, per cell too) and of
+  nbclient (``metadata.execution``);
+- progress widgets (their outputs and ``metadata.widgets``) and stderr streams: progress bars,
+  timings and log lines are the run's, not the study's (``workbench.live`` keeps the study's
+  outcome in its displays).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
 
 import nbformat
 
-from mlpmnist.store import atomic_write_text
+from mlpmnist.store import atomic_write_bytes, atomic_write_text
 
 INJECTED = "injected-parameters"
+#: papermill's notebook metadata that says when it ran (the rest, such as its parameters, stays).
+RUN_METADATA = ("start_time", "end_time", "duration", "exception")
+WIDGET = "application/vnd.jupyter.widget-view+json"
+#: What ``--media`` copies: figures in any format and the study's numbers.
+MEDIA = ("*.png", "*.pdf", "*.svg", "*.csv")
 
 
 def strip_injected(nb: nbformat.NotebookNode) -> int:
@@ -29,9 +45,28 @@ def strip_injected(nb: nbformat.NotebookNode) -> int:
     return removed
 
 
-def publish(executed: str | os.PathLike, committed: str | os.PathLike) -> Path:
-    """Write ``executed`` without its injected-parameters cell to ``committed`` (atomically);
-    returns the path. ``ValueError`` when ``executed`` is not an executed notebook."""
+def _kept(output: nbformat.NotebookNode) -> bool:
+    if output.get("output_type") == "stream":
+        return output.get("name") != "stderr"
+    return WIDGET not in output.get("data", {})
+
+
+def strip_run(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` in place without what says when and how it ran (see the module); returns it."""
+    for key in RUN_METADATA:
+        nb.metadata.get("papermill", {}).pop(key, None)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if _kept(o)]
+    return nb
+
+
+def committed(executed: str | os.PathLike) -> str:
+    """The committed copy of the executed notebook ``executed``, as text (see the module).
+    ``ValueError`` when it is not a notebook that papermill executed."""
     try:
         nb = nbformat.read(executed, as_version=4)
     except (OSError, ValueError) as e:
@@ -41,20 +76,52 @@ def publish(executed: str | os.PathLike, committed: str | os.PathLike) -> Path:
     if "papermill" not in nb.metadata:
         raise ValueError(f"{executed} was not executed by papermill; run make study or make science")
     strip_injected(nb)
-    return atomic_write_text(committed, nbformat.writes(nb))
+    return nbformat.writes(strip_run(nb))
+
+
+def publish(executed: str | os.PathLike, committed_path: str | os.PathLike) -> Path:
+    """Write ``committed(executed)`` to ``committed_path`` atomically; returns the path."""
+    return atomic_write_text(committed_path, committed(executed))
+
+
+def copy_media(source: str | os.PathLike, target: str | os.PathLike) -> list[Path]:
+    """Copy the figures and CSVs (``MEDIA``) of the folder ``source`` into ``target``, each
+    atomically; returns the paths written. ``ValueError`` when ``source`` holds none."""
+    files = sorted({p for pattern in MEDIA for p in Path(source).glob(pattern) if p.is_file()})
+    if not files:
+        raise ValueError(
+            f"{source} holds no figures or CSVs to publish; run make study or make science first"
+        )
+    return [atomic_write_bytes(Path(target) / p.name, p.read_bytes()) for p in files]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``EXECUTED COMMITTED``: exit status 0, or 2 with one line on stderr."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m mlpmnist.publish EXECUTED.ipynb COMMITTED.ipynb", file=sys.stderr)
-        return 2
+    """``EXECUTED COMMITTED [--media FROM TO] [--readme README]``: exit status 0, or 2 with one
+    line on stderr."""
+    from mlpmnist.workbench import report
+
+    ap = argparse.ArgumentParser(
+        prog="python -m mlpmnist.workbench.publish",
+        description="an executed notebook's committed copy, its media, the README's generated blocks",
+    )
+    ap.add_argument("executed")
+    ap.add_argument("committed")
+    ap.add_argument("--media", nargs=2, metavar=("FROM", "TO"), help="copy FROM's figures and CSVs into TO")
+    ap.add_argument("--readme", help="write this README's generated blocks from TO's CSVs (needs --media)")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        print(f"wrote {publish(*args)}")
-    except ValueError as e:
+        if args.readme and not args.media:
+            raise ValueError("--readme needs --media FROM TO: the README is written from TO's CSVs")
+        text = committed(args.executed)  # checked before anything is written
+        written = copy_media(*args.media) if args.media else []
+        written.append(atomic_write_text(args.committed, text))
+        if args.readme:
+            written.append(report.update_readme(args.readme, report.readme_blocks(args.media[1])))
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for p in written:
+        print(f"wrote {p}")
     return 0
 
 

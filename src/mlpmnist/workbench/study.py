@@ -4,7 +4,9 @@ outputs go, and whose models its model cells show.
 The notebook's parameters cell is its signature; ``Study.from_parameters`` checks every value
 before anything runs (an unknown ``TrainConfig`` field in ``config`` or ``grid``, a
 ``model_batch_size`` that the sweep does not train, a ``model_where`` that names no grid point
-stops with a message naming it). Relative paths are read from the repository root, whatever
+stops with a message naming it). Whose models the model cells show is, unless the parameters pin
+it, the experiment with the best median final test accuracy (``stats.best_key``), as in
+``python -m mlpmnist figures``. Relative paths are read from the repository root, whatever
 folder the kernel starts in (``paths``), and a run writes only under its results folder: the
 figures and the summary go to ``results_dir/studies/<study key>/`` unless ``media_dir`` says
 otherwise (``make study`` passes ``media_dir="media"``, the committed study).
@@ -58,12 +60,13 @@ def _plain(v: Any) -> Any:
 
 @dataclass(frozen=True)
 class Study:
-    """The sweep to run; ``model_batch_size`` and ``model_where`` (the other grid axes' values)
-    say whose models the model cells show; ``media_dir``: where figures and summary go;
-    ``unused_more_seeds``: batch sizes ``more_seeds`` named that the sweep does not train."""
+    """The sweep to run; ``model_batch_size`` (None: any) and ``model_where`` (the other grid
+    axes' values) say among which experiments the model cells show the best median's models;
+    ``media_dir``: where figures and summary go; ``unused_more_seeds``: batch sizes
+    ``more_seeds`` named that the sweep does not train."""
 
     sweep: SweepConfig
-    model_batch_size: int
+    model_batch_size: int | None
     media_dir: Path
     model_where: Mapping[str, Any] = field(default_factory=dict)
     unused_more_seeds: tuple[int, ...] = ()
@@ -76,7 +79,7 @@ class Study:
         epochs: int,
         seeds: Sequence[int] | str,
         lr: float,
-        model_batch_size: int,
+        model_batch_size: int | None = None,
         grid: Mapping[str, Sequence[Any]] | None = None,
         config: Mapping[str, Any] | None = None,
         model_where: Mapping[str, Any] | None = None,
@@ -110,10 +113,11 @@ class Study:
             extra=_more_seeds(more_seeds, SweepConfig(base=base, grid=full).grid_experiments()),
         )
         unused = sorted(set(more_seeds or {}) - set(sweep.grid["batch_size"]))
-        if model_batch_size not in sweep.grid["batch_size"]:
+        if model_batch_size is not None and model_batch_size not in sweep.grid["batch_size"]:
             raise ValueError(
                 f"model_batch_size {model_batch_size!r} is not one of batch_sizes {list(batch_sizes)}; "
-                "pick one of them (its models are shown in the prediction and t-SNE cells)"
+                "pick one of them, or None for the best median's (its models are shown in the prediction "
+                "and t-SNE cells)"
             )
         where = _check_where(model_where, sweep)
         media = paths.resolve(media_dir) if media_dir is not None else default_media_dir(sweep)
@@ -124,11 +128,12 @@ class Study:
         return sweep_key(self.sweep)
 
     def model_candidates(self) -> list[TrainConfig]:
-        """The experiments at ``model_batch_size`` that match ``model_where``, in grid order."""
+        """The grid's experiments at ``model_batch_size`` (any, when None) that match
+        ``model_where``, in grid order."""
         return [
             e
             for e in self.sweep.grid_experiments()
-            if e.batch_size == self.model_batch_size
+            if self.model_batch_size in (None, e.batch_size)
             and all(_plain(getattr(e, k)) == _plain(v) for k, v in self.model_where.items())
         ]
 
@@ -138,41 +143,51 @@ class Study:
         axes = ["batch_size", *(k for k, v in self.sweep.grid.items() if k != "batch_size" and len(v) > 1)]
         return ", ".join(axis_label(k, getattr(config, k)) for k in axes)
 
+    def _among(self) -> str:
+        """Which experiments the model point is chosen among, in words: 'at batch 64, lr 0.1'."""
+        pinned = {"batch_size": self.model_batch_size} if self.model_batch_size is not None else {}
+        pinned |= dict(self.model_where)
+        return "at " + ", ".join(axis_label(k, v) for k, v in pinned.items()) if pinned else "of the grid"
+
     def choose_model(self, df: pd.DataFrame) -> ModelChoice:
         """Whose models the model cells show, from the sweep's results frame ``df``: the one
-        candidate, or among several (other grid axes not pinned by ``model_where``) the one
-        with the highest median final test accuracy. ``ValueError`` when none finished."""
+        candidate, or among several the one with the highest median final test accuracy
+        (``stats.best_key``). ``ValueError`` when none finished."""
         cands = self.model_candidates()
         done = set(df["key"]) if "key" in df.columns else set()
         finished = [c for c in cands if c.key() in done]
         if not finished:
             raise ValueError(
-                f"no finished experiment at {self.label(cands[0])} to show the models of "
-                "(see the sweep's table); rerun the sweep or choose model_batch_size and model_where"
+                f"no finished experiment {self._among()} to show the models of (see the sweep's table); "
+                "rerun the sweep or choose model_batch_size and model_where"
             )
         if len(cands) == 1:
             chosen = finished[0]
             why = f"Models of {self.label(chosen)} ({chosen.key()})."
             return ModelChoice(chosen, self.label(chosen), why)
-        final = stats.final(df[df["key"].isin([c.key() for c in finished])])
-        medians = final.groupby("key")["test_acc"].median().fillna(float("-inf"))  # NaN: all diverged
-        chosen = max(finished, key=lambda c: medians[c.key()])
-        free = [
-            k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in ("batch_size", *self.model_where)
-        ]
-        example = {free[0]: self.sweep.grid[free[0]][0]} if free else {}
-        where = f"at batch {self.model_batch_size}"
+        key, median = stats.best_key(df, [c.key() for c in finished])
+        chosen = next(c for c in finished if c.key() == key)
+        where = self._among()
         if len(finished) == 1:
             reason = f"the only one of the {_count(len(cands), 'experiment')} {where} that finished"
         else:
-            acc = 100 * medians[chosen.key()]
             reason = (
-                f"the highest median final test accuracy ({acc:.2f}%) of the {len(finished)} finished "
-                f"experiments {where}"
+                f"the highest median final test accuracy ({100 * median:.2f}%) of the {len(finished)} "
+                f"finished experiments {where}"
             )
-        hint = f"set model_where (e.g. {example}) to show another"
-        why = f"Models of {self.label(chosen)} ({chosen.key()}): {reason}; {hint}."
+        why = f"Models of {self.label(chosen)} ({chosen.key()}): {reason}; {self._hint(chosen)}."
         return ModelChoice(chosen, self.label(chosen), why)
+
+    def _hint(self, chosen: TrainConfig) -> str:
+        """How to show another point: a parameter, and a value of it that is not the chosen one's
+        (``choose_model`` asks only when there are several candidates, so one axis is free)."""
+        pinned = {"batch_size"} if self.model_batch_size is not None else set()
+        free = [k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in {*pinned, *self.model_where}]
+        name = free[0]
+        other = next(v for v in self.sweep.grid[name] if _plain(v) != _plain(getattr(chosen, name)))
+        if name == "batch_size":
+            return f"set model_batch_size (e.g. {other}) or model_where to show another"
+        return f"set model_where (e.g. {{{name!r}: {other!r}}}) to show another"
 
     def networks(self) -> str:
         """Each network the sweep trains (one per architecture: dataset dims and ``hidden``):

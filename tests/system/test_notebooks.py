@@ -1,63 +1,24 @@
 """The notebooks through real papermill as a user runs them (small, non-default parameters; a
-copy of the checkout that must stay unchanged), and their signatures."""
+copy of the checkout that must stay unchanged), and a rerun that computes the same numbers,
+published, leaving the copy's ``git status`` clean."""
 
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
 from checkout import copy_checkout, execute, status
 
-from mlpmnist import sweep
-from mlpmnist.config import TrainConfig, parse_value
-from mlpmnist.figures import embed, registry
-from mlpmnist.workbench import report
+from mlpmnist.figures import registry
+from mlpmnist.workbench import publish, report
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "run.ipynb"
-NOTEBOOKS = [
-    RUN,
-    ROOT / "notebooks" / "batch_science.ipynb",
-    ROOT / "src" / "mlpmnist" / "sweep" / "experiment.ipynb",
-]
-
-
-def parameters(path: Path) -> dict:
-    """The literal values of a notebook's parameters cell."""
-    nb = nbformat.read(path, as_version=4)
-    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    names: dict = {}
-    exec(cell.source, {}, names)  # the cell holds literals only
-    return names
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_signature(path):
-    nb = nbformat.read(path, as_version=4)
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    tags = [t for c in nb.cells for t in c.metadata.get("tags", [])]
-    assert tags.count("parameters") == 1 and "injected-parameters" not in tags
-
-
-def test_run_defaults_are_the_packages():
-    p = parameters(RUN)
-    d = TrainConfig()
-    assert tuple(p["batch_sizes"]) == sweep.REFERENCE_BATCH_SIZES
-    assert p["epochs"] == d.epochs and p["lr"] == d.lr
-    assert parse_value("seeds", p["seeds"]) == d.seeds
-    assert tuple(p["tsne_epochs"]) == embed.SNAPSHOT_EPOCHS and p["tsne_points"] == embed.N_POINTS
-    # A run writes under its results folder; only make study passes media_dir="media".
-    assert p["results_dir"] == "results" and p["media_dir"] is None and p["model_where"] == {}
-    assert parameters(ROOT / "notebooks" / "batch_science.ipynb")["media_dir"] is None
-
-
-def test_make_writes_the_committed_outputs_explicitly():
-    make = (ROOT / "Makefile").read_text()
-    assert "run.ipynb results/run.ipynb --cwd . --kernel python3 -p media_dir media" in make
-    assert "-p media_dir media -p out_dir results/science" in make
-    assert make.count("-m mlpmnist.workbench.publish") == 2 and "cp results/" not in make
 
 
 def texts(cell: nbformat.NotebookNode) -> str:
@@ -112,15 +73,16 @@ def test_run_notebook_with_a_grid_over_lr_leaves_the_checkout_unchanged(tmp_path
     (study,) = (repo / "results" / "studies").iterdir()  # this run's outputs, and only there
     assert {p.name for p in study.glob("*.png")} == STUDY_PNGS | TSNE_PNGS
     assert shown_figures(nb) == len(STUDY_PNGS | TSNE_PNGS)  # every figure saved was shown once
-    assert (study / "study_summary.csv").is_file()
+    assert {p.name for p in study.glob("*.csv")} == set(report.FILES.values())
     assert "figures and summary in results/studies/4exp-e1-s1-" in texts(
         cell_with(nb, "Study.from_parameters")
     )
 
     # The sweep cell drew itself: its last state is the final figure and every experiment done.
     sweep = cell_with(nb, "live.run_sweep")
-    assert images(sweep) == 1 and "4 of 4 experiments finished" in texts(sweep)
-    assert texts(sweep).count("done") == 4
+    assert images(sweep) == 1 and "4 of 4 experiments done, 0 failed; no failed seeds" in texts(sweep)
+    table = texts(sweep).split("no failed seeds", 1)[1]
+    assert table.count(" done ") == 4 and "waiting" not in table and "epoch " not in table
 
     # The model cells name the grid point they show: the better of the two lrs at batch 64.
     why = texts(cell_with(nb, "choose_model"))
@@ -131,8 +93,13 @@ def test_run_notebook_with_a_grid_over_lr_leaves_the_checkout_unchanged(tmp_path
     best = max(r["replicas"][0]["history"][-1]["test_acc"] for r in others)
     assert record["replicas"][0]["history"][-1]["test_acc"] == best
 
-    # t-SNE retrained that configuration (lr, train_limit, seed 0) for 1 epoch: the same test
-    # accuracy as the sweep's model, far from the default configuration's (lr 0.1, all images).
+    # t-SNE's run is that configuration's seed 0 with snapshots at epochs 0 and 1, an experiment of
+    # its own in the store; at epoch 1 it is the sweep's model (the same test accuracy), not the
+    # default configuration's (lr 0.1, all images), and nothing trained past the study's epoch.
+    tsne_runs = [r for r in (json.loads(p.read_text()) for p in (repo / "results" / "runs").glob("*.json"))
+                 if r["config"]["snapshots"]]  # fmt: skip
+    assert len(tsne_runs) == 1 and tsne_runs[0]["config"]["snapshots"] == [0.0, 1.0]
+    assert tsne_runs[0]["config"]["epochs"] == 1 and tsne_runs[0]["config"]["seeds"] == [0]
     scores = texts(cell_with(nb, "tsne_epochs("))
     row = re.search(r"^1\s+1\s+(0\.\d+)", scores, re.MULTILINE)
     assert row, scores
@@ -150,7 +117,6 @@ def test_run_notebook_with_one_batch_size_one_seed_one_epoch(tmp_path):
         epochs=1,
         seeds=[0],
         config={"train_limit": 2000},
-        model_batch_size=64,
         tsne=False,
         results_dir=str(tmp_path / "results"),
         media_dir=str(tmp_path / "media"),
@@ -158,12 +124,14 @@ def test_run_notebook_with_one_batch_size_one_seed_one_epoch(tmp_path):
     assert {p.name for p in (tmp_path / "media").glob("*.png")} == STUDY_PNGS
     assert shown_figures(nb) == len(STUDY_PNGS)
     assert "none: every figure drawn has its section above" in texts(cell_with(nb, "gallery.rest()"))
-    assert (tmp_path / "media" / "study_summary.csv").is_file()
+    assert {p.name for p in (tmp_path / "media").glob("*.csv")} == set(report.FILES.values())
     described = texts(cell_with(nb, "Study.from_parameters"))
     assert "1 experiment (batch_size [64]), 1 seed each, 1 epoch (more_seeds at batch 8: not in" in described
     assert "last 3 epochs" not in texts(cell_with(nb, "tables.summary_table(summ)"))
     assert "Models of batch 64 (bs0064-" in texts(cell_with(nb, "choose_model"))
-    assert "1 of 1 experiment finished, 0 failed" in texts(cell_with(nb, "live.run_sweep"))
+    assert "1 of 1 experiment done, 0 failed; no failed seeds" in texts(cell_with(nb, "live.run_sweep"))
+    # With one seed: no interval, no difference, said so.
+    assert "1 seed: no interval" in texts(cell_with(nb, "findings.conclusions"))
     everything = json.dumps([c.get("outputs", []) for c in nb.cells])
     for odd in ("1 experiments", "1 seeds", "1 epochs", "batch sizes none", "Empty DataFrame"):
         assert odd not in everything, odd
@@ -171,11 +139,30 @@ def test_run_notebook_with_one_batch_size_one_seed_one_epoch(tmp_path):
     assert not re.search(r"at batch 64, against [\d.]+% [^.]*at batch 64\b", everything)
 
 
-def test_readme_table_matches_the_committed_summary():
-    csv = ROOT / "media" / "study_summary.csv"
-    assert report.readme_mismatches(ROOT / "README.md", csv) == []
-    # ... and the committed run.ipynb printed the same medians.
-    nb = json.dumps(nbformat.read(RUN, as_version=4).dict())
-    for line in report.readme_table(csv).splitlines()[2:]:
-        median = line.split("|")[2].strip().split()[0]
-        assert median in nb, median
+def test_a_rerun_that_computes_the_same_numbers_publishes_the_same_bytes(tmp_path, mnist, monkeypatch):
+    # make study, make publish-study, commit; make study again (it skips every experiment, as a
+    # rerun on the same machine computes the same numbers) and publish: git status stays clean.
+    repo = copy_checkout(tmp_path / "repo")
+    monkeypatch.setenv("MLPMNIST_DATA", os.path.relpath(mnist.root, repo))
+    params = dict(
+        batch_sizes=[50, 100], epochs=1, seeds="0-4", config={"train_limit": 2000}, more_seeds={},
+        tsne_epochs=[0, 1], tsne_points=150, media_dir="results/study",
+    )  # fmt: skip
+    executed, study = repo / "results" / "run.ipynb", repo / "results" / "study"
+    executed.parent.mkdir()  # as make study does
+    argv = [str(executed), str(repo / "run.ipynb"), "--media", str(study), str(repo / "media")]
+    argv += ["--readme", str(repo / "README.md")]
+    for attempt in range(2):
+        execute(repo / "run.ipynb", executed, cwd=repo, **params)
+        assert publish.main(argv) == 0
+        if attempt == 0:
+            assert status(repo)  # the first publish changes the committed outputs...
+            git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+            for cmd in (["add", "-A"], ["commit", "-q", "-m", "published"]):
+                subprocess.run([*git, *cmd], cwd=repo, check=True, capture_output=True)
+    assert status(repo) == ""  # ...the second, with the same numbers, not a byte
+    published = (repo / "run.ipynb").read_text()
+    assert "2 of 2 experiments done, 0 failed" in published and '"duration"' not in published
+    assert report.readme_mismatches(repo / "README.md", repo / "media") == []
+    readme = (repo / "README.md").read_text()
+    assert "Holm-adjusted over the 1 pair of configurations" in readme

@@ -15,7 +15,7 @@ def test_summary_table_is_readable():
     row = table.iloc[0]
     assert row["batch_size"] == 8
     assert row["median [q1, q3] (%)"].startswith("90.48 [")
-    assert row["failed / n"] == "1 / 21 (1 collapsed)"  # the collapsed seed only...
+    assert row["failed seeds / n"] == "1 / 21 (1 collapsed)"  # the collapsed seed only...
     assert row["outliers"] == "2"  # ...the two seeds far below the others apart
     assert "±" in row["mean ± 95% CI (%)"]
     assert row["best epoch (median %)"] == "5 (90.48)"
@@ -24,7 +24,7 @@ def test_summary_table_is_readable():
 
 def test_summary_table_names_what_failed():
     table = tables.summary_table(stats.summary(make_history({8: [90.0, 91.0, float("nan"), 10.0]}, epochs=4)))
-    assert table.loc[0, "failed / n"] == "2 / 4 (1 collapsed, 1 diverged)"
+    assert table.loc[0, "failed seeds / n"] == "2 / 4 (1 collapsed, 1 diverged)"
     assert table.loc[0, "outliers"] == "0"
 
 
@@ -33,7 +33,7 @@ def test_one_seed_shows_no_spread():
     assert row["median [q1, q3] (%)"] == "26.60"  # no quartiles of one value
     assert row["median 95% CI (%)"] == "n/a"
     assert row["mean ± 95% CI (%)"] == "26.60"
-    assert row["failed / n"] == "0 / 1"
+    assert row["failed seeds / n"] == "0 / 1"
 
 
 @pytest.mark.parametrize(("epochs", "shown"), [(1, False), (2, False), (3, True), (5, True)])
@@ -53,7 +53,7 @@ def test_markdown_table_uses_the_summary_cells():
     lines = tables.markdown_table(summ).splitlines()
     assert lines[0] == (
         "| batch size | median [q1, q3] (%) | median 95% CI (%) | mean ± 95% CI (%) "
-        "| last 3 epochs, mean (%) | failed / n | outliers | reference (%, 1 seed) |"
+        "| last 3 epochs, mean (%) | failed seeds / n | outliers | reference (%, 1 seed) |"
     )
     assert lines[1] == "|---|---|---|---|---|---|---|---|"
     rows = cells.drop(columns=[tables.BEST]).iterrows()
@@ -103,6 +103,10 @@ def test_dead_units_table():
     assert t.loc[8, "dead_1 final (%)"] == round(100 * dead.loc[0, "dead_1_final"], 1)  # percent
     assert t["seeds"].tolist() == [4, 3]
     assert t.loc[8, "rank corr. dead_2 vs accuracy"] < 0
+    # From MIN_SEEDS seeds on, the correlation comes with its test's p-value.
+    six = stats.dead_units(make_history({8: [90.0, 12.0, 88.0, 91.0, 60.0, 70.0]}))
+    t6 = tables.dead_units_table(six)
+    assert t6.columns[-1] == "rank corr. p" and 0 < t6.loc[0, "rank corr. p"] < 1
 
 
 def test_dead_units_table_after_one_epoch_of_one_seed():

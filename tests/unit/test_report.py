@@ -1,4 +1,5 @@
-"""The committed summary CSV and the README's results table generated from it."""
+"""The committed CSVs and the README's study blocks generated from them: the table, the findings
+and the dead units, so every number in the README's study prose comes from the committed numbers."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import pandas as pd
 import pytest
 from test_stats import B8, B128, make_history
 
-from mlpmnist.analysis import stats, tables
+from mlpmnist.analysis import compare, stats, tables
 from mlpmnist.workbench import report
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = """# A project
 
 Some prose.
@@ -54,7 +55,7 @@ def test_readme_table(summary_csv):
     table = report.readme_table(summary_csv)
     lines = table.splitlines()
     assert lines[0].startswith("| batch size | median [q1, q3] (%) |")
-    assert lines[0].endswith("| failed / n | outliers | reference (%, 1 seed) |")
+    assert lines[0].endswith("| failed seeds / n | outliers | reference (%, 1 seed) |")
     med, q1, q3 = np.median(B8), np.quantile(B8, 0.25), np.quantile(B8, 0.75)
     assert lines[2].startswith(f"| 8 | {med:.2f} [{q1:.2f}, {q3:.2f}] |")
     assert lines[2].endswith("| 0 / 20 | 2 | 91.48 |")  # two outliers, none failed
@@ -73,7 +74,7 @@ def test_an_old_summary_csv_reads_with_failures_and_outliers_apart(tmp_path):
     s = report.read_summary(old)
     assert s["n_failed"].tolist() == [0, 0] and s["n_outlier"].tolist() == [0, 1]
     lines = report.readme_table(old).splitlines()
-    assert lines[0].endswith("| failed / n | outliers | reference (%, 1 seed) |")
+    assert lines[0].endswith("| failed seeds / n | outliers | reference (%, 1 seed) |")
     assert (
         lines[2] == "| 90 | 97.23 [97.12, 97.41] | 96.98–97.44 | 97.17 ± 0.25 | 96.71 | 0 / 10 | 0 | 97.45 |"
     )
@@ -83,13 +84,13 @@ def test_an_old_summary_csv_reads_with_failures_and_outliers_apart(tmp_path):
 def test_update_readme_round_trip(summary_csv, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(README)
-    assert not report.readme_agrees(readme, summary_csv)
+    assert report.readme_mismatches(readme, summary_csv)
     report.update_readme(readme, report.readme_table(summary_csv))
     text = readme.read_text()
     assert text.startswith("# A project\n\nSome prose.\n\n<!-- results-table:start -->\n| batch size")
     assert text.endswith("<!-- results-table:end -->\n\nMore prose, kept byte for byte.\n")
     assert "(stale)" not in text
-    assert report.readme_agrees(readme, summary_csv) and report.readme_mismatches(readme, summary_csv) == []
+    assert report.readme_mismatches(readme, summary_csv) == []
     report.update_readme(readme, report.readme_table(summary_csv))
     assert readme.read_text() == text  # idempotent
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
@@ -103,7 +104,7 @@ def test_a_changed_summary_is_a_mismatch(summary_csv, tmp_path):
     s.loc[1, "median"] += 0.001  # batch 128, 0.1 points
     s.to_csv(summary_csv, index=False)
     (problem,) = report.readme_mismatches(readme, summary_csv)
-    assert problem.startswith("line 4: README has '| 128 |")
+    assert problem.startswith("results-table line 4: README has '| 128 |")
 
 
 def test_missing_markers(summary_csv, tmp_path):
@@ -115,8 +116,83 @@ def test_missing_markers(summary_csv, tmp_path):
     assert "results-table:start" in report.readme_mismatches(readme, summary_csv)[0]
 
 
-def test_committed_readme_agrees_with_the_committed_summary():
-    csv, readme = ROOT / report.SUMMARY_CSV, ROOT / "README.md"
-    if not csv.is_file() or report.START not in readme.read_text(encoding="utf-8"):
-        pytest.skip(f"{report.SUMMARY_CSV} or the README's table markers are not committed yet")
-    assert report.readme_mismatches(readme, csv) == []
+def test_committed_readme_agrees_with_the_committed_numbers():
+    # Every generated block whose CSV is committed: the table (study_summary.csv), the findings
+    # (with study_pairs.csv) and the dead units (study_dead_units.csv).
+    media, readme = ROOT / "media", ROOT / "README.md"
+    assert report.readme_mismatches(readme, media) == []
+    text = readme.read_text(encoding="utf-8")
+    for name in report.BLOCKS:
+        assert all(m in text for m in report.markers(name)), name
+
+
+STUDY_README = """# A project
+
+<!-- results-table:start -->
+(stale)
+<!-- results-table:end -->
+
+Prose.
+
+<!-- results-findings:start -->
+- 91.65% [89.23, 92.70], hand-written
+<!-- results-findings:end -->
+
+<!-- dead-units:start -->
+(stale)
+<!-- dead-units:end -->
+"""
+
+
+def study_csvs(folder: Path, finals: dict) -> Path:
+    df = make_history(finals, epochs=15)
+    report.write_study(folder, stats.summary(df), compare.pairwise(df), stats.dead_units(df))
+    return folder
+
+
+def test_every_block_of_the_study_text_is_generated_from_the_csvs(tmp_path):
+    media = study_csvs(tmp_path, {8: [*B8, 10.1], 90: B128, 128: [x - 0.5 for x in B128]})
+    assert sorted(p.name for p in media.iterdir()) == sorted(report.FILES.values())
+    readme = tmp_path / "README.md"
+    readme.write_text(STUDY_README)
+    blocks = report.readme_blocks(media)
+    assert list(blocks) == list(report.BLOCKS)
+    report.update_readme(readme, blocks)
+    text = readme.read_text()
+    assert "(stale)" not in text and "hand-written" not in text and "\nProse.\n" in text
+    assert report.readme_mismatches(readme, media) == []
+    findings_block = text.split("<!-- results-findings:start -->")[1].split("<!-- results-findings:end -->")[
+        0
+    ]
+    assert "- Highest median final test accuracy: batch 90, median 97.15%" in findings_block
+    assert "Holm-adjusted over the 3 pairs" in findings_block
+    assert all(len(line) <= report.WIDTH for line in findings_block.splitlines())
+    assert "- Dead units in hidden layer 1:" in text
+
+
+def test_a_rerun_within_the_intervals_rewrites_the_prose_with_it(tmp_path):
+    # The issue's M2: a rerun moved batch 8's median and its outliers; the generated text follows,
+    # and no hand-written number is left to contradict it.
+    first = study_csvs(tmp_path / "a", {8: [*B8, 10.1], 90: B128})
+    again = study_csvs(tmp_path / "b", {8: [*B8[:-1], 80.0, 10.1], 90: B128})
+    readme = tmp_path / "README.md"
+    readme.write_text(STUDY_README)
+    report.update_readme(readme, report.readme_blocks(first))
+    assert report.readme_mismatches(readme, again)  # the old text no longer matches
+    report.update_readme(readme, report.readme_blocks(again))
+    assert report.readme_mismatches(readme, again) == [] and report.readme_mismatches(readme, first)
+
+
+def test_the_committed_readmes_setup_sentence_matches_the_committed_summary():
+    # The one hand-written sentence with numbers in the Results section, checked against the CSV.
+    s = report.read_summary(ROOT / report.SUMMARY_CSV).set_index("batch_size")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "ten seeds, sixty at batch 8" in text
+    assert s.loc[8, "n"] == 60 and (s.drop(index=8)["n"] == 10).all()
+    assert (s["final_epoch"] == 15).all() and list(s.index) == [8, 16, 32, 48, 64, 90, 128, 150]
+    # "its heavy tail needs sixty seeds to pin its median within ±1 point"
+    assert s.loc[8, "median_hi"] - s.loc[8, "median_lo"] <= 0.02
+    # "Holm-adjusted over all 28 pairs"
+    assert "Holm-adjusted over all 28 pairs" in text and len(s) * (len(s) - 1) // 2 == 28
+    pairs = ROOT / "media" / report.FILES["pairs"]
+    assert not pairs.is_file() or len(pd.read_csv(pairs)) == 28

@@ -1,0 +1,280 @@
+"""Command line: ``python -m mlpmnist {train,sweep,figures,summary} ...``.
+
+The flags that say what a run computes are generated from ``TrainConfig``'s fields (help text and
+defaults included), so a new field is a new flag with no edit here. Every expected fault ends with
+one line on stderr, ``error: <what>, <where>; <what to do>``, and exit status 2 (bad input or
+paths, found before any work), 3 (an experiment failed: it could not be trained or stored, as on a
+full disk, a hung kernel or lost Dask workers; or an experiment is done with failed seeds, seeds
+that diverged or collapsed to chance) or 128 + the signal's number when interrupted (130 Ctrl-C,
+143 SIGTERM, 129 SIGHUP: each ends like Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from mlpmnist.cli.args import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    Parser,
+    add_config_flags,
+    check_out_path,
+    config_from_args,
+    parse_assignments,
+)
+from mlpmnist.cli.commands import cmd_figures, cmd_summary, cmd_sweep, cmd_train, sweep_config_from_args
+from mlpmnist.data import loader as mdata
+from mlpmnist.errors import DataError, StoreError, SweepError
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "build_parser",
+    "check_out_path",
+    "config_from_args",
+    "main",
+    "parse_assignments",
+    "sweep_config_from_args",
+]
+#: The summary command's formats (``analysis.tables.export`` writes all but text).
+EXPORTS = ("text", "csv", "markdown", "json")
+
+
+DESCRIPTION = """How batch size and epochs change what a small MLP learns on MNIST: train one
+configuration, sweep a grid of them into a results folder (resumable), draw the study's figures
+and print its summary from that folder."""
+EPILOG = """Each command's own help lists its flags: mlpmnist train --help. The flags that say
+what a run computes are TrainConfig's fields, the same for train and sweep. Exit status: 0 done;
+2 bad input, found before any work; 3 an experiment failed (could not be trained or stored) or is
+done with failed seeds (diverged or collapsed to chance); 130, 143, 129 interrupted."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mlpmnist import paths
+
+    ap = Parser(
+        prog="mlpmnist",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--version", action="version", version=f"mlpmnist {paths.package_version()}")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    data_help = f"MNIST root (default ${mdata.ENV_VAR} or ./data)"
+
+    t = sub.add_parser(
+        "train",
+        help="train one configuration, all seeds in lockstep; --results stores it where a sweep finds it",
+    )
+    add_config_flags(t)
+    t.add_argument("--out", type=Path, default=None, help="write the JSON run record here")
+    t.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="store the experiment in this results folder (record and weights), as a sweep does: a sweep "
+        "then skips it, and an interrupted train resumes from its last finished epoch",
+    )
+    t.add_argument("--data", default=None, help=data_help)
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser(
+        "sweep",
+        help="train every point of a grid into a results folder, skipping what is done and resuming "
+        "what was interrupted (jobs of papermill experiment notebooks)",
+    )
+    add_config_flags(s, hidden=("batch_size",))
+    s.add_argument(
+        "--grid",
+        nargs="+",
+        metavar="NAME=V1,V2",
+        help="sweep axes over any TrainConfig field, e.g. batch_size=8,16,32 lr=0.03,0.1 "
+        "(default: the reference batch sizes 8 16 32 48 64 90 128 150)",
+    )
+    s.add_argument("--batch-sizes", nargs="+", metavar="B", help="shorthand for --grid batch_size=...")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="jobs at once, each one kernel (default: 2 on a CPU, one per GPU; Dask: one per worker thread)",
+    )
+    s.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="groups a job trains at once (default: 1 on a CPU, 16 on a GPU)",
+    )
+    s.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786")
+    s.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=60.0,
+        help="Dask: give up after this many seconds without workers",
+    )
+    s.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        help="Dask: seconds to reach the scheduler (default 10)",
+    )
+    s.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for an experiment that another sweep is running (default 600)",
+    )
+    s.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=300.0,
+        help="seconds without a heartbeat after which a kernel counts as hung and is killed (default 300; "
+        "at least 120 while it starts)",
+    )
+    s.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results)")
+    s.add_argument("--data", default=None, help=data_help)
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_sweep)
+
+    from mlpmnist.figures import FORMATS
+
+    f = sub.add_parser("figures", help="draw every figure of the study from a results folder")
+    f.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="results folder to read (default: results)",
+    )
+    f.add_argument(
+        "--media",
+        type=Path,
+        default=None,
+        help="folder to write the figures into (default: RESULTS/media)",
+    )
+    f.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=FORMATS[0],
+        help=f"file format of the figures: {', '.join(FORMATS)} (default: {FORMATS[0]})",
+    )
+    f.add_argument("--where", nargs="+", metavar="NAME=V1,V2", help="only these experiments, e.g. lr=0.1")
+    f.add_argument(
+        "--model-batch-size",
+        type=int,
+        default=None,
+        metavar="B",
+        help="whose models the model figures show: the best median final test accuracy at this batch size "
+        "(default: at any, as run.ipynb chooses)",
+    )
+    f.add_argument(
+        "--model-where",
+        nargs="+",
+        metavar="NAME=VALUE",
+        help="pin the model figures' experiment on other fields, e.g. lr=0.1 (every figure of the selection "
+        "is still drawn)",
+    )
+    f.add_argument("--data", default=None, help=data_help)
+    f.add_argument(
+        "--tsne",
+        action="store_true",
+        help="also draw t-SNE of that experiment's first seed at epochs within its own (0, 1, a third, two "
+        "thirds, the last): a one-seed experiment with snapshots, stored in the results folder and "
+        "trained only when it is not there yet",
+    )
+    f.set_defaults(func=cmd_figures)
+
+    m = sub.add_parser(
+        "summary",
+        help="print or export the summary table of a results folder, or compare two selections",
+    )
+    m.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    m.add_argument("--where", nargs="+", metavar="NAME=V1,V2", help="only these experiments, e.g. lr=0.1")
+    m.add_argument(
+        "--format",
+        choices=EXPORTS,
+        default="text",
+        help="text (the table and its conclusions), csv (every statistic, fractions in full, as "
+        "study_summary.csv), markdown (the README's table) or json (default: text)",
+    )
+    m.add_argument("--out", type=Path, default=None, help="write to this file instead of printing")
+    m.add_argument(
+        "--a",
+        nargs="+",
+        metavar="NAME=VALUE",
+        help="compare this configuration (within --where) with --b's: the difference of medians with its "
+        "bootstrap CI, the Mann-Whitney test, and the failed seeds' shares",
+    )
+    m.add_argument("--b", nargs="+", metavar="NAME=VALUE", help="the other configuration; see --a")
+    m.set_defaults(func=cmd_summary)
+    return ap
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt, so each
+    ends the same way: jobs stopped, kernels killed, scratch folders removed, one line."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    # Once: a second signal must not cut short the cleanup the first one started.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+
+
+def interrupted_message(args: argparse.Namespace, signum: int) -> str:
+    """What an interrupt of ``args.command`` leaves, in words: only what is true for it."""
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    train = f"--out {args.out} was not written" if getattr(args, "out", None) else "nothing was kept"
+    if getattr(args, "results", None) and args.command == "train":
+        train = f"its last finished epoch is kept in {args.results}: rerun to resume from there"
+    left = {
+        "sweep": "finished experiments are kept, and unfinished ones resume from their last finished epoch: "
+        "rerun to resume",
+        "train": train,
+        "figures": "rerun to draw every figure",
+        "summary": "nothing was written",
+    }[args.command]
+    return f"interrupted by {how}; {left}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit status (128 + the signal's number when interrupted)."""
+
+    args = build_parser().parse_args(argv)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    main_thread = threading.current_thread() is threading.main_thread()  # else handlers cannot be set
+    before = {sig: signal.signal(sig, _on_signal) for sig in signals} if main_thread else {}
+    try:
+        return args.func(args)
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        print(f"error: {interrupted_message(args, signum)}", file=sys.stderr)
+        return 128 + signum
+    except SweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ValueError, DataError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        fix = "free some space or choose another path" if full else "check the path and its permissions"
+        print(f"error: {e.strerror or e}{where}; {fix}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The command line's arguments: the parser with the package's one-line errors, one flag per
+``TrainConfig`` field, ``NAME=V1,V2`` assignments and output paths checked before any work."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from mlpmnist.config import FIELDS, TrainConfig, check_names, choices, field_types, parse_value
+from mlpmnist.store import file_target, writable_folder
+
+EXIT_BAD_INPUT, EXIT_FAILED = 2, 3
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the package's one-line error format, suggestions for unknown flags from the
+    chosen command's own flags, and plain-text help (docstrings' ``literal`` markup dropped)."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self._argv = list(sys.argv[1:] if args is None else args)  # the command, for error()
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        argv = getattr(self, "_argv", [])
+        if message.startswith("unrecognized arguments"):
+            message += _did_you_mean(self, message, argv)
+        # argparse reports a command's unknown flags from the top parser: point at that command's help.
+        command = next((w for w in argv if w in _commands(self)), None)
+        prog = f"{self.prog} {command}" if command and self.prog.split()[-1] != command else self.prog
+        self.exit(EXIT_BAD_INPUT, f"error: {message}; see '{prog} --help'\n")
+
+    def format_help(self) -> str:
+        return re.sub(r"``(.+?)``", r"'\1'", super().format_help())
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands of ``parser`` (name -> its parser), none for a subcommand's own parser."""
+    for a in parser._actions:  # noqa: SLF001
+        if isinstance(a, argparse._SubParsersAction):  # noqa: SLF001
+            return dict(a.choices)
+    return {}
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str, argv: Sequence[str] = ()) -> str:
+    """The closest flag to each unknown one in argparse's ``message``, among the flags of the
+    command named in ``argv`` (sweep's for ``sweep --batchsizes``; all flags when none is)."""
+    import difflib
+
+    known = [s for a in parser._actions for s in a.option_strings]  # noqa: SLF001
+    commands = {
+        n: [s for b in sub._actions for s in b.option_strings if b.help != argparse.SUPPRESS]  # noqa: SLF001
+        for n, sub in _commands(parser).items()
+    }
+    chosen = next((w for w in argv if w in commands), None)
+    known += commands[chosen] if chosen else [s for flags in commands.values() for s in flags]
+    words = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
+    hints = [m[0] for w in words if (m := difflib.get_close_matches(w, known, n=1))]
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""
+
+
+def _shown(v: object) -> str:
+    if isinstance(v, tuple):
+        return " ".join(str(x) for x in v)
+    return "none" if v is None else str(v)
+
+
+def add_config_flags(p: argparse.ArgumentParser, hidden: Sequence[str] = ()) -> None:
+    """One flag per ``TrainConfig`` field (``--batch-size``, ``--seeds 0-9``, ``--drop-last``, ...);
+    those of ``hidden`` are left out of the help (the command refuses them with what to use).
+
+    Flags not given stay unset, so the config's own defaults apply (see ``config_from_args``).
+    """
+    g = p.add_argument_group("training configuration (TrainConfig)")
+    defaults = TrainConfig()
+    for name, f in FIELDS.items():
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
+        kw["help"] = f"{f.metadata['help']} (default: {_shown(getattr(defaults, name))})"
+        if name in hidden:
+            kw["help"] = argparse.SUPPRESS
+        kind = field_types()[name]
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["metavar"] = name.split("_")[-1].upper()
+            if "tuple" in str(kind):
+                kw["nargs"] = "+"
+        if allowed := choices(name):
+            kw["choices"] = allowed
+            kw.pop("metavar", None)
+        g.add_argument("--" + name.replace("_", "-"), **kw)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The ``TrainConfig`` of the config flags given on the command line (defaults elsewhere)."""
+    given = {n: getattr(args, n) for n in FIELDS if hasattr(args, n)}
+    given = {n: " ".join(v) if isinstance(v, list) else v for n, v in given.items()}
+    return TrainConfig.from_mapping(given)
+
+
+def parse_assignments(words: Sequence[str], what: str) -> dict[str, list]:
+    """``["batch_size=8,16", "lr=0.03,0.1"]`` -> ``{"batch_size": [8, 16], "lr": [0.03, 0.1]}``;
+    each value is read as its field's type (``hidden=64x64,128x128``, ``seeds=0-4,5-9``)."""
+    out: dict[str, list] = {}
+    for word in words:
+        name, sep, values = word.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not values:
+            raise ValueError(f"{what} {word!r} must look like NAME=V1,V2 (e.g. batch_size=8,16,32)")
+        check_names([name], what)
+        if name in out:
+            raise ValueError(f"{what} {name} is given twice")
+        out[name] = [parse_value(name, v) for v in values.split(",")]
+    return out
+
+
+def check_out_path(out: Path) -> Path:
+    """``out`` as a file to write, checked before any work: not a folder, nothing that is not a
+    regular file (a FIFO, a device, a link to one: a rename would replace it), its folder
+    creatable and writable. Returns where the file lands (a link to a file is written through);
+    raises ``ValueError`` saying what to do."""
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file path such as {out / 'run.json'}")
+    target = file_target(out, "--out")
+    writable_folder(target.parent, "--out's folder")
+    return target
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def assignments(words: Sequence[str] | None, what: str) -> dict[str, Any]:
+    """``NAME=V1,V2`` words as a selection (``store.load``'s ``where``): one value, or a list."""
+    return {k: v if len(v) > 1 else v[0] for k, v in parse_assignments(words or [], what).items()}

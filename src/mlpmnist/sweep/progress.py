@@ -1,0 +1,64 @@
+"""While a sweep's jobs run: which experiments are done (a record the store trusts, made by one of
+this sweep's jobs) and where each running one stands (its job's heartbeat: epochs evaluated)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from mlpmnist import store
+from mlpmnist.sweep import experiment
+
+#: ``run_sweep``'s ``on_progress``: key -> (epochs evaluated so far, epochs), for the
+#: experiments whose epoch count moved since the last call.
+OnProgress = Callable[[dict[str, tuple[float, int]]], None]
+
+
+class Progress:
+    """Finds the experiments of this sweep's jobs as they finish (a record the store trusts,
+    made by one of them), and each running one's epochs (its job's heartbeat), while jobs run."""
+
+    def __init__(
+        self,
+        root: Path,
+        keys: list[str],
+        on_result: Callable[[str, dict], None],
+        on_progress: OnProgress | None = None,
+    ) -> None:
+        self.root, self.pending, self.on_result = root, set(keys), on_result
+        self.on_progress = on_progress
+        self.jobs: set[str] = set()
+        self.epochs: dict[str, tuple[float, int]] = {}
+
+    def poll(self) -> None:
+        for key in sorted(self.pending):
+            if not store.path(self.root, "runs", key).is_file():
+                continue
+            record, _ = store.problem(self.root, key)
+            if record is not None and (record.get("job") or {}).get("id") in self.jobs:
+                self.pending.discard(key)
+                self.on_result(key, record)
+        if self.on_progress is not None and (moved := self.running()):
+            self.on_progress(moved)
+
+    def running(self) -> dict[str, tuple[float, int]]:
+        """key -> (epoch, epochs) of the pending experiments whose epoch moved since the last look,
+        read from the jobs' heartbeats (a heartbeat being rewritten is read at the next look)."""
+        moved = {}
+        for job in sorted(self.jobs):
+            try:
+                beat = json.loads(experiment.heartbeat_path(self.root, job).read_text())
+                progress = dict(beat.get("progress") or {})
+            except (OSError, ValueError, TypeError, AttributeError):
+                continue
+            for key, (epoch, epochs) in progress.items():
+                now = (float(epoch), int(epochs))
+                if key in self.pending and self.epochs.get(key) != now:
+                    self.epochs[key] = moved[key] = now
+        return moved
+
+
+def epoch_line(moved: dict[str, tuple[float, int]]) -> str:
+    """'epochs: bs0008-... 7 of 15; bs0016-... 12 of 15': where running experiments stand."""
+    return "epochs: " + "; ".join(f"{k} {e:g} of {n}" for k, (e, n) in sorted(moved.items()))
