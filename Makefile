@@ -37,7 +37,7 @@ publish-study: $(STAMP) ## from make study's results: run.ipynb, media/ (figures
 
 publish-science: $(STAMP) ## from make science's results: notebooks/batch_science.ipynb and media/science_*
 	$(PY) -m mlpmnist.workbench.publish results/science/batch_science.ipynb notebooks/batch_science.ipynb \
-		--media results/science/media media
+		--media results/science/media media --readme README.md
 
 publish: publish-study publish-science ## both: every committed output, from results/
 

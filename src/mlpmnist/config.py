@@ -180,6 +180,10 @@ class TrainConfig:
             object.__setattr__(self, f.name, _plain(getattr(self, f.name)))
         if isinstance(self.lr, tuple) and len(self.lr) == 1 and len(self.seeds) != 1:
             object.__setattr__(self, "lr", self.lr[0])
+        if isinstance(self.snapshots, tuple) and all(_is_number(e) for e in self.snapshots):
+            object.__setattr__(
+                self, "snapshots", tuple(float(e) for e in self.snapshots)
+            )  # one key for 1 and 1.0
         self.validate()
 
     # ------------------------------------------------------------------ derived values

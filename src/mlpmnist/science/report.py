@@ -3,22 +3,16 @@ every number in it comes from the record, and every claim is worded by what the 
 (an interval that excludes zero, a test's p-value, which fit has the smaller residual), so a rerun
 that moves a number within its interval cannot leave a sentence false.
 
-``python -m mlpmnist.science.report SUMMARY README`` writes the section between the README's
-``<!-- science:start -->`` and ``<!-- science:end -->`` markers.
+``make publish-science`` writes it between the README's ``science`` markers
+(``workbench.report.readme_blocks``).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from mlpmnist.store.files import replace_block
-
-START, END = "<!-- science:start -->", "<!-- science:end -->"
 #: Below this p-value a difference is called one (after Holm's correction where several are made).
 ALPHA = 0.05
 
@@ -186,25 +180,3 @@ def section(rec: dict) -> str:
         *tail_text(rec),
     ]
     return "\n".join(parts) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``SUMMARY README``: write the section between the markers; exit 0, or 2 with one line."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m mlpmnist.science.report SUMMARY.json README.md", file=sys.stderr)
-        return 2
-    try:
-        rec = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-        print(f"wrote {replace_block(args[1], START, END, section(rec))}")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        print(
-            f"error: cannot write the science section from {args[0]} into {args[1]} ({e}); run make science",
-            file=sys.stderr,
-        )
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

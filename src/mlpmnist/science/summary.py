@@ -39,7 +39,7 @@ class Outputs:
 
     def describe(self) -> str:
         """Where the summary and the figures go, as a line."""
-        return f"summary -> {paths.shown(self.out_dir / SUMMARY)}; figures -> {paths.shown(self.media)}/"
+        return f"summary and figures -> {paths.shown(self.media)}/"
 
     def check(self) -> Outputs:
         """Both folders, created if needed and checked by writing to them, before any training
@@ -106,5 +106,7 @@ def record(p: Preset, sections: dict[str, Section]) -> dict[str, Any]:
 
 
 def write(rec: dict[str, Any], out: Outputs) -> Path:
-    """Write ``rec`` as ``<out_dir>/science_summary.json`` (indented, atomically); returns the path."""
-    return atomic_write_text(out.out_dir / SUMMARY, json.dumps(rec, indent=1, allow_nan=False) + "\n")
+    """Write ``rec`` as ``<media>/science_summary.json`` beside the figures (indented, atomically:
+    what ``make publish-science`` copies and writes the README's science section from); returns the
+    path."""
+    return atomic_write_text(out.media / SUMMARY, json.dumps(rec, indent=1, allow_nan=False) + "\n")

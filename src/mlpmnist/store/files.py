@@ -223,14 +223,3 @@ class Reservation:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def replace_block(target: str | os.PathLike, start: str, end: str, text: str) -> Path:
-    """Replace what lies between the marker lines ``start`` and ``end`` of the text file ``target``
-    with ``text`` (atomically; the rest of the file kept byte for byte); returns the path.
-    ``ValueError`` unless the markers are there once each, in order."""
-    content = Path(target).read_text(encoding="utf-8")
-    if content.count(start) != 1 or content.count(end) != 1 or content.index(start) > content.index(end):
-        raise ValueError(f"{target} must hold {start} and then {end}, once each")
-    i, j = content.index(start) + len(start), content.index(end)
-    return atomic_write_text(target, content[:i] + "\n" + text.strip("\n") + "\n" + content[j:])

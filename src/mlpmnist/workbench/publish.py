@@ -33,8 +33,8 @@ INJECTED = "injected-parameters"
 #: papermill's notebook metadata that says when it ran (the rest, such as its parameters, stays).
 RUN_METADATA = ("start_time", "end_time", "duration", "exception")
 WIDGET = "application/vnd.jupyter.widget-view+json"
-#: What ``--media`` copies: figures in any format and the study's numbers.
-MEDIA = ("*.png", "*.pdf", "*.svg", "*.csv")
+#: What ``--media`` copies: figures in any format, the study's and the science's numbers.
+MEDIA = ("*.png", "*.pdf", "*.svg", "*.csv", "*.json")
 
 
 def strip_injected(nb: nbformat.NotebookNode) -> int:

@@ -17,6 +17,7 @@ number in the README's study prose comes from the committed CSVs. Same CSVs, sam
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from collections.abc import Mapping
@@ -25,15 +26,21 @@ from pathlib import Path
 import pandas as pd
 
 from mlpmnist.analysis import findings, tables
+from mlpmnist.science import report as science_report
 from mlpmnist.store import atomic_write_text
 
 START = "<!-- results-table:start -->"
 END = "<!-- results-table:end -->"
 SUMMARY_CSV = Path("media") / "study_summary.csv"  # where the study keeps it, from the repository root
-#: The CSVs the study writes (``write_study``), by their role.
-FILES = {"summary": "study_summary.csv", "pairs": "study_pairs.csv", "dead": "study_dead_units.csv"}
+#: The CSVs the study writes (``write_study``), by their role, and the science's summary.
+FILES = {
+    "summary": "study_summary.csv",
+    "pairs": "study_pairs.csv",
+    "dead": "study_dead_units.csv",
+    "science": "science_summary.json",
+}
 #: The README's generated blocks, in order.
-BLOCKS = ("results-table", "results-findings", "dead-units")
+BLOCKS = ("results-table", "results-findings", "dead-units", "science")
 WIDTH = 100  # the README's prose is wrapped at this width
 
 
@@ -91,11 +98,19 @@ def bullets(lines: list[str]) -> str:
 
 
 def readme_blocks(media: str | os.PathLike) -> dict[str, str]:
-    """Each README block (``BLOCKS``) that the CSVs in ``media`` give: the table from the summary,
-    the findings from the summary and the pairs, the dead-unit findings from the dead units."""
+    """Each README block (``BLOCKS``) that the files in ``media`` give: the table from the summary,
+    the findings from the summary and the pairs, the dead-unit findings from the dead units, and
+    the science section from the science's summary (``science.report``)."""
     media = Path(media)
+    out = {}
+    if (media / FILES["science"]).is_file():
+        out["science"] = science_report.section(
+            json.loads((media / FILES["science"]).read_text(encoding="utf-8"))
+        )
+    if not (media / FILES["summary"]).is_file():
+        return out  # the science published alone
     summ = read_summary(media / FILES["summary"])
-    out = {"results-table": tables.markdown_table(summ)}
+    out["results-table"] = tables.markdown_table(summ)
     if (media / FILES["pairs"]).is_file():
         out["results-findings"] = bullets(findings.conclusions(summ, pd.read_csv(media / FILES["pairs"])))
     if (media / FILES["dead"]).is_file():
