@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import dataclasses
 import errno
+import os
 import re
 import signal
 import sys
@@ -24,7 +25,7 @@ from typing import Any, NoReturn
 
 from mlpmnist.config import FIELDS, TrainConfig, check_names, choices, field_types, parse_value
 from mlpmnist.data import loader as mdata
-from mlpmnist.errors import DataError, StoreError, SweepError
+from mlpmnist.errors import DataError, StoreError, SweepError, printable
 from mlpmnist.store import file_target, writable_folder
 
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 3
@@ -116,7 +117,13 @@ def parse_assignments(words: Sequence[str], what: str) -> dict[str, list]:
         check_names([name], what)
         if name in out:
             raise ValueError(f"{what} {name} is given twice")
-        out[name] = [parse_value(name, v) for v in values.split(",")]
+        parts = values.split(",")
+        if not all(p.strip() for p in parts):
+            raise ValueError(
+                f"{what} {word!r} has an empty value; give NAME=V1,V2 with a value between each comma "
+                "(e.g. lr=0.03,0.1)"
+            )
+        out[name] = [parse_value(name, v) for v in parts]
     return out
 
 
@@ -151,7 +158,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         data = mdata.load(args.data, dataset=config.dataset)
         result = train(config, data, progress=not args.no_progress)
         record = store.make_record(result)
-        print(tables.per_epoch_table(stats.per_epoch(store.frame([record]))).to_string())
+        per = stats.per_epoch(store.frame([record]))
+        if per.empty:  # every replica diverged before its first epoch ended: the error says where
+            print("no finished epoch: every replica diverged before the end of epoch 1")
+        else:
+            print(tables.per_epoch_table(per).to_string())
         print(f"total {result.seconds:.1f} s on {result.device}; key {record['key']}")
         if room is not None:
             try:
@@ -164,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 )
                 return EXIT_FAILED
     if record["note"]:  # seeds that diverged or collapsed
-        print(f"error: {record['note']}", file=sys.stderr)
+        print(f"error: {printable(record['note'])}", file=sys.stderr)
         return EXIT_FAILED
     return 0
 
@@ -228,10 +239,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"sweep: {outcome.seconds:.0f} s; results in {outcome.results_dir}")
     for key, err in outcome.failed.items():
         # Point at what exists: a results folder deleted mid-run, or a full disk, leaves neither.
-        paths = [store.path(outcome.results_dir, kind, key) for kind in ("notebooks", "logs")]
-        seen = [p for p in paths if p.is_file()]
+        paths = [outcome.results_dir / kind / f"{key}{store.KINDS[kind]}" for kind in ("notebooks", "logs")]
+        seen = [p for p in paths if p.is_file() and store.outside(outcome.results_dir, p) is None]
         see = f"; see {seen[0]}" if seen else ""
-        print(f"error: experiment {key} failed: {err}{see}", file=sys.stderr)
+        print(f"error: experiment {key} failed: {printable(err)}{see}", file=sys.stderr)
     for key, seeds in outcome.failed_seeds.items():
         print(f"error: experiment {key}: seed(s) {seeds} diverged or ended at chance level", file=sys.stderr)
     return EXIT_FAILED if outcome.failed or outcome.failed_seeds else 0
@@ -267,6 +278,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from mlpmnist.figures import compose as figures
     from mlpmnist.figures import embed
 
+    check_backend()
     # Everything is read and checked before anything is written: the records, the model
     # experiment and its weights, the data, the media folder; then every figure is drawn, then saved.
     where = {
@@ -288,6 +300,23 @@ def cmd_figures(args: argparse.Namespace) -> int:
     for p in figures.save_figures(figs, media, args.format):
         print(p)
     return 0
+
+
+def check_backend() -> None:
+    """``ValueError`` naming ``MPLBACKEND`` and what it may be when it names no matplotlib
+    backend (matplotlib's own error would not say where the name came from)."""
+    name = os.environ.get("MPLBACKEND")
+    if not name:
+        return
+    from matplotlib import rcsetup
+
+    try:
+        rcsetup.validate_backend(name)
+    except ValueError:
+        raise ValueError(
+            f"MPLBACKEND={printable(name)!r} is not a matplotlib backend; unset it, or set it to agg "
+            "(figures to files only) or another backend matplotlib knows"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -430,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     main_thread = threading.current_thread() is threading.main_thread()  # else handlers cannot be set
     before = {sig: signal.signal(sig, _on_signal) for sig in signals} if main_thread else {}
+    stdout, sys.stdout = sys.stdout, PipeSafe(sys.stdout)
     try:
         return args.func(args)
     except KeyboardInterrupt as e:
@@ -437,20 +467,57 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {interrupted_message(args, signum)}", file=sys.stderr)
         return 128 + signum
     except SweepError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, DataError, StoreError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, DataError, StoreError, MemoryError) as e:
+        print(f"error: {printable(e) or 'out of memory'}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
         full = e.errno in (errno.ENOSPC, errno.EDQUOT)
         fix = "free some space or choose another path" if full else "check the path and its permissions"
-        print(f"error: {e.strerror or e}{where}; {fix}", file=sys.stderr)
+        print(f"error: {printable(f'{e.strerror or e}{where}')}; {fix}", file=sys.stderr)
         return EXIT_BAD_INPUT
     finally:
+        sys.stdout = stdout
         for sig, handler in before.items():
             signal.signal(sig, handler)
+
+
+class PipeSafe:
+    """``sys.stdout`` for a command: when its reader goes away (``mlpmnist train | head -1``),
+    the printing stops and the work goes on: the rest of the output is dropped (the process's
+    stdout then points at /dev/null, so nothing fails at exit either) instead of a
+    ``BrokenPipeError`` ending the command."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.closed_pipe = stream, False
+
+    def _broken(self) -> None:
+        self.closed_pipe = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            fd = self.stream.fileno()
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+
+    def write(self, text: str) -> int:
+        if not self.closed_pipe:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._broken()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_pipe:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._broken()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the stream's
+        return getattr(self.stream, name)
 
 
 if __name__ == "__main__":

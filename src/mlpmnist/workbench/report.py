@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from mlpmnist.analysis import tables
-from mlpmnist.store import atomic_write_text
+from mlpmnist.errors import printable
+from mlpmnist.store import atomic_write_text, remove_stale_temporaries
 
 START = "<!-- results-table:start -->"
 END = "<!-- results-table:end -->"
@@ -28,6 +29,7 @@ def write_summary(summ: pd.DataFrame, path: str | os.PathLike) -> Path:
     columns: the reference study's values where they apply, NaN elsewhere) as CSV at ``path``
     atomically; accuracies as fractions, written in full (shortest round-trip repr), so text
     made from the CSV is the text made from ``summ``. Returns the path."""
+    remove_stale_temporaries(Path(path).parent, Path(path).name)  # a killed write's (W7)
     return atomic_write_text(path, summ.to_csv(index=False, lineterminator="\n"))
 
 
@@ -64,6 +66,7 @@ def update_readme(readme_path: str | os.PathLike, table: str) -> Path:
     there once each. Returns the path."""
     text = Path(readme_path).read_text(encoding="utf-8")
     start, end = _block(text)
+    remove_stale_temporaries(Path(readme_path).parent, Path(readme_path).name)  # a killed update's (W7)
     return atomic_write_text(readme_path, text[:start] + "\n" + table.strip("\n") + "\n" + text[end:])
 
 
@@ -93,14 +96,35 @@ def readme_agrees(readme_path: str | os.PathLike, summary_csv: str | os.PathLike
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mlpmnist.report [SUMMARY_CSV [README]]``: write the README's table from the summary."""
+    """``python -m mlpmnist.workbench.report [SUMMARY_CSV [README]]``: write the README's table from
+    the summary. Exit status 0, or 2 with one line on stderr (like ``publish``)."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
+    if len(args) > 2:
+        print("usage: python -m mlpmnist.workbench.report [SUMMARY_CSV [README]]", file=sys.stderr)
+        return 2
     csv = Path(args[0]) if args else SUMMARY_CSV
     readme = Path(args[1]) if len(args) > 1 else Path("README.md")
-    print(f"wrote the results table into {update_readme(readme, readme_table(csv))}")
+    try:
+        table = readme_table(csv)
+    except (OSError, ValueError, KeyError) as e:  # no file, not CSV, a column missing
+        print(f"error: {csv} is not a study summary CSV ({_why(e)}); run make study", file=sys.stderr)
+        return 2
+    try:
+        print(f"wrote the results table into {update_readme(readme, table)}")
+    except (OSError, ValueError) as e:
+        print(f"error: cannot update {readme} ({_why(e)}); check the path and its markers", file=sys.stderr)
+        return 2
     return 0
+
+
+def _why(e: BaseException) -> str:
+    """An exception in a few words: an OSError's reason, else its first line (or its type)."""
+    text = getattr(e, "strerror", None) or (str(e).strip().splitlines() or [""])[0]
+    if isinstance(e, KeyError):
+        text = f"no column {text}"
+    return printable(text[:200] or type(e).__name__)
 
 
 if __name__ == "__main__":
