@@ -244,7 +244,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         see = f"; see {seen[0]}" if seen else ""
         print(f"error: experiment {key} failed: {printable(err)}{see}", file=sys.stderr)
     for key, seeds in outcome.failed_seeds.items():
-        print(f"error: experiment {key}: seed(s) {seeds} diverged or ended at chance level", file=sys.stderr)
+        # The record's own words: which seeds, what happened, what to do (never learned or fell).
+        note = store.trusted(outcome.results_dir, key).record.get("note")
+        said = note or f"seed(s) {seeds} diverged or ended at chance level"
+        print(f"error: experiment {key}: {printable(said)}", file=sys.stderr)
     return EXIT_FAILED if outcome.failed or outcome.failed_seeds else 0
 
 

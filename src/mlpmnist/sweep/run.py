@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from mlpmnist import store
 from mlpmnist.config import TrainConfig, check_names, identity_fields, resolve_device
 from mlpmnist.data import loader as mdata
-from mlpmnist.errors import printable
+from mlpmnist.errors import StoreError, printable
 from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep import experiment, jobs
 from mlpmnist.sweep.backends import DaskBackend, LocalBackend, check_address
@@ -246,7 +246,7 @@ class _Progress:
 
     def poll(self) -> None:
         for key in sorted(self.pending):
-            if not store.path(self.root, "runs", key).is_file():
+            if not (self.root / "runs" / f"{key}.json").is_file():
                 continue
             record, _ = store.problem(self.root, key)
             if record is not None and (record.get("job") or {}).get("id") in self.jobs:
@@ -330,8 +330,11 @@ def retire_legacy(root: Path, config: TrainConfig) -> bool:
     found, _ = store.find(root, config)
     if found is None or found.key != config.key():
         return False
-    for kind in ("runs", "models", "notebooks", "logs", "failed"):
-        store.remove(root, store.path(root, kind, legacy))
+    try:
+        for kind in ("runs", "models", "notebooks", "logs", "failed"):
+            store.remove(root, store.path(root, kind, legacy))
+    except (OSError, StoreError):  # a link out of the store, say: left for its reader to name
+        return False
     return True
 
 
