@@ -19,6 +19,7 @@ import pytest
 
 from mlpmnist import cli, store
 from mlpmnist.config import TrainConfig
+from mlpmnist.store import records
 
 pytestmark = pytest.mark.slow
 
@@ -64,9 +65,14 @@ def test_kernels_come_from_the_sweeps_interpreter_and_a_kernel_that_dies_says_wh
     argv = ["/bin/sh", "-c", "echo 'not this kernel' >&2; exit 1", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "x", "language": "python"}))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    # Nothing on PYTHONPATH: the interpreter alone would import whichever mlpmnist it has installed.
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     root = tmp_path / "res"
     assert cli.main(["sweep", *TINY, "--batch-sizes", "100", "--results", str(root)]) == 0
-    assert store.find(root, tiny())[0] is not None
+    found = store.find(root, tiny())[0]
+    assert found is not None
+    # Its kernel ran this very code: the record's commit is this checkout's.
+    assert found.record["provenance"]["git_commit"] == records.provenance("cpu", 1)["git_commit"]
     capsys.readouterr()
     # A kernel that dies while it starts: the experiment fails with the last line of its log.
     shadow = tmp_path / "shadow"
@@ -75,7 +81,7 @@ def test_kernels_come_from_the_sweeps_interpreter_and_a_kernel_that_dies_says_wh
         "import sys\nprint('starting', file=sys.stderr)\nprint('ImportError: no zmq here', file=sys.stderr)\n"
         "sys.exit(1)\n"
     )
-    monkeypatch.setenv("PYTHONPATH", f"{shadow}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
     assert cli.main(["sweep", *TINY, "--batch-sizes", "200", "--results", str(root)]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     line = next(x for x in err if x.startswith(f"error: experiment {tiny(200).key()} failed"))

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -175,6 +176,10 @@ def test_report_ends_in_one_line(tmp_path, capsys):
         ([str(tmp_path / "none.csv")], "none.csv is not a study summary CSV (No such file or directory)"),
         ([str(bad_csv)], "s.csv is not a study summary CSV (no column"),
         (["a", "b", "c"], "usage: python -m mlpmnist.workbench.report"),
+        (
+            [str(COMMITTED_SUMMARY), str(readme)],
+            "README.md (the README must hold <!-- results-table:start -->",
+        ),
     ]
     for argv, words in cases:
         assert report.main(argv) == 2
@@ -182,6 +187,7 @@ def test_report_ends_in_one_line(tmp_path, capsys):
         assert words in err and len(err.strip().splitlines()) == 1, err
 
 
+COMMITTED_SUMMARY = Path(__file__).parents[2] / "media" / "study_summary.csv"
 STUDY = dict(batch_sizes=[64], epochs=1, seeds="0-1", lr=0.1, model_batch_size=64)
 
 

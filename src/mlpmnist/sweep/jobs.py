@@ -104,10 +104,21 @@ def kernel_spec() -> Any:
     )
 
 
+def kernel_env() -> dict[str, str]:
+    """The environment of a job's kernel: this process's, with the folder this mlpmnist is
+    imported from first on ``PYTHONPATH``, so the kernel runs the very code of the sweep (not
+    another mlpmnist installed in the same interpreter)."""
+    import mlpmnist
+
+    here = str(Path(mlpmnist.__file__).resolve().parents[1])
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([here, *rest])}
+
+
 def _kernel_manager(log_file: Any, started: list) -> type:
-    """A kernel manager class whose kernels (``kernel_spec``: this interpreter) write their
-    stdout/stderr to ``log_file``, die with their parent, and are listed in ``started`` (so the
-    watchdog can kill them)."""
+    """A kernel manager class whose kernels (``kernel_spec``: this interpreter, ``kernel_env``:
+    this mlpmnist) write their stdout/stderr to ``log_file``, die with their parent, and are
+    listed in ``started`` (so the watchdog can kill them)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class JobKernelManager(AsyncKernelManager):
@@ -121,6 +132,7 @@ def _kernel_manager(log_file: Any, started: list) -> type:
             kw.setdefault("stdout", log_file)
             kw.setdefault("stderr", log_file)
             kw.setdefault("preexec_fn", _die_with_parent)
+            kw.setdefault("env", kernel_env())
             await super().start_kernel(**kw)
             started.append(self)
 
