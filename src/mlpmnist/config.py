@@ -39,6 +39,9 @@ MAX_LR = 3.4e38
 # Sizes checked before anything is allocated: one engine holds every seed as a replica.
 MAX_SEEDS = 10_000
 MAX_EPOCHS = 100_000
+#: Units per hidden layer and hidden layers at most: a 784-65536-65536-10 MLP is already 17 GB per
+#: replica in float32 (training also checks the memory it needs, ``training.memory``).
+MAX_HIDDEN, MAX_LAYERS = 65_536, 100
 _NO_BASELINE = object()
 
 
@@ -254,6 +257,8 @@ class TrainConfig:
             isinstance(self.hidden, tuple) and self.hidden and all(_is_int(h) and h >= 1 for h in self.hidden)
         ):
             _fail("hidden", self.hidden, "a non-empty list of positive integers")
+        if len(self.hidden) > MAX_LAYERS or max(self.hidden) > MAX_HIDDEN:
+            _fail("hidden", self.hidden, f"at most {MAX_LAYERS} layers of at most {MAX_HIDDEN:,} units each")
         if not (_is_number(self.momentum) and 0 <= self.momentum < 1):
             _fail("momentum", self.momentum, "a number in [0, 1)")
         if self.momentum and self.optimizer != "sgd":
@@ -299,19 +304,36 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k in ids}
 
     def key(self) -> str:
-        """A stable, readable name for what this config computes, e.g. ``bs0090-lr0.1-e15-s10-3fa2c1d9``:
-        batch size, lr, epochs and number of seeds, then a hash of every result-changing field.
+        """A stable, readable name for what this config computes, e.g.
+        ``bs0032-lr0.1-e2-s2-adam-3fa2c1d95b0e7a41``: batch size, lr, epochs and number of seeds,
+        the other result-changing fields that differ from their defaults (``key_tags``), then 16
+        hex digits (64 bits) of a hash of every result-changing field.
 
         A field at its ``baseline`` (one added after keys were introduced, at the value that
         keeps the earlier behaviour) stays out of the hash, so adding a field keeps every stored
-        key; any other value changes the key, so a stored result is never taken for another."""
+        key; any other value changes the key, so a stored result is never taken for another.
+        Stores made before this form hold ``legacy_key``, which the store still reads."""
+        tags = "".join(f"-{t}" for t in key_tags(self))
+        return f"{self._readable()}{tags}-{self._digest()[:16]}"
+
+    def legacy_key(self) -> str:
+        """The key stores made before 16-digit keys hold for this config: the readable part
+        without tags and the first 8 hex digits of the same hash, e.g.
+        ``bs0090-lr0.1-e15-s10-cc249222``. 32 bits collide by chance, so the store trusts a
+        record under it only when its config is this computation."""
+        return f"{self._readable()}-{self._digest()[:8]}"
+
+    def _readable(self) -> str:
+        lr = "var" if isinstance(self.lr, tuple) else f"{self.lr:g}"
+        return f"bs{self.batch_size:04d}-lr{lr}-e{self.epochs}-s{len(self.seeds)}"
+
+    def _digest(self) -> str:
+        """The hex SHA-256 of the result-changing fields that are not at their baseline."""
         baselines = {f.name: f.metadata.get("baseline", _NO_BASELINE) for f in dataclasses.fields(self)}
         # As to_dict writes them: a tuple baseline compares as a list.
         baselines = {k: list(b) if isinstance(b, tuple) else b for k, b in baselines.items()}
         hashed = {k: v for k, v in self.identity().items() if baselines[k] != v}
-        lr = "var" if isinstance(self.lr, tuple) else f"{self.lr:g}"
-        digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:8]
-        return f"bs{self.batch_size:04d}-lr{lr}-e{self.epochs}-s{len(self.seeds)}-{digest}"
+        return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
@@ -339,6 +361,59 @@ def field_names(cls: type = TrainConfig) -> tuple[str, ...]:
 def identity_fields(cls: type = TrainConfig) -> tuple[str, ...]:
     """Names of the fields that change what a run computes."""
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["identity"])
+
+
+#: Keys are file names: letters, digits and ``. _ + -``, starting with a letter or digit.
+KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
+#: How a field that differs from its default is named in a key (the fields a key always names,
+#: and those that do not change what a run computes, are not); any other field is its name and
+#: value, e.g. ``label_smoothing0.1``.
+_TAGS: dict[str, Callable[[Any], str]] = {
+    "optimizer": str,
+    "momentum": lambda v: f"m{v:g}",
+    "weight_decay": lambda v: f"wd{v:g}",
+    "schedule": str,
+    "max_shift": lambda v: f"shift{v}",
+    "drop_last": lambda v: "droplast",
+    "dataset": str,
+    "inputs": str,
+    "train_limit": lambda v: f"n{v}",
+    "holdout": lambda v: f"ho{v}",
+    "hidden": lambda v: "h" + "x".join(map(str, v)),
+    "target": lambda v: f"t{v:g}",
+    "eval_ratio": lambda v: f"er{v:g}",
+    "eval_from": lambda v: f"ef{v}",
+    "snapshots": lambda v: f"snap{len(v)}",
+    "engine": str,
+    "dtype": lambda v: "f64" if v == "float64" else str(v),
+}
+_ALWAYS_NAMED = ("batch_size", "lr", "epochs", "seeds")
+#: A key's tags take at most this many characters, each at most the second (the hash tells keys
+#: apart; tags are for people).
+_TAGS_MAX, _TAG_MAX = 80, 24
+
+
+def key_tags(config: TrainConfig) -> list[str]:
+    """The words a key adds for ``config``'s result-changing fields that differ from their
+    default (``baseline``), in field order, e.g. ``['adam', 'wd0.0005']``; a long one shortened,
+    and those past ``_TAGS_MAX`` characters in all left out."""
+    out: list[str] = []
+    for name in identity_fields(type(config)):
+        value = getattr(config, name)
+        if name in _ALWAYS_NAMED or value == baseline(name, type(config)):
+            continue
+        tag = _TAGS.get(name, lambda v, n=name: f"{n}{_shown_value(v)}")(value)
+        tag = re.sub(r"[^A-Za-z0-9._+-]", "_", tag)
+        tag = tag if len(tag) <= _TAG_MAX else tag[: _TAG_MAX - 3] + "..."
+        if sum(len(t) + 1 for t in out) + len(tag) + 1 <= _TAGS_MAX:
+            out.append(tag)
+    return out
+
+
+def _shown_value(v: object) -> str:
+    if isinstance(v, tuple):
+        return "x".join(map(str, v))
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def choices(name: str, cls: type = TrainConfig) -> tuple[str, ...] | None:

@@ -119,12 +119,13 @@ def test_publish_copies_the_media_and_writes_the_readmes_blocks(tmp_path, capsys
     (study / "final_accuracy_vs_batch.png").write_bytes(b"png")
     nbformat.write(executed("2026-11-30T07:53:27Z", 763.8), tmp_path / "results" / "run.ipynb")
     readme = tmp_path / "README.md"
-    blocks = "".join(f"{s}\n(stale)\n{e}\n\n" for s, e in map(report.markers, report.BLOCKS))
+    study_blocks = [b for b in report.BLOCKS if b != "science"]  # the science is published on its own
+    blocks = "".join(f"{s}\n(stale)\n{e}\n\n" for s, e in map(report.markers, study_blocks))
     readme.write_text("# Study\n\n" + blocks + "The end.\n")
     args = [str(tmp_path / "results" / "run.ipynb"), str(tmp_path / "run.ipynb")]
     assert publish.main([*args, "--media", str(study), str(tmp_path / "media"), "--readme", str(readme)]) == 0
     assert sorted(p.name for p in (tmp_path / "media").iterdir()) == sorted(
-        ["final_accuracy_vs_batch.png", *report.FILES.values()]
+        ["final_accuracy_vs_batch.png", *(f for k, f in report.FILES.items() if k != "science")]
     )
     assert report.readme_mismatches(readme, tmp_path / "media") == []
     assert "(stale)" not in readme.read_text() and readme.read_text().endswith("The end.\n")

@@ -12,11 +12,14 @@ that diverged or collapsed to chance) or 128 + the signal's number when interrup
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from mlpmnist.cli.args import (
     EXIT_BAD_INPUT,
@@ -29,7 +32,7 @@ from mlpmnist.cli.args import (
 )
 from mlpmnist.cli.commands import cmd_figures, cmd_summary, cmd_sweep, cmd_train, sweep_config_from_args
 from mlpmnist.data import loader as mdata
-from mlpmnist.errors import DataError, StoreError, SweepError
+from mlpmnist.errors import DataError, StoreError, SweepError, printable
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -253,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     main_thread = threading.current_thread() is threading.main_thread()  # else handlers cannot be set
     before = {sig: signal.signal(sig, _on_signal) for sig in signals} if main_thread else {}
+    stdout, sys.stdout = sys.stdout, PipeSafe(sys.stdout)
     try:
         return args.func(args)
     except KeyboardInterrupt as e:
@@ -260,20 +264,57 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {interrupted_message(args, signum)}", file=sys.stderr)
         return 128 + signum
     except SweepError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, DataError, StoreError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, DataError, StoreError, MemoryError) as e:
+        print(f"error: {printable(e) or 'out of memory'}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
         full = e.errno in (errno.ENOSPC, errno.EDQUOT)
         fix = "free some space or choose another path" if full else "check the path and its permissions"
-        print(f"error: {e.strerror or e}{where}; {fix}", file=sys.stderr)
+        print(f"error: {printable(f'{e.strerror or e}{where}')}; {fix}", file=sys.stderr)
         return EXIT_BAD_INPUT
     finally:
+        sys.stdout = stdout
         for sig, handler in before.items():
             signal.signal(sig, handler)
+
+
+class PipeSafe:
+    """``sys.stdout`` for a command: when its reader goes away (``mlpmnist train | head -1``),
+    the printing stops and the work goes on: the rest of the output is dropped (the process's
+    stdout then points at /dev/null, so nothing fails at exit either) instead of a
+    ``BrokenPipeError`` ending the command."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.closed_pipe = stream, False
+
+    def _broken(self) -> None:
+        self.closed_pipe = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            fd = self.stream.fileno()
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+
+    def write(self, text: str) -> int:
+        if not self.closed_pipe:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._broken()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_pipe:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._broken()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the stream's
+        return getattr(self.stream, name)
 
 
 if __name__ == "__main__":

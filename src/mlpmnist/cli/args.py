@@ -113,7 +113,13 @@ def parse_assignments(words: Sequence[str], what: str) -> dict[str, list]:
         check_names([name], what)
         if name in out:
             raise ValueError(f"{what} {name} is given twice")
-        out[name] = [parse_value(name, v) for v in values.split(",")]
+        parts = values.split(",")
+        if not all(p.strip() for p in parts):
+            raise ValueError(
+                f"{what} {word!r} has an empty value; give NAME=V1,V2 with a value between each comma "
+                "(e.g. lr=0.03,0.1)"
+            )
+        out[name] = [parse_value(name, v) for v in parts]
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from mlpmnist.cli.args import EXIT_FAILED, assignments, check_out_path, config_from_args, parse_assignments
 from mlpmnist.config import FIELDS, TrainConfig, parse_value
 from mlpmnist.data import loader as mdata
-from mlpmnist.errors import StoreError
+from mlpmnist.errors import StoreError, printable
 from mlpmnist.store import writable_folder
 
 
@@ -38,7 +39,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"experiment {config.key()} is already stored in {root}: nothing to train")
         else:
             record = _train(args, config, data, root)
-        print(tables.per_epoch_table(stats.per_epoch(store.frame([record]))).to_string())
+        per = stats.per_epoch(store.frame([record]))
+        if per.empty:  # every replica diverged before its first epoch ended: the note says where
+            print("no finished epoch: every replica diverged before the end of epoch 1")
+        else:
+            print(tables.per_epoch_table(per).to_string())
         print(f"total {record['seconds']:.1f} s on {record['device']}; key {record['key']}")
         if root is not None and found is None:
             print(f"wrote {store.path(root, 'runs', config.key())} and its weights")
@@ -53,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 )
                 return EXIT_FAILED
     if record["note"]:  # seeds that diverged or collapsed: the experiment is done, with failed seeds
-        print(f"failed seeds: {record['note']}", file=sys.stderr)
+        print(f"failed seeds: {printable(record['note'])}", file=sys.stderr)
         return EXIT_FAILED
     return 0
 
@@ -153,13 +158,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"sweep: {outcome.line()}; {outcome.seconds:.0f} s; results in {outcome.results_dir}")
     for key, err in outcome.failed.items():
         # Point at what exists: a results folder deleted mid-run, or a full disk, leaves neither.
-        paths = [store.path(outcome.results_dir, kind, key) for kind in ("notebooks", "logs")]
-        seen = [p for p in paths if p.is_file()]
+        paths = [outcome.results_dir / kind / f"{key}{store.KINDS[kind]}" for kind in ("notebooks", "logs")]
+        seen = [p for p in paths if p.is_file() and store.outside(outcome.results_dir, p) is None]
         see = f"; see {seen[0]}" if seen else ""
-        print(f"error: experiment {key} failed: {err}{see}", file=sys.stderr)
+        print(f"error: experiment {key} failed: {printable(err)}{see}", file=sys.stderr)
     for key, seeds in outcome.failed_seeds.items():  # done experiments: an outcome, said apart
+        # The record's own words: which seeds, what happened, what to do (never learned or fell).
         note = store.trusted(outcome.results_dir, key).record.get("note")
-        print(f"failed seeds: experiment {key} is done; {note or f'seeds {seeds} failed'}", file=sys.stderr)
+        said = printable(note or f"seeds {seeds} failed")
+        print(f"failed seeds: experiment {key} is done; {said}", file=sys.stderr)
     return EXIT_FAILED if outcome.failed or outcome.failed_seeds else 0
 
 
@@ -204,6 +211,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from mlpmnist.figures import compose as figures
     from mlpmnist.figures import embed
 
+    check_backend()
     # Everything is read and checked before anything is written: the records, the model
     # experiment and its weights, the data, the media folder; then every figure is drawn, then saved.
     df = store.load(args.results, where=assignments(args.where, "selection"))
@@ -267,3 +275,20 @@ def cmd_summary(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {store.atomic_write_text(out, text.rstrip(chr(10)) + chr(10))}")
     return 0
+
+
+def check_backend() -> None:
+    """``ValueError`` naming ``MPLBACKEND`` and what it may be when it names no matplotlib
+    backend (matplotlib's own error would not say where the name came from)."""
+    name = os.environ.get("MPLBACKEND")
+    if not name:
+        return
+    from matplotlib import rcsetup
+
+    try:
+        rcsetup.validate_backend(name)
+    except ValueError:
+        raise ValueError(
+            f"MPLBACKEND={printable(name)!r} is not a matplotlib backend; unset it, or set it to agg "
+            "(figures to files only) or another backend matplotlib knows"
+        ) from None

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from mlpmnist.store.files import atomic_write_text, path
+from mlpmnist.store.files import atomic_write_text, path, read_json
 
 
 def cached(
@@ -21,7 +21,7 @@ def cached(
     text = json.dumps(inputs, sort_keys=True, default=str)
     target = path(results_dir, "derived", f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}")
     try:
-        held = json.loads(target.read_text(encoding="utf-8"))
+        held = read_json(target)
         if json.dumps(held["inputs"], sort_keys=True, default=str) == text:
             return held["value"]
     except (OSError, ValueError, KeyError, TypeError):

@@ -14,10 +14,11 @@ import json
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any
 
-from mlpmnist.errors import StoreError
-from mlpmnist.store.files import atomic_write_text, path
+from mlpmnist.errors import StoreError, printable
+from mlpmnist.store.files import atomic_write_text, path, read_json, remove
 
 
 def write_failure(
@@ -40,9 +41,9 @@ def write_failure(
         "start_seconds": start_seconds if ok else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    target = path(results_dir, "failed", key)
+    target = Path(results_dir) / "failed" / f"{key}.json"
     try:
-        atomic_write_text(target, json.dumps(failure, indent=1, allow_nan=False))
+        atomic_write_text(path(results_dir, "failed", key), json.dumps(failure, indent=1, allow_nan=False))
     except (OSError, StoreError) as e:
         return (
             f"{error}; {target} could not be written either ({e.strerror if isinstance(e, OSError) else e})"
@@ -51,15 +52,16 @@ def write_failure(
 
 
 def read_failure(results_dir: str | os.PathLike, key: str) -> dict[str, Any] | None:
-    """The failure file of ``key`` as written by ``write_failure``, or None when there is none or
-    it does not read."""
-    with contextlib.suppress(OSError, ValueError):
-        failure = json.loads(path(results_dir, "failed", key).read_text(encoding="utf-8"))
+    """The failure file of ``key`` as written by ``write_failure`` (its ``error`` with control
+    characters escaped, ``errors.printable``), or None when there is none or it does not read."""
+    with contextlib.suppress(OSError, ValueError):  # a StoreError is a ValueError
+        failure = read_json(path(results_dir, "failed", key))
         if isinstance(failure, dict) and isinstance(failure.get("error"), str):
-            return failure
+            # Its text is shown in messages: escaped, so it cannot fake a line of its own.
+            return {**failure, "error": printable(failure["error"])}
     return None
 
 
 def clear_failure(results_dir: str | os.PathLike, key: str) -> None:
     """Remove ``key``'s failure file, if any (its experiment is being run again)."""
-    path(results_dir, "failed", key).unlink(missing_ok=True)
+    remove(results_dir, path(results_dir, "failed", key))

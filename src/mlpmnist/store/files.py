@@ -11,19 +11,33 @@ Under a results folder every experiment's files are named by its key::
     checkpoints/<key>.pt  a group's training state after its last finished epoch (``checkpoint``)
     locks/<key>.lock      held while it runs, so it never runs twice at once
     derived/<name>.json   a measurement computed from stored experiments (``store.derived``)
+
+The store never reaches outside its folder: every path it reads, writes or deletes is checked by
+``inside`` (a key is a file name, never a path; a link whose real path leaves the folder is
+refused). A writer killed mid-write leaves a locked-then-abandoned ``.<name>.<random>.tmp``,
+which the next writer of that folder removes (``remove_stale_temporaries``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import fnmatch
+import glob
 import io
+import json
 import os
+import secrets
 import shutil
 import stat
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-from mlpmnist.errors import StoreError
+from mlpmnist.config import KEY_PATTERN
+from mlpmnist.errors import StoreError, printable
 
 KINDS = {
     "runs": ".json",
@@ -38,8 +52,66 @@ KINDS = {
 
 
 def path(results_dir: str | os.PathLike, kind: str, key: str) -> Path:
-    """Where the ``kind`` file (runs, notebooks, models, logs, failed, locks) of ``key`` lives."""
-    return Path(results_dir) / kind / f"{key}{KINDS[kind]}"
+    """Where the ``kind`` file (runs, notebooks, models, logs, failed, locks, derived) of ``key``
+    lives, checked by ``inside``: ``StoreError`` when ``key`` is not a key (``KEY_PATTERN``: no
+    separators, no leading dot) or the file's real path leaves the results folder."""
+    if not (isinstance(key, str) and KEY_PATTERN.fullmatch(key)):
+        raise StoreError(
+            f"{printable(repr(key)[:120])} is not a store key (letters, digits and . _ + -); "
+            f"it cannot name a file under {results_dir}"
+        )
+    return inside(results_dir, Path(results_dir) / kind / f"{key}{KINDS[kind]}")
+
+
+def outside(results_dir: str | os.PathLike, p: str | os.PathLike) -> str | None:
+    """Where ``p`` (a path under the results folder) really leads when that is outside the
+    results folder (through a link, or a store folder that is one), else None."""
+    root, real = os.path.realpath(results_dir), os.path.realpath(p)
+    return None if real == root or real.startswith(root.rstrip(os.sep) + os.sep) else real
+
+
+def inside(results_dir: str | os.PathLike, p: str | os.PathLike) -> Path:
+    """``p``, a path under the results folder ``results_dir``, when its real path stays inside
+    the folder's real path; ``StoreError`` naming it and where it leads otherwise. Every write and
+    delete in the store goes through it (``path``, ``remove``), so a link in the store never
+    makes the store write or delete outside it."""
+    where = outside(results_dir, p)
+    if where is not None:
+        raise StoreError(
+            f"{p} leads to {where}, outside the results folder {results_dir}; the store never writes "
+            "there: remove the link"
+        )
+    return Path(p)
+
+
+def remove(results_dir: str | os.PathLike, p: str | os.PathLike) -> None:
+    """Delete ``p`` (a file, or a folder and everything in it) under the results folder; a link is
+    removed itself, never what it points at. ``StoreError`` (``inside``) when a folder's real path
+    leaves the results folder; nothing there is a no-op."""
+    p = Path(p)
+    try:
+        st = p.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(inside(results_dir, p), ignore_errors=True)
+    else:
+        inside(results_dir, p.parent)
+        p.unlink(missing_ok=True)
+
+
+def read_json(source: str | os.PathLike) -> Any:
+    """The JSON value a store file holds. ``OSError`` when it cannot be read; ``ValueError``
+    when it is not a regular file (a FIFO would block the read) or not JSON: undecodable text,
+    bad syntax, or nested too deeply to parse (a bad file like any other, not a crash)."""
+    source = Path(source)
+    if not stat.S_ISREG(source.stat().st_mode):
+        raise ValueError(f"it is {what_is(source)}, not a regular file")
+    text = source.read_text(encoding="utf-8")  # UnicodeDecodeError is a ValueError
+    try:
+        return json.loads(text)
+    except RecursionError as e:
+        raise ValueError("its JSON is nested too deeply to read") from e
 
 
 def writable_folder(folder: str | os.PathLike, what: str) -> Path:
@@ -56,6 +128,33 @@ def writable_folder(folder: str | os.PathLike, what: str) -> Path:
         raise ValueError(
             f"{what} {folder} cannot be created or written ({e.strerror}); choose another path"
         ) from e
+    return folder
+
+
+def check_folder(folder: str | os.PathLike, what: str, files: tuple[str, ...] = ()) -> Path:
+    """``folder`` checked as a place to write ``files`` (names) later, creating nothing: where it
+    exists, a folder this process may write, holding none of ``files`` as anything but a regular
+    file (a FIFO, a folder, a link to one: ``file_target``); else its nearest existing parent a
+    writable folder. ``ValueError`` naming ``what`` (a parameter, e.g. ``media_dir``), the path
+    and what to do. Returns ``folder``."""
+    folder = Path(folder)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise ValueError(f"{what} {folder} is {what_is(folder)}, not a folder; choose another path")
+    here = folder
+    while not os.path.lexists(here) and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        raise ValueError(
+            f"{what} {folder} cannot be created: {here} is {what_is(here)}, not a folder; choose another path"
+        )
+    if not os.access(here, os.W_OK | os.X_OK):
+        where = "it" if here == folder else here
+        raise ValueError(f"{what} {folder} cannot be written ({where} is not writable); choose another path")
+    for name in files if here == folder else ():
+        try:
+            file_target(folder / name, what)
+        except StoreError as e:
+            raise ValueError(str(e)) from None
     return folder
 
 
@@ -109,36 +208,107 @@ def what_is(p: Path) -> str:
 
 def check_store(results_dir: str | os.PathLike) -> Path:
     """``results_dir`` as a writable folder whose store folders (runs, notebooks, models, logs,
-    failed, locks, .scratch), where they exist, are folders; else ``StoreError`` naming the one in
-    the way (a file, a link that loops or points nowhere), found before any work. Returns it."""
+    failed, locks, derived, .scratch), where they exist, are folders inside it; else
+    ``StoreError`` naming the one in the way (a file, a link that loops or points nowhere, a link
+    out of the results folder), found before any work. Returns it."""
     root = writable_folder(results_dir, "results folder")
     for kind in (*KINDS, ".scratch"):
         sub = root / kind
         if os.path.lexists(sub) and not sub.is_dir():
             raise StoreError(f"{sub} is not a folder ({what_is(sub)}); remove it or choose another --results")
+        if (where := outside(root, sub)) is not None:
+            raise StoreError(
+                f"{sub} leads to {where}, outside the results folder; the store never writes or deletes "
+                "there: remove the link (a store folder lies inside its results folder)"
+            )
     return root
+
+
+#: A temporary file younger than this is never taken for a stale one (it may be about to be locked).
+STALE_S = 60.0
+
+
+def _temporary(target: Path) -> tuple[int, Path]:
+    """A new hidden temporary file beside ``target`` (``.<name>.<random>.tmp``), open for reading
+    and writing and locked (``flock``) while its writer holds it, so ``remove_stale_temporaries``
+    leaves it alone. Its mode follows the umask (files are created 0666 less the umask); an
+    existing ``target`` (or the file a link there points at) gives its mode and, where allowed,
+    its owner instead, so writing through a link keeps what the file was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        break
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(target)
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+                with contextlib.suppress(PermissionError):  # only root may give a file away
+                    os.fchown(fd, st.st_uid, st.st_gid)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    return fd, tmp
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str = "*") -> list[Path]:
+    """Remove the temporary files that writers of ``folder/<name>`` left behind when they were
+    killed mid-write (``.<name>.<random>.tmp``, see ``_temporary``): those no live writer holds
+    (its lock is free) and older than ``STALE_S`` seconds. Links and other non-files are left
+    alone. Returns what was removed."""
+    removed: list[Path] = []
+    pattern = f".{glob.escape(name) if name != '*' else '*'}.*.tmp"
+    try:
+        entries = list(os.scandir(os.fspath(folder)))
+    except OSError:  # no folder (yet), or not one: nothing of ours there
+        return removed
+    for entry in entries:
+        if not fnmatch.fnmatchcase(entry.name, pattern):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or time.time() - st.st_mtime < STALE_S:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a live writer holds it
+            continue
+        else:
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
+        finally:
+            os.close(fd)
+    return removed
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``target`` via a temporary file in the same directory and a rename,
     so a reader never sees a half-written file. Returns the path. A link to a regular file is
-    written through; anything else that is not a regular file is refused (``file_target``). An
-    ``OSError`` (a full disk) names ``target``, and no temporary file is left."""
+    written through (the file keeps its mode and owner); anything else that is not a regular file
+    is refused (``file_target``). A new file's mode follows the umask. An ``OSError`` (a full
+    disk) names ``target``, and no temporary file is left."""
     target = file_target(target)
     tmp = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make outputs private to their writer
+        fd, tmp = _temporary(target)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+            os.replace(tmp, target)
     except BaseException as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.filename in (None, tmp):  # name the file meant, not its temporary
+        if isinstance(e, OSError) and e.filename in (None, str(tmp)):  # the file meant, not its temporary
             raise type(e)(e.errno, e.strerror or str(e), str(target)) from e
         raise
     return target
@@ -177,11 +347,11 @@ class Reservation:
 
     def __init__(self, target: str | os.PathLike, nbytes: int, what: str) -> None:
         self.target = file_target(target, what)
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
+        # A writer killed before it renamed left its room behind: taken back now (W7).
+        remove_stale_temporaries(self.target.parent, self.target.name)
+        fd, self.tmp = _temporary(self.target)
         self.file: io.BufferedRandom | None = os.fdopen(fd, "r+b")
         try:
-            os.fchmod(fd, 0o644)
             os.posix_fallocate(fd, 0, max(1, nbytes))
         except OSError as e:
             self.close()
@@ -203,9 +373,9 @@ class Reservation:
             self.file.truncate(len(data))
             self.file.flush()
             os.fsync(self.file.fileno())
+            os.replace(self.tmp, self.target)  # still locked: no cleaner takes it meanwhile
             self.file.close()
             self.file = None
-            os.replace(self.tmp, self.target)
         except OSError as e:
             self.close()
             raise type(e)(e.errno, e.strerror or str(e), str(self.target)) from e

@@ -66,4 +66,5 @@ def load(
     Every record goes through the store's trust check (``trust.stored``); ``StoreError`` names the
     first one that fails it, and says when none matches.
     """
-    return frame([s.record for s in stored(results_dir, keys=keys, where=where)])
+    # Each under the key the store holds it by (a legacy key for stores made before 16-digit keys).
+    return frame([{**s.record, "key": s.key} for s in stored(results_dir, keys=keys, where=where)])

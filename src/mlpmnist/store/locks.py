@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlpmnist.store.files import atomic_write_text, path
+from mlpmnist.errors import printable
+from mlpmnist.store.files import atomic_write_text, path, read_json, remove
 
 
 def _owner_path(root: Path, key: str) -> Path:
@@ -22,9 +23,11 @@ def owner(root: str | os.PathLike, key: str) -> str:
     """Who holds ``key``'s lock, in words ('pid 123 (stopped) on host, job j, since 40 s'), as far
     as known; a process on this host is said to be stopped (SIGSTOP, Ctrl-Z) or gone if it is."""
     try:
-        o = json.loads(_owner_path(Path(root), key).read_text())
+        o = read_json(_owner_path(Path(root), key))
         state = _state(int(o["pid"])) if o["host"] == socket.gethostname() else ""
-        return f"pid {o['pid']}{state} on {o['host']}, job {o['job']}, since {time.time() - o['since']:.0f} s"
+        # The file's words are shown in messages: escaped, so they cannot fake a line of their own.
+        since = time.time() - o["since"]
+        return printable(f"pid {int(o['pid'])}{state} on {o['host']}, job {o['job']}, since {since:.0f} s")
     except (OSError, ValueError, KeyError, TypeError):
         return "a process that did not say who it is"
 
@@ -63,7 +66,8 @@ class Claims:
                     raise
         self.locks[key] = lock
         mine = {"pid": os.getpid(), "host": socket.gethostname(), "job": self.job, "since": time.time()}
-        with contextlib.suppress(OSError):  # who holds it is a courtesy; a full disk must not stop us
+        # Who holds it is a courtesy: a full disk must not stop us.
+        with contextlib.suppress(OSError, ValueError):
             atomic_write_text(_owner_path(self.root, key), json.dumps(mine))
         return True
 
@@ -72,9 +76,10 @@ class Claims:
         waits on the old file then finds it done, as it would have)."""
         lock = self.locks.pop(key, None)
         if lock is not None:
-            _owner_path(self.root, key).unlink(missing_ok=True)
-            if path(self.root, "runs", key).is_file():
-                path(self.root, "locks", key).unlink(missing_ok=True)
+            with contextlib.suppress(OSError, ValueError):  # a courtesy, as when it was written
+                remove(self.root, _owner_path(self.root, key))
+                if path(self.root, "runs", key).is_file():
+                    remove(self.root, path(self.root, "locks", key))
             lock.release()
 
     def __enter__(self) -> Claims:

@@ -24,8 +24,8 @@ import torch
 
 from mlpmnist import paths
 from mlpmnist.config import TrainConfig, baseline, field_names
-from mlpmnist.errors import StoreError
-from mlpmnist.store.files import atomic_write_bytes, atomic_write_text, path, what_is
+from mlpmnist.errors import StoreError, printable
+from mlpmnist.store.files import atomic_write_bytes, atomic_write_text, path, read_json, what_is
 from mlpmnist.store.weights import models_bytes
 from mlpmnist.training.result import TrainResult
 
@@ -162,22 +162,28 @@ def write_record(record: dict, target: str | os.PathLike) -> Path:
 
 def read_record(source: str | os.PathLike) -> dict:
     """Read a run record; raise ``StoreError`` naming the file, what is wrong and what to do when
-    it is not one (``record_problem``)."""
+    it is not one (not a regular file, not JSON, nested too deeply: ``files.read_json``; or not a
+    record: ``record_problem``)."""
     source = Path(source)
     if source.exists() and not source.is_file():  # a FIFO would block the read for ever
         raise StoreError(f"{source} is not a readable run record ({what_is(source)}); delete it and rerun")
     try:
-        record = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise StoreError(f"{source} is not a readable run record ({e}); delete it and rerun") from e
+        record = read_json(source)
+    except (OSError, ValueError) as e:
+        why = printable(str(e) or type(e).__name__)[:200]
+        raise StoreError(f"{source} is not a readable run record ({why}); delete it and rerun") from e
     problem = record_problem(record)
     if problem:
-        raise StoreError(f"{source} is not a run record ({problem}); delete it and rerun")
+        raise StoreError(f"{source} is not a run record ({printable(problem)}); delete it and rerun")
     return record
 
 
 def _number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(v: object) -> bool:
+    return _number(v) and math.isfinite(v)  # type: ignore[arg-type]
 
 
 def record_problem(record: object) -> str | None:
@@ -197,6 +203,8 @@ def record_problem(record: object) -> str | None:
             return f"{field} {seeds!r} is not a list of seeds"
     if not _number(record.get("seconds", 0)):
         return f"seconds {record['seconds']!r} is not a number"
+    if not _finite(record.get("seconds", 0)):
+        return f"seconds {record['seconds']!r} is not a finite number"
     reps = record.get("replicas")
     if not isinstance(reps, list) or not reps:
         return "no replicas"
@@ -210,9 +218,18 @@ def record_problem(record: object) -> str | None:
         for row in r["history"]:
             if not (isinstance(row, dict) and _number(row.get("epoch"))):
                 return f"replica {r.get('seed')!r} has a history row without a numeric epoch"
+            if not math.isfinite(row["epoch"]):
+                return f"replica {r.get('seed')!r} has a history row without a numeric epoch"
             acc, end = row.get("test_acc"), float(row["epoch"]).is_integer()
             if end and not (_number(acc) or (acc is None and row.get("diverged"))):
                 return f"replica {r.get('seed')!r} has a history row without a numeric epoch and test_acc"
+            # Its writer stores a diverged replica's non-finite metrics as null, and only there.
+            bad = [k for k, v in row.items() if _number(v) and not math.isfinite(v)]
+            if bad and not row.get("diverged"):
+                return (
+                    f"replica {r.get('seed')!r} has {bad[0]} {row[bad[0]]!r} at epoch {row['epoch']:g}, "
+                    "a non-finite value in a row that did not diverge"
+                )
     return None
 
 

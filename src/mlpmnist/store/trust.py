@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlpmnist.config import TrainConfig, check_names, field_types
-from mlpmnist.errors import StoreError
+from mlpmnist.config import KEY_PATTERN, TrainConfig, check_names, field_types
+from mlpmnist.errors import StoreError, printable
 from mlpmnist.model import MLP
-from mlpmnist.store.files import path, what_is
-from mlpmnist.store.records import output_bytes, read_record, record_key, stored_config
+from mlpmnist.store.files import outside, path, what_is
+from mlpmnist.store.records import output_bytes, read_record, stored_config
 from mlpmnist.store.weights import load_models, read_payload, sha256
 
 
@@ -59,7 +59,9 @@ def replicas_problem(record: dict, config: TrainConfig) -> str | None:
 
 def weights_problem(root: Path, key: str, record: dict, config: TrainConfig) -> str | None:
     """Why ``key``'s weights file is not the one ``record`` names, or None."""
-    models = path(root, "models", key)
+    models = Path(root) / "models" / f"{key}.pt"
+    if (where := outside(root, models)) is not None:
+        return f"its weights file leads to {where}, outside the results folder"
     if not models.is_file():
         return "no weights file" if not os.path.lexists(models) else f"its weights are {what_is(models)}"
     want = record.get("weights_sha256")
@@ -71,7 +73,7 @@ def weights_problem(root: Path, key: str, record: dict, config: TrainConfig) -> 
         payload = read_payload(models)  # records made before checksums: the key inside
         owner = payload.get("key") or stored_config({"config": payload["config"]}).key()
     except (OSError, StoreError, KeyError, TypeError, ValueError) as e:
-        return f"its weights do not read ({str(e).split(';')[0] or type(e).__name__})"
+        return f"its weights do not read ({printable(str(e).split(';')[0] or type(e).__name__)})"
     return None if owner == key else "its weights file belongs to another experiment"
 
 
@@ -80,40 +82,72 @@ def problem(
 ) -> tuple[dict | None, str | None]:
     """(record, None) when the experiment stored under ``key`` is trusted (see the module), else
     (None, why not: one phrase, e.g. 'no record'). Given ``config``, the record must also be for
-    that computation."""
+    that computation. ``key`` may be a config's key or its ``legacy_key`` (stores made before
+    16-digit keys); a record must name the key its file is named by."""
     root = Path(root)
-    run = path(root, "runs", key)
+    if not (isinstance(key, str) and KEY_PATTERN.fullmatch(key)):
+        return None, f"{printable(repr(key)[:80])} is not a store key"
+    run = root / "runs" / f"{key}.json"
     if not os.path.lexists(run):
         return None, "no record"
+    if (where := outside(root, run)) is not None:
+        return None, f"its record leads to {where}, outside the results folder"
     try:
         record = read_record(run)
     except StoreError as e:
-        return None, str(e).split(" is ", 1)[-1].split(";")[0]
-    if record_key(record) != key:
-        return None, f"its record names another key ({str(record_key(record))[:80]!r})"
+        return None, str(e).split(" is ", 1)[-1].split("; delete it")[0]
+    named = record.get("key")
+    if named is not None and named != key:
+        return None, f"its record names another key ({printable(repr(named)[:80])})"
     try:
         stored = stored_config(record, type(config) if config is not None else TrainConfig)
     except (ValueError, TypeError) as e:
-        return None, f"its record's config does not read ({e})"
-    if stored.key() != key or (config is not None and stored.identity() != config.identity()):
+        return None, f"its record's config does not read ({printable(e)})"
+    if key not in (stored.key(), stored.legacy_key()) or (
+        config is not None and stored.identity() != config.identity()
+    ):
         return None, "its record is for another configuration"
     why = replicas_problem(record, stored) or weights_problem(root, key, record, stored)
     return (None, why) if why else (record, None)
 
 
+#: What a record under a config's legacy key that belongs to another config is told apart by.
+_ANOTHER = "its record is for another configuration"
+
+
 def find(root: str | os.PathLike, config: TrainConfig) -> tuple[Stored | None, str | None]:
     """``config``'s trusted experiment in ``root`` (and None), or None and why it is not there
-    or not trusted."""
+    or not trusted. Its key is looked up first, then its ``legacy_key`` (stores made before
+    16-digit keys), where a record is trusted only if its config is this computation: another
+    config's record that shares the legacy key (32 bits collide) counts as no record."""
+    root = Path(root)
     record, why = problem(root, config.key(), config)
-    return (Stored(config.key(), record, Path(root)), None) if record is not None else (None, why)
+    if record is not None:
+        return Stored(config.key(), record, root), None
+    legacy = config.legacy_key()
+    if why == "no record" and legacy != config.key():
+        old, old_why = problem(root, legacy, config)
+        if old is not None:
+            return Stored(legacy, old, root), None
+        if old_why != _ANOTHER:
+            return None, old_why
+    return None, why
+
+
+def legacy_problem(root: str | os.PathLike, config: TrainConfig) -> str | None:
+    """Why the record under ``config``'s legacy key, when it is one of this computation, is not
+    trusted (a rerun stores the experiment under its new key and makes it stale); None when
+    there is none, it is trusted, or it is another config's."""
+    old, why = problem(root, config.legacy_key(), config)
+    return None if old is not None or why in ("no record", _ANOTHER) else why
 
 
 def trusted(root: str | os.PathLike, key: str) -> Stored:
-    """The trusted experiment ``key`` in ``root``; ``StoreError`` naming it and why it is not
-    trusted, and what to do."""
+    """The trusted experiment ``key`` (a key or a legacy key) in ``root``; ``StoreError`` naming
+    it and why it is not trusted, and what to do."""
     record, why = problem(root, key)
     if record is None:
-        where = path(root, "runs", key)
+        where = Path(root) / "runs" / f"{printable(key)}.json"
         raise StoreError(f"{where} cannot be used: {why}; rerun its sweep (or delete its files)")
     return Stored(key, record, Path(root))
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from mlpmnist.errors import StoreError
+from mlpmnist.errors import StoreError, printable
 from mlpmnist.model import MLP
 from mlpmnist.store.files import atomic_write_bytes
 from mlpmnist.training.result import TrainResult
@@ -66,9 +66,10 @@ def read_payload(source: str | os.PathLike) -> dict[str, Any]:
         if not (isinstance(payload, dict) and isinstance(payload.get("state_dicts"), list)):
             raise ValueError("no state_dicts")
     except Exception as e:  # torch raises many types for truncated or foreign files
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        if "weights_only" in reason or "Weights only load failed" in reason:
-            reason = "it holds objects other than weights"
+        reason = printable(str(e).splitlines()[0][:120]) if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+            # Never torch's advice to load it with weights_only=False: that would run its code.
+            reason = "it holds objects other than weights, which are never loaded"
         raise StoreError(
             f"{source} is not a readable weights file ({reason}); delete it and rerun its sweep"
         ) from e

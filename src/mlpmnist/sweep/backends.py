@@ -16,9 +16,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
-from mlpmnist.errors import SweepError
+from mlpmnist.errors import SweepError, printable
 from mlpmnist.sweep import jobs
 
 #: Seconds between two calls of ``poll`` while jobs run.
@@ -70,16 +70,30 @@ class LocalBackend:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+def check_address(address: object) -> ParseResult:
+    """``address`` read as a scheduler's URL (``tcp://`` is assumed when no scheme is given);
+    ``ValueError`` naming ``--scheduler`` and what it must look like when it is not one (a port
+    outside 1-65535, a bracket left open, another scheme), before anything is created."""
+    shape = "tcp://HOST:PORT or tls://HOST:PORT with PORT in 1-65535 (the scheduler's port, often 8786)"
+    if not isinstance(address, str):
+        raise ValueError(f"--scheduler must be {shape}; got {address!r}")
+    try:
+        url = urlparse(address if "://" in address else f"tcp://{address}")
+        ok = url.scheme in ("tcp", "tls") and bool(url.hostname) and url.port is not None and url.port > 0
+    except ValueError as e:  # urlparse's own words ('Port out of range', 'Invalid IPv6 URL')
+        raise ValueError(f"--scheduler {printable(address)} must be {shape} ({e})") from None
+    if not ok:
+        raise ValueError(f"--scheduler {printable(address)} must be {shape}")
+    return url
+
+
 def probe_scheduler(address: str, timeout: float) -> None:
     """``ValueError`` saying what is wrong unless ``address`` (tcp://HOST:PORT or tls://...)
     completes Dask's handshake within ``timeout`` seconds: nothing listening, an HTTP server (the
     dashboard's port, a common slip for the scheduler's), or a listener that says nothing or
     something else (``distributed.Client`` would wait for it for ever)."""
-    url = urlparse(address if "://" in address else f"tcp://{address}")
-    if url.scheme not in ("tcp", "tls") or not url.hostname or not url.port:
-        raise ValueError(
-            f"--scheduler {address} must look like tcp://HOST:PORT (the scheduler's port, often 8786)"
-        )
+    url = check_address(address)
+    assert url.hostname is not None and url.port is not None
     fix = "start the scheduler or fix --scheduler"
     deadline = time.monotonic() + timeout
     try:

@@ -59,8 +59,9 @@ def default_results_dir(start: str | os.PathLike | None = None) -> Path:
 
 
 def heartbeat_path(results_dir: str | os.PathLike, job: str) -> Path:
-    """Where job ``job`` says it is alive (its scratch folder, which the sweep owns)."""
-    return Path(results_dir) / ".scratch" / job / "heartbeat.json"
+    """Where job ``job`` says it is alive (its scratch folder, which the sweep owns); ``StoreError``
+    when that leads out of the results folder (``store.inside``)."""
+    return store.inside(results_dir, Path(results_dir) / ".scratch" / job / "heartbeat.json")
 
 
 @dataclass(frozen=True)

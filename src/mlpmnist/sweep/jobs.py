@@ -16,9 +16,10 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
 import socket
+import stat
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from typing import Any
 
 from mlpmnist import store
 from mlpmnist.config import TrainConfig
-from mlpmnist.errors import StoreError
+from mlpmnist.errors import StoreError, printable
 from mlpmnist.store.locks import Claims, alive, owner
 from mlpmnist.sweep.experiment import heartbeat_path
 
@@ -88,12 +89,43 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def kernel_spec() -> Any:
+    """The kernel every job runs: ipykernel in this very interpreter (``sys.executable``), so the
+    experiments run the sweep's own mlpmnist and libraries, whatever kernel a user's ``python3``
+    kernelspec names."""
+    from jupyter_client.kernelspec import KernelSpec
+
+    return KernelSpec(
+        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        display_name=f"mlpmnist job ({sys.executable})",
+        language="python",
+        resource_dir=str(Path(sys.executable).parent),
+        metadata={"debugger": False},
+    )
+
+
+def kernel_env() -> dict[str, str]:
+    """The environment of a job's kernel: this process's, with the folder this mlpmnist is
+    imported from first on ``PYTHONPATH``, so the kernel runs the very code of the sweep (not
+    another mlpmnist installed in the same interpreter)."""
+    here = str(Path(__file__).resolve().parents[2])  # src/ (this file is src/mlpmnist/sweep/jobs.py)
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([here, *rest])}
+
+
 def _kernel_manager(log_file: Any, started: list) -> type:
-    """A kernel manager class whose kernels write their stdout/stderr to ``log_file``, die with
-    their parent, and are listed in ``started`` (so the watchdog can kill them)."""
+    """A kernel manager class whose kernels (``kernel_spec``: this interpreter, ``kernel_env``:
+    this mlpmnist) write their stdout/stderr to ``log_file``, die with their parent, and are
+    listed in ``started`` (so the watchdog can kill them)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class JobKernelManager(AsyncKernelManager):
+        @property
+        def kernel_spec(self) -> Any:  # not the kernelspec installed under the kernel's name
+            if self._kernel_spec is None:
+                self._kernel_spec = kernel_spec()
+            return self._kernel_spec
+
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw.setdefault("stdout", log_file)
             kw.setdefault("stderr", log_file)
@@ -101,6 +133,7 @@ def _kernel_manager(log_file: Any, started: list) -> type:
             # ipykernel's own log at ERROR: its start-up warning that a local kernel talks over TCP
             # without encryption would open every experiment's log otherwise.
             kw["extra_arguments"] = [*(kw.get("extra_arguments") or []), "--IPKernelApp.log_level=ERROR"]
+            kw.setdefault("env", kernel_env())
             await super().start_kernel(**kw)
             started.append(self)
 
@@ -207,7 +240,8 @@ def execute(
                 }
     finally:
         ended.set()
-        shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError, StoreError):
+            store.remove(root, scratch)
     return out
 
 
@@ -260,8 +294,9 @@ def _run(
 
     t0, started_at = time.perf_counter(), time.time()
     configs = {TrainConfig.from_mapping(c).key(): c for c in task.configs}
-    shutil.rmtree(scratch, ignore_errors=True)
+    store.remove(root, scratch)
     scratch.mkdir(parents=True)
+    store.inside(root, scratch)
     store.atomic_write_text(
         scratch / "owner.json", json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
     )
@@ -277,8 +312,9 @@ def _run(
         try:
             _in_job.active = True
             pm.execute_notebook(
-                task.notebook,
-                str(output),
+                # papermill formats both paths with str.format: braces in a folder's name are text.
+                _literal(task.notebook),
+                _literal(str(output)),
                 parameters={
                     "configs": [configs[k] for k in run],
                     "data_dir": task.data_dir,
@@ -303,6 +339,12 @@ def _run(
         config = TrainConfig.from_mapping(configs[key])
         out.rows[key] = _settle(root, config, task.job, out.error, output, log, started_at)
         out.rows[key]["seconds"] = out.rows[key].get("seconds") or time.perf_counter() - t0
+
+
+def _literal(p: str) -> str:
+    """``p`` as a ``str.format`` pattern that formats to ``p`` itself (papermill formats its
+    paths with the notebook's parameters)."""
+    return p.replace("{", "{{").replace("}", "}}")
 
 
 _in_job = threading.local()
@@ -338,17 +380,34 @@ def _short_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _error_for(key: str, root: Path, job: str, notebook_error: str | None) -> str:
-    """Why ``key`` failed: the kernel's failure file, its line in the notebook's error, or that error."""
+def _error_for(key: str, root: Path, job: str, notebook_error: str | None, log: Path) -> str:
+    """Why ``key`` failed: the kernel's failure file, its line in the notebook's error, or that
+    error (a kernel that died while starting: with the last line of its log, which says why)."""
     failure = store.read_failure(root, key)
     if failure is not None and failure.get("job") == job:
         return str(failure["error"])
     for line in (notebook_error or "").splitlines():
         if line.startswith(f"{key}: "):
-            return line[len(key) + 2 :]
+            return printable(line[len(key) + 2 :])
+    if notebook_error and "Kernel died before replying" in notebook_error:
+        last = last_line(log)
+        said = f": its log ends with {last!r}" if last else " (its log is empty)"
+        return f"its kernel ({sys.executable}) died while starting{said}"
     if notebook_error and notebook_error.startswith("DeadKernelError"):
         return "its kernel died (killed, or out of memory)"
-    return notebook_error or "the notebook ended without its record"
+    return printable(notebook_error or "the notebook ended without its record")
+
+
+def last_line(log: Path) -> str:
+    """The last non-empty line of the text file ``log`` (its last 4 kB), control characters
+    escaped; '' when there is none or it cannot be read."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = [x.strip() for x in f.read().decode("utf-8", "replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    return printable(lines[-1][:300]) if lines else ""
 
 
 def _settle(
@@ -375,7 +434,7 @@ def _settle(
             lost.append(f"its {kind[:-1]} was not kept: {_cannot(e)}")
     found, _ = store.find(root, config)
     if found is None or (found.record.get("job") or {}).get("id") != job:
-        error = _error_for(key, root, job, notebook_error)
+        error = _error_for(key, root, job, notebook_error, log)
         if not output.parent.is_dir():
             error = f"its job's folder {output.parent} vanished (results folder deleted or moved?)"
         row["error"] = store.write_failure(root, key, error, job=job, config=config.to_dict())
@@ -388,19 +447,30 @@ def _settle(
 
 def remove_dead_scratch(results_dir: str | os.PathLike) -> list[Path]:
     """Remove the scratch folders of jobs whose process is gone (a killed sweep's); returns them.
-    A folder whose owner cannot be read is left alone unless it is older than a day."""
+    A folder whose owner cannot be read is left alone unless it is older than a day. A link there
+    (a job never makes one) is removed itself, never what it points at; nothing whose real path
+    leaves the results folder is ever deleted (``store.remove``)."""
     removed: list[Path] = []
     base = Path(results_dir) / ".scratch"
-    if not base.is_dir():
+    if not base.is_dir() or store.outside(results_dir, base) is not None:  # check_store names that
         return removed
     here = socket.gethostname()
-    for folder in base.iterdir():
+    for entry in sorted(base.iterdir()):
         try:
-            o = json.loads((folder / "owner.json").read_text())
-            dead = o["host"] == here and not alive(int(o["pid"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            dead = time.time() - folder.stat().st_mtime > 86_400
-        if dead:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
+            st = entry.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                dead = True
+            elif not stat.S_ISDIR(st.st_mode):
+                dead = time.time() - st.st_mtime > 86_400
+            else:
+                try:
+                    o = store.read_json(entry / "owner.json")
+                    dead = o["host"] == here and not alive(int(o["pid"]))
+                except (OSError, ValueError, KeyError, TypeError):
+                    dead = time.time() - st.st_mtime > 86_400
+            if dead:
+                store.remove(results_dir, entry)
+                removed.append(entry)
+        except (OSError, StoreError):  # unreadable, or gone meanwhile: left alone, and the sweep goes on
+            continue
     return removed

@@ -29,17 +29,21 @@ from tqdm.auto import tqdm
 from mlpmnist import store
 from mlpmnist.config import TrainConfig, check_names, identity_fields, resolve_device
 from mlpmnist.data import loader as mdata
+from mlpmnist.errors import StoreError, printable
 from mlpmnist.store.locks import tidy
 from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep import experiment, jobs
-from mlpmnist.sweep.backends import DaskBackend, LocalBackend
+from mlpmnist.sweep.backends import DaskBackend, LocalBackend, check_address
 from mlpmnist.sweep.progress import OnProgress, Progress, epoch_line
+from mlpmnist.training import memory
 from mlpmnist.training.groups import cost, plan_groups
 
 #: The reference study's batch sizes: the default grid.
 REFERENCE_BATCH_SIZES: tuple[int, ...] = (8, 16, 32, 48, 64, 90, 128, 150)
 #: The most experiments one sweep may hold (checked before any is made).
 MAX_EXPERIMENTS = 10_000
+#: The most jobs (each a kernel) or groups a job trains at once.
+MAX_WORKERS = 256
 
 
 def _default_grid() -> dict[str, tuple]:
@@ -99,8 +103,13 @@ class SweepConfig:
             )
         for name in ("workers", "concurrency"):
             v = getattr(self, name)
-            if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-                raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+            if v is not None and not (
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_WORKERS
+            ):
+                flag = f"--{name}"
+                raise ValueError(f"{name} ({flag}) must be an integer in [1, {MAX_WORKERS}]; got {v!r}")
+        if self.scheduler is not None:
+            check_address(self.scheduler)  # its syntax, before the results folder is made
         for name in ("worker_timeout", "connect_timeout", "lock_timeout", "stall_timeout"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf):
@@ -128,10 +137,21 @@ class SweepConfig:
         ]
 
     def experiments(self) -> list[TrainConfig]:
-        """The grid's experiments, then ``extra``'s (those not already in the grid)."""
-        grid = self.grid_experiments()
-        keys = {e.key() for e in grid}
-        return grid + [e for e in self.extra if e.key() not in keys]
+        """The grid's experiments, then ``extra``'s (those not already in the grid).
+        ``ValueError`` when two different computations would share one key (their files would
+        overwrite each other: a hash collision, which 64 bits make all but impossible)."""
+        out: dict[str, TrainConfig] = {}
+        for e in [*self.grid_experiments(), *self.extra]:
+            k = e.key()
+            if k in out and out[k].identity() != e.identity():
+                a, b = out[k].identity(), e.identity()
+                differ = ", ".join(f"{n} {a[n]!r} and {b[n]!r}" for n in a if a[n] != b.get(n))
+                raise ValueError(
+                    f"two experiments of this sweep ({differ}) share the key {k}, so one would overwrite "
+                    "the other's results; change one of those values slightly"
+                )
+            out.setdefault(k, e)
+        return list(out.values())
 
 
 @dataclass
@@ -180,9 +200,10 @@ def _count(n: int, word: str) -> str:
 def plan_jobs(todo: Sequence[TrainConfig], n_jobs: int) -> list[list[TrainConfig]]:
     """``todo`` split into at most ``n_jobs`` lists of whole groups with about equal cost (the
     most expensive group to the least loaded job first); empty lists dropped."""
-    bins: list[list[TrainConfig]] = [[] for _ in range(max(1, n_jobs))]
+    groups = sorted(plan_groups(todo), key=lambda g: cost(g.config), reverse=True)
+    bins: list[list[TrainConfig]] = [[] for _ in range(max(1, min(n_jobs, len(groups))))]
     load = [0.0] * len(bins)
-    for g in sorted(plan_groups(todo), key=lambda g: cost(g.config), reverse=True):
+    for g in groups:
         i = load.index(min(load))
         bins[i] += g.members
         load[i] += cost(g.config)
@@ -264,13 +285,19 @@ def run_sweep(
             rows[exp.key()] = {"status": "skipped", "seconds": 0.0, "error": None}
         else:
             if problem != "no record":
-                log(f"rerunning {exp.key()}: {problem}")
+                log(f"rerunning {exp.key()}: {printable(problem)}")
             todo.append(exp)
     if rows:
         log(f"skipping {len(rows)} finished experiment(s) in {root}")
-    jobs.remove_dead_scratch(root)  # a killed sweep's, also when nothing is left to run
+    # What killed sweeps left: their jobs' scratch folders and their writes' temporary files.
+    jobs.remove_dead_scratch(root)  # also when nothing is left to run
+    for kind in store.KINDS:
+        store.remove_stale_temporaries(store.inside(root, root / kind))
     if todo:
         try:  # refused before any work: a folder this sweep made is not left behind
+            if not config.scheduler:  # each group is one engine in one kernel of this machine
+                for g in plan_groups(todo):
+                    memory.check(g.config, resolve_device(g.config.device))
             check_space(root, todo)
             data_dir = ""
             for dataset in dict.fromkeys(e.dataset for e in todo):
@@ -304,9 +331,30 @@ def run_sweep(
                 log(f"{key}: {row['note']}")
     tidy(root)  # empty locks/, checkpoints/ and .scratch/ go
     table, seeds_failed = _table(root, config, experiments, rows)
+    for exp in todo:  # rerun under its new key: a broken record under its legacy key is stale now
+        retire_legacy(root, exp)
     failed = {r["key"]: r["error"] for r in table.to_dict("records") if r["status"] == "failed"}
     seeds = {k: s for k, s in seeds_failed.items() if s}
-    return SweepOutcome(table, [e.key() for e in experiments], root, failed, seeds, time.perf_counter() - t0)
+    return SweepOutcome(table, table["key"].tolist(), root, failed, seeds, time.perf_counter() - t0)
+
+
+def retire_legacy(root: Path, config: TrainConfig) -> bool:
+    """Remove the files under ``config``'s legacy key (stores made before 16-digit keys) when its
+    record there is this computation's but not trusted, and the experiment is now trusted under
+    its new key: a rerun replaces an untrusted record, as it does under one key. Returns whether
+    it did; another config's files, or a trusted record, are never touched."""
+    legacy = config.legacy_key()
+    if legacy == config.key() or store.legacy_problem(root, config) is None:
+        return False
+    found, _ = store.find(root, config)
+    if found is None or found.key != config.key():
+        return False
+    try:
+        for kind in ("runs", "models", "notebooks", "logs", "failed"):
+            store.remove(root, store.path(root, kind, legacy))
+    except (OSError, StoreError):  # a link out of the store, say: left for its reader to name
+        return False
+    return True
 
 
 def _remove_empty(root: Path) -> None:
@@ -395,10 +443,14 @@ def _table(
     """The sweep's table (see ``SweepOutcome``) and, per experiment that finished, its failed seeds."""
     out, seeds = [], {}
     for exp in experiments:
-        key = exp.key()
-        r = rows.get(key) or {"status": "failed", "seconds": 0.0, "error": "not run (the sweep stopped)"}
+        r = rows.get(exp.key()) or {
+            "status": "failed",
+            "seconds": 0.0,
+            "error": "not run (the sweep stopped)",
+        }
         found, why = store.find(root, exp)
         record = found.record if found is not None else None
+        key = found.key if found is not None else exp.key()  # a legacy key where a store holds one
         status, error = r["status"], r.get("error") or ""
         if record is None and status != "failed":  # gone or broken since it was run
             status, error = "failed", f"its stored files do not check out: {why}"

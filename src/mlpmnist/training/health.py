@@ -2,7 +2,8 @@
 
 - *diverged*: a loss became non-finite or exceeded ``DIVERGED_LOSS``;
 - *collapsed*: at chance level: accuracy below ``COLLAPSED_ACC``, or a training loss above
-  ``chance_loss`` (ln of the dataset's classes: a uniform guess) over a whole epoch;
+  ``chance_loss`` (ln of the dataset's classes: a uniform guess) over a whole epoch; in words,
+  one that *never learned* (``never_learned``) or one that *fell to chance*;
 - *reached*: its validation accuracy reached the config's ``target`` (it stops there).
 """
 
@@ -45,25 +46,93 @@ def classify(row: dict, config: TrainConfig, whole_epoch: bool) -> dict[str, boo
     }
 
 
+#: A replica whose accuracy reached this once has learned: falling to chance afterwards is a
+#: collapse, not a start that never moved.
+LEARNED_ACC = 0.5
+#: A training loss above this many times chance level is a blow-up, not a start that never moved
+#: (a fresh network's loss is within a few percent of chance level).
+BLOWUP = 1.5
+#: A layer with more than this fraction of dead units died, as too large a step kills ReLUs.
+DEAD = 0.5
+
+
+def never_learned(config: TrainConfig, history: list[dict]) -> bool:
+    """Whether a replica at chance level never learned (its loss is still near its start: too
+    small a learning rate or too few steps) rather than fell to chance (its updates blew up or it
+    collapsed after learning), from its history rows: no accuracy ever reached ``LEARNED_ACC``,
+    no training loss ever went above ``BLOWUP`` times chance level, and no layer is mostly dead."""
+    chance = chance_loss(config.spec.n_classes)
+    for row in history:
+        accs = [v for k, v in row.items() if k.endswith("_acc") and isinstance(v, (int, float))]
+        loss = row.get("train_loss")
+        if any(a >= LEARNED_ACC for a in accs):
+            return False
+        if isinstance(loss, (int, float)) and not loss <= BLOWUP * chance:  # NaN counts as a blow-up
+            return False
+    dead = [v for k, v in history[-1].items() if k.startswith("dead_") and isinstance(v, (int, float))]
+    return not any(d > DEAD for d in dead)
+
+
+def _diverged(config: TrainConfig, last: dict) -> tuple[str, str]:
+    """A diverged replica in words, but for its seed: its lr and where it diverged (its first bad
+    step, or the evaluation by which it had), what its loss did; and what to do (weight decay,
+    when it alone makes the weights grow)."""
+    loss = last.get("train_loss")
+    what = (
+        "its loss became NaN/inf"
+        if loss is None or not math.isfinite(loss)
+        else f"its training loss reached {loss:.3g} nats, above {DIVERGED_LOSS:g}"
+    )
+    at = last.get("diverged_at")
+    where = (
+        f"at step {at:g}" if isinstance(at, (int, float)) and math.isfinite(at) else f"by step {last['step']}"
+    )
+    lr, wd, m = last["lr"], config.weight_decay, config.momentum
+    if config.optimizer == "sgd" and wd and lr * wd >= 2 * (1 + m):
+        # w <- w (1 - lr wd) (with momentum: a heavy ball on the curvature wd) grows without bound.
+        fix = (
+            f"weight decay {wd:g} with lr {lr:g} makes every step enlarge the weights "
+            f"(lr x weight_decay = {lr * wd:.3g} >= {2 * (1 + m):g}): lower the weight decay"
+        )
+    elif wd:
+        fix = "lower the learning rate or the weight decay, or raise the batch size"
+    else:
+        fix = "lower the learning rate or raise the batch size"
+    return f"(lr {lr:g}) diverged {where}: {what}", fix
+
+
 def outcome_message(config: TrainConfig, rows: list[dict]) -> str | None:
-    """What happened to the replicas of ``rows`` (each one's last row) that diverged or ended at
-    chance level, and what to do, in one line; None when none did."""
-    parts = []
+    """What happened to the replicas of ``rows`` (history rows, any number per replica, in order)
+    that diverged or ended at chance level, judged by each one's last row, and what to do, in one
+    line; None when none did. At chance level, a replica that *never learned* (raise the
+    learning rate, train longer) is told from one that *fell to chance* (lower it)."""
+    history: dict[tuple, list[dict]] = {}
     for r in rows:
-        if r.get("diverged"):
-            loss = r["train_loss"]
-            what = (
-                "its loss became NaN/inf"
-                if loss is None or not math.isfinite(loss)
-                else f"its training loss reached {loss:.3g} nats, above {DIVERGED_LOSS:g}"
-            )
-            parts.append(f"seed {r['seed']} (lr {r['lr']:g}) diverged at step {r['step']}: {what}")
-    collapsed = [r["seed"] for r in rows if r.get("collapsed") and not r.get("diverged")]
-    if collapsed:
-        parts.append(f"seed(s) {collapsed} ended at chance level (collapsed)")
-    if not parts:
-        return None
-    return f"batch {config.batch_size}: {'; '.join(parts)}; lower the learning rate or raise the batch size"
+        history.setdefault((r["seed"], r["lr"]), []).append(r)
+    diverged: dict[tuple[str, str], list[int]] = {}  # replicas that diverged alike: one clause
+    never: list[int] = []
+    fell: list[int] = []
+    for rs in history.values():
+        last = rs[-1]
+        if last.get("diverged"):
+            diverged.setdefault(_diverged(config, last), []).append(last["seed"])
+        elif last.get("collapsed"):
+            (never if never_learned(config, rs) else fell).append(last["seed"])
+    parts = [
+        f"{f'seed {seeds[0]}' if len(seeds) == 1 else f'seeds {seeds}'} {what}; {fix}"
+        for (what, fix), seeds in diverged.items()
+    ]
+    if fell:
+        parts.append(
+            f"seed(s) {fell} fell to chance level (collapsed: its updates blew up, or it lost what it "
+            "learned); lower the learning rate or raise the batch size"
+        )
+    if never:
+        parts.append(
+            f"seed(s) {never} never learned (collapsed at chance level with its loss still near its start); "
+            "raise the learning rate or train longer (more epochs, or a smaller batch size)"
+        )
+    return f"batch {config.batch_size}: {'; '.join(parts)}" if parts else None
 
 
 def eval_line(config: TrainConfig, rows: list[dict]) -> str:

@@ -30,9 +30,10 @@ from mlpmnist.data import loader as mdata
 from mlpmnist.engine.base import Engine, evaluate
 from mlpmnist.engine.stacked import make_engine
 from mlpmnist.model import MLP
+from mlpmnist.training import memory
 from mlpmnist.training.augment import ReplicaShifts
 from mlpmnist.training.batching import batch_order, spans
-from mlpmnist.training.health import classify, eval_line, outcome_message
+from mlpmnist.training.health import DIVERGED_LOSS, classify, eval_line, outcome_message
 from mlpmnist.training.result import TrainResult
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -47,6 +48,10 @@ class Checkpoint(Protocol):
     def load(self) -> dict[str, Any] | None: ...
 
     def save(self, state: dict[str, Any]) -> object: ...
+
+
+#: No step: larger than any step count (a replica that never had a bad step).
+NO_STEP = 2**62
 
 
 @contextmanager
@@ -136,15 +141,23 @@ class _Window:
 
     loss: torch.Tensor | None = None  # summed -log p(true class), nats
     correct: torch.Tensor | None = None
+    bad: torch.Tensor | None = None  # per replica: the first step whose loss was bad, else NO_STEP
     examples: int = 0
     steps: int = 0
     seconds: float = 0.0
 
-    def add(self, logp: torch.Tensor, pred: torch.Tensor, y: torch.Tensor) -> None:
-        """Steps' outputs and labels, each [S, R, b]."""
+    def add(self, logp: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, before: int) -> None:
+        """Steps' outputs and labels, each [S, R, b], of the steps after the first ``before``."""
         loss, correct = -logp.double().sum((0, 2)), (pred == y).sum((0, 2))
         self.loss = loss if self.loss is None else self.loss + loss
         self.correct = correct if self.correct is None else self.correct + correct
+        # Where a replica diverged: its first step whose mean loss was non-finite or too large
+        # (on the device, read at the evaluation: no synchronisation per step).
+        mean = -logp.mean(2)
+        bad_here = ~torch.isfinite(mean) | (mean > DIVERGED_LOSS)
+        numbers = torch.arange(before + 1, before + 1 + len(mean), device=mean.device)[:, None]
+        first = torch.where(bad_here, numbers, NO_STEP).amin(0)
+        self.bad = first if self.bad is None else torch.minimum(self.bad, first)
         self.examples += y.shape[0] * y.shape[2]
         self.steps += y.shape[0]
 
@@ -230,7 +243,7 @@ class _Run:
             factors = torch.tensor([lr_factor(c.schedule, self.step + k, total) for k in range(len(idx))])
             lr = factors.to(self.lrs)[:, None] * self.lrs[self.alive][None, :]  # [S, R]
             self.first_step_at = self.first_step_at or time.time()
-            self.window.add(*self.engine.steps(self.d.X, idx, yb, lr, transform), yb)
+            self.window.add(*self.engine.steps(self.d.X, idx, yb, lr, transform), yb, self.step)
             self.step += len(idx)
             if self.step in self.snaps:
                 self.snapshots[self.snaps[self.step]] = self.state_dicts()
@@ -263,7 +276,9 @@ class _Run:
             self.on_eval(new)
         drop = [r["diverged"] or r["reached"] for r in new]
         if verbose and any(r["diverged"] for r in new):
-            tqdm.write(outcome_message(self.config, new) or "")
+            gone = {(r["seed"], r["lr"]) for r in new if r["diverged"]}
+            history = [r for r in self.rows if (r["seed"], r["lr"]) in gone]
+            tqdm.write(outcome_message(self.config, history) or "")
         if any(drop):
             self.drop(drop)
         self.t0 = time.perf_counter()
@@ -354,26 +369,37 @@ def train(
     """
     config.validate()
     device = resolve_device(config.device)  # the machine is checked here, not in the config
+    memory.check(config, device)  # before anything is allocated: the numbers, in one line
     t_start = time.perf_counter()
-    with torch_threads(config.threads):
-        run = _Run(config, _data(config, _own(config, data), device), device, on_eval)
-        saved = checkpoint.load() if checkpoint is not None else None
-        done = run.step // config.steps_per_epoch if saved is not None and run.restore(saved) else 0
-        with tqdm(
-            total=config.epochs,
-            initial=done,
-            desc=f"batch {config.batch_size}",
-            disable=not progress,
-            mininterval=1,
-        ) as bar:
-            for _ in range(done, config.epochs):
-                if run.finished:
-                    break
-                run.epoch(verbose)
-                bar.update()
-                if checkpoint is not None and not run.finished and (state := run.state()) is not None:
-                    checkpoint.save(state)
-        final = run.state_dicts()
+    try:
+        with torch_threads(config.threads):
+            run = _Run(config, _data(config, _own(config, data), device), device, on_eval)
+            saved = checkpoint.load() if checkpoint is not None else None
+            done = run.step // config.steps_per_epoch if saved is not None and run.restore(saved) else 0
+            with tqdm(
+                total=config.epochs,
+                initial=done,
+                desc=f"batch {config.batch_size}",
+                disable=not progress,
+                mininterval=1,
+            ) as bar:
+                for _ in range(done, config.epochs):
+                    if run.finished:
+                        break
+                    run.epoch(verbose)
+                    bar.update()
+                    if checkpoint is not None and not run.finished and (state := run.state()) is not None:
+                        checkpoint.save(state)
+            final = run.state_dicts()
+    except (MemoryError, RuntimeError) as e:
+        if not memory.out_of_memory(e):
+            raise
+        need = sum(memory.estimate(config).values())
+        raise MemoryError(
+            f"out of memory while training {len(config.seeds):,} seeds on {device} (about "
+            f"{need / 1e9:.1f} GB estimated; {str(e).strip().splitlines()[0][:160]}); use fewer seeds "
+            "or smaller hidden layers (the fields seeds, hidden), or free some memory"
+        ) from None
     seconds = time.perf_counter() - t_start
     return TrainResult(
         config, pd.DataFrame(run.rows), final, run.snapshots, str(device), seconds, run.first_step_at
@@ -414,11 +440,14 @@ def _evaluate(
     metrics.update({f"wnorm_{k + 1}": norms[:, k].tolist() for k in range(norms.shape[1])})
     eval_seconds = time.perf_counter() - t0
     epoch = step // spe if step % spe == 0 else step / spe
+    bad = window.bad.tolist() if window.bad is not None else [NO_STEP] * R
     rows = []
     for j, i in enumerate(alive):
         row: dict = {"seed": replicas[i][0], "lr": replicas[i][1], "epoch": epoch, "step": step}
         row.update({k: v[j] for k, v in metrics.items()})
         row["seconds"], row["eval_seconds"] = window.seconds, eval_seconds
         row.update(classify(row, config, whole_epoch=window.steps >= spe))
+        if row["diverged"] and bad[j] < NO_STEP:  # only there: a run that went well keeps its columns
+            row["diverged_at"] = bad[j]
         rows.append(row)
     return rows

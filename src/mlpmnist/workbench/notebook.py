@@ -1,8 +1,9 @@
 """Bad input in a notebook ends in one line, as on the command line.
 
 ``one_line_errors()`` (run.ipynb's imports cell calls it) makes the kernel show an expected fault
-raised by mlpmnist itself (a bad parameter, missing data, an unreadable record: ``ValueError``,
-``DataError``, ``SweepError``) as ``error: <message>`` instead of a traceback through the
+raised by mlpmnist itself (a bad parameter, missing data, an unreadable record, a run too large
+for the memory left: ``ValueError``, ``DataError``, ``SweepError``, ``MemoryError``) as
+``error: <message>`` (control characters escaped) instead of a traceback through the
 package. Any other exception, and any raised outside mlpmnist's own code, keeps its traceback;
 ``%tb`` still prints the full one. The cell still fails, so Run All and papermill stop there.
 """
@@ -28,7 +29,7 @@ def _raised_here(tb: TracebackType | None) -> bool:
 def one_line_errors(shell: Any = None) -> bool:
     """Install the one-line display of expected faults in ``shell`` (default: the running
     IPython kernel). Returns False, doing nothing, outside IPython."""
-    from mlpmnist.errors import DataError, SweepError
+    from mlpmnist.errors import DataError, SweepError, printable
 
     if shell is None:
         from IPython import get_ipython
@@ -45,9 +46,9 @@ def one_line_errors(shell: Any = None) -> bool:
             self.showtraceback((etype, value, tb), tb_offset=tb_offset)
             return None
         sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb  # for %tb
-        stb = [f"\x1b[31merror:\x1b[0m {value}  (%tb shows the traceback)"]
+        stb = [f"\x1b[31merror:\x1b[0m {printable(value)}  (%tb shows the traceback)"]
         self._showtraceback(etype, value, stb)
         return stb
 
-    shell.set_custom_exc((ValueError, DataError, SweepError), handler)
+    shell.set_custom_exc((ValueError, DataError, SweepError, MemoryError), handler)
     return True

@@ -27,13 +27,14 @@ from pathlib import Path
 
 import nbformat
 
-from mlpmnist.store import atomic_write_bytes, atomic_write_text
+from mlpmnist.errors import printable
+from mlpmnist.store import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
 
 INJECTED = "injected-parameters"
 #: papermill's notebook metadata that says when it ran (the rest, such as its parameters, stays).
 RUN_METADATA = ("start_time", "end_time", "duration", "exception")
 WIDGET = "application/vnd.jupyter.widget-view+json"
-#: What ``--media`` copies: figures in any format, the study's and the science's numbers.
+#: What ``--media`` copies: figures in any format and the study's numbers.
 MEDIA = ("*.png", "*.pdf", "*.svg", "*.csv", "*.json")
 
 
@@ -75,13 +76,37 @@ def committed(executed: str | os.PathLike) -> str:
         ) from e
     if "papermill" not in nb.metadata:
         raise ValueError(f"{executed} was not executed by papermill; run make study or make science")
+    if (cell := first_unfinished(nb)) is not None:  # read before the run's marks are stripped
+        raise ValueError(
+            f"{executed} did not run to the end: {cell}; fix it and run make study or make science again"
+        )
     strip_injected(nb)
     return nbformat.writes(strip_run(nb))
 
 
+def first_unfinished(nb: nbformat.NotebookNode) -> str | None:
+    """The first code cell of a papermill-executed ``nb`` that did not complete, in words ('cell
+    12 (``study = Study...``) failed'), or None when every one did. Papermill marks each cell's
+    status (pending, running, completed, failed) and the notebook when a cell raised."""
+    for i, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        status = cell.get("metadata", {}).get("papermill", {}).get("status")
+        raised = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+        if raised or status not in (None, "completed"):
+            first = next((line for line in str(cell.get("source", "")).splitlines() if line.strip()), "")
+            what = "raised an error" if raised else f"is {status}" if status != "failed" else "failed"
+            return f"cell {i} ({printable(first.strip()[:60])!r}) {what}"
+    if nb.metadata.get("papermill", {}).get("exception"):
+        return "papermill marked it as failed"
+    return None
+
+
 def publish(executed: str | os.PathLike, committed_path: str | os.PathLike) -> Path:
     """Write ``committed(executed)`` to ``committed_path`` atomically; returns the path."""
-    return atomic_write_text(committed_path, committed(executed))
+    text = committed(executed)
+    remove_stale_temporaries(Path(committed_path).parent, Path(committed_path).name)  # a killed publish's
+    return atomic_write_text(committed_path, text)
 
 
 def copy_media(source: str | os.PathLike, target: str | os.PathLike) -> list[Path]:
@@ -112,13 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.readme and not args.media:
             raise ValueError("--readme needs --media FROM TO: the README is written from TO's CSVs")
-        text = committed(args.executed)  # checked before anything is written
+        committed(args.executed)  # checked before anything is written
         written = copy_media(*args.media) if args.media else []
-        written.append(atomic_write_text(args.committed, text))
+        written.append(publish(args.executed, args.committed))
         if args.readme:
             written.append(report.update_readme(args.readme, report.readme_blocks(args.media[1])))
     except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     for p in written:
         print(f"wrote {p}")

@@ -27,11 +27,15 @@ from mlpmnist import paths
 from mlpmnist.analysis import stats
 from mlpmnist.analysis.columns import axis_label
 from mlpmnist.config import TrainConfig, check_names
+from mlpmnist.figures import registry
 from mlpmnist.model import MLP, n_parameters
 from mlpmnist.sweep.run import SweepConfig
+from mlpmnist.workbench.parameters import check_mapping, output_folder
 
 #: Under a results folder: one folder of figures and summary per study (``Study.key``).
 STUDIES = "studies"
+#: What a study writes into its media folder: every study figure (PNG) and the summary CSV.
+MEDIA_FILES = (*(f"{n}.png" for n in registry.names(*registry.STUDY_SOURCES)), "study_summary.csv")
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,11 @@ class ModelChoice:
     config: TrainConfig
     label: str
     why: str
+    key: str = ""  # the key its store holds it by (a legacy key in a store made before 16-digit keys)
 
-    @property
-    def key(self) -> str:
-        return self.config.key()
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.config.key())
 
 
 def _count(n: int, word: str) -> str:
@@ -96,7 +101,8 @@ class Study:
         size needs more seeds to pin its median). ``results_dir``, ``data_dir`` and ``media_dir`` are read
         from the repository root when relative (``paths.resolve``); ``media_dir`` None means
         ``results_dir/studies/<key>``. Raises ``ValueError`` naming a bad parameter."""
-        grid, config = dict(grid or {}), dict(config or {})
+        grid = check_mapping("grid", grid, "{'lr': [0.03, 0.1]}")
+        config = check_mapping("config", config, "{'momentum': 0.9}")
         check_names(config, "config field")
         if "batch_size" in grid or "batch_size" in config:
             raise ValueError("set the batch sizes with batch_sizes, not in grid or config")
@@ -104,10 +110,12 @@ class Study:
             raise ValueError(f"batch_sizes must be a non-empty list of integers; got {batch_sizes!r}")
         base = TrainConfig.from_mapping({"epochs": epochs, "seeds": seeds, "lr": lr, **config})
         full = {"batch_size": list(batch_sizes), **grid}
+        if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+            raise ValueError(f"data_dir must be None or a folder path (text); got {data_dir!r}")
         sweep = SweepConfig(
             base=base,
             grid=full,
-            results_dir=paths.resolve(results_dir),
+            results_dir=output_folder("results_dir", results_dir),
             data_dir=None if data_dir is None else paths.resolve(data_dir),
             workers=workers,
             extra=_more_seeds(more_seeds, SweepConfig(base=base, grid=full).grid_experiments()),
@@ -120,7 +128,11 @@ class Study:
                 "and t-SNE cells)"
             )
         where = _check_where(model_where, sweep)
-        media = paths.resolve(media_dir) if media_dir is not None else default_media_dir(sweep)
+        # Every folder and file the notebook writes, checked now, not after the sweep and figures.
+        if media_dir is None:
+            media = output_folder("results_dir's study folder", default_media_dir(sweep), MEDIA_FILES)
+        else:
+            media = output_folder("media_dir", media_dir, MEDIA_FILES)
         return cls(sweep, model_batch_size, media, where, tuple(unused))
 
     def key(self) -> str:
@@ -155,7 +167,9 @@ class Study:
         (``stats.best_key``). ``ValueError`` when none finished."""
         cands = self.model_candidates()
         done = set(df["key"]) if "key" in df.columns else set()
-        finished = [c for c in cands if c.key() in done]
+        # Each candidate by the key the frame holds it under: its own, or a store's legacy key.
+        key = {c: c.key() if c.key() in done or c.legacy_key() not in done else c.legacy_key() for c in cands}
+        finished = [c for c in cands if key[c] in done]
         if not finished:
             raise ValueError(
                 f"no finished experiment {self._among()} to show the models of (see the sweep's table); "
@@ -163,10 +177,10 @@ class Study:
             )
         if len(cands) == 1:
             chosen = finished[0]
-            why = f"Models of {self.label(chosen)} ({chosen.key()})."
-            return ModelChoice(chosen, self.label(chosen), why)
-        key, median = stats.best_key(df, [c.key() for c in finished])
-        chosen = next(c for c in finished if c.key() == key)
+            why = f"Models of {self.label(chosen)} ({key[chosen]})."
+            return ModelChoice(chosen, self.label(chosen), why, key[chosen])
+        best, median = stats.best_key(df, [key[c] for c in finished])
+        chosen = next(c for c in finished if key[c] == best)
         where = self._among()
         if len(finished) == 1:
             reason = f"the only one of the {_count(len(cands), 'experiment')} {where} that finished"
@@ -175,8 +189,8 @@ class Study:
                 f"the highest median final test accuracy ({100 * median:.2f}%) of the {len(finished)} "
                 f"finished experiments {where}"
             )
-        why = f"Models of {self.label(chosen)} ({chosen.key()}): {reason}; {self._hint(chosen)}."
-        return ModelChoice(chosen, self.label(chosen), why)
+        why = f"Models of {self.label(chosen)} ({key[chosen]}): {reason}; {self._hint(chosen)}."
+        return ModelChoice(chosen, self.label(chosen), why, key[chosen])
 
     def _hint(self, chosen: TrainConfig) -> str:
         """How to show another point: a parameter, and a value of it that is not the chosen one's
@@ -235,7 +249,7 @@ def default_media_dir(sweep: SweepConfig) -> Path:
 def _more_seeds(more: Mapping[int, Sequence[int] | str] | None, grid: list[TrainConfig]) -> list[TrainConfig]:
     """The experiments ``more_seeds`` adds: each grid experiment at one of its batch sizes again,
     with those seeds (batch sizes the grid does not train add none: ``Study.describe`` says so)."""
-    if not more:
+    if more is None or (isinstance(more, Mapping) and not more):
         return []
     if not isinstance(more, Mapping) or not all(isinstance(b, int) for b in more):
         raise ValueError(

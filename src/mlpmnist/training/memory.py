@@ -1,0 +1,137 @@
+"""Memory a training run needs, estimated before anything is allocated, and what this process may
+still take; a run that cannot fit is refused with both numbers instead of failing mid-way.
+
+One engine holds every replica of a config, so its memory grows with the seeds: the parameters,
+their gradients and the optimizer's state; each epoch's batch order and the step outputs kept
+until the next evaluation (both per training image); one step's activations; the evaluation's
+activations (10,000 images at a time); and the data on the device. Measured on a CPU
+(``tests/integration``), the estimate is above the peak it predicts and within a factor of two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+from pathlib import Path
+
+import torch
+
+from mlpmnist.config import TrainConfig
+
+#: Bytes per replica and training image of one epoch: its batch order, the order's labels and
+#: batch blocks (int64 each), and the step outputs (log-probability, prediction) kept for the
+#: evaluation and their sums (measured: 70-80 bytes).
+PER_IMAGE = 96
+#: Images evaluated at once (``engine.base.evaluate``'s chunk).
+EVAL_CHUNK = 10_000
+
+
+def parameters(config: TrainConfig) -> int:
+    """Trainable parameters of one replica."""
+    layers = [config.spec.n_features, *config.hidden, config.spec.n_classes]
+    return sum((a + 1) * b for a, b in zip(layers, layers[1:], strict=False))
+
+
+def estimate(config: TrainConfig) -> dict[str, int]:
+    """Bytes ``config``'s run holds at its peak, estimated from above, by part: ``weights`` (each
+    replica's parameters, gradients, optimizer state and kept snapshots), ``epoch`` (batch
+    order and step outputs), ``activations`` (a step's and an evaluation chunk's) and ``data``
+    (the images on the device in the run's dtype)."""
+    itemsize = 8 if config.dtype == "float64" else 4
+    R, P = len(config.seeds), parameters(config)
+    states = {"sgd": 1 if config.momentum else 0, "adam": 2}.get(config.optimizer, 2)
+    units = sum(config.hidden) + config.spec.n_classes
+    n_eval = config.spec.test_size + config.holdout
+    step = config.batch_size * (config.spec.n_features + 3 * units)
+    chunk = min(EVAL_CHUNK, n_eval) * (units + 2 * config.spec.n_classes)
+    return {
+        # the CPU models made at the start (float32), the engine's copy, its gradient and state
+        "weights": R * P * (4 + itemsize * (2 + states + len(config.snapshots))),
+        "epoch": R * config.n_train * PER_IMAGE,
+        "activations": R * itemsize * (step + chunk),
+        "data": (config.n_train + n_eval) * config.spec.n_features * itemsize,
+    }
+
+
+def _cgroup_room() -> int | None:
+    """Bytes this process's cgroup (v2 or v1) may still allocate, or None without a limit. In a
+    container the cgroup's own folder is the mount's root."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, where = line.split(":", 2)
+        if controllers == "":
+            mount, files = Path("/sys/fs/cgroup"), ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            mount, files = Path("/sys/fs/cgroup/memory"), ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        for base in (mount / where.lstrip("/"), mount):
+            with contextlib.suppress(OSError, ValueError):
+                limit = (base / files[0]).read_text().strip()
+                if limit != "max" and int(limit) < 1 << 60:
+                    return int(limit) - int((base / files[1]).read_text())
+                break
+    return None
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(field)
+
+
+def available(device: torch.device) -> tuple[int, str] | None:
+    """(bytes this process may still allocate on ``device``, where that limit comes from), the
+    tightest of what is known; None when nothing is known (no /proc)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free, f"free memory of {device}"
+    found: list[tuple[int, str]] = []
+    with contextlib.suppress(OSError, ValueError):
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        avail = next(int(x.split()[1]) * 1024 for x in meminfo if x.startswith("MemAvailable:"))
+        found.append((avail, "the machine's available memory"))
+    with contextlib.suppress(OSError, ValueError):
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            found.append((soft - _status_kb("VmSize"), "this process's address-space limit (ulimit -v)"))
+    room = _cgroup_room()
+    if room is not None:
+        found.append((room, "this process's memory limit (its cgroup)"))
+    return min(found) if found else None
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
+
+
+def check(config: TrainConfig, device: torch.device) -> None:
+    """``MemoryError`` (one line: what the run needs, by part, what is available and why, what
+    to do) when ``config``'s run cannot fit in what ``device`` has left; nothing otherwise."""
+    room = available(device)
+    if room is None:
+        return
+    parts = estimate(config)
+    need = sum(parts.values())
+    free, where = room
+    if need <= free:
+        return
+    shown = ", ".join(f"{k} {_gb(v)}" for k, v in parts.items() if v >= 1e7)
+    raise MemoryError(
+        f"{len(config.seeds):,} seeds of a {'-'.join(map(str, [config.spec.n_features, *config.hidden]))}-"
+        f"{config.spec.n_classes} MLP ({parameters(config):,} parameters each, {config.dtype}) need about "
+        f"{_gb(need)} ({shown}), and {_gb(max(free, 0))} are left ({where}); use fewer seeds, smaller hidden "
+        "layers or fewer training images (the fields seeds, hidden, train_limit), or a larger machine"
+    )
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation failure (Python's, torch's on a CPU or a GPU)."""
+    if isinstance(e, MemoryError):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)

@@ -1,0 +1,138 @@
+"""Notebook parameters checked before any work, each in one line that names the parameter and
+says what it allows: the same reading of seeds, flags and folders for run.ipynb
+(``study.Study.from_parameters``) and the science notebook (``check_science_parameters``).
+
+A folder a notebook writes is checked as a folder it can write, with nothing that is not a
+regular file where one of its outputs goes, and nothing is created until the work writes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlpmnist import paths
+from mlpmnist.config import MAX_SEEDS, parse_value
+from mlpmnist.store import check_folder
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` when it is True or False; ``ValueError`` otherwise (the text ``"false"`` is
+    truthy in Python, so a string is refused rather than read)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
+def check_mapping(name: str, value: object, example: str) -> dict[str, Any]:
+    """``value`` as a dict when it is a mapping (None: empty); ``ValueError`` naming ``name`` and
+    showing ``example`` otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be a dict such as {example}; got {value!r}")
+    return dict(value)
+
+
+def check_int(name: str, value: object, low: int, high: int | None = None, none: bool = False) -> int | None:
+    """``value`` when it is an integer in [``low``, ``high``] (or None where ``none``);
+    ``ValueError`` naming ``name`` and the range otherwise."""
+    if value is None and none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        span = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        raise ValueError(f"{name} must be {'None or ' if none else ''}{span}; got {value!r}")
+    return value
+
+
+def read_seeds(name: str, value: object, none: bool = False) -> tuple[int, ...] | None:
+    """Seeds as run.ipynb reads them: a list of integers, or text such as ``"0-9"`` or
+    ``"0 1 2"`` (``TrainConfig``'s own reading); None where ``none``. ``ValueError`` naming
+    ``name`` otherwise."""
+    if value is None and none:
+        return None
+    shape = f"a list of integers in [0, 2**63) or text such as '0-9' (at most {MAX_SEEDS:,})"
+    if isinstance(value, str):
+        try:
+            seeds = parse_value("seeds", value)
+        except ValueError:
+            raise ValueError(f"{name} must be {shape}; got {value!r}") from None
+    elif isinstance(value, (list, tuple)):
+        seeds = tuple(value)
+    else:
+        raise ValueError(f"{name} must be {shape}; got {value!r}")
+    ok = all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in seeds)
+    if not seeds or not ok or len(seeds) > MAX_SEEDS or len(set(seeds)) != len(seeds):
+        raise ValueError(f"{name} must be {shape}, without repeats; got {value!r}")
+    return seeds
+
+
+def output_folder(name: str, value: object, files: tuple[str, ...] = ()) -> Path:
+    """The folder parameter ``name`` (text or a path; relative paths from the repository root,
+    ``paths.resolve``) checked as a place to write ``files`` (``store.check_folder``: nothing is
+    created). ``ValueError`` naming ``name`` otherwise."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ValueError(f"{name} must be a folder path (text); got {value!r}")
+    return check_folder(paths.resolve(value), name, files)
+
+
+@dataclass(frozen=True)
+class ScienceParameters:
+    """The science notebook's parameters, checked (see ``check_science_parameters``)."""
+
+    quick: bool
+    data_dir: Path | None
+    out_dir: Path | None
+    media_dir: Path | None
+    seeds: tuple[int, ...] | None
+    second_seeds: tuple[int, ...] | None
+    threads: int
+    concurrency: int | None
+
+
+def check_science_parameters(
+    *,
+    quick: object,
+    data_dir: object = None,
+    out_dir: object = None,
+    media_dir: object = None,
+    seeds: object = None,
+    second_seeds: object = None,
+    threads: object = 1,
+    concurrency: object = None,
+    media_files: tuple[str, ...] = (),
+) -> ScienceParameters:
+    """The science notebook's parameters checked before any training, each ``ValueError`` one
+    line naming it: ``quick`` True or False (the text ``"false"`` is refused, not read as
+    true); ``seeds`` and ``second_seeds`` None, a list or text such as ``"0-5"`` (``read_seeds``),
+    disjoint; ``threads`` an integer >= 1; ``concurrency`` None or an integer in [1, 256];
+    ``data_dir`` None or a path; ``out_dir`` and ``media_dir`` None or folders it can write
+    (``media_files``: the names it will write into ``media_dir``), created by the work itself.
+    Paths are returned absolute (``paths.resolve``)."""
+    check_bool("quick", quick)
+    first, second = read_seeds("seeds", seeds, none=True), read_seeds("second_seeds", second_seeds, none=True)
+    if first and second and set(first) & set(second):
+        both = sorted(set(first) & set(second))
+        raise ValueError(
+            f"seeds and second_seeds must be disjoint (two independent seed sets); both hold {both}"
+        )
+    if data_dir is not None and (not isinstance(data_dir, (str, os.PathLike)) or not str(data_dir).strip()):
+        raise ValueError(f"data_dir must be None or a folder path (text); got {data_dir!r}")
+    return ScienceParameters(
+        quick=bool(quick),
+        data_dir=None if data_dir is None else paths.resolve(data_dir),
+        out_dir=None if out_dir is None else output_folder("out_dir", out_dir),
+        media_dir=None if media_dir is None else output_folder("media_dir", media_dir, media_files),
+        seeds=first,
+        second_seeds=second,
+        threads=int(check_int("threads", threads, 1) or 1),
+        concurrency=check_int("concurrency", concurrency, 1, 256, none=True),
+    )
