@@ -314,28 +314,33 @@ def test_a_kernel_that_agrees_passes_its_check_and_runs_the_later_spans(device, 
     p1, a1 = fast.steps(X, idx[: 2 * C].to(device), y[: 2 * C].to(device), lr[: 2 * C])
     p2, a2 = eager.steps(X, idx[: 2 * C].to(device), y[: 2 * C].to(device), lr[: 2 * C])
     assert fast.checked.keys() == {"fused"} and launches == [C, C]
-    assert fast.checked["fused"] < (1e-12 if dtype == torch.float64 else 1e-5)
+    assert max(fast.checked["fused"]) < (1e-12 if dtype == torch.float64 else 1e-5)
     assert torch.equal(p1, p2) and torch.equal(a1, a2)
     assert all(torch.equal(a, b) for a, b in zip(fast.state(), eager.state(), strict=True))
     fast.steps(X, idx[2 * C :].to(device), y[2 * C :].to(device), lr[2 * C :])
     assert launches == [C, C, 3]
 
 
-def test_a_kernel_that_disagrees_warns_once_and_the_engine_steps_eagerly(device, monkeypatch):
+@pytest.mark.parametrize(
+    "dtype,fault", [(torch.float64, 1e-6), (torch.float32, 1e-2)], ids=["float64", "float32"]
+)
+def test_a_kernel_that_disagrees_warns_once_and_the_engine_steps_eagerly(device, dtype, fault, monkeypatch):
+    """A fault of 1e4 (float64) or 100 (float32) times the tolerance in every launch."""
     R, C = 2, choice.CHECK_CHUNK
-    launches = count_launches(monkeypatch, fault=1e-6)  # 1e4 times the float64 tolerance
-    fast = StackedEngine(odd_models(R), device, use_fused=True, check_steps=C + 2)
-    eager = StackedEngine(odd_models(R), device, use_fused=False)
-    X = inputs(300, ODD[0], torch.float64).to(device)
+    launches = count_launches(monkeypatch, fault=fault)
+    fast = StackedEngine(odd_models(R, dtype), device, use_fused=True, check_steps=C + 2)
+    eager = StackedEngine(odd_models(R, dtype), device, use_fused=False)
+    X = inputs(300, ODD[0], dtype).to(device)
     idx, y, lr = (t.to(device) for t in batches(300, C + 10, R, 8))
+    lr = lr.to(dtype)
     with pytest.warns(
-        RuntimeWarning, match=rf"fused Triton kernel disagreed .* 1e-06 over {C + 2} steps"
+        RuntimeWarning, match=r"fused Triton kernel disagreed .* in the median, .* over 2 chunks"
     ) as w:
         p1, a1 = fast.steps(X, idx[: C + 5], y[: C + 5], lr[: C + 5])
     fast.steps(X, idx[C + 5 :], y[C + 5 :], lr[C + 5 :])  # no second warning, no launch
     assert len(w) == 1 and "training goes on with eager steps" in str(w[0].message)
     assert launches == [C, 2] and not fast.use_fused and fast.path(8) == "eager"
-    assert fast.checked["fused"] > 0.99e-6
+    assert len(fast.checked["fused"]) == 2 and min(fast.checked["fused"]) > 0.99 * fault
     p2, a2 = eager.steps(X, idx[: C + 5], y[: C + 5], lr[: C + 5])
     eager.steps(X, idx[C + 5 :], y[C + 5 :], lr[C + 5 :])
     assert torch.equal(p1, p2) and torch.equal(a1, a2)

@@ -120,9 +120,9 @@ class StackedEngine:
         record = cuda if cuda_graphs is None else cuda_graphs
         self.graphs = graphs.GraphRunner(self, chunk_steps) if record else None
         self.check_steps = check_steps
-        # Each faster path checked on this engine: the largest disagreement of its check (one that
-        # failed it is off, so it is never checked again).
-        self.checked: dict[str, float] = {}
+        # Each faster path checked on this engine: the disagreement of each chunk of its check
+        # (``choice.verdict``; a path that failed it is off, so it is never checked again).
+        self.checked: dict[str, list[float]] = {}
         # Softmax layout (see _Workspace): classes-major pays on a CPU only.
         self.classes_major = device.type == "cpu"
         self._reset()
@@ -287,13 +287,15 @@ class StackedEngine:
     def _check(
         self, path: str, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor
     ) -> Outputs:
-        """The first steps on ``path``, chunk by chunk (``choice.CHECK_CHUNK`` steps), each run on
-        ``path`` and again eagerly from the same state; the eager steps are kept. ``path`` stays
-        on where every chunk agreed (``choice.verdict``), else both faster paths are off."""
-        state, worst = self.state(), 0.0
+        """The first steps on ``path``, chunk by chunk (the fused kernel: ``choice.CHECK_CHUNK``
+        steps a launch; graphs: one chunk graph of ``chunk_steps``), each run on ``path`` and
+        again eagerly from the same state; the eager steps are kept. ``path`` stays on where the
+        chunks agree (``choice.verdict``), else both faster paths are off."""
+        state, chunks = self.state(), []
         outs: list[Outputs] = []
-        for s in range(0, len(idx), choice.CHECK_CHUNK):
-            span = slice(s, s + choice.CHECK_CHUNK)
+        n = self.graphs.chunk_steps if path == "graphs" and self.graphs else choice.CHECK_CHUNK
+        for s in range(0, len(idx), n):
+            span = slice(s, s + n)
             start = [t.clone() for t in state]
             if self._fast(path, X, idx[span], y[span], lr[span]) is None:
                 return _cat([*outs, self.steps(X, idx[s:], y[s:], lr[s:])])  # the next path goes on
@@ -301,9 +303,9 @@ class StackedEngine:
             for t, v in zip(state, start, strict=True):
                 t.copy_(v)
             outs.append(self._eager(X, idx[span], y[span], lr[span]))
-            worst = max(worst, choice.disagreement(fast, self._params))
-        self.checked[path] = worst
-        if not choice.verdict(path, self.device, self.W[0].dtype, worst, len(idx)):
+            chunks.append(choice.disagreement(fast, self._params))
+        self.checked[path] = chunks
+        if not choice.verdict(path, self.device, self.W[0].dtype, chunks):
             self.use_fused, self.graphs = False, None
         return _cat(outs)
 
