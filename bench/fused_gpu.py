@@ -408,7 +408,7 @@ def main() -> None:
     args.replicas, args.batches = (2, (8, 48)) if args.quick else (10, BATCHES)
     import triton
 
-    print(f"torch {torch.__version__}, triton {triton.__version__}, interpreted {fused.interpreted()}")
+    print(f"torch {torch.__version__}, triton {triton.__version__}, interpreted {kernel.interpreted()}")
     if args.compile_only:
         part(f"(a) compile for sm_{args.arch}", lambda: compile_report(args.arch))
     else:

@@ -16,13 +16,13 @@ import torch.nn.functional as F
 
 pytest.importorskip("triton")
 
-from mlpmnist.engine.cuda import choice, fused  # noqa: E402 (only with triton)
+from mlpmnist.engine.cuda import choice, fused, kernel  # noqa: E402 (only with triton)
 from mlpmnist.engine.rules import torch_optimizer  # noqa: E402
 from mlpmnist.engine.stacked import StackedEngine  # noqa: E402
 from mlpmnist.model import MLP  # noqa: E402
 
 CUDA = torch.cuda.is_available()
-INTERPRETED = fused.interpreted()
+INTERPRETED = kernel.interpreted()
 STUDY = (784, 64, 64, 10)
 # Unequal, unpadded widths catch a transposed or misaligned slab; F = 48 leaves a ragged W0 tile.
 ODD = (48, 24, 20, 10)

@@ -37,18 +37,10 @@ MIN_BLOCK = 8
 _SGD, _MOMENTUM, _ADAM = 0, 1, 2
 
 
-def interpreted() -> bool:
-    """True when the kernel runs in Triton's interpreter (TRITON_INTERPRET=1 was set when triton
-    was first imported), False when it is compiled for a GPU or without triton."""
-    from mlpmnist.engine.cuda import kernel
-
-    return kernel.interpreted()
-
-
 def available(device: torch.device | str) -> bool:
     """True when ``fused_steps`` can run on tensors of ``device``: triton is importable and the
-    device is a CUDA GPU, or the kernel runs in the interpreter (``interpreted``), which runs
-    CPU tensors too."""
+    device is a CUDA GPU, or the kernel runs in the interpreter (``kernel.interpreted``), which
+    runs CPU tensors too."""
     from mlpmnist.engine.cuda import kernel
 
     if kernel.triton is None:
