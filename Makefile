@@ -30,7 +30,7 @@ study: $(STAMP) ## the whole study (13 to 25 min on 2 cores), under results/ onl
 science: $(STAMP) ## notebooks/batch_science.ipynb, the full run (about 14 min on 2 cores), under results/science/ only
 	mkdir -p results/science
 	$(VENV)/bin/papermill notebooks/batch_science.ipynb results/science/batch_science.ipynb --cwd . \
-		--kernel python3 --log-output -p out_dir results/science
+		--kernel python3 --log-output
 
 publish-study: $(STAMP) ## from make study's results: run.ipynb, media/ (figures, CSVs) and the README's study blocks
 	$(PY) -m mlpmnist.workbench.publish results/run.ipynb run.ipynb --media $(STUDY) media --readme README.md

@@ -1,4 +1,4 @@
-"""The fused Triton kernel (mlpmnist.fused) on a GPU: is it right, and is a batch-8 step <= 15 us?
+"""The fused Triton kernel (mlpmnist.engine.cuda.fused) on a GPU: is it right, and is a batch-8 step <= 15 us?
 
     PYTHONPATH=src MLPMNIST_DATA=<dir> python3 bench/fused_gpu.py           # on the GPU machine, ~4 min
     PYTHONPATH=src python bench/fused_gpu.py --compile-only                  # anywhere, no GPU needed
@@ -36,7 +36,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from mlpmnist import fused
+from mlpmnist.engine.cuda import fused, kernel
+from mlpmnist.engine.stacked import StackedEngine
 from mlpmnist.model import MLP
 
 STUDY = (784, 64, 64, 10)
@@ -72,8 +73,8 @@ def compile_report(arch: int) -> None:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    kernel = fused._fused_kernel
-    names = kernel.arg_names
+    jit = kernel.fused_kernel
+    names = jit.arg_names
     tool = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/cuobjdump")
     F_, H1, H2, C = STUDY
     for dtype in (torch.float32, torch.float64):
@@ -88,7 +89,7 @@ def compile_report(arch: int) -> None:
                 ints = {"x_stride": "i32", "S": "i32", "R": "i32", "B": "i32"}
                 ptrs = {"idx": "*i64", "y": "*i64", "pred": "*i64", "coef": "*fp64", "hyper": "*fp64"}
                 sig = {n: "constexpr" if n in consts else ints.get(n) or ptrs.get(n, ptr) for n in names}
-                src = ASTSource(kernel, sig, {(names.index(n),): v for n, v in consts.items()})
+                src = ASTSource(jit, sig, {(names.index(n),): v for n, v in consts.items()})
                 t0 = time.perf_counter()
                 ck = triton.compile(
                     src, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=warps, num_stages=stages)
@@ -119,9 +120,9 @@ def compile_report(arch: int) -> None:
 def load_x(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train x, train y, test x, test y) of MNIST on ``device``; random stand-ins if it is absent."""
     try:
-        import mlpmnist.data as mdata
+        from mlpmnist.data.loader import load
 
-        d = mdata.load(download=False)
+        d = load(download=False)
         return d.train.x.to(device), d.train.y.to(device), d.test.x.to(device), d.test.y.to(device)
     except Exception as e:
         print(f"MNIST unavailable ({e!r}); random inputs (accuracy checks are then meaningless)")
@@ -196,7 +197,7 @@ def check_against_torch(X: torch.Tensor, Y: torch.Tensor, device: torch.device, 
             )
             fused.fused_steps(
                 params, state, Xc.to(device), idx.to(device), Yc[idx].to(device), lr.to(device),
-                optimizer=optimizer, t0=t0, **kw,
+                optimizer=optimizer, activation="relu", t0=t0, **kw,
             )  # fmt: skip
             torch_steps(ms, opts, Xc, idx, Yc[idx], lr)
             t0 += S
@@ -213,7 +214,18 @@ def check_deterministic(X: torch.Tensor, Y: torch.Tensor, device: torch.device, 
     runs = []
     for _ in range(2):
         params, state = fresh(R, torch.float32, 4, device)
-        fused.fused_steps(params, state, X, idx, Y[idx], lr, optimizer="sgd", momentum=0.9, weight_decay=0.0)
+        fused.fused_steps(
+            params,
+            state,
+            X,
+            idx,
+            Y[idx],
+            lr,
+            optimizer="sgd",
+            activation="relu",
+            momentum=0.9,
+            weight_decay=0.0,
+        )
         runs.append(params)
     same = all(torch.equal(p, q) for p, q in zip(*runs, strict=True))
     verdict(f"float32 momentum, {S} steps at batch {B}, twice: bitwise equal weights", same)
@@ -229,13 +241,13 @@ def accuracy(params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> to
 
 def check_epoch_against_engine(X, Y, xt, yt, device: torch.device, R: int) -> None:
     """One epoch at batch 8, lr 0.1, R seeds: fused kernel vs StackedEngine.steps, same batches."""
-    from mlpmnist.engine import StackedEngine
-
     B = 8
     idx = epoch_batches(len(X), R, B, device)
     lr = torch.full((len(idx), R), 0.1, device=device)
     params, state = fresh(R, torch.float32, 0, device)
-    fused.fused_steps(params, state, X, idx, Y[idx], lr, optimizer="sgd", momentum=0.0, weight_decay=0.0)
+    fused.fused_steps(
+        params, state, X, idx, Y[idx], lr, optimizer="sgd", activation="relu", momentum=0.0, weight_decay=0.0
+    )
     engine = StackedEngine(models(R, torch.float32), device, use_fused=False)  # its CUDA graphs
     engine.steps(X, idx, Y[idx], lr)
     a = accuracy(params, xt, yt)
@@ -271,6 +283,7 @@ def time_fused(
             y,
             lr,
             optimizer=optimizer,
+            activation="relu",
             momentum=momentum,
             weight_decay=0.0,
             config=config,
@@ -282,8 +295,6 @@ def time_fused(
 
 def time_engine(X, Y, device, B: int, R: int = 10, steps: int = 2048) -> float:
     """Microseconds per step of StackedEngine.steps (chunked CUDA graphs), the second pass."""
-    from mlpmnist.engine import StackedEngine
-
     idx = epoch_batches(len(X), R, B, device)[:steps]
     lr = torch.full((len(idx),), 0.1, device=device)
     engine = StackedEngine(models(R, torch.float32), device, use_fused=False)  # its CUDA graphs
@@ -365,7 +376,16 @@ def time_concurrent(X, Y, device, args) -> None:
         for stream, params, state, idx, y, lr in jobs:
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
                 fused.fused_steps(
-                    params, state, X, idx, y, lr, optimizer="sgd", momentum=0.0, weight_decay=0.0
+                    params,
+                    state,
+                    X,
+                    idx,
+                    y,
+                    lr,
+                    optimizer="sgd",
+                    activation="relu",
+                    momentum=0.0,
+                    weight_decay=0.0,
                 )
         sync()
         wall = time.perf_counter() - t0
@@ -388,7 +408,7 @@ def main() -> None:
     args.replicas, args.batches = (2, (8, 48)) if args.quick else (10, BATCHES)
     import triton
 
-    print(f"torch {torch.__version__}, triton {triton.__version__}, interpreted {fused.interpreted()}")
+    print(f"torch {torch.__version__}, triton {triton.__version__}, interpreted {kernel.interpreted()}")
     if args.compile_only:
         part(f"(a) compile for sm_{args.arch}", lambda: compile_report(args.arch))
     else:

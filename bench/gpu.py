@@ -6,7 +6,10 @@
 In order (a part that fails prints its traceback and the run goes on; ``--budget-s`` skips the
 later parts once the run has taken that long):
 
-1. the fused kernel (``mlpmnist.fused``): float64 against torch.optim, a race detector (the same
+0. the check each faster path passes on a stacked engine's first span (``engine/cuda/choice.py``):
+   the fused kernel and CUDA graphs on this device against its eager steps, float32, 10 replicas
+   at batch 8 on MNIST; its verdict and the disagreement it measured;
+1. the fused kernel (``engine/cuda/fused.py``): float64 against torch.optim, a race detector (the same
    2,000 steps twice give bitwise the same weights), and microseconds per batch-8 step for 10
    replicas, a whole epoch per launch, beside the CUDA-graph path (target <= 15 us);
 2. the default study, 10 seeds, ``python -m mlpmnist sweep`` through papermill (target <= 15 s
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,6 +88,42 @@ def timed_cli(args: list[str], log: Path) -> float:
     return wall
 
 
+# --- 0. the faster paths' check ----------------------------------------------------------------
+
+
+def self_check(device: torch.device, quick: bool) -> None:
+    """Each faster path's check on this device, as an engine runs it on its first span."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import fused_gpu as fg
+
+    from mlpmnist.engine.cuda import choice
+    from mlpmnist.engine.stacked import StackedEngine
+
+    X, Y, _, _ = fg.load_x(device)
+    R, B = (2, 8) if quick else (10, 8)
+    idx = fg.epoch_batches(len(X), R, B, device)[: choice.CHECK_STEPS]
+    lr = torch.full((len(idx), R), 0.1, device=device)
+    for path, use_fused in (("fused", None), ("graphs", False)):  # None: where triton can run it
+        engine = StackedEngine(fg.models(R, torch.float32), device, use_fused=use_fused)
+        if engine.path(B) != path:
+            VERDICTS.append(f"INFO    the {path} path does not run on {device}: nothing to check")
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            engine.steps(X, idx, Y[idx], lr)
+        for w in caught:
+            print(f"  warning: {w.message}")
+        chunks, tol = engine.checked.get(path, [float("nan")]), choice.tolerance(torch.float32)
+        ok = engine.path(B) == path  # a path that failed its check is off
+        VERDICTS.append(
+            f"{'PASSED' if ok else 'FAILED'}  the {path} path's check on {device}: max |w_fast - w_eager| "
+            f"over a chunk {sorted(chunks)[len(chunks) // 2]:.2e} in the median (float32 tolerance {tol:g}), "
+            f"{max(chunks):.2e} at most, over {len(chunks)} chunks; "
+            + ("it runs the later spans" if ok else "the engine steps eagerly")
+        )
+        print(VERDICTS[-1], flush=True)
+
+
 # --- 1. the fused kernel ---------------------------------------------------------------------
 
 
@@ -91,7 +131,7 @@ def kernel(device: torch.device, quick: bool) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     import fused_gpu as fg
 
-    from mlpmnist import fused
+    from mlpmnist.engine.cuda import fused
 
     if not (fused.available(device) and device.type == "cuda"):
         print("no fused kernel here (needs a CUDA device and triton): skipped")
@@ -192,7 +232,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true", help="tiny settings: a smoke test, not a measurement")
     ap.add_argument("--budget-s", type=float, default=330.0, help="skip the parts that start after this")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["kernel", "study", "grid", "science"])
+    ap.add_argument(
+        "--skip", nargs="*", default=[], choices=["selfcheck", "kernel", "study", "grid", "science"]
+    )
     args = ap.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -201,6 +243,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mlpmnist-gpu-") as tmp_name:
         tmp = Path(tmp_name)
         parts = {
+            "selfcheck": lambda: self_check(device, args.quick),
             "kernel": lambda: kernel(device, args.quick),
             "study": lambda: study(tmp, args.quick),
             "grid": lambda: grid(tmp, args.quick),

@@ -1,9 +1,16 @@
 import os
 
-import pytest
 import torch
 
-import mlpmnist
+# The fused Triton kernel's tests run it in Triton's interpreter, in this process, where there is
+# no GPU (CI): triton reads TRITON_INTERPRET when it is first imported, so it is set here, before
+# any test module can import it (torch does not). With a GPU the kernel is compiled and tested there.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+import mlpmnist  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -198,7 +198,7 @@ FAULTS = [
     ("typo-flag", lambda t, r: ["train", "--batchsize", "3"], 2, ["--batchsize", "--batch-size"]),
     ("lr-overflow", lambda t, r: ["train", "--lr", "1e308"], 2, ["lr must be", "1e+308"]),
     ("bad-batch", lambda t, r: ["train", "--batch-size", "0"], 2, ["batch_size must be"]),
-    ("hidden-word", lambda t, r: ["train", "--hidden", "sixty"], 2, ["hidden must be readable"]),
+    ("hidden-word", lambda t, r: ["train", "--hidden", "sixty"], 2, ["hidden must be whole numbers"]),
     (
         "unknown-axis",
         lambda t, r: ["sweep", "--grid", "batchsize=8"],

@@ -1,4 +1,4 @@
-"""The reference multilayer perceptron: 784 -> 64 -> 64 -> 10 with ReLU."""
+"""The reference multilayer perceptron: 784 -> 64 -> 64 -> 10 with ReLU (or leaky ReLU)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,27 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from mlpmnist.config import ACTIVATIONS
+
+#: Leaky ReLU's slope for negative inputs: torch's default (``F.leaky_relu``'s negative_slope).
+LEAKY_SLOPE = 0.01
+
+
+def activate(z: torch.Tensor, activation: str, inplace: bool = False) -> torch.Tensor:
+    """``activation`` (one of ``config.ACTIVATIONS``) applied to the pre-activations ``z``."""
+    if activation == "relu":
+        return F.relu(z, inplace=inplace)
+    if activation == "leaky_relu":
+        return F.leaky_relu(z, LEAKY_SLOPE, inplace=inplace)
+    raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
 
 
 class MLP(nn.Module):
-    """Fully connected ReLU network returning logits (softmax lives in the loss).
+    """Fully connected network returning logits (softmax lives in the loss); its hidden units are
+    ``activation`` ("relu", or "leaky_relu" with slope ``LEAKY_SLOPE``).
 
     Weights are Xavier-uniform; biases follow ``nn.Linear``'s default,
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Passing ``generator`` makes the init reproducible
@@ -24,8 +40,12 @@ class MLP(nn.Module):
         n_in: int = 784,
         n_out: int = 10,
         generator: torch.Generator | None = None,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+        self.activation = activation
         sizes = [n_in, *hidden, n_out]
         linears = [nn.Linear(a, b) for a, b in itertools.pairwise(sizes)]
         with torch.no_grad():
@@ -36,18 +56,19 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(linears)
 
     @classmethod
-    def from_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> MLP:
-        """An ``MLP`` in eval mode holding ``state_dict`` (its layer sizes read from the weights)."""
+    def from_state_dict(cls, state_dict: dict[str, torch.Tensor], activation: str = "relu") -> MLP:
+        """An ``MLP`` in eval mode holding ``state_dict`` (its layer sizes read from the weights;
+        the activation is not in it: the run's config says which)."""
         n = len(state_dict) // 2
         sizes = [state_dict[f"layers.{i}.weight"].shape for i in range(n)]
-        model = cls(tuple(s[0] for s in sizes[:-1]), n_in=sizes[0][1], n_out=sizes[-1][0])
+        model = cls(tuple(s[0] for s in sizes[:-1]), sizes[0][1], sizes[-1][0], activation=activation)
         model.load_state_dict(state_dict)
         return model.eval()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Activations of the last hidden layer, [N, hidden[-1]] (after ReLU)."""
+        """Activations of the last hidden layer, [N, hidden[-1]]."""
         for layer in self.layers[:-1]:
-            x = torch.relu(layer(x))
+            x = activate(layer(x), self.activation)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

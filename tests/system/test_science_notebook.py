@@ -36,7 +36,7 @@ def test_the_quick_notebook_from_its_folder_resumes_from_the_store(tmp_path, mni
     assert ignored and all(line.startswith("!! results/") for line in ignored), ignored
     out = repo / "results" / "science"
     assert {p.name for p in (out / "media").glob("*.png")} == {f"{n}.png" for n in registry.names("science")}
-    summary = json.loads((out / "science_summary.json").read_text())
+    summary = json.loads((out / "media" / "science_summary.json").read_text())
     assert summary["quick"] is True and {"tuning", "steps", "ceiling", "noise", "recipes", "tail"} <= set(
         summary
     )
@@ -47,7 +47,7 @@ def test_the_quick_notebook_from_its_folder_resumes_from_the_store(tmp_path, mni
     )
     counts = trained(again)
     assert counts and set(counts) == {0}
-    assert json.loads((out / "science_summary.json").read_text())["tuning"] == summary["tuning"]
+    assert json.loads((out / "media" / "science_summary.json").read_text())["tuning"] == summary["tuning"]
 
 
 def test_a_seed_sets_choices_do_not_depend_on_the_other_set(tmp_path, mnist):

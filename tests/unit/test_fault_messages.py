@@ -15,11 +15,11 @@ import torch
 
 from mlpmnist import cli
 from mlpmnist.config import MAX_HIDDEN, TrainConfig
+from mlpmnist.science import presets, runs, summary
 from mlpmnist.sweep.backends import check_address
 from mlpmnist.sweep.run import MAX_WORKERS, SweepConfig, plan_jobs
 from mlpmnist.training import health, memory
 from mlpmnist.workbench import publish, report
-from mlpmnist.workbench.parameters import check_science_parameters
 from mlpmnist.workbench.study import Study
 
 # ------------------------------------------------------------------------ W4: keys
@@ -232,30 +232,49 @@ def test_run_notebook_output_folders_are_checked_before_the_sweep(tmp_path):
 # ------------------------------------------------------------- W6: the science's parameters
 
 
+SCIENCE = dict(quick=True, sets=None, threads=1, results_dir="r", data_dir=None, workers=None, media_dir=None)
+
+
+def science_setup(root: Path, **changes: object) -> summary.Outputs:
+    """What the science notebook's setup cell does with its parameters, before any training."""
+    p = {**SCIENCE, **changes}
+    pre = presets.preset(p["quick"], p["sets"], p["threads"])
+    results = p["results_dir"] if not isinstance(p["results_dir"], str) else str(root / p["results_dir"])
+    runner = runs.Runner(results, p["data_dir"], p["workers"], pre.common)
+    return summary.Outputs.at(p["media_dir"], runner.results_dir)
+
+
 @pytest.mark.parametrize(
     "changes,words",
     [
         ({"quick": "false"}, "quick must be True or False; got 'false'"),
-        ({"threads": 0}, "threads must be an integer >= 1; got 0"),
-        ({"concurrency": "two"}, "concurrency must be None or an integer in [1, 256]; got 'two'"),
-        ({"seeds": "zero"}, "seeds must be a list of integers in [0, 2**63) or text such as '0-9'"),
-        ({"seeds": [0, 1], "second_seeds": "1-2"}, "seeds and second_seeds must be disjoint"),
+        ({"threads": 0}, "threads must be None or an integer >= 1; got 0"),
+        ({"workers": "two"}, f"workers must be None or an integer in [1, {MAX_WORKERS}]; got 'two'"),
+        ({"sets": ["zero", "1"]}, "sets[0] must be a list of integers in [0, 2**63) or text such as '0-9'"),
+        ({"sets": [[0, 0], [1]]}, "sets[0] must be a list of integers in [0, 2**63) or text such as '0-9'"),
+        ({"sets": [[0, 1], "1-2"]}, "sets must be disjoint (two independent seed sets); both hold [1]"),
+        ({"sets": "0-9"}, "sets must be None or two seed sets such as ['0-9', '10-19']; got '0-9'"),
         ({"data_dir": 5}, "data_dir must be None or a folder path (text); got 5"),
+        ({"results_dir": 5}, "results_dir must be a folder path (text); got 5"),
     ],
 )
-def test_science_parameters_are_checked_in_one_line(changes, words):
+def test_science_parameters_are_checked_in_one_line(tmp_path, changes, words):
     with pytest.raises(ValueError) as e:
-        check_science_parameters(**{"quick": True, **changes})
-    assert words in str(e.value)
+        science_setup(tmp_path, **changes)
+    assert words in str(e.value) and "\n" not in str(e.value)
 
 
-def test_science_seed_text_reads_as_run_notebook_reads_it_and_folders_are_checked(tmp_path):
-    p = check_science_parameters(quick=False, seeds="0-2", second_seeds="3 4 5", out_dir=str(tmp_path / "o"))
-    assert p.seeds == (0, 1, 2) and p.second_seeds == (3, 4, 5) and p.out_dir == tmp_path / "o"
-    assert not (tmp_path / "o").exists()
+def test_science_folders_are_checked_and_nothing_is_made_before_training(tmp_path):
+    out = science_setup(tmp_path, media_dir=str(tmp_path / "m"))
+    assert out.media == tmp_path / "m" and not out.media.exists() and not (tmp_path / "r").exists()
+    assert science_setup(tmp_path).media == (tmp_path / "r" / "science" / "media").resolve()
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(ValueError, match=r"^out_dir .*afile is a file, not a folder"):
-        check_science_parameters(quick=True, out_dir=str(tmp_path / "afile"))
+    with pytest.raises(ValueError, match=r"^media_dir .*afile is a file, not a folder"):
+        science_setup(tmp_path, media_dir=str(tmp_path / "afile"))
+    (tmp_path / "m2").mkdir()
+    (tmp_path / "m2" / summary.SUMMARY).mkdir()
+    with pytest.raises(ValueError, match=r"^media_dir .*science_summary\.json is a folder"):
+        science_setup(tmp_path, media_dir=str(tmp_path / "m2"))
 
 
 # --------------------------------------------------- W6b: publish only a finished notebook

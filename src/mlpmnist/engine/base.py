@@ -66,8 +66,9 @@ def evaluate(
     engine: Engine, x: torch.Tensor, y: torch.Tensor, chunk: int = 10_000
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per replica on (``x``, ``y``): mean cross-entropy (nats) [R], accuracy (fraction in
-    [0, 1]) [R], and the fraction of dead units of each hidden layer [R, L] (a unit is dead
-    when its ReLU output is zero on every example of ``x``)."""
+    [0, 1]) [R], and the fraction of dead units of each hidden layer [R, L]. A unit is dead when
+    its output is <= 0 on every example of ``x``: for ReLU, zero everywhere; for leaky ReLU, a
+    pre-activation <= 0 everywhere (its gradient then only the slope's)."""
     R = engine.n_replicas
     loss = torch.zeros(R, dtype=torch.float64, device=x.device)
     correct = torch.zeros(R, dtype=torch.int64, device=x.device)

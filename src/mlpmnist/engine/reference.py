@@ -12,11 +12,12 @@ import torch.nn.functional as F
 
 from mlpmnist.engine.base import Outputs, StateDict, gather_batch
 from mlpmnist.engine.rules import torch_optimizer
-from mlpmnist.model import MLP
+from mlpmnist.model import MLP, activate
 
 
 class ReferenceEngine:
-    """R ``MLP`` replicas, each with its own ``torch.optim`` optimizer (``optim.torch_optimizer``)."""
+    """R ``MLP`` replicas (their activation theirs), each with its own ``torch.optim`` optimizer
+    (``rules.torch_optimizer``)."""
 
     def __init__(
         self,
@@ -71,7 +72,7 @@ class ReferenceEngine:
         for m in self.models:
             h, acts = x, []
             for layer in m.layers[:-1]:
-                h = torch.relu(layer(h))
+                h = activate(layer(h), m.activation)
                 acts.append(h)
             per_model.append(acts)
         return [torch.stack(layer) for layer in zip(*per_model, strict=True)]

@@ -1,18 +1,23 @@
-"""Update rules: how a gradient changes the weights. One function per optimizer for each engine.
+"""Update rules: how a gradient changes the weights. One registry entry per optimizer (``RULES``).
 
-The reference engine uses ``torch.optim`` itself (``torch_optimizer``). The stacked engine keeps
-every replica's parameters as ``[R, in, out]`` tensors and hands each parameter's gradient over as
-a product ``left @ g`` (``left`` [R, in, B], ``g`` [R, B, out], to be scaled by 1 / B), so a rule
-can turn it into the update without materialising it where that pays (plain SGD: one in-place
-GEMM). ``stacked_rule`` gives the rule for a config; tests hold every rule to ``torch.optim``'s
-arithmetic in float64. Every rule takes the learning rate as a tensor [R, 1, 1] (one per replica)
-and keeps its state in tensors, so its steps can be recorded into CUDA graphs.
+Each entry holds the optimizer's rule for the stacked engine, its ``torch.optim`` oracle (what the
+reference engine runs, and what tests hold the rule to in float64) and what a faster path needs to
+know about it. Adding an optimizer takes two files: its ``Optimizer`` entry here and its name in
+``config.OPTIMIZERS`` (the config's choices; config stays below the engine). The faster paths run
+only what they declare (``cuda.fused.OPTIMIZERS``), so a new optimizer trains eagerly or in CUDA
+graphs until a path declares it.
+
+The stacked engine keeps every replica's parameters as ``[R, in, out]`` tensors and hands each
+parameter's gradient over as a product ``left @ g`` (``left`` [R, in, B], ``g`` [R, B, out], to be
+scaled by 1 / B), so a rule can turn it into the update without materialising it where that pays
+(plain SGD: one in-place GEMM). Every rule takes the learning rate as a tensor [R, 1, 1] (one per
+replica).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -21,58 +26,72 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
 
-def torch_optimizer(
-    name: str, params: Iterable[torch.nn.Parameter], momentum: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    """The ``torch.optim`` optimizer ``name`` (sgd, adam) over ``params``, lr 0 (set per step)."""
-    if name == "adam":
-        return torch.optim.Adam(params, lr=0.0, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=weight_decay)
-    return torch.optim.SGD(params, lr=0.0, momentum=momentum, weight_decay=weight_decay)
+@dataclass(frozen=True)
+class Optimizer:
+    """One optimizer: ``stacked(params, momentum, weight_decay)`` makes its stacked rule,
+    ``oracle(params, momentum, weight_decay)`` its ``torch.optim`` optimizer (lr 0, set per step).
+    ``recordable``: its steps can be recorded into CUDA graphs (its state lives in tensors and a
+    step reads no value back to the host, e.g. no ``.item()``)."""
+
+    stacked: Callable[[Sequence[torch.Tensor], float, float], StackedRule]
+    oracle: Callable[[Iterable[torch.nn.Parameter], float, float], torch.optim.Optimizer]
+    recordable: bool = True
 
 
-class StackedRule(Protocol):
-    """An update rule of the stacked engine (see the module docstring)."""
+class StackedRule:
+    """An update rule of the stacked engine (see the module docstring), and what most rules share:
+    no step count, and per-parameter state in the lists ``per_param`` names."""
 
     #: True when the rule wants the learning rate folded into the top gradient (plain SGD).
-    folds_lr: bool
+    folds_lr = False
+    per_param: tuple[str, ...] = ()
+
+    def __init__(self, params: Sequence[torch.Tensor]) -> None:
+        self.params = list(params)
 
     def begin_step(self) -> None:
         """Called once before a step's updates (Adam counts its steps here)."""
 
     def update(self, k: int, left: torch.Tensor, g: torch.Tensor, inv_b: float, lr: torch.Tensor) -> None:
         """Update parameter ``k`` by its gradient ``inv_b * left @ g`` at learning rates ``lr``."""
+        raise NotImplementedError
 
     def keep(self, mask: torch.Tensor) -> None:
         """Keep the state of the replicas where ``mask`` [R] is true."""
+        for name in self.per_param:
+            setattr(self, name, [t[mask] for t in getattr(self, name)])
 
     def buffers(self) -> list[torch.Tensor]:
         """The per-parameter state (momentum buffers; Adam's m then v), what a fused kernel updates."""
+        return []
 
     def state(self) -> list[torch.Tensor]:
         """Every state tensor a step changes (``buffers`` and Adam's step count)."""
+        return self.buffers()
 
     def steps_taken(self) -> int:
         """Steps taken so far (Adam's bias correction needs it; 0 for SGD, which does not)."""
+        return 0
 
     def advance(self, steps: int) -> None:
         """Count ``steps`` taken elsewhere (by a fused kernel)."""
 
     def set_params(self, params: Sequence[torch.Tensor]) -> None:
         """The parameter tensors to update (after the engine rebuilt them)."""
+        self.params = list(params)
 
 
-class SGD:
+class SGD(StackedRule):
     """``torch.optim.SGD``: G = grad + wd * p; without momentum p -= lr * G, with it
     buf = momentum * buf + G and p -= lr * buf (zero buffers make the first step buf = G)."""
 
+    per_param = ("bufs",)
+
     def __init__(self, params: Sequence[torch.Tensor], momentum: float, weight_decay: float) -> None:
+        super().__init__(params)
         self.momentum, self.weight_decay = momentum, weight_decay
         self.folds_lr = not momentum
-        self.params = list(params)
         self.bufs = [torch.zeros_like(p) for p in params] if momentum else []
-
-    def begin_step(self) -> None:
-        pass
 
     def update(self, k: int, left: torch.Tensor, g: torch.Tensor, inv_b: float, lr: torch.Tensor) -> None:
         p = self.params[k]
@@ -87,35 +106,20 @@ class SGD:
             buf.add_(p, alpha=self.weight_decay)
         p.addcmul_(buf, lr, value=-1.0)
 
-    def keep(self, mask: torch.Tensor) -> None:
-        self.bufs = [b[mask] for b in self.bufs]
-
     def buffers(self) -> list[torch.Tensor]:
         return list(self.bufs)
 
-    def state(self) -> list[torch.Tensor]:
-        return list(self.bufs)
 
-    def steps_taken(self) -> int:
-        return 0
-
-    def advance(self, steps: int) -> None:
-        pass
-
-    def set_params(self, params: Sequence[torch.Tensor]) -> None:
-        self.params = list(params)
-
-
-class Adam:
+class Adam(StackedRule):
     """``torch.optim.Adam`` (no amsgrad): G = grad + wd * p; m = b1 m + (1 - b1) G;
     v = b2 v + (1 - b2) G^2; p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
     The step count t is a tensor, so recorded steps count too."""
 
-    folds_lr = False
+    per_param = ("m", "v", "scratch")
 
-    def __init__(self, params: Sequence[torch.Tensor], weight_decay: float) -> None:
+    def __init__(self, params: Sequence[torch.Tensor], momentum: float, weight_decay: float) -> None:
+        super().__init__(params)  # momentum is SGD's (the config refuses it with Adam)
         self.weight_decay = weight_decay
-        self.params = list(params)
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
         self.scratch = [torch.empty_like(p) for p in params]
@@ -142,10 +146,6 @@ class Adam:
         torch.div(m, d, out=d)
         p.addcmul_(d, lr / self._bc1, value=-1.0)
 
-    def keep(self, mask: torch.Tensor) -> None:
-        self.m, self.v = [m[mask] for m in self.m], [v[mask] for v in self.v]
-        self.scratch = [s[mask] for s in self.scratch]
-
     def buffers(self) -> list[torch.Tensor]:
         return [*self.m, *self.v]
 
@@ -158,14 +158,37 @@ class Adam:
     def advance(self, steps: int) -> None:
         self.t.add_(steps)
 
-    def set_params(self, params: Sequence[torch.Tensor]) -> None:
-        self.params = list(params)
+
+#: Every optimizer by its config name (``config.OPTIMIZERS`` lists the same names).
+RULES: dict[str, Optimizer] = {
+    "sgd": Optimizer(
+        SGD, lambda ps, momentum, wd: torch.optim.SGD(ps, lr=0.0, momentum=momentum, weight_decay=wd)
+    ),
+    "adam": Optimizer(
+        Adam,
+        lambda ps, momentum, wd: torch.optim.Adam(
+            ps, lr=0.0, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=wd
+        ),
+    ),
+}
+
+
+def rule(name: str) -> Optimizer:
+    """The registry entry of optimizer ``name``; ``ValueError`` naming the known ones otherwise."""
+    if name not in RULES:
+        raise ValueError(f"optimizer must be one of {', '.join(RULES)} (engine/rules.py); got {name!r}")
+    return RULES[name]
 
 
 def stacked_rule(
     name: str, params: Sequence[torch.Tensor], momentum: float, weight_decay: float
 ) -> StackedRule:
-    """The stacked engine's rule for optimizer ``name`` (sgd, adam) over ``params``."""
-    if name == "adam":
-        return Adam(params, weight_decay)
-    return SGD(params, momentum, weight_decay)
+    """The stacked engine's rule for optimizer ``name`` over ``params``."""
+    return rule(name).stacked(params, momentum, weight_decay)
+
+
+def torch_optimizer(
+    name: str, params: Iterable[torch.nn.Parameter], momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """The ``torch.optim`` optimizer ``name`` over ``params``, lr 0 (set per step)."""
+    return rule(name).oracle(params, momentum, weight_decay)

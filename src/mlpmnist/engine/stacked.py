@@ -1,16 +1,11 @@
-"""Engines: how R replicas of the MLP take their steps. Two implementations of one interface.
+"""The stacked engine: R replicas of the MLP stepped together, the gradient pass written by hand.
 
-``StackedEngine`` (the fast one) keeps every layer of all replicas as one [R, in, out] tensor and
-writes the gradient pass out by hand with batched matmuls, so one Python-level step serves all
-replicas and autograd's bookkeeping is skipped; the update rule comes from ``optim`` and the CUDA
-paths from ``graphs`` (many steps per graph launch) and ``fused`` (a whole span of steps in one
-Triton kernel). ``ReferenceEngine`` (``reference.py``) is the textbook loop: nn.Module, autograd,
-torch.optim, one replica at a time; the yardstick the fast engine is tested against.
-
-Both implement ``Engine``: ``steps`` takes S steps on rows ``idx`` [S, R, B] of the training
-images with labels ``y`` [S, R, B] and learning rates ``lr`` [S, R] (already scheduled), and
-returns, from before each update, the log-probability of the true class and the predicted class,
-each [S, R, B]; the caller sums these once per evaluation, not once per step.
+``StackedEngine`` keeps every layer of all replicas as one [R, in, out] tensor and writes the
+gradient pass out by hand with batched matmuls, so one Python-level step serves all replicas and
+autograd's bookkeeping is skipped; the update rule comes from ``rules``. On a CUDA device a span
+of steps goes a faster way where one fits (``cuda.choice``): one fused Triton kernel
+(``cuda.fused``) or CUDA graphs of many steps (``cuda.graphs``). ``ReferenceEngine``
+(``reference.py``: nn.Module, autograd, torch.optim) is the yardstick it is tested against.
 """
 
 from __future__ import annotations
@@ -22,9 +17,9 @@ from typing import Any
 import torch
 
 from mlpmnist.engine.base import Engine, Outputs, StateDict, gather_batch
-from mlpmnist.engine.cuda import graphs
+from mlpmnist.engine.cuda import choice, fused, graphs
 from mlpmnist.engine.rules import stacked_rule
-from mlpmnist.model import MLP
+from mlpmnist.model import LEAKY_SLOPE, MLP, activate
 
 
 class _Workspace:
@@ -65,14 +60,24 @@ def _stack(outs: Sequence[Outputs]) -> Outputs:
     return torch.stack(picked), torch.stack(pred)
 
 
+def _cat(outs: Sequence[Outputs]) -> Outputs:
+    picked, pred = zip(*outs, strict=True)
+    return torch.cat(picked), torch.cat(pred)
+
+
 class StackedEngine:
-    """Hand-written gradient pass over stacked replica weights; the update is ``optim``'s rule.
+    """Hand-written gradient pass over stacked replica weights; the update is ``rules``' rule.
 
     ``W[i]`` [R, in, out] and ``b[i]`` [R, 1, out] are layer i's weights and biases; after the
-    first layer they are views of one [R, in + 1, out] slab per layer, updated by one GEMM.
-    On a CUDA device, ``steps`` runs a span as one fused Triton kernel where ``fused.supports``
-    the configuration (``use_fused``), else as CUDA graphs of ``chunk_steps`` steps
-    (``cuda_graphs``); a failed capture warns and falls back to eager steps.
+    first layer they are views of one [R, in + 1, out] slab per layer, updated by one GEMM. The
+    hidden units are the replicas' ``activation`` (relu or leaky_relu, shared by all).
+
+    ``steps`` runs a span on the path ``choice.choose_path`` picks: the fused kernel where it may
+    run (``use_fused``: default on a CUDA device with triton), CUDA graphs of ``chunk_steps``
+    steps where they may be recorded (``cuda_graphs``: default on a CUDA device), else eager
+    steps. A faster path's first span is checked against eager steps (``choice``, the first
+    ``check_steps`` steps; 0: no check); a path that fails to compile or capture, or fails its check, warns
+    once and is off for this engine from then on.
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class StackedEngine:
         cuda_graphs: bool | None = None,
         use_fused: bool | None = None,
         chunk_steps: int = 32,
+        check_steps: int = choice.CHECK_STEPS,
     ) -> None:
         device = torch.device(device)
         layers = list(zip(*(m.layers for m in models), strict=True))
@@ -98,18 +104,25 @@ class StackedEngine:
         # a ones column, and a view of a slab makes its large in-place update slower on a CPU.
         slabs = (torch.cat([W, b], 1) for W, b in zip(Ws[1:], bs[1:], strict=True))
         self._params = [Ws[0].contiguous(), bs[0], *slabs]
+        activations = sorted({m.activation for m in models})
+        if len(activations) != 1:
+            raise ValueError(f"the replicas of an engine share one activation; got {activations}")
+        self.activation = activations[0]
         self.optimizer, self.momentum, self.weight_decay = optimizer, momentum, weight_decay
+        # What the fused kernel is told (it refuses what it does not declare).
+        self.hyper: dict[str, Any] = dict(optimizer=optimizer, activation=self.activation)
+        self.hyper.update(momentum=momentum, weight_decay=weight_decay)
         self.rule = stacked_rule(optimizer, self._params, momentum, weight_decay)
         cuda = device.type == "cuda"
         if cuda_graphs and not cuda:
             raise ValueError(f"cuda_graphs needs a CUDA device; got {device}")
-        self.use_fused = (
-            _fused_fits(device, self.sizes, self._params[0].dtype, optimizer)
-            if use_fused is None
-            else use_fused
-        )
+        self.use_fused = (cuda and fused.available(device)) if use_fused is None else use_fused
         record = cuda if cuda_graphs is None else cuda_graphs
         self.graphs = graphs.GraphRunner(self, chunk_steps) if record else None
+        self.check_steps = check_steps
+        # Each faster path checked on this engine: the disagreement of each chunk of its check
+        # (``choice.verdict``; a path that failed it is off, so it is never checked again).
+        self.checked: dict[str, list[float]] = {}
         # Softmax layout (see _Workspace): classes-major pays on a CPU only.
         self.classes_major = device.type == "cpu"
         self._reset()
@@ -144,31 +157,24 @@ class StackedEngine:
             ws = self._ws[(R, B)] = _Workspace(R, B, self.sizes, self.W[0], self.classes_major)
         return ws
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float | torch.Tensor) -> Outputs:
-        """One eager step on the batch ``x`` [R, B, 784] (any strides), ``y`` [R, B]; ``lr`` a
-        float or [R]. Returns (log-probability of the true class [R, B], predicted class [R, B])."""
-        return self.step_tensors(x, y, self._lr_column(lr))
-
-    def _lr_column(self, lr: float | torch.Tensor) -> torch.Tensor:
-        """``lr`` as a tensor [R, 1, 1] on the device."""
-        t = lr if isinstance(lr, torch.Tensor) else torch.tensor(lr, dtype=self.W[0].dtype)
-        t = t.to(self.device, self.W[0].dtype)
-        return t.reshape(-1, 1, 1).expand(self.n_replicas, 1, 1)
-
     def step_tensors(self, x: torch.Tensor, y: torch.Tensor, lr3: torch.Tensor) -> Outputs:
-        """``step`` with ``lr3`` a tensor [R, 1, 1]: the arithmetic every path records."""
+        """One eager step on the batch ``x`` [R, B, 784] (any strides), ``y`` [R, B] at learning
+        rates ``lr3`` [R, 1, 1]: the arithmetic every path records. Returns (log-probability of
+        the true class [R, B], predicted class [R, B])."""
         R, B = y.shape
         ws = self.workspace(R, B)
         last = len(self.W) - 1
         for i in range(last + 1):
             # GEMMs write contiguous outputs (faster than into a[i + 1]'s rows of in + 1 values);
-            # the ReLU then writes a[i + 1].
+            # the activation then writes a[i + 1].
             if i == 0:
                 torch.baddbmm(self.b[0], x, self.W[0], out=ws.z[0])
             else:
                 torch.bmm(ws.a[i], self._params[i + 1], out=ws.z[i])
-            if i < last:
+            if i < last and self.activation == "relu":
                 torch.clamp_min(ws.z[i], 0.0, out=ws.h[i + 1])
+            elif i < last:
+                torch.ops.aten.leaky_relu.out(ws.z[i], LEAKY_SLOPE, out=ws.h[i + 1])
         pred = ws.z[last].argmax(2)
         if ws.dim == 1:
             ws.zt.copy_(ws.z[last].transpose(1, 2))
@@ -192,9 +198,16 @@ class StackedEngine:
             updates = [(i + 1, ws.aT[i])] if i else [(0, x.transpose(1, 2)), (1, ws.ones)]
             for k, left in updates:
                 self.rule.update(k, left, g, 1.0 / g.shape[1], lr3)
-            if g_in is not None:
-                # ReLU's backward, in place: zero where the unit was off.
+            if g_in is None:
+                continue
+            # The activation's backward, in place, as torch's: the gradient where the unit's
+            # pre-activation was > 0 (so is its output), else 0 (relu) or slope * gradient.
+            if self.activation == "relu":
                 g = torch.ops.aten.threshold_backward.grad_input(g_in, ws.h[i], 0.0, grad_input=g_in)
+            else:
+                g = torch.ops.aten.leaky_relu_backward.grad_input(
+                    g_in, ws.h[i], LEAKY_SLOPE, True, grad_input=g_in
+                )
 
     def steps(
         self,
@@ -205,18 +218,36 @@ class StackedEngine:
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> Outputs:
         """S steps on rows ``idx`` [S, R, B] of ``X`` [N, 784], labels ``y`` [S, R, B], learning
-        rates ``lr`` [S, R]. Returns
-        (log-probability of the true class, predicted class), each [S, R, B]. ``transform``
-        changes each gathered batch (then every step is eager)."""
-        lr = lr.to(self.device, self.W[0].dtype)
-        if transform is None and self.use_fused and idx.shape[2] <= self._fused().max_batch(self.W[0].dtype):
-            fused = self._fused_steps(X, idx, y, lr.expand(len(idx), self.n_replicas))
-            if fused is not None:  # None: the kernel did not compile here, CUDA graphs from now on
-                return fused
-        if transform is None and self.graphs is not None:
-            recorded = self.graphs.steps(X, idx, y, lr)
-            if recorded is not None:  # None: capture failed, graphs are off from now on
-                return recorded
+        rates ``lr`` [S, R] (or [S]: shared). Returns (log-probability of the true class,
+        predicted class), each [S, R, B]. ``transform`` changes each gathered batch (then every
+        step is eager)."""
+        lr = lr.to(self.device, self.W[0].dtype).reshape(len(idx), -1).expand(len(idx), self.n_replicas)
+        path = "eager" if transform is not None else self.path(idx.shape[2])
+        if path == "eager":
+            return self._eager(X, idx, y, lr, transform)
+        if path not in self.checked and self.check_steps:  # its first span: checked first
+            k = min(self.check_steps, len(idx))
+            head = self._check(path, X, idx[:k], y[:k], lr[:k])
+            return head if k == len(idx) else _cat([head, self.steps(X, idx[k:], y[k:], lr[k:])])
+        out = self._fast(path, X, idx, y, lr)
+        return self.steps(X, idx, y, lr) if out is None else out  # None: that path is off now
+
+    def path(self, batch_size: int) -> str:
+        """The path of a span at ``batch_size`` now: fused, graphs or eager (``choice.choose_path``)."""
+        graphs_here = self.graphs is not None and not self.graphs.failed
+        dtype = self.W[0].dtype
+        return choice.choose_path(
+            self.use_fused, graphs_here, self.sizes, dtype, self.optimizer, self.activation, batch_size
+        )
+
+    def _eager(
+        self,
+        X: torch.Tensor,
+        idx: torch.Tensor,
+        y: torch.Tensor,
+        lr: torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> Outputs:
         out = []
         for k in range(len(idx)):
             x = gather_batch(X, idx[k], self.workspace(*idx.shape[1:]).x)
@@ -225,39 +256,27 @@ class StackedEngine:
             )
         return _stack(out)
 
-    @staticmethod
-    def _fused() -> Any:
-        from mlpmnist.engine.cuda import fused  # triton loads only where the fused path runs
-
-        return fused
-
-    def _fused_steps(
-        self, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor
+    def _fast(
+        self, path: str, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor
     ) -> Outputs | None:
-        """The span as one fused Triton kernel (``fused.fused_steps``): one launch, all steps.
-        None, with a warning, when Triton cannot compile or fit the kernel on this GPU (it fails
-        before the launch, so no weight has changed); the fused path is then off."""
+        """The span on ``path``: CUDA graphs, or one launch of the fused kernel (``fused_steps``).
+        None, having changed nothing, when that path cannot run here: a capture that fails, or a
+        kernel Triton cannot compile or fit on this GPU (it fails before the launch); the path
+        warned and is off from now on."""
+        if path == "graphs":
+            assert self.graphs is not None
+            return self.graphs.steps(X, idx, y, lr)
         from triton.errors import TritonError
 
         try:
-            out = self._fused().fused_steps(
-                self._params,
-                self.rule.buffers(),
-                X,
-                idx,
-                y,
-                lr,
-                optimizer=self.optimizer,
-                momentum=self.momentum,
-                weight_decay=self.weight_decay,
-                t0=self.rule.steps_taken(),
-            )
+            state, t0 = self.rule.buffers(), self.rule.steps_taken()
+            out = fused.fused_steps(self._params, state, X, idx, y, lr, t0=t0, **self.hyper)
         except TritonError as e:
             self.use_fused = False
             first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
             warnings.warn(
                 f"the fused Triton step does not run on {self.device} ({type(e).__name__}: {first_line}); "
-                "training goes on with CUDA graphs",
+                "training goes on without it",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -265,21 +284,46 @@ class StackedEngine:
         self.rule.advance(len(idx))
         return out
 
+    def _check(
+        self, path: str, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor
+    ) -> Outputs:
+        """The first steps on ``path``, chunk by chunk (the fused kernel: ``choice.CHECK_CHUNK``
+        steps a launch; graphs: one chunk graph of ``chunk_steps``), each run on ``path`` and
+        again eagerly from the same state; the eager steps are kept. ``path`` stays on where the
+        chunks agree (``choice.verdict``), else both faster paths are off."""
+        state, chunks = self.state(), []
+        outs: list[Outputs] = []
+        n = self.graphs.chunk_steps if path == "graphs" and self.graphs else choice.CHECK_CHUNK
+        for s in range(0, len(idx), n):
+            span = slice(s, s + n)
+            start = [t.clone() for t in state]
+            if self._fast(path, X, idx[span], y[span], lr[span]) is None:
+                return _cat([*outs, self.steps(X, idx[s:], y[s:], lr[s:])])  # the next path goes on
+            fast = [p.clone() for p in self._params]
+            for t, v in zip(state, start, strict=True):
+                t.copy_(v)
+            outs.append(self._eager(X, idx[span], y[span], lr[span]))
+            chunks.append(choice.disagreement(fast, self._params))
+        self.checked[path] = chunks
+        if not choice.verdict(path, self.device, self.W[0].dtype, chunks):
+            self.use_fused, self.graphs = False, None
+        return _cat(outs)
+
     # --- inference and bookkeeping -----------------------------------------------------------
 
     @torch.no_grad()
     def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every hidden layer's activations (after ReLU) for shared inputs ``x`` [N, 784]:
-        one [R, N, hidden_i] tensor per hidden layer."""
+        """Every hidden layer's activations (outputs) for shared inputs ``x`` [N, 784]: one
+        [R, N, hidden_i] tensor per hidden layer."""
         R, (n, d) = self.n_replicas, x.shape
         if len(self.W) == 1:  # no hidden layer
             return []
         # One GEMM for the widest layer: [N, 784] @ [784, R*64] instead of R expanded copies of x.
         W0 = self.W[0].permute(1, 0, 2).reshape(d, -1)
-        h = (x @ W0).view(n, R, -1).transpose(0, 1).add_(self.b[0]).relu_()
-        acts = [h]
+        h = (x @ W0).view(n, R, -1).transpose(0, 1).add_(self.b[0])
+        acts = [activate(h, self.activation, inplace=True)]
         for W, b in zip(self.W[1:-1], self.b[1:-1], strict=True):
-            acts.append(torch.baddbmm(b, acts[-1], W).relu_())
+            acts.append(activate(torch.baddbmm(b, acts[-1], W), self.activation, inplace=True))
         return acts
 
     @torch.no_grad()
@@ -314,16 +358,6 @@ class StackedEngine:
             }
             for r in range(self.n_replicas)
         ]
-
-
-def _fused_fits(device: torch.device, sizes: list[int], dtype: torch.dtype, optimizer: str) -> bool:
-    """Whether the fused kernel runs this engine's steps: on a CUDA device with triton, for the
-    sizes, dtype and optimizer it handles (``fused.supports``); CUDA graphs otherwise."""
-    if device.type != "cuda":
-        return False
-    from mlpmnist.engine.cuda import fused
-
-    return fused.available(device) and fused.supports(sizes, dtype, optimizer)
 
 
 def make_engine(

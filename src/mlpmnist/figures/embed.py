@@ -204,7 +204,7 @@ def _models(snapshots: Mapping[float, Sequence[dict | None]], cfg: TrainConfig) 
         sd = snapshots.get(float(epoch), [None])[0]
         if sd is None:
             raise RuntimeError(f"batch {cfg.batch_size}, seed {cfg.seeds[0]} diverged before epoch {epoch:g}")
-        models[int(epoch)] = MLP.from_state_dict(sd)
+        models[int(epoch)] = MLP.from_state_dict(sd, cfg.activation)
     return models
 
 
@@ -245,7 +245,7 @@ def stored_snapshots(
         outcome = run_sweep(sweep, progress=False, log=lambda line: None)
         if outcome.failed:
             raise RuntimeError(f"the t-SNE run {cfg.key()} failed: {outcome.failed[cfg.key()]}")
-        found = store.trusted(results_dir, cfg.key())
+        found = store.trusted(results_dir, cfg)
     models = {int(e): found.models(float(e)).get(cfg.seeds[0]) for e in cfg.snapshots}
     if missing := [e for e, m in models.items() if m is None]:
         raise RuntimeError(f"batch {cfg.batch_size}, seed {cfg.seeds[0]} diverged before epoch {missing[0]}")

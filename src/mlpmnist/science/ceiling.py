@@ -147,7 +147,7 @@ def sharpness_runs(
     x, y = sample_split(network_inputs(configs[0], data), n_examples)
     rows = []
     for config in configs:
-        found = store.trusted(runner.results_dir, config.key())
+        found = store.trusted(runner.results_dir, config)
         for epoch in snapshots:
             for seed, model in found.models(epoch).items():
                 inputs = {"key": config.key(), "sha": found.record.get("weights_sha256"), "epoch": epoch,

@@ -101,9 +101,8 @@ def estimate_noise_scale(
     return NoiseScale(b_small, b_big, n_big, g2_small, g2_big, grad_sq, trace, b_simple)
 
 
-def mlp_chunk_grads(state_dict: dict[str, torch.Tensor]) -> ChunkGrads:
-    """``ChunkGrads`` of the mean cross-entropy of the ``MLP`` with these weights (CPU)."""
-    model = MLP.from_state_dict(state_dict)
+def mlp_chunk_grads(model: MLP) -> ChunkGrads:
+    """``ChunkGrads`` of the mean cross-entropy of ``model`` at its current weights (CPU)."""
     params = {k: v.detach() for k, v in model.named_parameters()}
 
     def loss(p: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -146,13 +145,13 @@ def noise_runs(
     train_split, _ = split_train(data.train, configs[0])
     rows = []
     for i, config in enumerate(configs):
-        found = store.trusted(runner.results_dir, config.key())
+        found = store.trusted(runner.results_dir, config)
         for e in epochs:
             for seed, model in found.models(e).items():
 
                 def estimate(seed: int = seed, model: MLP = model) -> dict:
                     gen = torch.Generator().manual_seed(seed + 1)
-                    grads = mlp_chunk_grads(model.state_dict())
+                    grads = mlp_chunk_grads(model)
                     est = estimate_noise_scale(
                         grads, train_split.x, train_split.y, b_small, b_big, n_big, gen
                     )

@@ -10,10 +10,10 @@ seeds, and the second set's value stands beside it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mlpmnist.parameters import check_bool, check_int, read_seeds
 from mlpmnist.science.recipe import REFERENCE_RECIPE, Recipe
 
 SQRT2 = math.sqrt(2)
@@ -126,22 +126,19 @@ QUICK = replace(
 )
 
 
-def preset(quick: bool, sets: Sequence[Sequence[int]] | None = None, threads: int | None = 1) -> Preset:
-    """``QUICK`` or ``FULL`` with these two seed sets (None: the preset's) and ``threads`` per run.
-    ``ValueError`` when the two sets share a seed or are not lists of distinct integers >= 0."""
-    base = QUICK if quick else FULL
-    chosen = base.sets if sets is None else tuple(tuple(s) for s in sets)
-    if len(chosen) != 2 or not all(
-        s
-        and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in s)
-        and len(set(s)) == len(s)
-        for s in chosen
-    ):
-        raise ValueError(f"sets must be two lists of distinct integers >= 0; got {sets!r}")
+def preset(quick: object, sets: object = None, threads: object = 1) -> Preset:
+    """``QUICK`` or ``FULL`` with these two seed sets (None: the preset's; each a list or text such
+    as ``"0-9"``, as run.ipynb reads seeds) and ``threads`` per run (None: torch's default).
+    ``ValueError`` naming the parameter: ``quick`` not True or False, sets that are not two, not
+    seeds or not disjoint, ``threads`` not an integer >= 1."""
+    base = QUICK if check_bool("quick", quick) else FULL
+    if sets is None:
+        chosen = base.sets
+    elif isinstance(sets, (list, tuple)) and len(sets) == 2:
+        chosen = (read_seeds("sets[0]", sets[0]) or (), read_seeds("sets[1]", sets[1]) or ())
+    else:
+        raise ValueError(f"sets must be None or two seed sets such as ['0-9', '10-19']; got {sets!r}")
     if shared := sorted(set(chosen[0]) & set(chosen[1])):
-        raise ValueError(f"the two seed sets must be disjoint; both hold {shared}")
-    if threads is not None and not (
-        isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
-    ):
-        raise ValueError(f"threads must be none or an integer >= 1; got {threads!r}")
+        raise ValueError(f"sets must be disjoint (two independent seed sets); both hold {shared}")
+    threads = check_int("threads", threads, 1, none=True)
     return replace(base, sets=(chosen[0], chosen[1]), common={**base.common, "threads": threads})

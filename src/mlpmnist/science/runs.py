@@ -20,8 +20,9 @@ import pandas as pd
 
 from mlpmnist.config import TrainConfig
 from mlpmnist.errors import SweepError
-from mlpmnist.store import check_store
+from mlpmnist.parameters import check_int, output_folder
 from mlpmnist.sweep import SweepConfig, run_sweep
+from mlpmnist.sweep.run import MAX_WORKERS
 
 #: The last 5,000 training images are the validation split.
 HOLDOUT = 5000
@@ -36,7 +37,7 @@ class Runner:
     run shares (over ``SCIENCE_DEFAULTS``: a data limit, the validation split, threads, device);
     ``workers``: the sweep's jobs (None: one per CPU core, up to 2, or one per GPU)."""
 
-    results_dir: Path
+    results_dir: Path  # given as text too; relative: from the repository root (paths.resolve)
     data_dir: str | os.PathLike | None = None
     workers: int | None = None
     common: dict[str, Any] = field(default_factory=dict)
@@ -44,10 +45,13 @@ class Runner:
 
     def __post_init__(self) -> None:
         # Checked before any training: a bad value here would otherwise fail at the first sweep.
-        w = self.workers
-        if w is not None and not (isinstance(w, int) and not isinstance(w, bool) and w >= 1):
-            raise ValueError(f"workers must be none or an integer >= 1; got {w!r}")
-        object.__setattr__(self, "results_dir", check_store(self.results_dir).resolve())
+        check_int("workers", self.workers, 1, MAX_WORKERS, none=True)
+        if self.data_dir is not None and not (
+            isinstance(self.data_dir, (str, os.PathLike)) and str(self.data_dir)
+        ):
+            raise ValueError(f"data_dir must be None or a folder path (text); got {self.data_dir!r}")
+        # Checked, not created: the first sweep makes the store (and checks its folders).
+        object.__setattr__(self, "results_dir", output_folder("results_dir", self.results_dir).resolve())
         self.config()  # the common fields, validated
 
     def config(self, **fields: Any) -> TrainConfig:

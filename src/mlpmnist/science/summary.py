@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,40 +12,33 @@ from typing import Any
 import numpy as np
 
 from mlpmnist import paths
+from mlpmnist.parameters import output_folder
 from mlpmnist.science import intervals
 from mlpmnist.science.presets import Preset
 from mlpmnist.science.sections import Section
-from mlpmnist.store import atomic_write_text, writable_folder
+from mlpmnist.store import atomic_write_text, check_folder
 
 SUMMARY = "science_summary.json"
 
 
 @dataclass(frozen=True)
 class Outputs:
-    """A science run's folder (``out_dir``: its summary) and its figures' folder (``media``)."""
+    """Where a science run writes its summary and figures: the folder ``media``."""
 
-    out_dir: Path
     media: Path
 
     @classmethod
-    def at(
-        cls, out_dir: str | os.PathLike | None, media_dir: str | os.PathLike | None, results_dir: Path
-    ) -> Outputs:
-        """Outputs under ``out_dir`` (None: ``<results_dir>/science``), figures under ``media_dir``
-        (None: ``<out_dir>/media``); relative paths from the repository root (``paths.resolve``)."""
-        out = paths.resolve(out_dir) if out_dir is not None else Path(results_dir) / "science"
-        return cls(out, paths.resolve(media_dir) if media_dir is not None else out / "media").check()
+    def at(cls, media_dir: object, results_dir: Path) -> Outputs:
+        """Outputs in ``media_dir`` (None: ``<results_dir>/science/media``; relative paths from the
+        repository root, ``paths.resolve``), checked before any training as a folder this process
+        can write; nothing is created until a file is written (``ValueError`` naming ``media_dir``)."""
+        if media_dir is None:
+            return cls(check_folder(Path(results_dir) / "science" / "media", "media_dir", (SUMMARY,)))
+        return cls(output_folder("media_dir", media_dir, (SUMMARY,)))
 
     def describe(self) -> str:
         """Where the summary and the figures go, as a line."""
         return f"summary and figures -> {paths.shown(self.media)}/"
-
-    def check(self) -> Outputs:
-        """Both folders, created if needed and checked by writing to them, before any training
-        (``StoreError``/``ValueError`` naming the one that cannot be used). Returns itself."""
-        writable_folder(self.out_dir, "out_dir")
-        writable_folder(self.media, "media_dir")
-        return self
 
     def show(self, name: str, *inputs: Any) -> Path:
         """Draw the science figure ``name`` of the figure registry from ``inputs``, display it (in a

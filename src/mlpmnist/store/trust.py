@@ -142,14 +142,19 @@ def legacy_problem(root: str | os.PathLike, config: TrainConfig) -> str | None:
     return None if old is not None or why in ("no record", _ANOTHER) else why
 
 
-def trusted(root: str | os.PathLike, key: str) -> Stored:
-    """The trusted experiment ``key`` (a key or a legacy key) in ``root``; ``StoreError`` naming
-    it and why it is not trusted, and what to do."""
-    record, why = problem(root, key)
-    if record is None:
+def trusted(root: str | os.PathLike, key: str | TrainConfig) -> Stored:
+    """The trusted experiment ``key`` (a key or a legacy key, or a config: looked up as ``find``
+    does) in ``root``; ``StoreError`` naming it and why it is not trusted, and what to do."""
+    if isinstance(key, TrainConfig):
+        found, why = find(root, key)
+        key = key.key()
+    else:
+        record, why = problem(root, key)
+        found = Stored(key, record, Path(root)) if record is not None else None
+    if found is None:
         where = Path(root) / "runs" / f"{printable(key)}.json"
         raise StoreError(f"{where} cannot be used: {why}; rerun its sweep (or delete its files)")
-    return Stored(key, record, Path(root))
+    return found
 
 
 def _options(name: str, want: Any) -> list:

@@ -77,8 +77,9 @@ def read_payload(source: str | os.PathLike) -> dict[str, Any]:
 
 
 def _models(payload: dict, state_dicts: list) -> dict[int, MLP]:
+    activation = payload["config"].get("activation", "relu")  # files made before the field: relu
     return {
-        seed: MLP.from_state_dict(sd)
+        seed: MLP.from_state_dict(sd, activation)
         for seed, sd in zip(payload["seeds"], state_dicts, strict=True)
         if sd is not None
     }

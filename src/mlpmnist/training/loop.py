@@ -94,7 +94,11 @@ def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
     """
     spec = config.spec
     gens = [torch.Generator().manual_seed(s) for s in config.seeds]
-    return [MLP(config.hidden, spec.n_features, spec.n_classes, generator=g) for g in gens], gens
+    models = [
+        MLP(config.hidden, spec.n_features, spec.n_classes, generator=g, activation=config.activation)
+        for g in gens
+    ]
+    return models, gens
 
 
 def input_transform(

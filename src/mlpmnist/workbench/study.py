@@ -29,8 +29,8 @@ from mlpmnist.analysis.columns import axis_label
 from mlpmnist.config import TrainConfig, check_names
 from mlpmnist.figures import registry
 from mlpmnist.model import MLP, n_parameters
+from mlpmnist.parameters import check_mapping, output_folder
 from mlpmnist.sweep.run import SweepConfig
-from mlpmnist.workbench.parameters import check_mapping, output_folder
 
 #: Under a results folder: one folder of figures and summary per study (``Study.key``).
 STUDIES = "studies"

@@ -86,13 +86,7 @@ class GraphRunner:
         """Forget every graph (the engine's tensors changed)."""
         self.graphs.clear()
 
-    def steps(
-        self,
-        X: torch.Tensor,
-        idx: torch.Tensor,
-        y: torch.Tensor,
-        lr: torch.Tensor,
-    ) -> Outputs | None:
+    def steps(self, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> Outputs | None:
         """``StackedEngine.steps`` through graphs; None when recording failed (after a warning),
         from then on for every call, so the engine steps eagerly."""
         if self.failed:
@@ -113,13 +107,7 @@ class GraphRunner:
             s += k
         return torch.cat([p for p, _ in out]), torch.cat([a for _, a in out])
 
-    def _run(
-        self,
-        X: torch.Tensor,
-        idx: torch.Tensor,
-        y: torch.Tensor,
-        lr: torch.Tensor,
-    ) -> Outputs | None:
+    def _run(self, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> Outputs | None:
         K, R, B = idx.shape
         key = (K, R, B, X.data_ptr())
         gr = self.graphs.get(key)

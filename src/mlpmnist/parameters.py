@@ -1,6 +1,7 @@
 """Notebook parameters checked before any work, each in one line that names the parameter and
 says what it allows: the same reading of seeds, flags and folders for run.ipynb
-(``study.Study.from_parameters``) and the science notebook (``check_science_parameters``).
+(``workbench.study.Study.from_parameters``) and the science notebook (``science.presets.preset``,
+``science.runs.Runner``, ``science.summary.Outputs.at``).
 
 A folder a notebook writes is checked as a folder it can write, with nothing that is not a
 regular file where one of its outputs goes, and nothing is created until the work writes it.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,57 +82,3 @@ def output_folder(name: str, value: object, files: tuple[str, ...] = ()) -> Path
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
         raise ValueError(f"{name} must be a folder path (text); got {value!r}")
     return check_folder(paths.resolve(value), name, files)
-
-
-@dataclass(frozen=True)
-class ScienceParameters:
-    """The science notebook's parameters, checked (see ``check_science_parameters``)."""
-
-    quick: bool
-    data_dir: Path | None
-    out_dir: Path | None
-    media_dir: Path | None
-    seeds: tuple[int, ...] | None
-    second_seeds: tuple[int, ...] | None
-    threads: int
-    concurrency: int | None
-
-
-def check_science_parameters(
-    *,
-    quick: object,
-    data_dir: object = None,
-    out_dir: object = None,
-    media_dir: object = None,
-    seeds: object = None,
-    second_seeds: object = None,
-    threads: object = 1,
-    concurrency: object = None,
-    media_files: tuple[str, ...] = (),
-) -> ScienceParameters:
-    """The science notebook's parameters checked before any training, each ``ValueError`` one
-    line naming it: ``quick`` True or False (the text ``"false"`` is refused, not read as
-    true); ``seeds`` and ``second_seeds`` None, a list or text such as ``"0-5"`` (``read_seeds``),
-    disjoint; ``threads`` an integer >= 1; ``concurrency`` None or an integer in [1, 256];
-    ``data_dir`` None or a path; ``out_dir`` and ``media_dir`` None or folders it can write
-    (``media_files``: the names it will write into ``media_dir``), created by the work itself.
-    Paths are returned absolute (``paths.resolve``)."""
-    check_bool("quick", quick)
-    first, second = read_seeds("seeds", seeds, none=True), read_seeds("second_seeds", second_seeds, none=True)
-    if first and second and set(first) & set(second):
-        both = sorted(set(first) & set(second))
-        raise ValueError(
-            f"seeds and second_seeds must be disjoint (two independent seed sets); both hold {both}"
-        )
-    if data_dir is not None and (not isinstance(data_dir, (str, os.PathLike)) or not str(data_dir).strip()):
-        raise ValueError(f"data_dir must be None or a folder path (text); got {data_dir!r}")
-    return ScienceParameters(
-        quick=bool(quick),
-        data_dir=None if data_dir is None else paths.resolve(data_dir),
-        out_dir=None if out_dir is None else output_folder("out_dir", out_dir),
-        media_dir=None if media_dir is None else output_folder("media_dir", media_dir, media_files),
-        seeds=first,
-        second_seeds=second,
-        threads=int(check_int("threads", threads, 1) or 1),
-        concurrency=check_int("concurrency", concurrency, 1, 256, none=True),
-    )

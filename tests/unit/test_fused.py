@@ -1,20 +1,14 @@
-"""The fused Triton kernel (mlpmnist.fused) against torch.optim on MLP replicas, one at a time.
+"""The fused Triton kernel (engine/cuda/fused.py) against torch.optim on MLP replicas, one at a
+time, and the stacked engine running its spans through it, checked on its first span.
 
-Without a GPU, Triton's interpreter runs the kernel on the CPU with numpy (float64 included).
-Whether triton interprets is fixed when it is first imported (TRITON_INTERPRET=1 then: its own
-functions, tl.sum and the like, are decorated at import), and in a whole-suite run something may
-import it first. So the ``device`` tests run in the interpreter only in a process started with
-TRITON_INTERPRET=1: ``test_child_process_runs_the_kernel_interpreted`` starts one with pytest on
-this file. In an ordinary process they run compiled on a CUDA device, when there is one.
+Without a GPU, Triton's interpreter runs the kernel on the CPU with numpy (float64 included), in
+this process: tests/conftest.py sets TRITON_INTERPRET=1 before anything imports triton. With a
+GPU the ``device`` tests run compiled on it instead.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,11 +16,13 @@ import torch.nn.functional as F
 
 pytest.importorskip("triton")
 
-from mlpmnist.engine.cuda import fused  # noqa: E402 (only with triton)
+from mlpmnist.engine.cuda import choice, fused, kernel  # noqa: E402 (only with triton)
+from mlpmnist.engine.rules import torch_optimizer  # noqa: E402
+from mlpmnist.engine.stacked import StackedEngine  # noqa: E402
 from mlpmnist.model import MLP  # noqa: E402
 
 CUDA = torch.cuda.is_available()
-INTERPRETED = fused.interpreted()
+INTERPRETED = kernel.interpreted()
 STUDY = (784, 64, 64, 10)
 # Unequal, unpadded widths catch a transposed or misaligned slab; F = 48 leaves a ragged W0 tile.
 ODD = (48, 24, 20, 10)
@@ -35,7 +31,7 @@ ODD = (48, 24, 20, 10)
 @pytest.fixture(
     params=[
         pytest.param(
-            "interpreter", marks=pytest.mark.skipif(not INTERPRETED, reason="runs in a child process")
+            "interpreter", marks=pytest.mark.skipif(not INTERPRETED, reason="TRITON_INTERPRET is not set")
         ),
         pytest.param("cuda", marks=pytest.mark.skipif(INTERPRETED or not CUDA, reason="needs a CUDA device")),
     ]
@@ -55,16 +51,8 @@ class Replicas:
         n_in, h1, h2, c = sizes
         gens = [torch.Generator().manual_seed(100 + r) for r in range(R)]
         self.models = [MLP((h1, h2), n_in=n_in, n_out=c, generator=g).to(dtype) for g in gens]
-        if optimizer == "adam":
-            self.opts = [
-                torch.optim.Adam(m.parameters(), lr=0.0, weight_decay=weight_decay) for m in self.models
-            ]
-        else:
-            self.opts = [
-                torch.optim.SGD(m.parameters(), lr=0.0, momentum=momentum, weight_decay=weight_decay)
-                for m in self.models
-            ]
-        self.kind = dict(optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)
+        self.opts = [torch_optimizer(optimizer, m.parameters(), momentum, weight_decay) for m in self.models]
+        self.kind = dict(optimizer=optimizer, activation="relu", momentum=momentum, weight_decay=weight_decay)
 
     def state(self, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Fresh stacked params (on ``device``) and zero optimizer state for ``fused_steps``."""
@@ -158,17 +146,6 @@ def test_adam_weight_decay_continues_a_run_float64(device):
     assert ref.opts[0].state[ref.models[0].layers[0].weight]["step"].item() == t0
 
 
-def test_study_sizes_on_mnist_float64(device, mnist):
-    """784-64-64-10, batch 8, on real MNIST rows."""
-    R, S, B = 2, 3, 8
-    ref = Replicas(STUDY, R, torch.float64)
-    params, state = ref.state(device)
-    X, Y = mnist.train.x[:1000].double(), mnist.train.y[:1000]
-    idx, _, lr = batches(1000, S, R, B)
-    got, want = run_both(ref, params, state, X, idx, Y[idx], lr)
-    assert_close(params, ref, got, want, 1e-12)
-
-
 def test_float32_momentum_study_sizes(device):
     """float32 against the same torch loop in float32: differences of a few ulps (summation order,
     and on a GPU fused multiply-adds and exp), grown by three steps."""
@@ -235,14 +212,15 @@ def test_bad_arguments_are_refused():
         fused.fused_steps(
             [p.half() for p in params], [t.half() for t in state], X.half(), idx, y, lr, **ref.kind
         )
-    with pytest.raises(ValueError, match="optimizer"):
-        fused.fused_steps(params, state, X, idx, y, lr, optimizer="rmsprop", momentum=0.0, weight_decay=0.0)
+    # What the kernel does not declare: refused, not trained as something else.
+    with pytest.raises(ValueError, match="runs optimizers sgd and adam with activation relu; got 'rmsprop'"):
+        fused.fused_steps(params, state, X, idx, y, lr, **{**ref.kind, "optimizer": "rmsprop"})
+    with pytest.raises(ValueError, match="with activation relu; got 'sgd' with 'leaky_relu'"):
+        fused.fused_steps(params, state, X, idx, y, lr, **{**ref.kind, "activation": "leaky_relu"})
 
 
 def test_stack_params_is_the_engines_layout():
     """The kernel updates StackedEngine's parameter list in place: the layouts must agree."""
-    from mlpmnist.engine.stacked import StackedEngine
-
     ms = Replicas(ODD, 3, torch.float64).models
     engine = StackedEngine(ms, torch.device("cpu"))
     for p, q in zip(fused.stack_params(ms), engine._params, strict=True):
@@ -254,60 +232,39 @@ def test_available_on_a_cpu_only_in_the_interpreter():
 
 
 def test_supports():
-    assert fused.supports(STUDY, torch.float32, "sgd")
-    assert fused.supports(STUDY, torch.float64, "adam")
-    assert fused.supports([784, 128, 128, 10], torch.float32, "sgd")
-    assert not fused.supports([784, 64, 10], torch.float32, "sgd")  # one hidden layer
-    assert not fused.supports([784, 64, 64, 64, 10], torch.float32, "sgd")  # three
-    assert not fused.supports([784, 256, 64, 10], torch.float32, "sgd")  # too wide for registers
-    assert not fused.supports(STUDY, torch.float16, "sgd")
-    assert not fused.supports(STUDY, torch.float32, "rmsprop")
-    assert fused.supports(STUDY, torch.float32, "sgd", batch_size=128)
-    assert not fused.supports(STUDY, torch.float32, "sgd", batch_size=150)  # past max_batch
-    assert not fused.supports(STUDY, torch.float64, "sgd", batch_size=128)
+    def ok(sizes=STUDY, dtype=torch.float32, optimizer="sgd", activation="relu", batch_size=None):
+        return fused.supports(sizes, dtype, optimizer, activation, batch_size)
+
+    assert ok() and ok(dtype=torch.float64, optimizer="adam") and ok([784, 128, 128, 10])
+    assert not ok([784, 64, 10])  # one hidden layer
+    assert not ok([784, 64, 64, 64, 10])  # three
+    assert not ok([784, 256, 64, 10])  # too wide for registers
+    assert not ok(dtype=torch.float16)
+    assert not ok(optimizer="rmsprop") and not ok(activation="leaky_relu")  # not declared
+    assert ok(batch_size=128)
+    assert not ok(batch_size=150)  # past max_batch
+    assert not ok(dtype=torch.float64, batch_size=128)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(INTERPRETED, reason="this is the child process")
-def test_child_process_runs_the_kernel_interpreted(tmp_path):
-    """Every ``device`` test of this file, in the interpreter: pytest in a child process that
-    imports triton with TRITON_INTERPRET=1 and this checkout's mlpmnist (-k picks the tests'
-    [interpreter] variants; the child writes nothing outside tmp_path)."""
-    src = str(Path(fused.__file__).resolve().parents[1])
-    from mlpmnist.data.loader import resolve_root
-
-    env = {
-        **os.environ,
-        "MLPMNIST_DATA": str(resolve_root().resolve()),  # the child runs in tmp_path, outside the checkout
-        "TRITON_INTERPRET": "1",
-        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
-    }
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "interpreter", __file__]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    summary = proc.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and "skipped" not in summary and "failed" not in summary, out[-6000:]
-
-
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-def test_the_engine_runs_its_spans_through_the_kernel(device, optimizer):
-    """``StackedEngine.steps`` with the fused path: the same weights as its eager steps, through
-    a smaller last batch, a replica dropped mid-run (``keep``) and Adam's step count."""
-    from mlpmnist.engine.stacked import StackedEngine
-
-    kw = {"sgd": {}, "momentum": {"momentum": 0.9, "weight_decay": 1e-3}, "adam": {"optimizer": "adam"}}[
-        optimizer
+def odd_models(R: int, dtype: torch.dtype = torch.float64, activation: str = "relu") -> list[MLP]:
+    gens = [torch.Generator().manual_seed(s) for s in range(R)]
+    return [
+        MLP(ODD[1:3], n_in=ODD[0], n_out=ODD[3], generator=g, activation=activation).to(dtype) for g in gens
     ]
-    R, n_in = 3, ODD[0]
 
-    def models() -> list[MLP]:
-        gens = [torch.Generator().manual_seed(s) for s in range(R)]
-        return [MLP(ODD[1:3], n_in=n_in, n_out=ODD[3], generator=g).double() for g in gens]
 
-    fast = StackedEngine(models(), device, use_fused=True, cuda_graphs=False, **kw)
-    eager = StackedEngine(models(), device, use_fused=False, cuda_graphs=False, **kw)
-    X = inputs(200, n_in, torch.float64).to(device)
+SETTINGS = {"sgd": {}, "momentum": {"momentum": 0.9, "weight_decay": 1e-3}, "adam": {"optimizer": "adam"}}
+
+
+@pytest.mark.parametrize("optimizer", list(SETTINGS))
+def test_the_engine_runs_its_spans_through_the_kernel(device, optimizer, monkeypatch):
+    """``StackedEngine.steps`` with the fused path (unchecked): the same weights as its eager
+    steps, through a smaller last batch, a replica dropped mid-run (``keep``) and Adam's step count."""
+    kw, R = SETTINGS[optimizer], 3
+    launches = count_launches(monkeypatch)
+    fast = StackedEngine(odd_models(R), device, use_fused=True, cuda_graphs=False, check_steps=0, **kw)
+    eager = StackedEngine(odd_models(R), device, use_fused=False, cuda_graphs=False, **kw)
+    X = inputs(200, ODD[0], torch.float64).to(device)
     for S, B, seed in ((4, 8, 0), (1, 5, 1)):
         idx, y, _ = batches(200, S, R, B, seed=seed)
         lr = torch.full((S, R), 0.01 if optimizer == "adam" else 0.1, dtype=torch.float64)
@@ -323,6 +280,83 @@ def test_the_engine_runs_its_spans_through_the_kernel(device, optimizer):
     eager.steps(X, idx.to(device), y.to(device), lr)
     for a, b in zip(fast.state_dicts(), eager.state_dicts(), strict=True):
         assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-12
+    assert launches == [4, 1, 3]
+
+
+def count_launches(monkeypatch, fault: float = 0.0) -> list[int]:
+    """Wraps ``fused.fused_steps``: the steps of each launch go into the list returned; ``fault``
+    is added to one weight after each launch (a faulty kernel)."""
+    launches: list[int] = []
+    real = fused.fused_steps
+
+    def wrapped(params, state, X, idx, *args, **kw):
+        out = real(params, state, X, idx, *args, **kw)
+        params[0].view(-1)[0] += fault
+        launches.append(len(idx))
+        return out
+
+    monkeypatch.setattr(fused, "fused_steps", wrapped)
+    return launches
+
+
+@pytest.mark.parametrize("dtype,lr", [(torch.float64, 0.1), (torch.float32, 0.1)], ids=["float64", "float32"])
+def test_a_kernel_that_agrees_passes_its_check_and_runs_the_later_spans(device, dtype, lr, monkeypatch):
+    """The first span's first steps run through the kernel and eagerly, chunk by chunk, the eager
+    result kept (so the weights are an eager engine's, bit for bit); the later spans run through
+    the kernel alone."""
+    R, C = 2, choice.CHECK_CHUNK
+    launches = count_launches(monkeypatch)
+    fast = StackedEngine(odd_models(R, dtype), device, use_fused=True, check_steps=2 * C)
+    eager = StackedEngine(odd_models(R, dtype), device, use_fused=False)
+    X = inputs(300, ODD[0], dtype).to(device)
+    idx, y, _ = batches(300, 2 * C + 3, R, 8)
+    lr = torch.full((len(idx), R), lr, dtype=dtype, device=device)
+    p1, a1 = fast.steps(X, idx[: 2 * C].to(device), y[: 2 * C].to(device), lr[: 2 * C])
+    p2, a2 = eager.steps(X, idx[: 2 * C].to(device), y[: 2 * C].to(device), lr[: 2 * C])
+    assert fast.checked.keys() == {"fused"} and launches == [C, C]
+    assert max(fast.checked["fused"]) < (1e-12 if dtype == torch.float64 else 1e-5)
+    assert torch.equal(p1, p2) and torch.equal(a1, a2)
+    assert all(torch.equal(a, b) for a, b in zip(fast.state(), eager.state(), strict=True))
+    fast.steps(X, idx[2 * C :].to(device), y[2 * C :].to(device), lr[2 * C :])
+    assert launches == [C, C, 3]
+
+
+@pytest.mark.parametrize(
+    "dtype,fault", [(torch.float64, 1e-6), (torch.float32, 1e-2)], ids=["float64", "float32"]
+)
+def test_a_kernel_that_disagrees_warns_once_and_the_engine_steps_eagerly(device, dtype, fault, monkeypatch):
+    """A fault of 1e4 (float64) or 100 (float32) times the tolerance in every launch."""
+    R, C = 2, choice.CHECK_CHUNK
+    launches = count_launches(monkeypatch, fault=fault)
+    fast = StackedEngine(odd_models(R, dtype), device, use_fused=True, check_steps=C + 2)
+    eager = StackedEngine(odd_models(R, dtype), device, use_fused=False)
+    X = inputs(300, ODD[0], dtype).to(device)
+    idx, y, lr = (t.to(device) for t in batches(300, C + 10, R, 8))
+    lr = lr.to(dtype)
+    with pytest.warns(
+        RuntimeWarning, match=r"fused Triton kernel disagreed .* in the median, .* over 2 chunks"
+    ) as w:
+        p1, a1 = fast.steps(X, idx[: C + 5], y[: C + 5], lr[: C + 5])
+    fast.steps(X, idx[C + 5 :], y[C + 5 :], lr[C + 5 :])  # no second warning, no launch
+    assert len(w) == 1 and "training goes on with eager steps" in str(w[0].message)
+    assert launches == [C, 2] and not fast.use_fused and fast.path(8) == "eager"
+    assert len(fast.checked["fused"]) == 2 and min(fast.checked["fused"]) > 0.99 * fault
+    p2, a2 = eager.steps(X, idx[: C + 5], y[: C + 5], lr[: C + 5])
+    eager.steps(X, idx[C + 5 :], y[C + 5 :], lr[C + 5 :])
+    assert torch.equal(p1, p2) and torch.equal(a1, a2)
+    assert all(torch.equal(a, b) for a, b in zip(fast.state(), eager.state(), strict=True))
+
+
+def test_leaky_relu_never_reaches_the_kernel(monkeypatch):
+    """The kernel does not declare leaky ReLU: an engine of leaky units steps eagerly (on a CPU:
+    no graphs) even where the kernel may run."""
+    launches = count_launches(monkeypatch)
+    engine = StackedEngine(odd_models(2, activation="leaky_relu"), "cpu", use_fused=True)
+    X = inputs(100, ODD[0], torch.float64)
+    idx, y, lr = batches(100, 3, 2, 8)
+    assert engine.path(8) == "eager"
+    engine.steps(X, idx, y, lr)
+    assert launches == [] and engine.checked == {}
 
 
 def test_a_kernel_that_does_not_fit_falls_back_with_a_warning(monkeypatch):
@@ -330,32 +364,21 @@ def test_a_kernel_that_does_not_fit_falls_back_with_a_warning(monkeypatch):
     warns once, turns the fused path off and takes the same steps another way."""
     from triton.runtime.errors import OutOfResources
 
-    from mlpmnist.engine.stacked import StackedEngine
+    calls = []
 
-    class TooBig:
-        max_batch = staticmethod(fused.max_batch)
-        calls = 0
+    def too_big(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        raise OutOfResources(300_000, 232_448, "shared memory")
 
-        @classmethod
-        def fused_steps(cls, *args: object, **kwargs: object) -> None:
-            cls.calls += 1
-            raise OutOfResources(300_000, 232_448, "shared memory")
-
-    def models() -> list[MLP]:
-        return [
-            MLP(ODD[1:3], n_in=ODD[0], n_out=ODD[3], generator=torch.Generator().manual_seed(s))
-            for s in (0, 1)
-        ]
-
-    fast = StackedEngine(models(), torch.device("cpu"), use_fused=True, cuda_graphs=False)
-    eager = StackedEngine(models(), torch.device("cpu"), use_fused=False, cuda_graphs=False)
-    monkeypatch.setattr(fast, "_fused", lambda: TooBig)
+    fast = StackedEngine(odd_models(2, torch.float32), "cpu", use_fused=True, cuda_graphs=False)
+    eager = StackedEngine(odd_models(2, torch.float32), "cpu", use_fused=False, cuda_graphs=False)
+    monkeypatch.setattr(fused, "fused_steps", too_big)
     X = inputs(200, ODD[0], torch.float32)
     idx, y, _ = batches(200, 4, 2, 8, seed=0)
     lr = torch.full((4, 2), 0.1)
-    with pytest.warns(RuntimeWarning, match="OutOfResources.*CUDA graphs"):
+    with pytest.warns(RuntimeWarning, match="OutOfResources.*training goes on without it"):
         p1, a1 = fast.steps(X, idx, y, lr)
     p2, a2 = eager.steps(X, idx, y, lr)
     assert torch.equal(p1, p2) and torch.equal(a1, a2) and not fast.use_fused
     fast.steps(X, idx, y, lr)  # off from now on: no second try
-    assert TooBig.calls == 1
+    assert len(calls) == 1
