@@ -37,6 +37,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(f"unit tests that read MNIST (move them to tests/integration): {misplaced}")
 
 
+@pytest.fixture(autouse=True)
+def _unit_starts_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The unit tier starts no process (and so no kernel, papermill or CLI subprocess): every
+    # way Python starts one goes through subprocess.Popen, or os.fork for multiprocessing.
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a unit test started a process; move it to tests/integration or tests/system")
+
+    monkeypatch.setattr("subprocess.Popen.__init__", refuse)
+    monkeypatch.setattr("os.fork", refuse)
+
+
 @pytest.fixture(scope="session")
 def mnist() -> mlpmnist.Data:
     """Real MNIST from $MLPMNIST_DATA (CI: ../shared/data), loaded once per session."""
