@@ -166,3 +166,28 @@ def sharpness_runs(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+#: lr·λ_max below this late in the first epoch: the sharpness fell well below 2 / lr (a catapult's
+#: end state); at or above it, it hovers near 2 / lr (minibatch SGD lets it sit somewhat above).
+CATAPULT_BELOW = 1.5
+
+
+def regimes(sharp: pd.DataFrame) -> pd.DataFrame:
+    """Per lr of ``sharpness_runs``' rows: lr·λ_max at initialisation (``start``), its highest
+    (``peak``) and over the second half of the first epoch (``late``, each a median over seeds and
+    snapshots), and ``regime``: "catapult" when ``late`` is below ``CATAPULT_BELOW``, else "edge of
+    stability" (it hovers at 2 / lr). Dimensionless (lr times nats per squared step)."""
+    rows = []
+    for lr, g in sharp.groupby("lr"):
+        late = float(g.loc[g["epoch"] >= 0.5, "lr_times_lambda"].median())
+        rows.append(
+            {
+                "lr": float(lr),
+                "start": float(g.loc[g["epoch"] == 0, "lr_times_lambda"].median()),
+                "peak": float(g["lr_times_lambda"].max()),
+                "late": late,
+                "regime": "catapult" if late < CATAPULT_BELOW else "edge of stability",
+            }
+        )
+    return pd.DataFrame(rows)

@@ -56,11 +56,16 @@ class RecipeRun:
     last: pd.DataFrame
 
     def line(self) -> str:
-        """The recipe and its final validation and test accuracy (%, mean ± SD over seeds)."""
-        va, te = 100 * self.last["val_acc"], 100 * self.last["test_acc"]
+        """The recipe and its final validation and test accuracy (%, median and quartiles over seeds)."""
+
+        def spread(v: pd.Series) -> str:
+            q1, q2, q3 = (100 * v).quantile([0.25, 0.5, 0.75])
+            return f"{q2:.2f}% [{q1:.2f}, {q3:.2f}]"
+
         return (
-            f"{self.recipe.describe()}: val {va.mean():.2f}% ± {va.std():.2f}, "
-            f"test {te.mean():.2f}% ± {te.std():.2f} (SD, {len(te)} seeds)"
+            f"{self.recipe.describe()}: val {spread(self.last['val_acc'])}, test "
+            f"{spread(self.last['test_acc'])} "
+            f"(median [quartiles], {len(self.last)} seeds)"
         )
 
 

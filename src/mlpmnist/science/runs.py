@@ -62,7 +62,8 @@ class Runner:
         """Train every experiment of ``configs`` that the store does not hold yet (one sweep: its
         jobs share the cores), print one line (``what``, how many were trained and how long it
         took), and return the tidy frame of exactly these experiments (``store.load``): one row
-        per experiment, replica and evaluation. ``SweepError`` naming the experiments that failed."""
+        per experiment, replica and evaluation, under each config's ``key()`` (also where the store
+        holds it by its legacy key). ``SweepError`` naming the experiments that failed."""
         configs = list(dict.fromkeys(configs))
         t0 = time.perf_counter()
         sweep = SweepConfig(
@@ -79,7 +80,9 @@ class Runner:
             raise SweepError(f"{what}: {len(outcome.failed)} experiment(s) failed ({lines}); rerun to resume")
         trained = int((outcome.table["status"] == "done").sum())
         print(f"{what}: {len(configs)} experiments, {trained} trained now, {time.perf_counter() - t0:.0f} s")
-        return outcome.frame()
+        frame = outcome.frame()
+        legacy = {c.legacy_key(): c.key() for c in configs}
+        return frame.assign(key=frame["key"].map(lambda k: legacy.get(k, k)))
 
 
 def final_rows(history: pd.DataFrame) -> pd.DataFrame:

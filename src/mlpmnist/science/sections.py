@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlpmnist.analysis.compare import median_difference
 from mlpmnist.data.loader import Data
 from mlpmnist.science import ceiling, intervals, noise, recipe, steps, tail, tuning
 from mlpmnist.science.presets import Preset
@@ -173,12 +174,16 @@ def ceilings(runner: Runner, p: Preset, data: Data, tuned: Section) -> Section:
         runner, data, b, [float(f"{f * lr:.6g}") for f in s["lrs"]], p.sets[0][: s["seeds"]], s["snapshots"],
         c["n_examples"],
     )  # fmt: skip
+    regimes = ceiling.regimes(sharp)
     tables["sharpness"] = sharp
     values["sharpness"] = sharp.to_dict("records")
-    lines.append(
-        "lambda_max during the first epoch:\n"
-        + sharp.to_string(index=False, float_format=lambda v: f"{v:.4g}")
-    )
+    values["regimes"] = regimes.to_dict("records")
+    lines += [
+        "lambda_max during the first epoch:",
+        sharp.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+        "lr times lambda_max per lr (start, peak, median over the second half of the epoch):",
+        regimes.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
+    ]
     return Section(values, tables, "\n".join(lines))
 
 
@@ -227,6 +232,8 @@ def recipes(runner: Runner, p: Preset) -> Section:
     for i, runs in enumerate(per_set, 1):
         chosen, ref = recipe.select_recipe(runs[:-1]), runs[-1]
         values[f"set{i}"] = {
+            # The chosen recipe's test accuracy against the reference's, by a test of the difference.
+            "difference": median_difference(ref.last["test_acc"], chosen.last["test_acc"]),
             "chosen": chosen.recipe.describe(),
             "test_acc": chosen.last["test_acc"].tolist(),
             "candidates": [
@@ -254,7 +261,9 @@ def batch8_tail(runner: Runner, p: Preset, tuned: Section) -> Section:
     last = tail.run(runner, p.tail, lr)
     table = tail.summarise(last, p.n_resamples)
     return Section(
-        {"arms": table.to_dict("records")}, {"tail": table, "last": last}, table.to_string(index=False)
+        {"batch_size": b, "epochs": p.tail["epochs"], "arms": table.to_dict("records")},
+        {"tail": table, "last": last},
+        table.to_string(index=False),
     )
 
 
