@@ -68,8 +68,15 @@ def lr_tuning(s: SectionLike) -> Figure:
         b = best1["batch_size"].to_numpy(float)
         lo = (best1["lr"] - best1["lr_low"]).fillna(0).clip(lower=0)
         hi = (best1["lr_high"] - best1["lr"]).fillna(0).clip(lower=0)
-        ax_lr.errorbar(b, best1["lr"], yerr=[lo, hi], fmt="o", capsize=3, color=TEST_COLOR,
-                       label="tuned lr, first set (bar: its tried neighbours)")  # fmt: skip
+        ax_lr.errorbar(
+            b,
+            best1["lr"],
+            yerr=[lo, hi],
+            fmt="o",
+            capsize=3,
+            color=TEST_COLOR,
+            label="tuned lr, first set (bar: its tried neighbours)",
+        )
         ax_lr.plot(
             best2["batch_size"], best2["lr"], "o", color=TEST_COLOR, ls="", **SECOND, label="second set"
         )
@@ -116,8 +123,15 @@ def steps_to_target(s: SectionLike) -> Figure:
                 ax.plot(grid, curve, "-", lw=1, color=colors[t])
                 ax_e.plot(grid, curve * grid, "-", lw=1, color=colors[t])
                 ax.axvline(fit["b_crit"], ls=":", color=colors[t], lw=1)
-                ax.annotate(f"B_crit {fit['b_crit']:.0f}", (fit["b_crit"], est.max()), color=colors[t],
-                            rotation=90, va="top", ha="right", fontsize=9)  # fmt: skip
+                ax.annotate(
+                    f"B_crit {fit['b_crit']:.0f}",
+                    (fit["b_crit"], est.max()),
+                    color=colors[t],
+                    rotation=90,
+                    va="top",
+                    ha="right",
+                    fontsize=9,
+                )
         for a, what in ((ax, "SGD steps"), (ax_e, "training examples (steps x B)")):
             _batch_axis(a, sorted(set(b)))
             a.set_yscale("log")
@@ -172,8 +186,14 @@ def sharpness(s: SectionLike) -> Figure:
         colors = dict(zip(lrs, (TEST_COLOR, REFERENCE_COLOR, ERROR_RED, "0.4"), strict=False))
         for lr in lrs:
             for seed, g in t[t["lr"] == lr].groupby("seed"):
-                ax.plot(g["step"], g["lambda_max"], "o-", ms=3, color=colors[lr],
-                        label=f"lr {lr:.3g}" if seed == t["seed"].min() else None)  # fmt: skip
+                ax.plot(
+                    g["step"],
+                    g["lambda_max"],
+                    "o-",
+                    ms=3,
+                    color=colors[lr],
+                    label=f"lr {lr:.3g}" if seed == t["seed"].min() else None,
+                )
             ax.axhline(2 / lr, ls="--", color=colors[lr], lw=1)
         ax.set_yscale("log")
         _plain_log(ax)
@@ -256,8 +276,15 @@ def recipes(s: SectionLike) -> Figure:
             v, style = s.values[key], ({} if i == 0 else SECOND)
             for x, accs, color in ((0, v["test_acc"], TEST_COLOR), (1, v["reference_test_acc"], "0.45")):
                 jitter = (np.arange(len(accs)) - (len(accs) - 1) / 2) * 0.025 + (0.12 if i else -0.12)
-                ax.plot(x + jitter, 100 * np.asarray(accs), "o", ls="", color=color, **style,
-                        label=f"set {i + 1}" if x == 0 else None)  # fmt: skip
+                ax.plot(
+                    x + jitter,
+                    100 * np.asarray(accs),
+                    "o",
+                    ls="",
+                    color=color,
+                    **style,
+                    label=f"set {i + 1}" if x == 0 else None,
+                )
         ax.set_xticks([0, 1], ["tuned recipe (each set's choice)", "reference recipe (lr 0.1, batch 90)"])
         ax.set_ylabel("final test accuracy (%)")
         chosen = "; ".join(f"set {i}: {s.values[f'set{i}']['chosen']}" for i in (1, 2))
@@ -274,8 +301,15 @@ def headlines(frames: dict[str, pd.DataFrame]) -> Figure:
     for group, f in frames.items():
         for r in f.to_dict("records"):
             if r["estimate"] and np.isfinite(r["estimate"]) and r["estimate"] > 0:
-                rows.append((f"{group}: {r['name']}", r["low"] / r["estimate"], r["high"] / r["estimate"],
-                             (r["second"] or np.nan) / r["estimate"], r["inside"]))  # fmt: skip
+                rows.append(
+                    (
+                        f"{group}: {r['name']}",
+                        r["low"] / r["estimate"],
+                        r["high"] / r["estimate"],
+                        (r["second"] or np.nan) / r["estimate"],
+                        r["inside"],
+                    )
+                )
     with figure(9, 0.8 + 0.32 * len(rows)) as fig:
         ax = fig.add_subplot()
         for i, (_, lo, hi, second, inside) in enumerate(rows):

@@ -150,8 +150,13 @@ def sharpness_runs(
         found = store.trusted(runner.results_dir, config)
         for epoch in snapshots:
             for seed, model in found.models(epoch).items():
-                inputs = {"key": config.key(), "sha": found.record.get("weights_sha256"), "epoch": epoch,
-                          "seed": seed, "n_examples": n_examples}  # fmt: skip
+                inputs = {
+                    "key": config.key(),
+                    "sha": found.record.get("weights_sha256"),
+                    "epoch": epoch,
+                    "seed": seed,
+                    "n_examples": n_examples,
+                }
                 value = cached(runner.results_dir, "lambda", inputs, partial(_lambda, model, x, y))
                 lr = config.lrs[0]
                 rows.append(

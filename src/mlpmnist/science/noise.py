@@ -137,10 +137,15 @@ def noise_runs(
     epoch, step, val_acc (NaN at 0), train_loss_full (mean cross-entropy over the training split,
     nats) and the ``NoiseScale`` fields; ``b_simple`` is in examples."""
     configs = [
-        runner.config(batch_size=batch_size, lr=lr, seeds=tuple(seeds), epochs=max(max(epochs), 1),
-                      snapshots=tuple(epochs))
+        runner.config(
+            batch_size=batch_size,
+            lr=lr,
+            seeds=tuple(seeds),
+            epochs=max(max(epochs), 1),
+            snapshots=tuple(epochs),
+        )
         for seeds, lr in runs
-    ]  # fmt: skip
+    ]
     history = runner.train(configs, what)
     train_split, _ = split_train(data.train, configs[0])
     rows = []
@@ -160,9 +165,14 @@ def noise_runs(
                     return {"train_loss_full": full, **asdict(est)}
 
                 inputs = {
-                    "key": config.key(), "sha": found.record.get("weights_sha256"), "epoch": e, "seed": seed,
-                    "b_small": b_small, "b_big": b_big, "n_big": n_big,
-                }  # fmt: skip
+                    "key": config.key(),
+                    "sha": found.record.get("weights_sha256"),
+                    "epoch": e,
+                    "seed": seed,
+                    "b_small": b_small,
+                    "b_big": b_big,
+                    "n_big": n_big,
+                }
                 h = history[
                     (history["key"] == config.key()) & (history["seed"] == seed) & (history["epoch"] == e)
                 ]

@@ -97,9 +97,15 @@ def steps_to_targets(runner: Runner, p: Preset, tuned: Section) -> Section:
         for best in tuned.values["best"]
     ]
     firsts = steps.race(
-        runner, lrs, p.sets, p.targets, max_epochs=p.max_epochs, eval_ratio=p.eval_ratio,
-        eval_from=p.eval_from, what="steps to target",
-    )  # fmt: skip
+        runner,
+        lrs,
+        p.sets,
+        p.targets,
+        max_epochs=p.max_epochs,
+        eval_ratio=p.eval_ratio,
+        eval_from=p.eval_from,
+        what="steps to target",
+    )
     values: dict[str, Any] = {"targets": list(p.targets), "per_target": {}}
     tables, lines = {"first1": firsts[0], "first2": firsts[1]}, []
     for t in p.targets:
@@ -171,9 +177,14 @@ def ceilings(runner: Runner, p: Preset, data: Data, tuned: Section) -> Section:
     s = p.sharpness
     lr = values["scaled"]["tuned_lr"]
     sharp = ceiling.sharpness_runs(
-        runner, data, b, [float(f"{f * lr:.6g}") for f in s["lrs"]], p.sets[0][: s["seeds"]], s["snapshots"],
+        runner,
+        data,
+        b,
+        [float(f"{f * lr:.6g}") for f in s["lrs"]],
+        p.sets[0][: s["seeds"]],
+        s["snapshots"],
         c["n_examples"],
-    )  # fmt: skip
+    )
     regimes = ceiling.regimes(sharp)
     tables["sharpness"] = sharp
     values["sharpness"] = sharp.to_dict("records")
@@ -195,9 +206,16 @@ def noise_scale(runner: Runner, p: Preset, data: Data, tuned: Section, b_crit: f
     n = p.noise
     lrs = [next(r["lr"] for r in best if r["batch_size"] == n["batch_size"]) for best in tuned.values["best"]]
     frame = noise.noise_runs(
-        runner, data, list(zip(p.sets, lrs, strict=True)), batch_size=n["batch_size"], epochs=n["epochs"],
-        b_small=n["b_small"], b_big=n["b_big"], n_big=n["n_big"], what="noise scale",
-    )  # fmt: skip
+        runner,
+        data,
+        list(zip(p.sets, lrs, strict=True)),
+        batch_size=n["batch_size"],
+        epochs=n["epochs"],
+        b_small=n["b_small"],
+        b_big=n["b_big"],
+        n_big=n["n_big"],
+        what="noise scale",
+    )
     frame = frame.assign(set=frame["run"] + 1)
     at = max(p.targets)
     per_seed = (

@@ -130,12 +130,19 @@ def race(
     for round_ in range(1, MAX_ROUNDS + 1):
         configs = {
             i: [
-                runner.config(batch_size=b, lr=lr, seeds=tuple(seeds), epochs=max_epochs, target=t,
-                              eval_ratio=eval_ratio, eval_from=eval_from)
+                runner.config(
+                    batch_size=b,
+                    lr=lr,
+                    seeds=tuple(seeds),
+                    epochs=max_epochs,
+                    target=t,
+                    eval_ratio=eval_ratio,
+                    eval_from=eval_from,
+                )
                 for (b, lr), t in tried[i].items()
             ]
             for i, seeds in enumerate(sets)
-        }  # fmt: skip
+        }
         curve = runner.train([c for cs in configs.values() for c in cs], f"{what}, round {round_}")
         grew = False
         for i in range(len(sets)):

@@ -144,10 +144,13 @@ def search(
     lasts = [pd.DataFrame() for _ in sets]
     for round_ in range(1, MAX_ROUNDS + 1):
         configs = {
-            i: [runner.config(batch_size=b, lr=lr, seeds=tuple(seeds), epochs=epochs, **fields)
-                for b, lrs in tried[i].items() for lr in lrs]
+            i: [
+                runner.config(batch_size=b, lr=lr, seeds=tuple(seeds), epochs=epochs, **fields)
+                for b, lrs in tried[i].items()
+                for lr in lrs
+            ]
             for i, seeds in enumerate(sets)
-        }  # fmt: skip
+        }
         last = final_rows(runner.train([c for cs in configs.values() for c in cs], f"{what}, round {round_}"))
         grew = False
         for i in range(len(sets)):
