@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
+from mlpmnist.engine import base
 from mlpmnist.engine.rules import ADAM_BETAS, ADAM_EPS
 from mlpmnist.model import MLP
 
@@ -69,15 +70,11 @@ def supports(
 
 
 def stack_params(models: Sequence[MLP]) -> list[torch.Tensor]:
-    """The parameters of two-hidden-layer ``models`` in the kernel's (and StackedEngine's) layout:
-    [W0 [R, F, H1], b0 [R, 1, H1], S1 [R, H1 + 1, H2], S2 [R, H2 + 1, C]], new contiguous tensors
-    (``S1`` is W1 over the row b1, ``S2`` W2 over b2; W is nn.Linear's weight transposed)."""
-    layers = list(zip(*(m.layers for m in models), strict=True))
-    if len(layers) != 3:
-        raise ValueError(f"the kernel takes exactly two hidden layers; got {len(layers) - 1}")
-    W = [torch.stack([lin.weight.detach().T for lin in ls]) for ls in layers]
-    b = [torch.stack([lin.bias.detach() for lin in ls]).unsqueeze(1) for ls in layers]
-    return [W[0].contiguous(), b[0].contiguous(), torch.cat([W[1], b[1]], 1), torch.cat([W[2], b[2]], 1)]
+    """Two-hidden-layer ``models`` in the kernel's layout (``base.stack_params``): [W0 [R, F, H1],
+    b0 [R, 1, H1], S1 [R, H1 + 1, H2] (W1 over the row b1), S2 [R, H2 + 1, C] (W2 over b2)]."""
+    if len(models[0].layers) != 3:
+        raise ValueError(f"the kernel takes exactly two hidden layers; got {len(models[0].layers) - 1}")
+    return base.stack_params(models)
 
 
 def _pow2(n: int, least: int) -> int:
