@@ -300,7 +300,6 @@ class TrainConfig:
         return dataclasses.replace(base or cls(), **parsed)
 
 
-@functools.cache
 def fields_of(cls: type = TrainConfig) -> dict[str, dataclasses.Field]:
     """The fields of ``cls`` (``TrainConfig`` or a subclass) by name, in order."""
     return {f.name: f for f in dataclasses.fields(cls)}
