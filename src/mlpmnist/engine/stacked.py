@@ -53,11 +53,6 @@ class _Workspace:
         self.x = full((R, B, sizes[0]))  # the gathered batch, rewritten by every step of this shape
 
 
-def _stack(outs: Sequence[Outputs]) -> Outputs:
-    picked, pred = zip(*outs, strict=True)
-    return torch.stack(picked), torch.stack(pred)
-
-
 def _cat(outs: Sequence[Outputs]) -> Outputs:
     picked, pred = zip(*outs, strict=True)
     return torch.cat(picked), torch.cat(pred)
@@ -93,11 +88,11 @@ class StackedEngine:
         activations = sorted({m.activation for m in models})
         if len(activations) != 1:
             raise ValueError(f"the replicas of an engine share one activation; got {activations}")
-        self.activation = activations[0]
-        self.optimizer, self.momentum, self.weight_decay = optimizer, momentum, weight_decay
+        self.activation, self.optimizer = activations[0], optimizer
         # What the fused kernel is told (it refuses what it does not declare).
-        self.hyper: dict[str, Any] = dict(optimizer=optimizer, activation=self.activation)
-        self.hyper.update(momentum=momentum, weight_decay=weight_decay)
+        self.hyper: dict[str, Any] = dict(
+            optimizer=optimizer, activation=self.activation, momentum=momentum, weight_decay=weight_decay
+        )
         self.rule = stacked_rule(optimizer, self._params, momentum, weight_decay)
         cuda = device.type == "cuda"
         if cuda_graphs and not cuda:
@@ -106,8 +101,7 @@ class StackedEngine:
         record = cuda if cuda_graphs is None else cuda_graphs
         self.graphs = graphs.GraphRunner(self, chunk_steps) if record else None
         self.check_steps = check_steps
-        # Each faster path checked on this engine: the disagreement of each chunk of its check
-        # (``choice.verdict``; a path that failed it is off, so it is never checked again).
+        # Each faster path checked on this engine: the disagreement of each chunk of its check.
         self.checked: dict[str, list[float]] = {}
         # Softmax layout (see _Workspace): classes-major pays on a CPU only.
         self.classes_major = device.type == "cpu"
@@ -214,19 +208,17 @@ class StackedEngine:
     def path(self, batch_size: int) -> str:
         """The path of a span at ``batch_size`` now: fused, graphs or eager (``choice.choose_path``)."""
         graphs_here = self.graphs is not None and not self.graphs.failed
-        dtype = self.W[0].dtype
-        return choice.choose_path(
-            self.use_fused, graphs_here, self.sizes, dtype, self.optimizer, self.activation, batch_size
-        )
+        hyper = (self.optimizer, self.activation, batch_size)
+        return choice.choose_path(self.use_fused, graphs_here, self.sizes, self.W[0].dtype, *hyper)
 
     def _eager(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor, transform: Transform = None) -> Outputs:
         out = []
         for k in range(len(idx)):
             x = gather_batch(X, idx[k], self.workspace(*idx.shape[1:]).x)
-            out.append(
-                self.step_tensors(x if transform is None else transform(x), y[k], lr[k].view(-1, 1, 1))
-            )
-        return _stack(out)
+            x = x if transform is None else transform(x)
+            out.append(self.step_tensors(x, y[k], lr[k].view(-1, 1, 1)))
+        picked, pred = zip(*out, strict=True)
+        return torch.stack(picked), torch.stack(pred)
 
     def _fast(self, path: str, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs | None:
         """The span on ``path``: CUDA graphs, or one launch of the fused kernel (``fused_steps``).
