@@ -15,13 +15,14 @@ import hashlib
 import json
 import math
 import re
-import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from mlpmnist import values
 from mlpmnist.data import specs as datasets
+from mlpmnist.values import MAX_SEEDS, is_int, is_number, plain
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +39,6 @@ MAX_SHIFT = 4
 MAX_LR = 3.4e38  # float32 is the engines' dtype: a larger lr cannot even be stored
 # Sizes checked before anything is allocated (one engine holds every seed as a replica; a
 # 784-65536-65536-10 MLP is already 17 GB per replica in float32; see also training.memory).
-MAX_SEEDS = 10_000
 MAX_EPOCHS = 100_000
 MAX_HIDDEN, MAX_LAYERS = 65_536, 100
 _NO_BASELINE = object()
@@ -152,10 +152,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _plain(getattr(self, f.name)))
+            object.__setattr__(self, f.name, plain(getattr(self, f.name)))
         if isinstance(self.lr, tuple) and len(self.lr) == 1 and len(self.seeds) != 1:
             object.__setattr__(self, "lr", self.lr[0])
-        if isinstance(self.snapshots, tuple) and all(_is_number(e) for e in self.snapshots):
+        if isinstance(self.snapshots, tuple) and all(is_number(e) for e in self.snapshots):
             # One key for 1 and 1.0.
             object.__setattr__(self, "snapshots", tuple(float(e) for e in self.snapshots))
         self.validate()
@@ -194,14 +194,14 @@ class TrainConfig:
         if self.dataset not in datasets.names():  # first: the sizes below come from its spec
             _fail("dataset", self.dataset, f"one of {', '.join(datasets.names())}")
         size = self.spec.train_size
-        if self.train_limit is not None and not (_is_int(self.train_limit) and 1 <= self.train_limit <= size):
+        if self.train_limit is not None and not (is_int(self.train_limit) and 1 <= self.train_limit <= size):
             _fail("train_limit", self.train_limit, f"none or an integer in [1, {size}]")
         n_all = size if self.train_limit is None else self.train_limit
-        if not (_is_int(self.holdout) and 0 <= self.holdout < n_all):
+        if not (is_int(self.holdout) and 0 <= self.holdout < n_all):
             _fail("holdout", self.holdout, f"an integer in [0, {n_all - 1}]")
-        if not (_is_int(self.batch_size) and 1 <= self.batch_size <= self.n_train):
+        if not (is_int(self.batch_size) and 1 <= self.batch_size <= self.n_train):
             _fail("batch_size", self.batch_size, f"an integer in [1, {self.n_train}] (the training-set size)")
-        if not (_is_int(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS):
+        if not (is_int(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS):
             _fail("epochs", self.epochs, f"an integer in [1, {MAX_EPOCHS:,}]")
         if not (isinstance(self.seeds, tuple) and self.seeds):
             _fail("seeds", self.seeds, "a non-empty list of integers")
@@ -209,10 +209,10 @@ class TrainConfig:
             raise ValueError(
                 f"seeds must be at most {MAX_SEEDS:,} (one replica each); got {len(self.seeds):,}"
             )
-        if not all(_is_int(s) and 0 <= s < 2**63 for s in self.seeds):
+        if not all(is_int(s) and 0 <= s < 2**63 for s in self.seeds):
             _fail("seeds", self.seeds, "a list of integers in [0, 2**63)")
         lrs = self.lr if isinstance(self.lr, tuple) else (self.lr,)
-        if not all(_is_number(v) and 0 < v <= MAX_LR for v in lrs):
+        if not all(is_number(v) and 0 < v <= MAX_LR for v in lrs):
             _fail("lr", self.lr, f"a finite number in (0, {MAX_LR:g}] (or one per seed)")
         if isinstance(self.lr, tuple) and len(self.lr) != len(self.seeds):
             _fail("lr", self.lr, f"a number or a list of {len(self.seeds)} (one per seed)")
@@ -220,38 +220,38 @@ class TrainConfig:
             dup = sorted({r for r in self.replicas if self.replicas.count(r) > 1})
             _fail("seeds", self.seeds, f"distinct (seed, lr) replicas; duplicated: {dup}")
         if not (
-            isinstance(self.hidden, tuple) and self.hidden and all(_is_int(h) and h >= 1 for h in self.hidden)
+            isinstance(self.hidden, tuple) and self.hidden and all(is_int(h) and h >= 1 for h in self.hidden)
         ):
             _fail("hidden", self.hidden, "a non-empty list of positive integers")
         if len(self.hidden) > MAX_LAYERS or max(self.hidden) > MAX_HIDDEN:
             _fail("hidden", self.hidden, f"at most {MAX_LAYERS} layers of at most {MAX_HIDDEN:,} units each")
-        if not (_is_number(self.momentum) and 0 <= self.momentum < 1):
+        if not (is_number(self.momentum) and 0 <= self.momentum < 1):
             _fail("momentum", self.momentum, "a number in [0, 1)")
         if self.momentum and self.optimizer != "sgd":
             _fail("momentum", self.momentum, f"0 with optimizer {self.optimizer} (momentum is SGD's)")
-        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+        if not (is_number(self.weight_decay) and self.weight_decay >= 0):
             _fail("weight_decay", self.weight_decay, "a finite number >= 0")
-        if not (_is_int(self.max_shift) and 0 <= self.max_shift <= MAX_SHIFT):
+        if not (is_int(self.max_shift) and 0 <= self.max_shift <= MAX_SHIFT):
             _fail("max_shift", self.max_shift, f"an integer in [0, {MAX_SHIFT}]")
         if not isinstance(self.drop_last, bool):
             _fail("drop_last", self.drop_last, "true or false")
-        if self.target is not None and not (_is_number(self.target) and 0 < self.target <= 1):
+        if self.target is not None and not (is_number(self.target) and 0 < self.target <= 1):
             _fail("target", self.target, "none or an accuracy in (0, 1]")
         if self.target is not None and not self.holdout:
             _fail("target", self.target, "none without holdout (the target is a validation accuracy)")
-        if self.eval_ratio is not None and not (_is_number(self.eval_ratio) and 1 < self.eval_ratio <= 10):
+        if self.eval_ratio is not None and not (is_number(self.eval_ratio) and 1 < self.eval_ratio <= 10):
             _fail("eval_ratio", self.eval_ratio, "none or a number in (1, 10]")
-        if not (_is_int(self.eval_from) and 0 <= self.eval_from <= self.epochs * self.n_train):
+        if not (is_int(self.eval_from) and 0 <= self.eval_from <= self.epochs * self.n_train):
             _fail("eval_from", self.eval_from, f"an integer in [0, {self.epochs * self.n_train:,}] (images)")
         snaps = self.snapshots
-        in_range = isinstance(snaps, tuple) and all(_is_number(e) and 0 <= e <= self.epochs for e in snaps)
+        in_range = isinstance(snaps, tuple) and all(is_number(e) and 0 <= e <= self.epochs for e in snaps)
         if not (in_range and len(set(snaps)) == len(snaps)):
             _fail("snapshots", snaps, f"distinct epochs in [0, {self.epochs}]")
         for name in fields_of(type(self)):
             allowed = choices(name, type(self))
             if allowed and getattr(self, name) not in allowed:
                 _fail(name, getattr(self, name), f"one of {', '.join(allowed)}")
-        if self.threads is not None and not (_is_int(self.threads) and self.threads >= 1):
+        if self.threads is not None and not (is_int(self.threads) and self.threads >= 1):
             _fail("threads", self.threads, "none or an integer >= 1")
         if not (isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)):
             _fail("device", self.device, DEVICES)
@@ -266,18 +266,15 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k in ids}
 
     def key(self) -> str:
-        """A stable, readable name for what this config computes, e.g.
-        ``bs0032-lr0.1-e2-s2-adam-3fa2c1d95b0e7a41``: batch size, lr, epochs and number of seeds,
-        the tags of the other result-changing fields that differ from their defaults
-        (``key_tags``), then 16 hex digits of a SHA-256 of every result-changing field not at its
-        ``baseline``: adding a field keeps every stored key, any other value changes the key."""
+        """A stable, readable name for what this config computes, e.g. ``bs0032-lr0.1-e2-s2-adam-
+        3fa2c1d95b0e7a41``: batch size, lr, epochs, seeds, ``key_tags``, then 16 hex digits of a
+        SHA-256 of every result-changing field not at its ``baseline``."""
         tags = "".join(f"-{t}" for t in key_tags(self))
         return f"{self._readable()}{tags}-{self._digest()[:16]}"
 
     def legacy_key(self) -> str:
-        """The key of stores made before 16-digit keys, e.g. ``bs0090-lr0.1-e15-s10-cc249222``:
-        no tags and 8 hex digits of the same hash. 32 bits collide by chance, so the store trusts
-        a record under it only when its config is this computation."""
+        """The key of stores made before 16-digit keys, e.g. ``bs0090-lr0.1-e15-s10-cc249222``: no
+        tags, 8 hex digits of the same hash (which collide by chance: the store checks the config)."""
         return f"{self._readable()}-{self._digest()[:8]}"
 
     def _readable(self) -> str:
@@ -332,8 +329,7 @@ def baseline(name: str, cls: type = TrainConfig) -> Any:
 
 #: Keys are file names: letters, digits and ``. _ + -``, starting with a letter or digit.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
-#: How a field that differs from its default is named in a key (those a key always names and
-#: those that do not change the results are not); any other field is its name and value.
+#: A result-changing field not at its baseline in a key's tags (any other: its name and value).
 _TAGS: dict[str, Callable[[Any], str]] = {
     "optimizer": str,
     "momentum": lambda v: f"m{v:g}",
@@ -354,15 +350,13 @@ _TAGS: dict[str, Callable[[Any], str]] = {
     "dtype": lambda v: "f64" if v == "float64" else str(v),
 }
 _ALWAYS_NAMED = ("batch_size", "lr", "epochs", "seeds")
-#: A key's tags take at most this many characters, each at most the second (the hash tells keys
-#: apart; tags are for people).
+#: A key's tags take at most this many characters, each at most the second (they are for people).
 _TAGS_MAX, _TAG_MAX = 80, 24
 
 
 def key_tags(config: TrainConfig) -> list[str]:
-    """The words a key adds for ``config``'s result-changing fields that differ from their
-    ``baseline``, in field order, e.g. ``['adam', 'wd0.0005']``; a long one shortened, and those
-    past ``_TAGS_MAX`` characters in all left out."""
+    """The words a key adds for ``config``'s result-changing fields not at their ``baseline``, in
+    field order, e.g. ``['adam', 'wd0.0005']``; a long one shortened, those past ``_TAGS_MAX`` left out."""
     out: list[str] = []
     for name in identity_fields(type(config)):
         value = getattr(config, name)
@@ -421,125 +415,22 @@ def _fail(name: str, value: object, allowed: str) -> NoReturn:
     raise ValueError(f"{name} must be {allowed}; got {value!r}")
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _listed(v: object) -> object:
     """``v`` as JSON writes it: a tuple as a list."""
     return list(v) if isinstance(v, tuple) else v
 
 
-def _plain(v: object) -> object:
-    """numpy (or torch) scalars as Python numbers, lists and arrays as tuples; else unchanged."""
-    if v is None or isinstance(v, (str, bool)):
-        return v
-    if getattr(v, "ndim", None) == 0 and hasattr(v, "item"):
-        return v.item()
-    if hasattr(v, "tolist"):
-        v = v.tolist()
-    if isinstance(v, (list, tuple)):
-        return tuple(_plain(x) for x in v)
-    return v
-
-
-# ---------------------------------------------------------------------- values from text
-
-
-def _bool(text: str) -> bool:
-    t = text.strip().lower()
-    if t in ("true", "yes", "1", "on"):
-        return True
-    if t in ("false", "no", "0", "off"):
-        return False
-    raise ValueError(f"not true or false: {text!r}")
-
-
-class _TooMany(ValueError):
-    """A range that expands to more values than any field takes (``MAX_SEEDS``)."""
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    """``"0 1 2"``, ``"0,1,2"``, ``"64x64"`` or a range ``"0-9"`` (inclusive) as integers."""
-    out: list[int] = []
-    for part in re.split(r"[\s,x]+", text.strip().strip("[]()")):
-        m = re.fullmatch(r"(\d+)-(\d+)", part)
-        if m:
-            lo, hi = int(m[1]), int(m[2])
-            if hi < lo:
-                raise ValueError(f"empty range {part!r}")
-            if hi - lo + 1 + len(out) > MAX_SEEDS:  # checked before the list is built
-                raise _TooMany(f"at most {MAX_SEEDS:,} values; got {text.strip()!r} ({hi - lo + 1:,} values)")
-            out += range(lo, hi + 1)
-        elif part:
-            out.append(int(part))
-    return tuple(out)
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(p) for p in re.split(r"[\s,]+", text.strip().strip("[]()")) if p)
-
-
-def _float_or_floats(text: str) -> float | tuple[float, ...]:
-    values = _floats(text)
-    return values[0] if len(values) == 1 else values
-
-
-#: How to read each field type from text, and how its values are written in words (messages name
-#: no Python types); a new field with a new type gets a line in each.
-PARSERS: dict[Any, Callable[[str], Any]] = {
-    int: int,
-    float: float,
-    bool: _bool,
-    str: str,
-    tuple[int, ...]: _ints,
-    float | tuple[float, ...]: _float_or_floats,
-    tuple[float, ...]: _floats,
-}
-_WORDS = {
-    int: "a whole number",
-    float: "a number",
-    bool: "true or false",
-    str: "text",
-    tuple[int, ...]: "whole numbers, such as 0 1 2 or a range 0-9",
-    tuple[float, ...]: "numbers, such as 0 1 2.5",
-    float | tuple[float, ...]: "a number, or one number per seed",
-}
-
-
 @functools.cache
 def field_types(cls: type = TrainConfig) -> dict[str, Any]:
-    """Each field's type (``typing.get_type_hints``), ``X | None`` as ``X``: what ``PARSERS``
-    reads. Whether None is allowed is ``optional(name)``."""
+    """Each field's type, ``X | None`` as ``X`` (what ``values.read`` reads)."""
     hints = typing.get_type_hints(cls)
-    return {n: _strip_none(hints[n]) for n in field_names(cls)}
-
-
-def optional(name: str, cls: type = TrainConfig) -> bool:
-    """Whether field ``name`` may be None."""
-    return type(None) in typing.get_args(typing.get_type_hints(cls)[name])
-
-
-def _strip_none(t: Any) -> Any:
-    if isinstance(t, types.UnionType) and type(None) in t.__args__:
-        rest = [a for a in t.__args__ if a is not type(None)]
-        return functools.reduce(lambda a, b: a | b, rest)
-    return t
+    return {n: values.without_none(hints[n]) for n in field_names(cls)}
 
 
 def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:
     """Field ``name``'s value from ``text`` (``"none"`` for None where allowed); ``ValueError``
     in the package's format when it cannot be read."""
-    if optional(name, cls) and text.strip().lower() in ("none", "null", ""):
+    optional = type(None) in typing.get_args(typing.get_type_hints(cls)[name])
+    if optional and text.strip().lower() in ("none", "null", ""):
         return None
-    kind = field_types(cls)[name]
-    try:
-        return PARSERS[kind](text)
-    except _TooMany as e:
-        raise ValueError(f"{name} must be {e}") from None
-    except ValueError:
-        _fail(name, text, _WORDS.get(kind) or (kind.__name__ if isinstance(kind, type) else str(kind)))
+    return values.read(name, field_types(cls)[name], text)
