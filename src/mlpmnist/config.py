@@ -1,10 +1,9 @@
 """``TrainConfig``: the one definition of what a training run computes.
 
-Every field carries its help text in its metadata, and its type says how to read it from text.
-The CLI's flags, the experiment notebook's parameters and a sweep's grid axes are all derived
-from these fields, so a new field needs no other edit to become all three. A field added after
-the store's keys were introduced names its ``baseline`` (the value that computes what runs
-computed before it existed), so every key stored before it stays valid (see ``TrainConfig.key``).
+Every field carries its help text and its type says how to read it from text, so the CLI's flags,
+the notebooks' parameters and a sweep's grid axes all derive from the fields: a new field needs no
+other edit. A field added after the store's keys were introduced names its ``baseline`` (the value
+that computes what runs computed before it existed), so every stored key stays valid (``key``).
 """
 
 from __future__ import annotations
@@ -16,13 +15,14 @@ import hashlib
 import json
 import math
 import re
-import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from mlpmnist import values
 from mlpmnist.data import specs as datasets
+from mlpmnist.values import MAX_SEEDS, is_int, is_number, plain
 
 if TYPE_CHECKING:
     import torch
@@ -36,13 +36,10 @@ ACTIVATIONS = ("relu", "leaky_relu")
 INPUTS = ("scaled", "centered", "standardized")
 DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 MAX_SHIFT = 4
-# float32 is the engines' dtype: a larger lr cannot even be stored.
-MAX_LR = 3.4e38
-# Sizes checked before anything is allocated: one engine holds every seed as a replica.
-MAX_SEEDS = 10_000
+MAX_LR = 3.4e38  # float32 is the engines' dtype: a larger lr cannot even be stored
+# Sizes checked before anything is allocated (one engine holds every seed as a replica; a
+# 784-65536-65536-10 MLP is already 17 GB per replica in float32; see also training.memory).
 MAX_EPOCHS = 100_000
-#: Units per hidden layer and hidden layers at most: a 784-65536-65536-10 MLP is already 17 GB per
-#: replica in float32 (training also checks the memory it needs, ``training.memory``).
 MAX_HIDDEN, MAX_LAYERS = 65_536, 100
 _NO_BASELINE = object()
 
@@ -54,132 +51,96 @@ def meta(
     choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None,
     baseline: Any = _NO_BASELINE,
 ) -> dict[str, Any]:
-    """A field's metadata. ``identity=False``: the field says where or how fast a run goes,
-    not what it computes. ``choices``: the allowed values, or a function that lists them (a
-    registry that can grow, such as the datasets). ``baseline``: for a field added after keys
-    were introduced, the value that keeps the earlier behaviour; at that value the field stays
-    out of the key's hash."""
+    """A field's metadata. ``identity=False``: the field says where or how fast a run goes, not
+    what it computes. ``choices``: the allowed values, or a function that lists them (a registry
+    that can grow). ``baseline``: for a field added after keys were introduced, the value that
+    keeps the earlier behaviour; at that value the field stays out of the key's hash."""
     return {"help": help, "identity": identity, "choices": choices, "baseline": baseline}
+
+
+def _setting(default: Any, help: str, **options: Any) -> Any:
+    return field(default=default, metadata=meta(help, **options))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One training configuration; its replicas differ by seed (and optionally by lr).
 
-    Each field's help text (``TrainConfig.help(name)``) says what it means. Lists may be given as
-    lists or tuples; numpy scalars are accepted where Python numbers are. An unknown keyword is
-    a ``TypeError`` naming the closest field.
+    Each field's help text says what it means (``FIELDS[name].metadata["help"]``). Lists may be
+    given as lists or tuples, numpy scalars where Python numbers are; an unknown keyword is a
+    ``TypeError`` naming the closest field.
     """
 
-    batch_size: int = field(default=90, metadata=meta("training examples per step"))
-    epochs: int = field(default=15, metadata=meta("passes over the training set"))
-    lr: float | tuple[float, ...] = field(
-        default=0.1, metadata=meta("learning rate: one number, or one per seed")
+    batch_size: int = _setting(90, "training examples per step")
+    epochs: int = _setting(15, "passes over the training set")
+    lr: float | tuple[float, ...] = _setting(0.1, "learning rate: one number, or one per seed")
+    seeds: tuple[int, ...] = _setting(
+        tuple(range(10)),
+        "one replica per seed, trained in lockstep; a seed fixes init and batch order (0-9: ten)",
     )
-    seeds: tuple[int, ...] = field(
-        default=tuple(range(10)),
-        metadata=meta(
-            "one replica per seed, trained in lockstep; a seed fixes init and batch order (0-9: ten)"
-        ),
+    hidden: tuple[int, ...] = _setting((64, 64), "units per hidden layer")
+    activation: str = _setting(
+        "relu",
+        "the hidden units: relu, or leaky_relu (slope 0.01 below zero, torch's default; model.LEAKY_SLOPE)",
+        choices=ACTIVATIONS,
+        baseline="relu",
     )
-    hidden: tuple[int, ...] = field(default=(64, 64), metadata=meta("units per hidden layer"))
-    activation: str = field(
-        default="relu",
-        metadata=meta(
-            "the hidden units: relu, or leaky_relu (slope 0.01 below zero, torch's default; "
-            "model.LEAKY_SLOPE)",
-            choices=ACTIVATIONS,
-            baseline="relu",
-        ),
+    optimizer: str = _setting(
+        "sgd",
+        "sgd (torch.optim.SGD: momentum, weight_decay) or adam (torch.optim.Adam: betas 0.9, 0.999, "
+        "eps 1e-8, weight_decay as L2)",
+        choices=lambda: OPTIMIZERS,  # read when checked: a test may register one more
+        baseline="sgd",
     )
-    optimizer: str = field(
-        default="sgd",
-        metadata=meta(
-            "sgd (torch.optim.SGD: momentum, weight_decay) or adam (torch.optim.Adam: betas 0.9, 0.999, "
-            "eps 1e-8, weight_decay as L2)",
-            choices=lambda: OPTIMIZERS,  # read when checked: a test may register one more
-            baseline="sgd",
-        ),
+    momentum: float = _setting(0.0, "SGD momentum (torch.optim.SGD's), in [0, 1)")
+    weight_decay: float = _setting(0.0, "L2 weight decay, added to the gradient")
+    schedule: str = _setting("constant", "learning-rate schedule over all steps", choices=SCHEDULES)
+    max_shift: int = _setting(
+        0, f"augmentation: random translations of up to N pixels (0 = none, at most {MAX_SHIFT})"
     )
-    momentum: float = field(default=0.0, metadata=meta("SGD momentum (torch.optim.SGD's), in [0, 1)"))
-    weight_decay: float = field(default=0.0, metadata=meta("L2 weight decay, added to the gradient"))
-    schedule: str = field(
-        default="constant", metadata=meta("learning-rate schedule over all steps", choices=SCHEDULES)
+    drop_last: bool = _setting(False, "use only full batches (else the remainder ends each epoch)")
+    dataset: str = _setting(
+        "mnist",
+        "the images: mnist, fashion-mnist, kmnist (see mlpmnist.datasets)",
+        choices=datasets.names,
+        baseline="mnist",
     )
-    max_shift: int = field(
-        default=0,
-        metadata=meta(f"augmentation: random translations of up to N pixels (0 = none, at most {MAX_SHIFT})"),
+    inputs: str = _setting(
+        "scaled",
+        "pixels as given to the network: scaled to [-1, 1] (the reference), centered (minus each "
+        "pixel's training mean) or standardized (also divided by its training SD)",
+        choices=INPUTS,
+        baseline="scaled",
     )
-    drop_last: bool = field(
-        default=False, metadata=meta("use only full batches (else the remainder ends each epoch)")
+    train_limit: int | None = _setting(None, "train on the first N training images only (none = all)")
+    holdout: int = _setting(0, "keep the last N training images aside as a validation split")
+    target: float | None = _setting(
+        None,
+        "stop each replica once its validation accuracy reaches this fraction (needs holdout; "
+        "none: train every epoch)",
+        baseline=None,
     )
-    dataset: str = field(
-        default="mnist",
-        metadata=meta(
-            "the images: mnist, fashion-mnist, kmnist (see mlpmnist.datasets)",
-            choices=datasets.names,
-            baseline="mnist",
-        ),
+    eval_ratio: float | None = _setting(
+        None,
+        "none: evaluate after every epoch; r > 1: also evaluate the validation split after steps "
+        "spaced by the ratio r (each about r times the one before), from eval_from images on",
+        baseline=None,
     )
-    inputs: str = field(
-        default="scaled",
-        metadata=meta(
-            "pixels as given to the network: scaled to [-1, 1] (the reference), centered (minus each "
-            "pixel's training mean) or standardized (also divided by its training SD)",
-            choices=INPUTS,
-            baseline="scaled",
-        ),
+    eval_from: int = _setting(0, "images seen before the first of eval_ratio's evaluations", baseline=0)
+    snapshots: tuple[float, ...] = _setting(
+        (),
+        "epochs (0 = initialisation, fractions allowed) after which each replica's weights are kept "
+        "in its weights file",
+        baseline=(),
     )
-    train_limit: int | None = field(
-        default=None, metadata=meta("train on the first N training images only (none = all)")
+    engine: str = _setting(
+        "fast", "fast (stacked replicas) or reference (nn.Module + autograd)", choices=ENGINES
     )
-    holdout: int = field(
-        default=0, metadata=meta("keep the last N training images aside as a validation split")
-    )
-    target: float | None = field(
-        default=None,
-        metadata=meta(
-            "stop each replica once its validation accuracy reaches this fraction (needs holdout; "
-            "none: train every epoch)",
-            baseline=None,
-        ),
-    )
-    eval_ratio: float | None = field(
-        default=None,
-        metadata=meta(
-            "none: evaluate after every epoch; r > 1: also evaluate the validation split after steps "
-            "spaced by the ratio r (each about r times the one before), from eval_from images on",
-            baseline=None,
-        ),
-    )
-    eval_from: int = field(
-        default=0,
-        metadata=meta("images seen before the first of eval_ratio's evaluations", baseline=0),
-    )
-    snapshots: tuple[float, ...] = field(
-        default=(),
-        metadata=meta(
-            "epochs (0 = initialisation, fractions allowed) after which each replica's weights are kept "
-            "in its weights file",
-            baseline=(),
-        ),
-    )
-    engine: str = field(
-        default="fast",
-        metadata=meta("fast (stacked replicas) or reference (nn.Module + autograd)", choices=ENGINES),
-    )
-    dtype: str = field(
-        default="float32",
-        metadata=meta("float64 is for checking the engines, not for speed", choices=DTYPES),
-    )
-    device: str = field(
-        default="auto", metadata=meta(f"{DEVICES}; auto picks CUDA when available", identity=False)
-    )
+    dtype: str = _setting("float32", "float64 is for checking the engines, not for speed", choices=DTYPES)
+    device: str = _setting("auto", f"{DEVICES}; auto picks CUDA when available", identity=False)
     # One thread measured fastest or near it for these small products on a CPU, and it does not
     # stall when other processes share the cores, as two spinning threads do (bench/run.py).
-    threads: int | None = field(
-        default=1, metadata=meta("torch intra-op threads (none = torch's default)", identity=False)
-    )
+    threads: int | None = _setting(1, "torch intra-op threads (none = torch's default)", identity=False)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> TrainConfig:
         # Misspelled keywords get the same message in Python as on the CLI and in notebooks.
@@ -191,16 +152,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _plain(getattr(self, f.name)))
+            object.__setattr__(self, f.name, plain(getattr(self, f.name)))
         if isinstance(self.lr, tuple) and len(self.lr) == 1 and len(self.seeds) != 1:
             object.__setattr__(self, "lr", self.lr[0])
-        if isinstance(self.snapshots, tuple) and all(_is_number(e) for e in self.snapshots):
-            object.__setattr__(
-                self, "snapshots", tuple(float(e) for e in self.snapshots)
-            )  # one key for 1 and 1.0
+        if isinstance(self.snapshots, tuple) and all(is_number(e) for e in self.snapshots):
+            # One key for 1 and 1.0.
+            object.__setattr__(self, "snapshots", tuple(float(e) for e in self.snapshots))
         self.validate()
-
-    # ------------------------------------------------------------------ derived values
 
     @property
     def spec(self) -> datasets.DatasetSpec:
@@ -216,9 +174,9 @@ class TrainConfig:
     @property
     def steps_per_epoch(self) -> int:
         """Steps per epoch: full batches, plus the remainder unless ``drop_last``."""
-        return (
-            self.n_train // self.batch_size if self.drop_last else math.ceil(self.n_train / self.batch_size)
-        )
+        if self.drop_last:
+            return self.n_train // self.batch_size
+        return math.ceil(self.n_train / self.batch_size)
 
     @property
     def lrs(self) -> tuple[float, ...]:
@@ -230,23 +188,20 @@ class TrainConfig:
         """(seed, lr) per replica, in order."""
         return tuple(zip(self.seeds, self.lrs, strict=True))
 
-    # ------------------------------------------------------------------ validation
-
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field, its value and what is allowed.
-
-        Values only: whether the device exists is checked when training starts."""
+        """Raise ``ValueError`` naming the first bad field, its value and what is allowed. Values
+        only: whether the device exists is checked when training starts."""
         if self.dataset not in datasets.names():  # first: the sizes below come from its spec
             _fail("dataset", self.dataset, f"one of {', '.join(datasets.names())}")
         size = self.spec.train_size
-        if self.train_limit is not None and not (_is_int(self.train_limit) and 1 <= self.train_limit <= size):
+        if self.train_limit is not None and not (is_int(self.train_limit) and 1 <= self.train_limit <= size):
             _fail("train_limit", self.train_limit, f"none or an integer in [1, {size}]")
         n_all = size if self.train_limit is None else self.train_limit
-        if not (_is_int(self.holdout) and 0 <= self.holdout < n_all):
+        if not (is_int(self.holdout) and 0 <= self.holdout < n_all):
             _fail("holdout", self.holdout, f"an integer in [0, {n_all - 1}]")
-        if not (_is_int(self.batch_size) and 1 <= self.batch_size <= self.n_train):
+        if not (is_int(self.batch_size) and 1 <= self.batch_size <= self.n_train):
             _fail("batch_size", self.batch_size, f"an integer in [1, {self.n_train}] (the training-set size)")
-        if not (_is_int(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS):
+        if not (is_int(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS):
             _fail("epochs", self.epochs, f"an integer in [1, {MAX_EPOCHS:,}]")
         if not (isinstance(self.seeds, tuple) and self.seeds):
             _fail("seeds", self.seeds, "a non-empty list of integers")
@@ -254,10 +209,10 @@ class TrainConfig:
             raise ValueError(
                 f"seeds must be at most {MAX_SEEDS:,} (one replica each); got {len(self.seeds):,}"
             )
-        if not all(_is_int(s) and 0 <= s < 2**63 for s in self.seeds):
+        if not all(is_int(s) and 0 <= s < 2**63 for s in self.seeds):
             _fail("seeds", self.seeds, "a list of integers in [0, 2**63)")
         lrs = self.lr if isinstance(self.lr, tuple) else (self.lr,)
-        if not all(_is_number(v) and 0 < v <= MAX_LR for v in lrs):
+        if not all(is_number(v) and 0 < v <= MAX_LR for v in lrs):
             _fail("lr", self.lr, f"a finite number in (0, {MAX_LR:g}] (or one per seed)")
         if isinstance(self.lr, tuple) and len(self.lr) != len(self.seeds):
             _fail("lr", self.lr, f"a number or a list of {len(self.seeds)} (one per seed)")
@@ -265,49 +220,45 @@ class TrainConfig:
             dup = sorted({r for r in self.replicas if self.replicas.count(r) > 1})
             _fail("seeds", self.seeds, f"distinct (seed, lr) replicas; duplicated: {dup}")
         if not (
-            isinstance(self.hidden, tuple) and self.hidden and all(_is_int(h) and h >= 1 for h in self.hidden)
+            isinstance(self.hidden, tuple) and self.hidden and all(is_int(h) and h >= 1 for h in self.hidden)
         ):
             _fail("hidden", self.hidden, "a non-empty list of positive integers")
         if len(self.hidden) > MAX_LAYERS or max(self.hidden) > MAX_HIDDEN:
             _fail("hidden", self.hidden, f"at most {MAX_LAYERS} layers of at most {MAX_HIDDEN:,} units each")
-        if not (_is_number(self.momentum) and 0 <= self.momentum < 1):
+        if not (is_number(self.momentum) and 0 <= self.momentum < 1):
             _fail("momentum", self.momentum, "a number in [0, 1)")
         if self.momentum and self.optimizer != "sgd":
             _fail("momentum", self.momentum, f"0 with optimizer {self.optimizer} (momentum is SGD's)")
-        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+        if not (is_number(self.weight_decay) and self.weight_decay >= 0):
             _fail("weight_decay", self.weight_decay, "a finite number >= 0")
-        if not (_is_int(self.max_shift) and 0 <= self.max_shift <= MAX_SHIFT):
+        if not (is_int(self.max_shift) and 0 <= self.max_shift <= MAX_SHIFT):
             _fail("max_shift", self.max_shift, f"an integer in [0, {MAX_SHIFT}]")
         if not isinstance(self.drop_last, bool):
             _fail("drop_last", self.drop_last, "true or false")
-        if self.target is not None and not (_is_number(self.target) and 0 < self.target <= 1):
+        if self.target is not None and not (is_number(self.target) and 0 < self.target <= 1):
             _fail("target", self.target, "none or an accuracy in (0, 1]")
         if self.target is not None and not self.holdout:
             _fail("target", self.target, "none without holdout (the target is a validation accuracy)")
-        if self.eval_ratio is not None and not (_is_number(self.eval_ratio) and 1 < self.eval_ratio <= 10):
+        if self.eval_ratio is not None and not (is_number(self.eval_ratio) and 1 < self.eval_ratio <= 10):
             _fail("eval_ratio", self.eval_ratio, "none or a number in (1, 10]")
-        if not (_is_int(self.eval_from) and 0 <= self.eval_from <= self.epochs * self.n_train):
+        if not (is_int(self.eval_from) and 0 <= self.eval_from <= self.epochs * self.n_train):
             _fail("eval_from", self.eval_from, f"an integer in [0, {self.epochs * self.n_train:,}] (images)")
-        if not (
-            isinstance(self.snapshots, tuple)
-            and all(_is_number(e) and 0 <= e <= self.epochs for e in self.snapshots)
-            and len(set(self.snapshots)) == len(self.snapshots)
-        ):
-            _fail("snapshots", self.snapshots, f"distinct epochs in [0, {self.epochs}]")
-        for f in dataclasses.fields(self):
-            allowed = choices(f.name, type(self))
-            if allowed and getattr(self, f.name) not in allowed:
-                _fail(f.name, getattr(self, f.name), f"one of {', '.join(allowed)}")
-        if self.threads is not None and not (_is_int(self.threads) and self.threads >= 1):
+        snaps = self.snapshots
+        in_range = isinstance(snaps, tuple) and all(is_number(e) and 0 <= e <= self.epochs for e in snaps)
+        if not (in_range and len(set(snaps)) == len(snaps)):
+            _fail("snapshots", snaps, f"distinct epochs in [0, {self.epochs}]")
+        for name in fields_of(type(self)):
+            allowed = choices(name, type(self))
+            if allowed and getattr(self, name) not in allowed:
+                _fail(name, getattr(self, name), f"one of {', '.join(allowed)}")
+        if self.threads is not None and not (is_int(self.threads) and self.threads >= 1):
             _fail("threads", self.threads, "none or an integer >= 1")
         if not (isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)):
             _fail("device", self.device, DEVICES)
 
-    # ------------------------------------------------------------------ identity and I/O
-
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every field (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {k: _listed(v) for k, v in dataclasses.asdict(self).items()}
 
     def identity(self) -> dict[str, Any]:
         """``to_dict`` without the fields that do not change the results (device, threads)."""
@@ -315,23 +266,15 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k in ids}
 
     def key(self) -> str:
-        """A stable, readable name for what this config computes, e.g.
-        ``bs0032-lr0.1-e2-s2-adam-3fa2c1d95b0e7a41``: batch size, lr, epochs and number of seeds,
-        the other result-changing fields that differ from their defaults (``key_tags``), then 16
-        hex digits (64 bits) of a hash of every result-changing field.
-
-        A field at its ``baseline`` (one added after keys were introduced, at the value that
-        keeps the earlier behaviour) stays out of the hash, so adding a field keeps every stored
-        key; any other value changes the key, so a stored result is never taken for another.
-        Stores made before this form hold ``legacy_key``, which the store still reads."""
+        """A stable, readable name for what this config computes, e.g. ``bs0032-lr0.1-e2-s2-adam-
+        3fa2c1d95b0e7a41``: batch size, lr, epochs, seeds, ``key_tags``, then 16 hex digits of a
+        SHA-256 of every result-changing field not at its ``baseline``."""
         tags = "".join(f"-{t}" for t in key_tags(self))
         return f"{self._readable()}{tags}-{self._digest()[:16]}"
 
     def legacy_key(self) -> str:
-        """The key stores made before 16-digit keys hold for this config: the readable part
-        without tags and the first 8 hex digits of the same hash, e.g.
-        ``bs0090-lr0.1-e15-s10-cc249222``. 32 bits collide by chance, so the store trusts a
-        record under it only when its config is this computation."""
+        """The key of stores made before 16-digit keys, e.g. ``bs0090-lr0.1-e15-s10-cc249222``: no
+        tags, 8 hex digits of the same hash (which collide by chance: the store checks the config)."""
         return f"{self._readable()}-{self._digest()[:8]}"
 
     def _readable(self) -> str:
@@ -339,11 +282,9 @@ class TrainConfig:
         return f"bs{self.batch_size:04d}-lr{lr}-e{self.epochs}-s{len(self.seeds)}"
 
     def _digest(self) -> str:
-        """The hex SHA-256 of the result-changing fields that are not at their baseline."""
-        baselines = {f.name: f.metadata.get("baseline", _NO_BASELINE) for f in dataclasses.fields(self)}
-        # As to_dict writes them: a tuple baseline compares as a list.
-        baselines = {k: list(b) if isinstance(b, tuple) else b for k, b in baselines.items()}
-        hashed = {k: v for k, v in self.identity().items() if baselines[k] != v}
+        fields = fields_of(type(self))
+        # A field without a baseline is always hashed (_NO_BASELINE equals no value).
+        hashed = {k: v for k, v in self.identity().items() if _listed(fields[k].metadata["baseline"]) != v}
         return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
 
     @classmethod
@@ -355,30 +296,40 @@ class TrainConfig:
         parsed = {k: parse_value(k, v, cls) if isinstance(v, str) else v for k, v in values.items()}
         return dataclasses.replace(base or cls(), **parsed)
 
-    @staticmethod
-    def help(name: str) -> str:
-        """The help text of field ``name``."""
-        return FIELDS[name].metadata["help"]
+
+def fields_of(cls: type = TrainConfig) -> dict[str, dataclasses.Field]:
+    """The fields of ``cls`` (``TrainConfig`` or a subclass) by name, in order."""
+    return {f.name: f for f in dataclasses.fields(cls)}
 
 
-FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
+FIELDS = fields_of(TrainConfig)
 
 
 def field_names(cls: type = TrainConfig) -> tuple[str, ...]:
     """The field names of ``cls`` (``TrainConfig`` or a subclass), in order."""
-    return tuple(f.name for f in dataclasses.fields(cls))
+    return tuple(fields_of(cls))
 
 
 def identity_fields(cls: type = TrainConfig) -> tuple[str, ...]:
     """Names of the fields that change what a run computes."""
-    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["identity"])
+    return tuple(n for n, f in fields_of(cls).items() if f.metadata["identity"])
+
+
+def choices(name: str, cls: type = TrainConfig) -> tuple[str, ...] | None:
+    """The values field ``name`` allows, when it is a choice (else None)."""
+    c = fields_of(cls)[name].metadata["choices"]
+    return c() if callable(c) else c
+
+
+def baseline(name: str, cls: type = TrainConfig) -> Any:
+    """The value of field ``name`` in records made before it existed (its default otherwise)."""
+    f = fields_of(cls)[name]
+    return f.default if f.metadata["baseline"] is _NO_BASELINE else f.metadata["baseline"]
 
 
 #: Keys are file names: letters, digits and ``. _ + -``, starting with a letter or digit.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
-#: How a field that differs from its default is named in a key (the fields a key always names,
-#: and those that do not change what a run computes, are not); any other field is its name and
-#: value, e.g. ``label_smoothing0.1``.
+#: A result-changing field not at its baseline in a key's tags (any other: its name and value).
 _TAGS: dict[str, Callable[[Any], str]] = {
     "optimizer": str,
     "momentum": lambda v: f"m{v:g}",
@@ -399,21 +350,19 @@ _TAGS: dict[str, Callable[[Any], str]] = {
     "dtype": lambda v: "f64" if v == "float64" else str(v),
 }
 _ALWAYS_NAMED = ("batch_size", "lr", "epochs", "seeds")
-#: A key's tags take at most this many characters, each at most the second (the hash tells keys
-#: apart; tags are for people).
+#: A key's tags take at most this many characters, each at most the second (they are for people).
 _TAGS_MAX, _TAG_MAX = 80, 24
 
 
 def key_tags(config: TrainConfig) -> list[str]:
-    """The words a key adds for ``config``'s result-changing fields that differ from their
-    default (``baseline``), in field order, e.g. ``['adam', 'wd0.0005']``; a long one shortened,
-    and those past ``_TAGS_MAX`` characters in all left out."""
+    """The words a key adds for ``config``'s result-changing fields not at their ``baseline``, in
+    field order, e.g. ``['adam', 'wd0.0005']``; a long one shortened, those past ``_TAGS_MAX`` left out."""
     out: list[str] = []
     for name in identity_fields(type(config)):
         value = getattr(config, name)
         if name in _ALWAYS_NAMED or value == baseline(name, type(config)):
             continue
-        tag = _TAGS.get(name, lambda v, n=name: f"{n}{_shown_value(v)}")(value)
+        tag = _TAGS[name](value) if name in _TAGS else f"{name}{_shown_value(value)}"
         tag = re.sub(r"[^A-Za-z0-9._+-]", "_", tag)
         tag = tag if len(tag) <= _TAG_MAX else tag[: _TAG_MAX - 3] + "..."
         if sum(len(t) + 1 for t in out) + len(tag) + 1 <= _TAGS_MAX:
@@ -425,19 +374,6 @@ def _shown_value(v: object) -> str:
     if isinstance(v, tuple):
         return "x".join(map(str, v))
     return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def choices(name: str, cls: type = TrainConfig) -> tuple[str, ...] | None:
-    """The values field ``name`` allows, when it is a choice (else None)."""
-    c = {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("choices")
-    return c() if callable(c) else c
-
-
-def baseline(name: str, cls: type = TrainConfig) -> Any:
-    """The value of field ``name`` in records made before it existed (its default otherwise)."""
-    f = {f.name: f for f in dataclasses.fields(cls)}[name]
-    b = f.metadata.get("baseline", _NO_BASELINE)
-    return f.default if b is _NO_BASELINE else b
 
 
 def check_names(
@@ -475,135 +411,26 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
-# ---------------------------------------------------------------------- values from text
-
-
 def _fail(name: str, value: object, allowed: str) -> NoReturn:
     raise ValueError(f"{name} must be {allowed}; got {value!r}")
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _plain(v: object) -> object:
-    """numpy (or torch) scalars as Python numbers, lists and arrays as tuples; else unchanged."""
-    if v is None or isinstance(v, (str, bool)):
-        return v
-    if getattr(v, "ndim", None) == 0 and hasattr(v, "item"):
-        return v.item()
-    if hasattr(v, "tolist"):
-        v = v.tolist()
-    if isinstance(v, (list, tuple)):
-        return tuple(_plain(x) for x in v)
-    return v
-
-
-def _bool(text: str) -> bool:
-    t = text.strip().lower()
-    if t in ("true", "yes", "1", "on"):
-        return True
-    if t in ("false", "no", "0", "off"):
-        return False
-    raise ValueError(f"not true or false: {text!r}")
-
-
-class _TooMany(ValueError):
-    """A range that expands to more values than any field takes (``MAX_SEEDS``)."""
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    """``"0 1 2"``, ``"0,1,2"``, ``"64x64"`` or a range ``"0-9"`` (inclusive) as integers."""
-    out: list[int] = []
-    for part in re.split(r"[\s,x]+", text.strip().strip("[]()")):
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)-(\d+)", part)
-        if m:
-            lo, hi = int(m[1]), int(m[2])
-            if hi < lo:
-                raise ValueError(f"empty range {part!r}")
-            if hi - lo + 1 + len(out) > MAX_SEEDS:  # checked before the list is built
-                raise _TooMany(f"at most {MAX_SEEDS:,} values; got {text.strip()!r} ({hi - lo + 1:,} values)")
-            out += range(lo, hi + 1)
-        else:
-            out.append(int(part))
-    return tuple(out)
-
-
-def _floats(text: str) -> float | tuple[float, ...]:
-    vals = tuple(float(p) for p in re.split(r"[\s,]+", text.strip().strip("[]()")) if p)
-    return vals[0] if len(vals) == 1 else vals
-
-
-def _float_tuple(v: float | tuple[float, ...]) -> tuple[float, ...]:
-    return v if isinstance(v, tuple) else (v,)
-
-
-# How to read each field type from text; a new field with a new type gets a line here.
-PARSERS: dict[Any, Callable[[str], Any]] = {
-    int: int,
-    float: float,
-    bool: _bool,
-    str: str,
-    tuple[int, ...]: _ints,
-    float | tuple[float, ...]: _floats,
-    tuple[float, ...]: lambda text: _float_tuple(_floats(text)),
-}
+def _listed(v: object) -> object:
+    """``v`` as JSON writes it: a tuple as a list."""
+    return list(v) if isinstance(v, tuple) else v
 
 
 @functools.cache
 def field_types(cls: type = TrainConfig) -> dict[str, Any]:
-    """Each field's type (``typing.get_type_hints``), ``X | None`` as ``X``: what ``PARSERS``
-    reads. Whether None is allowed is ``optional(name)``."""
+    """Each field's type, ``X | None`` as ``X`` (what ``values.read`` reads)."""
     hints = typing.get_type_hints(cls)
-    return {n: _strip_none(hints[n]) for n in field_names(cls)}
-
-
-def optional(name: str, cls: type = TrainConfig) -> bool:
-    """Whether field ``name`` may be None."""
-    t = typing.get_type_hints(cls)[name]
-    return isinstance(t, types.UnionType) and type(None) in t.__args__
-
-
-def _strip_none(t: Any) -> Any:
-    if isinstance(t, types.UnionType) and type(None) in t.__args__:
-        rest = [a for a in t.__args__ if a is not type(None)]
-        return functools.reduce(lambda a, b: a | b, rest)
-    return t
-
-
-#: How a value of each field type is written, in words (messages name no Python types).
-_WORDS = {
-    int: "a whole number",
-    float: "a number",
-    bool: "true or false",
-    str: "text",
-    tuple[int, ...]: "whole numbers, such as 0 1 2 or a range 0-9",
-    tuple[float, ...]: "numbers, such as 0 1 2.5",
-    float | tuple[float, ...]: "a number, or one number per seed",
-}
-
-
-def type_name(name: str, cls: type = TrainConfig) -> str:
-    """How field ``name``'s values are written, in words, e.g. 'whole numbers, such as 0 1 2 or a
-    range 0-9' (the type itself for a type without words)."""
-    t = field_types(cls)[name]
-    return _WORDS.get(t) or (t.__name__ if isinstance(t, type) else str(t))
+    return {n: values.without_none(hints[n]) for n in field_names(cls)}
 
 
 def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:
     """Field ``name``'s value from ``text`` (``"none"`` for None where allowed); ``ValueError``
     in the package's format when it cannot be read."""
-    if optional(name, cls) and text.strip().lower() in ("none", "null", ""):
+    optional = type(None) in typing.get_args(typing.get_type_hints(cls)[name])
+    if optional and text.strip().lower() in ("none", "null", ""):
         return None
-    try:
-        return PARSERS[field_types(cls)[name]](text)
-    except _TooMany as e:
-        raise ValueError(f"{name} must be {e}") from None
-    except ValueError:
-        _fail(name, text, type_name(name, cls))
+    return values.read(name, field_types(cls)[name], text)

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from mlpmnist import paths
-from mlpmnist.config import MAX_SEEDS, parse_value
+from mlpmnist.config import parse_value
 from mlpmnist.store import check_folder
+from mlpmnist.values import MAX_SEEDS
 
 
 def check_bool(name: str, value: object) -> bool:

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mlpmnist.config import ACTIVATIONS, TrainConfig
+from mlpmnist.config import ACTIVATIONS, FIELDS, TrainConfig
 from mlpmnist.model import LEAKY_SLOPE, MLP, n_parameters
 
 
@@ -69,4 +69,4 @@ def test_the_activation_field_keeps_every_stored_key():
     assert TrainConfig().key() == TrainConfig(activation="relu").key() == default
     assert TrainConfig(activation="relu").legacy_key() == "bs0090-lr0.1-e15-s10-cc249222"
     assert TrainConfig(activation="leaky_relu").key() != TrainConfig().key()
-    assert f"slope {LEAKY_SLOPE:g}" in TrainConfig.help("activation")
+    assert f"slope {LEAKY_SLOPE:g}" in FIELDS["activation"].metadata["help"]

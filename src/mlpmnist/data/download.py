@@ -30,7 +30,7 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 class _MirrorFailed(Exception):
     """One mirror did not serve one valid file: ``cause`` in a few words; ``down``: it cannot be
-    reached at all, so it is not asked for the other files."""
+    reached at all (not asked for the other files)."""
 
     def __init__(self, cause: str, down: bool = False) -> None:
         super().__init__(cause)
@@ -80,9 +80,9 @@ def _get(url: str, out: Path, timeout_s: float) -> str:
 
 
 def _fetch(spec: DatasetSpec, mirror: str, dest: Path, timeout_s: float) -> None:
-    """Put raw file ``dest`` in place from ``<mirror><name>.gz`` once the .gz's MD5 (where the
-    spec has it), then the file's header, length and MD5 are right. ``_MirrorFailed`` if this
-    mirror does not serve a valid file, ``DataError`` if nothing can be written next to ``dest``."""
+    """Put raw file ``dest`` in place from ``<mirror><name>.gz`` once the .gz's MD5, then the
+    file's header, length and MD5 are right (where the spec has them). ``_MirrorFailed`` if this
+    mirror serves no valid file, ``DataError`` if nothing can be written next to ``dest``."""
     name = dest.name
     try:
         with idx.scratch(dest.with_name(f"{name}.gz")) as gz, idx.scratch(dest) as tmp:
@@ -124,14 +124,10 @@ def download(
     dataset: Dataset = "mnist",
     timeout_s: float = DOWNLOAD_TIMEOUT_S,
 ) -> Path:
-    """Download the dataset's raw files that are missing from ``raw_dir(root)``; returns the
-    absolute root.
-
-    Each file comes from the first of ``spec.mirrors`` that serves a valid ``<file>.gz``; a
-    mirror that cannot be reached is not asked again. ``timeout_s`` bounds every socket
-    operation. On failure removes every file and folder it created and raises a one-line
-    ``DataError``: what is missing, where, why each mirror failed, and what to do.
-    """
+    """Download the dataset's raw files missing from ``raw_dir(root)``, each from the first of
+    ``spec.mirrors`` that serves a valid ``<file>.gz`` (one that cannot be reached is not asked
+    again; ``timeout_s`` bounds every socket operation); returns the absolute root. On failure
+    removes what it created and raises a one-line ``DataError``: what, where, why, what to do."""
     spec = idx.spec_of(dataset)
     root = idx.resolve_root(root).resolve()
     raw = idx.raw_dir(root, spec)

@@ -36,9 +36,8 @@ def spec_of(dataset: Dataset) -> DatasetSpec:
 
 def resolve_root(root: str | os.PathLike | None = None) -> Path:
     """The data root, which holds every dataset in its own folder: ``root`` (a relative one from
-    the working folder, as a command-line flag), else ``$MLPMNIST_DATA``, else ``data``. These two
-    are read from the repository root (``paths.base``), whatever folder a kernel starts in, so
-    ``MLPMNIST_DATA=../shared/data`` set at the root also serves a notebook under ``notebooks/``."""
+    the working folder, as a command-line flag), else ``$MLPMNIST_DATA``, else ``data``, these two
+    read from the repository root (``paths.base``) whatever folder a kernel starts in."""
     if root is not None:
         return Path(root).expanduser()
     path = Path(os.environ.get(ENV_VAR) or "data").expanduser()
@@ -53,8 +52,7 @@ def raw_dir(root: Path, dataset: Dataset = "mnist") -> Path:
 
 
 def hint(spec: DatasetSpec) -> str:
-    """What to do about missing or bad data, with what the variable holds now (so the hint does
-    not merely repeat a value already set)."""
+    """What to do about missing or bad data, with what the variable holds now."""
     now, fix = os.environ.get(ENV_VAR), f"set {ENV_VAR} to a folder holding {spec.folder}/raw/*-ubyte"
     if not now:
         return fix
@@ -74,8 +72,8 @@ def invalid(spec: DatasetSpec, path: Path, problem: str) -> DataError:
 
 
 def access_error(spec: DatasetSpec, path: Path, err: OSError) -> DataError:
-    """``err``, met reaching or reading ``path``; denied permission names the first folder on
-    the way that this process may not enter (else ``path``)."""
+    """``err``, met reaching or reading ``path``, as a ``DataError``; denied permission names the
+    first folder on the way this process may not enter."""
     if isinstance(err, PermissionError):
         where = next((f for f in reversed(path.parents) if not os.access(f, os.X_OK)), path)
         return DataError(
@@ -132,7 +130,7 @@ def header_problem(spec: DatasetSpec, name: str, header: bytes, size: int) -> st
 
 
 def _check_header(spec: DatasetSpec, f: BinaryIO, path: Path) -> None:
-    """Read the header of ``path``, open as ``f`` at its start; ``DataError`` if it or the length is wrong."""
+    """``DataError`` if the header of ``path`` (open as ``f``, at its start) or its length is wrong."""
     n_header = 4 * (1 + len(spec.dims(path.name)))
     problem = header_problem(spec, path.name, f.read(n_header), os.fstat(f.fileno()).st_size)
     if problem:
@@ -151,8 +149,7 @@ def _md5(path: str, size: int, mtime_ns: int) -> str:
 
 def verify(root: Path, dataset: Dataset = "mnist") -> None:
     """Check the dataset's four raw files under ``root``: header, length, then the MD5 where the
-    spec publishes it (hashed once per process unless size or mtime change). ``DataError``
-    naming the first bad file."""
+    spec publishes it (once per process and file version). ``DataError`` naming the first bad file."""
     spec = spec_of(dataset)
     for name, expected in spec.files.items():
         path = raw_dir(root, spec) / name
@@ -186,9 +183,8 @@ def read_idx(spec: DatasetSpec, path: Path) -> np.ndarray:
 
 @contextlib.contextmanager
 def scratch(dest: Path) -> Iterator[Path]:
-    """A fresh path next to ``dest`` (same folder, so renaming it onto ``dest`` is atomic),
-    removed on exit unless renamed. The caller creates the file (mode "xb": the umask's usual
-    mode, unlike mkstemp's 0600)."""
+    """A fresh path next to ``dest`` (so renaming it onto ``dest`` is atomic), removed on exit
+    unless renamed; the caller creates the file (mode "xb": the umask's mode, not mkstemp's 0600)."""
     path = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.part")
     try:
         yield path
@@ -198,7 +194,7 @@ def scratch(dest: Path) -> Iterator[Path]:
 
 def gunzip(gz: Path, out: Path) -> str:
     """Decompress ``gz`` into the new file ``out``; returns the hex MD5 of what it wrote.
-    gzip.BadGzipFile, EOFError or zlib.error for a broken ``gz``, OSError for other failures."""
+    gzip.BadGzipFile, EOFError or zlib.error for a broken ``gz``, OSError otherwise."""
     h = hashlib.md5()
     with gzip.open(gz, "rb") as src, open(out, "xb") as dst:
         for chunk in iter(lambda: src.read(CHUNK), b""):

@@ -57,12 +57,9 @@ class Data:
 
 
 def _refuse_too_deep(spec: DatasetSpec, root: Path) -> None:
-    """``DataError`` if the raw files sit in ``root`` or ``root/raw`` instead of ``root/<folder>/raw``.
-
-    Pointing the data location at .../MNIST or .../MNIST/raw is an easy slip; without this check a
-    download would nest a second copy inside the real one. Any registered dataset's folder counts:
-    the root is shared, so .../MNIST is as wrong a root for Fashion-MNIST as for MNIST.
-    """
+    """``DataError`` if the raw files sit in ``root`` or ``root/raw`` instead of ``root/<folder>/raw``
+    (an easy slip, after which a download would nest a second copy inside the real one). Any
+    registered dataset's folder counts: .../MNIST is as wrong a root for Fashion-MNIST."""
     owners = {**datasets.folders(), spec.folder: spec}
     candidates = (
         (root / "raw", root.parent, owners.get(root.name)),
@@ -105,7 +102,7 @@ def _extract(spec: DatasetSpec, gz: Path, dest: Path) -> None:
 
 def _prepare(spec: DatasetSpec, root: Path, download_: bool) -> Path:
     """Make the four raw files present under absolute ``root`` (extract their .gz, else download
-    if allowed); returns ``root``. Creates nothing unless it extracts or downloads."""
+    if allowed); returns ``root``."""
     raw = raw_dir(root, spec)
     missing = [name for name in spec.files if not idx.is_file(spec, raw / name)]
     if not missing:
@@ -135,8 +132,8 @@ def ensure(
     root: str | os.PathLike | None = None, *, dataset: Dataset = "mnist", download: bool = True
 ) -> Path:
     """Make sure the dataset's four raw files are present (extracted from their .gz, or
-    downloaded when ``download``) and valid (``verify``), without decoding them. Returns the
-    absolute data root; ``DataError`` with a one-line message (what, where, what to do)."""
+    downloaded when ``download``) and valid (``verify``), without decoding them; returns the
+    absolute data root. ``DataError`` in one line (what, where, what to do)."""
     spec = spec_of(dataset)
     root = _prepare(spec, resolve_root(root).resolve(), download)
     verify(root, spec)
@@ -168,10 +165,9 @@ def load(
     download: bool = True,
     check: bool = True,
 ) -> Data:
-    """A dataset in memory (MNIST unless ``dataset`` names another or is a spec): ``train`` and
-    ``test`` with ``spec.train_size`` and ``spec.test_size`` rows (see ``Split``), the absolute
-    ``root`` and the ``spec``. Missing files are extracted or downloaded as ``ensure`` does;
-    headers and lengths are always checked, MD5s when ``check``. ``DataError`` with one line."""
+    """A dataset in memory (MNIST unless ``dataset`` names another or is a spec). Missing files
+    are extracted or downloaded as ``ensure`` does; headers and lengths are always checked, MD5s
+    when ``check``. ``DataError`` in one line."""
     spec = spec_of(dataset)
     root = resolve_root(root).resolve()
     root = ensure(root, dataset=spec, download=download) if check else _prepare(spec, root, download)

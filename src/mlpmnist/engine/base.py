@@ -1,23 +1,27 @@
-"""What every engine is: the ``Engine`` protocol, the outputs of its steps, how a step's batch is
-gathered, and the evaluation every engine shares (loss, accuracy and dead units per replica).
+"""What every engine is: the ``Engine`` protocol, how a step's batch is gathered, and the
+evaluation every engine shares (loss, accuracy and dead units per replica).
 
 An engine's ``steps`` takes S steps on rows ``idx`` [S, R, B] of the training images with labels
-``y`` [S, R, B] and learning rates ``lr`` [S, R] (already scheduled), and returns, from before each
-update, the log-probability of the true class and the predicted class, each [S, R, B]; the caller
-sums these once per evaluation, not once per step.
+``y`` [S, R, B] and learning rates ``lr`` [S, R] (already scheduled), and returns ``Outputs``
+from before each update; the caller sums them once per evaluation, not once per step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
-StateDict = dict[str, torch.Tensor]
+from mlpmnist.model import MLP
+
+StateDict = dict[str, Tensor]
 #: (log-probability of the true class, predicted class) of S steps, each [S, R, B].
-Outputs = tuple[torch.Tensor, torch.Tensor]
+Outputs = tuple[Tensor, Tensor]
+#: What changes each gathered batch [R, B, features] before a step (augmentation), or None.
+Transform = Callable[[Tensor], Tensor] | None
 
 
 class Engine(Protocol):
@@ -27,33 +31,34 @@ class Engine(Protocol):
     def n_replicas(self) -> int: ...
 
     def steps(
-        self,
-        X: torch.Tensor,
-        idx: torch.Tensor,
-        y: torch.Tensor,
-        lr: torch.Tensor,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor, transform: Transform = None
     ) -> Outputs: ...
 
-    def activations(self, x: torch.Tensor) -> list[torch.Tensor]: ...
+    def activations(self, x: Tensor) -> list[Tensor]: ...
 
-    def head(self, h: torch.Tensor) -> torch.Tensor: ...
+    def head(self, h: Tensor) -> Tensor: ...
 
-    def keep(self, mask: torch.Tensor) -> None: ...
+    def keep(self, mask: Tensor) -> None: ...
 
     def state_dicts(self) -> list[StateDict]: ...
 
-    def weight_norms(self) -> torch.Tensor: ...
+    def weight_norms(self) -> Tensor: ...
 
 
-def gather_batch(X: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def stack_params(models: Sequence[MLP]) -> list[Tensor]:
+    """``models``' parameters as the stacked engine and the fused kernel keep them, new contiguous
+    tensors: W0 [R, F, H1] and b0 [R, 1, H1] apart (the batch comes without a ones column), then per
+    later layer a slab [R, in + 1, out], W over the row b (W is nn.Linear's weight transposed)."""
+    layers = list(zip(*(m.layers for m in models), strict=True))
+    W = [torch.stack([lin.weight.detach().T for lin in ls]) for ls in layers]
+    b = [torch.stack([lin.bias.detach() for lin in ls]).unsqueeze(1) for ls in layers]
+    return [W[0].contiguous(), b[0], *(torch.cat(wb, 1) for wb in zip(W[1:], b[1:], strict=True))]
+
+
+def gather_batch(X: Tensor, idx: Tensor, out: Tensor | None = None) -> Tensor:
     """Rows ``idx`` [..., b] of ``X`` [N, features] as [..., b, features], written into ``out``
-    when given (a contiguous buffer of that shape and X's dtype, reused from step to step).
-
-    A buffer reused across steps saves a fresh allocation per step, whose page faults measured
-    costlier on a CPU than the copy itself (12,288 rows: 61 ms fresh and scaled from uint8,
-    8 ms into a reused buffer).
-    """
+    when given (a contiguous buffer of that shape, reused from step to step: on a CPU a fresh
+    allocation's page faults measured costlier than the copy, 61 ms against 8 ms for 12,288 rows)."""
     flat = idx.reshape(-1)
     if out is None:
         return X.index_select(0, flat).view(*idx.shape, -1)
@@ -62,17 +67,14 @@ def gather_batch(X: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = 
 
 
 @torch.no_grad()
-def evaluate(
-    engine: Engine, x: torch.Tensor, y: torch.Tensor, chunk: int = 10_000
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per replica on (``x``, ``y``): mean cross-entropy (nats) [R], accuracy (fraction in
-    [0, 1]) [R], and the fraction of dead units of each hidden layer [R, L]. A unit is dead when
-    its output is <= 0 on every example of ``x``: for ReLU, zero everywhere; for leaky ReLU, a
-    pre-activation <= 0 everywhere (its gradient then only the slope's)."""
+def evaluate(engine: Engine, x: Tensor, y: Tensor, chunk: int = 10_000) -> tuple[Tensor, Tensor, Tensor]:
+    """Per replica on (``x``, ``y``): mean cross-entropy (nats) [R], accuracy (fraction) [R], and
+    the fraction of dead units of each hidden layer [R, L]: units whose output is <= 0 on every
+    example (for leaky ReLU, a pre-activation <= 0 everywhere)."""
     R = engine.n_replicas
     loss = torch.zeros(R, dtype=torch.float64, device=x.device)
     correct = torch.zeros(R, dtype=torch.int64, device=x.device)
-    alive: list[torch.Tensor] | None = None
+    alive: list[Tensor] | None = None
     for start in range(0, len(y), chunk):
         xs, ys = x[start : start + chunk], y[start : start + chunk]
         acts = engine.activations(xs)

@@ -5,12 +5,11 @@ It implements ``engine.Engine`` the textbook way, so the fast engine can be held
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
-from mlpmnist.engine.base import Outputs, StateDict, gather_batch
+from mlpmnist.engine.base import Outputs, StateDict, Transform, gather_batch
 from mlpmnist.engine.rules import torch_optimizer
 from mlpmnist.model import MLP, activate
 
@@ -35,7 +34,7 @@ class ReferenceEngine:
     def n_replicas(self) -> int:
         return len(self.models)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, x: Tensor, y: Tensor, lr: Tensor) -> Outputs:
         """One step of every replica on its batch ``x`` [R, B, 784], ``y`` [R, B] at ``lr`` [R]."""
         picked, pred = [], []
         for r, (model, opt) in enumerate(zip(self.models, self.opts, strict=True)):
@@ -51,14 +50,7 @@ class ReferenceEngine:
             pred.append(logits.argmax(1))
         return torch.stack(picked), torch.stack(pred)
 
-    def steps(
-        self,
-        X: torch.Tensor,
-        idx: torch.Tensor,
-        y: torch.Tensor,
-        lr: torch.Tensor,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> Outputs:
+    def steps(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor, transform: Transform = None) -> Outputs:
         """``engine.Engine.steps``, one step after another."""
         out = []
         for k in range(len(idx)):
@@ -67,7 +59,7 @@ class ReferenceEngine:
         return torch.stack([p for p, _ in out]), torch.stack([a for _, a in out])
 
     @torch.no_grad()
-    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def activations(self, x: Tensor) -> list[Tensor]:
         per_model = []
         for m in self.models:
             h, acts = x, []
@@ -78,12 +70,12 @@ class ReferenceEngine:
         return [torch.stack(layer) for layer in zip(*per_model, strict=True)]
 
     @torch.no_grad()
-    def head(self, h: torch.Tensor) -> torch.Tensor:
+    def head(self, h: Tensor) -> Tensor:
         if h.dim() == 2:  # no hidden layer: the inputs themselves
             return torch.stack([m.layers[-1](h) for m in self.models])
         return torch.stack([m.layers[-1](h[r]) for r, m in enumerate(self.models)])
 
-    def keep(self, mask: torch.Tensor) -> None:
+    def keep(self, mask: Tensor) -> None:
         idx = mask.nonzero().flatten().tolist()
         self.models = [self.models[i] for i in idx]
         self.opts = [self.opts[i] for i in idx]
@@ -92,7 +84,7 @@ class ReferenceEngine:
         return [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in self.models]
 
     @torch.no_grad()
-    def weight_norms(self) -> torch.Tensor:
+    def weight_norms(self) -> Tensor:
         """Frobenius norm of each layer's weight matrix (biases excluded), per replica: [R, L + 1]."""
         return torch.stack(
             [

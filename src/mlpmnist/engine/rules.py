@@ -1,17 +1,11 @@
 """Update rules: how a gradient changes the weights. One registry entry per optimizer (``RULES``).
 
-Each entry holds the optimizer's rule for the stacked engine, its ``torch.optim`` oracle (what the
-reference engine runs, and what tests hold the rule to in float64) and what a faster path needs to
-know about it. Adding an optimizer takes two files: its ``Optimizer`` entry here and its name in
-``config.OPTIMIZERS`` (the config's choices; config stays below the engine). The faster paths run
-only what they declare (``cuda.fused.OPTIMIZERS``), so a new optimizer trains eagerly or in CUDA
-graphs until a path declares it.
-
-The stacked engine keeps every replica's parameters as ``[R, in, out]`` tensors and hands each
-parameter's gradient over as a product ``left @ g`` (``left`` [R, in, B], ``g`` [R, B, out], to be
-scaled by 1 / B), so a rule can turn it into the update without materialising it where that pays
-(plain SGD: one in-place GEMM). Every rule takes the learning rate as a tensor [R, 1, 1] (one per
-replica).
+An entry holds the optimizer's rule for the stacked engine and its ``torch.optim`` oracle (what the
+reference engine runs and the tests hold the rule to). Adding an optimizer takes its entry here and
+its name in ``config.OPTIMIZERS``; the faster paths run only what they declare. A stacked rule gets
+each parameter's [R, in, out] gradient as a product ``left @ g`` (``left`` [R, in, B], ``g``
+[R, B, out], scaled by 1 / B), so it need not materialise it where that pays (plain SGD: one
+in-place GEMM), and the learning rate as a tensor [R, 1, 1].
 """
 
 from __future__ import annotations
@@ -20,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 #: torch.optim.Adam's defaults, used by both engines.
 ADAM_BETAS = (0.9, 0.999)
@@ -30,42 +25,41 @@ ADAM_EPS = 1e-8
 class Optimizer:
     """One optimizer: ``stacked(params, momentum, weight_decay)`` makes its stacked rule,
     ``oracle(params, momentum, weight_decay)`` its ``torch.optim`` optimizer (lr 0, set per step).
-    ``recordable``: its steps can be recorded into CUDA graphs (its state lives in tensors and a
-    step reads no value back to the host, e.g. no ``.item()``)."""
+    ``recordable``: CUDA graphs can record its steps (no value read back to the host)."""
 
-    stacked: Callable[[Sequence[torch.Tensor], float, float], StackedRule]
+    stacked: Callable[[Sequence[Tensor], float, float], StackedRule]
     oracle: Callable[[Iterable[torch.nn.Parameter], float, float], torch.optim.Optimizer]
     recordable: bool = True
 
 
 class StackedRule:
-    """An update rule of the stacked engine (see the module docstring), and what most rules share:
-    no step count, and per-parameter state in the lists ``per_param`` names."""
+    """An update rule of the stacked engine, and what most share: no step count, and
+    per-parameter state in the lists ``per_param`` names."""
 
     #: True when the rule wants the learning rate folded into the top gradient (plain SGD).
     folds_lr = False
     per_param: tuple[str, ...] = ()
 
-    def __init__(self, params: Sequence[torch.Tensor]) -> None:
+    def __init__(self, params: Sequence[Tensor]) -> None:
         self.params = list(params)
 
     def begin_step(self) -> None:
         """Called once before a step's updates (Adam counts its steps here)."""
 
-    def update(self, k: int, left: torch.Tensor, g: torch.Tensor, inv_b: float, lr: torch.Tensor) -> None:
+    def update(self, k: int, left: Tensor, g: Tensor, inv_b: float, lr: Tensor) -> None:
         """Update parameter ``k`` by its gradient ``inv_b * left @ g`` at learning rates ``lr``."""
         raise NotImplementedError
 
-    def keep(self, mask: torch.Tensor) -> None:
+    def keep(self, mask: Tensor) -> None:
         """Keep the state of the replicas where ``mask`` [R] is true."""
         for name in self.per_param:
             setattr(self, name, [t[mask] for t in getattr(self, name)])
 
-    def buffers(self) -> list[torch.Tensor]:
+    def buffers(self) -> list[Tensor]:
         """The per-parameter state (momentum buffers; Adam's m then v), what a fused kernel updates."""
         return []
 
-    def state(self) -> list[torch.Tensor]:
+    def state(self) -> list[Tensor]:
         """Every state tensor a step changes (``buffers`` and Adam's step count)."""
         return self.buffers()
 
@@ -76,7 +70,7 @@ class StackedRule:
     def advance(self, steps: int) -> None:
         """Count ``steps`` taken elsewhere (by a fused kernel)."""
 
-    def set_params(self, params: Sequence[torch.Tensor]) -> None:
+    def set_params(self, params: Sequence[Tensor]) -> None:
         """The parameter tensors to update (after the engine rebuilt them)."""
         self.params = list(params)
 
@@ -87,13 +81,13 @@ class SGD(StackedRule):
 
     per_param = ("bufs",)
 
-    def __init__(self, params: Sequence[torch.Tensor], momentum: float, weight_decay: float) -> None:
+    def __init__(self, params: Sequence[Tensor], momentum: float, weight_decay: float) -> None:
         super().__init__(params)
         self.momentum, self.weight_decay = momentum, weight_decay
         self.folds_lr = not momentum
         self.bufs = [torch.zeros_like(p) for p in params] if momentum else []
 
-    def update(self, k: int, left: torch.Tensor, g: torch.Tensor, inv_b: float, lr: torch.Tensor) -> None:
+    def update(self, k: int, left: Tensor, g: Tensor, inv_b: float, lr: Tensor) -> None:
         p = self.params[k]
         if self.folds_lr:  # g already carries the lr (backprop is linear in it): one GEMM
             if self.weight_decay:
@@ -106,7 +100,7 @@ class SGD(StackedRule):
             buf.add_(p, alpha=self.weight_decay)
         p.addcmul_(buf, lr, value=-1.0)
 
-    def buffers(self) -> list[torch.Tensor]:
+    def buffers(self) -> list[Tensor]:
         return list(self.bufs)
 
 
@@ -117,7 +111,7 @@ class Adam(StackedRule):
 
     per_param = ("m", "v", "scratch")
 
-    def __init__(self, params: Sequence[torch.Tensor], momentum: float, weight_decay: float) -> None:
+    def __init__(self, params: Sequence[Tensor], momentum: float, weight_decay: float) -> None:
         super().__init__(params)  # momentum is SGD's (the config refuses it with Adam)
         self.weight_decay = weight_decay
         self.m = [torch.zeros_like(p) for p in params]
@@ -134,7 +128,7 @@ class Adam(StackedRule):
         torch.pow(b1, self.t, out=self._bc1).neg_().add_(1)
         torch.pow(b2, self.t, out=self._bc2_sqrt).neg_().add_(1).sqrt_()
 
-    def update(self, k: int, left: torch.Tensor, g: torch.Tensor, inv_b: float, lr: torch.Tensor) -> None:
+    def update(self, k: int, left: Tensor, g: Tensor, inv_b: float, lr: Tensor) -> None:
         b1, b2 = ADAM_BETAS
         p, m, v, d = self.params[k], self.m[k], self.v[k], self.scratch[k]
         torch.baddbmm(d, left, g, beta=0.0, alpha=inv_b, out=d)  # the gradient
@@ -146,10 +140,10 @@ class Adam(StackedRule):
         torch.div(m, d, out=d)
         p.addcmul_(d, lr / self._bc1, value=-1.0)
 
-    def buffers(self) -> list[torch.Tensor]:
+    def buffers(self) -> list[Tensor]:
         return [*self.m, *self.v]
 
-    def state(self) -> list[torch.Tensor]:
+    def state(self) -> list[Tensor]:
         return [*self.m, *self.v, self.t]
 
     def steps_taken(self) -> int:
@@ -180,9 +174,7 @@ def rule(name: str) -> Optimizer:
     return RULES[name]
 
 
-def stacked_rule(
-    name: str, params: Sequence[torch.Tensor], momentum: float, weight_decay: float
-) -> StackedRule:
+def stacked_rule(name: str, params: Sequence[Tensor], momentum: float, weight_decay: float) -> StackedRule:
     """The stacked engine's rule for optimizer ``name`` over ``params``."""
     return rule(name).stacked(params, momentum, weight_decay)
 

@@ -1,22 +1,20 @@
 """The stacked engine: R replicas of the MLP stepped together, the gradient pass written by hand.
 
-``StackedEngine`` keeps every layer of all replicas as one [R, in, out] tensor and writes the
-gradient pass out by hand with batched matmuls, so one Python-level step serves all replicas and
-autograd's bookkeeping is skipped; the update rule comes from ``rules``. On a CUDA device a span
-of steps goes a faster way where one fits (``cuda.choice``): one fused Triton kernel
-(``cuda.fused``) or CUDA graphs of many steps (``cuda.graphs``). ``ReferenceEngine``
-(``reference.py``: nn.Module, autograd, torch.optim) is the yardstick it is tested against.
+Every layer of all replicas is one [R, in, out] tensor and the backward pass is batched matmuls, so
+one Python-level step serves all replicas without autograd's bookkeeping; the update rule comes from
+``rules``. ``ReferenceEngine`` (nn.Module, autograd, torch.optim) is the yardstick it is tested against.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 
-from mlpmnist.engine.base import Engine, Outputs, StateDict, gather_batch
+from mlpmnist.engine.base import Engine, Outputs, StateDict, Transform, gather_batch, stack_params
 from mlpmnist.engine.cuda import choice, fused, graphs
 from mlpmnist.engine.rules import stacked_rule
 from mlpmnist.model import LEAKY_SLOPE, MLP, activate
@@ -26,8 +24,8 @@ class _Workspace:
     """Buffers for one step shape (R replicas, B examples), reused by every step of that shape,
     so a step allocates only what it returns; the views it needs are made once here too."""
 
-    def __init__(self, R: int, B: int, sizes: Sequence[int], like: torch.Tensor, classes_major: bool) -> None:
-        def full(shape: tuple[int, ...], value: float | None = None) -> torch.Tensor:
+    def __init__(self, R: int, B: int, sizes: Sequence[int], like: Tensor, classes_major: bool) -> None:
+        def full(shape: tuple[int, ...], value: float | None = None) -> Tensor:
             t = torch.empty(shape, dtype=like.dtype, device=like.device)
             return t if value is None else t.fill_(value)
 
@@ -55,29 +53,20 @@ class _Workspace:
         self.x = full((R, B, sizes[0]))  # the gathered batch, rewritten by every step of this shape
 
 
-def _stack(outs: Sequence[Outputs]) -> Outputs:
-    picked, pred = zip(*outs, strict=True)
-    return torch.stack(picked), torch.stack(pred)
-
-
 def _cat(outs: Sequence[Outputs]) -> Outputs:
     picked, pred = zip(*outs, strict=True)
     return torch.cat(picked), torch.cat(pred)
 
 
 class StackedEngine:
-    """Hand-written gradient pass over stacked replica weights; the update is ``rules``' rule.
+    """``W[i]`` [R, in, out] and ``b[i]`` [R, 1, out]: layer i's weights and biases (after the first
+    layer, views of one [R, in + 1, out] slab updated by one GEMM); the replicas share one ``activation``.
 
-    ``W[i]`` [R, in, out] and ``b[i]`` [R, 1, out] are layer i's weights and biases; after the
-    first layer they are views of one [R, in + 1, out] slab per layer, updated by one GEMM. The
-    hidden units are the replicas' ``activation`` (relu or leaky_relu, shared by all).
-
-    ``steps`` runs a span on the path ``choice.choose_path`` picks: the fused kernel where it may
-    run (``use_fused``: default on a CUDA device with triton), CUDA graphs of ``chunk_steps``
-    steps where they may be recorded (``cuda_graphs``: default on a CUDA device), else eager
-    steps. A faster path's first span is checked against eager steps (``choice``, the first
-    ``check_steps`` steps; 0: no check); a path that fails to compile or capture, or fails its check, warns
-    once and is off for this engine from then on.
+    ``steps`` runs a span on the path ``choice.choose_path`` picks: the fused kernel (``use_fused``;
+    default: on a CUDA device with triton), CUDA graphs of ``chunk_steps`` steps (``cuda_graphs``;
+    default: on a CUDA device), else eager steps. A faster path's first ``check_steps`` steps are
+    checked against eager ones (``choice``; 0: no check); a path that fails to compile, capture or
+    pass its check warns once and is off for this engine from then on.
     """
 
     def __init__(
@@ -94,24 +83,16 @@ class StackedEngine:
         check_steps: int = choice.CHECK_STEPS,
     ) -> None:
         device = torch.device(device)
-        layers = list(zip(*(m.layers for m in models), strict=True))
-        # W: [R, in, out] per layer (nn.Linear stores [out, in]); b: [R, 1, out] so it broadcasts.
-        Ws = [torch.stack([lin.weight.detach().T for lin in ls]).to(device) for ls in layers]
-        bs = [torch.stack([lin.bias.detach() for lin in ls]).unsqueeze(1).to(device) for ls in layers]
-        self.sizes = [Ws[0].shape[1], *(W.shape[2] for W in Ws)]
-        # What the rule updates: layer 0's W and b, then one [R, in + 1, out] slab [W; b] per later
-        # layer (see _Workspace.a). Layer 0 stays apart: its input comes from the caller without
-        # a ones column, and a view of a slab makes its large in-place update slower on a CPU.
-        slabs = (torch.cat([W, b], 1) for W, b in zip(Ws[1:], bs[1:], strict=True))
-        self._params = [Ws[0].contiguous(), bs[0], *slabs]
+        self._params = [p.to(device) for p in stack_params(models)]  # what the rule updates
+        self.sizes = [*self._params[0].shape[1:], *(p.shape[2] for p in self._params[2:])]
         activations = sorted({m.activation for m in models})
         if len(activations) != 1:
             raise ValueError(f"the replicas of an engine share one activation; got {activations}")
-        self.activation = activations[0]
-        self.optimizer, self.momentum, self.weight_decay = optimizer, momentum, weight_decay
+        self.activation, self.optimizer = activations[0], optimizer
         # What the fused kernel is told (it refuses what it does not declare).
-        self.hyper: dict[str, Any] = dict(optimizer=optimizer, activation=self.activation)
-        self.hyper.update(momentum=momentum, weight_decay=weight_decay)
+        self.hyper: dict[str, Any] = dict(
+            optimizer=optimizer, activation=self.activation, momentum=momentum, weight_decay=weight_decay
+        )
         self.rule = stacked_rule(optimizer, self._params, momentum, weight_decay)
         cuda = device.type == "cuda"
         if cuda_graphs and not cuda:
@@ -120,8 +101,7 @@ class StackedEngine:
         record = cuda if cuda_graphs is None else cuda_graphs
         self.graphs = graphs.GraphRunner(self, chunk_steps) if record else None
         self.check_steps = check_steps
-        # Each faster path checked on this engine: the disagreement of each chunk of its check
-        # (``choice.verdict``; a path that failed it is off, so it is never checked again).
+        # Each faster path checked on this engine: the disagreement of each chunk of its check.
         self.checked: dict[str, list[float]] = {}
         # Softmax layout (see _Workspace): classes-major pays on a CPU only.
         self.classes_major = device.type == "cpu"
@@ -146,7 +126,7 @@ class StackedEngine:
     def device(self) -> torch.device:
         return self.W[0].device
 
-    def state(self) -> list[torch.Tensor]:
+    def state(self) -> list[Tensor]:
         """Every tensor a step changes: the parameters, then the rule's state."""
         return [*self._params, *self.rule.state()]
 
@@ -157,7 +137,7 @@ class StackedEngine:
             ws = self._ws[(R, B)] = _Workspace(R, B, self.sizes, self.W[0], self.classes_major)
         return ws
 
-    def step_tensors(self, x: torch.Tensor, y: torch.Tensor, lr3: torch.Tensor) -> Outputs:
+    def step_tensors(self, x: Tensor, y: Tensor, lr3: Tensor) -> Outputs:
         """One eager step on the batch ``x`` [R, B, 784] (any strides), ``y`` [R, B] at learning
         rates ``lr3`` [R, 1, 1]: the arithmetic every path records. Returns (log-probability of
         the true class [R, B], predicted class [R, B])."""
@@ -186,7 +166,7 @@ class StackedEngine:
         self._backward(x, ws, lr3)
         return picked.view(R, B), pred
 
-    def _backward(self, x: torch.Tensor, ws: _Workspace, lr3: torch.Tensor) -> None:
+    def _backward(self, x: Tensor, ws: _Workspace, lr3: Tensor) -> None:
         g = ws.g
         self.rule.begin_step()
         if self.rule.folds_lr:  # backprop is linear in g: every gradient below carries the lr
@@ -209,14 +189,7 @@ class StackedEngine:
                     g_in, ws.h[i], LEAKY_SLOPE, True, grad_input=g_in
                 )
 
-    def steps(
-        self,
-        X: torch.Tensor,
-        idx: torch.Tensor,
-        y: torch.Tensor,
-        lr: torch.Tensor,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> Outputs:
+    def steps(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor, transform: Transform = None) -> Outputs:
         """S steps on rows ``idx`` [S, R, B] of ``X`` [N, 784], labels ``y`` [S, R, B], learning
         rates ``lr`` [S, R] (or [S]: shared). Returns (log-probability of the true class,
         predicted class), each [S, R, B]. ``transform`` changes each gathered batch (then every
@@ -235,30 +208,19 @@ class StackedEngine:
     def path(self, batch_size: int) -> str:
         """The path of a span at ``batch_size`` now: fused, graphs or eager (``choice.choose_path``)."""
         graphs_here = self.graphs is not None and not self.graphs.failed
-        dtype = self.W[0].dtype
-        return choice.choose_path(
-            self.use_fused, graphs_here, self.sizes, dtype, self.optimizer, self.activation, batch_size
-        )
+        hyper = (self.optimizer, self.activation, batch_size)
+        return choice.choose_path(self.use_fused, graphs_here, self.sizes, self.W[0].dtype, *hyper)
 
-    def _eager(
-        self,
-        X: torch.Tensor,
-        idx: torch.Tensor,
-        y: torch.Tensor,
-        lr: torch.Tensor,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> Outputs:
+    def _eager(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor, transform: Transform = None) -> Outputs:
         out = []
         for k in range(len(idx)):
             x = gather_batch(X, idx[k], self.workspace(*idx.shape[1:]).x)
-            out.append(
-                self.step_tensors(x if transform is None else transform(x), y[k], lr[k].view(-1, 1, 1))
-            )
-        return _stack(out)
+            x = x if transform is None else transform(x)
+            out.append(self.step_tensors(x, y[k], lr[k].view(-1, 1, 1)))
+        picked, pred = zip(*out, strict=True)
+        return torch.stack(picked), torch.stack(pred)
 
-    def _fast(
-        self, path: str, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor
-    ) -> Outputs | None:
+    def _fast(self, path: str, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs | None:
         """The span on ``path``: CUDA graphs, or one launch of the fused kernel (``fused_steps``).
         None, having changed nothing, when that path cannot run here: a capture that fails, or a
         kernel Triton cannot compile or fit on this GPU (it fails before the launch); the path
@@ -284,9 +246,7 @@ class StackedEngine:
         self.rule.advance(len(idx))
         return out
 
-    def _check(
-        self, path: str, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor
-    ) -> Outputs:
+    def _check(self, path: str, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs:
         """The first steps on ``path``, chunk by chunk (the fused kernel: ``choice.CHECK_CHUNK``
         steps a launch; graphs: one chunk graph of ``chunk_steps``), each run on ``path`` and
         again eagerly from the same state; the eager steps are kept. ``path`` stays on where the
@@ -312,7 +272,7 @@ class StackedEngine:
     # --- inference and bookkeeping -----------------------------------------------------------
 
     @torch.no_grad()
-    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def activations(self, x: Tensor) -> list[Tensor]:
         """Every hidden layer's activations (outputs) for shared inputs ``x`` [N, 784]: one
         [R, N, hidden_i] tensor per hidden layer."""
         R, (n, d) = self.n_replicas, x.shape
@@ -327,20 +287,20 @@ class StackedEngine:
         return acts
 
     @torch.no_grad()
-    def head(self, h: torch.Tensor) -> torch.Tensor:
+    def head(self, h: Tensor) -> Tensor:
         """Logits [R, N, 10] from the last hidden layer's activations ``h`` [R, N, hidden]
         (or from the inputs, for a network without hidden layers)."""
         if len(self.W) == 1:
             return torch.baddbmm(self.b[0], h.expand(self.n_replicas, -1, -1), self.W[0])
         return torch.baddbmm(self.b[-1], h, self.W[-1])
 
-    def keep(self, mask: torch.Tensor) -> None:
+    def keep(self, mask: Tensor) -> None:
         """Drop the replicas where ``mask`` [R] is false (diverged or stopped ones)."""
         self._params = [p[mask] for p in self._params]
         self.rule.keep(mask)
         self._reset()
 
-    def weight_norms(self) -> torch.Tensor:
+    def weight_norms(self) -> Tensor:
         """Frobenius norm of each layer's weight matrix, per replica: [R, L + 1] (on the CPU)."""
         return torch.stack([W.flatten(1).norm(dim=1) for W in self.W], 1).cpu()
 
@@ -366,8 +326,5 @@ def make_engine(
     """The engine ``kind`` (fast, reference) over ``models`` on ``device`` with the given rule."""
     from mlpmnist.engine.reference import ReferenceEngine
 
-    if kind == "reference":
-        return ReferenceEngine(
-            models, device, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay
-        )
-    return StackedEngine(models, device, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)
+    cls = ReferenceEngine if kind == "reference" else StackedEngine
+    return cls(models, device, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)

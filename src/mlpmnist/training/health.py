@@ -1,11 +1,6 @@
-"""How a replica ended, from its numbers alone (no torch, so the statistics can read it too).
-
-- *diverged*: a loss became non-finite or exceeded ``DIVERGED_LOSS``;
-- *collapsed*: at chance level: accuracy below ``COLLAPSED_ACC``, or a training loss above
-  ``chance_loss`` (ln of the dataset's classes: a uniform guess) over a whole epoch; in words,
-  one that *never learned* (``never_learned``) or one that *fell to chance*;
-- *reached*: its validation accuracy reached the config's ``target`` (it stops there).
-"""
+"""How a replica ended, from its numbers alone (no torch, so the statistics can read it too):
+*diverged*, *collapsed* (at chance level: it *never learned* or *fell to chance*) or *reached* its
+target (``classify``), and what to do about it in words (``outcome_message``)."""
 
 from __future__ import annotations
 
@@ -30,10 +25,9 @@ def chance_loss(n_classes: int) -> float:
 
 def classify(row: dict, config: TrainConfig, whole_epoch: bool) -> dict[str, bool]:
     """The flags of one history row: ``diverged`` (a loss non-finite or above ``DIVERGED_LOSS``),
-    ``collapsed`` (not diverged, and at chance: accuracy below ``COLLAPSED_ACC``, or, over a
-    ``whole_epoch`` of steps, a training loss above ``chance_loss``; a few steps are too noisy
-    for the loss to count) and ``reached`` (not diverged, and its validation accuracy at or above
-    the config's ``target``)."""
+    ``collapsed`` (not diverged, and at chance: accuracy below ``COLLAPSED_ACC`` or, over a
+    ``whole_epoch`` of steps (fewer are too noisy), a training loss above ``chance_loss``) and
+    ``reached`` (not diverged, its validation accuracy at or above the config's ``target``)."""
     losses = [v for k, v in row.items() if k.endswith("_loss")]
     diverged = not all(math.isfinite(v) for v in losses) or row["train_loss"] > DIVERGED_LOSS
     acc = row["test_acc"] if "test_acc" in row else row["val_acc"]
@@ -57,10 +51,9 @@ DEAD = 0.5
 
 
 def never_learned(config: TrainConfig, history: list[dict]) -> bool:
-    """Whether a replica at chance level never learned (its loss is still near its start: too
-    small a learning rate or too few steps) rather than fell to chance (its updates blew up or it
-    collapsed after learning), from its history rows: no accuracy ever reached ``LEARNED_ACC``,
-    no training loss ever went above ``BLOWUP`` times chance level, and no layer is mostly dead."""
+    """Whether a replica at chance level never learned (too small a learning rate or too few
+    steps) rather than fell to chance, from its history rows: no accuracy ever reached
+    ``LEARNED_ACC``, no training loss went above ``BLOWUP`` times chance level, no layer is mostly dead."""
     chance = chance_loss(config.spec.n_classes)
     for row in history:
         accs = [v for k, v in row.items() if k.endswith("_acc") and isinstance(v, (int, float))]
@@ -74,9 +67,8 @@ def never_learned(config: TrainConfig, history: list[dict]) -> bool:
 
 
 def _diverged(config: TrainConfig, last: dict) -> tuple[str, str]:
-    """A diverged replica in words, but for its seed: its lr and where it diverged (its first bad
-    step, or the evaluation by which it had), what its loss did; and what to do (weight decay,
-    when it alone makes the weights grow)."""
+    """(what happened, what to do) for a diverged replica, but for its seed: its lr, where it
+    diverged (its first bad step, else the evaluation by which it had) and what its loss did."""
     loss = last.get("train_loss")
     what = (
         "its loss became NaN/inf"
@@ -102,10 +94,8 @@ def _diverged(config: TrainConfig, last: dict) -> tuple[str, str]:
 
 
 def outcome_message(config: TrainConfig, rows: list[dict]) -> str | None:
-    """What happened to the replicas of ``rows`` (history rows, any number per replica, in order)
-    that diverged or ended at chance level, judged by each one's last row, and what to do, in one
-    line; None when none did. At chance level, a replica that *never learned* (raise the
-    learning rate, train longer) is told from one that *fell to chance* (lower it)."""
+    """What happened to the replicas of ``rows`` (history rows in order) that diverged or ended at
+    chance level, judged by each one's last row, and what to do, in one line; None when none did."""
     history: dict[tuple, list[dict]] = {}
     for r in rows:
         history.setdefault((r["seed"], r["lr"]), []).append(r)
@@ -136,8 +126,8 @@ def outcome_message(config: TrainConfig, rows: list[dict]) -> str | None:
 
 
 def eval_line(config: TrainConfig, rows: list[dict]) -> str:
-    """One evaluation's rows as a progress line: epoch, the test accuracy's median and quartiles
-    over the live replicas (%), how many are at chance, and the seconds since the previous one."""
+    """One evaluation's rows as a progress line: epoch, the test accuracy's median and quartiles (%),
+    how many replicas are at chance, and the seconds since the previous evaluation."""
     import numpy as np
 
     r0 = rows[0]

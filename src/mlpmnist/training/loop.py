@@ -1,18 +1,14 @@
 """The training loop: R replicas (seeds, optionally learning rates) of one configuration in lockstep.
 
-``train`` is the only place in the package that steps an engine. What it computes is its config:
-when it evaluates (``eval_ratio``, ``eval_from``), when a replica stops early (``target``) and
-which weights it keeps (``snapshots``) are ``TrainConfig`` fields, so every run, a study's or a
-science's, is an experiment with a key in the store.
-
-Given a ``Checkpoint`` (the store's, ``store.checkpoint``), ``train`` saves its whole state after
-every epoch (the engine's parameters and optimizer state, every generator, the rows so far, the
-snapshots) and starts from a saved one: an interrupted run goes on from its last finished epoch
-and ends with the history and weights an uninterrupted run has, bit for bit (only timings differ).
+``train`` is the only place that steps an engine, and what it computes is its config (when it
+evaluates, when a replica stops, which weights it keeps), so every run is an experiment with a key.
+Given a ``Checkpoint``, it saves its whole state after every epoch and starts from a saved one: an
+interrupted run ends with the history and weights of an uninterrupted one, bit for bit.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -27,7 +23,7 @@ from tqdm.auto import tqdm
 
 from mlpmnist.config import TrainConfig, resolve_device
 from mlpmnist.data import loader as mdata
-from mlpmnist.engine.base import Engine, evaluate
+from mlpmnist.engine.base import Engine, Transform, evaluate
 from mlpmnist.engine.stacked import make_engine
 from mlpmnist.model import MLP
 from mlpmnist.training import memory
@@ -42,8 +38,8 @@ STATE_VERSION = 1
 
 
 class Checkpoint(Protocol):
-    """Where ``train`` keeps its state between epochs: ``load`` the last saved state (None when
-    there is none, or it is not this run's), ``save`` a state after an epoch."""
+    """Where ``train`` keeps its state between epochs (``store.checkpoint``): ``load`` the last
+    saved state (None when there is none, or it is not this run's), ``save`` one after an epoch."""
 
     def load(self) -> dict[str, Any] | None: ...
 
@@ -52,16 +48,15 @@ class Checkpoint(Protocol):
 
 #: No step: larger than any step count (a replica that never had a bad step).
 NO_STEP = 2**62
+#: What sees each evaluation's history rows as they are made, or None.
+OnEval = Callable[[list[dict]], None] | None
 
 
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run the block with ``n`` intra-op threads (unchanged when None), then restore."""
-    if n is None:
-        yield
-        return
     old = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(n or old)
     try:
         yield
     finally:
@@ -87,23 +82,16 @@ def split_train(train: mdata.Split, config: TrainConfig) -> tuple[mdata.Split, m
 
 
 def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
-    """One MLP per replica, initialised from its seed, and that seed's generator.
-
-    The same generator then shuffles the replica's batches, so a seed fixes both the
-    initialisation and the batch order, whatever the engine or the other replicas.
-    """
-    spec = config.spec
-    gens = [torch.Generator().manual_seed(s) for s in config.seeds]
+    """One MLP per replica, initialised from its seed, and that seed's generator, which then
+    shuffles the replica's batches: a seed fixes both, whatever the engine or the other replicas."""
+    c, gens = config, [torch.Generator().manual_seed(s) for s in config.seeds]
     models = [
-        MLP(config.hidden, spec.n_features, spec.n_classes, generator=g, activation=config.activation)
-        for g in gens
+        MLP(c.hidden, c.spec.n_features, c.spec.n_classes, generator=g, activation=c.activation) for g in gens
     ]
     return models, gens
 
 
-def input_transform(
-    config: TrainConfig, train_x: torch.Tensor
-) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def input_transform(config: TrainConfig, train_x: torch.Tensor) -> Transform:
     """How ``config.inputs`` changes the [-1, 1] pixels, from the training images ``train_x``
     [N, 784]: None (scaled, the reference), minus each pixel's mean (centered), or also divided
     by its standard deviation (standardized; a constant pixel keeps SD 1)."""
@@ -116,17 +104,14 @@ def input_transform(
     return lambda x: (x - mean.to(x.device)) / sd.to(x.device)
 
 
-@dataclass
-class _Data:
-    """What one run reads: training images X [N, 784] and labels Y [N] on the device, and the
-    splits to evaluate."""
-
-    X: torch.Tensor
-    Y: torch.Tensor
-    evals: dict[str, mdata.Split]
-
-
-def _data(config: TrainConfig, data: mdata.Data, device: torch.device) -> _Data:
+def _data(
+    config: TrainConfig, data: mdata.Data | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, mdata.Split]]:
+    """What one run reads, on ``device``: training images X [N, 784], labels Y [N] and the splits
+    to evaluate, from ``data`` (default: the config's dataset, loaded; ``ValueError`` for another)."""
+    data = data if data is not None else mdata.load(dataset=config.dataset)
+    if data.spec.name != config.dataset:
+        raise ValueError(f"dataset is {config.dataset!r} but the data given is {data.spec.name!r}")
     dtype = DTYPES[config.dtype]
     train_split, val_split = split_train(data.train, config)
     X, Y = train_split.x.to(device, dtype), train_split.y.to(device)
@@ -136,7 +121,7 @@ def _data(config: TrainConfig, data: mdata.Data, device: torch.device) -> _Data:
     if (change := input_transform(config, X)) is not None:
         X = change(X)
         evals = {k: mdata.Split(change(v.x), v.y) for k, v in evals.items()}
-    return _Data(X, Y, evals)
+    return X, Y, evals
 
 
 @dataclass
@@ -188,34 +173,26 @@ def eval_steps(config: TrainConfig) -> list[int]:
     return sorted(steps)
 
 
-def snapshot_steps(config: TrainConfig) -> dict[int, float]:
-    """Step count -> epoch of each of ``config.snapshots`` (step = epoch x steps per epoch, rounded)."""
-    return {round(e * config.steps_per_epoch): float(e) for e in config.snapshots}
-
-
 class _Run:
     """One ``train`` call's state: the engine, the live replicas, the steps taken, the rows."""
 
     def __init__(
-        self,
-        config: TrainConfig,
-        d: _Data,
-        device: torch.device,
-        on_eval: Callable[[list[dict]], None] | None,
+        self, c: TrainConfig, data: mdata.Data | None, device: torch.device, on_eval: OnEval
     ) -> None:
-        self.config, self.d, self.device, self.on_eval = config, d, device, on_eval
-        self.checks, self.snaps = eval_steps(config), snapshot_steps(config)
-        self.epoch_ends = {e * config.steps_per_epoch for e in range(1, config.epochs + 1)}
-        models, self.gens = init_models(config)
-        dtype = DTYPES[config.dtype]
-        c = config
+        self.config, self.device, self.on_eval = c, device, on_eval
+        self.X, self.Y, self.evals = _data(c, data, device)
+        spe = c.steps_per_epoch
+        self.checks, self.epoch_ends = eval_steps(c), {e * spe for e in range(1, c.epochs + 1)}
+        self.snaps = {round(e * spe): float(e) for e in c.snapshots}  # step -> epoch
+        models, self.gens = init_models(c)
+        dtype = DTYPES[c.dtype]
         self.engine: Engine = make_engine(
             c.engine, [m.to(dtype) for m in models], device, c.optimizer, c.momentum, c.weight_decay
         )
         self.shifts = ReplicaShifts(c.max_shift, c.seeds, c.spec.image_shape, device) if c.max_shift else None
-        self.replicas = list(config.replicas)
+        self.replicas = list(c.replicas)
         self.alive = list(range(len(self.replicas)))  # indices into replicas, in engine order
-        self.lrs = torch.tensor(config.lrs, dtype=dtype, device=device)
+        self.lrs = torch.tensor(c.lrs, dtype=dtype, device=device)
         self.step, self.next_check = 0, 0
         self.rows: list[dict] = []
         self.snapshots: dict[float, list[dict | None]] = {}
@@ -231,7 +208,7 @@ class _Run:
 
     def epoch(self, verbose: bool) -> None:
         """One pass over the training images (or until the run finishes)."""
-        c, n = self.config, len(self.d.Y)
+        c, n = self.config, len(self.Y)
         self.t0 = time.perf_counter()
         spe, total = c.steps_per_epoch, c.steps_per_epoch * c.epochs
         order = batch_order([self.gens[i] for i in self.alive], n).to(self.device)[
@@ -240,14 +217,14 @@ class _Run:
         self.keep_rows = None
         stops = [*self.checks[self.next_check :], *self.snaps]
         cuts = [k - self.step for k in stops if 0 < k - self.step <= spe]
-        transform = None if self.shifts is None else self._shift(list(self.alive))
-        for idx, yb in spans(order, self.d.Y[order], c.batch_size, cuts):
+        transform = self._transform()
+        for idx, yb in spans(order, self.Y[order], c.batch_size, cuts):
             if self.keep_rows is not None:
                 idx, yb = idx[:, self.keep_rows], yb[:, self.keep_rows]
             factors = torch.tensor([lr_factor(c.schedule, self.step + k, total) for k in range(len(idx))])
             lr = factors.to(self.lrs)[:, None] * self.lrs[self.alive][None, :]  # [S, R]
             self.first_step_at = self.first_step_at or time.time()
-            self.window.add(*self.engine.steps(self.d.X, idx, yb, lr, transform), yb, self.step)
+            self.window.add(*self.engine.steps(self.X, idx, yb, lr, transform), yb, self.step)
             self.step += len(idx)
             if self.step in self.snaps:
                 self.snapshots[self.snaps[self.step]] = self.state_dicts()
@@ -255,23 +232,22 @@ class _Run:
                 self.evaluate(verbose)
                 if self.finished:
                     return
-                transform = None if self.shifts is None else self._shift(list(self.alive))
+                transform = self._transform()
         self.window.seconds += time.perf_counter() - self.t0
 
-    def _shift(self, alive: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
-        shifts = self.shifts
-        assert shifts is not None
-        return lambda x: shifts(x, alive)
+    def _transform(self) -> Transform:
+        """The live replicas' shifts (``max_shift``), or None."""
+        return None if self.shifts is None else functools.partial(self.shifts, alive=list(self.alive))
 
     def evaluate(self, verbose: bool) -> None:
         """History rows of the live replicas now; then drop the diverged and those at their target."""
         self.next_check += 1
         self.window.seconds += time.perf_counter() - self.t0
         # Between epoch ends (eval_ratio's checks) only the validation split is looked at.
-        evals = self.d.evals
+        evals = self.evals
         if self.step not in self.epoch_ends and "val" in evals:
             evals = {"val": evals["val"]}
-        new = _evaluate(self.engine, evals, self.window, self.replicas, self.alive, self.step, self.config)
+        new = self._rows(evals)
         self.rows += new
         self.window = _Window()
         if verbose:
@@ -343,6 +319,37 @@ class _Run:
             out[i] = sd
         return out
 
+    def _rows(self, evals: dict[str, mdata.Split]) -> list[dict]:
+        """One history row per live replica now (see ``train`` for the columns)."""
+        t0, window = time.perf_counter(), self.window
+        R, spe = len(self.alive), self.config.steps_per_epoch
+        train_loss, train_acc = window.means(R)
+        metrics: dict[str, list[float]] = {"train_loss": train_loss, "train_acc": train_acc}
+        dead = None
+        for name, split in evals.items():
+            loss, acc, d = evaluate(self.engine, split.x, split.y)
+            metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
+            if dead is None or name == "test":
+                dead = d
+        assert dead is not None
+        metrics.update({f"dead_{k + 1}": dead[:, k].tolist() for k in range(dead.shape[1])})
+        norms = self.engine.weight_norms()
+        metrics.update({f"wnorm_{k + 1}": norms[:, k].tolist() for k in range(norms.shape[1])})
+        eval_seconds = time.perf_counter() - t0
+        epoch = self.step // spe if self.step % spe == 0 else self.step / spe
+        bad = window.bad.tolist() if window.bad is not None else [NO_STEP] * R
+        rows = []
+        for j, i in enumerate(self.alive):
+            seed, lr = self.replicas[i]
+            row: dict = {"seed": seed, "lr": lr, "epoch": epoch, "step": self.step}
+            row.update({k: v[j] for k, v in metrics.items()})
+            row["seconds"], row["eval_seconds"] = window.seconds, eval_seconds
+            row.update(classify(row, self.config, whole_epoch=window.steps >= spe))
+            if row["diverged"] and bad[j] < NO_STEP:  # only there: a run that went well keeps its columns
+                row["diverged_at"] = bad[j]
+            rows.append(row)
+        return rows
+
 
 def train(
     config: TrainConfig,
@@ -350,26 +357,21 @@ def train(
     *,
     progress: bool = True,
     verbose: bool = True,
-    on_eval: Callable[[list[dict]], None] | None = None,
+    on_eval: OnEval = None,
     checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
     """Train every replica of ``config`` with its optimizer on the mean cross-entropy.
 
     Returns a ``TrainResult`` whose ``history`` has one row per live replica and evaluation
-    (``eval_steps``): seed, lr, epoch (fractional between epoch ends), step (steps so far),
-    train_loss and train_acc (mean over the steps since the previous evaluation, in nats and as
-    a fraction), ``<split>_loss``/``<split>_acc`` for each evaluated split (test, and val when
-    ``holdout`` > 0; between epoch ends val only), dead_1.. (fraction of each hidden layer's units
-    that are zero on every image of the evaluated split: test at epoch ends), wnorm_1.. (Frobenius
-    norm of each layer's weights), seconds (training wall time since the previous evaluation),
-    eval_seconds, and the flags of ``health.classify``: diverged, collapsed, reached.
-
-    A replica that diverged stops there; one that reached its ``target`` (validation accuracy)
-    stops there too; one at chance level is flagged collapsed and goes on. ``snapshots`` (epochs;
-    0 = before training) are kept in ``TrainResult.snapshots``. ``on_eval`` sees each
-    evaluation's rows as they are made. ``data`` defaults to the config's dataset, loaded.
-    ``checkpoint``: where the state is saved after every epoch but the last, and resumed from
-    (see the module); the fast engine only (the reference engine trains from the start).
+    (``eval_steps``): seed, lr, epoch (fractional between epoch ends), step, train_loss and
+    train_acc (mean over the steps since the previous evaluation; nats, fraction),
+    ``<split>_loss``/``<split>_acc`` per evaluated split (test, and val with ``holdout``; between
+    epoch ends val only), dead_1.. (fraction of each hidden layer's units zero on every image of
+    the split, test at epoch ends), wnorm_1.. (Frobenius norm of each layer's weights), seconds
+    (training wall time since the previous evaluation), eval_seconds, and ``health.classify``'s
+    flags. A diverged replica stops, as does one at its ``target``; one at chance level goes on.
+    ``data`` defaults to the config's dataset, loaded. ``checkpoint``: where the state is saved
+    after every epoch but the last and resumed from (the fast engine only).
     """
     config.validate()
     device = resolve_device(config.device)  # the machine is checked here, not in the config
@@ -377,7 +379,7 @@ def train(
     t_start = time.perf_counter()
     try:
         with torch_threads(config.threads):
-            run = _Run(config, _data(config, _own(config, data), device), device, on_eval)
+            run = _Run(config, data, device, on_eval)
             saved = checkpoint.load() if checkpoint is not None else None
             done = run.step // config.steps_per_epoch if saved is not None and run.restore(saved) else 0
             with tqdm(
@@ -396,62 +398,10 @@ def train(
                         checkpoint.save(state)
             final = run.state_dicts()
     except (MemoryError, RuntimeError) as e:
-        if not memory.out_of_memory(e):
+        if (error := memory.ran_out(config, device, e)) is None:
             raise
-        need = sum(memory.estimate(config).values())
-        raise MemoryError(
-            f"out of memory while training {len(config.seeds):,} seeds on {device} (about "
-            f"{need / 1e9:.1f} GB estimated; {str(e).strip().splitlines()[0][:160]}); use fewer seeds "
-            "or smaller hidden layers (the fields seeds, hidden), or free some memory"
-        ) from None
+        raise error from None
     seconds = time.perf_counter() - t_start
     return TrainResult(
         config, pd.DataFrame(run.rows), final, run.snapshots, str(device), seconds, run.first_step_at
     )
-
-
-def _own(config: TrainConfig, data: mdata.Data | None) -> mdata.Data:
-    """``data``, or the config's dataset loaded; ``ValueError`` when it is another dataset."""
-    data = data if data is not None else mdata.load(dataset=config.dataset)
-    if data.spec.name != config.dataset:
-        raise ValueError(f"dataset is {config.dataset!r} but the data given is {data.spec.name!r}")
-    return data
-
-
-def _evaluate(
-    engine: Engine,
-    evals: dict[str, mdata.Split],
-    window: _Window,
-    replicas: list[tuple[int, float]],
-    alive: list[int],
-    step: int,
-    config: TrainConfig,
-) -> list[dict]:
-    """One history row per live replica after ``step`` steps (see ``train`` for the columns)."""
-    t0 = time.perf_counter()
-    R, spe = len(alive), config.steps_per_epoch
-    train_loss, train_acc = window.means(R)
-    metrics: dict[str, list[float]] = {"train_loss": train_loss, "train_acc": train_acc}
-    dead = None
-    for name, split in evals.items():
-        loss, acc, d = evaluate(engine, split.x, split.y)
-        metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
-        if dead is None or name == "test":
-            dead = d
-    assert dead is not None
-    metrics.update({f"dead_{k + 1}": dead[:, k].tolist() for k in range(dead.shape[1])})
-    norms = engine.weight_norms()
-    metrics.update({f"wnorm_{k + 1}": norms[:, k].tolist() for k in range(norms.shape[1])})
-    eval_seconds = time.perf_counter() - t0
-    epoch = step // spe if step % spe == 0 else step / spe
-    bad = window.bad.tolist() if window.bad is not None else [NO_STEP] * R
-    rows = []
-    for j, i in enumerate(alive):
-        row: dict = {"seed": replicas[i][0], "lr": replicas[i][1], "epoch": epoch, "step": step}
-        row.update({k: v[j] for k, v in metrics.items()})
-        row["seconds"], row["eval_seconds"] = window.seconds, eval_seconds
-        row.update(classify(row, config, whole_epoch=window.steps >= spe))
-        if row["diverged"] and bad[j] < NO_STEP:  # only there: a run that went well keeps its columns
-            row["diverged_at"] = bad[j]
-        rows.append(row)
-    return rows

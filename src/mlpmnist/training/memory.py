@@ -129,9 +129,16 @@ def check(config: TrainConfig, device: torch.device) -> None:
     )
 
 
-def out_of_memory(e: BaseException) -> bool:
-    """Whether ``e`` is an allocation failure (Python's, torch's on a CPU or a GPU)."""
-    if isinstance(e, MemoryError):
-        return True
+def ran_out(config: TrainConfig, device: torch.device, e: BaseException) -> MemoryError | None:
+    """``e`` said in one line (what ran out, the estimate, what to do) when it is an allocation
+    failure (Python's, torch's on a CPU or a GPU) while training ``config``; None otherwise."""
     text = str(e)
-    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    torch_oom = isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    if not (isinstance(e, MemoryError) or torch_oom):
+        return None
+    first = (text.strip().splitlines() or [type(e).__name__])[0][:160]
+    return MemoryError(
+        f"out of memory while training {len(config.seeds):,} seeds on {device} (about "
+        f"{sum(estimate(config).values()) / 1e9:.1f} GB estimated; {first}); use fewer seeds "
+        "or smaller hidden layers (the fields seeds, hidden), or free some memory"
+    )

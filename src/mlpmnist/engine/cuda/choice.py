@@ -1,20 +1,13 @@
 """Which path runs a stacked engine's span of steps, and the check a faster path passes first.
 
-Paths, fastest first: "fused" (the whole span as one Triton kernel, ``fused``), "graphs" (the
-eager steps recorded as CUDA graphs, ``graphs``) and "eager" (one step after another, everywhere).
-A faster path runs only what it declares; the rest goes to the next path (``choose_path``).
-
-The first span an engine runs on a faster path is checked: its first ``CHECK_STEPS`` steps run
-chunk by chunk, each chunk on the faster path and then eagerly from the same state, the eager
-result kept; the path stays on where the median chunk disagrees (``disagreement``) by at most
-``TOLERANCE``. Chunks and a median, because float32 training can be chaotic: with Triton's
-interpreter against the eager engine (784-64-64-10 on MNIST, 4 replicas), the 1e-7 rounding
-differences of two honest implementations grew, without restarts, to 3e-6 in 256 steps at batch
-8 (lr 0.1), to 4e-2 at batch 64 (lr 0.1) and to 1 at batch 128 (lr 0.2: 1.5e-2 after 16 steps).
-Restarted every 8 steps (32 chunks) they stayed within 5e-7 in the median chunk for SGD at batch
-64 and 128 and Adam at batch 8, the largest chunk 1.4e-3 (batch 128, lr 0.2; the next 2e-5);
-float64 agreed to 3e-15. A fault of a kernel or graph (wrong code on this device) recurs in most
-chunks, which the median sees, while one chaotic chunk cannot fail an honest path.
+Paths, fastest first: "fused" (one Triton kernel, ``fused``), "graphs" (the eager steps recorded as
+CUDA graphs, ``graphs``) and "eager"; a faster path runs only what it declares (``choose_path``).
+Its first ``CHECK_STEPS`` steps run chunk by chunk, each on the faster path and then eagerly from
+the same state; it stays on where the median chunk's ``disagreement`` is within ``TOLERANCE``.
+Chunks and a median, because float32 training can be chaotic: the 1e-7 rounding differences of two
+honest implementations grew unrestarted to 4e-2 in 256 steps (batch 64, lr 0.1), but restarted
+every 8 steps stayed within 5e-7 in the median chunk (the largest chunk 1.4e-3; float64: 3e-15).
+A faulty kernel or graph fails most chunks, which the median sees; one chaotic chunk cannot.
 """
 
 from __future__ import annotations
@@ -45,10 +38,9 @@ def choose_path(
     batch_size: int,
 ) -> str:
     """The fastest path for a span at ``batch_size`` of an MLP of layer ``sizes`` in ``dtype``:
-    "fused" where the kernel can run (``fused_here``: triton on a CUDA device, or its
-    interpreter) and declares the configuration (``fused.supports``); else "graphs" where CUDA
-    graphs can be recorded (``graphs_here``: a CUDA device) and the optimizer's steps can be
-    (``rules.Optimizer.recordable``); else "eager"."""
+    "fused" where the kernel can run (``fused_here``) and ``fused.supports`` the configuration,
+    else "graphs" where they can be recorded (``graphs_here``) and the optimizer is
+    ``recordable``, else "eager"."""
     if fused_here and fused.supports(sizes, dtype, optimizer, activation, batch_size):
         return "fused"
     if graphs_here and rules.rule(optimizer).recordable:
@@ -57,8 +49,8 @@ def choose_path(
 
 
 def disagreement(fast: Sequence[torch.Tensor], eager: Sequence[torch.Tensor]) -> float:
-    """The largest |fast - eager| over the parameters; where both are NaN or the same infinity
-    (a replica that diverged both ways) 0, where only one is finite infinity."""
+    """The largest |fast - eager| over the parameters: 0 where both are NaN or the same infinity
+    (a replica that diverged both ways), infinity where only one is finite."""
     worst, inf = 0.0, float("inf")
     for a, b in zip(fast, eager, strict=True):
         d = (a - b).abs().masked_fill_((a == b) | (a.isnan() & b.isnan()), 0.0)
@@ -72,9 +64,8 @@ def tolerance(dtype: torch.dtype) -> float:
 
 
 def verdict(path: str, device: torch.device, dtype: torch.dtype, chunks: Sequence[float]) -> bool:
-    """Whether ``path`` passed its check on ``device``: the disagreements of its chunks
-    (``disagreement`` of each) have a median within ``tolerance`` and none is infinite (a replica
-    finite one way and not the other). Warns in one line when it did not."""
+    """Whether ``path`` passed its check: the ``disagreement`` of its chunks has a median within
+    ``tolerance`` and none is infinite. Warns in one line when it did not."""
     median, tol = sorted(chunks)[len(chunks) // 2], tolerance(dtype)
     if median <= tol and max(chunks) < float("inf"):
         return True

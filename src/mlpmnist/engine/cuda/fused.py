@@ -1,19 +1,13 @@
 """S optimizer steps of every replica of the two-hidden-layer MLP in one Triton kernel launch.
 
 On a GPU the stacked engine's step at a small batch is ~20 kernels of a few microseconds each:
-launch latency, not arithmetic. ``fused_steps`` runs a span of steps (an epoch) as one launch of
-the kernel in ``kernel.py`` (its design is described there). A step is the forward pass, the mean
-cross-entropy's backward pass and a ``torch.optim.SGD`` (momentum and weight decay optional) or
-``torch.optim.Adam`` update, in torch's order of operations, checked against torch.optim on
-``MLP`` replicas (tests/unit/test_fused.py).
-
-The kernel runs what this module declares (``OPTIMIZERS``, ``ACTIVATIONS``, and the sizes and
-dtypes ``supports`` accepts) and refuses the rest with a ``ValueError``: an optimizer or
-activation added to the package later trains on the eager path until the kernel learns it.
-This module imports triton only when a kernel is launched or asked about (``available``).
-
-With ``TRITON_INTERPRET=1`` set before triton is imported, Triton's interpreter runs the kernel
-with numpy on the CPU (CPU tensors, float64 included): that is how it is tested without a GPU.
+launch latency, not arithmetic. ``fused_steps`` runs a span of steps as one launch of the kernel in
+``kernel.py`` (its design is described there): forward pass, the mean cross-entropy's backward pass
+and a ``torch.optim.SGD`` (momentum and weight decay optional) or ``torch.optim.Adam`` update, in
+torch's order of operations. It runs what this module declares (``OPTIMIZERS``, ``ACTIVATIONS``,
+``supports``) and refuses the rest with a ``ValueError``, so what the package adds later trains
+eagerly until the kernel learns it. triton is imported only when a kernel is launched or asked
+about; with ``TRITON_INTERPRET=1`` set first, its interpreter runs the kernel on CPU tensors.
 """
 
 from __future__ import annotations
@@ -22,6 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
+from mlpmnist.engine import base
 from mlpmnist.engine.rules import ADAM_BETAS, ADAM_EPS
 from mlpmnist.model import MLP
 
@@ -39,8 +34,7 @@ _SGD, _MOMENTUM, _ADAM = 0, 1, 2
 
 def available(device: torch.device | str) -> bool:
     """True when ``fused_steps`` can run on tensors of ``device``: triton is importable and the
-    device is a CUDA GPU, or the kernel runs in the interpreter (``kernel.interpreted``), which
-    runs CPU tensors too."""
+    device is a CUDA GPU, or the kernel runs in the interpreter (any device)."""
     from mlpmnist.engine.cuda import kernel
 
     if kernel.triton is None:
@@ -51,12 +45,9 @@ def available(device: torch.device | str) -> bool:
 def supports(
     sizes: Sequence[int], dtype: torch.dtype, optimizer: str, activation: str, batch_size: int | None = None
 ) -> bool:
-    """True when the kernel handles an MLP of layer sizes ``sizes`` = [F, H1, H2, C] (exactly two
-    hidden layers, hidden and output widths up to ``MAX_WIDTH``) in ``dtype`` (float32, or
-    float64: Triton's NVIDIA backend has float64 dots; the interpreter always can) with hidden
-    units ``activation`` (one of ``ACTIVATIONS``) trained with ``optimizer`` (one of
-    ``OPTIMIZERS``: SGD with or without momentum and weight decay, or Adam), and batches of
-    ``batch_size`` (if given: up to ``max_batch``)."""
+    """True when the kernel handles an MLP of layer sizes ``sizes`` = [F, H1, H2, C] (widths up to
+    ``MAX_WIDTH``) in float32 or float64 with ``activation`` and ``optimizer`` (of ``ACTIVATIONS``
+    and ``OPTIMIZERS``) and batches of ``batch_size`` (if given: up to ``max_batch``)."""
     return (
         len(sizes) == 4
         and all(int(n) >= 1 for n in sizes)
@@ -69,15 +60,11 @@ def supports(
 
 
 def stack_params(models: Sequence[MLP]) -> list[torch.Tensor]:
-    """The parameters of two-hidden-layer ``models`` in the kernel's (and StackedEngine's) layout:
-    [W0 [R, F, H1], b0 [R, 1, H1], S1 [R, H1 + 1, H2], S2 [R, H2 + 1, C]], new contiguous tensors
-    (``S1`` is W1 over the row b1, ``S2`` W2 over b2; W is nn.Linear's weight transposed)."""
-    layers = list(zip(*(m.layers for m in models), strict=True))
-    if len(layers) != 3:
-        raise ValueError(f"the kernel takes exactly two hidden layers; got {len(layers) - 1}")
-    W = [torch.stack([lin.weight.detach().T for lin in ls]) for ls in layers]
-    b = [torch.stack([lin.bias.detach() for lin in ls]).unsqueeze(1) for ls in layers]
-    return [W[0].contiguous(), b[0].contiguous(), torch.cat([W[1], b[1]], 1), torch.cat([W[2], b[2]], 1)]
+    """Two-hidden-layer ``models`` in the kernel's layout (``base.stack_params``): [W0 [R, F, H1],
+    b0 [R, 1, H1], S1 [R, H1 + 1, H2] (W1 over the row b1), S2 [R, H2 + 1, C] (W2 over b2)]."""
+    if len(models[0].layers) != 3:
+        raise ValueError(f"the kernel takes exactly two hidden layers; got {len(models[0].layers) - 1}")
+    return base.stack_params(models)
 
 
 def _pow2(n: int, least: int) -> int:
@@ -110,23 +97,19 @@ def _check(params: list[torch.Tensor], state: list[torch.Tensor], n_state: int) 
 
 def launch_config(block_b: int, n_state: int, itemsize: int) -> tuple[int, int, int]:
     """(BLOCK_K, num_warps, num_stages) for a batch tile of ``block_b`` rows, ``n_state`` state
-    tensors per parameter (0, 1 or 2) and ``itemsize`` bytes per value.
-
-    Chosen by compiling for sm_90 without a GPU (ptxas's registers, spills and shared memory):
-    8 warps and 109 registers at batch 8 with plain SGD in float32; 16 warps wherever 8 spill
-    (state, wider batches, float64: a float32 dot keeps each output's whole inner dimension in
-    one thread); W0 tiles of 16 rows for wide batches, to bound registers. Not timed: the
-    candidates are bench/fused_gpu.py's to time.
-    """
+    tensors per parameter (0, 1 or 2) and ``itemsize`` bytes per value. Chosen from ptxas's
+    registers, spills and shared memory for sm_90 (not timed: bench/fused_gpu.py times them): 8
+    warps at batch 8 with plain SGD in float32, 16 wherever 8 spill; W0 tiles of 16 rows for wide
+    batches, to bound registers."""
     block_k = 32 if block_b * itemsize <= 128 else 16
     num_warps = 8 if block_b <= 16 and n_state == 0 and itemsize == 4 else 16
     return block_k, num_warps, 3
 
 
 def max_batch(dtype: torch.dtype) -> int:
-    """The largest batch the kernel takes in ``dtype``: a batch tile of 128 float32 rows (64
-    float64) needs 139 KB of shared memory for its layout conversions, twice that would pass
-    the 227 KB a block may have. Wider batches are not launch-bound anyway."""
+    """The largest batch the kernel takes in ``dtype``: a tile of 128 float32 rows (64 float64)
+    needs 139 KB of shared memory, twice that would pass the 227 KB a block may have (and wider
+    batches are not launch-bound anyway)."""
     return 128 if dtype == torch.float32 else 64
 
 

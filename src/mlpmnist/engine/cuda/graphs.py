@@ -1,9 +1,8 @@
 """A stacked engine's steps recorded into CUDA graphs: ``chunk_steps`` steps per graph launch.
 
 A graph replays the eager step's kernels (the batch gather included) with its inputs read from
-static tensors, so K steps cost one launch instead of ~25 K. One recording path serves every
-span: full chunks of K steps share one graph per (R, B), and the steps left over run one at a
-time through a graph of one step. Everything the graphs compute is the eager step's arithmetic.
+static tensors, so K steps cost one launch instead of ~25 K: full chunks of K steps share one graph
+per (R, B), the steps left over run through a graph of one step.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+from torch import Tensor
 
 from mlpmnist.engine.base import Outputs, gather_batch
 
@@ -24,11 +24,11 @@ class Recordable(Protocol):
 
     def workspace(self, R: int, B: int) -> Any: ...
 
-    def state(self) -> list[torch.Tensor]: ...
+    def state(self) -> list[Tensor]: ...
 
-    def step_tensors(self, x: torch.Tensor, y: torch.Tensor, lr3: torch.Tensor) -> Outputs: ...
+    def step_tensors(self, x: Tensor, y: Tensor, lr3: Tensor) -> Outputs: ...
 
-    def steps(self, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> Outputs: ...
+    def steps(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs: ...
 
 
 # One capture at a time in a process: engines in other threads keep launching meanwhile.
@@ -40,12 +40,12 @@ class _Graph:
     """A captured graph, the static tensors it reads (idx, y, lr) and writes (its outputs)."""
 
     graph: Any  # torch.cuda.CUDAGraph, or a stand-in with replay() in the CPU tests
-    inputs: tuple[torch.Tensor, ...]
-    outputs: tuple[torch.Tensor, torch.Tensor]
-    keep_alive: tuple[torch.Tensor, ...]  # tensors the graph reads by address (the data)
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, Tensor]
+    keep_alive: tuple[Tensor, ...]  # tensors the graph reads by address (the data)
 
 
-def capture(state: list[torch.Tensor], fn: Callable[[], Outputs]) -> tuple[Any, Outputs]:
+def capture(state: list[Tensor], fn: Callable[[], Outputs]) -> tuple[Any, Outputs]:
     """Record ``fn`` (which reads static inputs already filled with real values) into a CUDA
     graph; returns (graph, its output tensors). Capturing needs warm-up runs, which move the
     tensors in ``state``: they are put back."""
@@ -73,9 +73,7 @@ class GraphRunner:
     """Runs ``engine``'s spans of steps as graph launches of ``chunk_steps`` steps each."""
 
     #: How graphs are recorded; the CPU tests put a stand-in here.
-    capture: Callable[[list[torch.Tensor], Callable[[], Outputs]], tuple[Any, Outputs]] = staticmethod(
-        capture
-    )
+    capture: Callable[[list[Tensor], Callable[[], Outputs]], tuple[Any, Outputs]] = staticmethod(capture)
 
     def __init__(self, engine: Recordable, chunk_steps: int) -> None:
         self.engine, self.chunk_steps = engine, chunk_steps
@@ -86,7 +84,7 @@ class GraphRunner:
         """Forget every graph (the engine's tensors changed)."""
         self.graphs.clear()
 
-    def steps(self, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> Outputs | None:
+    def steps(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs | None:
         """``StackedEngine.steps`` through graphs; None when recording failed (after a warning),
         from then on for every call, so the engine steps eagerly."""
         if self.failed:
@@ -107,7 +105,7 @@ class GraphRunner:
             s += k
         return torch.cat([p for p, _ in out]), torch.cat([a for _, a in out])
 
-    def _run(self, X: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> Outputs | None:
+    def _run(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs | None:
         K, R, B = idx.shape
         key = (K, R, B, X.data_ptr())
         gr = self.graphs.get(key)
@@ -122,14 +120,7 @@ class GraphRunner:
         # The next replay overwrites the graph's outputs: hand out copies.
         return gr.outputs[0].clone(), gr.outputs[1].clone()
 
-    def _record(
-        self,
-        key: tuple,
-        X: torch.Tensor,
-        idx: torch.Tensor,
-        y: torch.Tensor,
-        lr: torch.Tensor,
-    ) -> _Graph | None:
+    def _record(self, key: tuple, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> _Graph | None:
         engine = self.engine
         K, R, B = idx.shape
         engine.workspace(R, B)  # on this stream, outside the graph's memory pool

@@ -1,29 +1,20 @@
-"""The Triton kernel of ``fused.fused_steps``: S optimizer steps of every replica of the
-two-hidden-layer ReLU MLP in one launch (``fused`` is its Python side: checks and launch).
+"""The Triton kernel of ``fused.fused_steps`` (its Python side: checks and launch). Design, for an
+H100/H200 (bench/fused_gpu.py times it):
 
-Design, for an H100/H200 (bench/fused_gpu.py times it):
-
-- One program per replica loops over the S steps: replicas are independent, so no program
-  waits for another and a span needs no grid-wide synchronisation.
-- Parameters stay in global memory in ``StackedEngine``'s layout (``fused.stack_params``): ``W0``
-  [R, F, H1], ``b0`` [R, 1, H1], ``S1`` [R, H1 + 1, H2] (W1 over b1), ``S2`` [R, H2 + 1, C]
-  (W2 over b2), contiguous; 10 replicas' 200 KB each stay in L2. W0 dominates the traffic, and
-  each step passes over it once: the pass that updates W0's row tiles for step s also
-  multiplies step s + 1's rows (gathered from X by ``idx``) by the updated tiles, which is the
-  next forward product.
+- One program per replica loops over the S steps: replicas are independent, so no grid-wide sync.
+- Parameters stay in global memory in ``fused.stack_params``' layout, W0 [R, F, H1], b0 [R, 1, H1],
+  S1 [R, H1 + 1, H2] (W1 over b1), S2 [R, H2 + 1, C] (W2 over b2): 200 KB per replica, in L2. W0
+  dominates the traffic, so the pass that updates W0's row tiles for step s also multiplies step
+  s + 1's rows (gathered from X by ``idx``) by the updated tiles: the next forward product.
 - The batch size is a runtime argument under a power-of-two tile (``BLOCK_B`` >= 8, masked), so
-  a study's batch sizes and their smaller last batches share few compiled variants; layer widths
-  are compile-time constants padded to powers of two (C = 10 -> 16) and masked.
-- Dots use input_precision="ieee" (float32 is not rounded to TF32), the log-softmax subtracts
-  the row maximum, and Adam's sqrt and divisions are correctly rounded as torch's are.
-- On a GPU a thread may load what another thread of its program stored, which is safe only
-  across a barrier: one ``tl.debug_barrier()`` ends each step (see the kernel's comments).
+  batch sizes share few compiled variants; layer widths are constants padded to powers of two.
+- Dots use input_precision="ieee" (no TF32), the log-softmax subtracts the row maximum, and
+  Adam's sqrt and divisions are correctly rounded as torch's are.
+- A thread may load what another thread stored only across a barrier: one ends each step.
 
-``OPT`` (a constexpr) is 0 for SGD, 1 for SGD with momentum, 2 for Adam. All parameter tensors
-are [R, rows, cols] contiguous; tiles are padded to powers of two and masked. triton.jit makes
+``OPT`` (a constexpr) is 0 for SGD, 1 for SGD with momentum, 2 for Adam. triton.jit makes
 interpreted functions when TRITON_INTERPRET=1 is set, and so must it be when triton is first
-imported: triton.language's own functions (tl.sum, tl.max) are decorated then, and a process
-cannot mix the two kinds.
+imported: a process cannot mix the two kinds.
 """
 
 from __future__ import annotations

@@ -1,0 +1,115 @@
+"""Values given to ``TrainConfig``: read from text (command-line flags, notebook parameters, grid
+axes) as its fields' types (``read``: one reader per type, ``PARSERS``, and the type's values in
+words for messages, ``WORDS``; a field of a new type gets a line in each), or given in Python as
+plain numbers and tuples (``plain``)."""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import types
+from collections.abc import Callable
+from typing import Any
+
+#: Seeds at most (one engine holds every seed as a replica): also the most values text expands to.
+MAX_SEEDS = 10_000
+
+
+class TooMany(ValueError):
+    """A range that expands to more values than any field takes (``MAX_SEEDS``)."""
+
+
+def is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def plain(v: object) -> object:
+    """numpy (or torch) scalars as Python numbers, lists and arrays as tuples; else unchanged."""
+    if v is None or isinstance(v, (str, bool)):
+        return v
+    if getattr(v, "ndim", None) == 0 and hasattr(v, "item"):
+        return v.item()
+    if hasattr(v, "tolist"):
+        v = v.tolist()
+    if isinstance(v, (list, tuple)):
+        return tuple(plain(x) for x in v)
+    return v
+
+
+def _bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("true", "yes", "1", "on"):
+        return True
+    if t in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"not true or false: {text!r}")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    """``"0 1 2"``, ``"0,1,2"``, ``"64x64"`` or a range ``"0-9"`` (inclusive) as integers."""
+    out: list[int] = []
+    for part in re.split(r"[\s,x]+", text.strip().strip("[]()")):
+        m = re.fullmatch(r"(\d+)-(\d+)", part)
+        if m:
+            lo, hi = int(m[1]), int(m[2])
+            if hi < lo:
+                raise ValueError(f"empty range {part!r}")
+            if hi - lo + 1 + len(out) > MAX_SEEDS:  # checked before the list is built
+                raise TooMany(f"at most {MAX_SEEDS:,} values; got {text.strip()!r} ({hi - lo + 1:,} values)")
+            out += range(lo, hi + 1)
+        elif part:
+            out.append(int(part))
+    return tuple(out)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(p) for p in re.split(r"[\s,]+", text.strip().strip("[]()")) if p)
+
+
+def _float_or_floats(text: str) -> float | tuple[float, ...]:
+    values = _floats(text)
+    return values[0] if len(values) == 1 else values
+
+
+PARSERS: dict[Any, Callable[[str], Any]] = {
+    int: int,
+    float: float,
+    bool: _bool,
+    str: str,
+    tuple[int, ...]: _ints,
+    float | tuple[float, ...]: _float_or_floats,
+    tuple[float, ...]: _floats,
+}
+WORDS = {
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    str: "text",
+    tuple[int, ...]: "whole numbers, such as 0 1 2 or a range 0-9",
+    tuple[float, ...]: "numbers, such as 0 1 2.5",
+    float | tuple[float, ...]: "a number, or one number per seed",
+}
+
+
+def without_none(t: Any) -> Any:
+    """The type ``t`` without None: ``X | None`` as ``X``."""
+    if isinstance(t, types.UnionType) and type(None) in t.__args__:
+        rest = [a for a in t.__args__ if a is not type(None)]
+        return functools.reduce(lambda a, b: a | b, rest)
+    return t
+
+
+def read(name: str, kind: Any, text: str) -> Any:
+    """Field ``name``'s value of type ``kind`` from ``text``; ``ValueError`` saying what it must be."""
+    try:
+        return PARSERS[kind](text)
+    except TooMany as e:
+        raise ValueError(f"{name} must be {e}") from None
+    except ValueError:
+        words = WORDS.get(kind) or (kind.__name__ if isinstance(kind, type) else str(kind))
+        raise ValueError(f"{name} must be {words}; got {text!r}") from None
