@@ -1,19 +1,14 @@
-"""What the dead units say, in plain language, from a ``stats.dead_units`` frame: how many units
-of each hidden layer are dead after the first epoch and at the end, where a layer loses much, how
-the first layer's weights grow, and where more dead units go with lower accuracy across seeds
-(claimed only by the test of Spearman's rank correlation, Holm-adjusted over the batch sizes)."""
+"""What a ``stats.dead_units`` frame says in plain language (``dead_units_findings``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from mlpmnist.analysis import words
 from mlpmnist.analysis.columns import config_label
 from mlpmnist.analysis.compare import LEVEL, holm
 from mlpmnist.analysis.stats import MIN_SEEDS, dead_by, dead_layers
-from mlpmnist.analysis.words import count as _count
-from mlpmnist.analysis.words import names as _names
-from mlpmnist.analysis.words import p_text as _p
 
 HEAVY_DEAD = 0.10  # a layer "loses much" when more than this share of its units is dead
 NORM_RATIO = 1.1  # weight norms closer than this are "about the same"
@@ -38,9 +33,7 @@ def _dead_lines(t: pd.DataFrame) -> list[str]:
     by = ["batch_size"]
     if len(t) == 1:
         at = f"batch {int(small.batch_size)}"
-        lines = [
-            f"Dead units in hidden layer {layer[5:]} at {at}: {_when(small, layer)}." for layer in layers
-        ]
+        lines = [f"Dead units in hidden layer {c[5:]} at {at}: {_when(small, c)}." for c in layers]
         if np.isfinite(small["wnorm_1_final"]):
             lines.append(f"The first layer's weights end with norm {small['wnorm_1_final']:.1f}.")
     else:
@@ -61,9 +54,8 @@ def _dead_lines(t: pd.DataFrame) -> list[str]:
             elif len(heavy) == len(t):
                 lines.append(f"Every batch size leaves {name} with over 10% of its units dead.")
             else:
-                lines.append(
-                    f"{name.capitalize()} ends with over 10% of its units dead at {_names(heavy, by)} only."
-                )
+                where = words.names(heavy, by)
+                lines.append(f"{name.capitalize()} ends with over 10% of its units dead at {where} only.")
         lines += _norm_line(small, large)
     return lines + [_corr_line(t)]
 
@@ -85,8 +77,7 @@ def _norm_line(small: pd.Series, large: pd.Series) -> list[str]:
 
 def _corr_line(t: pd.DataFrame) -> str:
     """Where more dead units in the last hidden layer go with lower final accuracy across seeds:
-    claimed only by the test of Spearman's rank correlation, Holm-adjusted over the batch sizes
-    where it is measured with at least ``stats.MIN_SEEDS`` seeds."""
+    claimed only by the test of Spearman's rank correlation, Holm-adjusted over the batch sizes."""
     by = ["batch_size"]
     p = t["rank_corr_p"].astype(float) if "rank_corr_p" in t.columns else pd.Series(np.nan, index=t.index)
     tested = t[np.isfinite(p)]
@@ -99,20 +90,20 @@ def _corr_line(t: pd.DataFrame) -> str:
     linked = tested[(adjusted < LEVEL) & (tested["rank_corr"] < 0)]
     untested = t.drop(tested.index)
     rest = (
-        f"; it is not tested at {_names(untested, by)} (too few seeds, or values that do not vary)"
+        f"; it is not tested at {words.names(untested, by)} (too few seeds, or values that do not vary)"
         if len(untested)
         else ""
     )
-    family = f", Holm-adjusted over {_count(len(tested), 'batch size')}" if len(tested) > 1 else ""
+    family = f", Holm-adjusted over {words.count(len(tested), 'batch size')}" if len(tested) > 1 else ""
     if linked.empty:
-        where = "any batch size" if len(tested) == len(t) and len(t) > 1 else _names(tested, by)
+        where = "any batch size" if len(tested) == len(t) and len(t) > 1 else words.names(tested, by)
         return (
             "Across seeds, no link between the last hidden layer's dead units and the final accuracy is "
             f"shown at {where} (Spearman's rank correlation{family}: p >= {LEVEL:g}){rest}."
         )
     parts = [
         f"batch {int(r['batch_size'])} (Spearman's rho {r['rank_corr']:+.2f}, "
-        f"{'adjusted ' if len(tested) > 1 else ''}p {_p(adjusted[i])})"
+        f"{'adjusted ' if len(tested) > 1 else ''}p {words.p_text(adjusted[i])})"
         for i, r in linked.iterrows()
     ]
     elsewhere = "; elsewhere no link is shown" if len(linked) < len(tested) else ""
@@ -123,11 +114,10 @@ def _corr_line(t: pd.DataFrame) -> str:
 
 
 def dead_units_findings(dead: pd.DataFrame) -> list[str]:
-    """Plain-language lines from a ``stats.dead_units`` frame: per hidden layer how many units
-    are dead after the first epoch and at the end, at the smallest and the largest batch size;
-    where a layer ends with over 10% of its units dead; how the first layer's weight norm
-    differs between them; and where more dead units go with lower accuracy across seeds. With
-    another varying axis (say lr), one set of lines per value, each starting with it."""
+    """Lines from a ``stats.dead_units`` frame: per hidden layer the share of dead units after the
+    first epoch and at the end, at the smallest and largest batch size; where a layer ends with
+    over 10% dead; the first layer's weight norms; where more dead units go with lower accuracy
+    across seeds. With another varying axis (say lr), one set of lines per value, led by it."""
     if dead.empty or "batch_size" not in dead.columns:
         return ["No dead-unit measurements by batch size."]
     dead = dead[dead["n"] > 0]  # a configuration whose every seed diverged has no final numbers

@@ -1,16 +1,12 @@
-"""Findings in plain language, computed from the number frames of ``stats`` and ``compare``
-(never from a display table): what the summary says about the configurations (``conclusions``),
-two configurations compared (``comparison``), and what the dead units say (``dead_units_findings``,
-from ``analysis.dead``). One sentence per line, grammatical for any
-counts: one configuration, one seed, one epoch, all medians equal, nothing failed, everything
-failed.
+"""Findings in plain language from the number frames of ``stats`` and ``compare``: what the
+summary says (``conclusions``), two configurations compared (``comparison``) and what the dead
+units say (``dead_units_findings``, from ``analysis.dead``). One sentence a line, grammatical for
+any counts (one seed, one epoch, all medians equal, everything failed).
 
-A difference between two configurations is only called one by its own test: the Mann-Whitney U
-test on their seeds' final accuracies, Holm-adjusted over every pair (``compare.pairwise``), with
-the difference of medians and its bootstrap interval; never from whether two intervals overlap.
-Below ``stats.MIN_SEEDS`` seeds a configuration gets its range, no interval, and no difference.
-Every other claim is worded as what the numbers or intervals show, so a rerun whose numbers fall
-within the intervals cannot make it false by a hair.
+A difference is only called one by its own test (``compare.claimed``: Mann-Whitney U,
+Holm-adjusted over every pair, and the bootstrap interval of the difference of medians); below
+``stats.MIN_SEEDS`` seeds a configuration gets its range and no difference. Every other claim says
+what the numbers or intervals show, so a rerun within the intervals cannot make it false by a hair.
 """
 
 from __future__ import annotations
@@ -18,15 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mlpmnist.analysis import words
 from mlpmnist.analysis.columns import config_label
 from mlpmnist.analysis.compare import LEVEL, claimed
 from mlpmnist.analysis.dead import dead_units_findings
 from mlpmnist.analysis.stats import MIN_SEEDS, TAIL_BELOW, summary_by
 from mlpmnist.analysis.tables import percent
-from mlpmnist.analysis.words import count as _count
-from mlpmnist.analysis.words import names as _names
-from mlpmnist.analysis.words import others as _others
-from mlpmnist.analysis.words import p_text as _p
 
 __all__ = ["comparison", "conclusions", "dead_units_findings"]
 
@@ -36,17 +29,17 @@ def _finished(r: pd.Series) -> int:
 
 
 def _median_text(r: pd.Series, by: list[str]) -> str:
-    """'batch 8, median 90.48% (95% CI 83.91–91.42; 20 seeds)', 'batch 8, median 90.00% (range
-    89.00–91.00 from 2 seeds: too few for an interval)', or 'batch 8, 90.00% (1 seed: no interval)'."""
+    """'batch 8, median 90.48% (95% CI 83.91–91.42; 20 seeds)', or with the range below
+    ``MIN_SEEDS`` seeds, or 'batch 8, 90.00% (1 seed: no interval)'."""
     n = _finished(r)
     if n == 1:
         return f"{config_label(r, by)}, {percent(r['median'])}% (1 seed: no interval)"
     if _has_ci(r):
-        ci = f"95% CI {percent(r['median_lo'])}–{percent(r['median_hi'])}; {_count(n, 'seed')}"
+        ci = f"95% CI {percent(r['median_lo'])}–{percent(r['median_hi'])}; {words.count(n, 'seed')}"
     elif n < MIN_SEEDS and np.isfinite(r.get("min", np.nan)):
         ci = f"range {percent(r['min'])}–{percent(r['max'])} from {n} seeds: too few for an interval"
     else:
-        ci = f"no interval; {_count(n, 'seed')}"
+        ci = f"no interval; {words.count(n, 'seed')}"
     return f"{config_label(r, by)}, median {percent(r['median'])}% ({ci})"
 
 
@@ -55,15 +48,14 @@ def _has_ci(r: pd.Series) -> bool:
 
 
 def comparison(two: pd.DataFrame) -> list[str]:
-    """Two configurations compared (``compare.two``'s row), in words: each median with its seeds,
-    the difference of medians with its bootstrap interval and the Mann-Whitney p, and the failed
-    seeds' shares with Newcombe's interval and Fisher's p; below ``stats.MIN_SEEDS`` seeds a side,
-    the difference alone, and no claim."""
+    """``compare.two``'s row in words: each median, the difference of medians with its interval
+    and p, the failed seeds' shares with theirs; below ``stats.MIN_SEEDS`` seeds a side the
+    difference alone, and no claim."""
     r = two.iloc[0]
     a, b = r["a"], r["b"]
     lines = [
-        f"Median final test accuracy: {a}, {percent(r['median_a'])}% ({_count(int(r['n_a']), 'seed')}); "
-        f"{b}, {percent(r['median_b'])}% ({_count(int(r['n_b']), 'seed')}).",
+        f"Median final test accuracy: {a}, {percent(r['median_a'])}% ({words.count(int(r['n_a']), 'seed')}); "
+        f"{b}, {percent(r['median_b'])}% ({words.count(int(r['n_b']), 'seed')})."
     ]
     points = f"{100 * r['difference']:+.2f} points"
     if not np.isfinite(r["p"]):
@@ -72,18 +64,14 @@ def comparison(two: pd.DataFrame) -> list[str]:
             "difference are claimed."
         )
     else:
-        verdict = (
-            "a difference"
-            if claimed(r, "p")
-            else (
-                "no difference shown"
-                if r["p"] >= LEVEL
-                else "no difference claimed (the interval includes zero)"
-            )
-        )
+        verdict = "no difference claimed (the interval includes zero)"
+        if claimed(r, "p"):
+            verdict = "a difference"
+        elif r["p"] >= LEVEL:
+            verdict = "no difference shown"
         lines.append(
             f"{b} minus {a}: {points} (95% bootstrap CI {100 * r['low']:+.2f} to {100 * r['high']:+.2f}); "
-            f"two-sided Mann-Whitney U p {_p(r['p'])}: {verdict} at level {LEVEL:g}."
+            f"two-sided Mann-Whitney U p {words.p_text(r['p'])}: {verdict} at level {LEVEL:g}."
         )
     share = (
         f"Failed seeds (diverged or collapsed to chance): {a}, {int(r['failed_a'])} of "
@@ -93,7 +81,7 @@ def comparison(two: pd.DataFrame) -> list[str]:
         share += (
             f"; the difference of shares {100 * r['failed_difference']:+.0f} points (95% CI, Newcombe, "
             f"{100 * r['failed_low']:+.0f} to {100 * r['failed_high']:+.0f}), "
-            f"Fisher's exact p {_p(r['failed_p'])}"
+            f"Fisher's exact p {words.p_text(r['failed_p'])}"
         )
     return [*lines, share + "."]
 
@@ -109,7 +97,7 @@ def _versus_best(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[st
         ]
     lines = [
         "A difference is claimed only where the two-sided Mann-Whitney U test on the seeds' final "
-        f"accuracies rejects, Holm-adjusted over the {_count(len(tested), 'pair')} of configurations "
+        f"accuracies rejects, Holm-adjusted over the {words.count(len(tested), 'pair')} of configurations "
         f"(family-wise level {LEVEL:g}), and the 95% bootstrap interval of the difference of medians "
         "excludes zero."
     ]
@@ -124,13 +112,11 @@ def _versus_best(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[st
         q = rows.iloc[0]
         sign = 1 if q["a"] == best else -1  # as other minus best
         lo, hi = sorted((sign * 100 * q["low"], sign * 100 * q["high"]))
-        ci = f"95% CI {lo:+.2f} to {hi:+.2f}"
+        ci, p = f"95% CI {lo:+.2f} to {hi:+.2f}", words.p_text(q["p_holm"])
         if claimed(q):
-            apart.append(
-                f"{other} ({sign * 100 * q['difference']:+.2f} points, {ci}; adjusted p {_p(q['p_holm'])})"
-            )
+            apart.append(f"{other} ({sign * 100 * q['difference']:+.2f} points, {ci}; adjusted p {p})")
         elif q["p_holm"] < LEVEL:
-            split.append(f"{other} (adjusted p {_p(q['p_holm'])}, but the difference's {ci} includes zero)")
+            split.append(f"{other} (adjusted p {p}, but the difference's {ci} includes zero)")
         else:
             tied.append((other, float(q["p_holm"])))
     if apart:
@@ -139,7 +125,9 @@ def _versus_best(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[st
         names = ", ".join(name for name, _ in tied)
         smallest = min(p for _, p in tied)
         at = " at the smallest" if len(tied) > 1 else ""
-        lines.append(f"These seeds cannot separate {names} from the best (adjusted p {_p(smallest)}{at}).")
+        lines.append(
+            f"These seeds cannot separate {names} from the best (adjusted p {words.p_text(smallest)}{at})."
+        )
     if split:
         lines.append(
             f"No difference from the best is claimed at {'; '.join(split)}: the rank test and the medians "
@@ -152,8 +140,7 @@ def _versus_best(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[st
 
 
 def _ranking(s: pd.DataFrame, by: list[str], pairs: pd.DataFrame) -> list[str]:
-    """Best, worst, and which others the difference test separates from the best; ``s`` sorted
-    by median, more than one row."""
+    """Best, worst, and which others the test separates from the best (``s``: by median, 2+ rows)."""
     best, worst = s.iloc[0], s.iloc[-1]
     what = "median final test accuracy" if (s["n"] - s["n_diverged"]).max() > 1 else "final test accuracy"
     if best["median"] == worst["median"]:
@@ -188,12 +175,11 @@ def _failed_line(summ: pd.DataFrame, by: list[str]) -> str:
         ("Every seed failed" if total > 1 else "The one seed failed") if n_failed == total else "Failed seeds"
     )
     others = len(summ) - int((summ["n_failed"] > 0).sum())
-    return f"{head} (diverged or collapsed to chance): {'; '.join(parts)}{_others(others)}."
+    return f"{head} (diverged or collapsed to chance): {'; '.join(parts)}{words.others(others)}."
 
 
 def _outlier_line(summ: pd.DataFrame, by: list[str]) -> list[str]:
-    """Which seeds are outliers (finished far below their configuration's median); nothing
-    when no seed finished."""
+    """Which seeds are outliers; nothing when no seed finished."""
     flagged = summ[summ["n_outlier"] > 0]
     if len(flagged):
         parts = [
@@ -201,14 +187,14 @@ def _outlier_line(summ: pd.DataFrame, by: list[str]) -> list[str]:
         ]
         return [
             "Outliers (finished, but far below their configuration's median; not counted as failed): "
-            f"{'; '.join(parts)}{_others(len(summ) - len(flagged))}."
+            f"{'; '.join(parts)}{words.others(len(summ) - len(flagged))}."
         ]
     finished = summ["n"] - summ["n_diverged"]
     most = int(finished.max())
     if not most:
         return []
     if most < 3:  # ``stats.is_outlier`` cannot flag a seed among two
-        seeds = ("" if finished.min() == most else "at most ") + _count(most, "finished seed")
+        seeds = ("" if finished.min() == most else "at most ") + words.count(most, "finished seed")
         return [f"No outliers: with {seeds} per configuration the outlier rule flags none."]
     return ["No outliers: no seed finished far below its configuration's median."]
 
@@ -228,7 +214,7 @@ def _reference_lines(s: pd.DataFrame, by: list[str]) -> list[str]:
         (r[(r["n"] - r["n_diverged"] == 1) & (r["reference"] < r["median"])], "below our one seed"),
     ):
         if len(rows):
-            out.append(f"The reference study's single seed lies {where} at {_names(rows, by)}.")
+            out.append(f"The reference study's single seed lies {where} at {words.names(rows, by)}.")
     h = s[s["reference_headline"].notna()] if "reference_headline" in s.columns else s.iloc[:0]
     if len(h):
         headline, top = h["reference_headline"].iloc[0], h.sort_values("median", ascending=False).iloc[0]
@@ -244,8 +230,8 @@ def _reference_lines(s: pd.DataFrame, by: list[str]) -> list[str]:
 
 
 def _tail_lines(summ: pd.DataFrame, by: list[str]) -> list[str]:
-    """Where a configuration whose median is above ``stats.TAIL_BELOW`` has seeds below it (a
-    lower tail): how many, as a share with its 95% interval."""
+    """Where a configuration with its median above ``stats.TAIL_BELOW`` has seeds below it: how
+    many, as a share with its 95% interval."""
     if "n_tail" not in summ.columns:
         return []
     out = []
@@ -259,7 +245,7 @@ def _tail_lines(summ: pd.DataFrame, by: list[str]) -> list[str]:
             else ""
         )
         out.append(
-            f"At {config_label(r, by)}, {k} of {_count(n, 'seed')} ended below {100 * TAIL_BELOW:g}% "
+            f"At {config_label(r, by)}, {k} of {words.count(n, 'seed')} ended below {100 * TAIL_BELOW:g}% "
             f"({share}, Wilson){span}."
         )
     return out
@@ -285,16 +271,11 @@ def _train_line(s: pd.DataFrame, by: list[str]) -> list[str]:
 
 
 def conclusions(summ: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
-    """Plain-language findings from a ``stats.summary`` frame and the ``compare.pairwise`` frame
-    of the same results, one sentence each: the final test accuracy of the one configuration, or
-    the highest and lowest median and which others the difference test separates from the best
-    (below ``stats.MIN_SEEDS`` seeds: the range, and no difference); which seeds failed
-    (diverged or collapsed) and which are outliers, each said apart; where a low tail pulls the
-    mean well below the median, and where seeds end below ``stats.TAIL_BELOW`` (with the share's
-    95% interval and the seeds' range); how far training accuracy ends above test accuracy;
-    where the median peaked before the last epoch above the final median's 95% CI; and where
-    the reference study's single seeds and headline fall among ours (only where ``summary``
-    gives them)."""
+    """Findings from a ``stats.summary`` frame and the ``compare.pairwise`` frame of the same
+    results, one sentence each: the one configuration's accuracy, or the highest and lowest
+    median and which others the test separates from the best; failed seeds and outliers, apart;
+    where low seeds pull the mean below the median, and a lower tail; the train-test gap; a peak
+    before the last epoch above the final median's CI; where the reference study's values fall."""
     by = summary_by(summ)
     s = summ.dropna(subset=["median"]).sort_values("median", ascending=False, kind="stable")
     if s.empty:

@@ -1,17 +1,13 @@
 """Statistics of seed outcomes, numbers only: medians with bootstrap intervals, quartiles,
 failed seeds and outliers, the reference study's values, dead units, per-epoch medians.
 
-At a fixed lr the final test accuracy over seeds is heavy-tailed at small batch sizes (at
-batch 8, lr 0.1, 20 seeds ranged from 48.8% to 93.5%, median 90.8%, mean 86.0%) and a single
-epoch is a noisy snapshot (single seeds jump ~1.5 points between epochs at batch 128). So a
-configuration is summarised by its median over seeds with a bootstrap CI and its quartiles,
-the mean with a Student-t CI beside it, and the mean of the last ``LAST_K`` epochs. A seed that
-diverged or collapsed to chance *failed*; one that finished far below its configuration's
-median (``is_outlier``) is an *outlier*, counted apart: an outcome, not a failure.
+Final accuracy over seeds is heavy-tailed at small batch sizes (batch 8, lr 0.1: 20 seeds from
+48.8% to 93.5%, median 90.8%, mean 86.0%), so a configuration is summarised by its median with a
+bootstrap CI and its quartiles. A seed that diverged or collapsed to chance *failed*; one that
+finished far below its configuration's median (``is_outlier``) is an *outlier*, counted apart.
 
-Functions take the tidy results frame (one row per experiment x replica x evaluation) or a frame
-made from it, and return numbers: accuracies and dead-unit shares are fractions in [0, 1],
-losses mean cross-entropy in nats. ``tables`` makes text for reading, ``findings`` sentences.
+Functions take the tidy results frame (one row per experiment x replica x evaluation) and return
+numbers: accuracies and dead-unit shares are fractions in [0, 1], losses nats.
 """
 
 from __future__ import annotations
@@ -34,6 +30,8 @@ from mlpmnist.analysis.columns import (
 from mlpmnist.data import specs as datasets
 from mlpmnist.training.health import COLLAPSED_ACC, chance_loss
 
+Values = Sequence[float] | np.ndarray  # a configuration's values, NaN for a diverged seed
+
 # The outlier rule (see ``is_outlier``).
 #: Below this many finite values a configuration gets no interval and no difference claimed: a
 #: percentile bootstrap interval of the median of 4 values is little more than their range (at 5
@@ -53,26 +51,16 @@ MIN_CORR_SEEDS = 3  # a rank correlation over fewer seeds says nothing
 # --------------------------------------------------------------------------- outliers, final
 
 
-def is_outlier(acc: Sequence[float] | np.ndarray) -> np.ndarray:
-    """The outlier rule: which seeds of ONE configuration ended far below the others.
+def is_outlier(acc: Values) -> np.ndarray:
+    """Which seeds of ONE configuration (final test accuracies ``acc``, fractions) ended far
+    below the others: a bool array, True where the error rate is over ``OUTLIER_ERROR_RATIO``
+    times the median error rate AND the accuracy lies over ``OUTLIER_ROBUST_Z`` robust SDs
+    (1.4826 x MAD) below the median. NaN (diverged: a failure) is never an outlier; nor is
+    either of two seeds.
 
-    ``acc`` holds the final test accuracies (fractions) of one configuration's seeds; returns
-    a bool array of the same length, True for a seed whose
-
-    1. error rate is more than ``OUTLIER_ERROR_RATIO`` = 2 times the configuration's median
-       error rate, AND
-    2. accuracy lies more than ``OUTLIER_ROBUST_Z`` = 3.5 robust SDs below the median, the
-       robust SD being 1.4826 x the median absolute deviation (MAD).
-
-    NaN (a diverged seed) is never an outlier: divergence and collapse are failures, flagged on
-    their own (``final``). With one seed nothing is an outlier; with two neither can be (each
-    lies exactly one MAD from their median).
-
-    Condition 2 alone would flag ordinary epoch-to-epoch jitter where seeds agree closely;
-    condition 1 alone the heavy lower tail of a noisy configuration (batch 8 at lr 0.1). 3.5
-    is Iglewicz and Hoaglin's cut-off for the modified z-score; with 3, whether batch 8's
-    80.72% is flagged would hang on how many other seeds were run. Both are worked through on
-    measured seeds in tests/test_stats.py (the outlier-rule tests).
+    Condition 2 alone flags epoch-to-epoch jitter where seeds agree closely, condition 1 alone the
+    heavy tail of a noisy configuration; 3.5 is Iglewicz and Hoaglin's cut-off (worked through on
+    measured seeds in the outlier-rule tests of tests/unit/test_stats.py).
     """
     a = np.asarray(acc, dtype=float)
     out = np.zeros(a.shape, dtype=bool)
@@ -102,18 +90,11 @@ def _diverged(df: pd.DataFrame) -> pd.Series:
 
 
 def final(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per experiment x replica: its last evaluation (all of that row's columns),
-    ``test_acc_last3`` (mean test accuracy of its last ``LAST_K`` epoch-end evaluations, fewer
-    if it ran fewer; NaN if it diverged) and the status flags, all bool:
-
-    - ``diverged``: the replica diverged (its final metrics are NaN);
-    - ``collapsed``: its last evaluation was at chance (the store's ``collapsed`` flag of that
-      row; without it, test accuracy < ``health.COLLAPSED_ACC`` or training loss above the
-      dataset's chance level);
-    - ``failed``: diverged or collapsed;
-    - ``outlier``: it did not fail, but ``is_outlier`` flags it among the replicas of its
-      configuration (same config columns, ``lr`` included) on the final test accuracy.
-    """
+    """One row per experiment x replica: its last evaluation, ``test_acc_last3`` (mean test
+    accuracy of its last ``LAST_K`` epoch ends; NaN if it diverged) and bool flags ``diverged``,
+    ``collapsed`` (last evaluation at chance: the stored flag, else test accuracy below
+    ``health.COLLAPSED_ACC`` or training loss above chance), ``failed`` (either) and ``outlier``
+    (not failed, but ``is_outlier`` among the replicas of its configuration, ``lr`` included)."""
     return _final(df).reset_index(drop=True)
 
 
@@ -154,10 +135,9 @@ def _final(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_key(df: pd.DataFrame, keys: Sequence[str] | None = None) -> tuple[str, float]:
-    """Of the experiments ``keys`` of the results frame ``df`` (default: all, in key order), the
-    one with the highest median final test accuracy over its replicas that did not diverge
-    (ties: the first of ``keys``), and that median (a fraction; NaN when all diverged): whose
-    models a notebook or ``figures`` shows by default. ``ValueError`` when none is in ``df``."""
+    """Of the experiments ``keys`` of ``df`` (default: all, in key order), the one with the highest
+    median final test accuracy (ties: the first) and that median (a fraction; NaN when all
+    diverged). ``ValueError`` when none is in ``df``."""
     keys = [k for k in (sorted(df["key"].unique()) if keys is None else keys) if k in set(df["key"])]
     if not keys:
         raise ValueError("none of the experiments asked for is in the results frame")
@@ -167,9 +147,8 @@ def best_key(df: pd.DataFrame, keys: Sequence[str] | None = None) -> tuple[str, 
 
 
 def mark_failed(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with the replica's ``failed`` and ``outlier`` flags of ``final`` (bool) on every
-    row of its history, so figures can draw a failed or outlying seed's whole curve apart.
-    The per-row ``diverged`` and ``collapsed`` columns are left as they are."""
+    """``df`` with each replica's ``failed`` and ``outlier`` flags of ``final`` on every row of its
+    history, so figures can draw its whole curve apart."""
     out = df.drop(columns=[c for c in ("outlier", "failed") if c in df.columns])
     fin, rid = _final(out), _replica_id(out)
     for col in ("failed", "outlier"):
@@ -181,21 +160,13 @@ def mark_failed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def bootstrap_ci(
-    values: Sequence[float] | np.ndarray,
-    statistic: Callable[..., float] = np.median,
-    confidence: float = CONFIDENCE,
+    values: Values, statistic: Callable[..., float] = np.median, confidence: float = CONFIDENCE
 ) -> tuple[float, float]:
-    """(low, high) bootstrap confidence interval of ``statistic`` over ``values`` (NaN
-    dropped), in the values' units, from ``scipy.stats.bootstrap`` with 9,999 resamples and a
-    fixed generator, so the same data give the same interval.
-
-    The percentile method: for the median of ~10 values BCa's jackknife acceleration is
-    unreliable (and NaN for constant data); a percentile interval stays within the data and,
-    simulated (400 normal samples each), covered the true median 95.5%, 94.5% and 94.8% of the
-    time at n = 5, 10 and 20. One value gives (NaN, NaN); constant values give (c, c).
-    """
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
+    """(low, high) percentile bootstrap interval of ``statistic`` over ``values`` (NaN dropped),
+    in their units; a fixed generator, so the same data give the same interval. (NaN, NaN) from
+    one value, (c, c) from constant ones. BCa's acceleration is unreliable for the median of ~10
+    values; the percentile interval stays within the data (coverage: tests/unit/test_coverage.py)."""
+    v = finite(values)
     if len(v) < 2:
         return float("nan"), float("nan")
     if np.all(v == v[0]):
@@ -205,22 +176,23 @@ def bootstrap_ci(
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE) -> float:
-    """Half-width of the Student-t confidence interval of the mean of ``values`` (NaN
-    dropped), in their units; NaN for fewer than two values."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
+def mean_ci(values: Values, confidence: float = CONFIDENCE) -> float:
+    """Half-width of the Student-t interval of the mean of ``values`` (NaN dropped); NaN below two."""
+    v = finite(values)
     if len(v) < 2:
         return float("nan")
     return float(sps.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
 
 
-def overlap(lo1: float, hi1: float, lo2: float, hi2: float) -> bool:
-    """Whether two intervals overlap; an unknown (NaN) bound counts as overlapping, since it
-    cannot separate anything."""
-    if not all(np.isfinite([lo1, hi1, lo2, hi2])):
-        return True
-    return lo1 <= hi2 and lo2 <= hi1
+def finite(values: Values | pd.Series) -> np.ndarray:
+    """The finite ``values`` (NaN, a diverged seed's, dropped) as a float array."""
+    v = np.asarray(values, dtype=float)
+    return v[np.isfinite(v)]
+
+
+def _of(values: np.ndarray | pd.Series, f: Callable) -> float:
+    """``f(values)`` as a float, NaN when there are none."""
+    return float(f(values)) if len(values) else np.nan
 
 
 def _spread(acc: np.ndarray) -> dict[str, float]:
@@ -233,11 +205,9 @@ def _spread(acc: np.ndarray) -> dict[str, float]:
 
 
 def reference(rows: pd.DataFrame) -> tuple[float, float]:
-    """The reference study's (single-seed value, headline) for the replicas ``rows`` of one
-    configuration, fractions, from their dataset's spec (``datasets.get(name).reference``).
-    Both NaN unless all rows share one dataset that has a reference, its lr
-    (``Reference.lr``) and its number of epochs (``Reference.epochs``: the ``epochs`` column,
-    else the last ``epoch``); the value is NaN also where it has none for the rows' batch size."""
+    """The reference study's (single-seed value, headline), fractions, for the replicas ``rows``
+    of one configuration: both NaN unless they share one dataset with a reference, at its lr and
+    epochs; the value NaN also where it has none for their batch size."""
     nan = (float("nan"), float("nan"))
     names = dataset_names(rows).unique()
     if len(names) != 1 or names[0] not in datasets.names() or "lr" not in rows.columns:
@@ -252,23 +222,17 @@ def reference(rows: pd.DataFrame) -> tuple[float, float]:
 
 # --------------------------------------------------------------------------------- summary
 
-STAT_COLUMNS = (
-    "n", "n_failed", "n_collapsed", "n_diverged", "n_outlier", "median", "median_lo", "median_hi", "q1", "q3",
-    "mean", "mean_ci95", "sd", "last3_mean", "last3_median", "final_epoch", "best_epoch", "best_epoch_median",
-    "reference", "reference_headline", "n_tail", "tail_lo", "tail_hi", "min", "max", "train_median",
-)  # fmt: skip
-
 
 def summary_by(summ: pd.DataFrame) -> list[str]:
-    """The configuration columns of a ``summary`` frame (those that are not statistics)."""
-    return [c for c in summ.columns if c not in STAT_COLUMNS]
+    """The configuration columns of a ``summary`` frame (those before ``n``)."""
+    return list(summ.columns[: summ.columns.get_loc("n")])
 
 
 def configurations(
     df: pd.DataFrame, by: Sequence[str] | None = None
 ) -> Iterator[tuple[dict, pd.DataFrame, pd.DataFrame]]:
-    """Per configuration, sorted by ``by`` (default ``group_columns``): (its ``by`` values, its
-    ``final`` rows, its history rows)."""
+    """Per configuration, sorted by ``by`` (default ``group_columns``): its ``by`` values, its
+    ``final`` rows, its history rows."""
     fin = final(df)
     by = group_columns(fin) if by is None else list(by)
     if missing := [c for c in by if c not in fin.columns]:
@@ -283,63 +247,44 @@ def configurations(
 
 
 def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per configuration (grouped by ``by``; default ``group_columns(df)``: batch size and
-    every other varying config column), the final test accuracy over seeds. Columns, after
-    ``by``:
+    """Per configuration (``by``; default ``group_columns``), the final test accuracy over seeds,
+    one row each, sorted by ``by``; after ``by``:
 
-    - ``n``: replicas; ``n_failed`` = ``n_diverged`` + ``n_collapsed``; ``n_outlier``: replicas
-      that finished far below the others (``final``), not counted as failed;
-    - ``median`` with its 95% bootstrap CI ``median_lo``, ``median_hi`` (``bootstrap_ci``),
-      quartiles ``q1``, ``q3``; ``mean`` with the Student-t 95% CI half-width ``mean_ci95``;
-      ``sd``; ``min``, ``max``: over every replica that did not diverge, collapsed ones and
-      outliers included (outcomes of the configuration; the median is robust to them). With
-      fewer than ``MIN_SEEDS`` such replicas both intervals are NaN (the range is all they give);
-    - ``train_median``: the median final training accuracy (mean over the last evaluation's steps);
-    - ``last3_mean``, ``last3_median``: the same over each replica's last-``LAST_K``-epoch mean;
-    - ``final_epoch``; ``best_epoch`` (a float: NaN when no replica finished an epoch) and
-      ``best_epoch_median``: the (latest) epoch with the highest median test accuracy, and that median;
-    - ``reference``, ``reference_headline``: the reference study's where they apply
-      (``reference``), else NaN;
-    - ``n_tail``: replicas ending below ``TAIL_BELOW`` (diverged ones included), and the Wilson
-      95% interval of that share, ``tail_lo``, ``tail_hi`` (``scipy.stats.binomtest``).
-
-    Accuracies are fractions in [0, 1]. One row per configuration, sorted by ``by``.
+    - ``n`` replicas; ``n_failed`` = ``n_diverged`` + ``n_collapsed``; ``n_outlier`` (not failed);
+    - over the replicas that did not diverge (collapsed ones and outliers included): ``median``
+      with its 95% bootstrap CI ``median_lo``/``median_hi``, ``q1``, ``q3``, ``mean`` with its
+      Student-t half-width ``mean_ci95``, ``sd``, ``min``, ``max`` (both CIs NaN below ``MIN_SEEDS``);
+    - ``train_median`` (training accuracy); ``last3_mean``, ``last3_median`` (of ``test_acc_last3``);
+    - ``final_epoch``; ``best_epoch`` (the latest epoch with the highest median; NaN without an
+      epoch end) and that median, ``best_epoch_median``; ``reference``, ``reference_headline``;
+    - ``n_tail`` (ending below ``TAIL_BELOW``, diverged included) with the Wilson 95% interval
+      of that share, ``tail_lo``, ``tail_hi``. Accuracies are fractions.
     """
     rows = []
     for row, g, hist in configurations(df, by):
         ends = epoch_ends(hist[~_diverged(hist)]).groupby("epoch")["test_acc"].median().dropna()
-        acc = g["test_acc"].astype(float).to_numpy()
-        acc = acc[np.isfinite(acc)]
-        last3 = g["test_acc_last3"].astype(float).dropna().to_numpy()
+        acc = finite(g["test_acc"])
+        last3 = finite(g["test_acc_last3"])
+        train = finite(g["train_acc"]) if "train_acc" in g.columns else np.array([])
         few = len(acc) < MIN_SEEDS  # no interval: the range says as much
         lo, hi = (np.nan, np.nan) if few else bootstrap_ci(acc)
-        train = g["train_acc"].astype(float).dropna() if "train_acc" in g.columns else pd.Series([])
         ref, headline = reference(g)
         tail = int((~(g["test_acc"].astype(float) >= TAIL_BELOW)).sum())  # NaN (diverged) counts
         ci = sps.binomtest(tail, len(g)).proportion_ci(CONFIDENCE, method="wilson")
+        sd = float(acc.std(ddof=1)) if len(acc) > 1 else np.nan
+        best = float(ends[::-1].idxmax()) if len(ends) else np.nan  # ties: the latest
+        counts = {f"n_{c}": int(g[c].sum()) for c in ("failed", "collapsed", "diverged", "outlier")}
+        q, ci95 = _spread(acc), np.nan if few else mean_ci(acc)
+        # In this order: what comes before n is the configuration (``summary_by``).
+        row |= {"n": len(g), **counts, "median": q["median"], "median_lo": lo, "median_hi": hi}
+        row |= {"q1": q["q1"], "q3": q["q3"], "mean": _of(acc, np.mean), "mean_ci95": ci95, "sd": sd}
+        row |= {"last3_mean": _of(last3, np.mean), "last3_median": _of(last3, np.median)}
+        row |= {"final_epoch": int(g["epoch"].max()), "best_epoch": best, "best_epoch_median": _of(ends, max)}
+        row |= {"reference": ref, "reference_headline": headline}
         row |= {"n_tail": tail, "tail_lo": float(ci.low), "tail_hi": float(ci.high)}
-        row |= {f"n_{c}": int(g[c].sum()) for c in ("failed", "collapsed", "diverged", "outlier")}
-        row |= _spread(acc) | {"median_lo": lo, "median_hi": hi, "mean_ci95": np.nan if few else mean_ci(acc)}
-        row |= {
-            "min": float(acc.min()) if len(acc) else np.nan,
-            "max": float(acc.max()) if len(acc) else np.nan,
-            "train_median": float(train.median()) if len(train) else np.nan,
-        }
-        row |= {
-            "n": len(g),
-            "mean": float(acc.mean()) if len(acc) else np.nan,
-            "sd": float(acc.std(ddof=1)) if len(acc) > 1 else np.nan,
-            "last3_mean": float(last3.mean()) if len(last3) else np.nan,
-            "last3_median": float(np.median(last3)) if len(last3) else np.nan,
-            "final_epoch": int(g["epoch"].max()),
-            "best_epoch": float(ends[::-1].idxmax()) if len(ends) else np.nan,  # ties: the latest
-            "best_epoch_median": float(ends.max()) if len(ends) else np.nan,
-            "reference": ref,
-            "reference_headline": headline,
-        }
+        row |= {"min": _of(acc, np.min), "max": _of(acc, np.max), "train_median": _of(train, np.median)}
         rows.append(row)
-    by = [c for c in rows[0] if c not in STAT_COLUMNS]
-    return pd.DataFrame(rows, columns=[*by, *STAT_COLUMNS])
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------- reproduction
@@ -348,11 +293,10 @@ REPRODUCTION_COLUMNS = ("reference", "median", "q1", "q3", "n", "epoch", "refere
 
 
 def reproduction(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per configuration (default as ``summary``) that the reference study has a value for
-    (``reference``): ``reference`` (its single seed, fraction), our ``median``, ``q1``, ``q3``
-    of the final test accuracy (fractions, over replicas that did not diverge), ``n`` (those
-    replicas), ``epoch`` (our final epoch) and ``reference_percentile``: the percentile (0-100)
-    of the reference value among our seeds, ``scipy.stats.percentileofscore``, ties counted half."""
+    """Per configuration (as ``summary``) that the reference study has a value for: ``reference``
+    (its single seed), our ``median``, ``q1``, ``q3`` and ``n`` over the replicas that did not
+    diverge, our final ``epoch`` and ``reference_percentile``: where the reference falls among our
+    seeds (0-100, ties counted half). Fractions."""
     rows, by_cols = [], []
     for row, g, _ in configurations(df, by):
         ref, _headline = reference(g)
@@ -369,7 +313,7 @@ def reproduction(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFr
 
 
 def dead_layers(dead: pd.DataFrame) -> list[str]:
-    """The layers ('dead_1', 'dead_2', ...) that a ``dead_units`` frame has columns for, in order."""
+    """The layers ('dead_1', ...) of a ``dead_units`` frame, in order."""
     return [c.removesuffix("_final") for c in dead.columns if re.fullmatch(r"dead_\d+_final", c)]
 
 
@@ -389,16 +333,12 @@ def _rank_corr(x: pd.Series, y: pd.Series) -> tuple[float, float]:
 
 
 def dead_units(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per configuration (default as ``summary``), over its replicas that did not diverge:
-    ``n`` (those replicas), ``first_epoch``, ``final_epoch``; per hidden layer k the median
-    dead fraction ``dead_k_first`` after the first epoch and ``dead_k_final`` at the end
-    (fractions of the layer's units); ``wnorm_1_final``, the median Frobenius norm of the first
-    layer's weights at the end (NaN without ``wnorm_1``); ``rank_corr``: Spearman's rank
-    correlation across seeds between the last hidden layer's final dead fraction and the final
-    test accuracy (NaN with fewer than ``MIN_CORR_SEEDS`` seeds or constant values) and
-    ``rank_corr_p``, its two-sided p-value (NaN below ``MIN_SEEDS`` seeds).
-
-    Raises ``ValueError`` when the frame has no ``dead_*`` columns (older records)."""
+    """Per configuration (as ``summary``), over its replicas that did not diverge: ``n``,
+    ``first_epoch``, ``final_epoch``; per hidden layer k the median dead fraction ``dead_k_first``
+    after the first epoch and ``dead_k_final`` at the end; ``wnorm_1_final`` (the first layer's
+    median final weight norm; NaN without ``wnorm_1``); ``rank_corr``, ``rank_corr_p``: Spearman's
+    correlation across seeds of the last layer's final dead fraction with the final test accuracy
+    (``_rank_corr``). ``ValueError`` without ``dead_*`` columns (older records)."""
     layers = dead_columns(df)
     if not layers:
         raise ValueError("the frame has no dead_* columns (records made before they were stored)")
@@ -419,10 +359,9 @@ def dead_units(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFram
 
 
 def per_epoch(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per configuration (default as ``summary``) and epoch, over the replicas that have not
-    diverged: test accuracy ``test_acc_median``, ``test_acc_q1``, ``test_acc_q3`` (fractions),
-    mean ``train_loss`` and ``test_loss`` (nats), and ``replicas`` (a count). Indexed by the
-    configuration and ``epoch`` (int)."""
+    """Per configuration (as ``summary``) and epoch (the index), over the replicas that have not
+    diverged: test accuracy ``test_acc_median``, ``test_acc_q1``, ``test_acc_q3``, mean
+    ``train_loss`` and ``test_loss`` (nats) and ``replicas``."""
     if df.empty:
         raise ValueError("the results frame is empty; run a sweep first")
     by = group_columns(df) if by is None else list(by)
