@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from matplotlib.collections import LineCollection, PolyCollection, QuadMesh
 from matplotlib.figure import Figure
-from test_stats import B8, B16, B128, make_history
+from studies import B8, B16, B128, make_history
 
 from mlpmnist.analysis import columns
 from mlpmnist.figures import FORMATS, compose, registry, study, style

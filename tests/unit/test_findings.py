@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import pytest
-from test_stats import B8, B16, B128, make_history
+from studies import B8, B16, B128, make_history
 
 from mlpmnist.analysis import compare, findings, stats, tables
 

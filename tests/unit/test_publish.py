@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_stats import B8, B128, make_history
+from studies import B8, B128, make_history
 
 from mlpmnist import sweep
 from mlpmnist.analysis import compare, stats

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_stats import B8, B128, make_history
+from studies import B8, B128, make_history
 
 from mlpmnist.analysis import compare, stats, tables
 from mlpmnist.workbench import report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_stats import B8, B128, make_history
+from studies import B8, B128, make_history
 
 from mlpmnist.analysis import stats, tables
 

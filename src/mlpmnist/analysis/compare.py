@@ -88,9 +88,9 @@ def _pair(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES) -> dict[str,
     ``difference``, ``low``, ``high``, ``p``."""
     res = median_difference(a, b, resamples=resamples)
     fa, fb = finite(a), finite(b)
-    row = {"n_a": len(fa), "n_b": len(fb)}
-    row |= {"median_a": float(np.median(fa)) if len(fa) else math.nan}
-    row |= {"median_b": float(np.median(fb)) if len(fb) else math.nan}
+    row: dict[str, float] = {"n_a": len(fa), "n_b": len(fb)}
+    row["median_a"] = float(np.median(fa)) if len(fa) else math.nan
+    row["median_b"] = float(np.median(fb)) if len(fb) else math.nan
     return row | {k: res[k] for k in ("difference", "low", "high", "p")}
 
 
@@ -121,7 +121,8 @@ def two(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in config_columns(fa) if c in fb.columns and str(ra[c]) != str(rb[c])]
     ka, kb = int(fa["failed"].sum()), int(fb["failed"].sum())
     share = proportion_difference(ka, len(fa), kb, len(fb))
-    row = {"a": config_label(ra, cols) if cols else "a", "b": config_label(rb, cols) if cols else "b"}
+    row: dict[str, object] = {"a": config_label(ra, cols) if cols else "a"}
+    row["b"] = config_label(rb, cols) if cols else "b"
     row |= _pair(fa["test_acc"].to_numpy(), fb["test_acc"].to_numpy())
     row |= {"failed_a": ka, "failed_b": kb, "replicas_a": len(fa), "replicas_b": len(fb)}
     row |= {f"failed_{k}": share[k] for k in ("difference", "low", "high")}

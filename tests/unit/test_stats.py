@@ -1,91 +1,16 @@
-"""Statistics of seed outcomes (numbers only), on synthetic histories shaped like
-``results.load``'s frame (measured final accuracies) and on one small real training run."""
+"""Statistics of seed outcomes (numbers only), on synthetic histories shaped like the store's
+frame (measured final accuracies)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import pytest
+from studies import B8, B8_FIVE, B16, B128, make_history
 
-from mlpmnist.analysis import columns, compare, findings, stats
-from mlpmnist.store import frame, make_record
-from mlpmnist.training.loop import TrainConfig, train
-
-# Measured: batch 8, lr 0.1, 15 epochs, 20 seeds (percent).
-B8 = [48.79, 61.42, 80.72, 82.29, 83.84, 83.91, 84.43, 90.21, 90.36, 90.48]
-B8 += [91.15, 91.26, 91.38, 91.42, 92.74, 92.85, 92.86, 93.34, 93.45, 93.54]
-B8_FIVE = [82.29, 91.15, 93.34, 80.72, 91.38]  # the default sweep's seeds 0-4
-# Batch 128, 10 seeds: one last-epoch dip among the others (epoch-to-epoch jitter).
-B128 = [96.8, 96.9, 97.0, 97.1, 97.2, 97.3, 97.35, 97.4, 97.5, 95.7]
-# Batch 16, 10 seeds: one seed far below the rest.
-B16 = [89.04, 94.7, 94.9, 95.1, 95.3, 95.4, 95.5, 95.6, 95.8, 96.0]
-
-CONFIG = dict(
-    epochs=5,
-    momentum=0.0,
-    weight_decay=0.0,
-    schedule="constant",
-    hidden="64x64",
-    engine="fast",
-    train_limit=np.nan,
-    holdout=0,
-    drop_last=False,
-    dtype="float32",
-    max_shift=0,
-)
-
-
-def make_history(
-    finals: Mapping[int, Sequence[float]], epochs: int = 5, lr: float = 0.1, **config
-) -> pd.DataFrame:
-    """A frame with ``results.load``'s columns: per batch size (``finals``' keys) one replica
-    per listed final test accuracy (percent; NaN: the replica diverges in its last epoch).
-    Curves rise to the final value; a final below 20% is a run that collapsed after epoch 2,
-    its dead-unit fraction climbing towards 95%."""
-    rows = []
-    for bs, accs in finals.items():
-        cfg = {**CONFIG, "epochs": epochs, **config, "batch_size": bs}
-        key = f"bs{bs:04d}-lr{lr:g}-" + "-".join(f"{v}" for k, v in sorted(config.items()))
-        dead = 0.1 / (epochs * math.sqrt(bs))  # smaller batches kill more units (made up)
-        for seed, final_pct in enumerate(accs):
-            final = final_pct / 100
-            for e in range(1, epochs + 1):
-                diverged = not math.isfinite(final) and e == epochs
-                if not math.isfinite(final) and not diverged:
-                    acc = 0.9
-                elif final < 0.2:
-                    acc = 0.9 if e <= 2 else final
-                else:
-                    acc = final - 0.02 * (epochs - e) / epochs + 0.001 * ((seed + e) % 3 - 1) * (e < epochs)
-                collapse = acc < 0.2
-                nan = float("nan")
-                rows.append(
-                    {
-                        "key": key,
-                        **cfg,
-                        "lr": lr,
-                        "seed": seed,
-                        "epoch": e,
-                        "step": e * math.ceil(60_000 / bs),
-                        "train_loss": nan if diverged else (2.4 if collapse else 1.2 * (1 - acc)),
-                        "test_loss": nan if diverged else (2.4 if collapse else 1.5 * (1 - acc)),
-                        "train_acc": nan if diverged else min(1.0, acc + 0.01),
-                        "test_acc": nan if diverged else acc,
-                        "dead_1": nan if diverged else (0.95 * e / epochs if final < 0.2 else dead * e),
-                        "dead_2": nan if diverged else (0.5 * e / epochs if final < 0.2 else dead * e / 2),
-                        "wnorm_1": 10.0 + e,
-                        "wnorm_2": 5.0 + e,
-                        "wnorm_3": 2.0 + e,
-                        "seconds": 1.0,
-                        "eval_seconds": 0.1,
-                        "diverged": diverged,
-                        "collapsed": collapse and not diverged,
-                    }
-                )
-    return pd.DataFrame(rows)
+from mlpmnist.analysis import columns, stats
 
 
 def pct(values) -> list[float]:
@@ -340,26 +265,6 @@ def test_per_epoch():
         "test_loss",
         "replicas",
     ]
-
-
-# ------------------------------------------------------------------ a real frame (today's)
-
-
-@pytest.fixture(scope="module")
-def real(mnist) -> pd.DataFrame:
-    cfg = TrainConfig(batch_size=128, epochs=2, seeds=(0, 1, 2), train_limit=3000, threads=1)
-    return frame([make_record(train(cfg, mnist, progress=False, verbose=False))])
-
-
-def test_a_real_frame(real):
-    fin = stats.final(real)
-    assert len(fin) == 3 and not fin["failed"].any()
-    summ = stats.summary(real)
-    assert summ["n"].tolist() == [3] and 0.5 < summ.loc[0, "median"] < 1
-    lines = findings.conclusions(summ, compare.pairwise(real))
-    assert lines[0].startswith("Final test accuracy: batch 128, median")
-    assert stats.per_epoch(real)["replicas"].tolist() == [3, 3]
-    assert summ[["reference", "reference_headline"]].isna().all().all()  # 2 epochs, not the reference's 15
 
 
 def test_dead_units():
