@@ -18,8 +18,7 @@ import torch
 
 from mlpmnist import cli, store
 from mlpmnist.config import TrainConfig
-from mlpmnist.store import StoreError
-from mlpmnist.sweep.run import retire_legacy
+from mlpmnist.store import StoreError, retire_legacy
 from mlpmnist.training.loop import train
 from mlpmnist.workbench.study import Study
 

@@ -3,6 +3,7 @@ until the optimum has neighbours, the fastest lr to a target, a seed's collapse 
 seeds and the rate at which a rerun falls inside them."""
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -92,6 +93,15 @@ def test_a_seeds_collapse_lr_is_the_first_failure_above_the_tuned_lr():
     assert per.loc[1, "collapse_lr"] == 0.282843 and math.isnan(per.loc[2, "collapse_lr"])
     corr = ceiling.correlation(pd.DataFrame({"a": range(20), "b": range(20)}), "a", "b", n_resamples=50)
     assert corr["rho"] == pytest.approx(1.0) and corr["n"] == 20
+
+
+def test_a_correlation_with_a_constant_column_is_undefined_without_a_warning():
+    # The control: every seed collapses at the same lr, so there is no rank order to correlate.
+    table = pd.DataFrame({"lam": [1.9, 2.0, 1.8, 2.1], "collapse": [1.6] * 4})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        corr = ceiling.correlation(table, "lam", "collapse", n_resamples=50)
+    assert math.isnan(corr["rho"]) and math.isnan(corr["low"]) and corr["n"] == 4
 
 
 def test_the_tuned_lr_statistics_remake_the_choice_on_each_resample():

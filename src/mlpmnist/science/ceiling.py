@@ -115,10 +115,12 @@ def correlation(table: pd.DataFrame, x: str, y: str, n_resamples: int, rng: int 
     """Spearman's rank correlation of columns ``x`` and ``y`` over the rows (seeds) with a finite
     value of both, and its 95% percentile bootstrap interval over seeds: rho, low, high, n."""
     t = table[[x, y]].dropna()
-    rho = float(sps.spearmanr(t[x], t[y]).statistic) if len(t) >= 3 else math.nan
+    # Undefined (nan, no interval) when a column is constant: every seed collapses at one lr, say.
+    varies = len(t) >= 3 and t[x].nunique() > 1 and t[y].nunique() > 1
+    rho = float(sps.spearmanr(t[x], t[y]).statistic) if varies else math.nan
     gen = np.random.default_rng(rng)
     draws = []
-    for _ in range(n_resamples if len(t) >= 3 else 0):
+    for _ in range(n_resamples if varies else 0):
         s = t.iloc[gen.integers(len(t), size=len(t))]
         if s[x].nunique() > 1 and s[y].nunique() > 1:
             draws.append(sps.spearmanr(s[x], s[y]).statistic)

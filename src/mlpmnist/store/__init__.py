@@ -32,7 +32,7 @@ from mlpmnist.store.records import (
     stored_config,
     write_record,
 )
-from mlpmnist.store.trust import Stored, find, legacy_problem, problem, stored, trusted
+from mlpmnist.store.trust import Stored, find, legacy_problem, problem, retire_legacy, stored, trusted
 from mlpmnist.store.weights import load_models, save_models
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "record_text",
     "remove",
     "remove_stale_temporaries",
+    "retire_legacy",
     "save_models",
     "save_result",
     "size_text",

@@ -19,7 +19,7 @@ from typing import Any
 from mlpmnist.config import KEY_PATTERN, TrainConfig, check_names, field_types
 from mlpmnist.errors import StoreError, printable
 from mlpmnist.model import MLP
-from mlpmnist.store.files import outside, path, what_is
+from mlpmnist.store.files import outside, path, remove, what_is
 from mlpmnist.store.records import output_bytes, read_record, stored_config
 from mlpmnist.store.weights import load_models, read_payload, sha256
 
@@ -207,3 +207,22 @@ def stored(
         what = "" if keys is None and not where else " matching the selection"
         raise StoreError(f"no run records{what} in {runs}; run a sweep or `mlpmnist train` first")
     return out
+
+
+def retire_legacy(root: Path, config: TrainConfig) -> bool:
+    """Remove the files under ``config``'s legacy key (stores made before 16-digit keys) when its
+    record there is this computation's but not trusted, and the experiment is now trusted under
+    its new key: a rerun replaces an untrusted record, as it does under one key. Returns whether
+    it did; another config's files, or a trusted record, are never touched."""
+    legacy = config.legacy_key()
+    if legacy == config.key() or legacy_problem(root, config) is None:
+        return False
+    found, _ = find(root, config)
+    if found is None or found.key != config.key():
+        return False
+    try:
+        for kind in ("runs", "models", "notebooks", "logs", "failed"):
+            remove(root, path(root, kind, legacy))
+    except (OSError, StoreError):  # a link out of the store, say: left for its reader to name
+        return False
+    return True

@@ -11,12 +11,10 @@ a record by its own checks). A record has one writer: the kernel; the job only r
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import math
 import os
-import signal
 import socket
 import stat
 import sys
@@ -25,12 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from mlpmnist import store
 from mlpmnist.config import TrainConfig
 from mlpmnist.errors import StoreError, printable
 from mlpmnist.store.locks import Claims, alive, owner
+from mlpmnist.sweep import kernels
 from mlpmnist.sweep.experiment import heartbeat_path
 
 #: Seconds between two looks of the watchdog at the kernel's heartbeat.
@@ -71,89 +69,6 @@ class JobOutcome:
 def scratch_dir(results_dir: str | os.PathLike, job: str) -> Path:
     """The job's working folder: its partial notebook, kernel log and heartbeat."""
     return Path(results_dir) / ".scratch" / job
-
-
-# ------------------------------------------------------------------------------------ locks
-
-
-# ------------------------------------------------------------------------------------ kernels
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the kernel's process, before it runs: SIGKILL it when the thread that started it dies,
-    so a killed sweep (even by SIGKILL) leaves no kernel behind."""
-    with contextlib.suppress(OSError, AttributeError):  # prctl is Linux's
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def kernel_spec() -> Any:
-    """The kernel every job runs: ipykernel in this very interpreter (``sys.executable``), so the
-    experiments run the sweep's own mlpmnist and libraries, whatever kernel a user's ``python3``
-    kernelspec names."""
-    from jupyter_client.kernelspec import KernelSpec
-
-    return KernelSpec(
-        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        display_name=f"mlpmnist job ({sys.executable})",
-        language="python",
-        resource_dir=str(Path(sys.executable).parent),
-        metadata={"debugger": False},
-    )
-
-
-def kernel_env() -> dict[str, str]:
-    """The environment of a job's kernel: this process's, with the folder this mlpmnist is
-    imported from first on ``PYTHONPATH``, so the kernel runs the very code of the sweep (not
-    another mlpmnist installed in the same interpreter)."""
-    here = str(Path(__file__).resolve().parents[2])  # src/ (this file is src/mlpmnist/sweep/jobs.py)
-    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([here, *rest])}
-
-
-def _kernel_manager(log_file: Any, started: list) -> type:
-    """A kernel manager class whose kernels (``kernel_spec``: this interpreter, ``kernel_env``:
-    this mlpmnist) write their stdout/stderr to ``log_file``, die with their parent, and are
-    listed in ``started`` (so the watchdog can kill them)."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    class JobKernelManager(AsyncKernelManager):
-        @property
-        def kernel_spec(self) -> Any:  # not the kernelspec installed under the kernel's name
-            if self._kernel_spec is None:
-                self._kernel_spec = kernel_spec()
-            return self._kernel_spec
-
-        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
-            kw.setdefault("stdout", log_file)
-            kw.setdefault("stderr", log_file)
-            kw.setdefault("preexec_fn", _die_with_parent)
-            # ipykernel's own log at ERROR: its start-up warning that a local kernel talks over TCP
-            # without encryption would open every experiment's log otherwise.
-            kw["extra_arguments"] = [*(kw.get("extra_arguments") or []), "--IPKernelApp.log_level=ERROR"]
-            kw.setdefault("env", kernel_env())
-            await super().start_kernel(**kw)
-            started.append(self)
-
-        async def _async_interrupt_kernel(self) -> None:
-            # jupyter_client's shutdown sends SIGINT before its shutdown request; a kernel that
-            # gets it inside a message handler logs "KeyboardInterrupt caught in kernel" in a
-            # run that went well. The shutdown request alone stops an idle kernel.
-            if self.shutting_down:
-                return
-            await super()._async_interrupt_kernel()
-
-    return JobKernelManager
-
-
-def _kill(managers: list) -> None:
-    for km in managers:
-        pid = getattr(km.provisioner, "pid", None)
-        if pid:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
 
 
 class Watchdog:
@@ -199,7 +114,7 @@ class Watchdog:
                         "killed; raise --stall-timeout if it only runs slowly"
                     )
             if self.reason:
-                _kill(self.managers)
+                kernels.kill(self.managers)
                 return
 
 
@@ -326,13 +241,13 @@ def _run(
                 kernel_name="python3",
                 progress_bar=False,
                 # No cwd=: papermill's chdir is process-wide, and a Dask worker runs several jobs.
-                kernel_manager_class=_kernel_manager(log_file, managers),
+                kernel_manager_class=kernels.kernel_manager(log_file, managers),
             )
         except Exception as e:  # PapermillExecutionError carries the cell's exception
             out.error = _short_error(e)
         finally:
             _in_job.active = False
-            _kill(managers)  # normally gone already; after an error, never left behind
+            kernels.kill(managers)  # normally gone already; after an error, never left behind
     if dog.reason:
         out.error = dog.reason
     for key in run:

@@ -29,12 +29,12 @@ from tqdm.auto import tqdm
 from mlpmnist import store
 from mlpmnist.config import TrainConfig, check_names, identity_fields, resolve_device
 from mlpmnist.data import loader as mdata
-from mlpmnist.errors import StoreError, printable
+from mlpmnist.errors import printable
 from mlpmnist.store.locks import tidy
 from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep import experiment, jobs
 from mlpmnist.sweep.backends import DaskBackend, LocalBackend, check_address
-from mlpmnist.sweep.progress import OnProgress, Progress, epoch_line
+from mlpmnist.sweep.progress import OnProgress, Progress, epoch_line, finished_line
 from mlpmnist.training import memory
 from mlpmnist.training.groups import cost, plan_groups
 
@@ -315,7 +315,7 @@ def run_sweep(
 
             def finished(key: str, record: dict) -> None:
                 bar.update()
-                log(_finished_line(key, record))
+                log(finished_line(key, record))
                 if on_result is not None:
                     on_result(key, record)
 
@@ -332,29 +332,10 @@ def run_sweep(
     tidy(root)  # empty locks/, checkpoints/ and .scratch/ go
     table, seeds_failed = _table(root, config, experiments, rows)
     for exp in todo:  # rerun under its new key: a broken record under its legacy key is stale now
-        retire_legacy(root, exp)
+        store.retire_legacy(root, exp)
     failed = {r["key"]: r["error"] for r in table.to_dict("records") if r["status"] == "failed"}
     seeds = {k: s for k, s in seeds_failed.items() if s}
     return SweepOutcome(table, table["key"].tolist(), root, failed, seeds, time.perf_counter() - t0)
-
-
-def retire_legacy(root: Path, config: TrainConfig) -> bool:
-    """Remove the files under ``config``'s legacy key (stores made before 16-digit keys) when its
-    record there is this computation's but not trusted, and the experiment is now trusted under
-    its new key: a rerun replaces an untrusted record, as it does under one key. Returns whether
-    it did; another config's files, or a trusted record, are never touched."""
-    legacy = config.legacy_key()
-    if legacy == config.key() or store.legacy_problem(root, config) is None:
-        return False
-    found, _ = store.find(root, config)
-    if found is None or found.key != config.key():
-        return False
-    try:
-        for kind in ("runs", "models", "notebooks", "logs", "failed"):
-            store.remove(root, store.path(root, kind, legacy))
-    except (OSError, StoreError):  # a link out of the store, say: left for its reader to name
-        return False
-    return True
 
 
 def _remove_empty(root: Path) -> None:
@@ -429,12 +410,6 @@ def _wait_for(root: Path, config: TrainConfig, deadline: float, timeout: float) 
     if store.find(root, config)[0] is not None:
         return {"status": "skipped", "seconds": 0.0, "error": None}
     return None
-
-
-def _finished_line(key: str, record: dict) -> str:
-    bad = failed_seeds(record)
-    flag = f", {len(bad)} of {len(record['replicas'])} seeds failed (diverged or collapsed)" if bad else ""
-    return f"{key}: done, median final test acc {median_final(record):.2f}%{flag} ({record['seconds']:.1f} s)"
 
 
 def _table(
