@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help study science publish publish-study publish-science test test-fast lint format typecheck bench clean
+.PHONY: help study science publish publish-study publish-science test test-unit test-fast lint format typecheck bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -41,11 +41,14 @@ publish-science: $(STAMP) ## from make science's results: notebooks/batch_scienc
 
 publish: publish-study publish-science ## both: every committed output, from results/
 
-test: lint typecheck ## lint, type check and the whole test suite (real MNIST: set MLPMNIST_DATA)
-	$(VENV)/bin/pytest -q
+test: lint typecheck ## lint, type check and every test tier on 2 processes (real MNIST: set MLPMNIST_DATA)
+	$(VENV)/bin/pytest -q -n 2
 
-test-fast: $(STAMP) ## the tests not marked slow (under a minute)
-	$(VENV)/bin/pytest -q -m "not slow"
+test-unit: $(STAMP) ## the unit tier alone: no data, no process (under a minute)
+	$(VENV)/bin/pytest -q -m unit
+
+test-fast: $(STAMP) ## the unit and integration tiers, without the system tier's kernels and processes
+	$(VENV)/bin/pytest -q -n 2 -m "not system"
 
 lint: $(STAMP) ## ruff lint and format check; the stages' import direction (import-linter)
 	$(VENV)/bin/ruff check .
