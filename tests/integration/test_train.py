@@ -1,3 +1,7 @@
+"""Training on real MNIST: the fast engine against the reference, seeds and replicas independent,
+per-replica lrs, the history's columns, snapshots, failed seeds kept and named, evaluation steps,
+targets and shifts."""
+
 import dataclasses
 import math
 
@@ -5,7 +9,6 @@ import pytest
 import torch
 
 from mlpmnist import TrainConfig, train
-from mlpmnist.data.specs import MNIST
 from mlpmnist.training.augment import translate
 from mlpmnist.training.health import chance_loss
 
@@ -146,38 +149,6 @@ def test_snapshots_at_whole_and_fractional_epochs(mnist):
     assert min(max_param_diff(res.snapshots[0.5], res.snapshots[e]) for e in (0.0, 2.0)) > 0
     plain = train(TrainConfig(batch_size=500, epochs=2, seeds=(0,), train_limit=2000), mnist, **QUIET)
     assert metrics(plain.history).equals(metrics(res.history))
-
-
-BAD = [
-    ({"batch_size": 0}, "batch_size"),
-    ({"batch_size": MNIST.train_size + 1}, "batch_size"),
-    ({"batch_size": 2.5}, "batch_size"),
-    ({"batch_size": 600, "train_limit": 500}, "batch_size"),
-    ({"epochs": 0}, "epochs"),
-    ({"lr": 0.0}, "lr"),
-    ({"lr": -0.1}, "lr"),
-    ({"lr": float("nan")}, "lr"),
-    ({"lr": float("inf")}, "lr"),
-    ({"lr": "0.1"}, "lr"),
-    ({"seeds": ()}, "seeds"),
-    ({"seeds": (1, 1)}, "seeds"),
-    ({"seeds": (-1,)}, "seeds"),
-    ({"seeds": (0, 1), "lr": (0.1, 0.2, 0.3)}, "lr"),
-    ({"device": "tpu"}, "device"),
-    ({"engine": "turbo"}, "engine"),
-    ({"threads": 0}, "threads"),
-    ({"hidden": ()}, "hidden"),
-    ({"momentum": 1.0}, "momentum"),
-    ({"schedule": "step"}, "schedule"),
-    ({"train_limit": 0}, "train_limit"),
-    ({"holdout": -1}, "holdout"),
-]
-
-
-@pytest.mark.parametrize("kwargs,field", BAD, ids=[f"{k}" for k, _ in BAD])
-def test_bad_input_names_field_value_and_range(kwargs, field):
-    with pytest.raises(ValueError, match=rf"^{field} must be .*; got "):
-        TrainConfig(**kwargs)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
