@@ -323,16 +323,6 @@ def test_train_out_on_a_full_disk_is_refused_first_and_its_room_is_kept(small_di
     assert not list(seen.parent.glob(".*.tmp"))
 
 
-def test_a_reservation_too_big_for_its_disk_is_refused(tmp_path):
-    with pytest.raises(results.StoreError, match=r"--out .*big\.json: its disk has .* free, and the file"):
-        results.Reservation(tmp_path / "big.json", 10**18, "--out")
-    assert not list(tmp_path.iterdir())
-    with results.Reservation(tmp_path / "r.json", 10_000, "--out") as room:
-        assert len(list(tmp_path.glob(".r.json.*.tmp"))) == 1
-        room.write(b"{}")
-    assert (tmp_path / "r.json").read_bytes() == b"{}" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
-
-
 # ------------------------------------------------- 3, 4: what the store cannot check is not done
 
 
@@ -439,31 +429,6 @@ def test_a_hung_and_a_killed_kernel_fail_their_experiments_and_leave_nothing(tmp
 
 
 # ------------------------------------------ 8: files in the way; one experiment's fault stays its own
-
-
-def test_out_and_store_files_never_replace_what_is_not_a_regular_file(tmp_path):
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    (tmp_path / "to-fifo").symlink_to("fifo")
-    (tmp_path / "null").symlink_to("/dev/null")
-    (tmp_path / "loop").symlink_to("loop")
-    (tmp_path / "real.json").write_text("old")
-    (tmp_path / "to-real").symlink_to("real.json")
-    for name, words in [
-        ("fifo", "fifo is a FIFO, not a regular file"),
-        ("to-fifo", "to-fifo links to a FIFO"),
-        ("null", "null links to a character device"),
-        ("loop", "loop cannot be followed"),
-    ]:
-        with pytest.raises(results.StoreError, match=words):
-            results.atomic_write_bytes(tmp_path / name, b"x")
-    with pytest.raises(results.StoreError, match="is not a readable run record .a FIFO"):
-        results.read_record(fifo)  # not a read that blocks for ever
-    assert fifo.is_fifo() and (tmp_path / "to-fifo").is_symlink() and (tmp_path / "null").is_symlink()
-    results.atomic_write_bytes(tmp_path / "to-real", b"new")  # a link to a file: written through
-    assert (tmp_path / "to-real").is_symlink() and (tmp_path / "real.json").read_text() == "new"
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["fifo", "loop", "null", "real.json", "to-fifo", "to-real"]
 
 
 @pytest.mark.slow

@@ -300,3 +300,38 @@ def test_store_folders_in_the_way_are_named(tmp_path):
     (tmp_path / "r" / "runs").write_text("")
     with pytest.raises(StoreError, match=r"runs is not a folder \(a file\)"):
         store.check_store(tmp_path / "r")
+
+
+def test_a_reservation_too_big_for_its_disk_is_refused(tmp_path):
+    with pytest.raises(store.StoreError, match=r"--out .*big\.json: its disk has .* free, and the file"):
+        store.Reservation(tmp_path / "big.json", 10**18, "--out")
+    assert not list(tmp_path.iterdir())
+    with store.Reservation(tmp_path / "r.json", 10_000, "--out") as room:
+        assert len(list(tmp_path.glob(".r.json.*.tmp"))) == 1
+        room.write(b"{}")
+    assert (tmp_path / "r.json").read_bytes() == b"{}" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_out_and_store_files_never_replace_what_is_not_a_regular_file(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "to-fifo").symlink_to("fifo")
+    (tmp_path / "null").symlink_to("/dev/null")
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "real.json").write_text("old")
+    (tmp_path / "to-real").symlink_to("real.json")
+    for name, words in [
+        ("fifo", "fifo is a FIFO, not a regular file"),
+        ("to-fifo", "to-fifo links to a FIFO"),
+        ("null", "null links to a character device"),
+        ("loop", "loop cannot be followed"),
+    ]:
+        with pytest.raises(store.StoreError, match=words):
+            store.atomic_write_bytes(tmp_path / name, b"x")
+    with pytest.raises(store.StoreError, match="is not a readable run record .a FIFO"):
+        store.read_record(fifo)  # not a read that blocks for ever
+    assert fifo.is_fifo() and (tmp_path / "to-fifo").is_symlink() and (tmp_path / "null").is_symlink()
+    store.atomic_write_bytes(tmp_path / "to-real", b"new")  # a link to a file: written through
+    assert (tmp_path / "to-real").is_symlink() and (tmp_path / "real.json").read_text() == "new"
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["fifo", "loop", "null", "real.json", "to-fifo", "to-real"]
