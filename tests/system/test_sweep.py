@@ -58,6 +58,18 @@ def test_grid_sweep_keeps_both_lrs_skips_reruns_and_reruns_only_changes(tmp_path
     assert set(again.frame()["lr"]) == {0.05, 0.2}  # the sweep's own experiments only
 
 
+def test_a_grid_runs_over_optimizers(tmp_path):
+    # An optimizer is one field: a grid over it runs in a sweep, each point its own experiment.
+    grid = sweep.SweepConfig(
+        base=TrainConfig(epochs=1, seeds=(0,), train_limit=2000, batch_size=100),
+        grid={"optimizer": ["sgd", "adam"], "lr": [0.001, 0.1]},
+        results_dir=tmp_path,
+    )
+    out = sweep.run_sweep(grid, progress=False)
+    assert statuses(out) == ["done"] * 4
+    assert sorted(set(out.frame()["optimizer"])) == ["adam", "sgd"]
+
+
 def failing_notebook(tmp_path: Path, bad_batch: int) -> Path:
     """The experiment notebook, broken for any job that holds batch ``bad_batch``."""
     nb = nbformat.read(experiment.notebook_path(), as_version=4)
