@@ -130,7 +130,7 @@ def edit_record(root, cfg, change) -> None:
         "string-acc",
         "no-weights",
         "other-weights",
-    ],  # fmt: skip
+    ],
 )
 def test_the_store_trusts_only_what_it_can_check(two_configs, tmp_path, damage, reason):
     root, configs = two_configs

@@ -198,9 +198,14 @@ def test_collapsed_replicas_are_flagged_not_dropped(mnist):
 def test_eval_ratio_and_target(mnist):
     # 40 steps an epoch; validation after geometrically spaced steps from 200 images (step 4) on.
     cfg = TrainConfig(
-        batch_size=50, epochs=3, seeds=(0, 1, 2), train_limit=3000, holdout=1000, eval_ratio=2.0,
+        batch_size=50,
+        epochs=3,
+        seeds=(0, 1, 2),
+        train_limit=3000,
+        holdout=1000,
+        eval_ratio=2.0,
         eval_from=200,
-    )  # fmt: skip
+    )
     from mlpmnist.training.loop import eval_steps
 
     assert eval_steps(cfg) == [4, 8, 16, 32, 40, 64, 80, 120]

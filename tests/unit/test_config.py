@@ -168,10 +168,18 @@ STORED_KEYS = {
     (("batch_size", 8),): "bs0008-lr0.1-e15-s10-95f877f5",
     (("batch_size", 128), ("lr", 0.05), ("seeds", (0, 1, 2))): "bs0128-lr0.05-e15-s3-ec21e80f",
     (
-        ("momentum", 0.9), ("schedule", "cosine"), ("max_shift", 1), ("holdout", 5000), ("drop_last", True),
-        ("epochs", 30), ("batch_size", 128), ("lr", 0.02), ("weight_decay", 5e-4), ("seeds", (0, 1, 2, 3, 4)),
+        ("momentum", 0.9),
+        ("schedule", "cosine"),
+        ("max_shift", 1),
+        ("holdout", 5000),
+        ("drop_last", True),
+        ("epochs", 30),
+        ("batch_size", 128),
+        ("lr", 0.02),
+        ("weight_decay", 5e-4),
+        ("seeds", (0, 1, 2, 3, 4)),
     ): "bs0128-lr0.02-e30-s5-9c776072",
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("fields", list(STORED_KEYS), ids=range(len(STORED_KEYS)))
