@@ -18,8 +18,6 @@ from mlpmnist import TrainConfig, sweep
 from mlpmnist import store as results
 from mlpmnist.sweep import experiment
 
-pytestmark = pytest.mark.slow
-
 SMALL = dict(epochs=1, seeds=(0, 1), train_limit=3000, threads=1)
 
 
@@ -32,6 +30,7 @@ def statuses(outcome) -> list[str]:
     return outcome.table["status"].tolist()
 
 
+@pytest.mark.slow  # about 20 s
 def test_grid_sweep_keeps_both_lrs_skips_reruns_and_reruns_only_changes(tmp_path):
     cfg = small_sweep(tmp_path, {"batch_size": [100], "lr": [0.05, 0.1]})
     out = sweep.run_sweep(cfg, progress=False)
@@ -87,6 +86,7 @@ def failing_notebook(tmp_path: Path, bad_batch: int) -> Path:
     return path
 
 
+@pytest.mark.slow  # about 20 s
 def test_a_failing_job_is_isolated_and_retried(tmp_path):
     # Two groups, two jobs: the one holding batch 200 breaks; batch 100's job is not touched.
     nb = failing_notebook(tmp_path, 200)
@@ -279,6 +279,7 @@ def log_marking_notebook(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # about 20 s
 def test_dask_worker_with_two_threads_keeps_logs_apart(tmp_path):
     from distributed import LocalCluster
 
@@ -309,7 +310,7 @@ def dask_cluster(port: int) -> tuple[subprocess.Popen, subprocess.Popen, str]:
     return sched, worker, address
 
 
-@pytest.mark.parametrize("lost", ["worker", "scheduler"])
+@pytest.mark.parametrize("lost", [pytest.param("worker", marks=pytest.mark.slow), "scheduler"])
 def test_dask_sweep_ends_when_its_cluster_goes_away(tmp_path, lost):
     sched, worker, address = dask_cluster(8700 + os.getpid() % 100 + (lost == "scheduler") * 100)
     try:
