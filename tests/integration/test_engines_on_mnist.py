@@ -1,8 +1,10 @@
 """The engines on real MNIST: leaky ReLU and an optimizer registered at run time through ``train``
 (the config's field, the loop, both engines) in float64, and the fused kernel at the study's
-sizes against torch.optim."""
+sizes against torch.optim; Adam learns where SGD at its lr lags."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
@@ -60,3 +62,13 @@ def test_the_kernel_at_the_study_sizes_on_mnist_float64(mnist):
     assert fast.path(B) == "fused"
     assert max_diff(fast.state_dicts(), ref.state_dicts()) < 1e-12
     assert (p1.cpu() - p2).abs().max() < 1e-12 and torch.equal(a1.cpu(), a2)
+
+
+def test_adam_learns_mnist_where_sgd_at_its_lr_lags(mnist):
+    # At lr 1e-3 on 20,000 images for 2 epochs Adam reaches ~92% where plain SGD at the same lr
+    # is still far behind (the full run, 60,000 images and 5 epochs, is in the README: 96.0%).
+    adam = TrainConfig(optimizer="adam", lr=1e-3, batch_size=64, epochs=2, seeds=(0,), train_limit=20_000)
+    acc = train(adam, mnist, **QUIET).history["test_acc"].iloc[-1]
+    sgd = dataclasses.replace(adam, optimizer="sgd")
+    acc_sgd = train(sgd, mnist, **QUIET).history["test_acc"].iloc[-1]
+    assert acc > 0.90 and acc - acc_sgd > 0.05

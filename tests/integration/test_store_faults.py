@@ -255,7 +255,7 @@ TRAIN = ["train", "--epochs", "1", "--seeds", "0-1", "--no-progress"]
         (["--batch-size", "2000", "--train-limit", "2000"], ["never learned", "train longer"]),
         (
             ["--batch-size", "500", "--lr", "1", "--train-limit", "10000"],
-            ["fell to chance", "lower the learning"],
+            ["fell to chance", "collapsed", "lower the learning"],
         ),
     ],
     ids=["small-lr", "one-full-batch-step", "large-lr"],

@@ -254,3 +254,84 @@ def test_a_weights_file_holding_code_is_refused_in_the_package_words(tmp_path):
         weights.read_payload(bad)
     assert "holds objects other than weights, which are never loaded" in str(e.value)
     assert "weights_only" not in str(e.value) and "Unpickler" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"\xff\xfe not utf-8", "not a readable run record"),
+        (b"{ truncated", "not a readable run record"),
+        (json.dumps({"config": {}, "replicas": []}).encode(), "not a run record"),
+        (json.dumps({"config": {"batch_size": 8}}).encode(), "not a run record"),
+    ],
+    ids=["non-utf8", "truncated", "no-batch-size", "no-replicas"],
+)
+def test_bad_record_names_the_file(tmp_path, content, match):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "bad.json").write_bytes(content)
+    with pytest.raises(StoreError, match=rf"bad\.json.*{match}|{match}.*bad\.json|bad\.json is {match}"):
+        store.load(tmp_path)
+
+
+def test_empty_or_missing_results_dir(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        store.load(tmp_path / "nowhere")
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(StoreError, match="no run records in"):
+        store.load(tmp_path)
+
+
+def test_atomic_write_leaves_no_temporary(tmp_path):
+    p = store.atomic_write_bytes(tmp_path / "a" / "b.bin", b"x" * 10)
+    assert p.read_bytes() == b"x" * 10 and [f.name for f in p.parent.iterdir()] == ["b.bin"]
+
+
+def test_store_folders_in_the_way_are_named(tmp_path):
+    assert store.check_store(tmp_path / "new") == tmp_path / "new"  # nothing made but the folder
+    assert [p.name for p in (tmp_path / "new").iterdir()] == []
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "models").symlink_to("nowhere")
+    with pytest.raises(
+        StoreError, match=r"models is not a folder \(a link to nowhere, which does not exist\)"
+    ):
+        store.check_store(tmp_path / "r")
+    (tmp_path / "r" / "models").unlink()
+    (tmp_path / "r" / "runs").write_text("")
+    with pytest.raises(StoreError, match=r"runs is not a folder \(a file\)"):
+        store.check_store(tmp_path / "r")
+
+
+def test_a_reservation_too_big_for_its_disk_is_refused(tmp_path):
+    with pytest.raises(store.StoreError, match=r"--out .*big\.json: its disk has .* free, and the file"):
+        store.Reservation(tmp_path / "big.json", 10**18, "--out")
+    assert not list(tmp_path.iterdir())
+    with store.Reservation(tmp_path / "r.json", 10_000, "--out") as room:
+        assert len(list(tmp_path.glob(".r.json.*.tmp"))) == 1
+        room.write(b"{}")
+    assert (tmp_path / "r.json").read_bytes() == b"{}" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_out_and_store_files_never_replace_what_is_not_a_regular_file(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "to-fifo").symlink_to("fifo")
+    (tmp_path / "null").symlink_to("/dev/null")
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "real.json").write_text("old")
+    (tmp_path / "to-real").symlink_to("real.json")
+    for name, words in [
+        ("fifo", "fifo is a FIFO, not a regular file"),
+        ("to-fifo", "to-fifo links to a FIFO"),
+        ("null", "null links to a character device"),
+        ("loop", "loop cannot be followed"),
+    ]:
+        with pytest.raises(store.StoreError, match=words):
+            store.atomic_write_bytes(tmp_path / name, b"x")
+    with pytest.raises(store.StoreError, match="is not a readable run record .a FIFO"):
+        store.read_record(fifo)  # not a read that blocks for ever
+    assert fifo.is_fifo() and (tmp_path / "to-fifo").is_symlink() and (tmp_path / "null").is_symlink()
+    store.atomic_write_bytes(tmp_path / "to-real", b"new")  # a link to a file: written through
+    assert (tmp_path / "to-real").is_symlink() and (tmp_path / "real.json").read_text() == "new"
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["fifo", "loop", "null", "real.json", "to-fifo", "to-real"]

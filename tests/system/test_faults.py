@@ -1,6 +1,7 @@
 """Faults while a sweep or a run works, for real: a full disk (a small tmpfs in a mount namespace
 of its own), a hung or killed kernel, a stopped sweep holding a lock, signals, files in the way,
-records that cannot be trusted, a scheduler that is not one.
+records that cannot be trusted, a scheduler that is not one; and the command at the shell: its
+exit status, a fresh interpreter's environment, Ctrl-C and SIGTERM during a train.
 
 Each runs the real CLI in a subprocess, bounded by a timeout, and checks the exit status, one
 ``error:`` line naming the thing, no traceback, nothing left behind (kernels, scratch folders),
@@ -323,16 +324,6 @@ def test_train_out_on_a_full_disk_is_refused_first_and_its_room_is_kept(small_di
     assert not list(seen.parent.glob(".*.tmp"))
 
 
-def test_a_reservation_too_big_for_its_disk_is_refused(tmp_path):
-    with pytest.raises(results.StoreError, match=r"--out .*big\.json: its disk has .* free, and the file"):
-        results.Reservation(tmp_path / "big.json", 10**18, "--out")
-    assert not list(tmp_path.iterdir())
-    with results.Reservation(tmp_path / "r.json", 10_000, "--out") as room:
-        assert len(list(tmp_path.glob(".r.json.*.tmp"))) == 1
-        room.write(b"{}")
-    assert (tmp_path / "r.json").read_bytes() == b"{}" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
-
-
 # ------------------------------------------------- 3, 4: what the store cannot check is not done
 
 
@@ -441,31 +432,6 @@ def test_a_hung_and_a_killed_kernel_fail_their_experiments_and_leave_nothing(tmp
 # ------------------------------------------ 8: files in the way; one experiment's fault stays its own
 
 
-def test_out_and_store_files_never_replace_what_is_not_a_regular_file(tmp_path):
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    (tmp_path / "to-fifo").symlink_to("fifo")
-    (tmp_path / "null").symlink_to("/dev/null")
-    (tmp_path / "loop").symlink_to("loop")
-    (tmp_path / "real.json").write_text("old")
-    (tmp_path / "to-real").symlink_to("real.json")
-    for name, words in [
-        ("fifo", "fifo is a FIFO, not a regular file"),
-        ("to-fifo", "to-fifo links to a FIFO"),
-        ("null", "null links to a character device"),
-        ("loop", "loop cannot be followed"),
-    ]:
-        with pytest.raises(results.StoreError, match=words):
-            results.atomic_write_bytes(tmp_path / name, b"x")
-    with pytest.raises(results.StoreError, match="is not a readable run record .a FIFO"):
-        results.read_record(fifo)  # not a read that blocks for ever
-    assert fifo.is_fifo() and (tmp_path / "to-fifo").is_symlink() and (tmp_path / "null").is_symlink()
-    results.atomic_write_bytes(tmp_path / "to-real", b"new")  # a link to a file: written through
-    assert (tmp_path / "to-real").is_symlink() and (tmp_path / "real.json").read_text() == "new"
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["fifo", "loop", "null", "real.json", "to-fifo", "to-real"]
-
-
 @pytest.mark.slow
 def test_a_fifo_where_one_record_goes_fails_that_experiment_only(tmp_path):
     lrs = "lr=0.05,0.1"  # one group, one kernel: the other experiment is trained and stored all the same
@@ -540,6 +506,57 @@ def test_sigterm_ends_figures_with_one_line(tmp_path):
     _, err = proc.communicate(timeout=60)
     last_error((proc.returncode, err), 143, "interrupted by SIGTERM", "rerun to draw every figure")
     assert "experiments" not in err
+
+
+# ------------------------- the command at the shell: its exit status, one line, Ctrl-C and SIGTERM
+# (every other fault of the command line is checked in-process: tests/integration/test_cli.py)
+
+
+def test_a_refused_flag_at_the_shell_is_one_line_and_exit_status_2():
+    # argparse's refusal leaves the process by SystemExit: the shell sees 2 and one line.
+    p = run(cli("train", "--batchsize", "3"))
+    line = last_error(p, 2, "--batchsize", "--batch-size")
+    assert p.stderr.strip() == line
+
+
+def test_missing_data_fails_before_any_experiment_starts(tmp_path):
+    # A fresh interpreter reads MLPMNIST_DATA from its environment: main's status is the shell's.
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    t0 = time.time()
+    argv = cli("sweep", *RUN, "--batch-sizes", "100", "--results", str(tmp_path / "res"))
+    env = {**os.environ, "MLPMNIST_DATA": str(empty)}
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    last_error(p, 2, str(empty), "MLPMNIST_DATA")
+    assert not (tmp_path / "res" / "logs").exists()  # no kernel was started
+    assert not (empty / "MNIST").exists()  # and nothing was created in the data folder
+    assert time.time() - t0 < 60
+
+
+@pytest.mark.parametrize(
+    "sig,code,out", [(signal.SIGINT, 130, False), (signal.SIGTERM, 143, True)], ids=["INT", "TERM"]
+)
+def test_an_interrupted_train_says_it_kept_nothing(tmp_path, sig, code, out):
+    target = tmp_path / "run.json"
+    proc = subprocess.Popen(
+        cli("train", "--batch-size", "8", "--epochs", "200", "--seeds", "0")
+        + ["--threads", "1", "--train-limit", "8000"]
+        + (["--out", str(target)] if out else []),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    assert "epoch" in proc.stdout.readline()  # the first epoch's line: it is training
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    line = last_error((proc.returncode, err), code)
+    if out:
+        assert line == f"error: interrupted by SIGTERM; --out {target} was not written"
+        assert not list(tmp_path.iterdir())  # nor its reserved room
+    else:
+        assert line == "error: interrupted by Ctrl-C; nothing was kept"
 
 
 # ---------------------------------------------------------------- 12: a results folder deleted

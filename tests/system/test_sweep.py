@@ -18,8 +18,6 @@ from mlpmnist import TrainConfig, sweep
 from mlpmnist import store as results
 from mlpmnist.sweep import experiment
 
-pytestmark = pytest.mark.slow
-
 SMALL = dict(epochs=1, seeds=(0, 1), train_limit=3000, threads=1)
 
 
@@ -32,6 +30,7 @@ def statuses(outcome) -> list[str]:
     return outcome.table["status"].tolist()
 
 
+@pytest.mark.slow  # about 20 s
 def test_grid_sweep_keeps_both_lrs_skips_reruns_and_reruns_only_changes(tmp_path):
     cfg = small_sweep(tmp_path, {"batch_size": [100], "lr": [0.05, 0.1]})
     out = sweep.run_sweep(cfg, progress=False)
@@ -58,6 +57,18 @@ def test_grid_sweep_keeps_both_lrs_skips_reruns_and_reruns_only_changes(tmp_path
     assert set(again.frame()["lr"]) == {0.05, 0.2}  # the sweep's own experiments only
 
 
+def test_a_grid_runs_over_optimizers(tmp_path):
+    # An optimizer is one field: a grid over it runs in a sweep, each point its own experiment.
+    grid = sweep.SweepConfig(
+        base=TrainConfig(epochs=1, seeds=(0,), train_limit=2000, batch_size=100),
+        grid={"optimizer": ["sgd", "adam"], "lr": [0.001, 0.1]},
+        results_dir=tmp_path,
+    )
+    out = sweep.run_sweep(grid, progress=False)
+    assert statuses(out) == ["done"] * 4
+    assert sorted(set(out.frame()["optimizer"])) == ["adam", "sgd"]
+
+
 def failing_notebook(tmp_path: Path, bad_batch: int) -> Path:
     """The experiment notebook, broken for any job that holds batch ``bad_batch``."""
     nb = nbformat.read(experiment.notebook_path(), as_version=4)
@@ -75,6 +86,7 @@ def failing_notebook(tmp_path: Path, bad_batch: int) -> Path:
     return path
 
 
+@pytest.mark.slow  # about 20 s
 def test_a_failing_job_is_isolated_and_retried(tmp_path):
     # Two groups, two jobs: the one holding batch 200 breaks; batch 100's job is not touched.
     nb = failing_notebook(tmp_path, 200)
@@ -267,6 +279,7 @@ def log_marking_notebook(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # about 20 s
 def test_dask_worker_with_two_threads_keeps_logs_apart(tmp_path):
     from distributed import LocalCluster
 
@@ -297,7 +310,7 @@ def dask_cluster(port: int) -> tuple[subprocess.Popen, subprocess.Popen, str]:
     return sched, worker, address
 
 
-@pytest.mark.parametrize("lost", ["worker", "scheduler"])
+@pytest.mark.parametrize("lost", [pytest.param("worker", marks=pytest.mark.slow), "scheduler"])
 def test_dask_sweep_ends_when_its_cluster_goes_away(tmp_path, lost):
     sched, worker, address = dask_cluster(8700 + os.getpid() % 100 + (lost == "scheduler") * 100)
     try:

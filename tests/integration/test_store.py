@@ -1,11 +1,13 @@
 """The results store: keyed records, the tidy frame, selection, and files that are not what they claim."""
 
+import dataclasses
 import json
 
 import pytest
 
 from mlpmnist import TrainConfig, train
 from mlpmnist import store as results
+from mlpmnist.config import meta
 from mlpmnist.store import StoreError
 
 QUIET = {"progress": False, "verbose": False}
@@ -128,7 +130,7 @@ def edit_record(root, cfg, change) -> None:
         "string-acc",
         "no-weights",
         "other-weights",
-    ],  # fmt: skip
+    ],
 )
 def test_the_store_trusts_only_what_it_can_check(two_configs, tmp_path, damage, reason):
     root, configs = two_configs
@@ -168,37 +170,6 @@ def test_weights_round_trip_and_bad_files(two_configs, tmp_path):
         results.load_models(tmp_path / "missing.pt")
 
 
-@pytest.mark.parametrize(
-    "content,match",
-    [
-        (b"\xff\xfe not utf-8", "not a readable run record"),
-        (b"{ truncated", "not a readable run record"),
-        (json.dumps({"config": {}, "replicas": []}).encode(), "not a run record"),
-        (json.dumps({"config": {"batch_size": 8}}).encode(), "not a run record"),
-    ],
-    ids=["non-utf8", "truncated", "no-batch-size", "no-replicas"],
-)
-def test_bad_record_names_the_file(tmp_path, content, match):
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    (runs / "bad.json").write_bytes(content)
-    with pytest.raises(StoreError, match=rf"bad\.json.*{match}|{match}.*bad\.json|bad\.json is {match}"):
-        results.load(tmp_path)
-
-
-def test_empty_or_missing_results_dir(tmp_path):
-    with pytest.raises(StoreError, match="does not exist"):
-        results.load(tmp_path / "nowhere")
-    (tmp_path / "runs").mkdir()
-    with pytest.raises(StoreError, match="no run records in"):
-        results.load(tmp_path)
-
-
-def test_atomic_write_leaves_no_temporary(tmp_path):
-    p = results.atomic_write_bytes(tmp_path / "a" / "b.bin", b"x" * 10)
-    assert p.read_bytes() == b"x" * 10 and [f.name for f in p.parent.iterdir()] == ["b.bin"]
-
-
 def test_space_estimates_are_from_above(two_configs):
     root, configs = two_configs
     for cfg in configs:
@@ -232,16 +203,31 @@ def test_a_record_whose_fields_a_table_reads_have_the_wrong_type_is_named(
         results.load(tmp_path)
 
 
-def test_store_folders_in_the_way_are_named(tmp_path):
-    assert results.check_store(tmp_path / "new") == tmp_path / "new"  # nothing made but the folder
-    assert [p.name for p in (tmp_path / "new").iterdir()] == []
-    (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "models").symlink_to("nowhere")
-    with pytest.raises(
-        StoreError, match=r"models is not a folder \(a link to nowhere, which does not exist\)"
-    ):
-        results.check_store(tmp_path / "r")
-    (tmp_path / "r" / "models").unlink()
-    (tmp_path / "r" / "runs").write_text("")
-    with pytest.raises(StoreError, match=r"runs is not a folder \(a file\)"):
-        results.check_store(tmp_path / "r")
+@dataclasses.dataclass(frozen=True)
+class Extended(TrainConfig):
+    """TrainConfig with one more field, as a future version might add (label smoothing)."""
+
+    label_smoothing: float = dataclasses.field(
+        default=0.0, metadata=meta("cross-entropy label smoothing", baseline=0.0)
+    )
+
+
+def test_a_new_field_keeps_every_key_and_every_stored_result(mnist, tmp_path):
+    import nbformat
+
+    small = dict(batch_size=250, epochs=1, seeds=(0,), train_limit=1000)
+    assert Extended(**small).key() == TrainConfig(**small).key()  # at its baseline: out of the hash
+    assert Extended(**small, label_smoothing=0.1).key() != TrainConfig(**small).key()
+    # A store written by today's TrainConfig is done for the extended config at its baseline...
+    old = TrainConfig(**small)
+    results.save_result(train(old, mnist, progress=False, verbose=False), tmp_path)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    results.atomic_write_text(results.path(tmp_path, "notebooks", old.key()), nbformat.writes(nb))
+    assert results.find(tmp_path, old)[0]
+    assert results.find(tmp_path, Extended(**small))[0]
+    # ...and never for another value of the new field (another key, so no record at all).
+    assert results.find(tmp_path, Extended(**small, label_smoothing=0.1))[1] == "no record"
+    # A record that holds the new field at another value is never taken for the baseline's.
+    record = results.read_record(results.path(tmp_path, "runs", old.key()))
+    record["config"]["label_smoothing"] = 0.1
+    assert results.stored_config(record, Extended).identity() != Extended(**small).identity()

@@ -1,29 +1,26 @@
-"""The command line on real MNIST: it works, and every expected fault ends in one clear line.
+"""The command line on real MNIST, in-process (``cli.main``): train and figures work end to end,
+and every expected fault ends in one clear line.
 
-Each fault runs the real CLI in a subprocess and checks the exit status (2 bad input or path,
-3 failed experiments, 130 interrupted), that no traceback is shown, and that the one-line message
-names the field, file or folder at fault.
+Each fault checks the exit status (2 bad input or path, 3 failed seeds), that no traceback is
+shown, and that the one-line message names the field, file or folder at fault. What needs the
+process itself (the exit status at the shell, a fresh interpreter's environment, signals) is in
+tests/system/test_faults.py.
 """
 
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from mlpmnist import TrainConfig, train
+from mlpmnist import TrainConfig, cli, train
 from mlpmnist import store as results
 
-pytestmark = pytest.mark.slow  # each case starts a Python process with torch (3-5 s)
-
 TINY = ["--epochs", "1", "--seeds", "0", "--train-limit", "1000", "--batch-size", "100", "--no-progress"]
-# A sweep's batch sizes are its grid axis: it refuses --batch-size (see test_workbench.py).
+# A sweep's batch sizes are its grid axis: it refuses --batch-size (see test_cli_workbench.py).
 SWEEP_TINY = [
     "--epochs",
     "1",
@@ -37,18 +34,24 @@ SWEEP_TINY = [
 ]
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mlpmnist", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``mlpmnist ARGS`` in this process: its exit status, stdout and stderr."""
+    try:
+        code = cli.main(list(args))
+    except SystemExit as e:  # argparse's refusals
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def last_line(stderr: str) -> str:
     return stderr.strip().splitlines()[-1] if stderr.strip() else ""
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch) -> None:
+    # Every command runs in a folder of its own: a relative default lands there, not in the checkout.
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -62,27 +65,21 @@ def results_dir(mnist, tmp_path_factory) -> Path:
     return root
 
 
-def test_train_end_to_end(tmp_path):
+def test_train_end_to_end(tmp_path, capsys):
     out = tmp_path / "sub" / "run.json"
-    p = run_cli("train", *TINY, "--seeds", "0-1", "--out", str(out))
-    assert p.returncode == 0, p.stderr
-    assert "test_acc_median_%" in p.stdout and "key bs0100-lr0.1-e1-s2-" in p.stdout
+    code, stdout, err = run_cli(capsys, "train", *TINY, "--seeds", "0-1", "--out", str(out))
+    assert code == 0, err
+    assert "test_acc_median_%" in stdout and "key bs0100-lr0.1-e1-s2-" in stdout
     rec = json.loads(out.read_text())
     assert rec["config"]["seeds"] == [0, 1] and [len(r["history"]) for r in rec["replicas"]] == [1, 1]
     assert rec["note"] is None and not list(out.parent.glob(".*.tmp"))
 
 
-def figures_in(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """The figures command run from ``cwd``, so a write to a relative default lands there."""
-    cmd = [sys.executable, "-m", "mlpmnist", "figures", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=cwd)
-
-
-def test_figures_end_to_end(results_dir, tmp_path):
+def test_figures_end_to_end(results_dir, tmp_path, capsys):
     # Without --media the PNGs go under the results folder (a copy here), never into ./media.
     res = shutil.copytree(results_dir, tmp_path / "res")
-    p = figures_in(tmp_path, "--results", str(res))
-    assert p.returncode == 0, p.stderr
+    code, _, err = run_cli(capsys, "figures", "--results", str(res))
+    assert code == 0, err
     pngs = {f.name for f in (res / "media").glob("*.png")}
     assert {"accuracy_vs_epoch.png", "final_accuracy_vs_batch.png", "predictions_last10.png"} <= pngs
     assert "dead_units.png" in pngs and "confusion_matrix.png" in pngs
@@ -99,13 +96,13 @@ def test_figures_end_to_end(results_dir, tmp_path):
     ],
     ids=["no-model-batch", "empty-selection", "unknown-field", "no-data"],
 )
-def test_figures_checks_everything_before_writing(results_dir, tmp_path, argv, words):
+def test_figures_checks_everything_before_writing(results_dir, tmp_path, capsys, argv, words):
     res = shutil.copytree(results_dir, tmp_path / "res")
     media = tmp_path / "media"
-    p = figures_in(tmp_path, "--results", str(res), "--media", str(media), *argv)
-    assert p.returncode == 2 and "Traceback" not in p.stderr
+    code, _, err = run_cli(capsys, "figures", "--results", str(res), "--media", str(media), *argv)
+    assert code == 2 and "Traceback" not in err and last_line(err).startswith("error: ")
     for w in words:
-        assert w in last_line(p.stderr), (w, p.stderr)
+        assert w in last_line(err), (w, err)
     assert not media.exists() and not (res / "media").exists()  # nothing written, not even the folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
 
@@ -164,8 +161,6 @@ def _foreign_weights(results_dir: Path) -> Callable[[Path], Path]:
     """A results folder whose weights file holds another experiment's weights (its key inside)."""
 
     def make(tmp: Path) -> Path:
-        import shutil
-
         import torch
 
         root = tmp / "r"
@@ -195,7 +190,6 @@ def _bad_models(results_dir: Path) -> Callable[[Path], Path]:
 
 # (id, argv builder given tmp_path and the results fixture, exit status, words the last line must contain)
 FAULTS = [
-    ("typo-flag", lambda t, r: ["train", "--batchsize", "3"], 2, ["--batchsize", "--batch-size"]),
     ("lr-overflow", lambda t, r: ["train", "--lr", "1e308"], 2, ["lr must be", "1e+308"]),
     ("bad-batch", lambda t, r: ["train", "--batch-size", "0"], 2, ["batch_size must be"]),
     ("hidden-word", lambda t, r: ["train", "--hidden", "sixty"], 2, ["hidden must be whole numbers"]),
@@ -254,12 +248,6 @@ FAULTS = [
         lambda t, r: ["figures", "--results", str(_bad_models(r)(t))],
         2,
         [".pt", "weights file"],
-    ),
-    (
-        "no-model-batch",
-        lambda t, r: ["figures", "--results", str(r), "--media", str(t / "media"), "--model-batch-size", "7"],
-        2,
-        ["--model-batch-size 7", "batch sizes there: 90"],
     ),
     (
         "scheduler-down",
@@ -352,7 +340,7 @@ FAULTS = [
             "figures",
             "--results",
             str(_edited_record(r, lambda d: d["replicas"][0]["history"][0].update(test_acc="0.9"))(t)),
-        ],  # fmt: skip
+        ],
         2,
         [".json", "numeric epoch and test_acc"],
     ),
@@ -362,7 +350,7 @@ FAULTS = [
             "figures",
             "--results",
             str(_edited_record(r, lambda d: d["replicas"][1]["history"][1].pop("test_acc"))(t)),
-        ],  # fmt: skip
+        ],
         2,
         [".json", "numeric epoch and test_acc"],
     ),
@@ -373,63 +361,19 @@ FAULTS = [
         ["its weights file belongs to another experiment", "rerun its sweep"],
     ),
     ("diverged", lambda t, r: ["train", *TINY, "--lr", "10000"], 3, ["diverged", "lower the learning rate"]),
-    (
-        "collapsed",
-        lambda t, r: ["train", *TINY, "--batch-size", "500", "--lr", "1", "--train-limit", "10000"],
-        3,
-        ["collapsed"],
-    ),
 ]
 
 
 @pytest.mark.parametrize("name,argv,code,words", FAULTS, ids=[f[0] for f in FAULTS])
-def test_fault_gives_one_line_and_exit_status(name, argv, code, words, tmp_path, results_dir):
+def test_fault_gives_one_line_and_exit_status(name, argv, code, words, tmp_path, results_dir, capsys):
     t0 = time.time()
-    p = run_cli(*argv(tmp_path, results_dir))
-    assert p.returncode == code, (p.stdout, p.stderr)
-    assert "Traceback" not in p.stderr
-    line = last_line(p.stderr)
-    # Seeds that diverge or collapse are a done experiment's outcome, said as failed seeds (exit 3).
-    assert line.startswith("failed seeds: " if name in ("diverged", "collapsed") else "error: ")
+    status, out, err = run_cli(capsys, *argv(tmp_path, results_dir))
+    assert status == code, (out, err)
+    assert "Traceback" not in err
+    line = last_line(err)
+    # Seeds that diverge are a done experiment's outcome, said as failed seeds (exit 3).
+    assert line.startswith("failed seeds: " if name == "diverged" else "error: ")
     for w in words:
         assert w in line, (w, line)
     if name == "scheduler-down":
         assert time.time() - t0 < 60
-
-
-def test_missing_data_fails_before_any_experiment_starts(tmp_path):
-    empty = tmp_path / "nodata"
-    empty.mkdir()
-    t0 = time.time()
-    p = run_cli("sweep", *SWEEP_TINY, "--results", str(tmp_path / "res"), env={"MLPMNIST_DATA": str(empty)})
-    assert p.returncode == 2 and "Traceback" not in p.stderr
-    assert str(empty) in last_line(p.stderr) and "MLPMNIST_DATA" in last_line(p.stderr)
-    assert not (tmp_path / "res" / "logs").exists()  # no kernel was started
-    assert not (empty / "MNIST").exists()  # and nothing was created in the data folder
-    assert time.time() - t0 < 60
-
-
-@pytest.mark.parametrize(
-    "sig,code,out", [(signal.SIGINT, 130, False), (signal.SIGTERM, 143, True)], ids=["INT", "TERM"]
-)
-def test_an_interrupted_train_says_it_kept_nothing(tmp_path, sig, code, out):
-    target = tmp_path / "run.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlpmnist", "train", "--batch-size", "8", "--epochs", "200", "--seeds", "0"]
-        + ["--threads", "1", "--train-limit", "8000"]
-        + (["--out", str(target)] if out else []),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdout is not None
-    assert "epoch" in proc.stdout.readline()  # the first epoch's line: it is training
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == code and "Traceback" not in err
-    if out:
-        assert last_line(err) == f"error: interrupted by SIGTERM; --out {target} was not written"
-        assert not list(tmp_path.iterdir())  # nor its reserved room
-    else:
-        assert last_line(err) == "error: interrupted by Ctrl-C; nothing was kept"

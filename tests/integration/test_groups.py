@@ -1,4 +1,4 @@
-"""Groups: experiments that differ only in seeds and lr train as one engine, and each member's
+"""Groups on real MNIST: experiments that differ only in seeds and lr train as one engine, and each member's
 result is the one it would have had alone; the concurrent trainer runs many groups at once."""
 
 import dataclasses
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mlpmnist import TrainConfig, train
-from mlpmnist.training.groups import cost, group_id, member_result, plan_groups, union
+from mlpmnist.training.groups import member_result, plan_groups
 from mlpmnist.training.many import train_groups
 
 BASE = TrainConfig(batch_size=100, epochs=2, seeds=(0, 1), train_limit=2000, dtype="float64", device="cpu")
@@ -24,21 +24,6 @@ def same_result(a, b) -> None:
     assert len(a.state_dicts) == len(b.state_dicts)
     for x, y in zip(a.state_dicts, b.state_dicts, strict=True):
         assert max((x[k] - y[k]).abs().max().item() for k in x) < 1e-12
-
-
-def test_plan_groups_joins_only_seeds_and_lr():
-    a = BASE
-    b = dataclasses.replace(BASE, seeds=(1, 2), lr=0.05)
-    c = dataclasses.replace(BASE, seeds=(0,))  # replica (0, 0.1) is also a's
-    d = dataclasses.replace(BASE, batch_size=50)
-    e = dataclasses.replace(BASE, momentum=0.5)
-    groups = plan_groups([a, b, c, d, e])
-    assert [len(g.members) for g in groups] == [3, 1, 1]
-    g = groups[0]
-    assert g.config.replicas == ((0, 0.1), (1, 0.1), (1, 0.05), (2, 0.05))
-    assert g.keys == [a.key(), b.key(), c.key()]
-    assert group_id(a) == group_id(b) != group_id(d)
-    assert union([a]) == a and cost(d) > cost(a)
 
 
 def test_a_members_result_equals_the_member_trained_alone(mnist):
