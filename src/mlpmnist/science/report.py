@@ -268,7 +268,8 @@ def tail_text(rec: dict) -> list[str]:
     lines = [
         f"**Why batch {b} fails**: the study's setting (batch {b}, {t['epochs']} epochs, no validation "
         f"split), {base['n']} seeds per arm; the tail is the share of seeds ending below {below}% test "
-        "accuracy, and a unit is dead when it is zero on every test image.",
+        "accuracy, and a unit is dead when its pre-activation is at most zero on every test image (under "
+        "leaky ReLU such a unit still passes a small gradient).",
         "",
         f"| arm | lr | seeds below {below}% (Wilson 95% CI) | median test accuracy (95% CI) | dead units, "
         "layer 1 / 2 |",
