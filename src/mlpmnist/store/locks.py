@@ -90,6 +90,25 @@ class Claims:
             self.release(key)
 
 
+def wait_free(root: Path, key: str, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds until no process holds ``key``'s lock (taken and given back
+    at once); False when one still holds it then."""
+    from filelock import FileLock, Timeout
+
+    lock_path = path(root, "locks", key)
+    for attempt in range(2):
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(lock_path, timeout=max(0.0, timeout)):
+                return True
+        except Timeout:
+            return False
+        except FileNotFoundError:  # another sweep's ``tidy`` removed the empty folder just now
+            if attempt:
+                raise
+    return True
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

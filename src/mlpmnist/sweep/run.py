@@ -30,7 +30,7 @@ from mlpmnist import store
 from mlpmnist.config import TrainConfig, check_names, identity_fields, resolve_device
 from mlpmnist.data import loader as mdata
 from mlpmnist.errors import printable
-from mlpmnist.store.locks import tidy
+from mlpmnist.store.locks import tidy, wait_free
 from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep import experiment, jobs
 from mlpmnist.sweep.backends import DaskBackend, LocalBackend, check_address
@@ -394,14 +394,9 @@ def _wait_for(root: Path, config: TrainConfig, deadline: float, timeout: float) 
     """Wait until ``deadline`` (``time.monotonic()``) for another process's lock on ``config``;
     its row when that process finished it (skipped) or the wait ran out (failed: naming the lock
     and its holder), None when it is ours to run."""
-    from filelock import FileLock, Timeout
-
     key = config.key()
     lock = store.path(root, "locks", key)
-    try:
-        with FileLock(lock, timeout=max(0.0, deadline - time.monotonic())):
-            pass
-    except Timeout:
+    if not wait_free(root, key, deadline - time.monotonic()):
         error = (
             f"its lock {lock} is held by {store.owner(root, key)}, still after {timeout:g} s "
             "(--lock-timeout): a stopped or hung sweep? end that process, or wait, and rerun"
