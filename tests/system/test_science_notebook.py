@@ -41,6 +41,9 @@ def test_the_quick_notebook_from_its_folder_resumes_from_the_store(tmp_path, mni
         summary
     )
     assert sum(trained(nb)) > 0
+    # A figure cell shows the figure alone, no stray values (a saved file's PosixPath, say).
+    results = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "execute_result"]
+    assert not results, [o["data"].get("text/plain") for o in results]
     # The same parameters again: every experiment is in the store, so nothing trains.
     again = execute(
         repo / "notebooks" / "batch_science.ipynb", tmp_path / "b.ipynb", cwd=repo / "notebooks", quick=True

@@ -40,10 +40,10 @@ class Outputs:
         """Where the summary and the figures go, as a line."""
         return f"summary and figures -> {paths.shown(self.media)}/"
 
-    def show(self, name: str, *inputs: Any) -> Path:
+    def show(self, name: str, *inputs: Any) -> None:
         """Draw the science figure ``name`` of the figure registry from ``inputs``, display it (in a
-        notebook), and save it as ``<media>/<name>.png`` the way every figure is saved; returns the
-        path."""
+        notebook), and save it as ``<media>/<name>.png`` the way every figure is saved. Returns
+        nothing, so a notebook cell that ends with it shows the figure alone."""
         from IPython.display import display
 
         from mlpmnist.figures import registry
@@ -51,8 +51,7 @@ class Outputs:
 
         fig = registry.entry(name, "science").draw(*inputs)
         display(fig)
-        (path,) = save_figures({name: fig}, self.media)
-        return path
+        save_figures({name: fig}, self.media)
 
 
 def clean(v: Any) -> Any:
