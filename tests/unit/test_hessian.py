@@ -77,7 +77,11 @@ def test_dominant_negative_eigenvalue_gives_the_largest_algebraic() -> None:
     model, params, x, y = _tiny()
     exact = torch.linalg.eigvalsh(_exact_hessian(model, params, x, y, sign=-1.0))
     assert -exact.min() > 2 * abs(exact.max()) > 0  # the dominant eigenvalue is negative
-    matvec = hs.flat_hvp(lambda p: -hs.mlp_loss(model, p, x, y), params)
+    fixed = {k: p.detach() for k, p in params.items()}
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:  # H v of minus the loss, on flat vectors
+        return hs.flatten(hs.hvp(lambda p: -hs.mlp_loss(model, p, x, y), fixed, hs.unflatten(v, fixed)))
+
     res = hs.top_eigenvalue(matvec, 74, tol=1e-12, max_iter=2000, dtype=torch.float64)
     assert res.converged
     assert res.shift == pytest.approx(float(exact.min()), rel=1e-9)

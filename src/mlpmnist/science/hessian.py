@@ -66,12 +66,6 @@ def unflatten(vector: torch.Tensor, like: Params) -> Params:
     return out
 
 
-def flat_hvp(loss_fn: LossFn, params: Params) -> MatVec:
-    """``hvp`` of ``loss_fn`` at ``params`` as an operator on flat vectors [P] -> [P]."""
-    params = {k: p.detach() for k, p in params.items()}
-    return lambda v: flatten(hvp(loss_fn, params, unflatten(v, params)))
-
-
 def mlp_params(
     weights: MLP | dict[str, torch.Tensor], dtype: torch.dtype | None = None
 ) -> tuple[MLP, Params]:

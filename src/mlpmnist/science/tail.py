@@ -16,7 +16,6 @@ by its own test (``analysis.compare``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -96,8 +95,3 @@ def summarise(last: pd.DataFrame, n_resamples: int) -> pd.DataFrame:
             row |= {f"median_diff_{f}": med[f] for f in ("difference", "low", "high", "p")}
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def seeds_of(tail: dict[str, Any]) -> Sequence[int]:
-    """Every seed of the arms, in order."""
-    return [s for group in tail["seeds"] for s in group]
