@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mlpmnist.engine import rules
 from mlpmnist.engine.base import Engine, Outputs, StateDict, Transform, gather_batch, stack_params
 from mlpmnist.engine.cuda import choice, fused, graphs
-from mlpmnist.engine.rules import stacked_rule
 from mlpmnist.model import LEAKY_SLOPE, MLP, activate
 
 
@@ -93,7 +93,7 @@ class StackedEngine:
         self.hyper: dict[str, Any] = dict(
             optimizer=optimizer, activation=self.activation, momentum=momentum, weight_decay=weight_decay
         )
-        self.rule = stacked_rule(optimizer, self._params, momentum, weight_decay)
+        self.rule = rules.rule(optimizer).stacked(self._params, momentum, weight_decay)
         cuda = device.type == "cuda"
         if cuda_graphs and not cuda:
             raise ValueError(f"cuda_graphs needs a CUDA device; got {device}")

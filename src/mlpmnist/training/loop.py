@@ -1,9 +1,8 @@
 """The training loop: R replicas (seeds, optionally learning rates) of one configuration in lockstep.
 
-``train`` is the only place that steps an engine, and what it computes is its config (when it
-evaluates, when a replica stops, which weights it keeps), so every run is an experiment with a key.
-Given a ``Checkpoint``, it saves its whole state after every epoch and starts from a saved one: an
-interrupted run ends with the history and weights of an uninterrupted one, bit for bit.
+``train`` is the only place that steps an engine; what it computes (when it evaluates, when a
+replica stops, which weights it keeps) is its config's, so every run is an experiment with a key.
+Resumed from a ``Checkpoint``, a run ends with the history and weights of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ STATE_VERSION = 1
 
 class Checkpoint(Protocol):
     """Where ``train`` keeps its state between epochs (``store.checkpoint``): ``load`` the last
-    saved state (None when there is none, or it is not this run's), ``save`` one after an epoch."""
+    saved one (None if none, or not this run's), ``save`` one."""
 
     def load(self) -> dict[str, Any] | None: ...
 
@@ -92,9 +91,8 @@ def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
 
 
 def input_transform(config: TrainConfig, train_x: torch.Tensor) -> Transform:
-    """How ``config.inputs`` changes the [-1, 1] pixels, from the training images ``train_x``
-    [N, 784]: None (scaled, the reference), minus each pixel's mean (centered), or also divided
-    by its standard deviation (standardized; a constant pixel keeps SD 1)."""
+    """How ``config.inputs`` changes the pixels, from the training images ``train_x`` [N, 784]: None
+    (scaled), minus each pixel's mean (centered), also divided by its SD (standardized; 0 -> 1)."""
     if config.inputs == "scaled":
         return None
     mean = train_x.double().mean(0)
@@ -160,9 +158,8 @@ class _Window:
 
 def eval_steps(config: TrainConfig) -> list[int]:
     """The step counts after which ``config`` evaluates, sorted: every epoch's end, and with
-    ``eval_ratio`` also geometrically spaced steps from the one where ``eval_from`` images have
-    been seen (each the previous times the ratio, rounded up), so every batch size gets the same
-    relative resolution: a replica's first step at a target is overestimated by at most that ratio."""
+    ``eval_ratio`` steps spaced by that ratio (rounded up) from ``eval_from`` images on, so a first
+    step at a target is overestimated by at most the ratio, whatever the batch size."""
     spe = config.steps_per_epoch
     total = spe * config.epochs
     steps = {e * spe for e in range(1, config.epochs + 1)}
@@ -272,8 +269,8 @@ class _Run:
         self.keep_rows = pos if self.keep_rows is None else self.keep_rows[pos]
 
     def state(self) -> dict[str, Any] | None:
-        """Everything the next epochs depend on, as CPU tensors and plain values (see the module);
-        None for an engine that does not expose its state (the reference engine)."""
+        """Everything the next epochs depend on, as CPU tensors and plain values; None for an engine
+        without ``state`` (the reference engine)."""
         tensors = getattr(self.engine, "state", None)
         if tensors is None:
             return None
@@ -292,8 +289,7 @@ class _Run:
         }
 
     def restore(self, state: dict[str, Any]) -> bool:
-        """Continue from ``state`` (made by ``state`` for this config); False, changing nothing,
-        when it is not one."""
+        """Continue from ``state`` (``state``'s, for this config); else False, changing nothing."""
         tensors = getattr(self.engine, "state", None)
         if tensors is None or state.get("version") != STATE_VERSION or state.get("key") != self.config.key():
             return False
