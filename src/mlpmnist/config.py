@@ -323,14 +323,11 @@ def baseline(name: str, cls: type = TrainConfig) -> Any:
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 #: A result-changing field not at its baseline in a key's tags (any other: its name and value).
 _TAGS: dict[str, Callable[[Any], str]] = {
-    "optimizer": str,
+    **dict.fromkeys(("optimizer", "schedule", "dataset", "inputs", "engine"), str),
     "momentum": lambda v: f"m{v:g}",
     "weight_decay": lambda v: f"wd{v:g}",
-    "schedule": str,
     "max_shift": lambda v: f"shift{v}",
     "drop_last": lambda v: "droplast",
-    "dataset": str,
-    "inputs": str,
     "train_limit": lambda v: f"n{v}",
     "holdout": lambda v: f"ho{v}",
     "hidden": lambda v: "h" + "x".join(map(str, v)),
@@ -338,7 +335,6 @@ _TAGS: dict[str, Callable[[Any], str]] = {
     "eval_ratio": lambda v: f"er{v:g}",
     "eval_from": lambda v: f"ef{v}",
     "snapshots": lambda v: f"snap{len(v)}",
-    "engine": str,
     "dtype": lambda v: "f64" if v == "float64" else str(v),
 }
 _ALWAYS_NAMED = ("batch_size", "lr", "epochs", "seeds")

@@ -34,12 +34,6 @@ class Split:
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Split:
         return Split(self.x.to(device, dtype), self.y.to(device))
 
-    def head(self, n: int) -> Split:
-        return Split(self.x[:n], self.y[:n])
-
-    def tail(self, n: int) -> Split:
-        return Split(self.x[-n:], self.y[-n:])
-
 
 @dataclass(frozen=True)
 class Data:
@@ -140,7 +134,7 @@ def ensure(
     return root
 
 
-def _read_split(spec: DatasetSpec, root: Path, files: tuple[str, str]) -> Split:
+def _read_split(spec: DatasetSpec, root: Path, files: list[str]) -> Split:
     images_path, labels_path = (raw_dir(root, spec) / name for name in files)
     images = torch.from_numpy(idx.read_idx(spec, images_path))
     labels = torch.from_numpy(idx.read_idx(spec, labels_path))
@@ -171,6 +165,5 @@ def load(
     spec = spec_of(dataset)
     root = resolve_root(root).resolve()
     root = ensure(root, dataset=spec, download=download) if check else _prepare(spec, root, download)
-    return Data(
-        _read_split(spec, root, spec.train_files), _read_split(spec, root, spec.test_files), root, spec
-    )
+    files = list(spec.files)  # train images, train labels, test images, test labels
+    return Data(_read_split(spec, root, files[:2]), _read_split(spec, root, files[2:]), root, spec)

@@ -74,10 +74,11 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 def split_train(train: mdata.Split, config: TrainConfig) -> tuple[mdata.Split, mdata.Split | None]:
     """(training split, validation split or None) after ``train_limit`` and ``holdout``."""
     if config.train_limit is not None:
-        train = train.head(config.train_limit)
+        train = mdata.Split(train.x[: config.train_limit], train.y[: config.train_limit])
     if not config.holdout:
         return train, None
-    return train.head(len(train) - config.holdout), train.tail(config.holdout)
+    n = len(train) - config.holdout
+    return mdata.Split(train.x[:n], train.y[:n]), mdata.Split(train.x[n:], train.y[n:])
 
 
 def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
@@ -356,19 +357,16 @@ def train(
     on_eval: OnEval = None,
     checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
-    """Train every replica of ``config`` with its optimizer on the mean cross-entropy.
-
-    Returns a ``TrainResult`` whose ``history`` has one row per live replica and evaluation
-    (``eval_steps``): seed, lr, epoch (fractional between epoch ends), step, train_loss and
-    train_acc (mean over the steps since the previous evaluation; nats, fraction),
-    ``<split>_loss``/``<split>_acc`` per evaluated split (test, and val with ``holdout``; between
-    epoch ends val only), dead_1.. (fraction of each hidden layer's units zero on every image of
-    the split, test at epoch ends), wnorm_1.. (Frobenius norm of each layer's weights), seconds
-    (training wall time since the previous evaluation), eval_seconds, and ``health.classify``'s
-    flags. A diverged replica stops, as does one at its ``target``; one at chance level goes on.
-    ``data`` defaults to the config's dataset, loaded. ``checkpoint``: where the state is saved
-    after every epoch but the last and resumed from (the fast engine only).
-    """
+    """Train every replica of ``config`` with its optimizer on the mean cross-entropy; returns a
+    ``TrainResult`` whose ``history`` has one row per live replica and evaluation (``eval_steps``):
+    seed, lr, epoch (fractional between epoch ends), step, train_loss and train_acc (over the steps
+    since the previous evaluation; nats, fraction), ``<split>_loss``/``<split>_acc`` per evaluated
+    split (test, and val with ``holdout``; between epoch ends val only), dead_1.. (fraction of each
+    hidden layer's units zero on every image of the split, test at epoch ends), wnorm_1.. (Frobenius
+    norm of each layer's weights), seconds (training wall time since the previous evaluation),
+    eval_seconds and ``health.classify``'s flags. A diverged replica stops, as does one at its
+    ``target``. ``checkpoint``: where the state is saved after every epoch but the last and resumed
+    from (the fast engine only)."""
     config.validate()
     device = resolve_device(config.device)  # the machine is checked here, not in the config
     memory.check(config, device)  # before anything is allocated: the numbers, in one line
