@@ -251,16 +251,14 @@ def _train_line(s: pd.DataFrame, by: list[str]) -> list[str]:
         return []
     gap = 100 * (s["train_median"] - s["median"])
     where = "every configuration" if len(s) > 1 else config_label(s.iloc[0], by)
+    train = "Training accuracy (the mean over the last evaluation's steps)"
     if (gap > 0).all():
         lo, hi = f"{gap.min():.2f}", f"{gap.max():.2f}"
         span = f"{lo} points" if lo == hi else f"{lo} to {hi} points"
-        return [
-            f"Training accuracy (the mean over the last evaluation's steps) ends above test accuracy at "
-            f"{where}, by {span} in median."
-        ]
+        return [f"{train} ends above test accuracy at {where}, by {span} in median."]
     return [
-        "Training accuracy (the mean over the last evaluation's steps) does not end above test accuracy "
-        f"everywhere: the gap runs from {gap.min():.2f} to {gap.max():.2f} points in median."
+        f"{train} does not end above test accuracy everywhere: the gap runs from {gap.min():.2f} to "
+        f"{gap.max():.2f} points in median."
     ]
 
 

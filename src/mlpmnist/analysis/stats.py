@@ -40,8 +40,7 @@ CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
 LAST_K = 3  # epochs averaged in test_acc_last3, last3_mean, last3_median
-# The tail: seeds ending below this accuracy (batch 8's heavy lower tail at lr 0.1 sits there).
-TAIL_BELOW = 0.85
+TAIL_BELOW = 0.85  # the tail: seeds ending below it (where batch 8's at lr 0.1 sits)
 MIN_CORR_SEEDS = 3  # a rank correlation over fewer seeds says nothing
 
 
@@ -167,7 +166,7 @@ def mean_ci(values: Values, confidence: float = CONFIDENCE) -> float:
 
 
 def finite(values: Values | pd.Series) -> np.ndarray:
-    """The finite ``values`` (NaN, a diverged seed's, dropped) as a float array."""
+    """The finite ``values`` (a diverged seed's NaN dropped) as a float array."""
     v = np.asarray(values, dtype=float)
     return v[np.isfinite(v)]
 
@@ -256,8 +255,6 @@ def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows)
 
-
-# ---------------------------------------------------------------------------- reproduction
 
 REPRODUCTION_COLUMNS = ("reference", "median", "q1", "q3", "n", "epoch", "reference_percentile")
 

@@ -95,8 +95,7 @@ def _extract(spec: DatasetSpec, gz: Path, dest: Path) -> None:
 
 
 def _prepare(spec: DatasetSpec, root: Path, download_: bool) -> Path:
-    """Make the four raw files present under absolute ``root`` (extract their .gz, else download
-    if allowed); returns ``root``."""
+    """Make the raw files present under absolute ``root`` (from their .gz, else downloaded); returns it."""
     raw = raw_dir(root, spec)
     missing = [name for name in spec.files if not idx.is_file(spec, raw / name)]
     if not missing:
@@ -125,9 +124,8 @@ def _prepare(spec: DatasetSpec, root: Path, download_: bool) -> Path:
 def ensure(
     root: str | os.PathLike | None = None, *, dataset: Dataset = "mnist", download: bool = True
 ) -> Path:
-    """Make sure the dataset's four raw files are present (extracted from their .gz, or
-    downloaded when ``download``) and valid (``verify``), without decoding them; returns the
-    absolute data root. ``DataError`` in one line (what, where, what to do)."""
+    """Make sure the dataset's four raw files are present (extracted from their .gz, or downloaded
+    when ``download``) and valid (``verify``), without decoding them; returns the absolute root."""
     spec = spec_of(dataset)
     root = _prepare(spec, resolve_root(root).resolve(), download)
     verify(root, spec)
@@ -159,9 +157,8 @@ def load(
     download: bool = True,
     check: bool = True,
 ) -> Data:
-    """A dataset in memory (MNIST unless ``dataset`` names another or is a spec). Missing files
-    are extracted or downloaded as ``ensure`` does; headers and lengths are always checked, MD5s
-    when ``check``. ``DataError`` in one line."""
+    """A dataset in memory; missing files are extracted or downloaded as ``ensure`` does, headers and
+    lengths always checked, MD5s when ``check``."""
     spec = spec_of(dataset)
     root = resolve_root(root).resolve()
     root = ensure(root, dataset=spec, download=download) if check else _prepare(spec, root, download)
