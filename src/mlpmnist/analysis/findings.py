@@ -22,14 +22,10 @@ from mlpmnist.analysis.tables import percent
 __all__ = ["comparison", "conclusions", "dead_units_findings"]
 
 
-def _finished(r: pd.Series) -> int:
-    return int(r["n"] - r["n_diverged"])
-
-
 def _median_text(r: pd.Series, by: list[str]) -> str:
     """'batch 8, median 90.48% (95% CI 83.91–91.42; 20 seeds)', or with the range below
     ``MIN_SEEDS`` seeds, or 'batch 8, 90.00% (1 seed: no interval)'."""
-    n = _finished(r)
+    n = int(r["n"] - r["n_diverged"])
     if n == 1:
         return f"{config_label(r, by)}, {percent(r['median'])}% (1 seed: no interval)"
     if _has_ci(r):

@@ -149,11 +149,9 @@ class _Window:
         self.examples += y.shape[0] * y.shape[2]
         self.steps += y.shape[0]
 
-    def means(self, n_replicas: int) -> tuple[list[float], list[float]]:
-        """(mean training loss in nats, training accuracy) per replica; NaN without steps."""
-        if self.loss is None or self.correct is None:
-            nan = [math.nan] * n_replicas
-            return nan, nan
+    def means(self) -> tuple[list[float], list[float]]:
+        """(mean training loss in nats, training accuracy) per replica."""
+        assert self.loss is not None and self.correct is not None, "an evaluation follows steps"
         return (self.loss / self.examples).tolist(), (self.correct.double() / self.examples).tolist()
 
 
@@ -320,7 +318,7 @@ class _Run:
         """One history row per live replica now (see ``train`` for the columns)."""
         t0, window = time.perf_counter(), self.window
         R, spe = len(self.alive), self.config.steps_per_epoch
-        train_loss, train_acc = window.means(R)
+        train_loss, train_acc = window.means()
         metrics: dict[str, list[float]] = {"train_loss": train_loss, "train_acc": train_acc}
         dead = None
         for name, split in evals.items():
