@@ -38,11 +38,9 @@ def classify(row: dict, config: TrainConfig, whole_epoch: bool) -> dict[str, boo
     }
 
 
-#: A replica whose accuracy reached this once has learned: falling to chance afterwards is a
-#: collapse, not a start that never moved.
+#: An accuracy that, once reached, means a replica learned: falling to chance later is a collapse.
 LEARNED_ACC = 0.5
-#: A training loss above this many times chance level is a blow-up, not a start that never moved
-#: (a fresh network's loss is within a few percent of chance level).
+#: A training loss above this many times chance is a blow-up (a fresh network's is within a few %).
 BLOWUP = 1.5
 #: A layer with more than this fraction of dead units died, as too large a step kills ReLUs.
 DEAD = 0.5
