@@ -25,7 +25,7 @@ def chance_loss(n_classes: int) -> float:
 def classify(row: dict, config: TrainConfig, whole_epoch: bool) -> dict[str, bool]:
     """The flags of one history row: ``diverged`` (a loss non-finite or above ``DIVERGED_LOSS``),
     ``collapsed`` (not diverged; accuracy below ``COLLAPSED_ACC`` or, over a ``whole_epoch`` of
-    steps, training loss above ``chance_loss``), ``reached`` (not diverged, val accuracy at ``target``)."""
+    steps, training loss above ``chance_loss``), ``reached`` (not diverged, val accuracy >= ``target``)."""
     losses = [v for k, v in row.items() if k.endswith("_loss")]
     diverged = not all(math.isfinite(v) for v in losses) or row["train_loss"] > DIVERGED_LOSS
     acc = row["test_acc"] if "test_acc" in row else row["val_acc"]

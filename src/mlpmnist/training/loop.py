@@ -363,8 +363,9 @@ def train(
     hidden layer's units zero on every image of the split, test at epoch ends), wnorm_1.. (Frobenius
     norm of each layer's weights), seconds (training wall time since the previous evaluation),
     eval_seconds and ``health.classify``'s flags. A diverged replica stops, as does one at its
-    ``target``. ``checkpoint``: where the state is saved after every epoch but the last and resumed
-    from (the fast engine only)."""
+    ``target``; one at chance level goes on. ``data`` defaults to the config's dataset, loaded.
+    ``checkpoint``: where the state is saved after every epoch but the last and resumed from (the
+    fast engine only)."""
     config.validate()
     device = resolve_device(config.device)  # the machine is checked here, not in the config
     memory.check(config, device)  # before anything is allocated: the numbers, in one line
