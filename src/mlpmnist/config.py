@@ -1,10 +1,7 @@
-"""``TrainConfig``: the one definition of what a training run computes.
-
-Every field carries its help text and its type says how to read it from text, so the CLI's flags,
-the notebooks' parameters and a sweep's grid axes all derive from the fields: a new field needs no
-other edit. A field added after the store's keys were introduced names its ``baseline`` (the value
-that computes what runs computed before it existed), so every stored key stays valid (``key``).
-"""
+"""``TrainConfig``: the one definition of what a training run computes. The CLI's flags, the
+notebooks' parameters and a sweep's grid axes all derive from its fields (help text, type), so a
+new field needs no other edit; one added after keys were introduced names its ``baseline`` (the
+value that computes what runs computed before it), so every stored key stays valid."""
 
 from __future__ import annotations
 
@@ -52,9 +49,8 @@ def meta(
     baseline: Any = _NO_BASELINE,
 ) -> dict[str, Any]:
     """A field's metadata. ``identity=False``: the field says where or how fast a run goes, not
-    what it computes. ``choices``: the allowed values, or a function that lists them (a registry
-    that can grow). ``baseline``: for a field added after keys were introduced, the value that
-    keeps the earlier behaviour; at that value the field stays out of the key's hash."""
+    what it computes. ``choices``: the allowed values, or a function listing them. ``baseline``:
+    the value that computes what runs did before the field existed (there it stays out of the hash)."""
     return {"help": help, "identity": identity, "choices": choices, "baseline": baseline}
 
 
@@ -64,12 +60,9 @@ def _setting(default: Any, help: str, **options: Any) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training configuration; its replicas differ by seed (and optionally by lr).
-
-    Each field's help text says what it means (``FIELDS[name].metadata["help"]``). Lists may be
-    given as lists or tuples, numpy scalars where Python numbers are; an unknown keyword is a
-    ``TypeError`` naming the closest field.
-    """
+    """One training configuration; its replicas differ by seed (and optionally by lr). Lists may be
+    lists or tuples, numpy scalars stand for numbers; an unknown keyword is a ``TypeError`` naming
+    the closest field."""
 
     batch_size: int = _setting(90, "training examples per step")
     epochs: int = _setting(15, "passes over the training set")
@@ -289,9 +282,8 @@ class TrainConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
-        """``base`` (default: the defaults) with ``values`` replaced. Text values of non-text fields
-        are parsed as on the command line (``"0-9"`` for seeds, ``"none"``); unknown names are a
-        ``ValueError`` that names them and lists the valid ones."""
+        """``base`` (default: the defaults) with ``values`` replaced, text parsed as on the command
+        line (``"0-9"`` for seeds, ``"none"``); unknown names are a ``ValueError`` listing the valid ones."""
         check_names(values, fields=field_names(cls))
         parsed = {k: parse_value(k, v, cls) if isinstance(v, str) else v for k, v in values.items()}
         return dataclasses.replace(base or cls(), **parsed)
@@ -331,14 +323,11 @@ def baseline(name: str, cls: type = TrainConfig) -> Any:
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 #: A result-changing field not at its baseline in a key's tags (any other: its name and value).
 _TAGS: dict[str, Callable[[Any], str]] = {
-    "optimizer": str,
+    **dict.fromkeys(("optimizer", "schedule", "dataset", "inputs", "engine"), str),
     "momentum": lambda v: f"m{v:g}",
     "weight_decay": lambda v: f"wd{v:g}",
-    "schedule": str,
     "max_shift": lambda v: f"shift{v}",
     "drop_last": lambda v: "droplast",
-    "dataset": str,
-    "inputs": str,
     "train_limit": lambda v: f"n{v}",
     "holdout": lambda v: f"ho{v}",
     "hidden": lambda v: "h" + "x".join(map(str, v)),
@@ -346,7 +335,6 @@ _TAGS: dict[str, Callable[[Any], str]] = {
     "eval_ratio": lambda v: f"er{v:g}",
     "eval_from": lambda v: f"ef{v}",
     "snapshots": lambda v: f"snap{len(v)}",
-    "engine": str,
     "dtype": lambda v: "f64" if v == "float64" else str(v),
 }
 _ALWAYS_NAMED = ("batch_size", "lr", "epochs", "seeds")
@@ -355,8 +343,8 @@ _TAGS_MAX, _TAG_MAX = 80, 24
 
 
 def key_tags(config: TrainConfig) -> list[str]:
-    """The words a key adds for ``config``'s result-changing fields not at their ``baseline``, in
-    field order, e.g. ``['adam', 'wd0.0005']``; a long one shortened, those past ``_TAGS_MAX`` left out."""
+    """The key's words for ``config``'s result-changing fields not at their ``baseline``, e.g.
+    ``['adam', 'wd0.0005']``; a long one shortened, those past ``_TAGS_MAX`` left out."""
     out: list[str] = []
     for name in identity_fields(type(config)):
         value = getattr(config, name)
@@ -428,8 +416,7 @@ def field_types(cls: type = TrainConfig) -> dict[str, Any]:
 
 
 def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:
-    """Field ``name``'s value from ``text`` (``"none"`` for None where allowed); ``ValueError``
-    in the package's format when it cannot be read."""
+    """Field ``name``'s value from ``text`` (``"none"`` for None where allowed), else ``ValueError``."""
     optional = type(None) in typing.get_args(typing.get_type_hints(cls)[name])
     if optional and text.strip().lower() in ("none", "null", ""):
         return None

@@ -25,9 +25,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-
 
 
 def printable(text: object) -> str:
-    """``text`` as one line that shows what it holds: every control character (an escape
-    sequence, a newline, a bidi override) written as its escape, e.g. ``\\x1b``. For every
-    message built from a file's contents, so a file cannot fake a line of its own."""
+    """``text`` as one line with every control character written as its escape (e.g. ``\\x1b``), so
+    a message built from a file's contents cannot fake a line of its own."""
     return _CONTROL.sub(
         lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", str(text)
     )

@@ -26,13 +26,9 @@ def activate(z: torch.Tensor, activation: str, inplace: bool = False) -> torch.T
 
 
 class MLP(nn.Module):
-    """Fully connected network returning logits (softmax lives in the loss); its hidden units are
-    ``activation`` ("relu", or "leaky_relu" with slope ``LEAKY_SLOPE``).
-
-    Weights are Xavier-uniform; biases follow ``nn.Linear``'s default,
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Passing ``generator`` makes the init reproducible
-    without touching the global RNG.
-    """
+    """Fully connected network returning logits (softmax lives in the loss). Weights are
+    Xavier-uniform, biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as ``nn.Linear``'s, drawn from
+    ``generator`` when given (the global RNG untouched)."""
 
     def __init__(
         self,

@@ -1,7 +1,6 @@
 """Values given to ``TrainConfig``: read from text (command-line flags, notebook parameters, grid
-axes) as its fields' types (``read``: one reader per type, ``PARSERS``, and the type's values in
-words for messages, ``WORDS``; a field of a new type gets a line in each), or given in Python as
-plain numbers and tuples (``plain``)."""
+axes) as its fields' types (``read``; a field of a new type gets a line in ``READERS``), or given in
+Python as plain numbers and tuples (``plain``)."""
 
 from __future__ import annotations
 
@@ -76,23 +75,15 @@ def _float_or_floats(text: str) -> float | tuple[float, ...]:
     return values[0] if len(values) == 1 else values
 
 
-PARSERS: dict[Any, Callable[[str], Any]] = {
-    int: int,
-    float: float,
-    bool: _bool,
-    str: str,
-    tuple[int, ...]: _ints,
-    float | tuple[float, ...]: _float_or_floats,
-    tuple[float, ...]: _floats,
-}
-WORDS = {
-    int: "a whole number",
-    float: "a number",
-    bool: "true or false",
-    str: "text",
-    tuple[int, ...]: "whole numbers, such as 0 1 2 or a range 0-9",
-    tuple[float, ...]: "numbers, such as 0 1 2.5",
-    float | tuple[float, ...]: "a number, or one number per seed",
+#: Each field type's reader of text, and its values in words for messages.
+READERS: dict[Any, tuple[Callable[[str], Any], str]] = {
+    int: (int, "a whole number"),
+    float: (float, "a number"),
+    bool: (_bool, "true or false"),
+    str: (str, "text"),
+    tuple[int, ...]: (_ints, "whole numbers, such as 0 1 2 or a range 0-9"),
+    tuple[float, ...]: (_floats, "numbers, such as 0 1 2.5"),
+    float | tuple[float, ...]: (_float_or_floats, "a number, or one number per seed"),
 }
 
 
@@ -106,10 +97,10 @@ def without_none(t: Any) -> Any:
 
 def read(name: str, kind: Any, text: str) -> Any:
     """Field ``name``'s value of type ``kind`` from ``text``; ``ValueError`` saying what it must be."""
+    parse, words = READERS[kind]
     try:
-        return PARSERS[kind](text)
+        return parse(text)
     except TooMany as e:
         raise ValueError(f"{name} must be {e}") from None
     except ValueError:
-        words = WORDS.get(kind) or (kind.__name__ if isinstance(kind, type) else str(kind))
         raise ValueError(f"{name} must be {words}; got {text!r}") from None

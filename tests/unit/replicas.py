@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from mlpmnist import config
 from mlpmnist.engine import rules
-from mlpmnist.engine.rules import torch_optimizer
+from mlpmnist.engine.rules import rule
 from mlpmnist.model import MLP
 
 #: Optimizer settings the tests run (StackedEngine / ReferenceEngine keywords).
@@ -64,7 +64,7 @@ def engine_steps(engine, data, lrs):
 
 def autograd_steps(ms: list[MLP], data, lrs, momentum=0.0, weight_decay=0.0, optimizer="sgd"):
     """The textbook loop per replica: (weights after the steps, per-step picked log-probs, preds)."""
-    opts = [torch_optimizer(optimizer, m.parameters(), momentum, weight_decay) for m in ms]
+    opts = [rule(optimizer).oracle(m.parameters(), momentum, weight_decay) for m in ms]
     picked, preds = [], []
     for (x, y), lr in zip(data, lrs, strict=True):
         step_p, step_a = [], []

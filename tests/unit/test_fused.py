@@ -17,7 +17,7 @@ import torch.nn.functional as F
 pytest.importorskip("triton")
 
 from mlpmnist.engine.cuda import choice, fused, kernel  # noqa: E402 (only with triton)
-from mlpmnist.engine.rules import torch_optimizer  # noqa: E402
+from mlpmnist.engine.rules import rule  # noqa: E402
 from mlpmnist.engine.stacked import StackedEngine  # noqa: E402
 from mlpmnist.model import MLP  # noqa: E402
 
@@ -51,7 +51,7 @@ class Replicas:
         n_in, h1, h2, c = sizes
         gens = [torch.Generator().manual_seed(100 + r) for r in range(R)]
         self.models = [MLP((h1, h2), n_in=n_in, n_out=c, generator=g).to(dtype) for g in gens]
-        self.opts = [torch_optimizer(optimizer, m.parameters(), momentum, weight_decay) for m in self.models]
+        self.opts = [rule(optimizer).oracle(m.parameters(), momentum, weight_decay) for m in self.models]
         self.kind = dict(optimizer=optimizer, activation="relu", momentum=momentum, weight_decay=weight_decay)
 
     def state(self, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

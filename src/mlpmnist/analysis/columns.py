@@ -1,8 +1,6 @@
-"""The columns of a results frame: which describe a run's configuration, which vary across it
-(the grid's axes), what a summary groups by, how a configuration is named in text, each row's
-dataset, and which columns hold dead units. Shared by the statistics (``stats``), the tables
-and prose made from them (``tables``, ``findings``) and the figures (``plots``).
-"""
+"""The columns of a results frame, for the statistics, tables, findings and figures: which describe
+a configuration, which vary (the grid's axes), what a summary groups by, how a configuration is
+named in text, each row's dataset, which hold dead units."""
 
 from __future__ import annotations
 
@@ -15,9 +13,8 @@ from mlpmnist.config import baseline, identity_fields
 
 
 def config_columns(df: pd.DataFrame) -> list[str]:
-    """The columns of ``df`` that describe a configuration: every result-changing
-    ``TrainConfig`` field (``config.identity_fields()``; ``lr`` included, it is per replica)
-    but ``seeds``, in ``TrainConfig``'s order, so ``batch_size`` comes first."""
+    """The columns of ``df`` that describe a configuration: every result-changing ``TrainConfig``
+    field but ``seeds`` (``lr`` included: it is per replica), in field order (``batch_size`` first)."""
     return [c for c in identity_fields() if c != "seeds" and c in df.columns]
 
 
@@ -51,14 +48,12 @@ def config_label(row: pd.Series | dict, columns: Sequence[str]) -> str:
 
 
 def dataset_names(df: pd.DataFrame) -> pd.Series:
-    """Each row's dataset name: the ``dataset`` column, the field's baseline ('mnist') where it
-    is missing (records made before the field existed, or no such column)."""
+    """Each row's dataset name: the ``dataset`` column, the field's baseline ('mnist') where it is missing."""
     if "dataset" not in df.columns:
         return pd.Series(baseline("dataset"), index=df.index, dtype=object)
     return df["dataset"].astype(object).where(df["dataset"].notna(), baseline("dataset"))
 
 
 def dead_columns(df: pd.DataFrame) -> list[str]:
-    """The dead-unit columns of a results frame (``dead_1``, ``dead_2``, ...: fraction of a
-    hidden layer's units that are zero on every test image), in layer order."""
+    """The dead-unit columns (``dead_1``, ``dead_2``, ...) of a results frame, in layer order."""
     return sorted((c for c in df.columns if re.fullmatch(r"dead_\d+", c)), key=lambda c: int(c[5:]))

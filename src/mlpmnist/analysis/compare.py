@@ -1,10 +1,8 @@
-"""Whether two configurations differ, judged by a test of the difference itself, never by
-whether two intervals overlap: ``median_difference`` (bootstrap interval of the difference of
-medians, Mann-Whitney U), ``proportion_difference`` (Newcombe's interval, Fisher's exact test),
-``holm`` (several comparisons at once), ``pairwise`` (every pair of a results frame's
-configurations: what ``findings`` may call a difference) and ``two`` (two results frames, for
-``mlpmnist summary --a ... --b ...``). Below ``MIN_SEEDS`` values a side nothing is claimed: NaN
-intervals and p-values, ``enough`` False. Values in the inputs' units (fractions for accuracies).
+"""Whether two configurations differ, judged by a test of the difference itself, never by whether
+two intervals overlap: of medians (``median_difference``) or shares (``proportion_difference``),
+Holm-adjusted (``holm``) over every pair of a results frame's configurations (``pairwise``), or for
+two results frames (``two``: ``mlpmnist summary --a ... --b ...``). Below ``MIN_SEEDS`` values a
+side nothing is claimed: NaN intervals and p-values, ``enough`` False. Values in the inputs' units.
 """
 
 from __future__ import annotations
@@ -18,11 +16,10 @@ import pandas as pd
 import scipy.stats as sps
 
 from mlpmnist.analysis.columns import config_columns, config_label
-from mlpmnist.analysis.stats import MIN_SEEDS, Values, configurations, final, finite
+from mlpmnist.analysis.stats import CONFIDENCE, MIN_SEEDS, Values, configurations, final, finite
 
 __all__ = ["MIN_SEEDS", "holm", "median_difference", "pairwise", "proportion_difference", "two"]
 
-CONFIDENCE = 0.95
 RESAMPLES = 4999
 #: The (family-wise) level at which a p-value may call a difference (see ``claimed``).
 LEVEL = 0.05
@@ -32,9 +29,8 @@ NAN_RESULT = {"low": math.nan, "high": math.nan, "p": math.nan, "enough": False}
 def median_difference(
     a: Values, b: Values, *, resamples: int = RESAMPLES, seed: int = 0
 ) -> dict[str, float | bool]:
-    """median(b) - median(a) (``difference``), its 95% percentile bootstrap interval ``low``,
-    ``high`` (each side resampled on its own), the two-sided Mann-Whitney U ``p`` and ``enough``
-    (``MIN_SEEDS`` values a side; else NaN interval and p). NaN values (diverged seeds) are left out."""
+    """median(b) - median(a) (``difference``; NaN values left out), its percentile bootstrap interval
+    ``low``, ``high`` (each side resampled on its own), the two-sided Mann-Whitney U ``p``, ``enough``."""
     a, b = finite(a), finite(b)
     diff = float(np.median(b) - np.median(a)) if len(a) and len(b) else math.nan
     if min(len(a), len(b)) < MIN_SEEDS:
@@ -48,8 +44,8 @@ def median_difference(
 
 
 def proportion_difference(k1: int, n1: int, k2: int, n2: int) -> dict[str, float | bool]:
-    """k2/n2 - k1/n1 with Newcombe's (1998) hybrid score 95% interval (method 10, from each
-    share's Wilson interval) and Fisher's exact two-sided ``p``; ``enough`` as in ``median_difference``."""
+    """k2/n2 - k1/n1 with Newcombe's (1998) hybrid score interval (method 10, from each share's
+    Wilson interval), Fisher's exact two-sided ``p`` and ``enough``."""
     p1, p2 = k1 / n1, k2 / n2
     if min(n1, n2) < MIN_SEEDS:
         return {"difference": p2 - p1, **NAN_RESULT}
@@ -64,8 +60,7 @@ def proportion_difference(k1: int, n1: int, k2: int, n2: int) -> dict[str, float
 
 
 def holm(p: Sequence[float]) -> list[float]:
-    """Holm's step-down adjustment of the p-values ``p`` (NaN kept): the family-wise error rate
-    stays at or below the level each adjusted p is compared with."""
+    """Holm's step-down adjustment of the p-values ``p`` (NaN kept): it bounds the family-wise error."""
     vals = np.asarray(p, dtype=float)
     ok = np.flatnonzero(np.isfinite(vals))
     order = ok[np.argsort(vals[ok])]
@@ -84,8 +79,7 @@ def claimed(row: pd.Series | dict, p: str = "p_holm") -> bool:
 
 
 def _pair(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES) -> dict[str, float]:
-    """``n_a``, ``n_b``, ``median_a``, ``median_b`` of the finite values and ``median_difference``'s
-    ``difference``, ``low``, ``high``, ``p``."""
+    """``n_a``, ``n_b``, ``median_a``, ``median_b`` of the finite values, then ``median_difference``'s."""
     res = median_difference(a, b, resamples=resamples)
     fa, fb = finite(a), finite(b)
     row: dict[str, float] = {"n_a": len(fa), "n_b": len(fb)}
@@ -95,11 +89,9 @@ def _pair(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES) -> dict[str,
 
 
 def pairwise(df: pd.DataFrame, by: Sequence[str] | None = None, resamples: int = RESAMPLES) -> pd.DataFrame:
-    """Every pair of configurations of the results frame ``df`` (grouped as ``stats.summary``),
-    compared on their seeds' final test accuracies by ``median_difference``, one row each: ``a``,
-    ``b`` (in words; ``a`` first in the summary's order), ``n_a``, ``n_b``, ``median_a``,
-    ``median_b``, ``difference`` (b - a) with ``low``, ``high``, the Mann-Whitney ``p`` and
-    ``p_holm``: Holm-adjusted over the pairs with ``MIN_SEEDS`` values a side."""
+    """Every pair of configurations of ``df`` (grouped as ``stats.summary``) compared on final test
+    accuracy, one row each: ``a``, ``b`` (in words, in the summary's order), ``_pair``'s columns and
+    ``p_holm``, Holm-adjusted over the pairs with ``MIN_SEEDS`` values a side."""
     rows = []
     for (ca, ga, _), (cb, gb, _) in itertools.combinations(configurations(df, by), 2):
         labels = {"a": config_label(ca, list(ca)), "b": config_label(cb, list(cb))}
@@ -111,11 +103,10 @@ def pairwise(df: pd.DataFrame, by: Sequence[str] | None = None, resamples: int =
 
 
 def two(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """Two results frames of one configuration each, compared in one row: ``a``, ``b`` (each in
-    words, on the config columns where they differ), then as ``pairwise`` (on the seeds that did
-    not diverge), and ``failed_a``, ``failed_b`` (failed seeds) of ``replicas_a``, ``replicas_b``
-    with ``failed_difference`` (b's share - a's), Newcombe's ``failed_low``, ``failed_high`` and
-    Fisher's ``failed_p`` (``proportion_difference``)."""
+    """Two results frames of one configuration each, compared in one row: ``a``, ``b`` (in words, on
+    the config columns where they differ), ``_pair``'s columns, ``failed_a``, ``failed_b`` of
+    ``replicas_a``, ``replicas_b`` and ``proportion_difference``'s as ``failed_difference`` (b - a),
+    ``failed_low``, ``failed_high``, ``failed_p``."""
     fa, fb = final(a), final(b)
     ra, rb = fa.iloc[0], fb.iloc[0]
     cols = [c for c in config_columns(fa) if c in fb.columns and str(ra[c]) != str(rb[c])]

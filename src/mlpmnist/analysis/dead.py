@@ -8,7 +8,7 @@ import pandas as pd
 from mlpmnist.analysis import words
 from mlpmnist.analysis.columns import config_label
 from mlpmnist.analysis.compare import LEVEL, holm
-from mlpmnist.analysis.stats import MIN_SEEDS, dead_by, dead_layers
+from mlpmnist.analysis.stats import MIN_SEEDS, dead_layers, summary_by
 
 HEAVY_DEAD = 0.10  # a layer "loses much" when more than this share of its units is dead
 NORM_RATIO = 1.1  # weight norms closer than this are "about the same"
@@ -76,8 +76,8 @@ def _norm_line(small: pd.Series, large: pd.Series) -> list[str]:
 
 
 def _corr_line(t: pd.DataFrame) -> str:
-    """Where more dead units in the last hidden layer go with lower final accuracy across seeds:
-    claimed only by the test of Spearman's rank correlation, Holm-adjusted over the batch sizes."""
+    """Whether more dead units in the last hidden layer go with lower final accuracy across seeds, by
+    Spearman's rank correlation's test, Holm-adjusted over the batch sizes."""
     by = ["batch_size"]
     p = t["rank_corr_p"].astype(float) if "rank_corr_p" in t.columns else pd.Series(np.nan, index=t.index)
     tested = t[np.isfinite(p)]
@@ -89,11 +89,11 @@ def _corr_line(t: pd.DataFrame) -> str:
     adjusted = pd.Series(holm(p[tested.index].tolist()), index=tested.index)
     linked = tested[(adjusted < LEVEL) & (tested["rank_corr"] < 0)]
     untested = t.drop(tested.index)
-    rest = (
-        f"; it is not tested at {words.names(untested, by)} (too few seeds, or values that do not vary)"
-        if len(untested)
-        else ""
-    )
+    rest = ""
+    if len(untested):
+        rest = (
+            f"; it is not tested at {words.names(untested, by)} (too few seeds, or values that do not vary)"
+        )
     family = f", Holm-adjusted over {words.count(len(tested), 'batch size')}" if len(tested) > 1 else ""
     if linked.empty:
         where = "any batch size" if len(tested) == len(t) and len(t) > 1 else words.names(tested, by)
@@ -114,16 +114,15 @@ def _corr_line(t: pd.DataFrame) -> str:
 
 
 def dead_units_findings(dead: pd.DataFrame) -> list[str]:
-    """Lines from a ``stats.dead_units`` frame: per hidden layer the share of dead units after the
-    first epoch and at the end, at the smallest and largest batch size; where a layer ends with
-    over 10% dead; the first layer's weight norms; where more dead units go with lower accuracy
-    across seeds. With another varying axis (say lr), one set of lines per value, led by it."""
+    """Lines from a ``stats.dead_units`` frame: the dead units' shares, first and last, by batch size;
+    the first layer's weight norms; whether more dead units go with lower accuracy across seeds. With
+    another varying axis (say lr), one set of lines per value, led by it."""
     if dead.empty or "batch_size" not in dead.columns:
         return ["No dead-unit measurements by batch size."]
     dead = dead[dead["n"] > 0]  # a configuration whose every seed diverged has no final numbers
     if dead.empty:
         return ["Every seed diverged: there are no dead-unit numbers at the end of training."]
-    others = [c for c in dead_by(dead) if c != "batch_size"]
+    others = [c for c in summary_by(dead) if c != "batch_size"]
     if not others:
         return _dead_lines(dead.sort_values("batch_size"))
     lines = []

@@ -1,12 +1,10 @@
-"""Findings in plain language from the number frames of ``stats`` and ``compare``: what the
-summary says (``conclusions``), two configurations compared (``comparison``) and what the dead
-units say (``dead_units_findings``, from ``analysis.dead``). One sentence a line, grammatical for
-any counts (one seed, one epoch, all medians equal, everything failed).
+"""Findings in plain language, one sentence a line and grammatical for any counts, from the frames
+of ``stats`` and ``compare``: the summary's (``conclusions``), two configurations' (``comparison``)
+and the dead units' (``dead_units_findings``, from ``analysis.dead``).
 
-A difference is only called one by its own test (``compare.claimed``: Mann-Whitney U,
-Holm-adjusted over every pair, and the bootstrap interval of the difference of medians); below
-``stats.MIN_SEEDS`` seeds a configuration gets its range and no difference. Every other claim says
-what the numbers or intervals show, so a rerun within the intervals cannot make it false by a hair.
+A difference is only called one by its own test (``compare.claimed``); below ``stats.MIN_SEEDS``
+seeds a configuration gets its range and no difference. Every other claim says what the numbers or
+intervals show, so a rerun within the intervals cannot make it false by a hair.
 """
 
 from __future__ import annotations
@@ -24,14 +22,10 @@ from mlpmnist.analysis.tables import percent
 __all__ = ["comparison", "conclusions", "dead_units_findings"]
 
 
-def _finished(r: pd.Series) -> int:
-    return int(r["n"] - r["n_diverged"])
-
-
 def _median_text(r: pd.Series, by: list[str]) -> str:
     """'batch 8, median 90.48% (95% CI 83.91–91.42; 20 seeds)', or with the range below
     ``MIN_SEEDS`` seeds, or 'batch 8, 90.00% (1 seed: no interval)'."""
-    n = _finished(r)
+    n = int(r["n"] - r["n_diverged"])
     if n == 1:
         return f"{config_label(r, by)}, {percent(r['median'])}% (1 seed: no interval)"
     if _has_ci(r):
@@ -48,9 +42,8 @@ def _has_ci(r: pd.Series) -> bool:
 
 
 def comparison(two: pd.DataFrame) -> list[str]:
-    """``compare.two``'s row in words: each median, the difference of medians with its interval
-    and p, the failed seeds' shares with theirs; below ``stats.MIN_SEEDS`` seeds a side the
-    difference alone, and no claim."""
+    """``compare.two``'s row in words: each median, the difference of medians with its interval and
+    p (below ``stats.MIN_SEEDS`` seeds a side, alone), the failed seeds' shares with theirs."""
     r = two.iloc[0]
     a, b = r["a"], r["b"]
     lines = [
@@ -230,8 +223,7 @@ def _reference_lines(s: pd.DataFrame, by: list[str]) -> list[str]:
 
 
 def _tail_lines(summ: pd.DataFrame, by: list[str]) -> list[str]:
-    """Where a configuration with its median above ``stats.TAIL_BELOW`` has seeds below it: how
-    many, as a share with its 95% interval."""
+    """Where a configuration with its median above ``stats.TAIL_BELOW`` has seeds below it, and how many."""
     if "n_tail" not in summ.columns:
         return []
     out = []
@@ -239,11 +231,9 @@ def _tail_lines(summ: pd.DataFrame, by: list[str]) -> list[str]:
     for _, r in tail.iterrows():
         k, n = int(r["n_tail"]), int(r["n"])
         share = f"{100 * k / n:.0f}%, 95% CI {100 * r['tail_lo']:.0f}–{100 * r['tail_hi']:.0f}%"
-        span = (
-            f"; its seeds end between {percent(r['min'])}% and {percent(r['max'])}%"
-            if np.isfinite(r.get("min", np.nan))
-            else ""
-        )
+        span = ""
+        if np.isfinite(r.get("min", np.nan)):
+            span = f"; its seeds end between {percent(r['min'])}% and {percent(r['max'])}%"
         out.append(
             f"At {config_label(r, by)}, {k} of {words.count(n, 'seed')} ended below {100 * TAIL_BELOW:g}% "
             f"({share}, Wilson){span}."
@@ -257,25 +247,21 @@ def _train_line(s: pd.DataFrame, by: list[str]) -> list[str]:
         return []
     gap = 100 * (s["train_median"] - s["median"])
     where = "every configuration" if len(s) > 1 else config_label(s.iloc[0], by)
+    train = "Training accuracy (the mean over the last evaluation's steps)"
     if (gap > 0).all():
         lo, hi = f"{gap.min():.2f}", f"{gap.max():.2f}"
         span = f"{lo} points" if lo == hi else f"{lo} to {hi} points"
-        return [
-            f"Training accuracy (the mean over the last evaluation's steps) ends above test accuracy at "
-            f"{where}, by {span} in median."
-        ]
+        return [f"{train} ends above test accuracy at {where}, by {span} in median."]
     return [
-        "Training accuracy (the mean over the last evaluation's steps) does not end above test accuracy "
-        f"everywhere: the gap runs from {gap.min():.2f} to {gap.max():.2f} points in median."
+        f"{train} does not end above test accuracy everywhere: the gap runs from {gap.min():.2f} to "
+        f"{gap.max():.2f} points in median."
     ]
 
 
 def conclusions(summ: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
-    """Findings from a ``stats.summary`` frame and the ``compare.pairwise`` frame of the same
-    results, one sentence each: the one configuration's accuracy, or the highest and lowest
-    median and which others the test separates from the best; failed seeds and outliers, apart;
-    where low seeds pull the mean below the median, and a lower tail; the train-test gap; a peak
-    before the last epoch above the final median's CI; where the reference study's values fall."""
+    """Findings from a ``stats.summary`` frame and the ``compare.pairwise`` frame of the same results:
+    the accuracies and which configurations the test separates from the best; failed seeds, outliers;
+    a mean pulled down, a lower tail; the train-test gap; an early peak; the reference study's values."""
     by = summary_by(summ)
     s = summ.dropna(subset=["median"]).sort_values("median", ascending=False, kind="stable")
     if s.empty:

@@ -1,13 +1,10 @@
-"""Statistics of seed outcomes, numbers only: medians with bootstrap intervals, quartiles,
-failed seeds and outliers, the reference study's values, dead units, per-epoch medians.
+"""Statistics of seed outcomes, numbers only, from the tidy results frame (one row per experiment x
+replica x evaluation): accuracies and dead-unit shares as fractions, losses in nats.
 
 Final accuracy over seeds is heavy-tailed at small batch sizes (batch 8, lr 0.1: 20 seeds from
 48.8% to 93.5%, median 90.8%, mean 86.0%), so a configuration is summarised by its median with a
 bootstrap CI and its quartiles. A seed that diverged or collapsed to chance *failed*; one that
 finished far below its configuration's median (``is_outlier``) is an *outlier*, counted apart.
-
-Functions take the tidy results frame (one row per experiment x replica x evaluation) and return
-numbers: accuracies and dead-unit shares are fractions in [0, 1], losses nats.
 """
 
 from __future__ import annotations
@@ -32,36 +29,27 @@ from mlpmnist.training.health import COLLAPSED_ACC, chance_loss
 
 Values = Sequence[float] | np.ndarray  # a configuration's values, NaN for a diverged seed
 
-# The outlier rule (see ``is_outlier``).
 #: Below this many finite values a configuration gets no interval and no difference claimed: a
 #: percentile bootstrap interval of the median of 4 values is little more than their range (at 5
 #: seeds it covers 93%, simulated: tests/unit/test_coverage.py). Tables print the range instead.
 MIN_SEEDS = 5
-OUTLIER_ERROR_RATIO = 2.0
+OUTLIER_ERROR_RATIO = 2.0  # this and the next two: the outlier rule (``is_outlier``)
 OUTLIER_ROBUST_Z = 3.5
 MAD_TO_SD = 1.4826  # MAD x this = SD for normal data
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
 LAST_K = 3  # epochs averaged in test_acc_last3, last3_mean, last3_median
-# The tail: seeds ending below this accuracy (batch 8's heavy lower tail at lr 0.1 sits there).
-TAIL_BELOW = 0.85
+TAIL_BELOW = 0.85  # the tail: seeds ending below it (where batch 8's at lr 0.1 sits)
 MIN_CORR_SEEDS = 3  # a rank correlation over fewer seeds says nothing
-
-# --------------------------------------------------------------------------- outliers, final
 
 
 def is_outlier(acc: Values) -> np.ndarray:
-    """Which seeds of ONE configuration (final test accuracies ``acc``, fractions) ended far
-    below the others: a bool array, True where the error rate is over ``OUTLIER_ERROR_RATIO``
-    times the median error rate AND the accuracy lies over ``OUTLIER_ROBUST_Z`` robust SDs
-    (1.4826 x MAD) below the median. NaN (diverged: a failure) is never an outlier; nor is
-    either of two seeds.
-
-    Condition 2 alone flags epoch-to-epoch jitter where seeds agree closely, condition 1 alone the
-    heavy tail of a noisy configuration; 3.5 is Iglewicz and Hoaglin's cut-off (worked through on
-    measured seeds in the outlier-rule tests of tests/unit/test_stats.py).
-    """
+    """Which seeds of ONE configuration (final test accuracies ``acc``) ended far below the others
+    (bool array): error rate over ``OUTLIER_ERROR_RATIO`` times the median's AND accuracy over
+    ``OUTLIER_ROBUST_Z`` robust SDs below the median. NaN (diverged) is never one, nor either of two.
+    The second condition alone flags jitter where seeds agree closely, the first alone the tail of a
+    noisy configuration; 3.5 is Iglewicz and Hoaglin's cut-off (tests/unit/test_stats.py)."""
     a = np.asarray(acc, dtype=float)
     out = np.zeros(a.shape, dtype=bool)
     ok = np.isfinite(a)
@@ -90,11 +78,10 @@ def _diverged(df: pd.DataFrame) -> pd.Series:
 
 
 def final(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per experiment x replica: its last evaluation, ``test_acc_last3`` (mean test
-    accuracy of its last ``LAST_K`` epoch ends; NaN if it diverged) and bool flags ``diverged``,
-    ``collapsed`` (last evaluation at chance: the stored flag, else test accuracy below
-    ``health.COLLAPSED_ACC`` or training loss above chance), ``failed`` (either) and ``outlier``
-    (not failed, but ``is_outlier`` among the replicas of its configuration, ``lr`` included)."""
+    """One row per experiment x replica: its last evaluation, ``test_acc_last3`` (mean test accuracy
+    of its last ``LAST_K`` epoch ends; NaN if it diverged), flags ``diverged``, ``collapsed`` (the
+    stored flag, else ``health``'s rule), ``failed`` (either) and ``outlier`` (not failed, but
+    ``is_outlier`` among its configuration's replicas, ``lr`` included)."""
     return _final(df).reset_index(drop=True)
 
 
@@ -135,9 +122,8 @@ def _final(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_key(df: pd.DataFrame, keys: Sequence[str] | None = None) -> tuple[str, float]:
-    """Of the experiments ``keys`` of ``df`` (default: all, in key order), the one with the highest
-    median final test accuracy (ties: the first) and that median (a fraction; NaN when all
-    diverged). ``ValueError`` when none is in ``df``."""
+    """Of the experiments ``keys`` (default: all, in key order), the one with the highest median final
+    test accuracy (ties: the first) and that median (NaN if all diverged); ``ValueError`` if none."""
     keys = [k for k in (sorted(df["key"].unique()) if keys is None else keys) if k in set(df["key"])]
     if not keys:
         raise ValueError("none of the experiments asked for is in the results frame")
@@ -147,8 +133,7 @@ def best_key(df: pd.DataFrame, keys: Sequence[str] | None = None) -> tuple[str, 
 
 
 def mark_failed(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with each replica's ``failed`` and ``outlier`` flags of ``final`` on every row of its
-    history, so figures can draw its whole curve apart."""
+    """``df`` with ``final``'s ``failed`` and ``outlier`` flags on every row of each replica's history."""
     out = df.drop(columns=[c for c in ("outlier", "failed") if c in df.columns])
     fin, rid = _final(out), _replica_id(out)
     for col in ("failed", "outlier"):
@@ -156,16 +141,12 @@ def mark_failed(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-# ------------------------------------------------------------------------------- intervals
-
-
 def bootstrap_ci(
     values: Values, statistic: Callable[..., float] = np.median, confidence: float = CONFIDENCE
 ) -> tuple[float, float]:
-    """(low, high) percentile bootstrap interval of ``statistic`` over ``values`` (NaN dropped),
-    in their units; a fixed generator, so the same data give the same interval. (NaN, NaN) from
-    one value, (c, c) from constant ones. BCa's acceleration is unreliable for the median of ~10
-    values; the percentile interval stays within the data (coverage: tests/unit/test_coverage.py)."""
+    """(low, high) percentile bootstrap interval of ``statistic`` over ``values`` (NaN dropped), from
+    a fixed generator; (NaN, NaN) from one value, (c, c) from constant ones. Not BCa: its acceleration
+    is unreliable for the median of ~10 values (coverage: tests/unit/test_coverage.py)."""
     v = finite(values)
     if len(v) < 2:
         return float("nan"), float("nan")
@@ -185,7 +166,7 @@ def mean_ci(values: Values, confidence: float = CONFIDENCE) -> float:
 
 
 def finite(values: Values | pd.Series) -> np.ndarray:
-    """The finite ``values`` (NaN, a diverged seed's, dropped) as a float array."""
+    """The finite ``values`` (a diverged seed's NaN dropped) as a float array."""
     v = np.asarray(values, dtype=float)
     return v[np.isfinite(v)]
 
@@ -201,13 +182,9 @@ def _spread(acc: np.ndarray) -> dict[str, float]:
     return {"median": float(median), "q1": float(q1), "q3": float(q3)}
 
 
-# ------------------------------------------------------------------------------- reference
-
-
 def reference(rows: pd.DataFrame) -> tuple[float, float]:
-    """The reference study's (single-seed value, headline), fractions, for the replicas ``rows``
-    of one configuration: both NaN unless they share one dataset with a reference, at its lr and
-    epochs; the value NaN also where it has none for their batch size."""
+    """The reference study's (single-seed value, headline) for the replicas ``rows`` of one
+    configuration: NaN unless they share a dataset with a reference, at its lr, epochs, batch size."""
     nan = (float("nan"), float("nan"))
     names = dataset_names(rows).unique()
     if len(names) != 1 or names[0] not in datasets.names() or "lr" not in rows.columns:
@@ -220,19 +197,16 @@ def reference(rows: pd.DataFrame) -> tuple[float, float]:
     return float(ref.accuracy.get(int(sizes[0]), np.nan) if len(sizes) == 1 else np.nan), float(ref.headline)
 
 
-# --------------------------------------------------------------------------------- summary
-
-
 def summary_by(summ: pd.DataFrame) -> list[str]:
-    """The configuration columns of a ``summary`` frame (those before ``n``)."""
+    """The configuration columns of a ``summary`` or ``dead_units`` frame (those before ``n``)."""
     return list(summ.columns[: summ.columns.get_loc("n")])
 
 
 def configurations(
     df: pd.DataFrame, by: Sequence[str] | None = None
 ) -> Iterator[tuple[dict, pd.DataFrame, pd.DataFrame]]:
-    """Per configuration, sorted by ``by`` (default ``group_columns``): its ``by`` values, its
-    ``final`` rows, its history rows."""
+    """Per configuration, sorted by ``by`` (default ``group_columns``): its ``by`` values, ``final``
+    rows and history rows."""
     fin = final(df)
     by = group_columns(fin) if by is None else list(by)
     if missing := [c for c in by if c not in fin.columns]:
@@ -247,19 +221,14 @@ def configurations(
 
 
 def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per configuration (``by``; default ``group_columns``), the final test accuracy over seeds,
-    one row each, sorted by ``by``; after ``by``:
-
-    - ``n`` replicas; ``n_failed`` = ``n_diverged`` + ``n_collapsed``; ``n_outlier`` (not failed);
-    - over the replicas that did not diverge (collapsed ones and outliers included): ``median``
-      with its 95% bootstrap CI ``median_lo``/``median_hi``, ``q1``, ``q3``, ``mean`` with its
-      Student-t half-width ``mean_ci95``, ``sd``, ``min``, ``max`` (both CIs NaN below ``MIN_SEEDS``);
-    - ``train_median`` (training accuracy); ``last3_mean``, ``last3_median`` (of ``test_acc_last3``);
-    - ``final_epoch``; ``best_epoch`` (the latest epoch with the highest median; NaN without an
-      epoch end) and that median, ``best_epoch_median``; ``reference``, ``reference_headline``;
-    - ``n_tail`` (ending below ``TAIL_BELOW``, diverged included) with the Wilson 95% interval
-      of that share, ``tail_lo``, ``tail_hi``. Accuracies are fractions.
-    """
+    """Final test accuracy over seeds, one row per configuration (``by``; default ``group_columns``),
+    sorted by ``by``; after ``by``: ``n`` replicas, ``n_failed`` (= ``n_diverged`` + ``n_collapsed``),
+    ``n_outlier``; over the replicas that did not diverge, ``median`` with its bootstrap CI
+    ``median_lo``/``median_hi``, ``q1``, ``q3``, ``mean`` with its Student-t half-width ``mean_ci95``
+    (both CIs NaN below ``MIN_SEEDS``), ``sd``, ``min``, ``max``, ``train_median``, ``last3_mean``,
+    ``last3_median``; ``final_epoch``, ``best_epoch`` (latest with the highest median) and its
+    ``best_epoch_median``; ``reference``, ``reference_headline``; ``n_tail`` (below ``TAIL_BELOW``,
+    diverged included) with its share's Wilson interval ``tail_lo``, ``tail_hi``."""
     rows = []
     for row, g, hist in configurations(df, by):
         ends = epoch_ends(hist[~_diverged(hist)]).groupby("epoch")["test_acc"].median().dropna()
@@ -287,16 +256,13 @@ def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# ---------------------------------------------------------------------------- reproduction
-
 REPRODUCTION_COLUMNS = ("reference", "median", "q1", "q3", "n", "epoch", "reference_percentile")
 
 
 def reproduction(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per configuration (as ``summary``) that the reference study has a value for: ``reference``
-    (its single seed), our ``median``, ``q1``, ``q3`` and ``n`` over the replicas that did not
-    diverge, our final ``epoch`` and ``reference_percentile``: where the reference falls among our
-    seeds (0-100, ties counted half). Fractions."""
+    """Per configuration (as ``summary``) with a reference value: ``reference`` (its single seed), our
+    ``median``, ``q1``, ``q3``, ``n`` (not diverged), final ``epoch`` and ``reference_percentile``:
+    where the reference falls among our seeds (0-100, ties counted half)."""
     rows, by_cols = [], []
     for row, g, _ in configurations(df, by):
         ref, _headline = reference(g)
@@ -309,22 +275,14 @@ def reproduction(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFr
     return pd.DataFrame(rows, columns=[*by_cols, *REPRODUCTION_COLUMNS])
 
 
-# ------------------------------------------------------------------------------ dead units
-
-
 def dead_layers(dead: pd.DataFrame) -> list[str]:
     """The layers ('dead_1', ...) of a ``dead_units`` frame, in order."""
     return [c.removesuffix("_final") for c in dead.columns if re.fullmatch(r"dead_\d+_final", c)]
 
 
-def dead_by(dead: pd.DataFrame) -> list[str]:
-    """The configuration columns of a ``dead_units`` frame (those before ``n``)."""
-    return list(dead.columns[: dead.columns.get_loc("n")])
-
-
 def _rank_corr(x: pd.Series, y: pd.Series) -> tuple[float, float]:
-    """Spearman's rank correlation and its two-sided p-value (the test of no correlation); NaN
-    with fewer than ``MIN_CORR_SEEDS`` pairs or a constant side, and a NaN p below ``MIN_SEEDS``."""
+    """Spearman's rank correlation and its two-sided p-value; NaN with fewer than ``MIN_CORR_SEEDS``
+    pairs or a constant side, and a NaN p below ``MIN_SEEDS``."""
     ok = x.notna() & y.notna()
     if ok.sum() < MIN_CORR_SEEDS or x[ok].nunique() < 2 or y[ok].nunique() < 2:
         return float("nan"), float("nan")
@@ -334,11 +292,9 @@ def _rank_corr(x: pd.Series, y: pd.Series) -> tuple[float, float]:
 
 def dead_units(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
     """Per configuration (as ``summary``), over its replicas that did not diverge: ``n``,
-    ``first_epoch``, ``final_epoch``; per hidden layer k the median dead fraction ``dead_k_first``
-    after the first epoch and ``dead_k_final`` at the end; ``wnorm_1_final`` (the first layer's
-    median final weight norm; NaN without ``wnorm_1``); ``rank_corr``, ``rank_corr_p``: Spearman's
-    correlation across seeds of the last layer's final dead fraction with the final test accuracy
-    (``_rank_corr``). ``ValueError`` without ``dead_*`` columns (older records)."""
+    ``first_epoch``, ``final_epoch``; per hidden layer k the median dead fraction ``dead_k_first`` and
+    ``dead_k_final``; ``wnorm_1_final`` (median; NaN without ``wnorm_1``); ``rank_corr``, ``rank_corr_p``
+    of the last layer's dead fraction with the test accuracy. ``ValueError`` without ``dead_*`` columns."""
     layers = dead_columns(df)
     if not layers:
         raise ValueError("the frame has no dead_* columns (records made before they were stored)")
@@ -355,13 +311,10 @@ def dead_units(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-# ---------------------------------------------------------------------------------- epochs
-
-
 def per_epoch(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
     """Per configuration (as ``summary``) and epoch (the index), over the replicas that have not
-    diverged: test accuracy ``test_acc_median``, ``test_acc_q1``, ``test_acc_q3``, mean
-    ``train_loss`` and ``test_loss`` (nats) and ``replicas``."""
+    diverged: ``test_acc_median``, ``test_acc_q1``, ``test_acc_q3``, mean ``train_loss``,
+    ``test_loss`` and ``replicas``."""
     if df.empty:
         raise ValueError("the results frame is empty; run a sweep first")
     by = group_columns(df) if by is None else list(by)

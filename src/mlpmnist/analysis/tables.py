@@ -1,7 +1,6 @@
-"""Tables for reading, made from the number frames of ``stats``: accuracies in percent as text,
-one row per configuration; nothing here computes a statistic, and a column that would say
-nothing (a last-3-epoch mean after 1 epoch) is left out. The summary's cells are formatted once
-(``summary_cells``) for ``summary_table`` (notebooks) and ``markdown_table`` (the README)."""
+"""Tables for reading from the number frames of ``stats``, one row per configuration, accuracies in
+percent as text; nothing here computes a statistic, and a column that would say nothing is left out.
+The summary's cells (``summary_cells``) serve ``summary_table`` and ``markdown_table`` (the README)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mlpmnist.analysis.columns import axis_label
-from mlpmnist.analysis.stats import LAST_K, MIN_SEEDS, REPRODUCTION_COLUMNS, dead_by, dead_layers, summary_by
+from mlpmnist.analysis.stats import LAST_K, MIN_SEEDS, REPRODUCTION_COLUMNS, dead_layers, summary_by
 
 MEDIAN = "median [q1, q3] (%)"
 MEDIAN_CI = "median 95% CI (%)"
@@ -50,11 +49,9 @@ def _mean(r: pd.Series) -> str:
 
 
 def _best(r: pd.Series) -> str:
-    return (
-        f"{int(r['best_epoch'])} ({percent(r['best_epoch_median'])})"
-        if np.isfinite(r["best_epoch"])
-        else "n/a"
-    )
+    if not np.isfinite(r["best_epoch"]):
+        return "n/a"
+    return f"{int(r['best_epoch'])} ({percent(r['best_epoch_median'])})"
 
 
 def _failed(r: pd.Series) -> str:
@@ -63,11 +60,9 @@ def _failed(r: pd.Series) -> str:
 
 
 def summary_cells(summ: pd.DataFrame) -> pd.DataFrame:
-    """The statistics of a ``stats.summary`` frame as text, one row per configuration (no
-    configuration columns): ``MEDIAN`` (the median alone from one seed), ``MEDIAN_CI``, ``MEAN``
-    (the mean alone without an interval), ``LAST`` (when every configuration ran ``LAST_K``
-    epochs), ``FAILED`` with what failed, ``OUTLIERS``, ``BEST`` and ``REFERENCE`` (when some row
-    has one). Accuracies in percent with 2 decimals."""
+    """The statistics of a ``stats.summary`` frame as text, without its configuration columns:
+    ``MEDIAN``, ``MEDIAN_CI``, ``MEAN``, ``LAST`` (when every configuration ran ``LAST_K`` epochs),
+    ``FAILED``, ``OUTLIERS``, ``BEST`` and ``REFERENCE`` (when some row has one)."""
     rows = [r for _, r in summ.iterrows()]
     cells = {MEDIAN: _median, MEDIAN_CI: _median_ci, MEAN: _mean}
     if len(rows) and (summ["final_epoch"] >= LAST_K).all():
@@ -80,16 +75,15 @@ def summary_cells(summ: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_table(summ: pd.DataFrame) -> pd.DataFrame:
-    """``stats.summary`` for reading: the configuration columns, then ``summary_cells`` but the
-    reference."""
+    """``stats.summary`` for reading: the configuration columns, then ``summary_cells`` but the reference."""
     cells = summary_cells(summ)
     by = summ[summary_by(summ)].reset_index(drop=True)
     return pd.concat([by, cells.drop(columns=[REFERENCE], errors="ignore")], axis=1)
 
 
 def markdown_table(summ: pd.DataFrame) -> str:
-    """The README's results table (markdown) from a ``stats.summary`` frame (or its CSV): the
-    configuration's values, then ``summary_cells`` but the best epoch."""
+    """The README's results table from a ``stats.summary`` frame (or its CSV): the configuration's
+    values, then ``summary_cells`` but the best epoch."""
     by = summary_by(summ)
     cells = summary_cells(summ).drop(columns=[BEST])
     head = ["batch size" if c == "batch_size" else c for c in by] + list(cells.columns)
@@ -107,8 +101,8 @@ def _markdown(head: list[str], rows: list[list[str]]) -> str:
 
 
 def reproduction_table(repro: pd.DataFrame) -> pd.DataFrame:
-    """``stats.reproduction`` for reading: the reference's seed and our median [q1, q3] in
-    percent, our seeds, and the reference's percentile among them, rounded."""
+    """``stats.reproduction`` for reading: the reference's seed, our median [q1, q3], our seeds and
+    the reference's percentile among them."""
     out = repro[[c for c in repro.columns if c not in REPRODUCTION_COLUMNS]].copy()
     out["reference, 1 seed (%)"] = [percent(v) for v in repro["reference"]]
     out["ours: median [q1, q3] (%)"] = [
@@ -120,12 +114,11 @@ def reproduction_table(repro: pd.DataFrame) -> pd.DataFrame:
 
 
 def dead_units_table(dead: pd.DataFrame) -> pd.DataFrame:
-    """``stats.dead_units`` for reading: seeds, the median share of dead units per hidden layer
-    after the first epoch (unless that is the last) and at the end (%, 1 decimal), the first
-    layer's final weight norm, the rank correlation (2 decimals) and its p-value (2 significant
-    digits); a column with no value anywhere is left out."""
+    """``stats.dead_units`` for reading: seeds, the dead share per hidden layer after the first epoch
+    (unless that is the last) and at the end (%), the first layer's final weight norm, the rank
+    correlation and its p-value; a column with no value anywhere is left out."""
     layers = dead_layers(dead)
-    out = dead[dead_by(dead)].copy()
+    out = dead[summary_by(dead)].copy()
     out["seeds"] = dead["n"]
     firsts = dead["first_epoch"].unique()
     first = f"epoch {int(firsts[0])}" if len(firsts) == 1 else "first epoch"
@@ -142,7 +135,7 @@ def dead_units_table(dead: pd.DataFrame) -> pd.DataFrame:
 
 def per_epoch_table(per: pd.DataFrame) -> pd.DataFrame:
     """``stats.per_epoch`` for reading: test accuracy median and quartiles in percent (columns
-    ending ``_%``, 2 decimals), mean losses (nats, 4 decimals), replicas."""
+    ending ``_%``), mean losses, replicas."""
     acc = ["test_acc_median", "test_acc_q1", "test_acc_q3"]
     out = (100 * per[acc]).round(2).rename(columns={c: f"{c}_%" for c in acc})
     out[["train_loss", "test_loss"]] = per[["train_loss", "test_loss"]].round(4)
@@ -164,10 +157,8 @@ def export(frame: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
         return frame.to_csv(index=False, lineterminator="\n")
     if fmt == "json":
-        return (
-            json.dumps([{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")], indent=1)
-            + "\n"
-        )
+        records = [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")]
+        return json.dumps(records, indent=1) + "\n"
     if fmt == "markdown":
         rows = [[str(v) for v in r] for r in frame.itertuples(index=False)]
         return markdown_table(frame) if summary else _markdown(list(frame.columns), rows)

@@ -80,9 +80,8 @@ def _get(url: str, out: Path, timeout_s: float) -> str:
 
 
 def _fetch(spec: DatasetSpec, mirror: str, dest: Path, timeout_s: float) -> None:
-    """Put raw file ``dest`` in place from ``<mirror><name>.gz`` once the .gz's MD5, then the
-    file's header, length and MD5 are right (where the spec has them). ``_MirrorFailed`` if this
-    mirror serves no valid file, ``DataError`` if nothing can be written next to ``dest``."""
+    """Put raw file ``dest`` in place from ``<mirror><name>.gz`` once it checks out (the .gz's MD5,
+    the file's header, length, MD5); ``_MirrorFailed``, or ``DataError`` if ``dest`` cannot be written."""
     name = dest.name
     try:
         with idx.scratch(dest.with_name(f"{name}.gz")) as gz, idx.scratch(dest) as tmp:
@@ -124,10 +123,9 @@ def download(
     dataset: Dataset = "mnist",
     timeout_s: float = DOWNLOAD_TIMEOUT_S,
 ) -> Path:
-    """Download the dataset's raw files missing from ``raw_dir(root)``, each from the first of
-    ``spec.mirrors`` that serves a valid ``<file>.gz`` (one that cannot be reached is not asked
-    again; ``timeout_s`` bounds every socket operation); returns the absolute root. On failure
-    removes what it created and raises a one-line ``DataError``: what, where, why, what to do."""
+    """Download the raw files missing from ``raw_dir(root)``, each from the first mirror that serves
+    a valid ``<file>.gz`` (one that cannot be reached is not asked again); returns the absolute root.
+    On failure removes what it created and raises a one-line ``DataError``."""
     spec = idx.spec_of(dataset)
     root = idx.resolve_root(root).resolve()
     raw = idx.raw_dir(root, spec)

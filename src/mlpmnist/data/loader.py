@@ -34,12 +34,6 @@ class Split:
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Split:
         return Split(self.x.to(device, dtype), self.y.to(device))
 
-    def head(self, n: int) -> Split:
-        return Split(self.x[:n], self.y[:n])
-
-    def tail(self, n: int) -> Split:
-        return Split(self.x[-n:], self.y[-n:])
-
 
 @dataclass(frozen=True)
 class Data:
@@ -101,8 +95,7 @@ def _extract(spec: DatasetSpec, gz: Path, dest: Path) -> None:
 
 
 def _prepare(spec: DatasetSpec, root: Path, download_: bool) -> Path:
-    """Make the four raw files present under absolute ``root`` (extract their .gz, else download
-    if allowed); returns ``root``."""
+    """Make the raw files present under absolute ``root`` (from their .gz, else downloaded); returns it."""
     raw = raw_dir(root, spec)
     missing = [name for name in spec.files if not idx.is_file(spec, raw / name)]
     if not missing:
@@ -131,16 +124,15 @@ def _prepare(spec: DatasetSpec, root: Path, download_: bool) -> Path:
 def ensure(
     root: str | os.PathLike | None = None, *, dataset: Dataset = "mnist", download: bool = True
 ) -> Path:
-    """Make sure the dataset's four raw files are present (extracted from their .gz, or
-    downloaded when ``download``) and valid (``verify``), without decoding them; returns the
-    absolute data root. ``DataError`` in one line (what, where, what to do)."""
+    """Make sure the dataset's four raw files are present (extracted from their .gz, or downloaded
+    when ``download``) and valid (``verify``), without decoding them; returns the absolute root."""
     spec = spec_of(dataset)
     root = _prepare(spec, resolve_root(root).resolve(), download)
     verify(root, spec)
     return root
 
 
-def _read_split(spec: DatasetSpec, root: Path, files: tuple[str, str]) -> Split:
+def _read_split(spec: DatasetSpec, root: Path, files: list[str]) -> Split:
     images_path, labels_path = (raw_dir(root, spec) / name for name in files)
     images = torch.from_numpy(idx.read_idx(spec, images_path))
     labels = torch.from_numpy(idx.read_idx(spec, labels_path))
@@ -165,12 +157,10 @@ def load(
     download: bool = True,
     check: bool = True,
 ) -> Data:
-    """A dataset in memory (MNIST unless ``dataset`` names another or is a spec). Missing files
-    are extracted or downloaded as ``ensure`` does; headers and lengths are always checked, MD5s
-    when ``check``. ``DataError`` in one line."""
+    """A dataset in memory; missing files are extracted or downloaded as ``ensure`` does, headers and
+    lengths always checked, MD5s when ``check``."""
     spec = spec_of(dataset)
     root = resolve_root(root).resolve()
     root = ensure(root, dataset=spec, download=download) if check else _prepare(spec, root, download)
-    return Data(
-        _read_split(spec, root, spec.train_files), _read_split(spec, root, spec.test_files), root, spec
-    )
+    files = list(spec.files)  # train images, train labels, test images, test labels
+    return Data(_read_split(spec, root, files[:2]), _read_split(spec, root, files[2:]), root, spec)

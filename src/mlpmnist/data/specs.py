@@ -42,14 +42,10 @@ def _spec_problem(spec: DatasetSpec) -> str | None:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One IDX image dataset in torchvision's layout: ``<root>/<folder>/raw/<file>``.
-
-    ``files``: the four raw files (train images, train labels, test images, test labels) -> MD5
-    of the uncompressed file (None: not published). ``mirrors``: base URLs that the download
-    tries in order for ``<file>.gz``. ``classes``: one name per label. ``reference``: the
-    reference study's numbers, or None. ``gz_md5``: file -> MD5 of its published ``.gz``.
-    ``title``: the name messages use (default ``name``).
-    """
+    """One IDX image dataset in torchvision's layout, ``<root>/<folder>/raw/<file>``. ``files``: the
+    four raw files (train images, train labels, test images, test labels) -> MD5 (None: not published).
+    ``mirrors``: base URLs tried in order for ``<file>.gz``. ``classes``: one name per label.
+    ``gz_md5``: file -> MD5 of its ``.gz``. ``title``: the name messages use (default ``name``)."""
 
     name: str
     folder: str
@@ -70,21 +66,8 @@ class DatasetSpec:
         if problem:
             raise ValueError(f"dataset spec {self.name!r}: {problem}")
 
-    @property
-    def train_files(self) -> tuple[str, str]:
-        """(images, labels) file names of the training split."""
-        images, labels, _, _ = self.files
-        return images, labels
-
-    @property
-    def test_files(self) -> tuple[str, str]:
-        """(images, labels) file names of the test split."""
-        _, _, images, labels = self.files
-        return images, labels
-
     def dims(self, file: str) -> tuple[int, ...]:
-        """The dimensions in raw file ``file``'s IDX header: (n, height, width) for images, (n,)
-        for labels. ``KeyError`` if ``file`` is not one of ``files``."""
+        """The dimensions in raw file ``file``'s IDX header: (n, height, width) or (n,); else ``KeyError``."""
         order = list(self.files)
         if file not in order:
             raise KeyError(f"{file!r} is not a file of dataset {self.name!r}")
@@ -194,8 +177,8 @@ _REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in (MNIST, FASHION_MNIST, K
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
-    """Make ``spec`` available by its name (``TrainConfig(dataset=...)``, ``data.load``); returns
-    it. ``ValueError`` if another spec already has that name or folder."""
+    """Make ``spec`` available by its name (``TrainConfig(dataset=...)``, ``data.load``); returns it.
+    ``ValueError`` if another spec already has that name or folder."""
     for other in _REGISTRY.values():
         if other != spec and spec.name == other.name:
             raise ValueError(f"another dataset is already registered as {spec.name!r}")

@@ -1,9 +1,8 @@
-"""What every engine is: the ``Engine`` protocol, how a step's batch is gathered, and the
-evaluation every engine shares (loss, accuracy and dead units per replica).
+"""What every engine is (``Engine``), how a step's batch is gathered, and the evaluation they share.
 
-An engine's ``steps`` takes S steps on rows ``idx`` [S, R, B] of the training images with labels
-``y`` [S, R, B] and learning rates ``lr`` [S, R] (already scheduled), and returns ``Outputs``
-from before each update; the caller sums them once per evaluation, not once per step.
+An engine's ``steps`` takes S steps on rows ``idx`` [S, R, B] of the training images ``X`` [N, 784]
+with labels ``y`` [S, R, B] and learning rates ``lr`` [S, R] (already scheduled), and returns
+``Outputs`` from before each update; the caller sums them once per evaluation, not once per step.
 """
 
 from __future__ import annotations
@@ -46,9 +45,9 @@ class Engine(Protocol):
 
 
 def stack_params(models: Sequence[MLP]) -> list[Tensor]:
-    """``models``' parameters as the stacked engine and the fused kernel keep them, new contiguous
-    tensors: W0 [R, F, H1] and b0 [R, 1, H1] apart (the batch comes without a ones column), then per
-    later layer a slab [R, in + 1, out], W over the row b (W is nn.Linear's weight transposed)."""
+    """``models``' parameters as the stacked engine and the fused kernel keep them, new tensors: W0
+    [R, F, H1] and b0 [R, 1, H1] apart (the batch has no ones column), then per later layer a slab
+    [R, in + 1, out], W (nn.Linear's, transposed) over the row b."""
     layers = list(zip(*(m.layers for m in models), strict=True))
     W = [torch.stack([lin.weight.detach().T for lin in ls]) for ls in layers]
     b = [torch.stack([lin.bias.detach() for lin in ls]).unsqueeze(1) for ls in layers]

@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mlpmnist.engine import rules
 from mlpmnist.engine.base import Outputs, StateDict, Transform, gather_batch
-from mlpmnist.engine.rules import torch_optimizer
 from mlpmnist.model import MLP, activate
 
 
 class ReferenceEngine:
     """R ``MLP`` replicas (their activation theirs), each with its own ``torch.optim`` optimizer
-    (``rules.torch_optimizer``)."""
+    (``rules.RULES``' oracle)."""
 
     def __init__(
         self,
@@ -28,7 +28,8 @@ class ReferenceEngine:
         weight_decay: float = 0.0,
     ) -> None:
         self.models = [m.to(device) for m in models]
-        self.opts = [torch_optimizer(optimizer, m.parameters(), momentum, weight_decay) for m in self.models]
+        oracle = rules.rule(optimizer).oracle
+        self.opts = [oracle(m.parameters(), momentum, weight_decay) for m in self.models]
 
     @property
     def n_replicas(self) -> int:

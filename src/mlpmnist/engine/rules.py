@@ -1,11 +1,8 @@
-"""Update rules: how a gradient changes the weights. One registry entry per optimizer (``RULES``).
-
-An entry holds the optimizer's rule for the stacked engine and its ``torch.optim`` oracle (what the
-reference engine runs and the tests hold the rule to). Adding an optimizer takes its entry here and
-its name in ``config.OPTIMIZERS``; the faster paths run only what they declare. A stacked rule gets
-each parameter's [R, in, out] gradient as a product ``left @ g`` (``left`` [R, in, B], ``g``
-[R, B, out], scaled by 1 / B), so it need not materialise it where that pays (plain SGD: one
-in-place GEMM), and the learning rate as a tensor [R, 1, 1].
+"""Update rules: one registry entry per optimizer (``RULES``), holding its rule for the stacked engine
+and its ``torch.optim`` oracle (what the reference engine runs and the tests hold the rule to); adding
+an optimizer takes its entry here and its name in ``config.OPTIMIZERS``. A stacked rule gets each
+[R, in, out] gradient as a product ``left @ g`` (``left`` [R, in, B], ``g`` [R, B, out], scaled by
+1 / B), so it need not materialise it (plain SGD: one in-place GEMM), and the lr as [R, 1, 1].
 """
 
 from __future__ import annotations
@@ -33,8 +30,8 @@ class Optimizer:
 
 
 class StackedRule:
-    """An update rule of the stacked engine, and what most share: no step count, and
-    per-parameter state in the lists ``per_param`` names."""
+    """An update rule of the stacked engine; by default no step count, and per-parameter state in the
+    lists ``per_param`` names."""
 
     #: True when the rule wants the learning rate folded into the top gradient (plain SGD).
     folds_lr = False
@@ -172,15 +169,3 @@ def rule(name: str) -> Optimizer:
     if name not in RULES:
         raise ValueError(f"optimizer must be one of {', '.join(RULES)} (engine/rules.py); got {name!r}")
     return RULES[name]
-
-
-def stacked_rule(name: str, params: Sequence[Tensor], momentum: float, weight_decay: float) -> StackedRule:
-    """The stacked engine's rule for optimizer ``name`` over ``params``."""
-    return rule(name).stacked(params, momentum, weight_decay)
-
-
-def torch_optimizer(
-    name: str, params: Iterable[torch.nn.Parameter], momentum: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    """The ``torch.optim`` optimizer ``name`` over ``params``, lr 0 (set per step)."""
-    return rule(name).oracle(params, momentum, weight_decay)

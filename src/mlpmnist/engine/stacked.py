@@ -1,8 +1,6 @@
 """The stacked engine: R replicas of the MLP stepped together, the gradient pass written by hand.
-
-Every layer of all replicas is one [R, in, out] tensor and the backward pass is batched matmuls, so
-one Python-level step serves all replicas without autograd's bookkeeping; the update rule comes from
-``rules``. ``ReferenceEngine`` (nn.Module, autograd, torch.optim) is the yardstick it is tested against.
+Every layer of all replicas is one [R, in, out] tensor and the backward pass batched matmuls, with no
+autograd bookkeeping; the update rule comes from ``rules``. ``ReferenceEngine`` is its yardstick.
 """
 
 from __future__ import annotations
@@ -14,9 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mlpmnist.engine import rules
 from mlpmnist.engine.base import Engine, Outputs, StateDict, Transform, gather_batch, stack_params
 from mlpmnist.engine.cuda import choice, fused, graphs
-from mlpmnist.engine.rules import stacked_rule
 from mlpmnist.model import LEAKY_SLOPE, MLP, activate
 
 
@@ -61,13 +59,11 @@ def _cat(outs: Sequence[Outputs]) -> Outputs:
 class StackedEngine:
     """``W[i]`` [R, in, out] and ``b[i]`` [R, 1, out]: layer i's weights and biases (after the first
     layer, views of one [R, in + 1, out] slab updated by one GEMM); the replicas share one ``activation``.
-
     ``steps`` runs a span on the path ``choice.choose_path`` picks: the fused kernel (``use_fused``;
     default: on a CUDA device with triton), CUDA graphs of ``chunk_steps`` steps (``cuda_graphs``;
     default: on a CUDA device), else eager steps. A faster path's first ``check_steps`` steps are
     checked against eager ones (``choice``; 0: no check); a path that fails to compile, capture or
-    pass its check warns once and is off for this engine from then on.
-    """
+    pass its check warns once and is off for this engine from then on."""
 
     def __init__(
         self,
@@ -93,7 +89,7 @@ class StackedEngine:
         self.hyper: dict[str, Any] = dict(
             optimizer=optimizer, activation=self.activation, momentum=momentum, weight_decay=weight_decay
         )
-        self.rule = stacked_rule(optimizer, self._params, momentum, weight_decay)
+        self.rule = rules.rule(optimizer).stacked(self._params, momentum, weight_decay)
         cuda = device.type == "cuda"
         if cuda_graphs and not cuda:
             raise ValueError(f"cuda_graphs needs a CUDA device; got {device}")
@@ -138,9 +134,8 @@ class StackedEngine:
         return ws
 
     def step_tensors(self, x: Tensor, y: Tensor, lr3: Tensor) -> Outputs:
-        """One eager step on the batch ``x`` [R, B, 784] (any strides), ``y`` [R, B] at learning
-        rates ``lr3`` [R, 1, 1]: the arithmetic every path records. Returns (log-probability of
-        the true class [R, B], predicted class [R, B])."""
+        """One eager step on the batch ``x`` [R, B, 784] (any strides), ``y`` [R, B] at learning rates
+        ``lr3`` [R, 1, 1], the arithmetic every path records; its ``Outputs``, each [R, B]."""
         R, B = y.shape
         ws = self.workspace(R, B)
         last = len(self.W) - 1
@@ -190,10 +185,7 @@ class StackedEngine:
                 )
 
     def steps(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor, transform: Transform = None) -> Outputs:
-        """S steps on rows ``idx`` [S, R, B] of ``X`` [N, 784], labels ``y`` [S, R, B], learning
-        rates ``lr`` [S, R] (or [S]: shared). Returns (log-probability of the true class,
-        predicted class), each [S, R, B]. ``transform`` changes each gathered batch (then every
-        step is eager)."""
+        """``Engine.steps`` (see ``base``); ``lr`` may be [S] (shared); with a ``transform``, all eager."""
         lr = lr.to(self.device, self.W[0].dtype).reshape(len(idx), -1).expand(len(idx), self.n_replicas)
         path = "eager" if transform is not None else self.path(idx.shape[2])
         if path == "eager":
@@ -221,10 +213,8 @@ class StackedEngine:
         return torch.stack(picked), torch.stack(pred)
 
     def _fast(self, path: str, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs | None:
-        """The span on ``path``: CUDA graphs, or one launch of the fused kernel (``fused_steps``).
-        None, having changed nothing, when that path cannot run here: a capture that fails, or a
-        kernel Triton cannot compile or fit on this GPU (it fails before the launch); the path
-        warned and is off from now on."""
+        """The span on ``path`` (CUDA graphs, or one launch of ``fused_steps``); None, having changed
+        nothing, when that path cannot run here (it fails before the launch): it warned and is off."""
         if path == "graphs":
             assert self.graphs is not None
             return self.graphs.steps(X, idx, y, lr)
@@ -247,10 +237,9 @@ class StackedEngine:
         return out
 
     def _check(self, path: str, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs:
-        """The first steps on ``path``, chunk by chunk (the fused kernel: ``choice.CHECK_CHUNK``
-        steps a launch; graphs: one chunk graph of ``chunk_steps``), each run on ``path`` and
-        again eagerly from the same state; the eager steps are kept. ``path`` stays on where the
-        chunks agree (``choice.verdict``), else both faster paths are off."""
+        """The first steps on ``path``, chunk by chunk (fused: ``choice.CHECK_CHUNK`` steps a launch;
+        graphs: ``chunk_steps``), each also run eagerly from the same state, whose steps are kept;
+        ``path`` stays on where the chunks agree (``choice.verdict``), else both faster paths are off."""
         state, chunks = self.state(), []
         outs: list[Outputs] = []
         n = self.graphs.chunk_steps if path == "graphs" and self.graphs else choice.CHECK_CHUNK
@@ -269,8 +258,6 @@ class StackedEngine:
             self.use_fused, self.graphs = False, None
         return _cat(outs)
 
-    # --- inference and bookkeeping -----------------------------------------------------------
-
     @torch.no_grad()
     def activations(self, x: Tensor) -> list[Tensor]:
         """Every hidden layer's activations (outputs) for shared inputs ``x`` [N, 784]: one
@@ -288,8 +275,7 @@ class StackedEngine:
 
     @torch.no_grad()
     def head(self, h: Tensor) -> Tensor:
-        """Logits [R, N, 10] from the last hidden layer's activations ``h`` [R, N, hidden]
-        (or from the inputs, for a network without hidden layers)."""
+        """Logits [R, N, 10] from the last hidden layer's activations ``h`` [R, N, hidden] (or the inputs)."""
         if len(self.W) == 1:
             return torch.baddbmm(self.b[0], h.expand(self.n_replicas, -1, -1), self.W[0])
         return torch.baddbmm(self.b[-1], h, self.W[-1])

@@ -29,12 +29,9 @@ def translate(
     shape: tuple[int, int],
     index: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Images ``x`` [..., height * width] of ``shape`` (height, width) moved by whole pixels;
-    the uncovered border is background (-1).
-
-    ``shifts`` (same leading shape as x, int64 in [0, (2m+1)^2)) picks (dy, dx) =
-    divmod(shift, 2m+1) - m for each image. Returns a new tensor shaped like ``x``.
-    """
+    """Images ``x`` [..., height * width] of ``shape`` moved by whole pixels, as a new tensor (the
+    uncovered border background, -1): ``shifts`` (x's leading shape, int64 in [0, (2m+1)^2)) picks
+    (dy, dx) = divmod(shift, 2m+1) - m for each image."""
     m, (height, width) = max_shift, shape
     if x.shape[-1] != height * width:
         raise ValueError(f"images of {x.shape[-1]} pixels are not {height}x{width}")
@@ -46,14 +43,10 @@ def translate(
 
 
 class ReplicaShifts:
-    """Moves every image of a batch [R, b, height * width] by a random (dy, dx), each in
-    [-max_shift, max_shift], drawn afresh for every use of an image; ``shape`` is the images'
-    (height, width), the dataset spec's ``image_shape``.
-
-    Each replica draws from a generator of its own, seeded from its seed (offset by 2**63 so it
-    never meets a replica's init-and-order stream), so a replica's shifts depend on its seed
-    alone: not on which replicas train beside it, nor on which of them stopped.
-    """
+    """Moves every image of a batch [R, b, height * width] by a random (dy, dx) in [-max_shift,
+    max_shift], drawn afresh for every use of an image. Each replica draws from a generator of its
+    own, seeded from its seed + 2**63 (never meeting an init-and-order stream), so its shifts depend
+    on its seed alone, not on which replicas train beside it or stopped."""
 
     def __init__(
         self,

@@ -13,8 +13,7 @@ if TYPE_CHECKING:
 #: Mean cross-entropy (nats) above which a replica counts as diverged: chance level on ten classes
 #: is ln 10 = 2.3, and a runaway replica can sit at a huge but finite loss once its ReLUs died.
 DIVERGED_LOSS = 1e3
-#: Accuracy below which a replica is at chance level: a learning MLP passes 20% within its first
-#: hundred steps.
+#: Accuracy below which a replica is at chance level: a learning MLP passes 20% within 100 steps.
 COLLAPSED_ACC = 0.2
 
 
@@ -25,9 +24,8 @@ def chance_loss(n_classes: int) -> float:
 
 def classify(row: dict, config: TrainConfig, whole_epoch: bool) -> dict[str, bool]:
     """The flags of one history row: ``diverged`` (a loss non-finite or above ``DIVERGED_LOSS``),
-    ``collapsed`` (not diverged, and at chance: accuracy below ``COLLAPSED_ACC`` or, over a
-    ``whole_epoch`` of steps (fewer are too noisy), a training loss above ``chance_loss``) and
-    ``reached`` (not diverged, its validation accuracy at or above the config's ``target``)."""
+    ``collapsed`` (not diverged; accuracy below ``COLLAPSED_ACC`` or, over a ``whole_epoch`` of
+    steps, training loss above ``chance_loss``), ``reached`` (not diverged, val accuracy >= ``target``)."""
     losses = [v for k, v in row.items() if k.endswith("_loss")]
     diverged = not all(math.isfinite(v) for v in losses) or row["train_loss"] > DIVERGED_LOSS
     acc = row["test_acc"] if "test_acc" in row else row["val_acc"]
@@ -40,20 +38,17 @@ def classify(row: dict, config: TrainConfig, whole_epoch: bool) -> dict[str, boo
     }
 
 
-#: A replica whose accuracy reached this once has learned: falling to chance afterwards is a
-#: collapse, not a start that never moved.
+#: An accuracy that, once reached, means a replica learned: falling to chance later is a collapse.
 LEARNED_ACC = 0.5
-#: A training loss above this many times chance level is a blow-up, not a start that never moved
-#: (a fresh network's loss is within a few percent of chance level).
+#: A training loss above this many times chance is a blow-up (a fresh network's is within a few %).
 BLOWUP = 1.5
 #: A layer with more than this fraction of dead units died, as too large a step kills ReLUs.
 DEAD = 0.5
 
 
 def never_learned(config: TrainConfig, history: list[dict]) -> bool:
-    """Whether a replica at chance level never learned (too small a learning rate or too few
-    steps) rather than fell to chance, from its history rows: no accuracy ever reached
-    ``LEARNED_ACC``, no training loss went above ``BLOWUP`` times chance level, no layer is mostly dead."""
+    """Whether a replica at chance level never learned rather than fell to chance, from its history:
+    no accuracy reached ``LEARNED_ACC``, no loss went above ``BLOWUP`` x chance, no layer is mostly dead."""
     chance = chance_loss(config.spec.n_classes)
     for row in history:
         accs = [v for k, v in row.items() if k.endswith("_acc") and isinstance(v, (int, float))]
@@ -67,8 +62,7 @@ def never_learned(config: TrainConfig, history: list[dict]) -> bool:
 
 
 def _diverged(config: TrainConfig, last: dict) -> tuple[str, str]:
-    """(what happened, what to do) for a diverged replica, but for its seed: its lr, where it
-    diverged (its first bad step, else the evaluation by which it had) and what its loss did."""
+    """(what happened, what to do) for a diverged replica, but for its seed, from its last row."""
     loss = last.get("train_loss")
     what = (
         "its loss became NaN/inf"
@@ -126,8 +120,8 @@ def outcome_message(config: TrainConfig, rows: list[dict]) -> str | None:
 
 
 def eval_line(config: TrainConfig, rows: list[dict]) -> str:
-    """One evaluation's rows as a progress line: epoch, the test accuracy's median and quartiles (%),
-    how many replicas are at chance, and the seconds since the previous evaluation."""
+    """One evaluation's rows as a progress line: epoch, test accuracy (median and quartiles),
+    replicas at chance, seconds since the previous evaluation."""
     import numpy as np
 
     r0 = rows[0]

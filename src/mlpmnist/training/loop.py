@@ -1,9 +1,8 @@
 """The training loop: R replicas (seeds, optionally learning rates) of one configuration in lockstep.
 
-``train`` is the only place that steps an engine, and what it computes is its config (when it
-evaluates, when a replica stops, which weights it keeps), so every run is an experiment with a key.
-Given a ``Checkpoint``, it saves its whole state after every epoch and starts from a saved one: an
-interrupted run ends with the history and weights of an uninterrupted one, bit for bit.
+``train`` is the only place that steps an engine; what it computes (when it evaluates, when a
+replica stops, which weights it keeps) is its config's, so every run is an experiment with a key.
+Resumed from a ``Checkpoint``, a run ends with the history and weights of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ STATE_VERSION = 1
 
 class Checkpoint(Protocol):
     """Where ``train`` keeps its state between epochs (``store.checkpoint``): ``load`` the last
-    saved state (None when there is none, or it is not this run's), ``save`` one after an epoch."""
+    saved one (None if none, or not this run's), ``save`` one."""
 
     def load(self) -> dict[str, Any] | None: ...
 
@@ -75,10 +74,11 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 def split_train(train: mdata.Split, config: TrainConfig) -> tuple[mdata.Split, mdata.Split | None]:
     """(training split, validation split or None) after ``train_limit`` and ``holdout``."""
     if config.train_limit is not None:
-        train = train.head(config.train_limit)
+        train = mdata.Split(train.x[: config.train_limit], train.y[: config.train_limit])
     if not config.holdout:
         return train, None
-    return train.head(len(train) - config.holdout), train.tail(config.holdout)
+    n = len(train) - config.holdout
+    return mdata.Split(train.x[:n], train.y[:n]), mdata.Split(train.x[n:], train.y[n:])
 
 
 def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
@@ -92,9 +92,8 @@ def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
 
 
 def input_transform(config: TrainConfig, train_x: torch.Tensor) -> Transform:
-    """How ``config.inputs`` changes the [-1, 1] pixels, from the training images ``train_x``
-    [N, 784]: None (scaled, the reference), minus each pixel's mean (centered), or also divided
-    by its standard deviation (standardized; a constant pixel keeps SD 1)."""
+    """How ``config.inputs`` changes the pixels, from the training images ``train_x`` [N, 784]: None
+    (scaled), minus each pixel's mean (centered), also divided by its SD (standardized; 0 -> 1)."""
     if config.inputs == "scaled":
         return None
     mean = train_x.double().mean(0)
@@ -150,19 +149,16 @@ class _Window:
         self.examples += y.shape[0] * y.shape[2]
         self.steps += y.shape[0]
 
-    def means(self, n_replicas: int) -> tuple[list[float], list[float]]:
-        """(mean training loss in nats, training accuracy) per replica; NaN without steps."""
-        if self.loss is None or self.correct is None:
-            nan = [math.nan] * n_replicas
-            return nan, nan
+    def means(self) -> tuple[list[float], list[float]]:
+        """(mean training loss in nats, training accuracy) per replica."""
+        assert self.loss is not None and self.correct is not None, "an evaluation follows steps"
         return (self.loss / self.examples).tolist(), (self.correct.double() / self.examples).tolist()
 
 
 def eval_steps(config: TrainConfig) -> list[int]:
     """The step counts after which ``config`` evaluates, sorted: every epoch's end, and with
-    ``eval_ratio`` also geometrically spaced steps from the one where ``eval_from`` images have
-    been seen (each the previous times the ratio, rounded up), so every batch size gets the same
-    relative resolution: a replica's first step at a target is overestimated by at most that ratio."""
+    ``eval_ratio`` steps spaced by that ratio (rounded up) from ``eval_from`` images on, so a first
+    step at a target is overestimated by at most the ratio, whatever the batch size."""
     spe = config.steps_per_epoch
     total = spe * config.epochs
     steps = {e * spe for e in range(1, config.epochs + 1)}
@@ -272,8 +268,8 @@ class _Run:
         self.keep_rows = pos if self.keep_rows is None else self.keep_rows[pos]
 
     def state(self) -> dict[str, Any] | None:
-        """Everything the next epochs depend on, as CPU tensors and plain values (see the module);
-        None for an engine that does not expose its state (the reference engine)."""
+        """Everything the next epochs depend on, as CPU tensors and plain values; None for an engine
+        without ``state`` (the reference engine)."""
         tensors = getattr(self.engine, "state", None)
         if tensors is None:
             return None
@@ -292,8 +288,7 @@ class _Run:
         }
 
     def restore(self, state: dict[str, Any]) -> bool:
-        """Continue from ``state`` (made by ``state`` for this config); False, changing nothing,
-        when it is not one."""
+        """Continue from ``state`` (``state``'s, for this config); else False, changing nothing."""
         tensors = getattr(self.engine, "state", None)
         if tensors is None or state.get("version") != STATE_VERSION or state.get("key") != self.config.key():
             return False
@@ -323,7 +318,7 @@ class _Run:
         """One history row per live replica now (see ``train`` for the columns)."""
         t0, window = time.perf_counter(), self.window
         R, spe = len(self.alive), self.config.steps_per_epoch
-        train_loss, train_acc = window.means(R)
+        train_loss, train_acc = window.means()
         metrics: dict[str, list[float]] = {"train_loss": train_loss, "train_acc": train_acc}
         dead = None
         for name, split in evals.items():
@@ -360,19 +355,17 @@ def train(
     on_eval: OnEval = None,
     checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
-    """Train every replica of ``config`` with its optimizer on the mean cross-entropy.
-
-    Returns a ``TrainResult`` whose ``history`` has one row per live replica and evaluation
-    (``eval_steps``): seed, lr, epoch (fractional between epoch ends), step, train_loss and
-    train_acc (mean over the steps since the previous evaluation; nats, fraction),
-    ``<split>_loss``/``<split>_acc`` per evaluated split (test, and val with ``holdout``; between
-    epoch ends val only), dead_1.. (fraction of each hidden layer's units zero on every image of
-    the split, test at epoch ends), wnorm_1.. (Frobenius norm of each layer's weights), seconds
-    (training wall time since the previous evaluation), eval_seconds, and ``health.classify``'s
-    flags. A diverged replica stops, as does one at its ``target``; one at chance level goes on.
-    ``data`` defaults to the config's dataset, loaded. ``checkpoint``: where the state is saved
-    after every epoch but the last and resumed from (the fast engine only).
-    """
+    """Train every replica of ``config`` with its optimizer on the mean cross-entropy; returns a
+    ``TrainResult`` whose ``history`` has one row per live replica and evaluation (``eval_steps``):
+    seed, lr, epoch (fractional between epoch ends), step, train_loss and train_acc (over the steps
+    since the previous evaluation; nats, fraction), ``<split>_loss``/``<split>_acc`` per evaluated
+    split (test, and val with ``holdout``; between epoch ends val only), dead_1.. (fraction of each
+    hidden layer's units zero on every image of the split, test at epoch ends), wnorm_1.. (Frobenius
+    norm of each layer's weights), seconds (training wall time since the previous evaluation),
+    eval_seconds and ``health.classify``'s flags. A diverged replica stops, as does one at its
+    ``target``; one at chance level goes on. ``data`` defaults to the config's dataset, loaded.
+    ``checkpoint``: where the state is saved after every epoch but the last and resumed from (the
+    fast engine only)."""
     config.validate()
     device = resolve_device(config.device)  # the machine is checked here, not in the config
     memory.check(config, device)  # before anything is allocated: the numbers, in one line

@@ -11,10 +11,9 @@ from mlpmnist.config import TrainConfig
 
 @dataclass
 class TrainResult:
-    """``history``: one row per replica and evaluation (see ``train``). ``state_dicts``: final
-    weights per replica (None where it diverged or stopped early). ``snapshots``: epoch -> state
-    dicts (epochs as floats; 0 = the initialisation). ``seconds``: wall time of the call;
-    ``first_step_at``: wall clock (``time.time()``) after the first step."""
+    """``history``: one row per replica and evaluation (see ``train``). ``state_dicts``: final weights
+    per replica (None where it diverged or stopped early). ``snapshots``: epoch (float; 0 = the init)
+    -> state dicts. ``seconds``: the call's wall time; ``first_step_at``: ``time.time()`` after step 1."""
 
     config: TrainConfig
     history: pd.DataFrame
