@@ -69,11 +69,8 @@ def _shown(v: object) -> str:
 
 
 def add_config_flags(p: argparse.ArgumentParser, hidden: Sequence[str] = ()) -> None:
-    """One flag per ``TrainConfig`` field (``--batch-size``, ``--seeds 0-9``, ``--drop-last``, ...);
-    those of ``hidden`` are left out of the help (the command refuses them with what to use).
-
-    Flags not given stay unset, so the config's own defaults apply (see ``config_from_args``).
-    """
+    """One flag per ``TrainConfig`` field (``--batch-size``, ``--seeds 0-9``, ``--drop-last``, ...),
+    unset when not given so the config's defaults apply; ``hidden`` ones are left out of the help."""
     g = p.add_argument_group("training configuration (TrainConfig)")
     defaults = TrainConfig()
     for name, f in FIELDS.items():
@@ -124,18 +121,14 @@ def parse_assignments(words: Sequence[str], what: str) -> dict[str, list]:
 
 
 def check_out_path(out: Path) -> Path:
-    """``out`` as a file to write, checked before any work: not a folder, nothing that is not a
-    regular file (a FIFO, a device, a link to one: a rename would replace it), its folder
-    creatable and writable. Returns where the file lands (a link to a file is written through);
-    raises ``ValueError`` saying what to do."""
+    """``out`` checked as a file to write before any work: not a folder nor anything else a rename
+    would replace (a FIFO, a device), its folder writable. Returns where the file lands (a link to
+    a file is written through); ``ValueError`` saying what to do."""
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a file path such as {out / 'run.json'}")
     target = file_target(out, "--out")
     writable_folder(target.parent, "--out's folder")
     return target
-
-
-# ---------------------------------------------------------------------------- commands
 
 
 def assignments(words: Sequence[str] | None, what: str) -> dict[str, Any]:

@@ -1,20 +1,10 @@
-"""A sweep that draws itself as it goes: in a Jupyter kernel, a status line, the final-accuracy
-figure and the experiments' table, redrawn as each running experiment finishes an epoch and as
-each experiment finishes.
-
-``run_sweep`` wraps ``sweep.run_sweep``: it shows three outputs through IPython display handles
-and updates them from the sweep's ``on_progress`` and ``on_result`` callbacks. While the sweep
-runs, a running experiment's status is its epoch ('epoch 7 of 15'), and a progress line goes to
-stderr at most once a ``PROGRESS_S`` (what ``make study``'s terminal shows through papermill).
-When the sweep ends the outputs show its outcome in words that do not depend on this run's
-timing or on what earlier runs left (a rerun that skips every experiment shows the same), so a
-published notebook stays the same when its numbers do; timings go to stderr, which
-``workbench.publish`` leaves out. Outside a kernel (a script, the CLI) it is ``sweep.run_sweep``
-unchanged.
-
-The words are the package's: an experiment is *done* (trained and stored, whatever its seeds
-did) or *failed* (it could not be trained or stored); a seed that diverged or collapsed to
-chance is a *failed seed* of a done experiment.
+"""A sweep that draws itself as it goes: in a Jupyter kernel, ``run_sweep`` shows a status line,
+the final-accuracy figure and the experiments' table through display handles, redrawn from the
+sweep's ``on_progress`` and ``on_result`` callbacks, and a progress line on stderr at most once a
+``PROGRESS_S`` (what ``make study``'s terminal shows through papermill). The final outputs do not
+depend on this run's timing or on what earlier runs left, so a published notebook stays the same
+when its numbers do; timings go to stderr, which ``workbench.publish`` leaves out. Outside a
+kernel it is ``sweep.run_sweep`` unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +19,7 @@ import pandas as pd
 from IPython.display import Pretty
 
 from mlpmnist import store
+from mlpmnist.analysis.words import count as _count
 from mlpmnist.figures import compose as figures
 from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep.progress import epoch_line
@@ -47,11 +38,6 @@ def in_kernel() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and hasattr(shell, "kernel")
-
-
-def _count(n: int, word: str) -> str:
-    """'1 experiment', '8 experiments'."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 class LiveView:

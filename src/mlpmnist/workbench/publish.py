@@ -1,21 +1,14 @@
 """Publishing: an executed notebook made the committed copy, its figures and numbers copied into
-the committed folder, and the README's generated blocks written from them::
+the committed folder, and the README's generated blocks written from them (``make publish`` is
+the one writer of the committed outputs)::
 
     python -m mlpmnist.workbench.publish EXECUTED COMMITTED [--media FROM TO] [--readme README]
 
-``make study`` and ``make science`` only run (papermill, writing under ``results/``); ``make
-publish`` (``publish-study``, ``publish-science``) is the one writer of the committed outputs.
-
-The committed notebook is the executed one without what says when or how it ran rather than what
-it computed, so publishing a rerun that computes the same numbers changes no byte:
-
-- papermill's ``injected-parameters`` cell (its values stay in ``metadata.papermill.parameters``),
-  so a reader's own Run All writes under ``results/`` again;
-- the timing metadata of papermill (start and end times, durations, per cell too) and of
-  nbclient (``metadata.execution``);
-- progress widgets (their outputs and ``metadata.widgets``) and stderr streams: progress bars,
-  timings and log lines are the run's, not the study's (``workbench.live`` keeps the study's
-  outcome in its displays).
+The committed notebook is the executed one without what says when or how it ran, so publishing a
+rerun that computes the same numbers changes no byte: papermill's ``injected-parameters`` cell
+(its values stay in ``metadata.papermill.parameters``), papermill's and nbclient's timing
+metadata, progress widgets and stderr streams (``workbench.live`` keeps the study's outcome in
+its displays).
 """
 
 from __future__ import annotations
