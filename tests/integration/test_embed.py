@@ -19,7 +19,9 @@ MAX_ITER = 250  # scikit-learn's minimum
 
 @pytest.fixture(scope="module")
 def models(mnist):
-    return embed.train_snapshots(mnist, batch_size=90, epochs=(0, 2), threads=1, train_limit=10_000)
+    return embed.train_snapshots(
+        embed.snapshot_config(None, (0, 2), batch_size=90, threads=1, train_limit=10_000), mnist
+    )
 
 
 @pytest.fixture(scope="module")

@@ -143,48 +143,17 @@ FIGURES: dict[str, Entry] = {
             "t-SNE of the last hidden layer at each snapshot epoch, coloured by class",
         ),
         Entry(
-            "science_lr_tuning",
-            "science",
-            science.lr_tuning,
-            "validation accuracy vs lr; the tuned lr vs B, two fits",
+            "science_lr_tuning", "science", science.lr_tuning, "validation accuracy vs lr; the tuned lr vs B"
         ),
         Entry(
-            "science_steps_to_target",
-            "science",
-            science.steps_to_target,
-            "steps and examples to each validation target vs B, intervals, second set, the fit and B_crit",
+            "science_steps_to_target", "science", science.steps_to_target, "steps to each target vs B, B_crit"
         ),
-        Entry(
-            "science_ceiling",
-            "science",
-            science.ceiling,
-            "each seed's collapse lr vs its λ_max at initialisation",
-        ),
-        Entry(
-            "science_sharpness",
-            "science",
-            science.sharpness,
-            "λ_max during the first epoch at a few lrs, and 2 / lr",
-        ),
-        Entry(
-            "science_noise_scale",
-            "science",
-            science.noise_scale,
-            "the gradient noise scale B_simple during training",
-        ),
-        Entry(
-            "science_recipes",
-            "science",
-            science.recipes,
-            "the tuned recipe's test accuracy against the reference's",
-        ),
-        Entry("science_tail", "science", science.tail, "batch 8's tail: ReLU, leaky ReLU, and the tuned lr"),
-        Entry(
-            "science_headlines",
-            "science",
-            science.headlines,
-            "every headline number's 95% interval (ratio to its estimate) and the second set's value",
-        ),
+        Entry("science_ceiling", "science", science.ceiling, "collapse lr vs λ_max at initialisation"),
+        Entry("science_sharpness", "science", science.sharpness, "λ_max in the first epoch, and 2 / lr"),
+        Entry("science_noise_scale", "science", science.noise_scale, "the gradient noise scale B_simple"),
+        Entry("science_recipes", "science", science.recipes, "the tuned recipe vs the reference's"),
+        Entry("science_tail", "science", science.tail, "batch 8's tail: ReLU, leaky ReLU, the tuned lr"),
+        Entry("science_headlines", "science", science.headlines, "each headline number's 95% interval"),
     )
 }
 

@@ -41,9 +41,7 @@ def in_kernel() -> bool:
 
 
 class LiveView:
-    """The live outputs of one sweep: ``progress(moved)`` per finished evaluation, ``update(key,
-    record)`` per finished experiment, ``finish(outcome)`` at the end. Experiments already done
-    when it starts are shown at once."""
+    """The live outputs of one sweep; experiments already done when it starts are shown at once."""
 
     def __init__(self, config: SweepConfig, log: Callable[[str], None] | None = None) -> None:
         from IPython.display import display
@@ -85,14 +83,17 @@ class LiveView:
         self.table.update(self._table())
 
     def finish(self, outcome: SweepOutcome) -> None:
-        """The final state: the figure of every done experiment of the sweep, its table."""
+        """The final state: the figure of every done experiment, the sweep's table."""
         try:
             fig: Any = figures.final_accuracy_figure(outcome.frame())
         except (ValueError, store.StoreError):  # nothing done: say so instead
             fig = Pretty("no experiment is done: see the table")
         self.status.update(Pretty(outcome.line()))
         self.figure.update(fig)
-        self.table.update(final_table(outcome))
+        # No wall times (they live in the records and on stderr); skipped experiments are done.
+        table = outcome.table.drop(columns=["key", "seconds", "start_s"], errors="ignore")
+        table = table.assign(status=table["status"].replace({"skipped": "done"}))
+        self.table.update(table if outcome.failed else table.drop(columns=["error"], errors="ignore"))
         before = f"; {self.before} of them done before this run" if self.before else ""
         self.log(f"sweep: {outcome.seconds:.0f} s{before}")
 
@@ -129,23 +130,13 @@ class LiveView:
         return pd.DataFrame(rows)
 
 
-def final_table(outcome: SweepOutcome) -> pd.DataFrame:
-    """The sweep's table as the notebook keeps it: status done (trained now or before) or failed,
-    replicas, failed seeds, median final test accuracy, and the error column only where some
-    experiment failed; no wall times (they live in the records and on stderr)."""
-    table = outcome.table.drop(columns=["key", "seconds", "start_s"], errors="ignore")
-    table = table.assign(status=table["status"].replace({"skipped": "done"}))
-    return table if outcome.failed else table.drop(columns=["error"], errors="ignore")
-
-
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
 def run_sweep(config: SweepConfig, progress: bool = True, **kw: Any) -> SweepOutcome:
-    """``sweep.run_sweep(config, progress, **kw)``, drawn live in a Jupyter kernel (see the
-    module), where the live table replaces the progress bar and the sweep's lines go to stderr.
-    An ``on_result`` in ``kw`` is called too. Returns the sweep's outcome."""
+    """``sweep.run_sweep(config, progress, **kw)``, drawn live in a Jupyter kernel, where the live
+    table replaces the progress bar (an ``on_result`` in ``kw`` is called too)."""
     if not in_kernel():
         return _run_sweep(config, progress=progress, **kw)
     view = LiveView(config, kw.pop("log", None))

@@ -31,14 +31,6 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 MEDIA = ("*.png", "*.pdf", "*.svg", "*.csv", "*.json")
 
 
-def strip_injected(nb: nbformat.NotebookNode) -> int:
-    """Remove the cells tagged ``injected-parameters`` from ``nb`` in place; returns how many."""
-    keep = [c for c in nb.cells if INJECTED not in c.get("metadata", {}).get("tags", [])]
-    removed = len(nb.cells) - len(keep)
-    nb.cells = keep
-    return removed
-
-
 def _kept(output: nbformat.NotebookNode) -> bool:
     if output.get("output_type") == "stream":
         return output.get("name") != "stderr"
@@ -73,7 +65,7 @@ def committed(executed: str | os.PathLike) -> str:
         raise ValueError(
             f"{executed} did not run to the end: {cell}; fix it and run make study or make science again"
         )
-    strip_injected(nb)
+    nb.cells = [c for c in nb.cells if INJECTED not in c.get("metadata", {}).get("tags", [])]
     return nbformat.writes(strip_run(nb))
 
 
@@ -93,13 +85,6 @@ def first_unfinished(nb: nbformat.NotebookNode) -> str | None:
     if nb.metadata.get("papermill", {}).get("exception"):
         return "papermill marked it as failed"
     return None
-
-
-def publish(executed: str | os.PathLike, committed_path: str | os.PathLike) -> Path:
-    """Write ``committed(executed)`` to ``committed_path`` atomically; returns the path."""
-    text = committed(executed)
-    remove_stale_temporaries(Path(committed_path).parent, Path(committed_path).name)  # a killed publish's
-    return atomic_write_text(committed_path, text)
 
 
 def copy_media(source: str | os.PathLike, target: str | os.PathLike) -> list[Path]:
@@ -130,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.readme and not args.media:
             raise ValueError("--readme needs --media FROM TO: the README is written from TO's CSVs")
-        committed(args.executed)  # checked before anything is written
+        text = committed(args.executed)  # checked before anything is written
         written = copy_media(*args.media) if args.media else []
-        written.append(publish(args.executed, args.committed))
+        target = Path(args.committed)
+        remove_stale_temporaries(target.parent, target.name)  # a killed publish's
+        written.append(atomic_write_text(target, text))
         if args.readme:
             written.append(report.update_readme(args.readme, report.readme_blocks(args.media[1])))
     except (ValueError, OSError) as e:
