@@ -87,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--results",
         type=Path,
-        default=None,
-        help="store the experiment in this results folder (record and weights), as a sweep does: a sweep "
-        "then skips it, and an interrupted train resumes from its last finished epoch",
+        help="store it in this results folder as a sweep does (resumable; a sweep skips it)",
     )
 
     s = command(
@@ -109,9 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--batch-sizes", nargs="+", metavar="B", help="shorthand for --grid batch_size=...")
     s.add_argument(
-        "--workers",
-        type=int,
-        help="jobs at once, each one kernel (default: 2 on a CPU, one per GPU; Dask: one per worker thread)",
+        "--workers", type=int, help="jobs at once, each one kernel (default: 2 on a CPU, 1 per GPU or thread)"
     )
     s.add_argument(
         "--concurrency", type=int, help="groups a job trains at once (default: 1 on a CPU, 16 on a GPU)"
@@ -132,25 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--media", type=Path, help="folder to write the figures into (default: RESULTS/media)")
     f.add_argument("--format", choices=FORMATS, default=FORMATS[0], help="file format (default: png)")
     f.add_argument(
-        "--model-batch-size",
-        type=int,
-        metavar="B",
-        help="whose models the model figures show: the best median final test accuracy at this batch size "
-        "(default: at any, as run.ipynb chooses)",
+        "--model-batch-size", type=int, metavar="B", help="model figures: the best median at this batch size"
     )
     f.add_argument(
         "--model-where",
         nargs="+",
         metavar="NAME=VALUE",
-        help="pin the model figures' experiment on other fields, e.g. lr=0.1 (every figure of the selection "
-        "is still drawn)",
+        help="model figures: the best median among these, e.g. lr=0.1",
     )
     f.add_argument(
         "--tsne",
         action="store_true",
-        help="also draw t-SNE of that experiment's first seed at epochs within its own (0, 1, a third, two "
-        "thirds, the last): a one-seed experiment with snapshots, stored in the results folder and "
-        "trained only when it is not there yet",
+        help="also t-SNE of that experiment's first seed at epochs 0, 1, a third, two thirds and the last "
+        "(a one-seed experiment stored in the results folder, trained when it is not there yet)",
     )
 
     m = command(
@@ -163,16 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=EXPORTS,
         default="text",
-        help="text (the table and its conclusions), csv (every statistic, fractions in full, as "
-        "study_summary.csv), markdown (the README's table) or json (default: text)",
+        help="text (table and conclusions; default), csv (fractions in full), markdown (README's) or json",
     )
     m.add_argument("--out", type=Path, help="write to this file instead of printing")
     m.add_argument(
         "--a",
         nargs="+",
         metavar="NAME=VALUE",
-        help="compare this configuration (within --where) with --b's: the difference of medians with its "
-        "bootstrap CI, the Mann-Whitney test, and the failed seeds' shares",
+        help="compare this configuration (within --where) with --b's: medians, Mann-Whitney, failed seeds",
     )
     m.add_argument("--b", nargs="+", metavar="NAME=VALUE", help="the other configuration; see --a")
     return ap

@@ -26,10 +26,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         argv = getattr(self, "_argv", [])
-        if message.startswith("unrecognized arguments"):
-            message += _did_you_mean(self, message, argv)
         # argparse reports a command's unknown flags from the top parser: point at that command's help.
         command = next((w for w in argv if w in _commands(self)), None)
+        if message.startswith("unrecognized arguments"):
+            message += _did_you_mean(self, message, command)
         prog = f"{self.prog} {command}" if command and self.prog.split()[-1] != command else self.prog
         self.exit(EXIT_BAD_INPUT, f"error: {message}; see '{prog} --help'\n")
 
@@ -45,9 +45,9 @@ def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPar
     return {}
 
 
-def _did_you_mean(parser: argparse.ArgumentParser, message: str, argv: Sequence[str] = ()) -> str:
-    """The closest flag to each unknown one in argparse's ``message``, among the flags of the
-    command named in ``argv`` (sweep's for ``sweep --batchsizes``; all flags when none is)."""
+def _did_you_mean(parser: argparse.ArgumentParser, message: str, command: str | None) -> str:
+    """The closest flag to each unknown one in argparse's ``message``, among the flags of
+    ``command`` (all commands' when None)."""
     import difflib
 
     known = [s for a in parser._actions for s in a.option_strings]  # noqa: SLF001
@@ -55,8 +55,7 @@ def _did_you_mean(parser: argparse.ArgumentParser, message: str, argv: Sequence[
         n: [s for b in sub._actions for s in b.option_strings if b.help != argparse.SUPPRESS]  # noqa: SLF001
         for n, sub in _commands(parser).items()
     }
-    chosen = next((w for w in argv if w in commands), None)
-    known += commands[chosen] if chosen else [s for flags in commands.values() for s in flags]
+    known += commands[command] if command in commands else [s for flags in commands.values() for s in flags]
     words = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
     hints = [m[0] for w in words if (m := difflib.get_close_matches(w, known, n=1))]
     return f" (did you mean {', '.join(hints)}?)" if hints else ""

@@ -249,11 +249,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
                 )
             sides.append(side)
         result = compare.two(*sides)
-        text = (
-            "\n".join(findings.comparison(result))
-            if args.format == "text"
-            else tables.export(result, args.format)
-        )
+        if args.format == "text":
+            text = "\n".join(findings.comparison(result))
+        else:
+            text = tables.export(result, args.format)
     else:
         df = store.load(args.results, where=where)
         summ = stats.summary(df)

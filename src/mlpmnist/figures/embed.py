@@ -89,7 +89,8 @@ def separation(points: np.ndarray, labels: np.ndarray, k: int = KNN_K, folds: in
 class Embeddings:
     """``points``: per epoch and image, epoch, index (into the test set), label (class index), x, y
     (t-SNE units). ``scores``: per epoch, test_acc (whole test set), knn_acc_2d, silhouette_2d,
-    knn_acc_64d and tsne_seconds. ``seconds``: wall time of all panels together."""
+    knn_acc_64d and tsne_seconds. ``seconds``: wall time of all panels; ``batch_size``, ``seed``: the
+    trained model's, where known."""
 
     points: pd.DataFrame
     scores: pd.DataFrame
@@ -97,7 +98,6 @@ class Embeddings:
     spec: DatasetSpec
     batch_size: int | None = None
     seed: int | None = None
-    config: TrainConfig | None = None
 
 
 def _panel(features: np.ndarray, labels: np.ndarray, max_iter: int, random_state: int) -> tuple:
@@ -246,5 +246,5 @@ def tsne_epochs(
     else:
         models = train_snapshots(cfg, data, progress)
     emb = embed_models(models, data, n=n, progress=progress, **embed_kw)
-    emb.batch_size, emb.seed, emb.config = cfg.batch_size, cfg.seeds[0], cfg
+    emb.batch_size, emb.seed = cfg.batch_size, cfg.seeds[0]
     return emb

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from IPython.display import Pretty
+from IPython.display import Pretty, display
 
 from mlpmnist import store
 from mlpmnist.analysis.words import count as _count
@@ -32,20 +32,15 @@ PROGRESS_S = 60.0
 
 def in_kernel() -> bool:
     """True inside a Jupyter kernel (JupyterLab, Colab, papermill), where displays show."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
+    from IPython import get_ipython
+
+    return hasattr(get_ipython(), "kernel")
 
 
 class LiveView:
     """The live outputs of one sweep; experiments already done when it starts are shown at once."""
 
     def __init__(self, config: SweepConfig, log: Callable[[str], None] | None = None) -> None:
-        from IPython.display import display
-
         self.config, self.log = config, log or _stderr
         self.experiments = config.experiments()
         self.records: dict[str, dict] = {}

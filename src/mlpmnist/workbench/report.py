@@ -41,7 +41,7 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``frame`` as CSV at ``path`` atomically, numbers in full (shortest round-trip repr),
     so text made from the CSV is the text made from the frame. Returns the path."""
     remove_stale_temporaries(Path(path).parent, Path(path).name)  # a killed write's (W7)
-    return atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+    return atomic_write_text(path, tables.export(frame, "csv"))
 
 
 #: A ``stats.summary`` frame as CSV (accuracies as fractions), for ``read_summary``.

@@ -41,11 +41,7 @@ class ModelChoice:
     config: TrainConfig
     label: str
     why: str
-    key: str = ""  # the key its store holds it by (a legacy key in a store made before 16-digit keys)
-
-    def __post_init__(self) -> None:
-        if not self.key:
-            object.__setattr__(self, "key", self.config.key())
+    key: str  # the key its store holds it by (a legacy key in a store made before 16-digit keys)
 
 
 def _plain(v: Any) -> Any:
