@@ -8,6 +8,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from mlpmnist.config import TrainConfig
 from mlpmnist.figures import compose, embed, registry, tsne
 
 N = 400  # test images per panel here; the study uses 2,000
@@ -20,7 +21,7 @@ MAX_ITER = 250  # scikit-learn's minimum
 @pytest.fixture(scope="module")
 def models(mnist):
     return embed.train_snapshots(
-        embed.snapshot_config(None, (0, 2), batch_size=90, threads=1, train_limit=10_000), mnist
+        embed.snapshot_config(TrainConfig(batch_size=90, threads=1, train_limit=10_000), (0, 2)), mnist
     )
 
 

@@ -49,11 +49,8 @@ def hidden_features(model: MLP, x: torch.Tensor) -> np.ndarray:
 
 def tsne(features: np.ndarray, random_state: int = TSNE_SEED, max_iter: int = TSNE_MAX_ITER) -> np.ndarray:
     """2-D Barnes-Hut t-SNE of ``features`` [N, d] (PCA initialisation): float32 [N, 2].
-
-    Single-threaded on purpose: scikit-learn's gradient uses every OpenMP thread it may, whatever
-    ``n_jobs`` says, and t-SNE amplifies the last-bit difference of another summation order into
-    a visibly different map. (``embed_models`` runs panels in parallel processes instead.)
-    """
+    Single-threaded: t-SNE amplifies the last-bit difference of another summation order (OpenMP
+    threads, whatever ``n_jobs`` says) into a visibly different map."""
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
@@ -72,9 +69,8 @@ def tsne(features: np.ndarray, random_state: int = TSNE_SEED, max_iter: int = TS
 
 
 def separation(points: np.ndarray, labels: np.ndarray, k: int = KNN_K, folds: int = CV_FOLDS) -> dict:
-    """How well the classes separate in ``points`` [N, d]: ``knn_acc`` (fraction right by a k-NN
-    vote, stratified ``folds``-fold cross-validation, no shuffling) and ``silhouette`` (of the
-    classes, Euclidean, in [-1, 1])."""
+    """How well the classes separate in ``points`` [N, d]: ``knn_acc`` (k-NN vote, stratified
+    ``folds``-fold cross-validation, no shuffling) and ``silhouette`` (Euclidean, in [-1, 1])."""
     from sklearn.metrics import silhouette_score
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
@@ -159,23 +155,18 @@ def embed_models(
 
 
 def default_snapshots(epochs: int) -> tuple[int, ...]:
-    """The epochs t-SNE embeds by default for a run of ``epochs``: the initialisation, the first
-    epoch, a third, two thirds and the last (15 epochs: 0, 1, 5, 10, 15), never past the run."""
+    """The epochs t-SNE embeds by default: 0, 1, a third, two thirds and the last (15: 0 1 5 10 15)."""
     return tuple(sorted({0, min(1, epochs), round(epochs / 3), round(2 * epochs / 3), epochs}))
 
 
 def snapshot_config(
-    base: TrainConfig | None = None,
-    epochs: Sequence[int] | None = None,
-    seed: int | None = None,
-    **fields,
+    base: TrainConfig | None = None, epochs: Sequence[int] | None = None, seed: int | None = None
 ) -> TrainConfig:
     """The one-seed experiment whose snapshots t-SNE embeds: ``base`` (default: the defaults) with
-    ``fields`` replaced, its own number of epochs, the one seed ``seed`` (default: ``base``'s
-    first) at that seed's lr, and ``snapshots`` at ``epochs`` (default ``default_snapshots``).
-    ``ValueError`` for epochs that are not integers in [0, the run's epochs]: the snapshots come
-    from the run the study made, never from training past it."""
-    base = TrainConfig.from_mapping(fields, base)
+    the one seed ``seed`` (default: its first) at that seed's lr, and ``snapshots`` at ``epochs``
+    (default ``default_snapshots``). ``ValueError`` for epochs that are not integers in [0, the
+    run's epochs]: the snapshots come from the run the study made, never from training past it."""
+    base = TrainConfig() if base is None else base
     epochs = default_snapshots(base.epochs) if epochs is None else epochs
     if not epochs or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in epochs):
         raise ValueError(f"t-SNE epochs must be a non-empty list of integers >= 0; got {list(epochs)!r}")

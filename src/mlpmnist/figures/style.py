@@ -73,9 +73,9 @@ def save(fig: Figure, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def facet_axes(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> list[str]:
-    """The varying config axes of ``df`` other than ``exclude``: a study figure's panels."""
-    return [c for c in varying_axes(df) if c not in set(exclude)]
+def facet_axes(df: pd.DataFrame) -> list[str]:
+    """The varying config axes of ``df`` other than the batch size: a study figure's panels."""
+    return [c for c in varying_axes(df) if c != "batch_size"]
 
 
 def value_order(column: str, value: object) -> tuple:
@@ -92,10 +92,10 @@ def value_order(column: str, value: object) -> tuple:
     return (2, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p))
 
 
-def facets(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> list[tuple[str, pd.DataFrame]]:
+def facets(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """The panels of a study figure: (title, rows) per combination of the values of
-    ``facet_axes(df, exclude)`` in ``value_order``; ('', df) when nothing else varies."""
-    axes = facet_axes(df, exclude)
+    ``facet_axes(df)`` in ``value_order``; ('', df) when nothing else varies."""
+    axes = facet_axes(df)
     if not axes:
         return [("", df)]
     groups = df.groupby(axes, dropna=False, sort=False)

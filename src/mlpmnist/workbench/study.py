@@ -122,8 +122,7 @@ class Study:
         return sweep_key(self.sweep)
 
     def model_candidates(self) -> list[TrainConfig]:
-        """The grid's experiments at ``model_batch_size`` (any, when None) that match
-        ``model_where``, in grid order."""
+        """The grid's experiments at ``model_batch_size`` (any, when None) matching ``model_where``."""
         return [
             e
             for e in self.sweep.grid_experiments()
@@ -144,9 +143,8 @@ class Study:
         return "at " + ", ".join(axis_label(k, v) for k, v in pinned.items()) if pinned else "of the grid"
 
     def choose_model(self, df: pd.DataFrame) -> ModelChoice:
-        """Whose models the model cells show, from the sweep's results frame ``df``: the one
-        candidate, or among several the one with the highest median final test accuracy
-        (``stats.best_key``). ``ValueError`` when none finished."""
+        """Whose models the model cells show, from the sweep's results frame ``df``: the one candidate,
+        or the best median (``stats.best_key``) of several. ``ValueError`` when none finished."""
         cands = self.model_candidates()
         done = set(df["key"]) if "key" in df.columns else set()
         # Each candidate by the key the frame holds it under: its own, or a store's legacy key.
@@ -175,8 +173,8 @@ class Study:
         return ModelChoice(chosen, self.label(chosen), why, key[chosen])
 
     def _hint(self, chosen: TrainConfig) -> str:
-        """How to show another point: a parameter, and a value of it that is not the chosen one's
-        (``choose_model`` asks only when there are several candidates, so one axis is free)."""
+        """How to show another point: a free parameter and another value of it (there is one, as
+        ``choose_model`` asks only when there are several candidates)."""
         pinned = {"batch_size"} if self.model_batch_size is not None else set()
         free = [k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in {*pinned, *self.model_where}]
         name = free[0]
@@ -198,8 +196,7 @@ class Study:
         return "\n\n".join(seen.values())
 
     def describe(self) -> str:
-        """Two lines: how many experiments, which axes, how many seeds and epochs; where the
-        results and this run's figures and summary go."""
+        """Two lines: the experiments, axes, seeds and epochs; where results, figures and summary go."""
         axes = ", ".join(f"{k} {list(v)}" for k, v in self.sweep.grid.items())
         base, extra = self.sweep.base, self.sweep.extra
         seeds_at = {e.batch_size: len(e.seeds) for e in extra}
@@ -225,9 +222,8 @@ def sweep_key(sweep: SweepConfig) -> str:
 
 def _more_seeds(more: Mapping[int, Sequence[int] | str] | None, grid: list[TrainConfig]) -> list[TrainConfig]:
     """The experiments ``more_seeds`` adds: each grid experiment at one of its batch sizes again,
-    with those seeds (batch sizes the grid does not train add none: ``Study.describe`` says so)."""
-    if more is None or (isinstance(more, Mapping) and not more):
-        return []
+    with those seeds."""
+    more = {} if more is None else more
     if not isinstance(more, Mapping) or not all(isinstance(b, int) for b in more):
         raise ValueError(
             f"more_seeds must be a dict of batch size -> seeds, e.g. {{8: '10-59'}}; got {more!r}"
@@ -238,8 +234,7 @@ def _more_seeds(more: Mapping[int, Sequence[int] | str] | None, grid: list[Train
 
 
 def _check_where(where: Mapping[str, Any] | None, sweep: SweepConfig) -> dict[str, Any]:
-    """``model_where`` checked against the grid: a dict of grid axes (not batch_size) to one of
-    their values. ``ValueError`` naming what is wrong."""
+    """``model_where`` checked as a dict of grid axes (not batch_size) to one of their values."""
     out = {}
     for name, value in check_mapping("model_where", where, "{'lr': 0.1}").items():
         if name == "batch_size":
