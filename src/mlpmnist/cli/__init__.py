@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--batch-sizes", nargs="+", metavar="B", help="shorthand for --grid batch_size=...")
     s.add_argument(
-        "--workers", type=int, help="jobs at once, each one kernel (default: 2 on a CPU, 1 per GPU or thread)"
+        "--workers",
+        type=int,
+        help="jobs at once, each one kernel (default: 2 on a CPU, 1 per GPU; Dask: 1 per worker thread)",
     )
     s.add_argument(
         "--concurrency", type=int, help="groups a job trains at once (default: 1 on a CPU, 16 on a GPU)"
