@@ -1,10 +1,5 @@
-"""Notebook parameters checked before any work, each in one line that names the parameter and
-says what it allows: the same reading of seeds, flags and folders for run.ipynb
-(``workbench.study.Study.from_parameters``) and the science notebook (``science.presets.preset``,
-``science.runs.Runner``, ``science.summary.Outputs.at``).
-
-A folder a notebook writes is checked as a folder it can write, with nothing that is not a
-regular file where one of its outputs goes, and nothing is created until the work writes it.
+"""Notebook parameters checked before any work, the same way for run.ipynb and the science
+notebook; each fault is a ``ValueError`` in one line that names the parameter and what it allows.
 """
 
 from __future__ import annotations
@@ -21,16 +16,14 @@ from mlpmnist.values import MAX_SEEDS
 
 
 def check_bool(name: str, value: object) -> bool:
-    """``value`` when it is True or False; ``ValueError`` otherwise (the text ``"false"`` is
-    truthy in Python, so a string is refused rather than read)."""
+    """``value`` when it is True or False (the text ``"false"`` is truthy, so text is refused)."""
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False; got {value!r}")
     return value
 
 
 def check_mapping(name: str, value: object, example: str) -> dict[str, Any]:
-    """``value`` as a dict when it is a mapping (None: empty); ``ValueError`` naming ``name`` and
-    showing ``example`` otherwise."""
+    """``value`` as a dict when it is a mapping (None: empty), else ``example`` is shown."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -39,8 +32,7 @@ def check_mapping(name: str, value: object, example: str) -> dict[str, Any]:
 
 
 def check_int(name: str, value: object, low: int, high: int | None = None, none: bool = False) -> int | None:
-    """``value`` when it is an integer in [``low``, ``high``] (or None where ``none``);
-    ``ValueError`` naming ``name`` and the range otherwise."""
+    """``value`` when it is an integer in [``low``, ``high``] (or None where ``none``)."""
     if value is None and none:
         return None
     if (
@@ -55,9 +47,8 @@ def check_int(name: str, value: object, low: int, high: int | None = None, none:
 
 
 def read_seeds(name: str, value: object, none: bool = False) -> tuple[int, ...] | None:
-    """Seeds as run.ipynb reads them: a list of integers, or text such as ``"0-9"`` or
-    ``"0 1 2"`` (``TrainConfig``'s own reading); None where ``none``. ``ValueError`` naming
-    ``name`` otherwise."""
+    """Seeds as a list of integers or text such as ``"0-9"`` (``TrainConfig``'s reading); None
+    where ``none``."""
     if value is None and none:
         return None
     shape = f"a list of integers in [0, 2**63) or text such as '0-9' (at most {MAX_SEEDS:,})"
@@ -77,9 +68,8 @@ def read_seeds(name: str, value: object, none: bool = False) -> tuple[int, ...] 
 
 
 def output_folder(name: str, value: object, files: tuple[str, ...] = ()) -> Path:
-    """The folder parameter ``name`` (text or a path; relative paths from the repository root,
-    ``paths.resolve``) checked as a place to write ``files`` (``store.check_folder``: nothing is
-    created). ``ValueError`` naming ``name`` otherwise."""
+    """The folder parameter ``name`` (relative paths from the repository root) checked as a place
+    to write ``files`` (``store.check_folder``: nothing is created)."""
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
         raise ValueError(f"{name} must be a folder path (text); got {value!r}")
     return check_folder(paths.resolve(value), name, files)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from mlpmnist.config import TrainConfig
 from mlpmnist.figures import compose, embed, registry, tsne
 
 N = 400  # test images per panel here; the study uses 2,000
@@ -19,7 +20,9 @@ MAX_ITER = 250  # scikit-learn's minimum
 
 @pytest.fixture(scope="module")
 def models(mnist):
-    return embed.train_snapshots(mnist, batch_size=90, epochs=(0, 2), threads=1, train_limit=10_000)
+    return embed.train_snapshots(
+        embed.snapshot_config(TrainConfig(batch_size=90, threads=1, train_limit=10_000), (0, 2)), mnist
+    )
 
 
 @pytest.fixture(scope="module")

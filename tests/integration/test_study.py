@@ -139,7 +139,7 @@ def test_tsne_snapshots_lie_within_the_studys_epochs(two_lrs, mnist):
     chosen = study.choose_model(df)
     cfg = embed.snapshot_config(chosen.config, epochs=[0, 1])
     assert cfg == dataclasses.replace(chosen.config, seeds=(0,), snapshots=(0, 1))  # lr, epochs... kept
-    models = embed.train_snapshots(mnist, epochs=[0, 1], base=chosen.config)
+    models = embed.train_snapshots(cfg, mnist)
     saved = results.frame([results.make_record(train(chosen.config, mnist, progress=False, verbose=False))])
     acc = float((models[1](mnist.test.x).argmax(1) == mnist.test.y).double().mean())
     assert acc == pytest.approx(saved["test_acc"].iloc[-1], abs=2e-4)  # the study's own model, not more
@@ -169,7 +169,7 @@ def test_a_stored_tsne_run_is_read_not_trained_again(tmp_path, mnist):
     before = record.stat().st_mtime_ns
     models = embed.stored_snapshots(cfg, tmp_path)  # found: no sweep, no training
     assert sorted(models) == [0, 1, 2] and record.stat().st_mtime_ns == before
-    trained = embed.train_snapshots(mnist, base=cfg)
+    trained = embed.train_snapshots(cfg, mnist)
     for e in models:
         for k, v in models[e].state_dict().items():
             assert (v == trained[e].state_dict()[k]).all(), (e, k)

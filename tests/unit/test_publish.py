@@ -104,8 +104,8 @@ def test_publishing_a_rerun_with_the_same_numbers_changes_no_byte(tmp_path):
         nbformat.write(executed(when, seconds), tmp_path / f"run{i}.ipynb")
     first = publish.committed(tmp_path / "run0.ipynb")
     assert publish.committed(tmp_path / "run1.ipynb") == first
-    publish.publish(tmp_path / "run0.ipynb", tmp_path / "a.ipynb")
-    publish.publish(tmp_path / "run0.ipynb", tmp_path / "b.ipynb")
+    assert publish.main([str(tmp_path / "run0.ipynb"), str(tmp_path / "a.ipynb")]) == 0
+    assert publish.main([str(tmp_path / "run0.ipynb"), str(tmp_path / "b.ipynb")]) == 0
     assert (tmp_path / "a.ipynb").read_bytes() == (tmp_path / "b.ipynb").read_bytes() == first.encode()
     # ... and so does stripping an already published notebook (strip, then compare).
     again = publish.strip_run(nbformat.reads(first, as_version=4))

@@ -35,6 +35,11 @@ mean_ci95,sd,last3_mean,last3_median,final_epoch,best_epoch,best_epoch_median,re
 """
 
 
+def readme_table(summary_csv: Path) -> str:
+    """The README's results table from the summary CSV, as ``report.readme_blocks`` makes it."""
+    return tables.markdown_table(report.read_summary(summary_csv))
+
+
 @pytest.fixture
 def summary_csv(tmp_path) -> Path:
     summ = stats.summary(make_history({8: B8, 128: B128, 200: [97.0, 97.2]}, epochs=15))
@@ -52,7 +57,7 @@ def test_summary_csv_round_trip_with_reference(summary_csv):
 
 
 def test_readme_table(summary_csv):
-    table = report.readme_table(summary_csv)
+    table = readme_table(summary_csv)
     lines = table.splitlines()
     assert lines[0].startswith("| batch size | median [q1, q3] (%) |")
     assert lines[0].endswith("| failed seeds / n | outliers | reference (%, 1 seed) |")
@@ -61,11 +66,7 @@ def test_readme_table(summary_csv):
     assert lines[2].endswith("| 0 / 20 | 2 | 91.48 |")  # two outliers, none failed
     assert lines[4].endswith("| 0 / 2 | 0 |  |")  # batch 200: no reference value
     assert len(lines) == 2 + 3  # header, rule, one row per batch size: nothing else
-    assert report.readme_table(summary_csv) == table  # same CSV, same text
-
-
-def test_readme_table_is_the_summary_tables_markdown(summary_csv):
-    assert report.readme_table(summary_csv) == tables.markdown_table(report.read_summary(summary_csv))
+    assert readme_table(summary_csv) == table  # same CSV, same text
 
 
 def test_an_old_summary_csv_reads_with_failures_and_outliers_apart(tmp_path):
@@ -73,7 +74,7 @@ def test_an_old_summary_csv_reads_with_failures_and_outliers_apart(tmp_path):
     old.write_text(OLD_CSV)
     s = report.read_summary(old)
     assert s["n_failed"].tolist() == [0, 0] and s["n_outlier"].tolist() == [0, 1]
-    lines = report.readme_table(old).splitlines()
+    lines = readme_table(old).splitlines()
     assert lines[0].endswith("| failed seeds / n | outliers | reference (%, 1 seed) |")
     assert (
         lines[2] == "| 90 | 97.23 [97.12, 97.41] | 96.98–97.44 | 97.17 ± 0.25 | 96.71 | 0 / 10 | 0 | 97.45 |"
@@ -85,13 +86,13 @@ def test_update_readme_round_trip(summary_csv, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(README)
     assert report.readme_mismatches(readme, summary_csv)
-    report.update_readme(readme, report.readme_table(summary_csv))
+    report.update_readme(readme, {"results-table": readme_table(summary_csv)})
     text = readme.read_text()
     assert text.startswith("# A project\n\nSome prose.\n\n<!-- results-table:start -->\n| batch size")
     assert text.endswith("<!-- results-table:end -->\n\nMore prose, kept byte for byte.\n")
     assert "(stale)" not in text
     assert report.readme_mismatches(readme, summary_csv) == []
-    report.update_readme(readme, report.readme_table(summary_csv))
+    report.update_readme(readme, {"results-table": readme_table(summary_csv)})
     assert readme.read_text() == text  # idempotent
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -99,7 +100,7 @@ def test_update_readme_round_trip(summary_csv, tmp_path):
 def test_a_changed_summary_is_a_mismatch(summary_csv, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(README)
-    report.update_readme(readme, report.readme_table(summary_csv))
+    report.update_readme(readme, {"results-table": readme_table(summary_csv)})
     s = pd.read_csv(summary_csv)
     s.loc[1, "median"] += 0.001  # batch 128, 0.1 points
     s.to_csv(summary_csv, index=False)
@@ -111,7 +112,7 @@ def test_missing_markers(summary_csv, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n")
     with pytest.raises(ValueError, match="results-table:start"):
-        report.update_readme(readme, "| x |")
+        report.update_readme(readme, {"results-table": "| x |"})
     assert readme.read_text() == "# no markers\n"
     assert "results-table:start" in report.readme_mismatches(readme, summary_csv)[0]
 

@@ -1,12 +1,9 @@
 """Command line: ``python -m mlpmnist {train,sweep,figures,summary} ...``.
 
-The flags that say what a run computes are generated from ``TrainConfig``'s fields (help text and
-defaults included), so a new field is a new flag with no edit here. Every expected fault ends with
-one line on stderr, ``error: <what>, <where>; <what to do>``, and exit status 2 (bad input or
-paths, found before any work), 3 (an experiment failed: it could not be trained or stored, as on a
-full disk, a hung kernel or lost Dask workers; or an experiment is done with failed seeds, seeds
-that diverged or collapsed to chance) or 128 + the signal's number when interrupted (130 Ctrl-C,
-143 SIGTERM, 129 SIGHUP: each ends like Ctrl-C).
+The flags that say what a run computes are generated from ``TrainConfig``'s fields. Every expected
+fault ends with one line on stderr, ``error: <what>, <where>; <what to do>``, and the exit status
+of ``EPILOG``: 2 bad input (found before any work), 3 an experiment failed or has failed seeds,
+128 + the signal's number when interrupted (SIGTERM and SIGHUP end like Ctrl-C).
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ from mlpmnist.cli.args import (
     EXIT_FAILED,
     Parser,
     add_config_flags,
-    check_out_path,
     config_from_args,
     parse_assignments,
 )
@@ -34,16 +30,7 @@ from mlpmnist.cli.commands import cmd_figures, cmd_summary, cmd_sweep, cmd_train
 from mlpmnist.data import loader as mdata
 from mlpmnist.errors import DataError, StoreError, SweepError, printable
 
-__all__ = [
-    "EXIT_BAD_INPUT",
-    "EXIT_FAILED",
-    "build_parser",
-    "check_out_path",
-    "config_from_args",
-    "main",
-    "parse_assignments",
-    "sweep_config_from_args",
-]
+__all__ = ["build_parser", "config_from_args", "main", "parse_assignments", "sweep_config_from_args"]
 #: The summary command's formats (``analysis.tables.export`` writes all but text).
 EXPORTS = ("text", "csv", "markdown", "json")
 
@@ -59,6 +46,7 @@ done with failed seeds (diverged or collapsed to chance); 130, 143, 129 interrup
 
 def build_parser() -> argparse.ArgumentParser:
     from mlpmnist import paths
+    from mlpmnist.figures import FORMATS
 
     ap = Parser(
         prog="mlpmnist",
@@ -68,29 +56,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--version", action="version", version=f"mlpmnist {paths.package_version()}")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    data_help = f"MNIST root (default ${mdata.ENV_VAR} or ./data)"
 
-    t = sub.add_parser(
+    def command(name: str, about: str, func: Any, data: bool = True, progress: bool = False) -> Any:
+        """The subcommand ``name`` with the flags it shares with others: ``--results`` (train has its
+        own), ``--where`` (figures, summary), ``--data`` and ``--no-progress``."""
+        p = sub.add_parser(name, help=about)
+        p.set_defaults(func=func)
+        if name != "train":
+            p.add_argument(
+                "--results", type=Path, default=Path("results"), help="results folder (default: results)"
+            )
+        if name in ("figures", "summary"):
+            p.add_argument(
+                "--where", nargs="+", metavar="NAME=V1,V2", help="only these experiments, e.g. lr=0.1"
+            )
+        if data:
+            p.add_argument("--data", help=f"MNIST root (default ${mdata.ENV_VAR} or ./data)")
+        if progress:
+            p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        return p
+
+    t = command(
         "train",
-        help="train one configuration, all seeds in lockstep; --results stores it where a sweep finds it",
+        "train one configuration, all seeds in lockstep; --results stores it where a sweep finds it",
+        cmd_train,
+        progress=True,
     )
     add_config_flags(t)
     t.add_argument("--out", type=Path, default=None, help="write the JSON run record here")
     t.add_argument(
         "--results",
         type=Path,
-        default=None,
-        help="store the experiment in this results folder (record and weights), as a sweep does: a sweep "
-        "then skips it, and an interrupted train resumes from its last finished epoch",
+        help="store it in this results folder as a sweep does (resumable; a sweep skips it)",
     )
-    t.add_argument("--data", default=None, help=data_help)
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser(
+    s = command(
         "sweep",
-        help="train every point of a grid into a results folder, skipping what is done and resuming "
+        "train every point of a grid into a results folder, skipping what is done and resuming "
         "what was interrupted (jobs of papermill experiment notebooks)",
+        cmd_sweep,
+        progress=True,
     )
     add_config_flags(s, hidden=("batch_size",))
     s.add_argument(
@@ -104,116 +109,62 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--workers",
         type=int,
-        default=None,
-        help="jobs at once, each one kernel (default: 2 on a CPU, one per GPU; Dask: one per worker thread)",
+        help="jobs at once, each one kernel (default: 2 on a CPU, 1 per GPU; Dask: 1 per worker thread)",
     )
     s.add_argument(
-        "--concurrency",
-        type=int,
-        default=None,
-        help="groups a job trains at once (default: 1 on a CPU, 16 on a GPU)",
+        "--concurrency", type=int, help="groups a job trains at once (default: 1 on a CPU, 16 on a GPU)"
     )
-    s.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786")
-    s.add_argument(
-        "--worker-timeout",
-        type=float,
-        default=60.0,
-        help="Dask: give up after this many seconds without workers",
-    )
-    s.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=10.0,
-        help="Dask: seconds to reach the scheduler (default 10)",
-    )
-    s.add_argument(
-        "--lock-timeout",
-        type=float,
-        default=600.0,
-        help="seconds to wait for an experiment that another sweep is running (default 600)",
-    )
-    s.add_argument(
-        "--stall-timeout",
-        type=float,
-        default=300.0,
-        help="seconds without a heartbeat after which a kernel counts as hung and is killed (default 300; "
-        "at least 120 while it starts)",
-    )
-    s.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results)")
-    s.add_argument("--data", default=None, help=data_help)
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.set_defaults(func=cmd_sweep)
+    s.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://HOST:8786")
+    timeouts = {
+        "worker": (60.0, "Dask: seconds without workers before giving up"),
+        "connect": (10.0, "Dask: seconds to reach the scheduler"),
+        "lock": (600.0, "seconds to wait for an experiment that another sweep is running"),
+        "stall": (300.0, "seconds with no heartbeat before a kernel is killed as hung (>= 120 at start)"),
+    }
+    for name, (default, about) in timeouts.items():
+        s.add_argument(
+            f"--{name}-timeout", type=float, default=default, help=f"{about} (default {default:g})"
+        )
 
-    from mlpmnist.figures import FORMATS
-
-    f = sub.add_parser("figures", help="draw every figure of the study from a results folder")
+    f = command("figures", "draw every figure of the study from a results folder", cmd_figures)
+    f.add_argument("--media", type=Path, help="folder to write the figures into (default: RESULTS/media)")
+    f.add_argument("--format", choices=FORMATS, default=FORMATS[0], help="file format (default: png)")
     f.add_argument(
-        "--results",
-        type=Path,
-        default=Path("results"),
-        help="results folder to read (default: results)",
-    )
-    f.add_argument(
-        "--media",
-        type=Path,
-        default=None,
-        help="folder to write the figures into (default: RESULTS/media)",
-    )
-    f.add_argument(
-        "--format",
-        choices=FORMATS,
-        default=FORMATS[0],
-        help=f"file format of the figures: {', '.join(FORMATS)} (default: {FORMATS[0]})",
-    )
-    f.add_argument("--where", nargs="+", metavar="NAME=V1,V2", help="only these experiments, e.g. lr=0.1")
-    f.add_argument(
-        "--model-batch-size",
-        type=int,
-        default=None,
-        metavar="B",
-        help="whose models the model figures show: the best median final test accuracy at this batch size "
-        "(default: at any, as run.ipynb chooses)",
+        "--model-batch-size", type=int, metavar="B", help="model figures: the best median at this batch size"
     )
     f.add_argument(
         "--model-where",
         nargs="+",
         metavar="NAME=VALUE",
-        help="pin the model figures' experiment on other fields, e.g. lr=0.1 (every figure of the selection "
-        "is still drawn)",
+        help="model figures: the best median among these, e.g. lr=0.1",
     )
-    f.add_argument("--data", default=None, help=data_help)
     f.add_argument(
         "--tsne",
         action="store_true",
-        help="also draw t-SNE of that experiment's first seed at epochs within its own (0, 1, a third, two "
-        "thirds, the last): a one-seed experiment with snapshots, stored in the results folder and "
-        "trained only when it is not there yet",
+        help="also t-SNE of that experiment's first seed at epochs 0, 1, a third, two thirds and the last "
+        "(a one-seed experiment stored in the results folder, trained when it is not there yet)",
     )
-    f.set_defaults(func=cmd_figures)
 
-    m = sub.add_parser(
+    m = command(
         "summary",
-        help="print or export the summary table of a results folder, or compare two selections",
+        "print or export the summary table of a results folder, or compare two selections",
+        cmd_summary,
+        data=False,
     )
-    m.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
-    m.add_argument("--where", nargs="+", metavar="NAME=V1,V2", help="only these experiments, e.g. lr=0.1")
     m.add_argument(
         "--format",
         choices=EXPORTS,
         default="text",
-        help="text (the table and its conclusions), csv (every statistic, fractions in full, as "
-        "study_summary.csv), markdown (the README's table) or json (default: text)",
+        help="text (table and conclusions; default), csv (fractions in full), markdown (README's) or json",
     )
-    m.add_argument("--out", type=Path, default=None, help="write to this file instead of printing")
+    m.add_argument("--out", type=Path, help="write to this file instead of printing")
     m.add_argument(
         "--a",
         nargs="+",
         metavar="NAME=VALUE",
-        help="compare this configuration (within --where) with --b's: the difference of medians with its "
-        "bootstrap CI, the Mann-Whitney test, and the failed seeds' shares",
+        help="compare this configuration (within --where) with --b's: medians, Mann-Whitney, failed seeds",
     )
     m.add_argument("--b", nargs="+", metavar="NAME=VALUE", help="the other configuration; see --a")
-    m.set_defaults(func=cmd_summary)
     return ap
 
 

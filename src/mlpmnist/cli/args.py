@@ -26,10 +26,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         argv = getattr(self, "_argv", [])
-        if message.startswith("unrecognized arguments"):
-            message += _did_you_mean(self, message, argv)
         # argparse reports a command's unknown flags from the top parser: point at that command's help.
         command = next((w for w in argv if w in _commands(self)), None)
+        if message.startswith("unrecognized arguments"):
+            message += _did_you_mean(self, message, command)
         prog = f"{self.prog} {command}" if command and self.prog.split()[-1] != command else self.prog
         self.exit(EXIT_BAD_INPUT, f"error: {message}; see '{prog} --help'\n")
 
@@ -45,9 +45,9 @@ def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPar
     return {}
 
 
-def _did_you_mean(parser: argparse.ArgumentParser, message: str, argv: Sequence[str] = ()) -> str:
-    """The closest flag to each unknown one in argparse's ``message``, among the flags of the
-    command named in ``argv`` (sweep's for ``sweep --batchsizes``; all flags when none is)."""
+def _did_you_mean(parser: argparse.ArgumentParser, message: str, command: str | None) -> str:
+    """The closest flag to each unknown one in argparse's ``message``, among the flags of
+    ``command`` (all commands' when None)."""
     import difflib
 
     known = [s for a in parser._actions for s in a.option_strings]  # noqa: SLF001
@@ -55,8 +55,7 @@ def _did_you_mean(parser: argparse.ArgumentParser, message: str, argv: Sequence[
         n: [s for b in sub._actions for s in b.option_strings if b.help != argparse.SUPPRESS]  # noqa: SLF001
         for n, sub in _commands(parser).items()
     }
-    chosen = next((w for w in argv if w in commands), None)
-    known += commands[chosen] if chosen else [s for flags in commands.values() for s in flags]
+    known += commands[command] if command in commands else [s for flags in commands.values() for s in flags]
     words = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
     hints = [m[0] for w in words if (m := difflib.get_close_matches(w, known, n=1))]
     return f" (did you mean {', '.join(hints)}?)" if hints else ""
@@ -69,11 +68,8 @@ def _shown(v: object) -> str:
 
 
 def add_config_flags(p: argparse.ArgumentParser, hidden: Sequence[str] = ()) -> None:
-    """One flag per ``TrainConfig`` field (``--batch-size``, ``--seeds 0-9``, ``--drop-last``, ...);
-    those of ``hidden`` are left out of the help (the command refuses them with what to use).
-
-    Flags not given stay unset, so the config's own defaults apply (see ``config_from_args``).
-    """
+    """One flag per ``TrainConfig`` field (``--batch-size``, ``--seeds 0-9``, ``--drop-last``, ...),
+    unset when not given so the config's defaults apply; ``hidden`` ones are left out of the help."""
     g = p.add_argument_group("training configuration (TrainConfig)")
     defaults = TrainConfig()
     for name, f in FIELDS.items():
@@ -124,18 +120,14 @@ def parse_assignments(words: Sequence[str], what: str) -> dict[str, list]:
 
 
 def check_out_path(out: Path) -> Path:
-    """``out`` as a file to write, checked before any work: not a folder, nothing that is not a
-    regular file (a FIFO, a device, a link to one: a rename would replace it), its folder
-    creatable and writable. Returns where the file lands (a link to a file is written through);
-    raises ``ValueError`` saying what to do."""
+    """``out`` checked as a file to write before any work: not a folder nor anything else a rename
+    would replace (a FIFO, a device), its folder writable. Returns where the file lands (a link to
+    a file is written through); ``ValueError`` saying what to do."""
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a file path such as {out / 'run.json'}")
     target = file_target(out, "--out")
     writable_folder(target.parent, "--out's folder")
     return target
-
-
-# ---------------------------------------------------------------------------- commands
 
 
 def assignments(words: Sequence[str] | None, what: str) -> dict[str, Any]:

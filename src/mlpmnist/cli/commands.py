@@ -1,6 +1,5 @@
-"""The commands: train, sweep, figures and summary, each ``cmd_<name>(args) -> exit status``.
-Every check that can be made is made before any work; faults are raised (``ValueError``,
-``DataError``, ``StoreError``, ``SweepError``) for ``cli.main`` to end in one line."""
+"""The commands, each ``cmd_<name>(args) -> exit status``. Every check that can be made is made
+before any work; faults are raised for ``cli.main`` to end in one line."""
 
 from __future__ import annotations
 
@@ -66,8 +65,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _claim(stack: contextlib.ExitStack, results: Path, config: TrainConfig) -> Path:
     """``results`` checked as a store, with ``config``'s experiment locked in it for this process
     (released when ``stack`` closes); ``StoreError`` when another process holds it."""
-    import os
-
     from mlpmnist import store
     from mlpmnist.store.locks import tidy
 
@@ -172,19 +169,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _model_experiment(df: Any, wanted: int | None, where: dict, results_dir: Path) -> tuple[str, str]:
     """The key of the experiment in ``df`` whose models the model figures show, and why, in one
-    line: the best median final test accuracy (``stats.best_key``) among those at ``wanted``
-    (any batch size when None) matching ``where`` (other config fields), as run.ipynb chooses.
-    ``ValueError`` saying what to choose when none is there."""
+    line: the best median final test accuracy (``stats.best_key``) among those at batch size
+    ``wanted`` (any when None) matching ``where``, as run.ipynb chooses. ``ValueError`` when none is."""
+    from mlpmnist import store
     from mlpmnist.analysis import stats
     from mlpmnist.store.trust import matches
 
     sizes = sorted(int(b) for b in df["batch_size"].unique())
-    keys = sorted(df.loc[df["batch_size"] == wanted, "key"].unique()) if wanted is not None else []
-    if wanted is None:
-        keys = sorted(df["key"].unique())
+    keys = sorted(
+        df["key"].unique() if wanted is None else df.loc[df["batch_size"] == wanted, "key"].unique()
+    )
     if where:
-        configs = {k: _stored(results_dir, k).config for k in keys}
-        keys = [k for k in keys if matches(configs[k], where)]
+        keys = [k for k in keys if matches(store.trusted(results_dir, k).config, where)]
     if not keys:
         at = " ".join(
             [f"--model-batch-size {wanted}"] * (wanted is not None) + [f"--model-where {where}"] * bool(where)
@@ -197,12 +193,6 @@ def _model_experiment(df: Any, wanted: int | None, where: dict, results_dir: Pat
     among = f"the best median final test accuracy ({100 * median:.2f}%) of {len(keys)} experiments"
     why = "the one experiment there" if len(keys) == 1 else among
     return key, f"model figures: {key}, {why}; --model-batch-size and --model-where choose another"
-
-
-def _stored(results_dir: Path, key: str) -> Any:
-    from mlpmnist import store
-
-    return store.trusted(results_dir, key)
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
@@ -259,11 +249,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
                 )
             sides.append(side)
         result = compare.two(*sides)
-        text = (
-            "\n".join(findings.comparison(result))
-            if args.format == "text"
-            else tables.export(result, args.format)
-        )
+        if args.format == "text":
+            text = "\n".join(findings.comparison(result))
+        else:
+            text = tables.export(result, args.format)
     else:
         df = store.load(args.results, where=where)
         summ = stats.summary(df)
@@ -278,8 +267,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def check_backend() -> None:
-    """``ValueError`` naming ``MPLBACKEND`` and what it may be when it names no matplotlib
-    backend (matplotlib's own error would not say where the name came from)."""
+    """``ValueError`` when ``MPLBACKEND`` names no matplotlib backend (matplotlib's own error
+    would not say where the name came from)."""
     name = os.environ.get("MPLBACKEND")
     if not name:
         return

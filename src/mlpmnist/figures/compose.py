@@ -1,5 +1,5 @@
-"""Every registry figure of a source, drawn from what the caller (the CLI, the notebooks) loaded,
-and ``save_figures``. Returns name -> figure in the registry's order."""
+"""Every registry figure of a source, drawn from what the caller loaded, as name -> figure in the
+registry's order; and ``save_figures``."""
 
 from __future__ import annotations
 
@@ -20,14 +20,12 @@ from mlpmnist.figures.style import save
 
 
 def study_figures(df: pd.DataFrame) -> dict[str, Figure]:
-    """The figures of the results frame ``df``, its statistics computed once (dead_units only when
-    it has dead-unit columns)."""
+    """The figures of the results frame ``df``, its statistics computed once."""
     return registry.draw("results", StudyFrames(df))
 
 
 def final_accuracy_figure(df: pd.DataFrame) -> Figure:
-    """``final_accuracy_vs_batch`` alone of the results frame ``df``: what the sweep's live view
-    redraws as each experiment finishes."""
+    """``final_accuracy_vs_batch`` alone, as the sweep's live view redraws it."""
     return registry.entry("final_accuracy_vs_batch").draw(StudyFrames(df))
 
 
@@ -37,8 +35,8 @@ def data_figures(data: Data) -> dict[str, Figure]:
 
 
 def model_figures(models: Mapping[int, nn.Module], data: Data, label: str = "") -> dict[str, Figure]:
-    """The figures of the median seed's model (``pick_model`` of ``models``, seed -> model) on
-    ``data``'s test split; ``label`` (e.g. 'batch 90') starts each title, then the seed."""
+    """The figures of the median seed's model (``pick_model``) on ``data``'s test split; ``label``
+    (e.g. 'batch 90') starts each title, then the seed."""
     seed, model = pick_model(models, data.test)
     who = ", ".join(p for p in (label, f"seed {seed}") if p)
     if len(models) > 1:
@@ -47,15 +45,13 @@ def model_figures(models: Mapping[int, nn.Module], data: Data, label: str = "") 
 
 
 def tsne_figures(emb: Embeddings, label: str = "") -> dict[str, Figure]:
-    """The figures of the embedding ``emb``; ``label`` (e.g. 'batch 64, lr 0.05') names the trained
-    configuration in the title (default: its batch size)."""
+    """The figures of the embedding ``emb``; ``label`` names its configuration (default: batch size)."""
     return registry.draw("embedding", emb, label)
 
 
 def save_figures(figs: Mapping[str, Figure], folder: str | os.PathLike, format: str = "png") -> list[Path]:
-    """Write each figure as ``<folder>/<name>.<format>`` (``style.save``: atomic, and the figure is
-    released, so display it first); returns the paths. ``ValueError`` for another format, before
-    anything is written."""
+    """Write each figure as ``<folder>/<name>.<format>`` (``style.save``: display it first); returns
+    the paths. ``ValueError`` for another format, before anything is written."""
     if format not in FORMATS:
         raise ValueError(f"figure format must be one of {', '.join(FORMATS)}; got {format!r}")
     return [save(fig, Path(folder) / f"{name}.{format}") for name, fig in figs.items()]

@@ -47,22 +47,14 @@ def hidden_features(model: MLP, x: torch.Tensor) -> np.ndarray:
     return model.eval().cpu().features(x.cpu()).numpy()
 
 
-def tsne(
-    features: np.ndarray,
-    random_state: int = TSNE_SEED,
-    max_iter: int = TSNE_MAX_ITER,
-    perplexity: float = 30.0,
-) -> np.ndarray:
+def tsne(features: np.ndarray, random_state: int = TSNE_SEED, max_iter: int = TSNE_MAX_ITER) -> np.ndarray:
     """2-D Barnes-Hut t-SNE of ``features`` [N, d] (PCA initialisation): float32 [N, 2].
-
-    Single-threaded on purpose: scikit-learn's gradient uses every OpenMP thread it may, whatever
-    ``n_jobs`` says, and t-SNE amplifies the last-bit difference of another summation order into
-    a visibly different map. (``embed_models`` runs panels in parallel processes instead.)
-    """
+    Single-threaded: t-SNE amplifies the last-bit difference of another summation order (OpenMP
+    threads, whatever ``n_jobs`` says) into a visibly different map."""
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
-    perplexity = min(perplexity, (len(features) - 1) / 3)  # sklearn requires perplexity < N
+    perplexity = min(30.0, (len(features) - 1) / 3)  # sklearn requires perplexity < N
     model = TSNE(
         n_components=2,
         init="pca",
@@ -77,9 +69,8 @@ def tsne(
 
 
 def separation(points: np.ndarray, labels: np.ndarray, k: int = KNN_K, folds: int = CV_FOLDS) -> dict:
-    """How well the classes separate in ``points`` [N, d]: ``knn_acc`` (fraction right by a k-NN
-    vote, stratified ``folds``-fold cross-validation, no shuffling) and ``silhouette`` (of the
-    classes, Euclidean, in [-1, 1])."""
+    """How well the classes separate in ``points`` [N, d]: ``knn_acc`` (k-NN vote, stratified
+    ``folds``-fold cross-validation, no shuffling) and ``silhouette`` (Euclidean, in [-1, 1])."""
     from sklearn.metrics import silhouette_score
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
@@ -93,9 +84,9 @@ def separation(points: np.ndarray, labels: np.ndarray, k: int = KNN_K, folds: in
 @dataclass
 class Embeddings:
     """``points``: per epoch and image, epoch, index (into the test set), label (class index), x, y
-    (t-SNE units). ``scores``: per epoch, test_acc (on the whole test set), knn_acc_2d,
-    silhouette_2d, knn_acc_64d and tsne_seconds. ``seconds``: wall time of all panels together.
-    ``batch_size``, ``seed`` and ``config``: of the trained model, where known."""
+    (t-SNE units). ``scores``: per epoch, test_acc (whole test set), knn_acc_2d, silhouette_2d,
+    knn_acc_64d and tsne_seconds. ``seconds``: wall time of all panels; ``batch_size``, ``seed``: the
+    trained model's, where known."""
 
     points: pd.DataFrame
     scores: pd.DataFrame
@@ -103,7 +94,6 @@ class Embeddings:
     spec: DatasetSpec
     batch_size: int | None = None
     seed: int | None = None
-    config: TrainConfig | None = None
 
 
 def _panel(features: np.ndarray, labels: np.ndarray, max_iter: int, random_state: int) -> tuple:
@@ -124,7 +114,7 @@ def embed_models(
 ) -> Embeddings:
     """t-SNE of the last hidden layer of each model (epoch -> model) on the same ``n`` images of
     ``data``'s test split, with separation scores. Panels run in ``n_jobs`` processes, which does
-    not change the result; ``progress``: a bar counting finished panels."""
+    not change the result."""
     from joblib import Parallel, delayed
     from scipy.linalg import orthogonal_procrustes
 
@@ -165,23 +155,18 @@ def embed_models(
 
 
 def default_snapshots(epochs: int) -> tuple[int, ...]:
-    """The epochs t-SNE embeds by default for a run of ``epochs``: the initialisation, the first
-    epoch, a third, two thirds and the last (15 epochs: 0, 1, 5, 10, 15), never past the run."""
+    """The epochs t-SNE embeds by default: 0, 1, a third, two thirds and the last (15: 0 1 5 10 15)."""
     return tuple(sorted({0, min(1, epochs), round(epochs / 3), round(2 * epochs / 3), epochs}))
 
 
 def snapshot_config(
-    base: TrainConfig | None = None,
-    epochs: Sequence[int] | None = None,
-    seed: int | None = None,
-    **fields,
+    base: TrainConfig | None = None, epochs: Sequence[int] | None = None, seed: int | None = None
 ) -> TrainConfig:
     """The one-seed experiment whose snapshots t-SNE embeds: ``base`` (default: the defaults) with
-    ``fields`` replaced, its own number of epochs, the one seed ``seed`` (default: ``base``'s
-    first) at that seed's lr, and ``snapshots`` at ``epochs`` (default ``default_snapshots``).
-    ``ValueError`` for epochs that are not integers in [0, the run's epochs]: the snapshots come
-    from the run the study made, never from training past it."""
-    base = TrainConfig.from_mapping(fields, base)
+    the one seed ``seed`` (default: its first) at that seed's lr, and ``snapshots`` at ``epochs``
+    (default ``default_snapshots``). ``ValueError`` for epochs that are not integers in [0, the
+    run's epochs]: the snapshots come from the run the study made, never from training past it."""
+    base = TrainConfig() if base is None else base
     epochs = default_snapshots(base.epochs) if epochs is None else epochs
     if not epochs or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in epochs):
         raise ValueError(f"t-SNE epochs must be a non-empty list of integers >= 0; got {list(epochs)!r}")
@@ -192,13 +177,14 @@ def snapshot_config(
         )
     seed = base.seeds[0] if seed is None else seed
     lr = base.lrs[base.seeds.index(seed)] if seed in base.seeds else base.lrs[0]
-    return dataclasses.replace(
-        base, seeds=(seed,), lr=lr, snapshots=tuple(sorted({float(e) for e in epochs}))
-    )
+    snapshots = tuple(sorted({float(e) for e in epochs}))
+    return dataclasses.replace(base, seeds=(seed,), lr=lr, snapshots=snapshots)
 
 
-def _models(snapshots: Mapping[float, Sequence[dict | None]], cfg: TrainConfig) -> dict[int, MLP]:
-    """Epoch -> MLP of the one replica's ``snapshots`` (epoch -> state dicts) at ``cfg.snapshots``."""
+def train_snapshots(cfg: TrainConfig, data: mdata.Data, progress: bool = False) -> dict[int, MLP]:
+    """Epoch -> MLP of the snapshot experiment ``cfg`` (``snapshot_config``'s) trained here on
+    ``data`` (0 = the initialisation); ``progress``: train's bar."""
+    snapshots = train(cfg, data, progress=progress, verbose=False).snapshots
     models = {}
     for epoch in cfg.snapshots:
         sd = snapshots.get(float(epoch), [None])[0]
@@ -208,33 +194,11 @@ def _models(snapshots: Mapping[float, Sequence[dict | None]], cfg: TrainConfig) 
     return models
 
 
-def train_snapshots(
-    data: mdata.Data,
-    batch_size: int | None = None,
-    epochs: Sequence[int] | None = None,
-    seed: int | None = None,
-    *,
-    base: TrainConfig | None = None,
-    progress: bool = False,
-    **fields,
-) -> dict[int, MLP]:
-    """Train one model of ``snapshot_config(base, epochs, seed, batch_size=..., **fields)``
-    (``base`` default: the defaults, batch 90, seed 0) in this process, and return epoch -> MLP
-    for each of its snapshots (0 = the initialisation). ``fields`` are other ``TrainConfig``
-    fields (e.g. ``threads``, ``train_limit``, ``device``, ``epochs``); ``progress``: train's bar."""
-    if batch_size is not None:
-        fields["batch_size"] = batch_size
-    cfg = snapshot_config(base, epochs, seed, **fields)
-    result = train(cfg, data, progress=progress, verbose=False)
-    return _models(result.snapshots, cfg)
-
-
 def stored_snapshots(
     cfg: TrainConfig, results_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None
 ) -> dict[int, MLP]:
-    """Epoch -> MLP of the snapshot experiment ``cfg`` (``snapshot_config``'s) from the store
-    under ``results_dir``, trained there first by a sweep of it alone when it is not stored yet:
-    an experiment like any other, so a rerun trains nothing."""
+    """``train_snapshots``, but from the store under ``results_dir``, trained there first by a sweep
+    of it alone when it is not stored yet: an experiment like any other, so a rerun trains nothing."""
     from mlpmnist import store
     from mlpmnist.sweep.run import SweepConfig, run_sweep
 
@@ -254,10 +218,8 @@ def stored_snapshots(
 
 def tsne_epochs(
     data: mdata.Data | None = None,
-    batch_size: int | None = None,
     epochs: Sequence[int] | None = None,
     n: int = N_POINTS,
-    seed: int | None = None,
     *,
     config: TrainConfig | None = None,
     results_dir: str | os.PathLike | None = None,
@@ -265,18 +227,15 @@ def tsne_epochs(
     progress: bool = False,
     **embed_kw,
 ) -> Embeddings:
-    """The snapshots of one seed of ``config`` (default: the defaults; ``batch_size`` replaces
-    its batch size, ``seed`` its seeds, default its first) at ``epochs`` within its own epochs
-    (``snapshot_config``), each embedded (``embed_models``). With ``results_dir`` the snapshot
-    run is an experiment in that store (``stored_snapshots``: trained only when not stored yet),
-    else it trains here. ``data`` defaults to ``mdata.load()``; ``progress``: bars."""
-    extra = {} if batch_size is None else {"batch_size": batch_size}
-    cfg = snapshot_config(config, epochs, seed, **extra)
+    """The snapshots of ``config``'s first seed at ``epochs`` (``snapshot_config``), each embedded
+    (``embed_models``): from the store under ``results_dir`` (``stored_snapshots``), else trained
+    here. ``data`` defaults to ``mdata.load()``."""
+    cfg = snapshot_config(config, epochs)
     data = data if data is not None else mdata.load(data_dir, dataset=cfg.dataset)
     if results_dir is not None:
         models = stored_snapshots(cfg, results_dir, data_dir)
     else:
-        models = _models(train(cfg, data, progress=progress, verbose=False).snapshots, cfg)
+        models = train_snapshots(cfg, data, progress)
     emb = embed_models(models, data, n=n, progress=progress, **embed_kw)
-    emb.batch_size, emb.seed, emb.config = cfg.batch_size, cfg.seeds[0], cfg
+    emb.batch_size, emb.seed = cfg.batch_size, cfg.seeds[0]
     return emb

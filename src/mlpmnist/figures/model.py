@@ -46,25 +46,22 @@ def _image_grid(
         ax.set_title(titles[i], fontsize=fontsize, color=colors[i] if colors else "black", pad=3)
 
 
-def sample_digits(
-    split: mdata.Split, spec: DatasetSpec, n: int = 40, ncols: int = 10, what: str = "training"
-) -> Figure:
-    """The first ``n`` images of ``split`` with their class names ('label 5'; a long name alone);
-    ``what`` names the split in the title."""
+def sample_digits(split: mdata.Split, spec: DatasetSpec, n: int = 40, ncols: int = 10) -> Figure:
+    """The first ``n`` training images of ``split`` with their class names ('label 5'; a long name
+    alone)."""
     n = min(n, len(split))
     nrows = math.ceil(n / ncols)
     names = [spec.classes[int(v)] for v in split.y[:n]]
     titles = [f"label {c}" for c in names] if _short_names(spec) else names  # long names alone fit
     with figure(0.8 * ncols, 0.95 * nrows + 0.5) as fig:
         _image_grid(fig, split.x[:n], spec, titles, ncols)
-        fig.suptitle(f"The first {n} {what} images with their labels")
+        fig.suptitle(f"The first {n} training images with their labels")
     return fig
 
 
 def confusion_matrix(model: nn.Module, split: mdata.Split, spec: DatasetSpec, label: str = "") -> Figure:
-    """Counts of (true, predicted) class of ``model`` on ``split``, every cell annotated: errors
-    coloured from 0 to the largest error count (so they stay visible), the diagonal grey, off that
-    scale. ``label`` names the model in the title."""
+    """Counts of (true, predicted) class of ``model`` on ``split``, annotated: errors coloured from
+    0 to the largest error count (so they stay visible), the diagonal grey, off that scale."""
     from sklearn.metrics import confusion_matrix as sk_confusion
 
     pred = predict(model, split.x).argmax(1)
@@ -173,7 +170,7 @@ def predictions_last10(model: nn.Module, split: mdata.Split, spec: DatasetSpec, 
 
 def pick_model(models: Mapping[int, nn.Module], split: mdata.Split) -> tuple[int, nn.Module]:
     """The (seed, model) whose accuracy on ``split`` is the median of the seeds (the lower middle
-    one of an even count): a representative replica, neither the best nor the worst."""
+    one of an even count)."""
     if not models:
         raise ValueError("no models given")
     y = split.y.cpu().numpy()

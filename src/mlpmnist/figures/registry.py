@@ -1,10 +1,8 @@
-"""The one registry of every figure, the study's and the science's: its name (its file name
-without the suffix), its source, the function that draws it, and what it shows. A new figure is
-its function and one entry below. What each source's ``draw`` takes: ``results``: the
-``StudyFrames`` of a results frame; ``data``: the loaded ``Data``; ``model``: a ``ModelView``;
-``embedding``: an ``embed.Embeddings`` and a label naming the trained configuration; ``science``:
-the frames of ``mlpmnist.science`` that the function's parameters name (the science notebook
-draws these itself).
+"""The one registry of every figure: its name (its file name without the suffix), its source, the
+function that draws it, and what it shows; a new figure is its function and one entry below.
+Each source's ``draw`` takes: ``results`` a ``StudyFrames``, ``data`` the loaded ``Data``,
+``model`` a ``ModelView``, ``embedding`` an ``embed.Embeddings`` and a label, ``science`` the
+frames of ``mlpmnist.science`` its parameters name.
 """
 
 from __future__ import annotations
@@ -31,9 +29,8 @@ STUDY_SOURCES: tuple[Source, ...] = ("results", "data", "model", "embedding")
 
 
 class StudyFrames:
-    """The statistics of the results frame ``df`` that the study's figures draw: ``curves``
-    (``stats.mark_failed``), and, each computed on first use, ``fin`` (``stats.final``), ``summ``
-    (``stats.summary``) and ``per`` (``stats.per_epoch``)."""
+    """The statistics of the results frame ``df`` that the study's figures draw, each computed on
+    first use but ``curves`` (``stats.mark_failed``)."""
 
     def __init__(self, df: pd.DataFrame) -> None:
         self.curves = stats.mark_failed(df)
@@ -53,8 +50,7 @@ class StudyFrames:
 
 @dataclass(frozen=True)
 class ModelView:
-    """``model`` on ``split`` of ``spec``'s dataset, ``label`` naming it in titles (e.g. 'batch 90,
-    seed 3 (median of 10 seeds)')."""
+    """``model`` on ``split`` of ``spec``'s dataset, ``label`` naming it in titles."""
 
     model: nn.Module
     split: Split
@@ -68,8 +64,7 @@ def _always(*inputs: Any) -> bool:
 
 @dataclass(frozen=True)
 class Entry:
-    """One figure: ``draw`` (inputs -> ``Figure``), ``about`` (what it shows, one line), ``when``
-    (whether given inputs can give it)."""
+    """One figure: ``draw`` (inputs -> ``Figure``), ``about`` it in one line, ``when`` inputs give it."""
 
     name: str
     source: Source
@@ -143,62 +138,30 @@ FIGURES: dict[str, Entry] = {
             "t-SNE of the last hidden layer at each snapshot epoch, coloured by class",
         ),
         Entry(
-            "science_lr_tuning",
-            "science",
-            science.lr_tuning,
-            "validation accuracy vs lr; the tuned lr vs B, two fits",
+            "science_lr_tuning", "science", science.lr_tuning, "validation accuracy vs lr; the tuned lr vs B"
         ),
         Entry(
-            "science_steps_to_target",
-            "science",
-            science.steps_to_target,
-            "steps and examples to each validation target vs B, intervals, second set, the fit and B_crit",
+            "science_steps_to_target", "science", science.steps_to_target, "steps to each target vs B, B_crit"
         ),
-        Entry(
-            "science_ceiling",
-            "science",
-            science.ceiling,
-            "each seed's collapse lr vs its λ_max at initialisation",
-        ),
-        Entry(
-            "science_sharpness",
-            "science",
-            science.sharpness,
-            "λ_max during the first epoch at a few lrs, and 2 / lr",
-        ),
-        Entry(
-            "science_noise_scale",
-            "science",
-            science.noise_scale,
-            "the gradient noise scale B_simple during training",
-        ),
-        Entry(
-            "science_recipes",
-            "science",
-            science.recipes,
-            "the tuned recipe's test accuracy against the reference's",
-        ),
-        Entry("science_tail", "science", science.tail, "batch 8's tail: ReLU, leaky ReLU, and the tuned lr"),
-        Entry(
-            "science_headlines",
-            "science",
-            science.headlines,
-            "every headline number's 95% interval (ratio to its estimate) and the second set's value",
-        ),
+        Entry("science_ceiling", "science", science.ceiling, "collapse lr vs λ_max at initialisation"),
+        Entry("science_sharpness", "science", science.sharpness, "λ_max in the first epoch, and 2 / lr"),
+        Entry("science_noise_scale", "science", science.noise_scale, "the gradient noise scale B_simple"),
+        Entry("science_recipes", "science", science.recipes, "the tuned recipe vs the reference's"),
+        Entry("science_tail", "science", science.tail, "batch 8's tail: ReLU, leaky ReLU, the tuned lr"),
+        Entry("science_headlines", "science", science.headlines, "each headline number's 95% interval"),
     )
 }
 
 
 def entries(*sources: Source) -> list[Entry]:
-    """The entries drawn from any of ``sources`` (all when none is given), in the registry's order;
-    ``ValueError`` for an unknown source."""
+    """The entries drawn from any of ``sources`` (all when none is given), in the registry's order."""
     if unknown := [s for s in sources if s not in SOURCES]:
         raise ValueError(f"unknown figure source(s) {unknown}; known: {', '.join(SOURCES)}")
     return [e for e in FIGURES.values() if not sources or e.source in sources]
 
 
 def names(*sources: Source) -> list[str]:
-    """The names of ``entries(*sources)``, in the registry's order."""
+    """The names of ``entries(*sources)``."""
     return [e.name for e in entries(*sources)]
 
 

@@ -1,11 +1,7 @@
-"""The study's figures, drawn from the frames of ``registry.StudyFrames`` (``curves``: the results
-frame with each replica's ``failed`` and ``outlier`` flags; ``fin``: per replica; ``summ``: per
-configuration; ``per``: per configuration and epoch); nothing here computes a statistic.
-
-Medians with quartile bands or 95% bootstrap CIs, every seed a point, failed seeds and outliers
-marked apart; from one seed no band or box, and the title says '1 seed'. Each value of another
-varying config axis (two lrs, two studies' epochs) gets its own panel (``style.facets``). Value
-ranges include the bands. Accuracies in percent, losses in nats, dead units in % of the layer.
+"""The study's figures, drawn from the frames of ``registry.StudyFrames``; nothing here computes
+a statistic. Medians with quartile bands or 95% bootstrap CIs, failed seeds and outliers marked
+apart; from one seed no band or box, and the title says '1 seed'. Each value of another varying
+config axis gets its own panel (``style.facets``). Accuracies in %, losses in nats.
 """
 
 from __future__ import annotations
@@ -55,8 +51,7 @@ def _over_seeds(summ: pd.DataFrame) -> str:
 
 
 def _median_lines(ax, data: pd.DataFrame, y: str, hue: str, palette: dict, one_seed: bool, **kw) -> None:
-    """Per ``hue`` value the median over seeds of ``y`` by epoch, each epoch a point, with its
-    quartile band (a bar at one epoch; none from one seed)."""
+    """Per ``hue`` value the median over seeds of ``y`` by epoch with its quartile band."""
     sns.lineplot(
         data=data,
         x="epoch",
@@ -106,8 +101,7 @@ def _same_epochs(panels: list[tuple[str, pd.DataFrame]]) -> bool:
 
 
 def _spread(curves: pd.DataFrame, columns: tuple[str, ...], scale: float) -> pd.Series:
-    """Every value that the median lines and quartile bands of ``columns`` (times ``scale``) reach,
-    for the axis limits."""
+    """Every value the median lines and quartile bands of ``columns`` (times ``scale``) reach."""
     keys = [*config_columns(curves), "epoch"]
     parts = []
     for c in columns:
@@ -146,8 +140,8 @@ CI_STYLE = dict(fmt="D", color="black", ms=5, capsize=3, lw=1.3, zorder=5, label
 
 
 def _marked_seeds(ax, marked: pd.DataFrame, pos: dict[int, int], ylim: tuple[float, float]) -> None:
-    """Failed seeds as red crosses and outliers as red rings, one artist each; those below the
-    y range sit on its bottom edge, their values printed beside them."""
+    """Failed seeds as red crosses and outliers as red rings; those below the y range sit on its
+    bottom edge, their values printed beside them."""
     placed = []
     for b, g in marked.groupby("batch_size"):
         g = g.sort_values("acc")
@@ -228,12 +222,11 @@ def _final_panel(ax, fin: pd.DataFrame, summ: pd.DataFrame, sizes: list[int], co
     ax.set(xlim=(-0.6, len(sizes) - 0.4), ylim=ylim, xlabel="batch size (n: seeds)")
 
 
-def final_accuracy_vs_batch(fin: pd.DataFrame, summ: pd.DataFrame, ncols: int | None = None) -> Figure:
-    """Final test accuracy (%) by batch size: every seed as a dot, quartile boxes, the median with
-    its 95% bootstrap CI (black diamond, right of the box), failed seeds as red crosses and
-    outliers as red rings (below the y range: on its edge, value printed), the reference study's
-    seeds as stars and its headline as a dashed line. ``ncols`` panels side by side (default: 2,
-    or 1 when a panel has more than four batch sizes)."""
+def final_accuracy_vs_batch(fin: pd.DataFrame, summ: pd.DataFrame) -> Figure:
+    """Final test accuracy (%) by batch size: every seed a dot, quartile boxes, the median with its
+    95% bootstrap CI (right of the box), failed seeds and outliers in red (below the y range: on
+    its edge, value printed), the reference study's seeds as stars and its headline dashed. Panels
+    two a row, one when a panel has more than four batch sizes."""
     if fin.empty:
         raise ValueError("the results frame is empty; run a sweep first")
     panels, axes_cols = style.facets(fin), style.facet_axes(fin)
@@ -247,7 +240,7 @@ def final_accuracy_vs_batch(fin: pd.DataFrame, summ: pd.DataFrame, ncols: int | 
     ylim = style.limits([*fit, *refs], top=100.0, pad=0.06)
     epochs = sorted(done["epoch"].unique())
     ep = f"epoch {int(epochs[0])}" if len(epochs) == 1 else "the last epoch"
-    nrows, nc = style.grid(len(panels), ncols or (1 if most > 4 else 2))
+    nrows, nc = style.grid(len(panels), 1 if most > 4 else 2)
     width = max(7.5, 1.2 + 0.95 * most)
     with style.figure(width * nc, 1.5 + 4.2 * nrows) as fig:
         axes = _panel_axes(fig, len(panels), nc, sharey=True)
@@ -264,13 +257,10 @@ def final_accuracy_vs_batch(fin: pd.DataFrame, summ: pd.DataFrame, ncols: int | 
 HEATMAP_STYLE = dict(annot=True, fmt=".1f", cmap="mako", linewidths=0.5, linecolor="white", cbar=False)
 
 
-def heatmap_batch_epoch(
-    per: pd.DataFrame, summ: pd.DataFrame, vmin_quantile: float = 0.2, max_epochs: int = 16
-) -> Figure:
-    """Median test accuracy (%) over seeds per batch size (rows) and epoch (columns), annotated,
-    on one colour scale that starts at the ``vmin_quantile`` of the cells (so the best cells' small
-    differences get most of the colours; lower ones share the darkest). Over ``max_epochs``
-    epochs, evenly spaced ones (always the first and last) are shown."""
+def heatmap_batch_epoch(per: pd.DataFrame, summ: pd.DataFrame, max_epochs: int = 16) -> Figure:
+    """Median test accuracy (%) per batch size (rows) and epoch (columns), annotated, on one colour
+    scale from the cells' 20th percentile (the best cells' small differences get most colours;
+    lower ones share the darkest). Over ``max_epochs`` epochs, evenly spaced ones are shown."""
     per = per.reset_index()
     tables = []
     for title, g in style.facets(per):
@@ -286,7 +276,7 @@ def heatmap_batch_epoch(
         shown = [epochs[i] for i in keep]
         tables = [(title, t[[c for c in shown if c in t.columns]]) for title, t in tables]
     cells = np.concatenate([t.to_numpy().ravel() for _, t in tables])
-    vmin, vmax = float(np.nanquantile(cells, vmin_quantile)), float(np.nanmax(cells))
+    vmin, vmax = float(np.nanquantile(cells, 0.2)), float(np.nanmax(cells))
     vmin = min(vmin, vmax - 0.5)  # one cell, or all equal: still a colour scale
     n_rows = max(len(t) for _, t in tables)
     n_cols = max(t.shape[1] for _, t in tables)
@@ -320,9 +310,8 @@ def _split_lines(ax, g: pd.DataFrame, metric: str, scale: float, one_seed: bool)
 
 
 def train_vs_test(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 4) -> Figure:
-    """Accuracy (%) over loss (nats) by epoch, train and test each the median over seeds with its
-    quartile band: one column per batch size (and value of another varying axis), wrapped after
-    ``ncols``. Train values are the mean over the epoch's steps, so they lag the weights a little."""
+    """Accuracy over loss by epoch, train (mean over the epoch's steps) and test, each the median
+    with its quartile band: one column per batch size (and value of other axes), ``ncols`` a row."""
     curves = _curves(curves)
     one_seed = _one_seed(summ)
     panels = [
@@ -373,10 +362,9 @@ def train_vs_test(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 4) -> F
 
 
 def dead_units(curves: pd.DataFrame, summ: pd.DataFrame) -> Figure:
-    """Dead units (% of the layer's units that output zero on every test image) by epoch, one
-    column per hidden layer: per batch size the median over the seeds that neither failed nor are
-    outliers, with its quartile band; each failed seed (dashed, red cross) and outlier (dotted, red
-    ring) as its own line. ``ValueError`` when the frame has no ``dead_*`` columns."""
+    """Dead units (% of the layer's units that output zero on every test image) by epoch, one column
+    per hidden layer: per batch size the median of the plain seeds with its quartile band, each
+    failed seed and outlier its own line. ``ValueError`` when the frame has no ``dead_*`` columns."""
     layers = dead_columns(curves)
     if not layers:
         raise ValueError(

@@ -1,6 +1,6 @@
 """The one style of every figure (``with figure(8, 5) as fig: ...``), how figures are saved, and
-the helpers the study's figures share. Figures are made directly, not through pyplot: no backend
-is switched, nothing piles up in pyplot's registry, and Jupyter still displays a returned Figure.
+the helpers the study's figures share. Figures are made without pyplot: no backend is switched
+and nothing piles up in pyplot's registry.
 """
 
 from __future__ import annotations
@@ -47,15 +47,13 @@ TEST_COLOR = "#2c3e50"
 @contextmanager
 def figure(width: float, height: float, **kwargs) -> Iterator[Figure]:
     """A new ``Figure`` of ``width`` x ``height`` inches with constrained layout; artists created
-    inside the ``with`` block take ``STYLE`` (rc settings are read when artists are created, so
-    the caller's rcParams are left untouched)."""
+    inside the ``with`` block take ``STYLE``, the caller's rcParams are left untouched."""
     with mpl.rc_context(cast(Any, STYLE)):
         yield Figure(figsize=(width, height), layout="constrained", **kwargs)
 
 
 def batch_colors(batch_sizes: Iterable[int]) -> dict[int, tuple]:
-    """Batch size -> RGBA colour on viridis by log2(batch size), so the colour order is the
-    size order. The pale yellow end of viridis is left out; it disappears on white."""
+    """Batch size -> RGBA colour on viridis by log2(batch size), without the pale yellow end."""
     sizes = sorted({int(b) for b in batch_sizes})
     logs = np.log2(sizes)
     span = (logs.max() - logs.min()) or 1.0
@@ -64,9 +62,8 @@ def batch_colors(batch_sizes: Iterable[int]) -> dict[int, tuple]:
 
 
 def save(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` to ``path`` in the format its suffix names (.png at ``DPI``, .pdf, .svg)
-    atomically and release the figure's artists (display it first). Returns the path;
-    ``ValueError`` for another suffix."""
+    """Write ``fig`` atomically in the format ``path``'s suffix names (.png at ``DPI``, .pdf, .svg)
+    and release its artists (display it first). Returns the path."""
     fmt = Path(path).suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ValueError(f"{path}: a figure is saved as {', '.join('.' + f for f in FORMATS)}, not {fmt!r}")
@@ -76,15 +73,14 @@ def save(fig: Figure, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def facet_axes(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> list[str]:
-    """The varying config axes of ``df`` other than ``exclude``: a study figure's panels."""
-    return [c for c in varying_axes(df) if c not in set(exclude)]
+def facet_axes(df: pd.DataFrame) -> list[str]:
+    """The varying config axes of ``df`` other than the batch size: a study figure's panels."""
+    return [c for c in varying_axes(df) if c != "batch_size"]
 
 
 def value_order(column: str, value: object) -> tuple:
-    """A sort key of ``value`` of config column ``column`` among its panels: numbers in numeric
-    order, a field with fixed choices in the order ``TrainConfig`` lists them, other text with its
-    digits read as numbers ('32x32' before '128x128'), missing values last."""
+    """A sort key of ``value`` of config column ``column``: numbers in numeric order, fixed choices
+    in ``TrainConfig``'s order, other text with its digits read as numbers, missing values last."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return (3,)
     if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
@@ -96,11 +92,10 @@ def value_order(column: str, value: object) -> tuple:
     return (2, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p))
 
 
-def facets(df: pd.DataFrame, exclude: Iterable[str] = ("batch_size",)) -> list[tuple[str, pd.DataFrame]]:
+def facets(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """The panels of a study figure: (title, rows) per combination of the values of
-    ``facet_axes(df, exclude)``, e.g. ('lr 0.1', rows), in ``value_order``; ('', df) when nothing
-    else varies."""
-    axes = facet_axes(df, exclude)
+    ``facet_axes(df)`` in ``value_order``; ('', df) when nothing else varies."""
+    axes = facet_axes(df)
     if not axes:
         return [("", df)]
     groups = df.groupby(axes, dropna=False, sort=False)
@@ -125,8 +120,7 @@ def grid(n: int, ncols: int) -> tuple[int, int]:
 
 
 def limits(values: Iterable[float], top: float = np.inf, pad: float = 0.08) -> tuple[float, float]:
-    """Axis limits within [0, ``top``] that fit ``values`` (NaN ignored) with ``pad`` of their range
-    on each side (0.5 units when they are all equal)."""
+    """Axis limits within [0, ``top``] that fit ``values`` (NaN ignored) with ``pad`` of their range."""
     v = np.asarray(list(values), dtype=float)
     v = v[np.isfinite(v)]
     if not len(v):
@@ -137,8 +131,8 @@ def limits(values: Iterable[float], top: float = np.inf, pad: float = 0.08) -> t
 
 
 def epoch_axis(ax, epochs: Iterable[float], nbins: int = 8) -> None:
-    """Integer epoch ticks and limits that fit ``epochs``: every epoch up to ``nbins`` of them (one
-    epoch gets the one tick '1', not fractions around it), else about ``nbins``."""
+    """Integer epoch ticks and limits that fit ``epochs``: every epoch up to ``nbins``, else about
+    ``nbins``."""
     e = np.unique(np.asarray(list(epochs), dtype=float))
     e = e[np.isfinite(e)]
     if len(e) <= nbins:

@@ -20,9 +20,8 @@ def class_colors(n: int) -> np.ndarray:
 
 
 def plot_tsne(emb: Embeddings, ncols: int = 4, label: str | None = None) -> Figure:
-    """One panel per epoch, points coloured by true class (legend in the spare panel), titled with
-    the snapshot's test accuracy and the embedding's 2-D kNN accuracy and silhouette. ``label``
-    (e.g. 'batch 64, lr 0.05') names the trained configuration (default: its batch size)."""
+    """One panel per epoch, points coloured by true class, titled with the snapshot's test accuracy
+    and the 2-D kNN accuracy and silhouette; ``label`` names the configuration (default: batch)."""
     epochs = sorted(emb.points["epoch"].unique())
     ncols = min(ncols, len(epochs) + 1)
     nrows = -(-(len(epochs) + 1) // ncols)  # one extra cell for the legend

@@ -1,9 +1,6 @@
-"""The figures a notebook draws, by their registry names, and which of them a cell has shown.
-
-run.ipynb adds each batch that ``figures.compose`` draws, shows each figure in the section that
-tells its story (``show``), then ``rest`` shows every figure that no section showed: a figure
-added to the registry appears in the notebook (and is saved with the others) before it gets a
-section of its own.
+"""The figures a notebook draws, by their registry names, and which of them a cell has shown:
+``rest`` shows every figure no section showed, so a figure added to the registry appears in
+run.ipynb (and is saved with the others) before it gets a section of its own.
 """
 
 from __future__ import annotations
@@ -36,8 +33,7 @@ class Gallery:
         return self.figures[name]
 
     def rest(self) -> None:
-        """Display every figure that no ``show`` has shown (those of registry entries without a
-        section of their own), each under its name, or say that there is none."""
+        """Display every figure that no ``show`` has shown, each under its name, or say there is none."""
         from IPython.display import display
 
         rest = [name for name in self.figures if name not in self.shown]
@@ -48,8 +44,7 @@ class Gallery:
             display(self.show(name))
 
     def save(self, folder: str | os.PathLike, format: str = "png") -> list[Path]:
-        """Write every figure as ``<folder>/<name>.<format>`` (``compose.save_figures``: atomic,
-        and each figure is released afterwards); returns the paths."""
+        """``compose.save_figures`` of every figure; returns the paths."""
         from mlpmnist.figures.compose import save_figures
 
         return save_figures(self.figures, folder, format)

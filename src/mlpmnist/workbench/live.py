@@ -1,20 +1,10 @@
-"""A sweep that draws itself as it goes: in a Jupyter kernel, a status line, the final-accuracy
-figure and the experiments' table, redrawn as each running experiment finishes an epoch and as
-each experiment finishes.
-
-``run_sweep`` wraps ``sweep.run_sweep``: it shows three outputs through IPython display handles
-and updates them from the sweep's ``on_progress`` and ``on_result`` callbacks. While the sweep
-runs, a running experiment's status is its epoch ('epoch 7 of 15'), and a progress line goes to
-stderr at most once a ``PROGRESS_S`` (what ``make study``'s terminal shows through papermill).
-When the sweep ends the outputs show its outcome in words that do not depend on this run's
-timing or on what earlier runs left (a rerun that skips every experiment shows the same), so a
-published notebook stays the same when its numbers do; timings go to stderr, which
-``workbench.publish`` leaves out. Outside a kernel (a script, the CLI) it is ``sweep.run_sweep``
-unchanged.
-
-The words are the package's: an experiment is *done* (trained and stored, whatever its seeds
-did) or *failed* (it could not be trained or stored); a seed that diverged or collapsed to
-chance is a *failed seed* of a done experiment.
+"""A sweep that draws itself as it goes: in a Jupyter kernel, ``run_sweep`` shows a status line,
+the final-accuracy figure and the experiments' table through display handles, redrawn from the
+sweep's ``on_progress`` and ``on_result`` callbacks, and a progress line on stderr at most once a
+``PROGRESS_S`` (what ``make study``'s terminal shows through papermill). The final outputs do not
+depend on this run's timing or on what earlier runs left, so a published notebook stays the same
+when its numbers do; timings go to stderr, which ``workbench.publish`` leaves out. Outside a
+kernel it is ``sweep.run_sweep`` unchanged.
 """
 
 from __future__ import annotations
@@ -26,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from IPython.display import Pretty
+from IPython.display import Pretty, display
 
 from mlpmnist import store
+from mlpmnist.analysis.words import count as _count
 from mlpmnist.figures import compose as figures
 from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep.progress import epoch_line
@@ -41,27 +32,15 @@ PROGRESS_S = 60.0
 
 def in_kernel() -> bool:
     """True inside a Jupyter kernel (JupyterLab, Colab, papermill), where displays show."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
+    from IPython import get_ipython
 
-
-def _count(n: int, word: str) -> str:
-    """'1 experiment', '8 experiments'."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
+    return hasattr(get_ipython(), "kernel")
 
 
 class LiveView:
-    """The live outputs of one sweep: ``progress(moved)`` per finished evaluation, ``update(key,
-    record)`` per finished experiment, ``finish(outcome)`` at the end. Experiments already done
-    when it starts are shown at once."""
+    """The live outputs of one sweep; experiments already done when it starts are shown at once."""
 
     def __init__(self, config: SweepConfig, log: Callable[[str], None] | None = None) -> None:
-        from IPython.display import display
-
         self.config, self.log = config, log or _stderr
         self.experiments = config.experiments()
         self.records: dict[str, dict] = {}
@@ -99,14 +78,17 @@ class LiveView:
         self.table.update(self._table())
 
     def finish(self, outcome: SweepOutcome) -> None:
-        """The final state: the figure of every done experiment of the sweep, its table."""
+        """The final state: the figure of every done experiment, the sweep's table."""
         try:
             fig: Any = figures.final_accuracy_figure(outcome.frame())
         except (ValueError, store.StoreError):  # nothing done: say so instead
             fig = Pretty("no experiment is done: see the table")
         self.status.update(Pretty(outcome.line()))
         self.figure.update(fig)
-        self.table.update(final_table(outcome))
+        # No wall times (they live in the records and on stderr); skipped experiments are done.
+        table = outcome.table.drop(columns=["key", "seconds", "start_s"], errors="ignore")
+        table = table.assign(status=table["status"].replace({"skipped": "done"}))
+        self.table.update(table if outcome.failed else table.drop(columns=["error"], errors="ignore"))
         before = f"; {self.before} of them done before this run" if self.before else ""
         self.log(f"sweep: {outcome.seconds:.0f} s{before}")
 
@@ -143,23 +125,13 @@ class LiveView:
         return pd.DataFrame(rows)
 
 
-def final_table(outcome: SweepOutcome) -> pd.DataFrame:
-    """The sweep's table as the notebook keeps it: status done (trained now or before) or failed,
-    replicas, failed seeds, median final test accuracy, and the error column only where some
-    experiment failed; no wall times (they live in the records and on stderr)."""
-    table = outcome.table.drop(columns=["key", "seconds", "start_s"], errors="ignore")
-    table = table.assign(status=table["status"].replace({"skipped": "done"}))
-    return table if outcome.failed else table.drop(columns=["error"], errors="ignore")
-
-
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
 def run_sweep(config: SweepConfig, progress: bool = True, **kw: Any) -> SweepOutcome:
-    """``sweep.run_sweep(config, progress, **kw)``, drawn live in a Jupyter kernel (see the
-    module), where the live table replaces the progress bar and the sweep's lines go to stderr.
-    An ``on_result`` in ``kw`` is called too. Returns the sweep's outcome."""
+    """``sweep.run_sweep(config, progress, **kw)``, drawn live in a Jupyter kernel, where the live
+    table replaces the progress bar (an ``on_result`` in ``kw`` is called too)."""
     if not in_kernel():
         return _run_sweep(config, progress=progress, **kw)
     view = LiveView(config, kw.pop("log", None))

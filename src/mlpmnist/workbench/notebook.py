@@ -1,11 +1,7 @@
-"""Bad input in a notebook ends in one line, as on the command line.
-
-``one_line_errors()`` (run.ipynb's imports cell calls it) makes the kernel show an expected fault
-raised by mlpmnist itself (a bad parameter, missing data, an unreadable record, a run too large
-for the memory left: ``ValueError``, ``DataError``, ``SweepError``, ``MemoryError``) as
-``error: <message>`` (control characters escaped) instead of a traceback through the
-package. Any other exception, and any raised outside mlpmnist's own code, keeps its traceback;
-``%tb`` still prints the full one. The cell still fails, so Run All and papermill stop there.
+"""Bad input in a notebook ends in one line, as on the command line: ``one_line_errors()`` makes
+the kernel show an expected fault raised by mlpmnist itself (``ValueError``, ``DataError``,
+``SweepError``, ``MemoryError``) as ``error: <message>`` instead of a traceback. Other exceptions,
+and those raised outside mlpmnist, keep theirs; ``%tb`` prints it; the cell still fails.
 """
 
 from __future__ import annotations

@@ -1,21 +1,14 @@
 """Publishing: an executed notebook made the committed copy, its figures and numbers copied into
-the committed folder, and the README's generated blocks written from them::
+the committed folder, and the README's generated blocks written from them (``make publish`` is
+the one writer of the committed outputs)::
 
     python -m mlpmnist.workbench.publish EXECUTED COMMITTED [--media FROM TO] [--readme README]
 
-``make study`` and ``make science`` only run (papermill, writing under ``results/``); ``make
-publish`` (``publish-study``, ``publish-science``) is the one writer of the committed outputs.
-
-The committed notebook is the executed one without what says when or how it ran rather than what
-it computed, so publishing a rerun that computes the same numbers changes no byte:
-
-- papermill's ``injected-parameters`` cell (its values stay in ``metadata.papermill.parameters``),
-  so a reader's own Run All writes under ``results/`` again;
-- the timing metadata of papermill (start and end times, durations, per cell too) and of
-  nbclient (``metadata.execution``);
-- progress widgets (their outputs and ``metadata.widgets``) and stderr streams: progress bars,
-  timings and log lines are the run's, not the study's (``workbench.live`` keeps the study's
-  outcome in its displays).
+The committed notebook is the executed one without what says when or how it ran, so publishing a
+rerun that computes the same numbers changes no byte: papermill's ``injected-parameters`` cell
+(its values stay in ``metadata.papermill.parameters``), papermill's and nbclient's timing
+metadata, progress widgets and stderr streams (``workbench.live`` keeps the study's outcome in
+its displays).
 """
 
 from __future__ import annotations
@@ -36,14 +29,6 @@ RUN_METADATA = ("start_time", "end_time", "duration", "exception")
 WIDGET = "application/vnd.jupyter.widget-view+json"
 #: What ``--media`` copies: figures in any format and the study's numbers.
 MEDIA = ("*.png", "*.pdf", "*.svg", "*.csv", "*.json")
-
-
-def strip_injected(nb: nbformat.NotebookNode) -> int:
-    """Remove the cells tagged ``injected-parameters`` from ``nb`` in place; returns how many."""
-    keep = [c for c in nb.cells if INJECTED not in c.get("metadata", {}).get("tags", [])]
-    removed = len(nb.cells) - len(keep)
-    nb.cells = keep
-    return removed
 
 
 def _kept(output: nbformat.NotebookNode) -> bool:
@@ -80,7 +65,7 @@ def committed(executed: str | os.PathLike) -> str:
         raise ValueError(
             f"{executed} did not run to the end: {cell}; fix it and run make study or make science again"
         )
-    strip_injected(nb)
+    nb.cells = [c for c in nb.cells if INJECTED not in c.get("metadata", {}).get("tags", [])]
     return nbformat.writes(strip_run(nb))
 
 
@@ -100,13 +85,6 @@ def first_unfinished(nb: nbformat.NotebookNode) -> str | None:
     if nb.metadata.get("papermill", {}).get("exception"):
         return "papermill marked it as failed"
     return None
-
-
-def publish(executed: str | os.PathLike, committed_path: str | os.PathLike) -> Path:
-    """Write ``committed(executed)`` to ``committed_path`` atomically; returns the path."""
-    text = committed(executed)
-    remove_stale_temporaries(Path(committed_path).parent, Path(committed_path).name)  # a killed publish's
-    return atomic_write_text(committed_path, text)
 
 
 def copy_media(source: str | os.PathLike, target: str | os.PathLike) -> list[Path]:
@@ -137,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.readme and not args.media:
             raise ValueError("--readme needs --media FROM TO: the README is written from TO's CSVs")
-        committed(args.executed)  # checked before anything is written
+        text = committed(args.executed)  # checked before anything is written
         written = copy_media(*args.media) if args.media else []
-        written.append(publish(args.executed, args.committed))
+        target = Path(args.committed)
+        remove_stale_temporaries(target.parent, target.name)  # a killed publish's
+        written.append(atomic_write_text(target, text))
         if args.readme:
             written.append(report.update_readme(args.readme, report.readme_blocks(args.media[1])))
     except (ValueError, OSError) as e:

@@ -1,18 +1,7 @@
-"""Numbers that cannot go stale: the study's numbers as committed CSVs, and the README's study text
-generated from them, with a check that the two agree.
-
-The study (run.ipynb's save cell) writes three CSVs beside its figures (``write_study``): the
-summary (``stats.summary``), every pair of configurations compared (``compare.pairwise``) and the
-dead units (``stats.dead_units``). ``make publish-study`` copies them into ``media/`` and writes
-the README's generated blocks from them, each between two marker comments::
-
-    <!-- results-table:start -->
-    ...generated...
-    <!-- results-table:end -->
-
-``results-table`` is the summary table, ``results-findings`` the conclusions and ``dead-units``
-the dead-unit findings (``analysis.findings``, worded as the intervals and tests show), so every
-number in the README's study prose comes from the committed CSVs. Same CSVs, same text.
+"""Numbers that cannot go stale: the study's numbers as committed CSVs (``write_study``), and the
+README's generated blocks written from them (``readme_blocks``), each between two marker
+comments (``<!-- results-table:start -->`` ... ``<!-- results-table:end -->``), with a check that
+the two agree (``readme_mismatches``). Same CSVs, same text.
 """
 
 from __future__ import annotations
@@ -30,8 +19,6 @@ from mlpmnist.errors import printable
 from mlpmnist.science import report as science_report
 from mlpmnist.store import atomic_write_text, remove_stale_temporaries
 
-START = "<!-- results-table:start -->"
-END = "<!-- results-table:end -->"
 SUMMARY_CSV = Path("media") / "study_summary.csv"  # where the study keeps it, from the repository root
 #: The CSVs the study writes (``write_study``), by their role, and the science's summary.
 FILES = {
@@ -54,21 +41,18 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``frame`` as CSV at ``path`` atomically, numbers in full (shortest round-trip repr),
     so text made from the CSV is the text made from the frame. Returns the path."""
     remove_stale_temporaries(Path(path).parent, Path(path).name)  # a killed write's (W7)
-    return atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+    return atomic_write_text(path, tables.export(frame, "csv"))
 
 
-def write_summary(summ: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a ``stats.summary`` frame (with its ``reference`` and ``reference_headline``
-    columns: the reference study's values where they apply, NaN elsewhere) as CSV at ``path``
-    (``write_csv``); accuracies as fractions. Returns the path."""
-    return write_csv(summ, path)
+#: A ``stats.summary`` frame as CSV (accuracies as fractions), for ``read_summary``.
+write_summary = write_csv
 
 
 def write_study(
     folder: str | os.PathLike, summ: pd.DataFrame, pairs: pd.DataFrame, dead: pd.DataFrame | None
 ) -> list[Path]:
-    """The study's numbers as the CSVs of ``FILES`` in ``folder``: the summary, the pairs and
-    (where the records have dead-unit columns) the dead units. Returns the paths."""
+    """The study's numbers as the CSVs of ``FILES`` in ``folder`` (the dead units where the records
+    have them). Returns the paths."""
     folder = Path(folder)
     out = [write_summary(summ, folder / FILES["summary"]), write_csv(pairs, folder / FILES["pairs"])]
     if dead is not None:
@@ -77,21 +61,12 @@ def write_study(
 
 
 def read_summary(path: str | os.PathLike) -> pd.DataFrame:
-    """The frame ``write_summary`` wrote. A CSV written before failures and outliers were
-    counted apart holds ``n_failed`` = collapsed + diverged + outliers; ``n_failed`` is
-    recomputed from its parts (``n_collapsed`` + ``n_diverged``) so both read the same way."""
+    """The frame ``write_summary`` wrote, ``n_failed`` recomputed as ``n_collapsed`` + ``n_diverged``
+    (a CSV written before outliers were counted apart counted them in it)."""
     s = pd.read_csv(path)
     if {"n_collapsed", "n_diverged"} <= set(s.columns):
         s["n_failed"] = s["n_collapsed"] + s["n_diverged"]
     return s
-
-
-def readme_table(summary_csv: str | os.PathLike) -> str:
-    """The README's results table (markdown) from the summary CSV: ``tables.markdown_table``,
-    the summary table's own cells (median [quartiles], the median's 95% bootstrap CI (the range
-    below ``stats.MIN_SEEDS`` seeds), mean ± 95% CI, the last-3-epoch mean, failed seeds / n,
-    outliers, and the reference's value where it has one). Same CSV, same text."""
-    return tables.markdown_table(read_summary(summary_csv))
 
 
 def bullets(lines: list[str]) -> str:
@@ -100,9 +75,8 @@ def bullets(lines: list[str]) -> str:
 
 
 def readme_blocks(media: str | os.PathLike) -> dict[str, str]:
-    """Each README block (``BLOCKS``) that the files in ``media`` give: the table from the summary,
-    the findings from the summary and the pairs, the dead-unit findings from the dead units, and
-    the science section from the science's summary (``science.report``)."""
+    """Each README block (``BLOCKS``) that the files in ``media`` give: the table, the findings and
+    the dead-unit findings from the study's CSVs, the science section from its summary."""
     media = Path(media)
     out = {}
     if (media / FILES["science"]).is_file():
@@ -129,11 +103,9 @@ def _block(text: str, name: str) -> tuple[int, int]:
     return text.index(start) + len(start), text.index(end)
 
 
-def update_readme(readme_path: str | os.PathLike, blocks: Mapping[str, str] | str) -> Path:
-    """Replace the text between each block's markers with its text (a mapping of ``BLOCKS``
-    names; a string is the results table alone), atomically; the rest of the file is kept byte
-    for byte. ``ValueError`` when a block's markers are not there once each. Returns the path."""
-    blocks = {"results-table": blocks} if isinstance(blocks, str) else blocks
+def update_readme(readme_path: str | os.PathLike, blocks: Mapping[str, str]) -> Path:
+    """Replace the text between each block's markers (``BLOCKS`` name -> text) atomically, the
+    rest kept byte for byte. ``ValueError`` when a block's markers are not there once each."""
     text = Path(readme_path).read_text(encoding="utf-8")
     for name, content in blocks.items():
         start, end = _block(text, name)

@@ -1,15 +1,9 @@
-"""The study that ``run.ipynb`` tells: its parameters checked and turned into a sweep, where its
-outputs go, and whose models its model cells show.
-
-The notebook's parameters cell is its signature; ``Study.from_parameters`` checks every value
-before anything runs (an unknown ``TrainConfig`` field in ``config`` or ``grid``, a
-``model_batch_size`` that the sweep does not train, a ``model_where`` that names no grid point
-stops with a message naming it). Whose models the model cells show is, unless the parameters pin
-it, the experiment with the best median final test accuracy (``stats.best_key``), as in
-``python -m mlpmnist figures``. Relative paths are read from the repository root, whatever
-folder the kernel starts in (``paths``), and a run writes only under its results folder: the
-figures and the summary go to ``results_dir/studies/<study key>/`` unless ``media_dir`` says
-otherwise (``make study`` passes ``media_dir="media"``, the committed study).
+"""The study that ``run.ipynb`` tells: its parameters checked before anything runs
+(``Study.from_parameters``) and turned into a sweep, where its outputs go, and whose models its
+model cells show: unless the parameters pin it, the best median final test accuracy
+(``stats.best_key``), as ``python -m mlpmnist figures`` chooses. Relative paths are read from the
+repository root (``paths``); figures and summary go to ``results_dir/studies/<study key>/``
+unless ``media_dir`` says otherwise (``make study`` passes ``media_dir="media"``).
 """
 
 from __future__ import annotations
@@ -26,6 +20,7 @@ import pandas as pd
 from mlpmnist import paths
 from mlpmnist.analysis import stats
 from mlpmnist.analysis.columns import axis_label
+from mlpmnist.analysis.words import count as _count
 from mlpmnist.config import TrainConfig, check_names
 from mlpmnist.figures import registry
 from mlpmnist.model import MLP, n_parameters
@@ -40,23 +35,13 @@ MEDIA_FILES = (*(f"{n}.png" for n in registry.names(*registry.STUDY_SOURCES)), "
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """The experiment whose saved models the model cells show: its ``config``, its ``label``
-    ('batch 64, lr 0.1': the grid point in words) and ``why`` (one sentence: which point, and
-    why this one)."""
+    """The experiment whose models the model cells show: ``label`` its grid point in words
+    ('batch 64, lr 0.1'), ``why`` one sentence saying why this one."""
 
     config: TrainConfig
     label: str
     why: str
-    key: str = ""  # the key its store holds it by (a legacy key in a store made before 16-digit keys)
-
-    def __post_init__(self) -> None:
-        if not self.key:
-            object.__setattr__(self, "key", self.config.key())
-
-
-def _count(n: int, word: str) -> str:
-    """'1 seed', '3 seeds'."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
+    key: str  # the key its store holds it by (a legacy key in a store made before 16-digit keys)
 
 
 def _plain(v: Any) -> Any:
@@ -65,10 +50,9 @@ def _plain(v: Any) -> Any:
 
 @dataclass(frozen=True)
 class Study:
-    """The sweep to run; ``model_batch_size`` (None: any) and ``model_where`` (the other grid
-    axes' values) say among which experiments the model cells show the best median's models;
-    ``media_dir``: where figures and summary go; ``unused_more_seeds``: batch sizes
-    ``more_seeds`` named that the sweep does not train."""
+    """The sweep to run; ``model_batch_size`` (None: any) and ``model_where`` (other grid axes'
+    values) say among which experiments the model cells show the best median's models;
+    ``unused_more_seeds``: batch sizes ``more_seeds`` named that the sweep does not train."""
 
     sweep: SweepConfig
     model_batch_size: int | None
@@ -95,12 +79,9 @@ class Study:
         media_dir: str | os.PathLike | None = None,
     ) -> Study:
         """The study of run.ipynb's parameters: ``batch_sizes`` x ``grid``'s other axes, each
-        point trained with ``epochs``, ``seeds`` (a list or ``"0-9"``), ``lr`` and ``config``'s
-        other ``TrainConfig`` fields; ``more_seeds`` (batch size -> seeds) adds experiments with
-        those seeds at that batch size, at every point of the other axes (a heavy-tailed batch
-        size needs more seeds to pin its median). ``results_dir``, ``data_dir`` and ``media_dir`` are read
-        from the repository root when relative (``paths.resolve``); ``media_dir`` None means
-        ``results_dir/studies/<key>``. Raises ``ValueError`` naming a bad parameter."""
+        point trained with ``epochs``, ``seeds``, ``lr`` and ``config``'s other ``TrainConfig``
+        fields; ``more_seeds`` (batch size -> seeds) adds those seeds at that batch size, at every
+        point of the other axes. ``ValueError`` naming a bad parameter."""
         grid = check_mapping("grid", grid, "{'lr': [0.03, 0.1]}")
         config = check_mapping("config", config, "{'momentum': 0.9}")
         check_names(config, "config field")
@@ -130,7 +111,8 @@ class Study:
         where = _check_where(model_where, sweep)
         # Every folder and file the notebook writes, checked now, not after the sweep and figures.
         if media_dir is None:
-            media = output_folder("results_dir's study folder", default_media_dir(sweep), MEDIA_FILES)
+            default = Path(sweep.results_dir) / STUDIES / sweep_key(sweep)
+            media = output_folder("results_dir's study folder", default, MEDIA_FILES)
         else:
             media = output_folder("media_dir", media_dir, MEDIA_FILES)
         return cls(sweep, model_batch_size, media, where, tuple(unused))
@@ -140,8 +122,7 @@ class Study:
         return sweep_key(self.sweep)
 
     def model_candidates(self) -> list[TrainConfig]:
-        """The grid's experiments at ``model_batch_size`` (any, when None) that match
-        ``model_where``, in grid order."""
+        """The grid's experiments at ``model_batch_size`` (any, when None) matching ``model_where``."""
         return [
             e
             for e in self.sweep.grid_experiments()
@@ -162,9 +143,8 @@ class Study:
         return "at " + ", ".join(axis_label(k, v) for k, v in pinned.items()) if pinned else "of the grid"
 
     def choose_model(self, df: pd.DataFrame) -> ModelChoice:
-        """Whose models the model cells show, from the sweep's results frame ``df``: the one
-        candidate, or among several the one with the highest median final test accuracy
-        (``stats.best_key``). ``ValueError`` when none finished."""
+        """Whose models the model cells show, from the sweep's results frame ``df``: the one candidate,
+        or the best median (``stats.best_key``) of several. ``ValueError`` when none finished."""
         cands = self.model_candidates()
         done = set(df["key"]) if "key" in df.columns else set()
         # Each candidate by the key the frame holds it under: its own, or a store's legacy key.
@@ -193,8 +173,8 @@ class Study:
         return ModelChoice(chosen, self.label(chosen), why, key[chosen])
 
     def _hint(self, chosen: TrainConfig) -> str:
-        """How to show another point: a parameter, and a value of it that is not the chosen one's
-        (``choose_model`` asks only when there are several candidates, so one axis is free)."""
+        """How to show another point: a free parameter and another value of it (there is one, as
+        ``choose_model`` asks only when there are several candidates)."""
         pinned = {"batch_size"} if self.model_batch_size is not None else set()
         free = [k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in {*pinned, *self.model_where}]
         name = free[0]
@@ -216,8 +196,7 @@ class Study:
         return "\n\n".join(seen.values())
 
     def describe(self) -> str:
-        """Two lines: how many experiments, which axes, how many seeds and epochs; where the
-        results and this run's figures and summary go."""
+        """Two lines: the experiments, axes, seeds and epochs; where results, figures and summary go."""
         axes = ", ".join(f"{k} {list(v)}" for k, v in self.sweep.grid.items())
         base, extra = self.sweep.base, self.sweep.extra
         seeds_at = {e.batch_size: len(e.seeds) for e in extra}
@@ -241,16 +220,10 @@ def sweep_key(sweep: SweepConfig) -> str:
     return f"{len(exps)}exp-e{sweep.base.epochs}-s{len(sweep.base.seeds)}-{digest}"
 
 
-def default_media_dir(sweep: SweepConfig) -> Path:
-    """``results_dir/studies/<sweep_key>``: where a run's figures and summary go by default."""
-    return Path(sweep.results_dir) / STUDIES / sweep_key(sweep)
-
-
 def _more_seeds(more: Mapping[int, Sequence[int] | str] | None, grid: list[TrainConfig]) -> list[TrainConfig]:
     """The experiments ``more_seeds`` adds: each grid experiment at one of its batch sizes again,
-    with those seeds (batch sizes the grid does not train add none: ``Study.describe`` says so)."""
-    if more is None or (isinstance(more, Mapping) and not more):
-        return []
+    with those seeds."""
+    more = {} if more is None else more
     if not isinstance(more, Mapping) or not all(isinstance(b, int) for b in more):
         raise ValueError(
             f"more_seeds must be a dict of batch size -> seeds, e.g. {{8: '10-59'}}; got {more!r}"
@@ -261,14 +234,9 @@ def _more_seeds(more: Mapping[int, Sequence[int] | str] | None, grid: list[Train
 
 
 def _check_where(where: Mapping[str, Any] | None, sweep: SweepConfig) -> dict[str, Any]:
-    """``model_where`` checked against the grid: a dict of grid axes (not batch_size) to one of
-    their values. ``ValueError`` naming what is wrong."""
-    if where is None:
-        return {}
-    if not isinstance(where, Mapping):
-        raise ValueError(f"model_where must be a dict such as {{'lr': 0.1}}; got {where!r}")
+    """``model_where`` checked as a dict of grid axes (not batch_size) to one of their values."""
     out = {}
-    for name, value in where.items():
+    for name, value in check_mapping("model_where", where, "{'lr': 0.1}").items():
         if name == "batch_size":
             raise ValueError("set the models' batch size with model_batch_size, not in model_where")
         values = sweep.grid.get(name)
