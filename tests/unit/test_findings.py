@@ -268,7 +268,7 @@ def test_conclusions_read_the_same_from_the_committed_csvs(tmp_path):
 
     df = make_history({8: [*B8, 10.1, NAN], 64: B16, 128: B128}, epochs=15)
     summ, pairs = stats.summary(df), compare.pairwise(df)
-    report.write_summary(summ, tmp_path / "s.csv")
+    report.write_csv(summ, tmp_path / "s.csv")
     report.write_csv(pairs, tmp_path / "p.csv")
     again = findings.conclusions(report.read_summary(tmp_path / "s.csv"), pd.read_csv(tmp_path / "p.csv"))
     assert again == findings.conclusions(summ, pairs)

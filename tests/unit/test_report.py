@@ -43,7 +43,7 @@ def readme_table(summary_csv: Path) -> str:
 @pytest.fixture
 def summary_csv(tmp_path) -> Path:
     summ = stats.summary(make_history({8: B8, 128: B128, 200: [97.0, 97.2]}, epochs=15))
-    return report.write_summary(summ, tmp_path / "study_summary.csv")
+    return report.write_csv(summ, tmp_path / "study_summary.csv")
 
 
 def test_summary_csv_round_trip_with_reference(summary_csv):

@@ -44,24 +44,20 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     return atomic_write_text(path, tables.export(frame, "csv"))
 
 
-#: A ``stats.summary`` frame as CSV (accuracies as fractions), for ``read_summary``.
-write_summary = write_csv
-
-
 def write_study(
     folder: str | os.PathLike, summ: pd.DataFrame, pairs: pd.DataFrame, dead: pd.DataFrame | None
 ) -> list[Path]:
     """The study's numbers as the CSVs of ``FILES`` in ``folder`` (the dead units where the records
     have them). Returns the paths."""
     folder = Path(folder)
-    out = [write_summary(summ, folder / FILES["summary"]), write_csv(pairs, folder / FILES["pairs"])]
+    out = [write_csv(summ, folder / FILES["summary"]), write_csv(pairs, folder / FILES["pairs"])]
     if dead is not None:
         out.append(write_csv(dead, folder / FILES["dead"]))
     return out
 
 
 def read_summary(path: str | os.PathLike) -> pd.DataFrame:
-    """The frame ``write_summary`` wrote, ``n_failed`` recomputed as ``n_collapsed`` + ``n_diverged``
+    """The frame ``write_csv`` wrote, ``n_failed`` recomputed as ``n_collapsed`` + ``n_diverged``
     (a CSV written before outliers were counted apart counted them in it)."""
     s = pd.read_csv(path)
     if {"n_collapsed", "n_diverged"} <= set(s.columns):
