@@ -23,8 +23,8 @@ from mlpmnist.store.files import atomic_write_bytes, path
 
 
 class Checkpoints:
-    """The checkpoint of the engine that trains ``config`` (a group's union config) under
-    ``results_dir``: ``training.loop.Checkpoint`` over the store."""
+    """The checkpoint of the engine that trains ``config`` (a group's union config):
+    ``training.loop.Checkpoint`` over the store."""
 
     def __init__(self, results_dir: str | os.PathLike, config: TrainConfig) -> None:
         self.config = config
@@ -45,7 +45,7 @@ class Checkpoints:
 
     def save(self, state: dict[str, Any]) -> Path | None:
         """Write ``state`` atomically; returns the path, or None when it cannot be written (a full
-        disk): training goes on, and an earlier checkpoint, if any, stays a valid place to resume."""
+        disk: training goes on, and an earlier checkpoint stays)."""
         buf = io.BytesIO()
         torch.save(state, buf)
         try:

@@ -97,26 +97,15 @@ def provenance(device: str, threads: int | None) -> dict[str, Any]:
     }
 
 
-def replica_status(history: list[dict], epochs: int | None = None) -> str:
-    """How a replica ended (``STATUSES``), from its history rows: diverged or collapsed by its last
-    row's flags; reached when it stopped before ``epochs`` at a validation target; else ok."""
-    if not history:
-        return "ok"
-    last = history[-1]
-    if last.get("diverged"):
-        return "diverged"
-    if last.get("collapsed"):
-        return "collapsed"
-    if last.get("reached"):
-        return "reached"
-    return "ok"
+def replica_status(history: list[dict]) -> str:
+    """How a replica ended (``STATUSES``): by its last history row's flags, else ok."""
+    last = history[-1] if history else {}
+    return next((s for s in ("diverged", "collapsed", "reached") if last.get(s)), "ok")
 
 
 def make_record(result: TrainResult, **extra: Any) -> dict:
-    """The JSON-ready record of one training call: key, config, per-replica status and history,
-    versions, provenance, device, total seconds, the seeds that diverged and collapsed, ``note``
-    (what went wrong with them, one line, or None) and ``extra`` (e.g. ``job``: which job trained
-    it, ``weights_sha256``)."""
+    """The JSON-ready record of one training call, with ``note`` (what went wrong with its
+    diverged and collapsed seeds, one line, or None) and ``extra`` (e.g. ``job``, ``weights_sha256``)."""
     from mlpmnist.training.health import outcome_message
 
     history: dict[tuple, list[dict[str, Any]]] = {}
@@ -156,14 +145,13 @@ def record_text(record: dict) -> str:
 
 
 def write_record(record: dict, target: str | os.PathLike) -> Path:
-    """Atomically write a run record as JSON; returns the path."""
+    """Atomically write ``record_text(record)``; returns the path."""
     return atomic_write_text(target, record_text(record))
 
 
 def read_record(source: str | os.PathLike) -> dict:
-    """Read a run record; raise ``StoreError`` naming the file, what is wrong and what to do when
-    it is not one (not a regular file, not JSON, nested too deeply: ``files.read_json``; or not a
-    record: ``record_problem``)."""
+    """A run record; ``StoreError`` naming the file, what is wrong and what to do when it is not
+    one (``files.read_json``, ``record_problem``)."""
     source = Path(source)
     if source.exists() and not source.is_file():  # a FIFO would block the read for ever
         raise StoreError(f"{source} is not a readable run record ({what_is(source)}); delete it and rerun")
@@ -216,9 +204,7 @@ def record_problem(record: object) -> str | None:
                 f"replica {r.get('seed')!r} has status {r.get('status')!r}, not one of {', '.join(STATUSES)}"
             )
         for row in r["history"]:
-            if not (isinstance(row, dict) and _number(row.get("epoch"))):
-                return f"replica {r.get('seed')!r} has a history row without a numeric epoch"
-            if not math.isfinite(row["epoch"]):
+            if not (isinstance(row, dict) and _finite(row.get("epoch"))):
                 return f"replica {r.get('seed')!r} has a history row without a numeric epoch"
             acc, end = row.get("test_acc"), float(row["epoch"]).is_integer()
             if end and not (_number(acc) or (acc is None and row.get("diverged"))):
@@ -234,8 +220,8 @@ def record_problem(record: object) -> str | None:
 
 
 def median_final(record: dict) -> float:
-    """The median over the record's replicas that did not diverge of their last test accuracy,
-    in percent (NaN when there is none): the one number a progress line or table shows."""
+    """The median last test accuracy of the record's replicas that did not diverge, in percent
+    (NaN when there is none)."""
     finals = [
         row["test_acc"]
         for r in record.get("replicas", [])
@@ -247,7 +233,7 @@ def median_final(record: dict) -> float:
 
 
 def failed_seeds(record: dict) -> list[int]:
-    """The seeds of the record's replicas that failed: diverged or ended at chance level."""
+    """The seeds of the record's replicas that diverged or collapsed."""
     return [r["seed"] for r in record.get("replicas", []) if r.get("status") in ("diverged", "collapsed")]
 
 
@@ -275,8 +261,7 @@ NOTEBOOK_BYTES = 60_000
 
 def output_bytes(config: TrainConfig) -> dict[str, int]:
     """Bytes that ``config``'s experiment writes, estimated from above: ``record``, ``weights``
-    (every replica's parameters at the config's dtype, once at the end and once per snapshot,
-    plus the file's own overhead) and ``notebook``."""
+    (at the end and per snapshot) and ``notebook``."""
     layers = [config.spec.n_features, *config.hidden, config.spec.n_classes]
     params = sum((a + 1) * b for a, b in zip(layers, layers[1:], strict=False))
     itemsize = 8 if config.dtype == "float64" else 4
@@ -289,9 +274,8 @@ def output_bytes(config: TrainConfig) -> dict[str, int]:
 
 
 def save_result(result: TrainResult, results_dir: str | os.PathLike, **extra: Any) -> dict:
-    """Store ``result`` under ``results_dir``: its weights file, then its record (with the weights'
-    SHA-256 and ``extra``), each atomically; the record last, since it marks the experiment
-    finished. Returns the record."""
+    """Store ``result``: its weights, then (marking it finished) its record with the weights'
+    SHA-256 and ``extra``, each atomically. Returns the record."""
     key = result.config.key()
     weights = models_bytes(result)
     atomic_write_bytes(path(results_dir, "models", key), weights)
