@@ -1,10 +1,7 @@
-"""Why an experiment's last attempt failed: ``failed/<key>.json``, one schema, written only here.
-
-A failure file is written when an experiment could not be trained or stored (its kernel died or
-hung, a disk filled, a file was in the way) and removed when the experiment next succeeds. Its
-fields: key, error (one line), job (the sweep job that tried, or None), config (the experiment's
-``TrainConfig.to_dict()``, or None), start_seconds (from its job's start to its first step, or
-None) and time (when it was written, ISO 8601).
+"""Why an experiment's last attempt failed (it could not be trained or stored): ``failed/<key>.json``,
+one schema, written only here and removed when the experiment is run again. Its fields: key, error
+(one line), job (the sweep job that tried, or None), config (``TrainConfig.to_dict()``, or None),
+start_seconds (from its job's start to its first step, or None) and time (ISO 8601).
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""Run records: one JSON file per experiment (``runs/<key>.json``) holding its config, each
-replica's history and how it ended, and what made it (versions, code, machine).
-
-A record is written last, after the weights, so its presence marks the experiment finished; it is
-read back only through ``read_record``, which refuses anything that is not a record, and trusted
-only through ``store.trust``.
+"""Run records: ``runs/<key>.json`` holds an experiment's config, each replica's history and how
+it ended, and what made it. Written last, after the weights, a record marks its experiment
+finished; it is read only through ``read_record`` and trusted only through ``store.trust``.
 """
 
 from __future__ import annotations
@@ -77,10 +74,8 @@ def _cpu() -> str:
 
 
 def provenance(device: str, threads: int | None) -> dict[str, Any]:
-    """What made a run, as far as bitwise results depend on it: the package's git commit and
-    whether its tree had changes (None outside a checkout), the CPU model, torch's intra-op
-    threads (``threads``, else torch's default), the torch build (version and CUDA) and the
-    device (and its name on a GPU)."""
+    """What made a run, as far as bitwise results depend on it: git commit and whether the tree
+    had changes (None outside a checkout), CPU, torch's threads, torch build, device."""
     root = paths.project_root(Path(__file__).parent)
     commit = _git(root, "rev-parse", "HEAD") if root else None
     status = _git(root, "status", "--porcelain", "--untracked-files=no") if commit and root else None
@@ -239,9 +234,7 @@ def failed_seeds(record: dict) -> list[int]:
 
 def record_key(record: dict) -> str:
     """The record's experiment key (computed from its config for records that predate keys)."""
-    if "key" in record:
-        return record["key"]
-    return stored_config(record).key()
+    return record["key"] if "key" in record else stored_config(record).key()
 
 
 def stored_config(record: dict, cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
@@ -252,13 +245,6 @@ def stored_config(record: dict, cls: type[TrainConfig] = TrainConfig) -> TrainCo
     return cls.from_mapping({**{k: baseline(k, cls) for k in names if k not in known}, **known})
 
 
-#: What a record takes per replica and epoch (about 500 bytes measured), its fixed part, and an
-#: executed experiment notebook (15-60 kB measured): the space checks' estimates, on the high side.
-RECORD_BYTES_PER_EPOCH = 700
-RECORD_BYTES = 4_000
-NOTEBOOK_BYTES = 60_000
-
-
 def output_bytes(config: TrainConfig) -> dict[str, int]:
     """Bytes that ``config``'s experiment writes, estimated from above: ``record``, ``weights``
     (at the end and per snapshot) and ``notebook``."""
@@ -266,10 +252,11 @@ def output_bytes(config: TrainConfig) -> dict[str, int]:
     params = sum((a + 1) * b for a, b in zip(layers, layers[1:], strict=False))
     itemsize = 8 if config.dtype == "float64" else 4
     n, copies = len(config.seeds), 1 + len(config.snapshots)
+    # Measured: a record takes about 500 bytes per replica and epoch, a notebook 15-60 kB.
     return {
-        "record": RECORD_BYTES + n * (config.epochs * RECORD_BYTES_PER_EPOCH + 100),
+        "record": 4_000 + n * (config.epochs * 700 + 100),
         "weights": 8_000 + n * copies * (params * itemsize + 2_000),
-        "notebook": NOTEBOOK_BYTES,
+        "notebook": 60_000,
     }
 
 

@@ -41,10 +41,10 @@ def notebook_path() -> Path:
     return Path(str(resources.files("mlpmnist.sweep") / "experiment.ipynb"))
 
 
-def default_results_dir(start: str | os.PathLike | None = None) -> Path:
-    """``results/`` of the source checkout that ``start`` (default: the working directory) lies
-    in, so a notebook run from ``notebooks/`` writes where the sweep does; else ``./results``."""
-    here = Path(start or Path.cwd()).resolve()
+def default_results_dir() -> Path:
+    """``results/`` of the source checkout the working directory lies in (where the sweep writes),
+    else ``./results``."""
+    here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "pyproject.toml").is_file() and (folder / "src" / "mlpmnist").is_dir():
             return folder / "results"

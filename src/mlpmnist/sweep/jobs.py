@@ -1,11 +1,9 @@
 """One job: a sweep's share of its experiments, run as one executed experiment notebook.
 
-A job runs in a thread of the sweep's process (local) or of a Dask worker. It holds the lock of
-every experiment it runs (a ``filelock`` per key, its owner written beside it), runs the
-experiment notebook with papermill into its scratch folder (``.scratch/<job>/``), watches the
-kernel's heartbeat and kills a kernel that stopped beating, and afterwards gives every experiment
-it ran its own copy of the executed notebook and of the kernel's log (provenance: the store trusts
-a record by its own checks). A record has one writer: the kernel; the job only reads it.
+In a thread of the sweep's process or of a Dask worker, a job holds the lock of every experiment
+it runs, runs the notebook with papermill in ``.scratch/<job>/``, kills a kernel whose heartbeat
+stopped, and gives every experiment a copy of the executed notebook and of the kernel's log. A
+record has one writer, the kernel; the job only reads it.
 """
 
 from __future__ import annotations
@@ -38,10 +36,9 @@ START_S = 120.0
 
 @dataclass(frozen=True)
 class JobTask:
-    """Everything a job needs (plain, picklable values): its name, the notebook, where to read
-    and write, its experiments (``TrainConfig.to_dict()`` each), groups trained at once, the
-    seconds without a heartbeat after which its kernel counts as hung, and (on Dask) the name of
-    the ``distributed.Event`` that the sweep sets to stop it."""
+    """Everything a job needs, picklable: its experiments as ``TrainConfig.to_dict()``, the
+    seconds without a heartbeat after which its kernel is hung, and (on Dask) the name of the
+    ``distributed.Event`` that stops it."""
 
     job: str
     notebook: str
@@ -55,9 +52,8 @@ class JobTask:
 
 @dataclass
 class JobOutcome:
-    """``rows``: key -> {status (done, skipped, failed), seconds, start_seconds, error} for the
-    experiments the job settled; ``held``: key -> who holds its lock, for those it left to
-    another process; ``error``: what stopped the notebook, if anything."""
+    """``rows``: key -> ``row`` of each experiment the job settled; ``held``: key -> who holds its
+    lock, for those left to another process; ``error``: what stopped the notebook, if anything."""
 
     job: str
     rows: dict[str, dict] = field(default_factory=dict)
@@ -66,7 +62,7 @@ class JobOutcome:
 
 
 def row(status: str, error: str | None = None) -> dict:
-    """An experiment's row of ``JobOutcome.rows`` (and of the sweep's), before its times are known."""
+    """An experiment's row (status done, skipped or failed) before its times are known."""
     return {"status": status, "seconds": 0.0, "start_seconds": math.nan, "error": error}
 
 
@@ -199,7 +195,6 @@ def _run(
         store.clear_failure(root, key)
     output, log = scratch / f"{task.job}.ipynb", scratch / "kernel.log"
     managers: list = []
-    _quiet_papermill()
     with (
         open(log, "w") as log_file,
         Watchdog(heartbeat_path(root, task.job), managers, task.stall_timeout, stop) as dog,
@@ -243,20 +238,9 @@ def _literal(p: str) -> str:
 
 
 _in_job = threading.local()
-
-
-class _QuietInJobs(logging.Filter):
-    """Drops papermill's (and nbclient's) log records from a thread running a job ('Kernel died
-    while waiting...'): the job says what happened in each experiment's one line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(_in_job, "active", False)
-
-
-def _quiet_papermill() -> None:
-    log = logging.getLogger("papermill")
-    if not any(isinstance(f, _QuietInJobs) for f in log.filters):
-        log.addFilter(_QuietInJobs())
+# Papermill's (and nbclient's) records from a thread running a job ('Kernel died while waiting...')
+# are dropped: the job says what happened in each experiment's one line.
+logging.getLogger("papermill").addFilter(lambda record: not getattr(_in_job, "active", False))
 
 
 def _cannot(e: OSError | StoreError) -> str:
