@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from urllib.parse import ParseResult, urlparse
 
@@ -29,14 +29,8 @@ STOP_GRACE_S = 60.0
 CPU_WORKERS = 2
 
 
-def _keys(tasks: Iterable[jobs.JobTask]) -> list[str]:
-    from mlpmnist.config import TrainConfig
-
-    return sorted(TrainConfig.from_mapping(c).key() for t in tasks for c in t.configs)
-
-
 def _failed(task: jobs.JobTask, error: str) -> jobs.JobOutcome:
-    rows = {key: jobs.row("failed", error) for key in _keys([task])}
+    rows = {key: jobs.row("failed", error) for key in task.keys}
     return jobs.JobOutcome(task.job, rows=rows, error=error)
 
 
@@ -223,4 +217,5 @@ class DaskBackend:
 
 
 def _lost(what: str, tasks: list[jobs.JobTask]) -> str:
-    return f"{what}; not done: {', '.join(_keys(tasks))}; finished experiments are kept, rerun to resume"
+    left = ", ".join(sorted(k for t in tasks for k in t.keys))
+    return f"{what}; not done: {left}; finished experiments are kept, rerun to resume"

@@ -49,6 +49,10 @@ class JobTask:
     stall_timeout: float = 300.0
     stop_event: str | None = None
 
+    @property
+    def keys(self) -> list[str]:
+        return [TrainConfig.from_mapping(c).key() for c in self.configs]
+
 
 @dataclass
 class JobOutcome:
@@ -114,7 +118,6 @@ def execute(task: JobTask, stop: threading.Event | None = None) -> JobOutcome:
     skip those done, run the rest in one notebook, then settle each. Never raises for a failing
     experiment, kernel or file: its error is in the outcome and in ``failed/<key>.json``."""
     root, out = Path(task.results_dir), JobOutcome(task.job)
-    keys = [TrainConfig.from_mapping(c).key() for c in task.configs]
     scratch = root / ".scratch" / task.job  # its partial notebook, kernel log and heartbeat
     stop, ended = stop or threading.Event(), threading.Event()
     if task.stop_event:
@@ -127,7 +130,7 @@ def execute(task: JobTask, stop: threading.Event | None = None) -> JobOutcome:
                 _run(task, root, scratch, run, stop, out)
     except (OSError, StoreError) as e:  # its scratch folder, a lock file: not one experiment's
         out.error = out.error or _cannot(e)
-        for key in keys:
+        for key in task.keys:
             if key not in out.rows and key not in out.held:
                 out.rows[key] = row("failed", store.write_failure(root, key, out.error, job=task.job))
     finally:
@@ -184,7 +187,7 @@ def _run(
     import papermill as pm
 
     t0, started_at = time.perf_counter(), time.time()
-    configs = {TrainConfig.from_mapping(c).key(): c for c in task.configs}
+    configs = dict(zip(task.keys, task.configs, strict=True))
     store.remove(root, scratch)
     scratch.mkdir(parents=True)
     store.inside(root, scratch)
