@@ -149,10 +149,9 @@ def _options(name: str, want: Any) -> list:
     """The values ``where`` allows for field ``name``: one value, or a list of them."""
     many = isinstance(want, (list, tuple, set))
     if field_types()[name] == tuple[int, ...]:  # seeds, hidden: a list is one value unless nested
-        many = many and all(isinstance(w, (list, tuple)) for w in want)
-        return (
-            [tuple(w) for w in want] if many else [tuple(want) if isinstance(want, (list, tuple)) else want]
-        )
+        if many and all(isinstance(w, (list, tuple)) for w in want):
+            return [tuple(w) for w in want]
+        return [tuple(want) if isinstance(want, (list, tuple)) else want]
     return list(want) if many else [want]
 
 

@@ -311,11 +311,10 @@ def run_sweep(
             if row.get("note"):
                 log(f"{key}: {row['note']}")
     tidy(root)  # empty locks/, checkpoints/ and .scratch/ go
-    table, seeds_failed = _table(root, config, experiments, rows)
+    table, seeds = _table(root, config, experiments, rows)
     for exp in todo:  # rerun under its new key: a broken record under its legacy key is stale now
         store.retire_legacy(root, exp)
     failed = {r["key"]: r["error"] for r in table.to_dict("records") if r["status"] == "failed"}
-    seeds = {k: s for k, s in seeds_failed.items() if s}
     return SweepOutcome(table, table["key"].tolist(), root, failed, seeds, time.perf_counter() - t0)
 
 
@@ -388,7 +387,7 @@ def _wait_for(root: Path, config: TrainConfig, deadline: float, timeout: float) 
 def _table(
     root: Path, config: SweepConfig, experiments: list[TrainConfig], rows: dict[str, dict]
 ) -> tuple[pd.DataFrame, dict[str, list[int]]]:
-    """The sweep's table (see ``SweepOutcome``) and, per experiment that finished, its failed seeds."""
+    """The sweep's table (see ``SweepOutcome``) and the failed seeds of those that finished with some."""
     out, seeds = [], {}
     for exp in experiments:
         r = rows.get(exp.key()) or jobs.row("failed", "not run (the sweep stopped)")
@@ -398,8 +397,8 @@ def _table(
         status, error = r["status"], r.get("error") or ""
         if record is None and status != "failed":  # gone or broken since it was run
             status, error = "failed", f"its stored files do not check out: {why}"
-        if record is not None:
-            seeds[key] = failed_seeds(record)
+        if record is not None and (bad := failed_seeds(record)):
+            seeds[key] = bad
         out.append(
             {
                 **{name: getattr(exp, name) for name in config.grid},
