@@ -110,9 +110,6 @@ class Watchdog:
                 return
 
 
-# ------------------------------------------------------------------------------------ the job
-
-
 def execute(task: JobTask, stop: threading.Event | None = None) -> JobOutcome:
     """Run ``task``: take its experiments' locks (those another process holds go to ``held``),
     skip those done, run the rest in one notebook, then settle each. Never raises for a failing

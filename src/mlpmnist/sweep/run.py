@@ -183,9 +183,6 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-# ------------------------------------------------------------------------------ planning
-
-
 def plan_jobs(todo: Sequence[TrainConfig], n_jobs: int) -> list[list[TrainConfig]]:
     """``todo`` split into at most ``n_jobs`` lists of whole groups with about equal cost (the
     most expensive group to the least loaded job first); empty lists dropped."""
@@ -233,9 +230,6 @@ def _tasks(
             )
         )
     return out
-
-
-# ------------------------------------------------------------------------------ running
 
 
 def run_sweep(
