@@ -127,7 +127,7 @@ class Heartbeat:
     tells a frozen kernel from a slow one. A context manager; the file goes on exit."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.evaluations, self.current = path, 0, ""
+        self.path, self.evaluations = path, 0
         self.progress: dict[str, list[float]] = {}
         self._lock = threading.Lock()  # groups on a GPU tick from their own threads
         self._stop = threading.Event()
