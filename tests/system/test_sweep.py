@@ -69,17 +69,11 @@ def test_a_grid_runs_over_optimizers(tmp_path):
     assert sorted(set(out.frame()["optimizer"])) == ["adam", "sgd"]
 
 
-def failing_notebook(tmp_path: Path, bad_batch: int) -> Path:
-    """The experiment notebook, broken for any job that holds batch ``bad_batch``."""
+def notebook_with(tmp_path: Path, code: str) -> Path:
+    """The experiment notebook with ``code`` run right after its parameters cell."""
     nb = nbformat.read(experiment.notebook_path(), as_version=4)
     i = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    nb.cells.insert(
-        i + 1,
-        nbformat.v4.new_code_cell(
-            f"if any(c['batch_size'] == {bad_batch} for c in configs):\n"
-            f"    raise RuntimeError('batch {bad_batch} broke')"
-        ),
-    )
+    nb.cells.insert(i + 1, nbformat.v4.new_code_cell(code))
     path = tmp_path / "nb" / "experiment.ipynb"
     path.parent.mkdir()
     nbformat.write(nb, path)
@@ -89,7 +83,10 @@ def failing_notebook(tmp_path: Path, bad_batch: int) -> Path:
 @pytest.mark.slow  # about 20 s
 def test_a_failing_job_is_isolated_and_retried(tmp_path):
     # Two groups, two jobs: the one holding batch 200 breaks; batch 100's job is not touched.
-    nb = failing_notebook(tmp_path, 200)
+    nb = notebook_with(
+        tmp_path,
+        "if any(c['batch_size'] == 200 for c in configs):\n    raise RuntimeError('batch 200 broke')",
+    )
     res = tmp_path / "res"
     cfg = small_sweep(res, {"batch_size": [100, 200], "lr": [0.05, 0.1]}, notebook=nb, workers=2)
     out = sweep.run_sweep(cfg, progress=False)
@@ -263,27 +260,13 @@ def test_ctrl_c_stops_the_sweep_with_130(tmp_path):
     assert not any((tmp_path / ".scratch").glob("*"))  # every job cleared its scratch folder
 
 
-def log_marking_notebook(tmp_path: Path) -> Path:
-    """The experiment notebook plus a cell that writes its lr to the kernel's own stderr (fd 2)."""
-    nb = nbformat.read(experiment.notebook_path(), as_version=4)
-    i = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    nb.cells.insert(
-        i + 1,
-        nbformat.v4.new_code_cell(
-            "import os as _os\n_os.write(2, f\"MARK batch={configs[0]['batch_size']}\\n\".encode())"
-        ),
-    )
-    path = tmp_path / "nb" / "experiment.ipynb"
-    path.parent.mkdir()
-    nbformat.write(nb, path)
-    return path
-
-
 @pytest.mark.slow  # about 20 s
 def test_dask_worker_with_two_threads_keeps_logs_apart(tmp_path):
     from distributed import LocalCluster
 
-    nb = log_marking_notebook(tmp_path)
+    # A cell that writes its batch size to the kernel's own stderr (fd 2).
+    mark = "import os as _os\n_os.write(2, f\"MARK batch={configs[0]['batch_size']}\\n\".encode())"
+    nb = notebook_with(tmp_path, mark)
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:  # fmt: skip
         cfg = small_sweep(tmp_path / "res", {"batch_size": [100, 200]}, notebook=nb,

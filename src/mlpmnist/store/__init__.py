@@ -18,7 +18,6 @@ from mlpmnist.store.files import (
     read_json,
     remove,
     remove_stale_temporaries,
-    size_text,
     writable_folder,
 )
 from mlpmnist.store.frame import frame, load
@@ -32,7 +31,7 @@ from mlpmnist.store.records import (
     stored_config,
     write_record,
 )
-from mlpmnist.store.trust import Stored, find, legacy_problem, problem, retire_legacy, stored, trusted
+from mlpmnist.store.trust import find, problem, retire_legacy, stored, trusted
 from mlpmnist.store.weights import load_models, save_models
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
     "Claims",
     "Reservation",
     "StoreError",
-    "Stored",
     "atomic_write_bytes",
     "atomic_write_text",
     "check_folder",
@@ -51,7 +49,6 @@ __all__ = [
     "find",
     "frame",
     "inside",
-    "legacy_problem",
     "load",
     "load_models",
     "make_record",
@@ -69,7 +66,6 @@ __all__ = [
     "retire_legacy",
     "save_models",
     "save_result",
-    "size_text",
     "stored",
     "stored_config",
     "trusted",

@@ -1,10 +1,7 @@
-"""Checkpoints: the training state of a group of experiments after its last finished epoch,
-``checkpoints/<key>.pt`` (the key of the group's engine: ``groups.union`` of its members), so an
-interrupted experiment resumes there instead of at epoch 0.
-
-The state is ``training.loop``'s (tensors and plain values), written atomically with
-``torch.save`` after every epoch and read only with ``weights_only=True``. It is removed once
-the group's experiments are stored; a checkpoint is never trusted as a result, only resumed from.
+"""Checkpoints: ``checkpoints/<key>.pt`` holds a group's training state (``training.loop``'s)
+after its last finished epoch, under its engine's key, so an interrupted group resumes there.
+Written atomically after every epoch, read only with ``weights_only=True``, removed once the
+group is stored; never trusted as a result, only resumed from.
 """
 
 from __future__ import annotations
@@ -23,16 +20,15 @@ from mlpmnist.store.files import atomic_write_bytes, path
 
 
 class Checkpoints:
-    """The checkpoint of the engine that trains ``config`` (a group's union config) under
-    ``results_dir``: ``training.loop.Checkpoint`` over the store."""
+    """The checkpoint of the engine that trains ``config`` (a group's union config):
+    ``training.loop.Checkpoint`` over the store."""
 
     def __init__(self, results_dir: str | os.PathLike, config: TrainConfig) -> None:
         self.config = config
         self.path = path(results_dir, "checkpoints", config.key())
 
     def load(self) -> dict[str, Any] | None:
-        """The saved state, or None when there is none or it does not read (then it is ignored:
-        the run starts from epoch 0 and writes a new one)."""
+        """The saved state, or None when there is none or it does not read (then it is removed)."""
         try:
             with open(self.path, "rb") as f:
                 state = torch.load(f, map_location="cpu", weights_only=True)
@@ -45,7 +41,7 @@ class Checkpoints:
 
     def save(self, state: dict[str, Any]) -> Path | None:
         """Write ``state`` atomically; returns the path, or None when it cannot be written (a full
-        disk): training goes on, and an earlier checkpoint, if any, stays a valid place to resume."""
+        disk: training goes on, and an earlier checkpoint stays)."""
         buf = io.BytesIO()
         torch.save(state, buf)
         try:
@@ -54,6 +50,6 @@ class Checkpoints:
             return None
 
     def remove(self) -> None:
-        """Delete the checkpoint (its group's experiments are stored, or it is not readable)."""
+        """Delete the checkpoint, if any."""
         with contextlib.suppress(OSError):
             self.path.unlink()

@@ -1,10 +1,7 @@
-"""Why an experiment's last attempt failed: ``failed/<key>.json``, one schema, written only here.
-
-A failure file is written when an experiment could not be trained or stored (its kernel died or
-hung, a disk filled, a file was in the way) and removed when the experiment next succeeds. Its
-fields: key, error (one line), job (the sweep job that tried, or None), config (the experiment's
-``TrainConfig.to_dict()``, or None), start_seconds (from its job's start to its first step, or
-None) and time (when it was written, ISO 8601).
+"""Why an experiment's last attempt failed (it could not be trained or stored): ``failed/<key>.json``,
+one schema, written only here and removed when the experiment is run again. Its fields: key, error
+(one line), job (the sweep job that tried, or None), config (``TrainConfig.to_dict()``, or None),
+start_seconds (from its job's start to its first step, or None) and time (ISO 8601).
 """
 
 from __future__ import annotations
@@ -30,8 +27,8 @@ def write_failure(
     config: dict[str, Any] | None = None,
     start_seconds: float | None = None,
 ) -> str:
-    """Write ``failed/<key>.json``; returns ``error``, with a clause added when the file itself
-    cannot be written (a full disk: the caller still reports the failure in its own words)."""
+    """Write ``failed/<key>.json``; returns ``error``, with a clause added when the file cannot be
+    written (a full disk)."""
     ok = start_seconds is not None and math.isfinite(start_seconds)
     failure = {
         "key": key,
@@ -52,8 +49,7 @@ def write_failure(
 
 
 def read_failure(results_dir: str | os.PathLike, key: str) -> dict[str, Any] | None:
-    """The failure file of ``key`` as written by ``write_failure`` (its ``error`` with control
-    characters escaped, ``errors.printable``), or None when there is none or it does not read."""
+    """``key``'s failure (its ``error`` escaped, ``errors.printable``), or None when none reads."""
     with contextlib.suppress(OSError, ValueError):  # a StoreError is a ValueError
         failure = read_json(path(results_dir, "failed", key))
         if isinstance(failure, dict) and isinstance(failure.get("error"), str):
@@ -63,5 +59,5 @@ def read_failure(results_dir: str | os.PathLike, key: str) -> dict[str, Any] | N
 
 
 def clear_failure(results_dir: str | os.PathLike, key: str) -> None:
-    """Remove ``key``'s failure file, if any (its experiment is being run again)."""
+    """Remove ``key``'s failure file, if any."""
     remove(results_dir, path(results_dir, "failed", key))

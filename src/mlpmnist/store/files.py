@@ -52,9 +52,8 @@ KINDS = {
 
 
 def path(results_dir: str | os.PathLike, kind: str, key: str) -> Path:
-    """Where the ``kind`` file (runs, notebooks, models, logs, failed, locks, derived) of ``key``
-    lives, checked by ``inside``: ``StoreError`` when ``key`` is not a key (``KEY_PATTERN``: no
-    separators, no leading dot) or the file's real path leaves the results folder."""
+    """Where the ``kind`` file of ``key`` lives; ``StoreError`` when ``key`` is not a key
+    (``KEY_PATTERN``: no separators, no leading dot) or the path leaves the folder (``inside``)."""
     if not (isinstance(key, str) and KEY_PATTERN.fullmatch(key)):
         raise StoreError(
             f"{printable(repr(key)[:120])} is not a store key (letters, digits and . _ + -); "
@@ -64,17 +63,14 @@ def path(results_dir: str | os.PathLike, kind: str, key: str) -> Path:
 
 
 def outside(results_dir: str | os.PathLike, p: str | os.PathLike) -> str | None:
-    """Where ``p`` (a path under the results folder) really leads when that is outside the
-    results folder (through a link, or a store folder that is one), else None."""
+    """Where ``p`` (under the results folder) really leads when that is outside it, else None."""
     root, real = os.path.realpath(results_dir), os.path.realpath(p)
     return None if real == root or real.startswith(root.rstrip(os.sep) + os.sep) else real
 
 
 def inside(results_dir: str | os.PathLike, p: str | os.PathLike) -> Path:
-    """``p``, a path under the results folder ``results_dir``, when its real path stays inside
-    the folder's real path; ``StoreError`` naming it and where it leads otherwise. Every write and
-    delete in the store goes through it (``path``, ``remove``), so a link in the store never
-    makes the store write or delete outside it."""
+    """``p`` when its real path stays inside the results folder's; ``StoreError`` naming where it
+    leads otherwise. Every write and delete of the store goes through it."""
     where = outside(results_dir, p)
     if where is not None:
         raise StoreError(
@@ -85,9 +81,8 @@ def inside(results_dir: str | os.PathLike, p: str | os.PathLike) -> Path:
 
 
 def remove(results_dir: str | os.PathLike, p: str | os.PathLike) -> None:
-    """Delete ``p`` (a file, or a folder and everything in it) under the results folder; a link is
-    removed itself, never what it points at. ``StoreError`` (``inside``) when a folder's real path
-    leaves the results folder; nothing there is a no-op."""
+    """Delete ``p`` (a file, or a folder and all in it; a link itself, never its target), if
+    there; ``StoreError`` (``inside``) when a folder's real path leaves the results folder."""
     p = Path(p)
     try:
         st = p.lstat()
@@ -101,9 +96,8 @@ def remove(results_dir: str | os.PathLike, p: str | os.PathLike) -> None:
 
 
 def read_json(source: str | os.PathLike) -> Any:
-    """The JSON value a store file holds. ``OSError`` when it cannot be read; ``ValueError``
-    when it is not a regular file (a FIFO would block the read) or not JSON: undecodable text,
-    bad syntax, or nested too deeply to parse (a bad file like any other, not a crash)."""
+    """The JSON value a store file holds. ``OSError`` when it cannot be read; ``ValueError`` when
+    it is not a regular file (a FIFO would block) or not JSON (also: nested too deeply to parse)."""
     source = Path(source)
     if not stat.S_ISREG(source.stat().st_mode):
         raise ValueError(f"it is {what_is(source)}, not a regular file")
@@ -115,11 +109,9 @@ def read_json(source: str | os.PathLike) -> Any:
 
 
 def writable_folder(folder: str | os.PathLike, what: str) -> Path:
-    """``folder``, created if needed, checked by writing to it; ``ValueError`` naming ``what``
-    (e.g. ``--media``) and the folder when it is a file or cannot be created or written."""
-    folder = Path(folder)
-    if os.path.lexists(folder) and not folder.is_dir():
-        raise ValueError(f"{what} {folder} is {what_is(folder)}, not a folder; choose another path")
+    """``folder``, created if needed and checked by writing to it; ``ValueError`` naming ``what``
+    (e.g. ``--media``) and the folder when it is not one or cannot be created or written."""
+    folder = _no_file(folder, what)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):  # a unique name, gone when closed
@@ -132,14 +124,10 @@ def writable_folder(folder: str | os.PathLike, what: str) -> Path:
 
 
 def check_folder(folder: str | os.PathLike, what: str, files: tuple[str, ...] = ()) -> Path:
-    """``folder`` checked as a place to write ``files`` (names) later, creating nothing: where it
-    exists, a folder this process may write, holding none of ``files`` as anything but a regular
-    file (a FIFO, a folder, a link to one: ``file_target``); else its nearest existing parent a
-    writable folder. ``ValueError`` naming ``what`` (a parameter, e.g. ``media_dir``), the path
-    and what to do. Returns ``folder``."""
-    folder = Path(folder)
-    if os.path.lexists(folder) and not folder.is_dir():
-        raise ValueError(f"{what} {folder} is {what_is(folder)}, not a folder; choose another path")
+    """``folder`` checked as a place to write ``files`` (names) later, creating nothing: it, or
+    its nearest existing parent, a writable folder, where none of ``files`` is anything but a
+    regular file (``file_target``). ``ValueError`` naming ``what`` (e.g. ``media_dir``)."""
+    folder = _no_file(folder, what)
     here = folder
     while not os.path.lexists(here) and here != here.parent:
         here = here.parent
@@ -158,6 +146,13 @@ def check_folder(folder: str | os.PathLike, what: str, files: tuple[str, ...] = 
     return folder
 
 
+def _no_file(folder: str | os.PathLike, what: str) -> Path:
+    folder = Path(folder)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise ValueError(f"{what} {folder} is {what_is(folder)}, not a folder; choose another path")
+    return folder
+
+
 def _kind(mode: int) -> str:
     for test, name in (
         (stat.S_ISREG, "a file"),
@@ -173,10 +168,9 @@ def _kind(mode: int) -> str:
 
 
 def file_target(target: str | os.PathLike, what: str = "") -> Path:
-    """Where writing ``target`` by a rename lands: ``target``, or the regular file it links to
-    (the link stays). ``StoreError`` when ``target`` exists and is not a regular file (a folder,
-    a FIFO, a device, a socket, a link to one, or a link that loops), which a rename would
-    replace; ``what`` (e.g. ``--out``) starts the message."""
+    """Where writing ``target`` by a rename lands: ``target``, or the regular file it links to.
+    ``StoreError``, starting with ``what`` (e.g. ``--out``), when it exists and is not a regular
+    file, or a link to one, which a rename would replace."""
     target = Path(target)
     label = f"{what} {target}".strip()
     try:
@@ -197,7 +191,7 @@ def file_target(target: str | os.PathLike, what: str = "") -> Path:
 
 
 def what_is(p: Path) -> str:
-    """What ``p`` is, in words: a link that loops or points nowhere, or its kind of file."""
+    """What ``p`` is, in words: its kind of file, or a link that loops or points nowhere."""
     try:
         return _kind(p.stat().st_mode)
     except FileNotFoundError:
@@ -207,10 +201,8 @@ def what_is(p: Path) -> str:
 
 
 def check_store(results_dir: str | os.PathLike) -> Path:
-    """``results_dir`` as a writable folder whose store folders (runs, notebooks, models, logs,
-    failed, locks, derived, .scratch), where they exist, are folders inside it; else
-    ``StoreError`` naming the one in the way (a file, a link that loops or points nowhere, a link
-    out of the results folder), found before any work. Returns it."""
+    """``results_dir`` as a writable folder whose store folders (``KINDS``, .scratch), where they
+    exist, are folders inside it; else ``StoreError`` naming the one in the way, before any work."""
     root = writable_folder(results_dir, "results folder")
     for kind in (*KINDS, ".scratch"):
         sub = root / kind
@@ -229,11 +221,9 @@ STALE_S = 60.0
 
 
 def _temporary(target: Path) -> tuple[int, Path]:
-    """A new hidden temporary file beside ``target`` (``.<name>.<random>.tmp``), open for reading
-    and writing and locked (``flock``) while its writer holds it, so ``remove_stale_temporaries``
-    leaves it alone. Its mode follows the umask (files are created 0666 less the umask); an
-    existing ``target`` (or the file a link there points at) gives its mode and, where allowed,
-    its owner instead, so writing through a link keeps what the file was."""
+    """A new ``.<name>.<random>.tmp`` beside ``target``, open read-write and locked (``flock``)
+    while its writer holds it, so ``remove_stale_temporaries`` leaves it alone. Its mode follows
+    the umask, or an existing ``target``'s mode and (where allowed) owner, which a write keeps."""
     target.parent.mkdir(parents=True, exist_ok=True)
     while True:
         tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
@@ -258,10 +248,8 @@ def _temporary(target: Path) -> tuple[int, Path]:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, name: str = "*") -> list[Path]:
-    """Remove the temporary files that writers of ``folder/<name>`` left behind when they were
-    killed mid-write (``.<name>.<random>.tmp``, see ``_temporary``): those no live writer holds
-    (its lock is free) and older than ``STALE_S`` seconds. Links and other non-files are left
-    alone. Returns what was removed."""
+    """Remove the temporary files (``_temporary``) of ``folder/<name>`` that killed writers left:
+    regular files no live writer locks, older than ``STALE_S`` seconds. Returns those removed."""
     removed: list[Path] = []
     pattern = f".{glob.escape(name) if name != '*' else '*'}.*.tmp"
     try:
@@ -291,11 +279,9 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str = "*") -> list
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``target`` via a temporary file in the same directory and a rename,
-    so a reader never sees a half-written file. Returns the path. A link to a regular file is
-    written through (the file keeps its mode and owner); anything else that is not a regular file
-    is refused (``file_target``). A new file's mode follows the umask. An ``OSError`` (a full
-    disk) names ``target``, and no temporary file is left."""
+    """Write ``data`` to ``target`` via a temporary file beside it and a rename, so a reader never
+    sees half a file; returns the path (``file_target``: through a link to a regular file). An
+    ``OSError`` (a full disk) names ``target``, and no temporary file is left."""
     target = file_target(target)
     tmp = None
     try:
@@ -329,7 +315,7 @@ def size_text(nbytes: float) -> str:
 
 def check_space(folder: str | os.PathLike, need: float, what: str, fix: str, margin: float = 2.0) -> None:
     """``StoreError`` when ``folder``'s disk has less than ``margin`` x ``need`` bytes free, saying
-    how much ``what`` (e.g. 'this sweep') writes, how much is free, and ``fix``."""
+    what ``what`` (e.g. 'this sweep') writes, what is free, and ``fix``."""
     free = shutil.disk_usage(folder).free
     if free < margin * need:
         raise StoreError(
@@ -339,11 +325,10 @@ def check_space(folder: str | os.PathLike, need: float, what: str, fix: str, mar
 
 
 class Reservation:
-    """Room held on disk for a file that is written later: a hidden temporary file of ``nbytes``
-    beside ``target`` (``os.posix_fallocate``), so a disk that fills meanwhile cannot lose it.
-    ``write`` puts the data in it and renames it into place; leaving the ``with`` block removes
-    it if unwritten. ``StoreError`` when ``target`` is not a file to write (``file_target``) or
-    ``nbytes`` do not fit; ``what`` (e.g. ``--out``) starts the messages."""
+    """``nbytes`` held on disk beside ``target`` (a ``_temporary``, ``os.posix_fallocate``) for a
+    file written later, so a disk that fills meanwhile cannot lose it; ``write`` renames it into
+    place, leaving the ``with`` block removes it if unwritten. ``StoreError`` (messages start
+    with ``what``, e.g. ``--out``) when ``target`` is not a file to write or ``nbytes`` do not fit."""
 
     def __init__(self, target: str | os.PathLike, nbytes: int, what: str) -> None:
         self.target = file_target(target, what)
@@ -364,7 +349,7 @@ class Reservation:
             ) from e
 
     def write(self, data: bytes) -> Path:
-        """Write ``data`` into the held room, then rename it to ``target``; returns the path."""
+        """Write ``data`` into the held room and rename it to ``target``; returns the path."""
         if self.file is None:
             raise ValueError("this reservation is closed")
         try:

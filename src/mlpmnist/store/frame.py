@@ -17,26 +17,20 @@ from mlpmnist.store.trust import stored
 LEAD = ["key", "batch_size", "seed", "lr", "epoch", "step"]
 
 
-def _filled(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A record's config with the fields it predates at their baseline (what it computed)."""
-    return {**{k: baseline(k) for k in FIELDS if k not in config}, **config}
-
-
 def _cell(v: object) -> object:
     # Lists (hidden) become readable strings such as "64x64" so a column can be grouped by.
     return "x".join(str(x) for x in v) if isinstance(v, list) else v
 
 
 def frame(records: Sequence[dict]) -> pd.DataFrame:
-    """Tidy DataFrame: one row per experiment x replica x evaluation.
-
-    Columns: key, every config field but seeds and lr (hidden as e.g. "64x64"), seed, lr, epoch,
-    step, the history's metrics (see ``train``) and status (ok, collapsed, diverged: the
-    replica's final status, on all its rows).
-    """
+    """One row per experiment x replica x evaluation. Columns: key, every config field but seeds
+    and lr (hidden as e.g. "64x64"), seed, lr, epoch, step, the history's metrics (see ``train``)
+    and status (the replica's final status, on all its rows)."""
     rows: list[dict[str, Any]] = []
     for rec in records:
-        config = {k: _cell(v) for k, v in _filled(rec["config"]).items() if k not in ("seeds", "lr")}
+        # Fields the record predates at their baseline: what it computed.
+        filled = {**{k: baseline(k) for k in FIELDS if k not in rec["config"]}, **rec["config"]}
+        config = {k: _cell(v) for k, v in filled.items() if k not in ("seeds", "lr")}
         key = record_key(rec)
         for rep in rec["replicas"]:
             status = rep.get("status") or replica_status(rep["history"])
@@ -59,12 +53,9 @@ def load(
     keys: Sequence[str] | None = None,
     where: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """The trusted experiments under ``results_dir`` as one tidy frame (see ``frame``).
-
-    ``keys`` keeps only those experiments (a sweep's own); ``where`` keeps those whose config
-    field equals a value or one of a list of values, e.g. ``{"batch_size": [64, 128], "lr": 0.1}``.
-    Every record goes through the store's trust check (``trust.stored``); ``StoreError`` names the
-    first one that fails it, and says when none matches.
-    """
+    """The trusted experiments under ``results_dir`` as one ``frame``: only ``keys``, and only
+    those whose config fields equal ``where``'s value or one of its values, e.g.
+    ``{"batch_size": [64, 128], "lr": 0.1}``. ``StoreError`` (``trust.stored``) names the first
+    record that fails the trust check, and says when none matches."""
     # Each under the key the store holds it by (a legacy key for stores made before 16-digit keys).
     return frame([{**s.record, "key": s.key} for s in stored(results_dir, keys=keys, where=where)])

@@ -50,20 +50,9 @@ class Claims:
 
     def take(self, key: str) -> bool:
         """Take ``key``'s lock without waiting; False when another process holds it."""
-        from filelock import FileLock, Timeout
-
-        lock_path = path(self.root, "locks", key)
-        lock = FileLock(lock_path, blocking=False)
-        for attempt in range(2):
-            lock_path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                lock.acquire()
-                break
-            except Timeout:
-                return False
-            except FileNotFoundError:  # another sweep's ``tidy`` removed the empty folder just now
-                if attempt:
-                    raise
+        lock = _taken(self.root, key, None)
+        if lock is None:
+            return False
         self.locks[key] = lock
         mine = {"pid": os.getpid(), "host": socket.gethostname(), "job": self.job, "since": time.time()}
         # Who holds it is a courtesy: a full disk must not stop us.
@@ -93,20 +82,29 @@ class Claims:
 def wait_free(root: Path, key: str, timeout: float) -> bool:
     """Wait up to ``timeout`` seconds until no process holds ``key``'s lock (taken and given back
     at once); False when one still holds it then."""
+    lock = _taken(root, key, max(0.0, timeout))
+    if lock is not None:
+        lock.release()
+    return lock is not None
+
+
+def _taken(root: Path, key: str, timeout: float | None) -> Any:
+    """``key``'s ``FileLock``, taken within ``timeout`` seconds (None: at once), or None."""
     from filelock import FileLock, Timeout
 
     lock_path = path(root, "locks", key)
+    lock = FileLock(lock_path, blocking=False) if timeout is None else FileLock(lock_path, timeout=timeout)
     for attempt in range(2):
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with FileLock(lock_path, timeout=max(0.0, timeout)):
-                return True
+            lock.acquire()
+            return lock
         except Timeout:
-            return False
+            return None
         except FileNotFoundError:  # another sweep's ``tidy`` removed the empty folder just now
             if attempt:
                 raise
-    return True
+    return None
 
 
 def alive(pid: int) -> bool:

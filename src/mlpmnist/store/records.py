@@ -1,9 +1,6 @@
-"""Run records: one JSON file per experiment (``runs/<key>.json``) holding its config, each
-replica's history and how it ended, and what made it (versions, code, machine).
-
-A record is written last, after the weights, so its presence marks the experiment finished; it is
-read back only through ``read_record``, which refuses anything that is not a record, and trusted
-only through ``store.trust``.
+"""Run records: ``runs/<key>.json`` holds an experiment's config, each replica's history and how
+it ended, and what made it. Written last, after the weights, a record marks its experiment
+finished; it is read only through ``read_record`` and trusted only through ``store.trust``.
 """
 
 from __future__ import annotations
@@ -77,10 +74,8 @@ def _cpu() -> str:
 
 
 def provenance(device: str, threads: int | None) -> dict[str, Any]:
-    """What made a run, as far as bitwise results depend on it: the package's git commit and
-    whether its tree had changes (None outside a checkout), the CPU model, torch's intra-op
-    threads (``threads``, else torch's default), the torch build (version and CUDA) and the
-    device (and its name on a GPU)."""
+    """What made a run, as far as bitwise results depend on it: git commit and whether the tree
+    had changes (None outside a checkout), CPU, torch's threads, torch build, device."""
     root = paths.project_root(Path(__file__).parent)
     commit = _git(root, "rev-parse", "HEAD") if root else None
     status = _git(root, "status", "--porcelain", "--untracked-files=no") if commit and root else None
@@ -97,26 +92,15 @@ def provenance(device: str, threads: int | None) -> dict[str, Any]:
     }
 
 
-def replica_status(history: list[dict], epochs: int | None = None) -> str:
-    """How a replica ended (``STATUSES``), from its history rows: diverged or collapsed by its last
-    row's flags; reached when it stopped before ``epochs`` at a validation target; else ok."""
-    if not history:
-        return "ok"
-    last = history[-1]
-    if last.get("diverged"):
-        return "diverged"
-    if last.get("collapsed"):
-        return "collapsed"
-    if last.get("reached"):
-        return "reached"
-    return "ok"
+def replica_status(history: list[dict]) -> str:
+    """How a replica ended (``STATUSES``): by its last history row's flags, else ok."""
+    last = history[-1] if history else {}
+    return next((s for s in ("diverged", "collapsed", "reached") if last.get(s)), "ok")
 
 
 def make_record(result: TrainResult, **extra: Any) -> dict:
-    """The JSON-ready record of one training call: key, config, per-replica status and history,
-    versions, provenance, device, total seconds, the seeds that diverged and collapsed, ``note``
-    (what went wrong with them, one line, or None) and ``extra`` (e.g. ``job``: which job trained
-    it, ``weights_sha256``)."""
+    """The JSON-ready record of one training call, with ``note`` (what went wrong with its
+    diverged and collapsed seeds, one line, or None) and ``extra`` (e.g. ``job``, ``weights_sha256``)."""
     from mlpmnist.training.health import outcome_message
 
     history: dict[tuple, list[dict[str, Any]]] = {}
@@ -156,14 +140,13 @@ def record_text(record: dict) -> str:
 
 
 def write_record(record: dict, target: str | os.PathLike) -> Path:
-    """Atomically write a run record as JSON; returns the path."""
+    """Atomically write ``record_text(record)``; returns the path."""
     return atomic_write_text(target, record_text(record))
 
 
 def read_record(source: str | os.PathLike) -> dict:
-    """Read a run record; raise ``StoreError`` naming the file, what is wrong and what to do when
-    it is not one (not a regular file, not JSON, nested too deeply: ``files.read_json``; or not a
-    record: ``record_problem``)."""
+    """A run record; ``StoreError`` naming the file, what is wrong and what to do when it is not
+    one (``files.read_json``, ``record_problem``)."""
     source = Path(source)
     if source.exists() and not source.is_file():  # a FIFO would block the read for ever
         raise StoreError(f"{source} is not a readable run record ({what_is(source)}); delete it and rerun")
@@ -216,9 +199,7 @@ def record_problem(record: object) -> str | None:
                 f"replica {r.get('seed')!r} has status {r.get('status')!r}, not one of {', '.join(STATUSES)}"
             )
         for row in r["history"]:
-            if not (isinstance(row, dict) and _number(row.get("epoch"))):
-                return f"replica {r.get('seed')!r} has a history row without a numeric epoch"
-            if not math.isfinite(row["epoch"]):
+            if not (isinstance(row, dict) and _finite(row.get("epoch"))):
                 return f"replica {r.get('seed')!r} has a history row without a numeric epoch"
             acc, end = row.get("test_acc"), float(row["epoch"]).is_integer()
             if end and not (_number(acc) or (acc is None and row.get("diverged"))):
@@ -234,8 +215,8 @@ def record_problem(record: object) -> str | None:
 
 
 def median_final(record: dict) -> float:
-    """The median over the record's replicas that did not diverge of their last test accuracy,
-    in percent (NaN when there is none): the one number a progress line or table shows."""
+    """The median last test accuracy of the record's replicas that did not diverge, in percent
+    (NaN when there is none)."""
     finals = [
         row["test_acc"]
         for r in record.get("replicas", [])
@@ -247,15 +228,13 @@ def median_final(record: dict) -> float:
 
 
 def failed_seeds(record: dict) -> list[int]:
-    """The seeds of the record's replicas that failed: diverged or ended at chance level."""
+    """The seeds of the record's replicas that diverged or collapsed."""
     return [r["seed"] for r in record.get("replicas", []) if r.get("status") in ("diverged", "collapsed")]
 
 
 def record_key(record: dict) -> str:
     """The record's experiment key (computed from its config for records that predate keys)."""
-    if "key" in record:
-        return record["key"]
-    return stored_config(record).key()
+    return record["key"] if "key" in record else stored_config(record).key()
 
 
 def stored_config(record: dict, cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
@@ -266,32 +245,24 @@ def stored_config(record: dict, cls: type[TrainConfig] = TrainConfig) -> TrainCo
     return cls.from_mapping({**{k: baseline(k, cls) for k in names if k not in known}, **known})
 
 
-#: What a record takes per replica and epoch (about 500 bytes measured), its fixed part, and an
-#: executed experiment notebook (15-60 kB measured): the space checks' estimates, on the high side.
-RECORD_BYTES_PER_EPOCH = 700
-RECORD_BYTES = 4_000
-NOTEBOOK_BYTES = 60_000
-
-
 def output_bytes(config: TrainConfig) -> dict[str, int]:
     """Bytes that ``config``'s experiment writes, estimated from above: ``record``, ``weights``
-    (every replica's parameters at the config's dtype, once at the end and once per snapshot,
-    plus the file's own overhead) and ``notebook``."""
+    (at the end and per snapshot) and ``notebook``."""
     layers = [config.spec.n_features, *config.hidden, config.spec.n_classes]
     params = sum((a + 1) * b for a, b in zip(layers, layers[1:], strict=False))
     itemsize = 8 if config.dtype == "float64" else 4
     n, copies = len(config.seeds), 1 + len(config.snapshots)
+    # Measured: a record takes about 500 bytes per replica and epoch, a notebook 15-60 kB.
     return {
-        "record": RECORD_BYTES + n * (config.epochs * RECORD_BYTES_PER_EPOCH + 100),
+        "record": 4_000 + n * (config.epochs * 700 + 100),
         "weights": 8_000 + n * copies * (params * itemsize + 2_000),
-        "notebook": NOTEBOOK_BYTES,
+        "notebook": 60_000,
     }
 
 
 def save_result(result: TrainResult, results_dir: str | os.PathLike, **extra: Any) -> dict:
-    """Store ``result`` under ``results_dir``: its weights file, then its record (with the weights'
-    SHA-256 and ``extra``), each atomically; the record last, since it marks the experiment
-    finished. Returns the record."""
+    """Store ``result``: its weights, then (marking it finished) its record with the weights'
+    SHA-256 and ``extra``, each atomically. Returns the record."""
     key = result.config.key()
     weights = models_bytes(result)
     atomic_write_bytes(path(results_dir, "models", key), weights)

@@ -34,12 +34,10 @@ class Stored:
 
     @property
     def config(self) -> TrainConfig:
-        """The configuration the record was made with (``records.stored_config``)."""
         return stored_config(self.record)
 
     def models(self, epoch: float | None = None) -> dict[int, MLP]:
-        """Seed -> trained ``MLP`` (eval mode, CPU): its final weights, or its snapshot after
-        ``epoch`` (see ``weights.load_models``)."""
+        """Seed -> ``MLP``: the final weights, or the snapshot after ``epoch`` (``load_models``)."""
         return load_models(path(self.root, "models", self.key), epoch)
 
 
@@ -80,10 +78,9 @@ def weights_problem(root: Path, key: str, record: dict, config: TrainConfig) -> 
 def problem(
     root: str | os.PathLike, key: str, config: TrainConfig | None = None
 ) -> tuple[dict | None, str | None]:
-    """(record, None) when the experiment stored under ``key`` is trusted (see the module), else
-    (None, why not: one phrase, e.g. 'no record'). Given ``config``, the record must also be for
-    that computation. ``key`` may be a config's key or its ``legacy_key`` (stores made before
-    16-digit keys); a record must name the key its file is named by."""
+    """(record, None) when the experiment stored under ``key`` (a key or a ``legacy_key``) is
+    trusted, else (None, why not: one phrase, e.g. 'no record'). Given ``config``, the record must
+    also be for that computation."""
     root = Path(root)
     if not (isinstance(key, str) and KEY_PATTERN.fullmatch(key)):
         return None, f"{printable(repr(key)[:80])} is not a store key"
@@ -116,10 +113,9 @@ _ANOTHER = "its record is for another configuration"
 
 
 def find(root: str | os.PathLike, config: TrainConfig) -> tuple[Stored | None, str | None]:
-    """``config``'s trusted experiment in ``root`` (and None), or None and why it is not there
-    or not trusted. Its key is looked up first, then its ``legacy_key`` (stores made before
-    16-digit keys), where a record is trusted only if its config is this computation: another
-    config's record that shares the legacy key (32 bits collide) counts as no record."""
+    """``config``'s trusted experiment (and None), or None and why not. Its key is looked up
+    first, then its ``legacy_key`` (stores made before 16-digit keys), where another config's
+    record (32 bits collide) counts as no record."""
     root = Path(root)
     record, why = problem(root, config.key(), config)
     if record is not None:
@@ -134,17 +130,9 @@ def find(root: str | os.PathLike, config: TrainConfig) -> tuple[Stored | None, s
     return None, why
 
 
-def legacy_problem(root: str | os.PathLike, config: TrainConfig) -> str | None:
-    """Why the record under ``config``'s legacy key, when it is one of this computation, is not
-    trusted (a rerun stores the experiment under its new key and makes it stale); None when
-    there is none, it is trusted, or it is another config's."""
-    old, why = problem(root, config.legacy_key(), config)
-    return None if old is not None or why in ("no record", _ANOTHER) else why
-
-
 def trusted(root: str | os.PathLike, key: str | TrainConfig) -> Stored:
-    """The trusted experiment ``key`` (a key or a legacy key, or a config: looked up as ``find``
-    does) in ``root``; ``StoreError`` naming it and why it is not trusted, and what to do."""
+    """The trusted experiment ``key`` (a key, a legacy key, or a config: as ``find`` looks it up);
+    ``StoreError`` naming it, why it is not trusted, and what to do."""
     if isinstance(key, TrainConfig):
         found, why = find(root, key)
         key = key.key()
@@ -161,10 +149,9 @@ def _options(name: str, want: Any) -> list:
     """The values ``where`` allows for field ``name``: one value, or a list of them."""
     many = isinstance(want, (list, tuple, set))
     if field_types()[name] == tuple[int, ...]:  # seeds, hidden: a list is one value unless nested
-        many = many and all(isinstance(w, (list, tuple)) for w in want)
-        return (
-            [tuple(w) for w in want] if many else [tuple(want) if isinstance(want, (list, tuple)) else want]
-        )
+        if many and all(isinstance(w, (list, tuple)) for w in want):
+            return [tuple(w) for w in want]
+        return [tuple(want) if isinstance(want, (list, tuple)) else want]
     return list(want) if many else [want]
 
 
@@ -179,10 +166,8 @@ def stored(
     keys: Sequence[str] | None = None,
     where: Mapping[str, Any] | None = None,
 ) -> list[Stored]:
-    """Every experiment under ``results_dir/runs`` (only ``keys``, where given; only those whose
-    config fields match ``where``, e.g. ``{"batch_size": [64, 128], "lr": 0.1}``), each through the
-    trust check, in key order. ``StoreError`` naming the first record that is not trusted, and
-    when none matches."""
+    """Every experiment under ``results_dir/runs`` (only ``keys``, and those that match ``where``),
+    in key order; ``StoreError`` naming the first one not trusted, and when none matches."""
     runs = Path(results_dir) / "runs"
     if where:
         check_names(where)
@@ -210,12 +195,14 @@ def stored(
 
 
 def retire_legacy(root: Path, config: TrainConfig) -> bool:
-    """Remove the files under ``config``'s legacy key (stores made before 16-digit keys) when its
-    record there is this computation's but not trusted, and the experiment is now trusted under
-    its new key: a rerun replaces an untrusted record, as it does under one key. Returns whether
-    it did; another config's files, or a trusted record, are never touched."""
+    """Remove the files under ``config``'s legacy key when its record there is this computation's
+    but not trusted, and the experiment is now trusted under its new key (a rerun replaced it).
+    Returns whether it did; another config's files, or a trusted record, are never touched."""
     legacy = config.legacy_key()
-    if legacy == config.key() or legacy_problem(root, config) is None:
+    if legacy == config.key():
+        return False
+    old, why = problem(root, legacy, config)
+    if old is not None or why in ("no record", _ANOTHER):
         return False
     found, _ = find(root, config)
     if found is None or found.key != config.key():

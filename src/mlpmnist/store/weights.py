@@ -17,13 +17,9 @@ from mlpmnist.model import MLP
 from mlpmnist.store.files import atomic_write_bytes
 from mlpmnist.training.result import TrainResult
 
-_CHUNK = 1 << 20
-
 
 def models_bytes(result: TrainResult) -> bytes:
-    """The weights file of ``result`` as ``torch.save`` bytes: key, config, seeds, lrs, each
-    replica's final state dict (None for those that diverged or stopped early) and
-    ``snapshots`` (epoch -> state dicts, as ``TrainResult.snapshots``)."""
+    """The weights file of ``result`` (see the module) as ``torch.save`` bytes."""
     payload = {
         "key": result.config.key(),
         "config": result.config.to_dict(),
@@ -38,26 +34,25 @@ def models_bytes(result: TrainResult) -> bytes:
 
 
 def save_models(result: TrainResult, target: str | os.PathLike) -> Path:
-    """Atomically save ``models_bytes(result)`` at ``target``; returns the path."""
+    """Atomically write ``models_bytes(result)``; returns the path."""
     return atomic_write_bytes(target, models_bytes(result))
 
 
 def sha256(source: Path, limit: int) -> str:
-    """The hex SHA-256 of ``source``, read in chunks; ``StoreError`` when it is larger than
-    ``limit`` bytes (a file far larger than its experiment can write is not its weights)."""
+    """The hex SHA-256 of ``source``; ``StoreError`` when it is larger than ``limit`` bytes."""
     size = source.stat().st_size
     if size > limit:
         raise StoreError(f"{source} is {size:,} bytes, far more than its experiment writes")
     h = hashlib.sha256()
     with open(source, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
+        for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
 def read_payload(source: str | os.PathLike) -> dict[str, Any]:
     """The dict a weights file holds (``weights_only=True``); ``StoreError`` naming the file when
-    it is not one, in the package's words (never torch's advice to load untrusted files)."""
+    it is not one."""
     source = Path(source)
     if not source.is_file():
         raise StoreError(f"no weights file {source}; run the sweep that trains it first")
@@ -86,10 +81,9 @@ def _models(payload: dict, state_dicts: list) -> dict[int, MLP]:
 
 
 def load_models(source: str | os.PathLike, epoch: float | None = None) -> dict[int, MLP]:
-    """Seed -> ``MLP`` (eval mode, CPU) from a weights file: the final weights, or the snapshot
-    after ``epoch`` (0 = the initialisation). Replicas without weights there (diverged, stopped)
-    are left out. ``StoreError`` naming the file when it does not read or lacks that snapshot.
-    Call it on a file the store trusts (``store.trusted_models``)."""
+    """Seed -> ``MLP`` (eval mode, CPU): the final weights, or the snapshot after ``epoch`` (0: the
+    initialisation), less replicas without weights there. ``StoreError`` naming the file when it
+    does not read or lacks that snapshot. Call it on a file the store trusts (``Stored.models``)."""
     payload = read_payload(source)
     if epoch is None:
         return _models(payload, payload["state_dicts"])

@@ -30,12 +30,7 @@ CPU_WORKERS = 2
 
 
 def _failed(task: jobs.JobTask, error: str) -> jobs.JobOutcome:
-    from mlpmnist.config import TrainConfig
-
-    rows = {
-        TrainConfig.from_mapping(c).key(): {"status": "failed", "seconds": 0.0, "error": error}
-        for c in task.configs
-    }
+    rows = {key: jobs.row("failed", error) for key in task.keys}
     return jobs.JobOutcome(task.job, rows=rows, error=error)
 
 
@@ -71,9 +66,8 @@ class LocalBackend:
 
 
 def check_address(address: object) -> ParseResult:
-    """``address`` read as a scheduler's URL (``tcp://`` is assumed when no scheme is given);
-    ``ValueError`` naming ``--scheduler`` and what it must look like when it is not one (a port
-    outside 1-65535, a bracket left open, another scheme), before anything is created."""
+    """``address`` read as a scheduler's URL (``tcp://`` when no scheme is given); ``ValueError``
+    naming ``--scheduler`` and what it must look like when it is not one."""
     shape = "tcp://HOST:PORT or tls://HOST:PORT with PORT in 1-65535 (the scheduler's port, often 8786)"
     if not isinstance(address, str):
         raise ValueError(f"--scheduler must be {shape}; got {address!r}")
@@ -88,10 +82,9 @@ def check_address(address: object) -> ParseResult:
 
 
 def probe_scheduler(address: str, timeout: float) -> None:
-    """``ValueError`` saying what is wrong unless ``address`` (tcp://HOST:PORT or tls://...)
-    completes Dask's handshake within ``timeout`` seconds: nothing listening, an HTTP server (the
-    dashboard's port, a common slip for the scheduler's), or a listener that says nothing or
-    something else (``distributed.Client`` would wait for it for ever)."""
+    """``ValueError`` saying what is wrong (nothing listening, an HTTP server such as the
+    dashboard's port, a silent or foreign listener, which ``distributed.Client`` would wait for
+    for ever) unless ``address`` completes Dask's handshake within ``timeout`` seconds."""
     url = check_address(address)
     assert url.hostname is not None and url.port is not None
     fix = "start the scheduler or fix --scheduler"
@@ -192,13 +185,8 @@ class DaskBackend:
                 except TimeoutError:
                     done = set()
                 except Exception as e:  # the scheduler went away (closed comm, cancelled futures)
-                    raise SweepError(
-                        self._lost(
-                            pending,
-                            by_future,
-                            f"lost the Dask scheduler at {self.address} ({type(e).__name__})",
-                        )
-                    ) from e
+                    lost = f"lost the Dask scheduler at {self.address} ({type(e).__name__})"
+                    raise SweepError(_lost(lost, [by_future[f] for f in pending])) from e
                 poll()
                 for f in done:
                     if f.status in ("error", "cancelled"):
@@ -208,13 +196,8 @@ class DaskBackend:
                         yield f.result()
                 waited = 0.0 if done or self._workers() else waited + POLL_S
                 if waited >= self.worker_timeout:
-                    raise SweepError(
-                        self._lost(
-                            pending,
-                            by_future,
-                            f"no Dask worker for {self.worker_timeout:g} s at {self.address}",
-                        )
-                    )
+                    lost = f"no Dask worker for {self.worker_timeout:g} s at {self.address}"
+                    raise SweepError(_lost(lost, [by_future[f] for f in pending]))
         except (KeyboardInterrupt, GeneratorExit):  # running jobs kill their kernels and clean up
             with contextlib.suppress(Exception):
                 stop.set()
@@ -232,9 +215,7 @@ class DaskBackend:
         except Exception as e:  # the scheduler went away
             raise SweepError(f"lost the Dask scheduler at {self.address} ({type(e).__name__})") from e
 
-    @staticmethod
-    def _lost(pending: set, by_future: dict, what: str) -> str:
-        from mlpmnist.config import TrainConfig
 
-        left = sorted(TrainConfig.from_mapping(c).key() for f in pending for c in by_future[f].configs)
-        return f"{what}; not done: {', '.join(left)}; finished experiments are kept, rerun to resume"
+def _lost(what: str, tasks: list[jobs.JobTask]) -> str:
+    left = ", ".join(sorted(k for t in tasks for k in t.keys))
+    return f"{what}; not done: {left}; finished experiments are kept, rerun to resume"

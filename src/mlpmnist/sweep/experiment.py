@@ -1,17 +1,10 @@
-"""Experiments as the experiment notebook runs them: its parameters in, records and weights out.
-
-The notebook (``experiment.ipynb``, shipped inside the package) has one ``parameters`` cell:
-``config`` (a dict of ``TrainConfig`` fields: one experiment, as a person runs it) or
-``configs`` (a list of such dicts: a sweep's share of its experiments), ``data_dir``,
-``results_dir``, ``check_data`` (the sweep checks the data once, in its own process, and
-passes False), ``job`` (the sweep's name for this run) and ``concurrency`` (groups trained at
-once). Any ``TrainConfig`` field may also be passed on its own (``papermill ... -p batch_size
-32``); any other name is refused with a message that lists the valid ones.
+"""Experiments as the experiment notebook (``experiment.ipynb``, shipped in the package) runs
+them: its parameters in (``PARAMETERS``, described in its ``parameters`` cell, or any
+``TrainConfig`` field on its own: ``papermill ... -p batch_size 32``), records and weights out.
 
 The experiments train as groups (``groups.plan_groups``: those that differ only in seeds and lr
-share an engine) through ``trainer.train_groups``, so one kernel pays the fixed costs (start,
-imports, data on the device) once for all of them; each experiment's record and weights are
-written as soon as its group finishes.
+share an engine) through ``train_groups``, so one kernel pays the fixed costs once for all of
+them; each experiment is stored as soon as its group finishes.
 """
 
 from __future__ import annotations
@@ -31,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from mlpmnist import store
-from mlpmnist.config import FIELDS, TrainConfig
+from mlpmnist.config import FIELDS, TrainConfig, check_names
 from mlpmnist.data import loader as mdata
 from mlpmnist.store.checkpoint import Checkpoints
 from mlpmnist.store.records import failed_seeds, median_final
@@ -48,10 +41,10 @@ def notebook_path() -> Path:
     return Path(str(resources.files("mlpmnist.sweep") / "experiment.ipynb"))
 
 
-def default_results_dir(start: str | os.PathLike | None = None) -> Path:
-    """``results/`` of the source checkout that ``start`` (default: the working directory) lies
-    in, so a notebook run from ``notebooks/`` writes where the sweep does; else ``./results``."""
-    here = Path(start or Path.cwd()).resolve()
+def default_results_dir() -> Path:
+    """``results/`` of the source checkout the working directory lies in (where the sweep writes),
+    else ``./results``."""
+    here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "pyproject.toml").is_file() and (folder / "src" / "mlpmnist").is_dir():
             return folder / "results"
@@ -59,8 +52,7 @@ def default_results_dir(start: str | os.PathLike | None = None) -> Path:
 
 
 def heartbeat_path(results_dir: str | os.PathLike, job: str) -> Path:
-    """Where job ``job`` says it is alive (its scratch folder, which the sweep owns); ``StoreError``
-    when that leads out of the results folder (``store.inside``)."""
+    """Where job ``job`` says it is alive, in its scratch folder (``store.inside``)."""
     return store.inside(results_dir, Path(results_dir) / ".scratch" / job / "heartbeat.json")
 
 
@@ -87,22 +79,6 @@ class Experiments:
         return "\n".join(lines)
 
 
-def _check_names(names: Mapping[str, Any]) -> None:
-    unknown = [n for n in names if n not in PARAMETERS and n not in FIELDS]
-    if unknown:
-        import difflib
-
-        valid = [*PARAMETERS, *FIELDS]
-        hints = []
-        for n in unknown:
-            close = difflib.get_close_matches(n, valid, n=1)
-            hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(
-            f"unknown experiment parameter {', '.join(hints)}; valid: {', '.join(PARAMETERS)}, "
-            f"or any TrainConfig field: {', '.join(FIELDS)}"
-        )
-
-
 def _as_mapping(value: object, name: str) -> Mapping[str, Any]:
     if isinstance(value, str):
         try:
@@ -117,15 +93,11 @@ def _as_mapping(value: object, name: str) -> Mapping[str, Any]:
 
 
 def from_parameters(names: Mapping[str, Any], before: set[str] | frozenset[str] = frozenset()) -> Experiments:
-    """The experiments that the notebook's parameter variables describe: ``names`` (a notebook's
-    ``globals()``) less those in ``before`` (defined before the parameters cell) and private ones.
-
-    ``config`` may be a dict or its JSON text; top-level ``TrainConfig`` field names override it.
-    ``configs`` (a list of such dicts) stands alone. Unknown names raise ``ValueError`` naming
-    them and listing the valid ones.
-    """
+    """The experiments that ``names`` (a notebook's ``globals()``, less ``before`` and private
+    names) describe. ``config`` may be a dict or its JSON text, and field names override it;
+    ``configs`` (a list of such dicts) stands alone. ``ValueError`` names an unknown name."""
     names = {k: v for k, v in names.items() if k not in before and not k.startswith("_")}
-    _check_names(names)
+    check_names(names, "experiment parameter", (*PARAMETERS, *FIELDS))
     fields = {k: v for k, v in names.items() if k in FIELDS}
     many = names.get("configs") or []
     if many and (names.get("config") or fields):
@@ -150,14 +122,12 @@ def from_parameters(names: Mapping[str, Any], before: set[str] | frozenset[str] 
 
 
 class Heartbeat:
-    """A daemon thread that rewrites ``path`` every ``HEARTBEAT_S`` seconds with this process's
-    pid, the time, the evaluations so far and ``progress``: per experiment key being trained,
-    [its latest evaluated epoch, its epochs], so a watchdog can tell a frozen kernel from a slow
-    one and the sweep can show each experiment's epochs. A context manager; the file is removed
-    on exit."""
+    """A daemon thread that rewrites ``path`` every ``HEARTBEAT_S`` seconds with the pid, time,
+    evaluations so far and ``progress`` (key -> [latest evaluated epoch, epochs]), so a watchdog
+    tells a frozen kernel from a slow one. A context manager; the file goes on exit."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.evaluations, self.current = path, 0, ""
+        self.path, self.evaluations = path, 0
         self.progress: dict[str, list[float]] = {}
         self._lock = threading.Lock()  # groups on a GPU tick from their own threads
         self._stop = threading.Event()
@@ -208,13 +178,10 @@ class Heartbeat:
 
 
 def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
-    """Train every experiment of ``exp`` (grouped, see the module docstring), writing each one's
-    weights and record (``store.save_result``) as its group finishes. Returns one row per experiment:
-    key, batch_size, lr, seeds, status (done or failed), median final test accuracy (%), seconds
-    (its group's wall time), error. A group that fails (or cannot be written: a full disk) fails
-    its experiments, and the others go on; each failure is also written to ``failed/<key>.json``
-    where it can be. Each group saves its state after every epoch (``store.checkpoint``) and an
-    interrupted one resumes from there; the checkpoint goes once its experiments are stored."""
+    """Train and store every experiment of ``exp`` (see the module). Returns one row per
+    experiment (``_finish``). A group that fails, or cannot be stored, fails its experiments
+    (``failed/<key>.json``) and the others go on. Each group resumes from its checkpoint
+    (``store.checkpoint``), which goes once its experiments are stored."""
     t0 = time.time()
     datasets: dict[str, mdata.Data] = {}
     rows: dict[str, dict] = {}
@@ -244,9 +211,9 @@ def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
 
 
 def _finish(exp: Experiments, member: TrainConfig, out: GroupOutcome, t0: float) -> dict:
-    """Store one member of a trained group; its row of ``run``'s table. An experiment whose seeds
-    diverged or collapsed is done (its failed seeds are counted); one that could not be trained or
-    stored failed, and ``failed/<key>.json`` says why."""
+    """Store one member of a trained group; its row of ``run``'s table: key, batch_size, lr,
+    seeds, status (done, or failed: ``failed/<key>.json`` says why), failed_seeds, median final
+    test accuracy (%), seconds (its group's wall time), error."""
     row = {
         "key": member.key(),
         "batch_size": member.batch_size,
@@ -294,8 +261,8 @@ def done_keys(table: pd.DataFrame) -> list[str]:
 
 
 def check(table: pd.DataFrame) -> None:
-    """Raise ``RuntimeError`` listing every failed experiment as ``key: error`` (one per line),
-    so the notebook, and through it the sweep, marks them failed."""
+    """``RuntimeError`` listing every failed experiment as ``key: error``, one per line (so the
+    notebook, and through it the sweep, fails them)."""
     failed = table[table["status"] == "failed"]
     if len(failed):
         lines = [f"{k}: {e}" for k, e in zip(failed["key"], failed["error"], strict=True)]

@@ -1,11 +1,9 @@
 """One job: a sweep's share of its experiments, run as one executed experiment notebook.
 
-A job runs in a thread of the sweep's process (local) or of a Dask worker. It holds the lock of
-every experiment it runs (a ``filelock`` per key, its owner written beside it), runs the
-experiment notebook with papermill into its scratch folder (``.scratch/<job>/``), watches the
-kernel's heartbeat and kills a kernel that stopped beating, and afterwards gives every experiment
-it ran its own copy of the executed notebook and of the kernel's log (provenance: the store trusts
-a record by its own checks). A record has one writer: the kernel; the job only reads it.
+In a thread of the sweep's process or of a Dask worker, a job holds the lock of every experiment
+it runs, runs the notebook with papermill in ``.scratch/<job>/``, kills a kernel whose heartbeat
+stopped, and gives every experiment a copy of the executed notebook and of the kernel's log. A
+record has one writer, the kernel; the job only reads it.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,10 +36,9 @@ START_S = 120.0
 
 @dataclass(frozen=True)
 class JobTask:
-    """Everything a job needs (plain, picklable values): its name, the notebook, where to read
-    and write, its experiments (``TrainConfig.to_dict()`` each), groups trained at once, the
-    seconds without a heartbeat after which its kernel counts as hung, and (on Dask) the name of
-    the ``distributed.Event`` that the sweep sets to stop it."""
+    """Everything a job needs, picklable: its experiments as ``TrainConfig.to_dict()``, the
+    seconds without a heartbeat after which its kernel is hung, and (on Dask) the name of the
+    ``distributed.Event`` that stops it."""
 
     job: str
     notebook: str
@@ -53,12 +49,15 @@ class JobTask:
     stall_timeout: float = 300.0
     stop_event: str | None = None
 
+    @property
+    def keys(self) -> list[str]:
+        return [TrainConfig.from_mapping(c).key() for c in self.configs]
+
 
 @dataclass
 class JobOutcome:
-    """``rows``: key -> {status (done, skipped, failed), seconds, start_seconds, error} for the
-    experiments the job settled; ``held``: key -> who holds its lock, for those it left to
-    another process; ``error``: what stopped the notebook, if anything."""
+    """``rows``: key -> ``row`` of each experiment the job settled; ``held``: key -> who holds its
+    lock, for those left to another process; ``error``: what stopped the notebook, if anything."""
 
     job: str
     rows: dict[str, dict] = field(default_factory=dict)
@@ -66,24 +65,17 @@ class JobOutcome:
     error: str | None = None
 
 
-def scratch_dir(results_dir: str | os.PathLike, job: str) -> Path:
-    """The job's working folder: its partial notebook, kernel log and heartbeat."""
-    return Path(results_dir) / ".scratch" / job
+def row(status: str, error: str | None = None) -> dict:
+    """An experiment's row (status done, skipped or failed) before its times are known."""
+    return {"status": status, "seconds": 0.0, "start_seconds": math.nan, "error": error}
 
 
 class Watchdog:
-    """Kills the job's kernel when ``stop`` is set (the sweep was interrupted) or when its
-    heartbeat is older than ``stall_timeout`` seconds (a hung or stopped kernel; before its first
-    beat, while it starts and imports, at least ``START_S``); ``reason`` says which. A context
-    manager around the notebook's execution."""
+    """Around the notebook's execution: kills the job's kernel when ``stop`` is set (interrupted)
+    or its heartbeat is older than ``stall_timeout`` seconds (before the first beat, at least
+    ``START_S``); ``reason`` says which."""
 
-    def __init__(
-        self,
-        heartbeat: Path,
-        managers: list,
-        stall_timeout: float,
-        stop: threading.Event,
-    ) -> None:
+    def __init__(self, heartbeat: Path, managers: list, stall_timeout: float, stop: threading.Event) -> None:
         self.heartbeat, self.managers, self.stop = heartbeat, managers, stop
         self.stall_timeout = stall_timeout
         self.reason: str | None = None
@@ -118,19 +110,12 @@ class Watchdog:
                 return
 
 
-# ------------------------------------------------------------------------------------ the job
-
-
-def execute(
-    task: JobTask, stop: threading.Event | None = None, on_claimed: Callable[[list[str]], None] | None = None
-) -> JobOutcome:
-    """Run ``task``: take the locks of its experiments (those another process holds are left to
-    it, in ``held``), skip those already done, run the rest in one notebook, then settle each.
-    Never raises for a failing experiment, kernel or file (a full disk, a folder in the way): its
-    error is in the outcome and in ``failed/<key>.json``, and the sweep's other jobs go on."""
+def execute(task: JobTask, stop: threading.Event | None = None) -> JobOutcome:
+    """Run ``task``: take its experiments' locks (those another process holds go to ``held``),
+    skip those done, run the rest in one notebook, then settle each. Never raises for a failing
+    experiment, kernel or file: its error is in the outcome and in ``failed/<key>.json``."""
     root, out = Path(task.results_dir), JobOutcome(task.job)
-    keys = [TrainConfig.from_mapping(c).key() for c in task.configs]
-    scratch = scratch_dir(root, task.job)
+    scratch = root / ".scratch" / task.job  # its partial notebook, kernel log and heartbeat
     stop, ended = stop or threading.Event(), threading.Event()
     if task.stop_event:
         with contextlib.suppress(Exception):  # no client: the job runs on, as it would have
@@ -139,20 +124,12 @@ def execute(
         with Claims(root, task.job) as claims:
             run = _claim(task, root, claims, out)
             if run and not stop.is_set():
-                if on_claimed is not None:
-                    on_claimed(run)
                 _run(task, root, scratch, run, stop, out)
     except (OSError, StoreError) as e:  # its scratch folder, a lock file: not one experiment's
         out.error = out.error or _cannot(e)
-        for key in keys:
+        for key in task.keys:
             if key not in out.rows and key not in out.held:
-                error = store.write_failure(root, key, out.error, job=task.job)
-                out.rows[key] = {
-                    "status": "failed",
-                    "seconds": 0.0,
-                    "start_seconds": math.nan,
-                    "error": error,
-                }
+                out.rows[key] = row("failed", store.write_failure(root, key, out.error, job=task.job))
     finally:
         ended.set()
         with contextlib.suppress(OSError, StoreError):
@@ -161,9 +138,8 @@ def execute(
 
 
 class _RemoteStop(threading.Thread):
-    """On a Dask worker: sets ``stop`` when the sweep sets the ``distributed.Event`` ``name``
-    (it was interrupted), so the job kills its kernel and cleans up as a local one does; ends
-    then or when ``ended`` is set. A lost scheduler is not a stop: the job finishes its work."""
+    """On a Dask worker: sets ``stop`` when the sweep (interrupted) sets the ``distributed.Event``
+    ``name``; ends then or when ``ended`` is set. A lost scheduler is not a stop."""
 
     def __init__(self, name: str, stop: threading.Event, ended: threading.Event) -> None:
         from distributed import Event, get_client
@@ -193,7 +169,7 @@ def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[s
         if not claims.take(key):
             out.held[key] = owner(root, key)
         elif store.find(root, config)[0] is not None:
-            out.rows[key] = {"status": "skipped", "seconds": 0.0, "start_seconds": math.nan, "error": None}
+            out.rows[key] = row("skipped")
             claims.release(key)
         else:
             run.append(key)
@@ -203,12 +179,12 @@ def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[s
 def _run(
     task: JobTask, root: Path, scratch: Path, run: list[str], stop: threading.Event, out: JobOutcome
 ) -> None:
-    """Execute the notebook for the experiments ``run`` (this job holds their locks) in
-    ``scratch``, then settle each into ``out.rows``."""
+    """Execute the notebook for ``run`` (this job holds their locks) in ``scratch``, then settle
+    each into ``out.rows``."""
     import papermill as pm
 
     t0, started_at = time.perf_counter(), time.time()
-    configs = {TrainConfig.from_mapping(c).key(): c for c in task.configs}
+    configs = dict(zip(task.keys, task.configs, strict=True))
     store.remove(root, scratch)
     scratch.mkdir(parents=True)
     store.inside(root, scratch)
@@ -219,7 +195,6 @@ def _run(
         store.clear_failure(root, key)
     output, log = scratch / f"{task.job}.ipynb", scratch / "kernel.log"
     managers: list = []
-    _quiet_papermill()
     with (
         open(log, "w") as log_file,
         Watchdog(heartbeat_path(root, task.job), managers, task.stall_timeout, stop) as dog,
@@ -263,21 +238,9 @@ def _literal(p: str) -> str:
 
 
 _in_job = threading.local()
-
-
-class _QuietInJobs(logging.Filter):
-    """Drops the records papermill's logger (nbclient logs there too) gets from a thread running
-    a job, such as 'Kernel died while waiting for execute reply.': the job says what happened to
-    its kernel itself, in each experiment's one line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(_in_job, "active", False)
-
-
-def _quiet_papermill() -> None:
-    log = logging.getLogger("papermill")
-    if not any(isinstance(f, _QuietInJobs) for f in log.filters):
-        log.addFilter(_QuietInJobs())
+# Papermill's (and nbclient's) records from a thread running a job ('Kernel died while waiting...')
+# are dropped: the job says what happened in each experiment's one line.
+logging.getLogger("papermill").addFilter(lambda record: not getattr(_in_job, "active", False))
 
 
 def _cannot(e: OSError | StoreError) -> str:
@@ -297,7 +260,7 @@ def _short_error(e: BaseException) -> str:
 
 def _error_for(key: str, root: Path, job: str, notebook_error: str | None, log: Path) -> str:
     """Why ``key`` failed: the kernel's failure file, its line in the notebook's error, or that
-    error (a kernel that died while starting: with the last line of its log, which says why)."""
+    error (a kernel that died while starting: with its log's last line)."""
     failure = store.read_failure(root, key)
     if failure is not None and failure.get("job") == job:
         return str(failure["error"])
@@ -332,14 +295,12 @@ def _settle(
     notebook_error: str | None,
     output: Path,
     log: Path,
-    started_at: float,
+    started: float,
 ) -> dict:
-    """The status of ``config``'s experiment after its job's notebook ended: done when the store
-    trusts a record this job's kernel wrote for it (its executed notebook and the kernel's log are
-    then copied beside it, as provenance: where they cannot be, it is still done); else failed,
-    with ``failed/<key>.json`` saying why (the kernel's error first)."""
+    """``config``'s row after its job's notebook ended, its notebook and log kept as provenance:
+    done when the store trusts a record this job's kernel wrote; else failed, and
+    ``failed/<key>.json`` says why."""
     key = config.key()
-    row: dict = {"status": "failed", "seconds": None, "start_seconds": math.nan, "error": None}
     lost = []  # a failed experiment keeps its notebook and log too: they show where it broke
     for source, kind in ((output, "notebooks"), (log, "logs")):
         try:
@@ -352,19 +313,16 @@ def _settle(
         error = _error_for(key, root, job, notebook_error, log)
         if not output.parent.is_dir():
             error = f"its job's folder {output.parent} vanished (results folder deleted or moved?)"
-        row["error"] = store.write_failure(root, key, error, job=job, config=config.to_dict())
-        return row
-    row.update(status="done", seconds=found.record.get("seconds"), note="; ".join(lost) or None)
+        return row("failed", store.write_failure(root, key, error, job=job, config=config.to_dict()))
+    done = row("done") | {"seconds": found.record.get("seconds"), "note": "; ".join(lost) or None}
     if found.record.get("first_step_at"):
-        row["start_seconds"] = found.record["first_step_at"] - started_at
-    return row
+        done["start_seconds"] = found.record["first_step_at"] - started
+    return done
 
 
 def remove_dead_scratch(results_dir: str | os.PathLike) -> list[Path]:
-    """Remove the scratch folders of jobs whose process is gone (a killed sweep's); returns them.
-    A folder whose owner cannot be read is left alone unless it is older than a day. A link there
-    (a job never makes one) is removed itself, never what it points at; nothing whose real path
-    leaves the results folder is ever deleted (``store.remove``)."""
+    """Remove the scratch folders of jobs whose process is gone (a killed sweep's), and links
+    there (``store.remove``); returns them. One whose owner does not read goes after a day."""
     removed: list[Path] = []
     base = Path(results_dir) / ".scratch"
     if not base.is_dir() or store.outside(results_dir, base) is not None:  # check_store names that

@@ -15,47 +15,38 @@ PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """In the kernel's process, before it runs: SIGKILL it when the thread that started it dies,
-    so a killed sweep (even by SIGKILL) leaves no kernel behind."""
+    """In the kernel's process: SIGKILL it when the thread that started it dies, so a killed
+    sweep leaves no kernel behind."""
     with contextlib.suppress(OSError, AttributeError):  # prctl is Linux's
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def kernel_spec() -> Any:
-    """The kernel every job runs: ipykernel in this very interpreter (``sys.executable``), so the
-    experiments run the sweep's own mlpmnist and libraries, whatever kernel a user's ``python3``
-    kernelspec names."""
-    from jupyter_client.kernelspec import KernelSpec
-
-    return KernelSpec(
-        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        display_name=f"mlpmnist job ({sys.executable})",
-        language="python",
-        resource_dir=str(Path(sys.executable).parent),
-        metadata={"debugger": False},
-    )
-
-
 def kernel_env() -> dict[str, str]:
-    """The environment of a job's kernel: this process's, with the folder this mlpmnist is
-    imported from first on ``PYTHONPATH``, so the kernel runs the very code of the sweep (not
-    another mlpmnist installed in the same interpreter)."""
+    """This process's environment with the folder this mlpmnist is imported from first on
+    ``PYTHONPATH``, so the kernel runs the sweep's very code (not another installed mlpmnist)."""
     here = str(Path(__file__).resolve().parents[2])  # src/ (this file is src/mlpmnist/sweep/kernels.py)
     rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
     return {**os.environ, "PYTHONPATH": os.pathsep.join([here, *rest])}
 
 
 def kernel_manager(log_file: Any, started: list) -> type:
-    """A kernel manager class whose kernels (``kernel_spec``: this interpreter, ``kernel_env``:
-    this mlpmnist) write their stdout/stderr to ``log_file``, die with their parent, and are
-    listed in ``started`` (so the watchdog can kill them)."""
+    """A kernel manager class whose kernels run ipykernel in this interpreter and this mlpmnist
+    (``kernel_env``), whatever a user's ``python3`` kernelspec names, write their output to
+    ``log_file``, die with their parent, and are listed in ``started`` (for the watchdog)."""
+    from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import AsyncKernelManager
 
     class JobKernelManager(AsyncKernelManager):
         @property
         def kernel_spec(self) -> Any:  # not the kernelspec installed under the kernel's name
             if self._kernel_spec is None:
-                self._kernel_spec = kernel_spec()
+                self._kernel_spec = KernelSpec(
+                    argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    display_name=f"mlpmnist job ({sys.executable})",
+                    language="python",
+                    resource_dir=str(Path(sys.executable).parent),
+                    metadata={"debugger": False},
+                )
             return self._kernel_spec
 
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]

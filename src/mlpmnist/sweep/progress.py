@@ -17,15 +17,11 @@ OnProgress = Callable[[dict[str, tuple[float, int]]], None]
 
 
 class Progress:
-    """Finds the experiments of this sweep's jobs as they finish (a record the store trusts,
-    made by one of them), and each running one's epochs (its job's heartbeat), while jobs run."""
+    """``poll`` calls ``on_result`` for each of ``keys`` that finished (see the module) and
+    ``on_progress`` for those whose epochs moved."""
 
     def __init__(
-        self,
-        root: Path,
-        keys: list[str],
-        on_result: Callable[[str, dict], None],
-        on_progress: OnProgress | None = None,
+        self, root: Path, keys: list[str], on_result: Callable[[str, dict], None], on_progress: OnProgress
     ) -> None:
         self.root, self.pending, self.on_result = root, set(keys), on_result
         self.on_progress = on_progress
@@ -40,12 +36,12 @@ class Progress:
             if record is not None and (record.get("job") or {}).get("id") in self.jobs:
                 self.pending.discard(key)
                 self.on_result(key, record)
-        if self.on_progress is not None and (moved := self.running()):
+        if moved := self.running():
             self.on_progress(moved)
 
     def running(self) -> dict[str, tuple[float, int]]:
-        """key -> (epoch, epochs) of the pending experiments whose epoch moved since the last look,
-        read from the jobs' heartbeats (a heartbeat being rewritten is read at the next look)."""
+        """key -> (epoch, epochs) of the pending experiments whose epoch moved since the last look
+        (a heartbeat being rewritten is read at the next look)."""
         moved = {}
         for job in sorted(self.jobs):
             try:
@@ -66,8 +62,7 @@ def epoch_line(moved: dict[str, tuple[float, int]]) -> str:
 
 
 def finished_line(key: str, record: dict) -> str:
-    """The log line of a finished experiment: its median final test accuracy (percent), failed
-    seeds and training seconds."""
+    """The log line of a finished experiment."""
     bad = failed_seeds(record)
     flag = f", {len(bad)} of {len(record['replicas'])} seeds failed (diverged or collapsed)" if bad else ""
     return f"{key}: done, median final test acc {median_final(record):.2f}%{flag} ({record['seconds']:.1f} s)"

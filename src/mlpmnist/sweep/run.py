@@ -1,12 +1,9 @@
 """A resumable sweep over any grid of ``TrainConfig`` fields.
 
-Each grid point is one experiment (its seeds are replicas of one engine), with its own key and
-record. Experiments that differ only in seeds and lr train together as a group, and the groups
-are split into jobs: one per worker (a local thread running a kernel, or a Dask worker thread),
-each one executed experiment notebook (see ``jobs``) that pays the fixed costs once. On a GPU
-there is one job per device, whose kernel trains its groups concurrently. Files are named by the
-experiments' keys (see ``results``), so sweeps of different configs share a results folder; a
-lock per experiment means it never runs twice at once, and a rerun skips every experiment done.
+Each grid point is one experiment (its seeds are replicas of one engine) with its own key. The
+groups of experiments that share an engine are split into jobs (``jobs``): one per worker, or
+per GPU. Files are named by key, so sweeps share a results folder; a lock per experiment keeps
+it from running twice at once, and a rerun skips every experiment done.
 """
 
 from __future__ import annotations
@@ -46,10 +43,6 @@ MAX_EXPERIMENTS = 10_000
 MAX_WORKERS = 256
 
 
-def _default_grid() -> dict[str, tuple]:
-    return {"batch_size": REFERENCE_BATCH_SIZES}
-
-
 @dataclass(frozen=True)
 class SweepConfig:
     """``base`` with each combination of ``grid``'s values (field name -> values), one experiment each.
@@ -63,7 +56,7 @@ class SweepConfig:
     """
 
     base: TrainConfig = field(default_factory=TrainConfig)
-    grid: Mapping[str, Sequence[Any]] = field(default_factory=_default_grid)
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=lambda: {"batch_size": REFERENCE_BATCH_SIZES})
     results_dir: str | os.PathLike = "results"
     data_dir: str | os.PathLike | None = None
     workers: int | None = None
@@ -106,8 +99,7 @@ class SweepConfig:
             if v is not None and not (
                 isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_WORKERS
             ):
-                flag = f"--{name}"
-                raise ValueError(f"{name} ({flag}) must be an integer in [1, {MAX_WORKERS}]; got {v!r}")
+                raise ValueError(f"{name} (--{name}) must be an integer in [1, {MAX_WORKERS}]; got {v!r}")
         if self.scheduler is not None:
             check_address(self.scheduler)  # its syntax, before the results folder is made
         for name in ("worker_timeout", "connect_timeout", "lock_timeout", "stall_timeout"):
@@ -126,6 +118,7 @@ class SweepConfig:
         self.experiments()  # every grid point validated before anything runs
 
     def notebook_path(self) -> Path:
+        """``notebook``, or the package's experiment notebook."""
         return Path(self.notebook) if self.notebook else experiment.notebook_path()
 
     def grid_experiments(self) -> list[TrainConfig]:
@@ -157,11 +150,9 @@ class SweepConfig:
 @dataclass
 class SweepOutcome:
     """``table``: one row per experiment (grid values, status done/skipped/failed, replicas,
-    failed_seeds (how many diverged or collapsed), median final test accuracy in percent, seconds
-    (its group's training wall time), start_s (from its job's start to its first step), error,
-    key). ``keys``: the sweep's experiments, in grid order. ``failed``: key -> error, for the
-    experiments that could not be trained or stored; ``failed_seeds``: key -> the seeds that
-    diverged or collapsed, for the experiments that finished with some."""
+    failed_seeds, median final test accuracy in percent, seconds (its group's training time),
+    start_s (from its job's start to its first step), error, key). ``failed``: key -> error of
+    those not trained or stored; ``failed_seeds``: key -> the seeds that diverged or collapsed."""
 
     table: pd.DataFrame
     keys: list[str]
@@ -176,10 +167,8 @@ class SweepOutcome:
         return store.load(self.results_dir, keys=done)
 
     def line(self) -> str:
-        """The outcome in the package's words, the same in the notebook and the CLI: '9 of 9
-        experiments done, 0 failed; 2 failed seeds (diverged or collapsed to chance) in 1
-        experiment'. An experiment is done when it was trained and stored (now or before),
-        failed when it could not be; a seed that diverged or collapsed is a failed seed."""
+        """The outcome in the package's words, in the notebook and the CLI: '9 of 9 experiments
+        done, 0 failed; 2 failed seeds (diverged or collapsed to chance) in 1 experiment'."""
         n, failed = len(self.table), len(self.failed)
         line = f"{n - failed} of {_count(n, 'experiment')} done, {failed} failed"
         seeds = sum(len(s) for s in self.failed_seeds.values())
@@ -192,9 +181,6 @@ class SweepOutcome:
 def _count(n: int, word: str) -> str:
     """'1 experiment', '8 experiments'."""
     return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-# ------------------------------------------------------------------------------ planning
 
 
 def plan_jobs(todo: Sequence[TrainConfig], n_jobs: int) -> list[list[TrainConfig]]:
@@ -225,6 +211,7 @@ def _on_gpus(config: SweepConfig) -> int:
 def _tasks(
     config: SweepConfig, todo: list[TrainConfig], n_jobs: int, root: Path, data_dir: str
 ) -> list[jobs.JobTask]:
+    """``todo`` as jobs: ``n_jobs``, or one per GPU."""
     gpus = _on_gpus(config)
     planned = plan_jobs(todo, gpus or n_jobs)
     out = []
@@ -245,18 +232,6 @@ def _tasks(
     return out
 
 
-def check_space(root: Path, todo: Sequence[TrainConfig]) -> None:
-    """``StoreError`` when ``root``'s disk cannot hold what ``todo`` writes (records, notebooks,
-    weights: ``store.output_bytes``) twice over: what is needed, what is free, what to do."""
-    need = sum(sum(store.output_bytes(c).values()) for c in todo)
-    store.check_space(
-        root, need, f"this sweep's {len(todo)} experiment(s)", "free some space or choose another --results"
-    )
-
-
-# ------------------------------------------------------------------------------ running
-
-
 def run_sweep(
     config: SweepConfig,
     progress: bool = True,
@@ -266,12 +241,10 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run every experiment of ``config`` not already done; return the per-experiment outcome.
 
-    Checks first that the results folder is writable and has room, the data are present and
-    valid, and (with Dask) that the scheduler answers. ``on_result(key, record)`` is called as
-    each experiment's record appears, ``on_progress({key: (epoch, epochs)})`` as running
-    experiments finish evaluations (for live views); ``log`` gets one line per experiment and
-    one per finished epoch (``epoch_line``) unless ``on_progress`` is given. An interrupted
-    experiment resumes from its last finished epoch (``store.checkpoint``).
+    Checks first that the results folder is writable and has room, the data are valid, and
+    (with Dask) that the scheduler answers. ``on_result(key, record)`` is called as each record
+    appears, ``on_progress({key: (epoch, epochs)})`` as running experiments finish evaluations;
+    ``log`` gets one line per experiment, and per finished epoch unless ``on_progress`` is given.
     """
     t0 = time.perf_counter()
     created = not os.path.lexists(config.results_dir)
@@ -282,7 +255,7 @@ def run_sweep(
     for exp in experiments:
         found, problem = store.find(root, exp)
         if found is not None:
-            rows[exp.key()] = {"status": "skipped", "seconds": 0.0, "error": None}
+            rows[exp.key()] = jobs.row("skipped")
         else:
             if problem != "no record":
                 log(f"rerunning {exp.key()}: {printable(problem)}")
@@ -298,7 +271,9 @@ def run_sweep(
             if not config.scheduler:  # each group is one engine in one kernel of this machine
                 for g in plan_groups(todo):
                     memory.check(g.config, resolve_device(g.config.device))
-            check_space(root, todo)
+            need = sum(sum(store.output_bytes(c).values()) for c in todo)
+            fix = "free some space or choose another --results"
+            store.check_space(root, need, f"this sweep's {len(todo)} experiment(s)", fix)
             data_dir = ""
             for dataset in dict.fromkeys(e.dataset for e in todo):
                 data_dir = str(mdata.ensure(config.data_dir, dataset=dataset))
@@ -330,11 +305,10 @@ def run_sweep(
             if row.get("note"):
                 log(f"{key}: {row['note']}")
     tidy(root)  # empty locks/, checkpoints/ and .scratch/ go
-    table, seeds_failed = _table(root, config, experiments, rows)
+    table, seeds = _table(root, config, experiments, rows)
     for exp in todo:  # rerun under its new key: a broken record under its legacy key is stale now
         store.retire_legacy(root, exp)
     failed = {r["key"]: r["error"] for r in table.to_dict("records") if r["status"] == "failed"}
-    seeds = {k: s for k, s in seeds_failed.items() if s}
     return SweepOutcome(table, table["key"].tolist(), root, failed, seeds, time.perf_counter() - t0)
 
 
@@ -380,11 +354,8 @@ def _run_rounds(
                 todo.append(by_key[key])
             else:
                 why = store.find(root, by_key[key])[1]
-                rows[key] = outcome or {
-                    "status": "failed",
-                    "seconds": 0.0,
-                    "error": f"another sweep held it and did not finish it ({why}); rerun to run it",
-                }
+                error = f"another sweep held it and did not finish it ({why}); rerun to run it"
+                rows[key] = outcome or jobs.row("failed", error)
         if not todo:
             break
     return rows
@@ -401,31 +372,27 @@ def _wait_for(root: Path, config: TrainConfig, deadline: float, timeout: float) 
             f"its lock {lock} is held by {store.owner(root, key)}, still after {timeout:g} s "
             "(--lock-timeout): a stopped or hung sweep? end that process, or wait, and rerun"
         )
-        return {"status": "failed", "seconds": 0.0, "error": error}
+        return jobs.row("failed", error)
     if store.find(root, config)[0] is not None:
-        return {"status": "skipped", "seconds": 0.0, "error": None}
+        return jobs.row("skipped")
     return None
 
 
 def _table(
     root: Path, config: SweepConfig, experiments: list[TrainConfig], rows: dict[str, dict]
 ) -> tuple[pd.DataFrame, dict[str, list[int]]]:
-    """The sweep's table (see ``SweepOutcome``) and, per experiment that finished, its failed seeds."""
+    """The sweep's table (see ``SweepOutcome``) and the failed seeds of those that finished with some."""
     out, seeds = [], {}
     for exp in experiments:
-        r = rows.get(exp.key()) or {
-            "status": "failed",
-            "seconds": 0.0,
-            "error": "not run (the sweep stopped)",
-        }
+        r = rows.get(exp.key()) or jobs.row("failed", "not run (the sweep stopped)")
         found, why = store.find(root, exp)
         record = found.record if found is not None else None
         key = found.key if found is not None else exp.key()  # a legacy key where a store holds one
         status, error = r["status"], r.get("error") or ""
         if record is None and status != "failed":  # gone or broken since it was run
             status, error = "failed", f"its stored files do not check out: {why}"
-        if record is not None:
-            seeds[key] = failed_seeds(record)
+        if record is not None and (bad := failed_seeds(record)):
+            seeds[key] = bad
         out.append(
             {
                 **{name: getattr(exp, name) for name in config.grid},
