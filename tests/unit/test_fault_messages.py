@@ -180,7 +180,7 @@ def test_report_ends_in_one_line(tmp_path, capsys):
         (["a", "b", "c"], "usage: python -m mlpmnist.workbench.report"),
         (
             [str(COMMITTED_SUMMARY), str(readme)],
-            "README.md (the README must hold <!-- results-table:start -->",
+            "README.md (the README must hold <!-- ",  # the first block media/ has, study or science
         ),
     ]
     for argv, words in cases:

@@ -460,3 +460,22 @@ def test_final_accuracy_figure_is_the_registry_entry(study4):
     assert live.get_suptitle() == direct.get_suptitle()
     ticks = [[t.get_text() for t in _axes(f)[0].get_xticklabels()] for f in (live, direct)]
     assert ticks[0] == ticks[1] == ["8\nn=21", "16\nn=10", "128\nn=10"]
+
+
+def test_the_headline_figure_names_its_rows_in_words_on_a_readable_ratio_axis():
+    from mlpmnist.figures import science
+
+    rows = [
+        {"name": "lr@8", "estimate": 0.02, "low": 0.015, "high": 0.03, "second": 0.02, "inside": True},
+        {"name": "b_crit", "estimate": 143.0, "low": 97.0, "high": 159.0, "second": 131.0, "inside": True},
+        {"name": "rms_ratio", "estimate": 1.8, "low": 1.4, "high": 2.4, "second": 1.8, "inside": True},
+    ]
+    fig = science.headlines({"steps to 97%": pd.DataFrame(rows)})
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == [
+        "steps to 97% at B = 8",
+        "steps to 97%: B_crit",
+        "steps to 97%: rms ratio, power law / saturating",
+    ]
+    assert {"0.7", "1", "1.4"} <= {t.get_text() for t in ax.get_xticklabels()}

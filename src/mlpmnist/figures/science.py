@@ -6,6 +6,7 @@ set is drawn filled, the second set (the rerun) open.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,10 +29,19 @@ class SectionLike(Protocol):
 
 
 def _plain_log(ax: Axes, axis: str = "y") -> None:
-    """Log-axis tick labels as plain numbers (0.1, 20) rather than powers of ten."""
+    """Log-axis tick labels as plain numbers (0.1, 20) rather than powers of ten; where few powers
+    of ten show, minor ticks too: 2, 3 and 5 times a power of ten on an axis spanning less than
+    30x, every one on an axis spanning less than 4x."""
     target = ax.yaxis if axis == "y" else ax.xaxis
+
+    def minor(v: float, _: object) -> str:  # read when drawn: the final limits
+        lo, hi = sorted(target.get_view_interval())
+        mantissa = round(v / 10 ** np.floor(np.log10(v)), 6)
+        shown = hi < 4 * lo or (hi < 30 * lo and mantissa in (2, 3, 5))
+        return f"{v:g}" if shown else ""
+
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    target.set_minor_formatter(NullFormatter())
+    target.set_minor_formatter(FuncFormatter(minor))
 
 
 def _batch_axis(ax: Axes, sizes: list[float]) -> None:
@@ -164,9 +174,11 @@ def ceiling(s: SectionLike) -> Figure:
             _plain_log(ax, "x")
             c = v["correlation"]
             what = "scaled pixels" if name == "scaled" else "centred pixels (the control)"
-            ax.set_title(
-                f"{what}: Spearman rho {c['rho']:.2f} [{c['low']:.2f}, {c['high']:.2f}], {c['n']} seeds"
-            )
+            if np.isfinite(c["rho"]):
+                said = f"Spearman rho {c['rho']:.2f} [{c['low']:.2f}, {c['high']:.2f}]"
+            else:  # report.ceiling_text words it the same way
+                said = f"all {c['n']} seeds collapse at lr {per['collapse_lr'].median():.3g}"
+            ax.set_title(f"{what}: {said}" + (f", {c['n']} seeds" if np.isfinite(c["rho"]) else ""))
             ax.set_xlabel("λ_max at initialisation (nats per squared step)")
             ax.set_ylabel("the seed's collapse lr")
             ax.legend(fontsize=8)
@@ -287,10 +299,35 @@ def recipes(s: SectionLike) -> Figure:
                 )
         ax.set_xticks([0, 1], ["tuned recipe (each set's choice)", "reference recipe (lr 0.1, batch 90)"])
         ax.set_ylabel("final test accuracy (%)")
-        chosen = "; ".join(f"set {i}: {s.values[f'set{i}']['chosen']}" for i in (1, 2))
-        ax.set_title(f"The same MLP, tuned\n{chosen}", fontsize=9)
+        one, two = (s.values[f"set{i}"]["chosen"] for i in (1, 2))
+        lines = (
+            [f"both seed sets chose: {one}"] if one == two else [f"set 1 chose: {one}", f"set 2 chose: {two}"]
+        )
+        wrapped = "\n".join(textwrap.fill(line, 100) for line in lines)
+        ax.set_title(f"The same MLP, tuned\n{wrapped}", fontsize=9)
         ax.legend(fontsize=9)
     return fig
+
+
+#: The headline numbers' names (``intervals.two_sets``) in words; ``lr@B`` and ``steps@B`` by pattern.
+HEADLINE_WORDS = {
+    "slope": "power law's slope",
+    "rms_power": "power law's rms residual",
+    "lr_max": "saturating form's lr_max",
+    "b_noise": "saturating form's B_noise",
+    "rms_saturating": "saturating form's rms residual",
+    "rms_ratio": "rms ratio, power law / saturating",
+    "b_crit": "B_crit",
+    "s_min": "S_min",
+}
+
+
+def _headline_label(group: str, name: str) -> str:
+    """'tuned lr at B = 8', 'steps to 97%: B_crit' for ``group`` and the number's ``name``."""
+    what, _, batch = name.partition("@")
+    if batch:
+        return f"{group} at B = {batch}"
+    return f"{group}: {HEADLINE_WORDS.get(what, what)}"
 
 
 def headlines(frames: dict[str, pd.DataFrame]) -> Figure:
@@ -303,14 +340,14 @@ def headlines(frames: dict[str, pd.DataFrame]) -> Figure:
             if r["estimate"] and np.isfinite(r["estimate"]) and r["estimate"] > 0:
                 rows.append(
                     (
-                        f"{group}: {r['name']}",
+                        _headline_label(group, r["name"]),
                         r["low"] / r["estimate"],
                         r["high"] / r["estimate"],
                         (r["second"] or np.nan) / r["estimate"],
                         r["inside"],
                     )
                 )
-    with figure(9, 0.8 + 0.32 * len(rows)) as fig:
+    with figure(10.5, 0.8 + 0.32 * len(rows)) as fig:
         ax = fig.add_subplot()
         for i, (_, lo, hi, second, inside) in enumerate(rows):
             ax.plot([lo, hi], [i, i], "-", color=TEST_COLOR, lw=3, solid_capstyle="butt")
@@ -319,9 +356,11 @@ def headlines(frames: dict[str, pd.DataFrame]) -> Figure:
         ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
         ax.invert_yaxis()
         ax.set_xscale("log")
+        lo, hi = ax.get_xlim()
+        ax.set_xticks([t for t in (0.25, 0.5, 0.7, 1, 1.4, 2, 4) if lo <= t <= hi])
         _plain_log(ax, "x")
         ax.set_xlabel(
-            "ratio to the first set's estimate (bar: its 95% interval; circle: the second set, red outside)"
+            "ratio to the first set's estimate (bar: 95% interval; circle: the second set, red if outside)"
         )
         ax.set_title("Every headline number: the first set's interval, the second set's value")
     return fig
