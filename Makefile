@@ -27,7 +27,7 @@ study: $(STAMP) ## the whole study (13 to 25 min on 2 cores), under results/ onl
 	mkdir -p results
 	$(VENV)/bin/papermill run.ipynb results/run.ipynb --cwd . --kernel python3 --log-output -p media_dir $(STUDY)
 
-science: $(STAMP) ## notebooks/batch_science.ipynb, the full run (about an hour on 2 cores; resumes), under results/ only
+science: $(STAMP) ## notebooks/batch_science.ipynb, the full run (about 40 min on 2 cores; resumes), under results/ only
 	mkdir -p results/science
 	$(VENV)/bin/papermill notebooks/batch_science.ipynb results/science/batch_science.ipynb --cwd . \
 		--kernel python3 --log-output
