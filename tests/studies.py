@@ -1,17 +1,13 @@
 """What the analysis, figures and workbench tests share: results frames shaped like the store's,
-made from measured seed outcomes (no data files), and the check that the README's generated
-blocks are what the committed files give."""
+made from measured seed outcomes (no data files)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from mlpmnist.workbench import report
 
 # Measured: batch 8, lr 0.1, 15 epochs, 20 seeds (percent).
 B8 = [48.79, 61.42, 80.72, 82.29, 83.84, 83.91, 84.43, 90.21, 90.36, 90.48]
@@ -85,26 +81,3 @@ def make_history(
                     }
                 )
     return pd.DataFrame(rows)
-
-
-def readme_mismatches(readme: Path, media: Path) -> list[str]:
-    """Where the README's generated blocks differ from what the files in ``media`` (a summary CSV:
-    its folder) give (``report.readme_blocks``), one line each; empty when they agree."""
-    media = media.parent if media.suffix == ".csv" else media
-    text = readme.read_text(encoding="utf-8")
-    out = []
-    for name, content in report.readme_blocks(media).items():
-        start, end = report.markers(name)
-        if text.count(start) != 1 or text.count(end) != 1:
-            out.append(f"the README must hold {start} and then {end}, once each")
-            continue
-        have = text.split(start)[1].split(end)[0].strip("\n").splitlines()
-        want = content.strip("\n").splitlines()
-        out += [
-            f"{name} line {i + 1}: README has {h!r}, the files give {w!r}"
-            for i, (h, w) in enumerate(zip(have, want, strict=False))
-            if h != w
-        ]
-        if len(have) != len(want):
-            out.append(f"the README's {name} has {len(have)} lines, the files {len(want)}")
-    return out
