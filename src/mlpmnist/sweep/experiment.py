@@ -213,7 +213,8 @@ def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
 def _finish(exp: Experiments, member: TrainConfig, out: GroupOutcome, t0: float) -> dict:
     """Store one member of a trained group; its row of ``run``'s table: key, batch_size, lr,
     seeds, status (done, or failed: ``failed/<key>.json`` says why), failed_seeds, median final
-    test accuracy (%), seconds (its group's wall time), error."""
+    test accuracy (%), seconds (the stored record's training time; the group's wall time if it
+    failed), error."""
     row = {
         "key": member.key(),
         "batch_size": member.batch_size,
@@ -236,6 +237,7 @@ def _finish(exp: Experiments, member: TrainConfig, out: GroupOutcome, t0: float)
             row["error"] = str(e)
         else:
             row["status"], row["failed_seeds"] = "done", len(failed_seeds(record))
+            row["seconds"] = round(record["seconds"], 1)  # the record's: line and record agree
             row["median_test_acc_%"] = round(median_final(record), 2)
             row["note"] = record["note"]
     if row["status"] == "failed":
