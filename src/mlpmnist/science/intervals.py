@@ -64,20 +64,6 @@ class Interval:
     n_resamples: int
     confidence: float = CONFIDENCE
 
-    def contains(self, value: float) -> bool:
-        """Whether ``value`` lies in [low, high] (False when the interval is unknown)."""
-        return bool(self.low <= value <= self.high)
-
-    @property
-    def width(self) -> float:
-        """high - low, in the statistic's units."""
-        return self.high - self.low
-
-    def text(self, fmt: str = ".3g") -> str:
-        """'estimate [low, high]' with ``fmt``, and the failed resamples when any."""
-        s = f"{self.estimate:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}]"
-        return s + (f" ({self.n_failed}/{self.n_resamples} resamples undefined)" if self.n_failed else "")
-
 
 def seed_groups(frame: pd.DataFrame, seed_column: str = "seed") -> list[np.ndarray]:
     """The row positions of each distinct seed of ``frame``, in sorted seed order."""
@@ -116,20 +102,19 @@ def _values(statistics: Statistics, frame: pd.DataFrame, names: list[str] | None
 def _bootstrap(
     frame: pd.DataFrame,
     statistics: Statistics,
-    names: list[str] | None,
     seed_column: str,
     confidence: float,
     n_resamples: int,
     rng: int | np.random.Generator,
 ) -> dict[str, Interval]:
-    """name -> ``Interval`` for each of ``names`` (None: the names ``statistics`` returns on
-    ``frame``; none when it raises there)."""
+    """name -> ``Interval`` for each name ``statistics`` returns on ``frame`` (none when it
+    raises there)."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1; got {n_resamples!r}")
     groups = seed_groups(frame, seed_column)
-    estimates = _values(statistics, frame, names)
+    estimates = _values(statistics, frame, None)
     names, n = list(estimates), len(groups)
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     dist = np.full((n_resamples if n >= 2 else 0, len(names)), np.nan)
@@ -160,47 +145,25 @@ def seed_bootstrap_many(
     n_resamples: int = N_RESAMPLES,
     rng: int | np.random.Generator = 0,
 ) -> pd.DataFrame:
-    """``seed_bootstrap`` for several statistics computed together on the same resamples.
+    """Percentile intervals of several statistics by a cluster bootstrap over seeds, all on the
+    same resamples.
 
     ``statistics(frame)`` returns a mapping name -> value (e.g. steps to target per batch
-    size); the names are those it returns on all seeds (none when it raises there). Returns
-    one row per name: name, and ``Interval``'s fields as columns (estimate, low, high,
-    n_seeds, n_failed, n_resamples, confidence).
-    """
-    intervals = _bootstrap(frame, statistics, None, seed_column, confidence, n_resamples, rng)
-    rows = [{"name": k, **asdict(iv)} for k, iv in intervals.items()]
-    return pd.DataFrame(rows, columns=["name", *(f.name for f in fields(Interval))])
-
-
-def seed_bootstrap(
-    frame: pd.DataFrame,
-    statistic: Statistic,
-    *,
-    seed_column: str = "seed",
-    confidence: float = CONFIDENCE,
-    n_resamples: int = N_RESAMPLES,
-    rng: int | np.random.Generator = 0,
-) -> Interval:
-    """Percentile interval of ``statistic(frame)`` by a cluster bootstrap over seeds.
-
-    Each of ``n_resamples`` resamples draws as many seeds as ``frame`` has, with replacement,
-    takes all rows of each drawn seed (``resample_seeds``) and recomputes ``statistic`` on
-    them; the interval is the percentiles of the defined results (``Interval``). ``rng`` (a
-    seed or a generator) makes it reproducible: the same frame and rng give the same interval.
-    With fewer than 2 seeds there is nothing to resample: low and high are NaN and
-    ``n_resamples`` is 0.
+    size); the names are those it returns on all seeds (none when it raises there). Each of
+    ``n_resamples`` resamples draws as many seeds as ``frame`` has, with replacement, takes all
+    rows of each drawn seed (``resample_seeds``) and recomputes the statistics; ``rng`` (a seed
+    or a generator) makes it reproducible. With fewer than 2 seeds low and high are NaN and
+    ``n_resamples`` is 0. Returns one row per name: name, and ``Interval``'s fields as columns
+    (estimate, low, high, n_seeds, n_failed, n_resamples, confidence).
 
     A hand loop rather than ``scipy.stats.bootstrap``: scipy resamples arrays, not groups of
     frame rows; an exception in one resample aborts it; and one NaN resample turns its interval
     NaN. The percentile rule is the one scipy's ``method="percentile"`` uses (``np.percentile``,
     linear interpolation).
     """
-    return _bootstrap(
-        frame, lambda f: {"value": statistic(f)}, ["value"], seed_column, confidence, n_resamples, rng
-    )["value"]
-
-
-# ----------------------------------------------------------------------- headline statistics
+    intervals = _bootstrap(frame, statistics, seed_column, confidence, n_resamples, rng)
+    rows = [{"name": k, **asdict(iv)} for k, iv in intervals.items()]
+    return pd.DataFrame(rows, columns=["name", *(f.name for f in fields(Interval))])
 
 
 def tuning_statistics(last: pd.DataFrame) -> dict[str, float]:
