@@ -87,9 +87,5 @@ class ReferenceEngine:
     @torch.no_grad()
     def weight_norms(self) -> Tensor:
         """Frobenius norm of each layer's weight matrix (biases excluded), per replica: [R, L + 1]."""
-        return torch.stack(
-            [
-                torch.stack([torch.linalg.norm(p) for n, p in m.named_parameters() if n.endswith("weight")])
-                for m in self.models
-            ]
-        ).cpu()
+        norms = [torch.stack([torch.linalg.norm(lin.weight) for lin in m.layers]) for m in self.models]
+        return torch.stack(norms).cpu()

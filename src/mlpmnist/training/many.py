@@ -8,7 +8,6 @@ another: the sweep's jobs (one kernel each) are the package's one way to use sev
 
 from __future__ import annotations
 
-import contextlib
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -50,7 +49,7 @@ def _train_one(
     hook = None if on_eval is None else (lambda rows: on_eval(group, rows))
     checkpoint = None if checkpoints is None else checkpoints(group)
     try:
-        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+        with torch.cuda.stream(stream):  # a no-op with None (a CPU)
             result = train(
                 group.config, data, progress=False, verbose=False, on_eval=hook, checkpoint=checkpoint
             )
