@@ -65,10 +65,8 @@ def holm(p: Sequence[float]) -> list[float]:
     ok = np.flatnonzero(np.isfinite(vals))
     order = ok[np.argsort(vals[ok])]
     out = np.full(len(vals), np.nan)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * vals[i]))
-        out[i] = running
+    # the k-th smallest p times (m - k + 1), never below a smaller one's
+    out[order] = np.minimum(1.0, np.maximum.accumulate((len(order) - np.arange(len(order))) * vals[order]))
     return out.tolist()
 
 
@@ -78,9 +76,9 @@ def claimed(row: pd.Series | dict, p: str = "p_holm") -> bool:
     return bool(row[p] < LEVEL and (row["low"] > 0 or row["high"] < 0))
 
 
-def _pair(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES) -> dict[str, float]:
+def _pair(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """``n_a``, ``n_b``, ``median_a``, ``median_b`` of the finite values, then ``median_difference``'s."""
-    res = median_difference(a, b, resamples=resamples)
+    res = median_difference(a, b)
     fa, fb = finite(a), finite(b)
     row: dict[str, float] = {"n_a": len(fa), "n_b": len(fb)}
     row["median_a"] = float(np.median(fa)) if len(fa) else math.nan
@@ -88,14 +86,14 @@ def _pair(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES) -> dict[str,
     return row | {k: res[k] for k in ("difference", "low", "high", "p")}
 
 
-def pairwise(df: pd.DataFrame, by: Sequence[str] | None = None, resamples: int = RESAMPLES) -> pd.DataFrame:
+def pairwise(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
     """Every pair of configurations of ``df`` (grouped as ``stats.summary``) compared on final test
     accuracy, one row each: ``a``, ``b`` (in words, in the summary's order), ``_pair``'s columns and
     ``p_holm``, Holm-adjusted over the pairs with ``MIN_SEEDS`` values a side."""
     rows = []
     for (ca, ga, _), (cb, gb, _) in itertools.combinations(configurations(df, by), 2):
         labels = {"a": config_label(ca, list(ca)), "b": config_label(cb, list(cb))}
-        rows.append(labels | _pair(ga["test_acc"].to_numpy(), gb["test_acc"].to_numpy(), resamples))
+        rows.append(labels | _pair(ga["test_acc"].to_numpy(), gb["test_acc"].to_numpy()))
     columns = ["a", "b", "n_a", "n_b", "median_a", "median_b", "difference", "low", "high", "p"]
     out = pd.DataFrame(rows, columns=columns)
     out["p_holm"] = holm(out["p"].tolist()) if len(out) else []

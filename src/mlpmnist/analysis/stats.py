@@ -81,16 +81,8 @@ def final(df: pd.DataFrame) -> pd.DataFrame:
     """One row per experiment x replica: its last evaluation, ``test_acc_last3`` (mean test accuracy
     of its last ``LAST_K`` epoch ends; NaN if it diverged), flags ``diverged``, ``collapsed`` (the
     stored flag, else ``health``'s rule), ``failed`` (either) and ``outlier`` (not failed, but
-    ``is_outlier`` among its configuration's replicas, ``lr`` included)."""
-    return _final(df).reset_index(drop=True)
-
-
-def _replica_id(df: pd.DataFrame) -> pd.Series:
-    return df.groupby(replica_columns(df), dropna=False, sort=False).ngroup()
-
-
-def _final(df: pd.DataFrame) -> pd.DataFrame:
-    """``final``, indexed by ``_replica_id``."""
+    ``is_outlier`` among its configuration's replicas, ``lr`` included); row i is replica
+    ``_replica_id`` i."""
     if df.empty:
         raise ValueError("the results frame is empty; run a sweep first")
     if missing := {"seed", "epoch", "test_acc"} - set(df.columns):
@@ -118,7 +110,12 @@ def _final(df: pd.DataFrame) -> pd.DataFrame:
     by = [last[c] for c in cfg] if cfg else np.zeros(len(last), int)
     far = acc.groupby(by, dropna=False).transform(lambda s: is_outlier(s.to_numpy())).astype(bool)
     last["outlier"] = far & ~last["failed"]  # a collapsed run is also far below: counted once
-    return last
+    return last.reset_index(drop=True)
+
+
+def _replica_id(df: pd.DataFrame) -> pd.Series:
+    """Each row's replica, numbered 0, 1, ... in order of first appearance."""
+    return df.groupby(replica_columns(df), dropna=False, sort=False).ngroup()
 
 
 def best_key(df: pd.DataFrame, keys: Sequence[str] | None = None) -> tuple[str, float]:
@@ -135,16 +132,14 @@ def best_key(df: pd.DataFrame, keys: Sequence[str] | None = None) -> tuple[str, 
 def mark_failed(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with ``final``'s ``failed`` and ``outlier`` flags on every row of each replica's history."""
     out = df.drop(columns=[c for c in ("outlier", "failed") if c in df.columns])
-    fin, rid = _final(out), _replica_id(out)
+    fin, rid = final(out), _replica_id(out).to_numpy()
     for col in ("failed", "outlier"):
-        out[col] = fin[col].reindex(rid).to_numpy()
+        out[col] = fin[col].to_numpy()[rid]
     return out
 
 
-def bootstrap_ci(
-    values: Values, statistic: Callable[..., float] = np.median, confidence: float = CONFIDENCE
-) -> tuple[float, float]:
-    """(low, high) percentile bootstrap interval of ``statistic`` over ``values`` (NaN dropped), from
+def bootstrap_ci(values: Values) -> tuple[float, float]:
+    """(low, high) percentile bootstrap interval of the median of ``values`` (NaN dropped), from
     a fixed generator; (NaN, NaN) from one value, (c, c) from constant ones. Not BCa: its acceleration
     is unreliable for the median of ~10 values (coverage: tests/unit/test_coverage.py)."""
     v = finite(values)
@@ -153,16 +148,16 @@ def bootstrap_ci(
     if np.all(v == v[0]):
         return float(v[0]), float(v[0])
     kw = {"n_resamples": BOOTSTRAP_RESAMPLES, "rng": np.random.default_rng(BOOTSTRAP_SEED)}
-    res = sps.bootstrap((v,), statistic, confidence_level=confidence, method="percentile", **kw)
+    res = sps.bootstrap((v,), np.median, confidence_level=CONFIDENCE, method="percentile", **kw)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def mean_ci(values: Values, confidence: float = CONFIDENCE) -> float:
+def mean_ci(values: Values) -> float:
     """Half-width of the Student-t interval of the mean of ``values`` (NaN dropped); NaN below two."""
     v = finite(values)
     if len(v) < 2:
         return float("nan")
-    return float(sps.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return float(sps.t.ppf(0.5 + CONFIDENCE / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
 
 
 def finite(values: Values | pd.Series) -> np.ndarray:
@@ -321,11 +316,6 @@ def per_epoch(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame
     ok = epoch_ends(df[~_diverged(df)])
     g = ok.assign(epoch=ok["epoch"].astype(int)).groupby([*by, "epoch"], dropna=False)
     acc, names = g["test_acc"], ["test_acc_median", "test_acc_q1", "test_acc_q3", "train_loss", "test_loss"]
-    parts = [
-        acc.median(),
-        acc.quantile(0.25),
-        acc.quantile(0.75),
-        g["train_loss"].mean(),
-        g["test_loss"].mean(),
-    ]
+    parts = [acc.median(), acc.quantile(0.25), acc.quantile(0.75)]
+    parts += [g["train_loss"].mean(), g["test_loss"].mean()]
     return pd.concat(parts, axis=1, keys=names).assign(replicas=g.size())
