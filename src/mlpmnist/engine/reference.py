@@ -35,29 +35,25 @@ class ReferenceEngine:
     def n_replicas(self) -> int:
         return len(self.models)
 
-    def step(self, x: Tensor, y: Tensor, lr: Tensor) -> Outputs:
-        """One step of every replica on its batch ``x`` [R, B, 784], ``y`` [R, B] at ``lr`` [R]."""
-        picked, pred = [], []
-        for r, (model, opt) in enumerate(zip(self.models, self.opts, strict=True)):
-            for group in opt.param_groups:
-                group["lr"] = lr[r].item()
-            logits = model(x[r])
-            loss = F.cross_entropy(logits, y[r])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            logits = logits.detach()
-            picked.append(logits.log_softmax(1).gather(1, y[r].unsqueeze(1)).squeeze(1))
-            pred.append(logits.argmax(1))
-        return torch.stack(picked), torch.stack(pred)
-
     def steps(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor, transform: Transform = None) -> Outputs:
-        """``engine.Engine.steps``, one step after another."""
-        out = []
+        """``engine.Engine.steps``: step after step, replica after replica."""
+        picked, pred = [], []
         for k in range(len(idx)):
             x = gather_batch(X, idx[k])
-            out.append(self.step(x if transform is None else transform(x), y[k], lr[k]))
-        return torch.stack([p for p, _ in out]), torch.stack([a for _, a in out])
+            x = x if transform is None else transform(x)
+            for r, (model, opt) in enumerate(zip(self.models, self.opts, strict=True)):
+                for group in opt.param_groups:
+                    group["lr"] = lr[k, r].item()
+                logits = model(x[r])
+                loss = F.cross_entropy(logits, y[k, r])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                logits = logits.detach()
+                picked.append(logits.log_softmax(1).gather(1, y[k, r].unsqueeze(1)).squeeze(1))
+                pred.append(logits.argmax(1))
+        shape = (*idx.shape[:2], -1)
+        return torch.stack(picked).view(shape), torch.stack(pred).view(shape)
 
     @torch.no_grad()
     def activations(self, x: Tensor) -> list[Tensor]:
