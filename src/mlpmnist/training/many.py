@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import torch
@@ -89,10 +89,6 @@ def train_groups(
             yield _train_one(g, data, device, on_eval, checkpoints)
         return
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="group") as pool:
-        pending: set[Future[GroupOutcome]] = {
-            pool.submit(_train_one, g, data, device, on_eval, checkpoints) for g in groups
-        }
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in done:
-                yield f.result()
+        futures = [pool.submit(_train_one, g, data, device, on_eval, checkpoints) for g in groups]
+        for f in as_completed(futures):
+            yield f.result()
