@@ -69,12 +69,10 @@ def train_groups(
     on_eval: OnEval | None = None,
     checkpoints: Checkpoints | None = None,
 ) -> Iterator[GroupOutcome]:
-    """Train every group (the most expensive first) and yield each ``GroupOutcome`` as it
-    finishes. All groups share one device (their config's). On a GPU ``concurrency`` groups
-    (default ``GPU_CONCURRENCY``) train at once, each in a thread with its own CUDA stream; on a
-    CPU they train one after another. ``on_eval(group, rows)`` sees every group's evaluations;
-    ``checkpoints(group)`` gives the place each group saves its state to and resumes from
-    (``train``'s ``checkpoint``). A group that raises is yielded with its error."""
+    """Train every group (the most expensive first) on their configs' one device, ``concurrency``
+    at once on a GPU (default ``GPU_CONCURRENCY``), and yield each ``GroupOutcome`` as it finishes;
+    a group that raises is yielded with its error. ``on_eval(group, rows)`` sees every group's
+    evaluations; ``checkpoints(group)`` gives each group's ``train`` checkpoint."""
     groups = sorted(groups, key=lambda g: cost(g.config), reverse=True)
     if not groups:
         return

@@ -1,11 +1,9 @@
 """Memory a training run needs, estimated before anything is allocated, and what this process may
 still take; a run that cannot fit is refused with both numbers instead of failing mid-way.
 
-One engine holds every replica of a config, so its memory grows with the seeds: the parameters,
-their gradients and the optimizer's state; each epoch's batch order and the step outputs kept
-until the next evaluation (both per training image); one step's activations; the evaluation's
-activations (10,000 images at a time); and the data on the device. Measured on a CPU
-(``tests/integration``), the estimate is above the peak it predicts and within a factor of two.
+One engine holds every replica of a config, so its memory grows with the seeds (``estimate``'s
+parts). Measured on a CPU (``tests/integration``), the estimate is above the peak it predicts and
+within a factor of two.
 """
 
 from __future__ import annotations
