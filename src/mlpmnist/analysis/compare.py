@@ -80,12 +80,12 @@ def claimed(row: pd.Series | dict, p: str = "p_holm") -> bool:
     return bool(row[p] < LEVEL and (row["low"] > 0 or row["high"] < 0))
 
 
-def pairwise(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+def pairwise(df: pd.DataFrame) -> pd.DataFrame:
     """Every pair of configurations of ``df`` (grouped as ``stats.summary``) compared on final test
     accuracy, one row each: ``a``, ``b`` (in words, in the summary's order), ``PAIR_COLUMNS`` and
     ``p_holm``, Holm-adjusted over the pairs with ``MIN_SEEDS`` values a side."""
     rows = []
-    for (ca, ga, _), (cb, gb, _) in itertools.combinations(configurations(df, by), 2):
+    for (ca, ga, _), (cb, gb, _) in itertools.combinations(configurations(df), 2):
         labels = {"a": config_label(ca, list(ca)), "b": config_label(cb, list(cb))}
         rows.append(labels | median_difference(ga["test_acc"], gb["test_acc"]))
     out = pd.DataFrame(rows, columns=["a", "b", *PAIR_COLUMNS])

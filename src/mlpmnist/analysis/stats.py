@@ -197,27 +197,25 @@ def summary_by(summ: pd.DataFrame) -> list[str]:
     return list(summ.columns[: summ.columns.get_loc("n")])
 
 
-def configurations(
-    df: pd.DataFrame, by: Sequence[str] | None = None
-) -> Iterator[tuple[dict, pd.DataFrame, pd.DataFrame]]:
-    """Per configuration, sorted by ``by`` (default ``group_columns``): its ``by`` values, ``final``
-    rows and history rows."""
+def configurations(df: pd.DataFrame) -> Iterator[tuple[dict, pd.DataFrame, pd.DataFrame]]:
+    """Per configuration (its ``group_columns``, sorted by them): those values, ``final`` rows and
+    history rows."""
     fin = final(df)
-    by = group_columns(fin) if by is None else list(by)
+    by = group_columns(fin)
     if missing := [c for c in by if c not in fin.columns]:
         raise ValueError(f"cannot group by {missing}: not columns of the frame")
     # One group id over the final rows and the history together (NaN keys compare equal here).
     keys = pd.concat([fin[by], df[by]], ignore_index=True)
-    gid = keys.groupby(by, dropna=False, sort=True).ngroup().to_numpy() if by else np.zeros(len(keys), int)
+    gid = keys.groupby(by, dropna=False, sort=True).ngroup().to_numpy()
     fin_gid, hist_gid = gid[: len(fin)], gid[len(fin) :]
     for i in np.unique(fin_gid):
         g = fin[fin_gid == i]
         yield {c: g[c].iloc[0] for c in by}, g, df[hist_gid == i]
 
 
-def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Final test accuracy over seeds, one row per configuration (``by``; default ``group_columns``),
-    sorted by ``by``; after ``by``: ``n`` replicas, ``n_failed`` (= ``n_diverged`` + ``n_collapsed``),
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Final test accuracy over seeds, one row per configuration (``group_columns``), sorted by
+    them; after them: ``n`` replicas, ``n_failed`` (= ``n_diverged`` + ``n_collapsed``),
     ``n_outlier``; over the replicas that did not diverge, ``median`` with its bootstrap CI
     ``median_lo``/``median_hi``, ``q1``, ``q3``, ``mean`` with its Student-t half-width ``mean_ci95``
     (both CIs NaN below ``MIN_SEEDS``), ``sd``, ``min``, ``max``, ``train_median``, ``last3_mean``,
@@ -225,7 +223,7 @@ def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
     ``best_epoch_median``; ``reference``, ``reference_headline``; ``n_tail`` (below ``TAIL_BELOW``,
     diverged included) with its share's Wilson interval ``tail_lo``, ``tail_hi``."""
     rows = []
-    for row, g, hist in configurations(df, by):
+    for row, g, hist in configurations(df):
         ends = epoch_ends(hist[~_diverged(hist)]).groupby("epoch")["test_acc"].median().dropna()
         acc = finite(g["test_acc"])
         last3 = finite(g["test_acc_last3"])
@@ -254,12 +252,12 @@ def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
 REPRODUCTION_COLUMNS = ("reference", "median", "q1", "q3", "n", "epoch", "reference_percentile")
 
 
-def reproduction(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+def reproduction(df: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (as ``summary``) with a reference value: ``reference`` (its single seed), our
     ``median``, ``q1``, ``q3``, ``n`` (not diverged), final ``epoch`` and ``reference_percentile``:
     where the reference falls among our seeds (0-100, ties counted half)."""
     rows, by_cols = [], []
-    for row, g, _ in configurations(df, by):
+    for row, g, _ in configurations(df):
         ref, _headline = reference(g)
         acc = g["test_acc"].astype(float).dropna().to_numpy()
         by_cols = list(row)
@@ -285,7 +283,7 @@ def _rank_corr(x: pd.Series, y: pd.Series) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue) if ok.sum() >= MIN_SEEDS else float("nan")
 
 
-def dead_units(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+def dead_units(df: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (as ``summary``), over its replicas that did not diverge: ``n``,
     ``first_epoch``, ``final_epoch``; per hidden layer k the median dead fraction ``dead_k_first`` and
     ``dead_k_final``; ``wnorm_1_final`` (median; NaN without ``wnorm_1``); ``rank_corr``, ``rank_corr_p``
@@ -294,7 +292,7 @@ def dead_units(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFram
     if not layers:
         raise ValueError("the frame has no dead_* columns (records made before they were stored)")
     rows = []
-    for row, g, hist in configurations(df, by):
+    for row, g, hist in configurations(df):
         g, ends = g[~g["diverged"]], epoch_ends(hist)
         first = ends[ends["epoch"] == ends["epoch"].min()]
         row |= {"n": len(g), "first_epoch": int(ends["epoch"].min()), "final_epoch": int(hist["epoch"].max())}
@@ -306,13 +304,13 @@ def dead_units(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def per_epoch(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+def per_epoch(df: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (as ``summary``) and epoch (the index), over the replicas that have not
     diverged: ``test_acc_median``, ``test_acc_q1``, ``test_acc_q3``, mean ``train_loss``,
     ``test_loss`` and ``replicas``."""
     if df.empty:
         raise ValueError("the results frame is empty; run a sweep first")
-    by = group_columns(df) if by is None else list(by)
+    by = group_columns(df)
     ok = epoch_ends(df[~_diverged(df)])
     g = ok.assign(epoch=ok["epoch"].astype(int)).groupby([*by, "epoch"], dropna=False)
     acc, names = g["test_acc"], ["test_acc_median", "test_acc_q1", "test_acc_q3", "train_loss", "test_loss"]
