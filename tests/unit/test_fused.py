@@ -225,7 +225,7 @@ def test_available_on_a_cpu_only_in_the_interpreter():
 
 
 def test_supports():
-    def ok(sizes=STUDY, dtype=torch.float32, optimizer="sgd", activation="relu", batch_size=None):
+    def ok(sizes=STUDY, dtype=torch.float32, optimizer="sgd", activation="relu", batch_size=8):
         return fused.supports(sizes, dtype, optimizer, activation, batch_size)
 
     assert ok() and ok(dtype=torch.float64, optimizer="adam") and ok([784, 128, 128, 10])

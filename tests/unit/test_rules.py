@@ -65,7 +65,7 @@ def test_a_registered_optimizer_trains_and_matches_its_oracle_float64(rmsprop, w
 
 
 def test_the_fused_kernel_refuses_a_registered_optimizer(rmsprop, monkeypatch):
-    assert not fused.supports(STUDY, torch.float32, "rmsprop", "relu")
+    assert not fused.supports(STUDY, torch.float32, "rmsprop", "relu", 8)
     pick = [True, True, STUDY, torch.float32, "rmsprop", "relu", 8]
     assert choice.choose_path(*pick) == "graphs"
     rmsprop(recordable=False)  # a rule whose steps CUDA graphs cannot record

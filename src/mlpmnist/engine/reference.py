@@ -68,9 +68,8 @@ class ReferenceEngine:
 
     @torch.no_grad()
     def head(self, h: Tensor) -> Tensor:
-        if h.dim() == 2:  # no hidden layer: the inputs themselves
-            return torch.stack([m.layers[-1](h) for m in self.models])
-        return torch.stack([m.layers[-1](h[r]) for r, m in enumerate(self.models)])
+        hs = [h] * self.n_replicas if h.dim() == 2 else h  # no hidden layer: the inputs themselves
+        return torch.stack([m.layers[-1](x) for m, x in zip(self.models, hs, strict=True)])
 
     def keep(self, mask: Tensor) -> None:
         idx = mask.nonzero().flatten().tolist()

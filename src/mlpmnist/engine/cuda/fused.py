@@ -41,11 +41,11 @@ def available(device: torch.device | str) -> bool:
 
 
 def supports(
-    sizes: Sequence[int], dtype: torch.dtype, optimizer: str, activation: str, batch_size: int | None = None
+    sizes: Sequence[int], dtype: torch.dtype, optimizer: str, activation: str, batch_size: int
 ) -> bool:
     """True when the kernel handles an MLP of layer sizes ``sizes`` = [F, H1, H2, C] (widths up to
     ``MAX_WIDTH``) in float32 or float64 with ``activation`` and ``optimizer`` (of ``ACTIVATIONS``
-    and ``OPTIMIZERS``) and batches of ``batch_size`` (if given: up to ``max_batch``)."""
+    and ``OPTIMIZERS``) and batches of ``batch_size`` (up to ``max_batch``)."""
     return (
         len(sizes) == 4
         and all(int(n) >= 1 for n in sizes)
@@ -53,7 +53,7 @@ def supports(
         and dtype in (torch.float32, torch.float64)
         and optimizer in OPTIMIZERS
         and activation in ACTIVATIONS
-        and (batch_size is None or 1 <= batch_size <= max_batch(dtype))
+        and 1 <= batch_size <= max_batch(dtype)
     )
 
 
