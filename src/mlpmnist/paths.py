@@ -12,6 +12,7 @@ the shell's meaning: relative to the working folder.
 from __future__ import annotations
 
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 
@@ -54,8 +55,6 @@ def shown(path: str | os.PathLike) -> str:
 def package_version() -> str:
     """mlpmnist's installed version (its ``pyproject.toml``), or '0+unknown' when it is not installed
     (run from a source folder on ``sys.path``)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("mlpmnist")
     except PackageNotFoundError:
