@@ -12,6 +12,7 @@ the shell's meaning: relative to the working folder.
 from __future__ import annotations
 
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 
@@ -25,29 +26,27 @@ def project_root(start: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
-def base(start: str | os.PathLike | None = None) -> Path:
-    """The folder relative paths are read from: ``project_root(start)``, else ``start`` (default:
-    the working folder) itself; absolute."""
-    here = Path(start if start is not None else Path.cwd()).resolve()
-    return project_root(here) or here
+def base() -> Path:
+    """The folder relative paths are read from: ``project_root()``, else the working folder; absolute."""
+    return project_root() or Path.cwd().resolve()
 
 
-def resolve(path: str | os.PathLike, start: str | os.PathLike | None = None) -> Path:
-    """``path`` as an absolute path: ``~`` expanded, a relative one read from ``base(start)``."""
+def resolve(path: str | os.PathLike) -> Path:
+    """``path`` as an absolute path: ``~`` expanded, a relative one read from ``base()``."""
     p = Path(path).expanduser()
-    return p if p.is_absolute() else base(start) / p
+    return p if p.is_absolute() else base() / p
 
 
-def describe_base(start: str | os.PathLike | None = None) -> str:
+def describe_base() -> str:
     """'the repository root /x' or 'the working folder /y': where relative paths are read from."""
-    root = project_root(start)
-    return f"the repository root {root}" if root else f"the working folder {base(start)}"
+    root = project_root()
+    return f"the repository root {root}" if root else f"the working folder {base()}"
 
 
-def shown(path: str | os.PathLike, start: str | os.PathLike | None = None) -> str:
+def shown(path: str | os.PathLike) -> str:
     """``path`` for a message: relative to the repository root when it lies in it, else absolute."""
     p = Path(path).resolve()
-    root = project_root(start)
+    root = project_root()
     if root is not None and p.is_relative_to(root):
         return str(p.relative_to(root))
     return str(p)
@@ -56,8 +55,6 @@ def shown(path: str | os.PathLike, start: str | os.PathLike | None = None) -> st
 def package_version() -> str:
     """mlpmnist's installed version (its ``pyproject.toml``), or '0+unknown' when it is not installed
     (run from a source folder on ``sys.path``)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("mlpmnist")
     except PackageNotFoundError:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 pytest.importorskip("triton")
 
+from mlpmnist.engine.base import stack_params  # noqa: E402
 from mlpmnist.engine.cuda import choice, fused, kernel  # noqa: E402 (only with triton)
 from mlpmnist.engine.rules import rule  # noqa: E402
 from mlpmnist.engine.stacked import StackedEngine  # noqa: E402
@@ -56,7 +57,7 @@ class Replicas:
 
     def state(self, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Fresh stacked params (on ``device``) and zero optimizer state for ``fused_steps``."""
-        params = [p.to(device) for p in fused.stack_params(self.models)]
+        params = [p.to(device) for p in stack_params(self.models)]
         n = 8 if self.kind["optimizer"] == "adam" else 4 if self.kind["momentum"] else 0
         return params, [torch.zeros_like(params[i % 4]) for i in range(n)]
 
@@ -100,7 +101,7 @@ def run_both(ref: Replicas, params, state, X, idx, y, lr, t0: int = 0):
 
 def assert_close(params, ref: Replicas, got, want, tol: float) -> None:
     """Parameters, picked log-probabilities within ``tol``; predictions equal."""
-    for i, (p, q) in enumerate(zip(params, fused.stack_params(ref.models), strict=True)):
+    for i, (p, q) in enumerate(zip(params, stack_params(ref.models), strict=True)):
         err = (p.cpu() - q).abs().max().item()
         assert err < tol, f"params[{i}] differ by {err:.3g}"
     assert (got[0] - want[0]).abs().max().item() < tol
@@ -219,20 +220,12 @@ def test_bad_arguments_are_refused():
         fused.fused_steps(params, state, X, idx, y, lr, **{**ref.kind, "activation": "leaky_relu"})
 
 
-def test_stack_params_is_the_engines_layout():
-    """The kernel updates StackedEngine's parameter list in place: the layouts must agree."""
-    ms = Replicas(ODD, 3, torch.float64).models
-    engine = StackedEngine(ms, torch.device("cpu"))
-    for p, q in zip(fused.stack_params(ms), engine._params, strict=True):
-        assert p.shape == q.shape and torch.equal(p, q)
-
-
 def test_available_on_a_cpu_only_in_the_interpreter():
     assert fused.available(torch.device("cpu")) is INTERPRETED
 
 
 def test_supports():
-    def ok(sizes=STUDY, dtype=torch.float32, optimizer="sgd", activation="relu", batch_size=None):
+    def ok(sizes=STUDY, dtype=torch.float32, optimizer="sgd", activation="relu", batch_size=8):
         return fused.supports(sizes, dtype, optimizer, activation, batch_size)
 
     assert ok() and ok(dtype=torch.float64, optimizer="adam") and ok([784, 128, 128, 10])

@@ -10,6 +10,7 @@ import torch
 from mlpmnist import config
 from mlpmnist.config import TrainConfig
 from mlpmnist.engine import rules
+from mlpmnist.engine.base import stack_params
 from mlpmnist.engine.cuda import choice, fused
 from mlpmnist.engine.stacked import StackedEngine, make_engine
 
@@ -64,7 +65,7 @@ def test_a_registered_optimizer_trains_and_matches_its_oracle_float64(rmsprop, w
 
 
 def test_the_fused_kernel_refuses_a_registered_optimizer(rmsprop, monkeypatch):
-    assert not fused.supports(STUDY, torch.float32, "rmsprop", "relu")
+    assert not fused.supports(STUDY, torch.float32, "rmsprop", "relu", 8)
     pick = [True, True, STUDY, torch.float32, "rmsprop", "relu", 8]
     assert choice.choose_path(*pick) == "graphs"
     rmsprop(recordable=False)  # a rule whose steps CUDA graphs cannot record
@@ -72,7 +73,7 @@ def test_the_fused_kernel_refuses_a_registered_optimizer(rmsprop, monkeypatch):
     rmsprop()
     # fused_steps itself refuses it rather than train it as SGD.
     ms = models(2, hidden=(24, 20), n_in=48)
-    params = fused.stack_params(ms)
+    params = stack_params(ms)
     X, idx, y, lr = span(2, 2, 8, n_in=48)
     with pytest.raises(ValueError, match="runs optimizers sgd and adam with activation relu; got 'rmsprop'"):
         fused.fused_steps(

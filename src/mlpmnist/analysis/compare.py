@@ -24,23 +24,27 @@ RESAMPLES = 4999
 #: The (family-wise) level at which a p-value may call a difference (see ``claimed``).
 LEVEL = 0.05
 NAN_RESULT = {"low": math.nan, "high": math.nan, "p": math.nan, "enough": False}
+#: A comparison's columns from ``median_difference``.
+PAIR_COLUMNS = ("n_a", "n_b", "median_a", "median_b", "difference", "low", "high", "p")
 
 
 def median_difference(
     a: Values, b: Values, *, resamples: int = RESAMPLES, seed: int = 0
 ) -> dict[str, float | bool]:
-    """median(b) - median(a) (``difference``; NaN values left out), its percentile bootstrap interval
-    ``low``, ``high`` (each side resampled on its own), the two-sided Mann-Whitney U ``p``, ``enough``."""
+    """Over each side's finite values: ``n_a``, ``n_b``, ``median_a``, ``median_b`` (NaN from none),
+    ``difference`` (median_b - median_a), its percentile bootstrap interval ``low``, ``high`` (each
+    side resampled on its own), the two-sided Mann-Whitney U ``p``, ``enough``."""
     a, b = finite(a), finite(b)
-    diff = float(np.median(b) - np.median(a)) if len(a) and len(b) else math.nan
+    med_a, med_b = (float(np.median(v)) if len(v) else math.nan for v in (a, b))
+    head = {"n_a": len(a), "n_b": len(b), "median_a": med_a, "median_b": med_b, "difference": med_b - med_a}
     if min(len(a), len(b)) < MIN_SEEDS:
-        return {"difference": diff, **NAN_RESULT}
+        return head | NAN_RESULT
     gen = np.random.default_rng(seed)
     da = np.median(a[gen.integers(len(a), size=(resamples, len(a)))], axis=1)
     db = np.median(b[gen.integers(len(b), size=(resamples, len(b)))], axis=1)
     low, high = np.percentile(db - da, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
     p = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-    return {"difference": diff, "low": float(low), "high": float(high), "p": p, "enough": True}
+    return head | {"low": float(low), "high": float(high), "p": p, "enough": True}
 
 
 def proportion_difference(k1: int, n1: int, k2: int, n2: int) -> dict[str, float | bool]:
@@ -65,10 +69,8 @@ def holm(p: Sequence[float]) -> list[float]:
     ok = np.flatnonzero(np.isfinite(vals))
     order = ok[np.argsort(vals[ok])]
     out = np.full(len(vals), np.nan)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * vals[i]))
-        out[i] = running
+    # the k-th smallest p times (m - k + 1), never below a smaller one's
+    out[order] = np.minimum(1.0, np.maximum.accumulate((len(order) - np.arange(len(order))) * vals[order]))
     return out.tolist()
 
 
@@ -78,33 +80,22 @@ def claimed(row: pd.Series | dict, p: str = "p_holm") -> bool:
     return bool(row[p] < LEVEL and (row["low"] > 0 or row["high"] < 0))
 
 
-def _pair(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES) -> dict[str, float]:
-    """``n_a``, ``n_b``, ``median_a``, ``median_b`` of the finite values, then ``median_difference``'s."""
-    res = median_difference(a, b, resamples=resamples)
-    fa, fb = finite(a), finite(b)
-    row: dict[str, float] = {"n_a": len(fa), "n_b": len(fb)}
-    row["median_a"] = float(np.median(fa)) if len(fa) else math.nan
-    row["median_b"] = float(np.median(fb)) if len(fb) else math.nan
-    return row | {k: res[k] for k in ("difference", "low", "high", "p")}
-
-
-def pairwise(df: pd.DataFrame, by: Sequence[str] | None = None, resamples: int = RESAMPLES) -> pd.DataFrame:
+def pairwise(df: pd.DataFrame) -> pd.DataFrame:
     """Every pair of configurations of ``df`` (grouped as ``stats.summary``) compared on final test
-    accuracy, one row each: ``a``, ``b`` (in words, in the summary's order), ``_pair``'s columns and
+    accuracy, one row each: ``a``, ``b`` (in words, in the summary's order), ``PAIR_COLUMNS`` and
     ``p_holm``, Holm-adjusted over the pairs with ``MIN_SEEDS`` values a side."""
     rows = []
-    for (ca, ga, _), (cb, gb, _) in itertools.combinations(configurations(df, by), 2):
+    for (ca, ga, _), (cb, gb, _) in itertools.combinations(configurations(df), 2):
         labels = {"a": config_label(ca, list(ca)), "b": config_label(cb, list(cb))}
-        rows.append(labels | _pair(ga["test_acc"].to_numpy(), gb["test_acc"].to_numpy(), resamples))
-    columns = ["a", "b", "n_a", "n_b", "median_a", "median_b", "difference", "low", "high", "p"]
-    out = pd.DataFrame(rows, columns=columns)
+        rows.append(labels | median_difference(ga["test_acc"], gb["test_acc"]))
+    out = pd.DataFrame(rows, columns=["a", "b", *PAIR_COLUMNS])
     out["p_holm"] = holm(out["p"].tolist()) if len(out) else []
     return out
 
 
 def two(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Two results frames of one configuration each, compared in one row: ``a``, ``b`` (in words, on
-    the config columns where they differ), ``_pair``'s columns, ``failed_a``, ``failed_b`` of
+    the config columns where they differ), ``PAIR_COLUMNS``, ``failed_a``, ``failed_b`` of
     ``replicas_a``, ``replicas_b`` and ``proportion_difference``'s as ``failed_difference`` (b - a),
     ``failed_low``, ``failed_high``, ``failed_p``."""
     fa, fb = final(a), final(b)
@@ -114,7 +105,8 @@ def two(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     share = proportion_difference(ka, len(fa), kb, len(fb))
     row: dict[str, object] = {"a": config_label(ra, cols) if cols else "a"}
     row["b"] = config_label(rb, cols) if cols else "b"
-    row |= _pair(fa["test_acc"].to_numpy(), fb["test_acc"].to_numpy())
+    pair = median_difference(fa["test_acc"], fb["test_acc"])
+    row |= {k: pair[k] for k in PAIR_COLUMNS}
     row |= {"failed_a": ka, "failed_b": kb, "replicas_a": len(fa), "replicas_b": len(fb)}
     row |= {f"failed_{k}": share[k] for k in ("difference", "low", "high")}
     return pd.DataFrame([row | {"failed_p": share["p"]}])

@@ -30,7 +30,6 @@ def _when(r: pd.Series, layer: str) -> str:
 def _dead_lines(t: pd.DataFrame) -> list[str]:
     """Findings for one set of batch sizes (``t`` sorted by batch size)."""
     layers, small, large = dead_layers(t), t.iloc[0], t.iloc[-1]
-    by = ["batch_size"]
     if len(t) == 1:
         at = f"batch {int(small.batch_size)}"
         lines = [f"Dead units in hidden layer {c[5:]} at {at}: {_when(small, c)}." for c in layers]
@@ -54,7 +53,7 @@ def _dead_lines(t: pd.DataFrame) -> list[str]:
             elif len(heavy) == len(t):
                 lines.append(f"Every batch size leaves {name} with over 10% of its units dead.")
             else:
-                where = words.names(heavy, by)
+                where = words.names(heavy, ["batch_size"])
                 lines.append(f"{name.capitalize()} ends with over 10% of its units dead at {where} only.")
         lines += _norm_line(small, large)
     return lines + [_corr_line(t)]

@@ -81,16 +81,8 @@ def final(df: pd.DataFrame) -> pd.DataFrame:
     """One row per experiment x replica: its last evaluation, ``test_acc_last3`` (mean test accuracy
     of its last ``LAST_K`` epoch ends; NaN if it diverged), flags ``diverged``, ``collapsed`` (the
     stored flag, else ``health``'s rule), ``failed`` (either) and ``outlier`` (not failed, but
-    ``is_outlier`` among its configuration's replicas, ``lr`` included)."""
-    return _final(df).reset_index(drop=True)
-
-
-def _replica_id(df: pd.DataFrame) -> pd.Series:
-    return df.groupby(replica_columns(df), dropna=False, sort=False).ngroup()
-
-
-def _final(df: pd.DataFrame) -> pd.DataFrame:
-    """``final``, indexed by ``_replica_id``."""
+    ``is_outlier`` among its configuration's replicas, ``lr`` included); row i is replica
+    ``_replica_id`` i."""
     if df.empty:
         raise ValueError("the results frame is empty; run a sweep first")
     if missing := {"seed", "epoch", "test_acc"} - set(df.columns):
@@ -118,7 +110,12 @@ def _final(df: pd.DataFrame) -> pd.DataFrame:
     by = [last[c] for c in cfg] if cfg else np.zeros(len(last), int)
     far = acc.groupby(by, dropna=False).transform(lambda s: is_outlier(s.to_numpy())).astype(bool)
     last["outlier"] = far & ~last["failed"]  # a collapsed run is also far below: counted once
-    return last
+    return last.reset_index(drop=True)
+
+
+def _replica_id(df: pd.DataFrame) -> pd.Series:
+    """Each row's replica, numbered 0, 1, ... in order of first appearance."""
+    return df.groupby(replica_columns(df), dropna=False, sort=False).ngroup()
 
 
 def best_key(df: pd.DataFrame, keys: Sequence[str] | None = None) -> tuple[str, float]:
@@ -135,16 +132,14 @@ def best_key(df: pd.DataFrame, keys: Sequence[str] | None = None) -> tuple[str, 
 def mark_failed(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with ``final``'s ``failed`` and ``outlier`` flags on every row of each replica's history."""
     out = df.drop(columns=[c for c in ("outlier", "failed") if c in df.columns])
-    fin, rid = _final(out), _replica_id(out)
+    fin, rid = final(out), _replica_id(out).to_numpy()
     for col in ("failed", "outlier"):
-        out[col] = fin[col].reindex(rid).to_numpy()
+        out[col] = fin[col].to_numpy()[rid]
     return out
 
 
-def bootstrap_ci(
-    values: Values, statistic: Callable[..., float] = np.median, confidence: float = CONFIDENCE
-) -> tuple[float, float]:
-    """(low, high) percentile bootstrap interval of ``statistic`` over ``values`` (NaN dropped), from
+def bootstrap_ci(values: Values) -> tuple[float, float]:
+    """(low, high) percentile bootstrap interval of the median of ``values`` (NaN dropped), from
     a fixed generator; (NaN, NaN) from one value, (c, c) from constant ones. Not BCa: its acceleration
     is unreliable for the median of ~10 values (coverage: tests/unit/test_coverage.py)."""
     v = finite(values)
@@ -153,16 +148,16 @@ def bootstrap_ci(
     if np.all(v == v[0]):
         return float(v[0]), float(v[0])
     kw = {"n_resamples": BOOTSTRAP_RESAMPLES, "rng": np.random.default_rng(BOOTSTRAP_SEED)}
-    res = sps.bootstrap((v,), statistic, confidence_level=confidence, method="percentile", **kw)
+    res = sps.bootstrap((v,), np.median, confidence_level=CONFIDENCE, method="percentile", **kw)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def mean_ci(values: Values, confidence: float = CONFIDENCE) -> float:
+def mean_ci(values: Values) -> float:
     """Half-width of the Student-t interval of the mean of ``values`` (NaN dropped); NaN below two."""
     v = finite(values)
     if len(v) < 2:
         return float("nan")
-    return float(sps.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return float(sps.t.ppf(0.5 + CONFIDENCE / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
 
 
 def finite(values: Values | pd.Series) -> np.ndarray:
@@ -202,27 +197,25 @@ def summary_by(summ: pd.DataFrame) -> list[str]:
     return list(summ.columns[: summ.columns.get_loc("n")])
 
 
-def configurations(
-    df: pd.DataFrame, by: Sequence[str] | None = None
-) -> Iterator[tuple[dict, pd.DataFrame, pd.DataFrame]]:
-    """Per configuration, sorted by ``by`` (default ``group_columns``): its ``by`` values, ``final``
-    rows and history rows."""
+def configurations(df: pd.DataFrame) -> Iterator[tuple[dict, pd.DataFrame, pd.DataFrame]]:
+    """Per configuration (its ``group_columns``, sorted by them): those values, ``final`` rows and
+    history rows."""
     fin = final(df)
-    by = group_columns(fin) if by is None else list(by)
+    by = group_columns(fin)
     if missing := [c for c in by if c not in fin.columns]:
         raise ValueError(f"cannot group by {missing}: not columns of the frame")
     # One group id over the final rows and the history together (NaN keys compare equal here).
     keys = pd.concat([fin[by], df[by]], ignore_index=True)
-    gid = keys.groupby(by, dropna=False, sort=True).ngroup().to_numpy() if by else np.zeros(len(keys), int)
+    gid = keys.groupby(by, dropna=False, sort=True).ngroup().to_numpy()
     fin_gid, hist_gid = gid[: len(fin)], gid[len(fin) :]
     for i in np.unique(fin_gid):
         g = fin[fin_gid == i]
         yield {c: g[c].iloc[0] for c in by}, g, df[hist_gid == i]
 
 
-def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Final test accuracy over seeds, one row per configuration (``by``; default ``group_columns``),
-    sorted by ``by``; after ``by``: ``n`` replicas, ``n_failed`` (= ``n_diverged`` + ``n_collapsed``),
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Final test accuracy over seeds, one row per configuration (``group_columns``), sorted by
+    them; after them: ``n`` replicas, ``n_failed`` (= ``n_diverged`` + ``n_collapsed``),
     ``n_outlier``; over the replicas that did not diverge, ``median`` with its bootstrap CI
     ``median_lo``/``median_hi``, ``q1``, ``q3``, ``mean`` with its Student-t half-width ``mean_ci95``
     (both CIs NaN below ``MIN_SEEDS``), ``sd``, ``min``, ``max``, ``train_median``, ``last3_mean``,
@@ -230,7 +223,7 @@ def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
     ``best_epoch_median``; ``reference``, ``reference_headline``; ``n_tail`` (below ``TAIL_BELOW``,
     diverged included) with its share's Wilson interval ``tail_lo``, ``tail_hi``."""
     rows = []
-    for row, g, hist in configurations(df, by):
+    for row, g, hist in configurations(df):
         ends = epoch_ends(hist[~_diverged(hist)]).groupby("epoch")["test_acc"].median().dropna()
         acc = finite(g["test_acc"])
         last3 = finite(g["test_acc_last3"])
@@ -259,12 +252,12 @@ def summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
 REPRODUCTION_COLUMNS = ("reference", "median", "q1", "q3", "n", "epoch", "reference_percentile")
 
 
-def reproduction(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+def reproduction(df: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (as ``summary``) with a reference value: ``reference`` (its single seed), our
     ``median``, ``q1``, ``q3``, ``n`` (not diverged), final ``epoch`` and ``reference_percentile``:
     where the reference falls among our seeds (0-100, ties counted half)."""
     rows, by_cols = [], []
-    for row, g, _ in configurations(df, by):
+    for row, g, _ in configurations(df):
         ref, _headline = reference(g)
         acc = g["test_acc"].astype(float).dropna().to_numpy()
         by_cols = list(row)
@@ -290,7 +283,7 @@ def _rank_corr(x: pd.Series, y: pd.Series) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue) if ok.sum() >= MIN_SEEDS else float("nan")
 
 
-def dead_units(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+def dead_units(df: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (as ``summary``), over its replicas that did not diverge: ``n``,
     ``first_epoch``, ``final_epoch``; per hidden layer k the median dead fraction ``dead_k_first`` and
     ``dead_k_final``; ``wnorm_1_final`` (median; NaN without ``wnorm_1``); ``rank_corr``, ``rank_corr_p``
@@ -299,7 +292,7 @@ def dead_units(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFram
     if not layers:
         raise ValueError("the frame has no dead_* columns (records made before they were stored)")
     rows = []
-    for row, g, hist in configurations(df, by):
+    for row, g, hist in configurations(df):
         g, ends = g[~g["diverged"]], epoch_ends(hist)
         first = ends[ends["epoch"] == ends["epoch"].min()]
         row |= {"n": len(g), "first_epoch": int(ends["epoch"].min()), "final_epoch": int(hist["epoch"].max())}
@@ -311,21 +304,16 @@ def dead_units(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def per_epoch(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+def per_epoch(df: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (as ``summary``) and epoch (the index), over the replicas that have not
     diverged: ``test_acc_median``, ``test_acc_q1``, ``test_acc_q3``, mean ``train_loss``,
     ``test_loss`` and ``replicas``."""
     if df.empty:
         raise ValueError("the results frame is empty; run a sweep first")
-    by = group_columns(df) if by is None else list(by)
+    by = group_columns(df)
     ok = epoch_ends(df[~_diverged(df)])
     g = ok.assign(epoch=ok["epoch"].astype(int)).groupby([*by, "epoch"], dropna=False)
     acc, names = g["test_acc"], ["test_acc_median", "test_acc_q1", "test_acc_q3", "train_loss", "test_loss"]
-    parts = [
-        acc.median(),
-        acc.quantile(0.25),
-        acc.quantile(0.75),
-        g["train_loss"].mean(),
-        g["test_loss"].mean(),
-    ]
+    parts = [acc.median(), acc.quantile(0.25), acc.quantile(0.75)]
+    parts += [g["train_loss"].mean(), g["test_loss"].mean()]
     return pd.concat(parts, axis=1, keys=names).assign(replicas=g.size())

@@ -35,29 +35,25 @@ class ReferenceEngine:
     def n_replicas(self) -> int:
         return len(self.models)
 
-    def step(self, x: Tensor, y: Tensor, lr: Tensor) -> Outputs:
-        """One step of every replica on its batch ``x`` [R, B, 784], ``y`` [R, B] at ``lr`` [R]."""
-        picked, pred = [], []
-        for r, (model, opt) in enumerate(zip(self.models, self.opts, strict=True)):
-            for group in opt.param_groups:
-                group["lr"] = lr[r].item()
-            logits = model(x[r])
-            loss = F.cross_entropy(logits, y[r])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            logits = logits.detach()
-            picked.append(logits.log_softmax(1).gather(1, y[r].unsqueeze(1)).squeeze(1))
-            pred.append(logits.argmax(1))
-        return torch.stack(picked), torch.stack(pred)
-
     def steps(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor, transform: Transform = None) -> Outputs:
-        """``engine.Engine.steps``, one step after another."""
-        out = []
+        """``engine.Engine.steps``: step after step, replica after replica."""
+        picked, pred = [], []
         for k in range(len(idx)):
             x = gather_batch(X, idx[k])
-            out.append(self.step(x if transform is None else transform(x), y[k], lr[k]))
-        return torch.stack([p for p, _ in out]), torch.stack([a for _, a in out])
+            x = x if transform is None else transform(x)
+            for r, (model, opt) in enumerate(zip(self.models, self.opts, strict=True)):
+                for group in opt.param_groups:
+                    group["lr"] = lr[k, r].item()
+                logits = model(x[r])
+                loss = F.cross_entropy(logits, y[k, r])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                logits = logits.detach()
+                picked.append(logits.log_softmax(1).gather(1, y[k, r].unsqueeze(1)).squeeze(1))
+                pred.append(logits.argmax(1))
+        shape = (*idx.shape[:2], -1)
+        return torch.stack(picked).view(shape), torch.stack(pred).view(shape)
 
     @torch.no_grad()
     def activations(self, x: Tensor) -> list[Tensor]:
@@ -72,9 +68,8 @@ class ReferenceEngine:
 
     @torch.no_grad()
     def head(self, h: Tensor) -> Tensor:
-        if h.dim() == 2:  # no hidden layer: the inputs themselves
-            return torch.stack([m.layers[-1](h) for m in self.models])
-        return torch.stack([m.layers[-1](h[r]) for r, m in enumerate(self.models)])
+        hs = [h] * self.n_replicas if h.dim() == 2 else h  # no hidden layer: the inputs themselves
+        return torch.stack([m.layers[-1](x) for m, x in zip(self.models, hs, strict=True)])
 
     def keep(self, mask: Tensor) -> None:
         idx = mask.nonzero().flatten().tolist()
@@ -87,9 +82,5 @@ class ReferenceEngine:
     @torch.no_grad()
     def weight_norms(self) -> Tensor:
         """Frobenius norm of each layer's weight matrix (biases excluded), per replica: [R, L + 1]."""
-        return torch.stack(
-            [
-                torch.stack([torch.linalg.norm(p) for n, p in m.named_parameters() if n.endswith("weight")])
-                for m in self.models
-            ]
-        ).cpu()
+        norms = [torch.stack([torch.linalg.norm(lin.weight) for lin in m.layers]) for m in self.models]
+        return torch.stack(norms).cpu()

@@ -49,8 +49,7 @@ def union(members: Iterable[TrainConfig]) -> TrainConfig:
     """One config training every (seed, lr) replica of ``members`` (all of one ``group_id``)."""
     members = list(members)
     replicas = list(dict.fromkeys(r for m in members for r in m.replicas))
-    seeds = tuple(s for s, _ in replicas)
-    lrs = tuple(lr for _, lr in replicas)
+    seeds, lrs = zip(*replicas, strict=True)
     lr: float | tuple[float, ...] = lrs[0] if len(set(lrs)) == 1 else lrs
     return dataclasses.replace(members[0], seeds=seeds, lr=lr)
 

@@ -8,11 +8,10 @@ another: the sweep's jobs (one kernel each) are the package's one way to use sev
 
 from __future__ import annotations
 
-import contextlib
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import torch
@@ -50,7 +49,7 @@ def _train_one(
     hook = None if on_eval is None else (lambda rows: on_eval(group, rows))
     checkpoint = None if checkpoints is None else checkpoints(group)
     try:
-        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+        with torch.cuda.stream(stream):  # a no-op with None (a CPU)
             result = train(
                 group.config, data, progress=False, verbose=False, on_eval=hook, checkpoint=checkpoint
             )
@@ -70,12 +69,10 @@ def train_groups(
     on_eval: OnEval | None = None,
     checkpoints: Checkpoints | None = None,
 ) -> Iterator[GroupOutcome]:
-    """Train every group (the most expensive first) and yield each ``GroupOutcome`` as it
-    finishes. All groups share one device (their config's). On a GPU ``concurrency`` groups
-    (default ``GPU_CONCURRENCY``) train at once, each in a thread with its own CUDA stream; on a
-    CPU they train one after another. ``on_eval(group, rows)`` sees every group's evaluations;
-    ``checkpoints(group)`` gives the place each group saves its state to and resumes from
-    (``train``'s ``checkpoint``). A group that raises is yielded with its error."""
+    """Train every group (the most expensive first) on their configs' one device, ``concurrency``
+    at once on a GPU (default ``GPU_CONCURRENCY``), and yield each ``GroupOutcome`` as it finishes;
+    a group that raises is yielded with its error. ``on_eval(group, rows)`` sees every group's
+    evaluations; ``checkpoints(group)`` gives each group's ``train`` checkpoint."""
     groups = sorted(groups, key=lambda g: cost(g.config), reverse=True)
     if not groups:
         return
@@ -90,10 +87,6 @@ def train_groups(
             yield _train_one(g, data, device, on_eval, checkpoints)
         return
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="group") as pool:
-        pending: set[Future[GroupOutcome]] = {
-            pool.submit(_train_one, g, data, device, on_eval, checkpoints) for g in groups
-        }
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in done:
-                yield f.result()
+        futures = [pool.submit(_train_one, g, data, device, on_eval, checkpoints) for g in groups]
+        for f in as_completed(futures):
+            yield f.result()

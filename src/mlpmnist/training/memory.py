@@ -1,11 +1,9 @@
 """Memory a training run needs, estimated before anything is allocated, and what this process may
 still take; a run that cannot fit is refused with both numbers instead of failing mid-way.
 
-One engine holds every replica of a config, so its memory grows with the seeds: the parameters,
-their gradients and the optimizer's state; each epoch's batch order and the step outputs kept
-until the next evaluation (both per training image); one step's activations; the evaluation's
-activations (10,000 images at a time); and the data on the device. Measured on a CPU
-(``tests/integration``), the estimate is above the peak it predicts and within a factor of two.
+One engine holds every replica of a config, so its memory grows with the seeds (``estimate``'s
+parts). Measured on a CPU (``tests/integration``), the estimate is above the peak it predicts and
+within a factor of two.
 """
 
 from __future__ import annotations
@@ -77,8 +75,8 @@ def _cgroup_room() -> int | None:
     return None
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _proc_bytes(path: str, field: str) -> int:
+    for line in Path(path).read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     raise ValueError(field)
@@ -92,13 +90,12 @@ def available(device: torch.device) -> tuple[int, str] | None:
         return free, f"free memory of {device}"
     found: list[tuple[int, str]] = []
     with contextlib.suppress(OSError, ValueError):
-        meminfo = Path("/proc/meminfo").read_text().splitlines()
-        avail = next(int(x.split()[1]) * 1024 for x in meminfo if x.startswith("MemAvailable:"))
-        found.append((avail, "the machine's available memory"))
+        found.append((_proc_bytes("/proc/meminfo", "MemAvailable"), "the machine's available memory"))
     with contextlib.suppress(OSError, ValueError):
         soft, _ = resource.getrlimit(resource.RLIMIT_AS)
         if soft != resource.RLIM_INFINITY:
-            found.append((soft - _status_kb("VmSize"), "this process's address-space limit (ulimit -v)"))
+            vm = _proc_bytes("/proc/self/status", "VmSize")
+            found.append((soft - vm, "this process's address-space limit (ulimit -v)"))
     room = _cgroup_room()
     if room is not None:
         found.append((room, "this process's memory limit (its cgroup)"))

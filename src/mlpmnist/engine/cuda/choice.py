@@ -37,10 +37,8 @@ def choose_path(
     activation: str,
     batch_size: int,
 ) -> str:
-    """The fastest path for a span at ``batch_size`` of an MLP of layer ``sizes`` in ``dtype``:
-    "fused" where the kernel can run (``fused_here``) and ``fused.supports`` the configuration,
-    else "graphs" where they can be recorded (``graphs_here``) and the optimizer is
-    ``recordable``, else "eager"."""
+    """The fastest path for a span at ``batch_size`` of an MLP of layer ``sizes`` in ``dtype``: "fused",
+    "graphs" (each where it can run here and takes the configuration) or "eager"."""
     if fused_here and fused.supports(sizes, dtype, optimizer, activation, batch_size):
         return "fused"
     if graphs_here and rules.rule(optimizer).recordable:

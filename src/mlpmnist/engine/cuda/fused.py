@@ -16,9 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mlpmnist.engine import base
 from mlpmnist.engine.rules import ADAM_BETAS, ADAM_EPS
-from mlpmnist.model import MLP
 
 #: What the kernel computes: the optimizers (names as in config.OPTIMIZERS) and hidden activations.
 OPTIMIZERS = ("sgd", "adam")
@@ -43,11 +41,11 @@ def available(device: torch.device | str) -> bool:
 
 
 def supports(
-    sizes: Sequence[int], dtype: torch.dtype, optimizer: str, activation: str, batch_size: int | None = None
+    sizes: Sequence[int], dtype: torch.dtype, optimizer: str, activation: str, batch_size: int
 ) -> bool:
     """True when the kernel handles an MLP of layer sizes ``sizes`` = [F, H1, H2, C] (widths up to
     ``MAX_WIDTH``) in float32 or float64 with ``activation`` and ``optimizer`` (of ``ACTIVATIONS``
-    and ``OPTIMIZERS``) and batches of ``batch_size`` (if given: up to ``max_batch``)."""
+    and ``OPTIMIZERS``) and batches of ``batch_size`` (up to ``max_batch``)."""
     return (
         len(sizes) == 4
         and all(int(n) >= 1 for n in sizes)
@@ -55,16 +53,8 @@ def supports(
         and dtype in (torch.float32, torch.float64)
         and optimizer in OPTIMIZERS
         and activation in ACTIVATIONS
-        and (batch_size is None or 1 <= batch_size <= max_batch(dtype))
+        and 1 <= batch_size <= max_batch(dtype)
     )
-
-
-def stack_params(models: Sequence[MLP]) -> list[torch.Tensor]:
-    """Two-hidden-layer ``models`` in the kernel's layout (``base.stack_params``): [W0 [R, F, H1],
-    b0 [R, 1, H1], S1 [R, H1 + 1, H2] (W1 over the row b1), S2 [R, H2 + 1, C] (W2 over b2)]."""
-    if len(models[0].layers) != 3:
-        raise ValueError(f"the kernel takes exactly two hidden layers; got {len(models[0].layers) - 1}")
-    return base.stack_params(models)
 
 
 def _pow2(n: int, least: int) -> int:
@@ -126,14 +116,12 @@ def fused_steps(
     momentum: float,
     weight_decay: float,
     t0: int = 0,
-    betas: tuple[float, float] = ADAM_BETAS,
-    eps: float = ADAM_EPS,
     config: tuple[int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """S steps of every replica in one kernel launch, updating ``params`` and ``state`` in place.
 
     ``optimizer`` and ``activation``: one of ``OPTIMIZERS`` and of ``ACTIVATIONS`` (anything else
-    is a ``ValueError``). ``params``: [W0, b0, S1, S2] (``stack_params``'s layout). ``state``: []
+    is a ``ValueError``). ``params``: [W0, b0, S1, S2] (``base.stack_params``' layout). ``state``: []
     for SGD without momentum; one momentum buffer per parameter for SGD with momentum; [m0, m1,
     m2, m3, v0, v1, v2, v3] for Adam, ``t0`` being the steps already taken (step s's bias
     corrections use t0 + s + 1). State starts at zeros. Step s of replica r trains on rows
@@ -175,7 +163,7 @@ def fused_steps(
         return picked, pred
 
     lr64 = lr.to(device, torch.float64)
-    beta1, beta2 = betas
+    beta1, beta2 = ADAM_BETAS
     if opt == _ADAM:  # torch.optim.Adam: step size lr / (1 - beta1^t), and sqrt(1 - beta2^t)
         t = torch.arange(t0 + 1, t0 + S + 1, dtype=torch.float64, device=device)
         coef = torch.stack([lr64 / (1 - beta1**t)[:, None], (1 - beta2**t).sqrt()[:, None].expand(S, R)], 2)
@@ -184,7 +172,7 @@ def fused_steps(
     # Float scalars would reach the kernel as float32: float64 values travel in a tensor. A
     # non-blocking copy from pageable memory is staged at once and does not wait for the GPU.
     hyper = torch.tensor(
-        [momentum, weight_decay, 1 - beta1, beta2, 1 - beta2, eps, 1 / B], dtype=torch.float64
+        [momentum, weight_decay, 1 - beta1, beta2, 1 - beta2, ADAM_EPS, 1 / B], dtype=torch.float64
     )
     hyper = hyper.to(device, non_blocking=True)
     q = state[:4] if state else params  # unused pointers (never dereferenced) when there is no state

@@ -98,8 +98,7 @@ class GraphRunner:
             if chunk is None:
                 if not out:
                     return None
-                rest = self.engine.steps(X, idx[s:], y[s:], lr[s:])  # eager from here
-                out.append(rest)
+                out.append(self.engine.steps(X, idx[s:], y[s:], lr[s:]))  # eager from here
                 break
             out.append(chunk)
             s += k

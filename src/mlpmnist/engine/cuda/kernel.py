@@ -2,7 +2,7 @@
 H100/H200 (bench/fused_gpu.py times it):
 
 - One program per replica loops over the S steps: replicas are independent, so no grid-wide sync.
-- Parameters stay in global memory in ``fused.stack_params``' layout, W0 [R, F, H1], b0 [R, 1, H1],
+- Parameters stay in global memory in ``base.stack_params``' layout, W0 [R, F, H1], b0 [R, 1, H1],
   S1 [R, H1 + 1, H2] (W1 over b1), S2 [R, H2 + 1, C] (W2 over b2): 200 KB per replica, in L2. W0
   dominates the traffic, so the pass that updates W0's row tiles for step s also multiplies step
   s + 1's rows (gathered from X by ``idx``) by the updated tiles: the next forward product.
