@@ -60,8 +60,7 @@ def results_dir(mnist, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("res")
     cfg = TrainConfig(batch_size=90, epochs=2, seeds=(0, 1), train_limit=2000)
     res = train(cfg, mnist, progress=False, verbose=False)
-    results.write_record(results.make_record(res), results.path(root, "runs", cfg.key()))
-    results.save_models(res, results.path(root, "models", cfg.key()))
+    results.save_result(res, root)
     return root
 
 

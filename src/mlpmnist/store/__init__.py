@@ -29,10 +29,9 @@ from mlpmnist.store.records import (
     record_text,
     save_result,
     stored_config,
-    write_record,
 )
 from mlpmnist.store.trust import find, problem, retire_legacy, stored, trusted
-from mlpmnist.store.weights import load_models, save_models
+from mlpmnist.store.weights import load_models
 
 __all__ = [
     "KINDS",
@@ -64,12 +63,10 @@ __all__ = [
     "remove",
     "remove_stale_temporaries",
     "retire_legacy",
-    "save_models",
     "save_result",
     "stored",
     "stored_config",
     "trusted",
     "writable_folder",
     "write_failure",
-    "write_record",
 ]

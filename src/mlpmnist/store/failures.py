@@ -1,14 +1,13 @@
 """Why an experiment's last attempt failed (it could not be trained or stored): ``failed/<key>.json``,
 one schema, written only here and removed when the experiment is run again. Its fields: key, error
 (one line), job (the sweep job that tried, or None), config (``TrainConfig.to_dict()``, or None),
-start_seconds (from its job's start to its first step, or None) and time (ISO 8601).
+start_seconds (None: it never trained; kept for the schema's readers) and time (ISO 8601).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -25,17 +24,15 @@ def write_failure(
     *,
     job: str | None = None,
     config: dict[str, Any] | None = None,
-    start_seconds: float | None = None,
 ) -> str:
     """Write ``failed/<key>.json``; returns ``error``, with a clause added when the file cannot be
     written (a full disk)."""
-    ok = start_seconds is not None and math.isfinite(start_seconds)
     failure = {
         "key": key,
         "error": error,
         "job": job,
         "config": config,
-        "start_seconds": start_seconds if ok else None,
+        "start_seconds": None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     target = Path(results_dir) / "failed" / f"{key}.json"

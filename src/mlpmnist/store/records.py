@@ -139,11 +139,6 @@ def record_text(record: dict) -> str:
     return json.dumps(record, indent=1, allow_nan=False) + "\n"
 
 
-def write_record(record: dict, target: str | os.PathLike) -> Path:
-    """Atomically write ``record_text(record)``; returns the path."""
-    return atomic_write_text(target, record_text(record))
-
-
 def read_record(source: str | os.PathLike) -> dict:
     """A run record; ``StoreError`` naming the file, what is wrong and what to do when it is not
     one (``files.read_json``, ``record_problem``)."""
@@ -232,11 +227,6 @@ def failed_seeds(record: dict) -> list[int]:
     return [r["seed"] for r in record.get("replicas", []) if r.get("status") in ("diverged", "collapsed")]
 
 
-def record_key(record: dict) -> str:
-    """The record's experiment key (computed from its config for records that predate keys)."""
-    return record["key"] if "key" in record else stored_config(record).key()
-
-
 def stored_config(record: dict, cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
     """The config (a ``cls``) a record was made with; fields it predates take their baseline, so
     a record made before a field existed reads as the computation it was."""
@@ -267,5 +257,5 @@ def save_result(result: TrainResult, results_dir: str | os.PathLike, **extra: An
     weights = models_bytes(result)
     atomic_write_bytes(path(results_dir, "models", key), weights)
     record = make_record(result, weights_sha256=hashlib.sha256(weights).hexdigest(), **extra)
-    write_record(record, path(results_dir, "runs", key))
+    atomic_write_text(path(results_dir, "runs", key), record_text(record))
     return record
