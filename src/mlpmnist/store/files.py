@@ -176,12 +176,12 @@ def file_target(target: str | os.PathLike, what: str = "") -> Path:
     try:
         st = target.stat()  # follows links
     except OSError as e:
-        if e.errno != errno.ELOOP:  # nothing there (yet): its folder's checks say the rest
-            return Path(os.path.realpath(target)) if target.is_symlink() else target
-        raise StoreError(
-            f"{label} cannot be followed ({e.strerror}); remove it or choose another path"
-        ) from e
-    if not stat.S_ISREG(st.st_mode):
+        if e.errno == errno.ELOOP:
+            raise StoreError(
+                f"{label} cannot be followed ({e.strerror}); remove it or choose another path"
+            ) from e
+        st = None  # nothing there (yet): its folder's checks say the rest
+    if st is not None and not stat.S_ISREG(st.st_mode):
         link = " links to" if target.is_symlink() else " is"
         raise StoreError(
             f"{label}{link} {_kind(st.st_mode)}, not a regular file, and writing would replace it; "
