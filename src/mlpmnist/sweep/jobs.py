@@ -60,12 +60,11 @@ class JobTask:
 @dataclass
 class JobOutcome:
     """``rows``: key -> ``row`` of each experiment the job settled; ``held``: key -> who holds its
-    lock, for those left to another process; ``error``: what stopped the notebook, if anything."""
+    lock, for those left to another process."""
 
     job: str
     rows: dict[str, dict] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
 
 
 def row(status: str, error: str | None = None) -> dict:
@@ -129,10 +128,9 @@ def execute(task: JobTask, stop: threading.Event | None = None) -> JobOutcome:
             if run and not stop.is_set():
                 _run(task, root, scratch, run, stop, out)
     except (OSError, StoreError) as e:  # its scratch folder, a lock file: not one experiment's
-        out.error = out.error or _cannot(e)
         for key in task.keys:
             if key not in out.rows and key not in out.held:
-                out.rows[key] = row("failed", store.write_failure(root, key, out.error, job=task.job))
+                out.rows[key] = row("failed", store.write_failure(root, key, _cannot(e), job=task.job))
     finally:
         ended.set()
         with contextlib.suppress(OSError, StoreError):
@@ -198,6 +196,7 @@ def _run(
         store.clear_failure(root, key)
     output, log = scratch / f"{task.job}.ipynb", scratch / "kernel.log"
     managers: list = []
+    error = None
     with (
         open(log, "w") as log_file,
         Watchdog(heartbeat_path(root, task.job), managers, task.stall_timeout, stop) as dog,
@@ -222,15 +221,13 @@ def _run(
                 kernel_manager_class=kernel_manager(log_file, managers),
             )
         except Exception as e:  # PapermillExecutionError carries the cell's exception
-            out.error = _short_error(e)
+            error = _short_error(e)
         finally:
             _in_job.active = False
             kill(managers)  # normally gone already; after an error, never left behind
-    if dog.reason:
-        out.error = dog.reason
     for key in run:
         config = TrainConfig.from_mapping(configs[key])
-        out.rows[key] = _settle(root, config, task.job, out.error, output, log, started_at)
+        out.rows[key] = _settle(root, config, task.job, dog.reason or error, output, log, started_at)
         out.rows[key]["seconds"] = out.rows[key].get("seconds") or time.perf_counter() - t0
 
 
