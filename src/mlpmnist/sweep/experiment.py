@@ -173,11 +173,10 @@ def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
     (``failed/<key>.json``) and the others go on. Each group resumes from its checkpoint
     (``store.checkpoint``), which goes once its experiments are stored."""
     t0 = time.time()
-    datasets: dict[str, mdata.Data] = {}
     rows: dict[str, dict] = {}
     with Heartbeat(heartbeat_path(exp.results_dir, exp.job)) as beat:
-        for dataset in dict.fromkeys(c.dataset for c in exp.configs):
-            datasets[dataset] = mdata.load(exp.data_dir, dataset=dataset, check=exp.check_data)
+        names = dict.fromkeys(c.dataset for c in exp.configs)
+        datasets = {d: mdata.load(exp.data_dir, dataset=d, check=exp.check_data) for d in names}
         by_device: dict[str, list] = {}
         for g in plan_groups(exp.configs):
             by_device.setdefault(g.config.device, []).append(g)
