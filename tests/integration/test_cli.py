@@ -18,6 +18,7 @@ import pytest
 
 from mlpmnist import TrainConfig, cli, train
 from mlpmnist import store as results
+from mlpmnist.store import weights
 
 TINY = ["--epochs", "1", "--seeds", "0", "--train-limit", "1000", "--batch-size", "100", "--no-progress"]
 # A sweep's batch sizes are its grid axis: it refuses --batch-size (see test_cli_workbench.py).
@@ -56,12 +57,14 @@ def _in_tmp_path(tmp_path, monkeypatch) -> None:
 
 @pytest.fixture(scope="module")
 def results_dir(mnist, tmp_path_factory) -> Path:
-    """A results folder with one finished experiment, for the figures command."""
+    """A results folder with one finished experiment, for the figures command, stored as before
+    weights checksums (so a damaged weights file is named by its reader)."""
     root = tmp_path_factory.mktemp("res")
     cfg = TrainConfig(batch_size=90, epochs=2, seeds=(0, 1), train_limit=2000)
     res = train(cfg, mnist, progress=False, verbose=False)
-    results.write_record(results.make_record(res), results.path(root, "runs", cfg.key()))
-    results.save_models(res, results.path(root, "models", cfg.key()))
+    record = results.record_text(results.make_record(res))
+    results.atomic_write_text(results.path(root, "runs", cfg.key()), record)
+    results.atomic_write_bytes(results.path(root, "models", cfg.key()), weights.models_bytes(res))
     return root
 
 

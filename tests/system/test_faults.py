@@ -30,7 +30,7 @@ from procs import alive, children, wait_for
 
 from mlpmnist import TrainConfig, sweep
 from mlpmnist import store as results
-from mlpmnist.sweep import backends, kernels
+from mlpmnist.sweep import backends, jobs
 
 # --------------------------------------------------------------------------------------- helpers
 
@@ -597,7 +597,7 @@ def test_a_kernel_is_not_sent_sigint_when_it_is_shut_down(tmp_path):
 
     async def shut_down() -> tuple[int, int]:
         with open(tmp_path / "kernel.log", "w") as log:
-            km = kernels.kernel_manager(log, [])(kernel_name="python3")
+            km = jobs.kernel_manager(log, [])(kernel_name="python3")
             await km.start_kernel()
             kc = km.client()
             kc.start_channels()

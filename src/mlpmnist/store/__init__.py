@@ -2,7 +2,6 @@
 reader goes through (``trust``), failures, locks, and the tidy frame (``load``)."""
 
 from mlpmnist.errors import StoreError
-from mlpmnist.store.failures import clear_failure, read_failure, write_failure
 from mlpmnist.store.files import (
     KINDS,
     Reservation,
@@ -23,16 +22,18 @@ from mlpmnist.store.files import (
 from mlpmnist.store.frame import frame, load
 from mlpmnist.store.locks import Claims, owner
 from mlpmnist.store.records import (
+    clear_failure,
     make_record,
     output_bytes,
+    read_failure,
     read_record,
     record_text,
     save_result,
     stored_config,
-    write_record,
+    write_failure,
 )
 from mlpmnist.store.trust import find, problem, retire_legacy, stored, trusted
-from mlpmnist.store.weights import load_models, save_models
+from mlpmnist.store.weights import load_models
 
 __all__ = [
     "KINDS",
@@ -64,12 +65,10 @@ __all__ = [
     "remove",
     "remove_stale_temporaries",
     "retire_legacy",
-    "save_models",
     "save_result",
     "stored",
     "stored_config",
     "trusted",
     "writable_folder",
     "write_failure",
-    "write_record",
 ]

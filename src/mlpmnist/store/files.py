@@ -176,12 +176,12 @@ def file_target(target: str | os.PathLike, what: str = "") -> Path:
     try:
         st = target.stat()  # follows links
     except OSError as e:
-        if e.errno != errno.ELOOP:  # nothing there (yet): its folder's checks say the rest
-            return Path(os.path.realpath(target)) if target.is_symlink() else target
-        raise StoreError(
-            f"{label} cannot be followed ({e.strerror}); remove it or choose another path"
-        ) from e
-    if not stat.S_ISREG(st.st_mode):
+        if e.errno == errno.ELOOP:
+            raise StoreError(
+                f"{label} cannot be followed ({e.strerror}); remove it or choose another path"
+            ) from e
+        st = None  # nothing there (yet): its folder's checks say the rest
+    if st is not None and not stat.S_ISREG(st.st_mode):
         link = " links to" if target.is_symlink() else " is"
         raise StoreError(
             f"{label}{link} {_kind(st.st_mode)}, not a regular file, and writing would replace it; "
@@ -208,11 +208,7 @@ def check_store(results_dir: str | os.PathLike) -> Path:
         sub = root / kind
         if os.path.lexists(sub) and not sub.is_dir():
             raise StoreError(f"{sub} is not a folder ({what_is(sub)}); remove it or choose another --results")
-        if (where := outside(root, sub)) is not None:
-            raise StoreError(
-                f"{sub} leads to {where}, outside the results folder; the store never writes or deletes "
-                "there: remove the link (a store folder lies inside its results folder)"
-            )
+        inside(root, sub)
     return root
 
 
@@ -313,14 +309,14 @@ def size_text(nbytes: float) -> str:
     return f"{nbytes:.0f} B"
 
 
-def check_space(folder: str | os.PathLike, need: float, what: str, fix: str, margin: float = 2.0) -> None:
-    """``StoreError`` when ``folder``'s disk has less than ``margin`` x ``need`` bytes free, saying
-    what ``what`` (e.g. 'this sweep') writes, what is free, and ``fix``."""
+def check_space(folder: str | os.PathLike, need: float, what: str, fix: str) -> None:
+    """``StoreError`` when ``folder``'s disk has less than twice ``need`` bytes free, saying what
+    ``what`` (e.g. 'this sweep') writes, what is free, and ``fix``."""
     free = shutil.disk_usage(folder).free
-    if free < margin * need:
+    if free < 2 * need:
         raise StoreError(
             f"{folder} has {size_text(free)} free, and {what} writes about {size_text(need)} "
-            f"(x{margin:g} margin); {fix}"
+            f"(x2 margin); {fix}"
         )
 
 

@@ -10,7 +10,6 @@ from typing import Any
 import pandas as pd
 
 from mlpmnist.config import FIELDS, baseline
-from mlpmnist.store.records import record_key, replica_status
 from mlpmnist.store.trust import stored
 
 # Columns first in the frame; then the config's other fields, then the metrics.
@@ -23,18 +22,16 @@ def _cell(v: object) -> object:
 
 
 def frame(records: Sequence[dict]) -> pd.DataFrame:
-    """One row per experiment x replica x evaluation. Columns: key, every config field but seeds
-    and lr (hidden as e.g. "64x64"), seed, lr, epoch, step, the history's metrics (see ``train``)
-    and status (the replica's final status, on all its rows)."""
+    """One row per experiment x replica x evaluation of ``records`` (as ``make_record`` writes them).
+    Columns: key, every config field but seeds and lr (hidden as e.g. "64x64"), seed, lr, epoch,
+    step, the history's metrics (see ``train``) and status (the replica's final status)."""
     rows: list[dict[str, Any]] = []
     for rec in records:
         # Fields the record predates at their baseline: what it computed.
         filled = {**{k: baseline(k) for k in FIELDS if k not in rec["config"]}, **rec["config"]}
         config = {k: _cell(v) for k, v in filled.items() if k not in ("seeds", "lr")}
-        key = record_key(rec)
         for rep in rec["replicas"]:
-            status = rep.get("status") or replica_status(rep["history"])
-            rows.extend({"key": key, **config, **h, "status": status} for h in rep["history"])
+            rows.extend({"key": rec["key"], **config, **h, "status": rep["status"]} for h in rep["history"])
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=LEAD)

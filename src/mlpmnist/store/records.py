@@ -1,10 +1,17 @@
 """Run records: ``runs/<key>.json`` holds an experiment's config, each replica's history and how
 it ended, and what made it. Written last, after the weights, a record marks its experiment
 finished; it is read only through ``read_record`` and trusted only through ``store.trust``.
+
+Why an experiment's last attempt failed (it could not be trained or stored) is in
+``failed/<key>.json``, one schema, written only here and removed when the experiment is run
+again. Its fields: key, error (one line), job (the sweep job that tried, or None), config
+(``TrainConfig.to_dict()``, or None), start_seconds (None: it never trained; kept for the
+schema's readers) and time (ISO 8601).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -22,7 +29,7 @@ import torch
 from mlpmnist import paths
 from mlpmnist.config import TrainConfig, baseline, field_names
 from mlpmnist.errors import StoreError, printable
-from mlpmnist.store.files import atomic_write_bytes, atomic_write_text, path, read_json, what_is
+from mlpmnist.store.files import atomic_write_bytes, atomic_write_text, path, read_json, remove, what_is
 from mlpmnist.store.weights import models_bytes
 from mlpmnist.training.result import TrainResult
 
@@ -139,11 +146,6 @@ def record_text(record: dict) -> str:
     return json.dumps(record, indent=1, allow_nan=False) + "\n"
 
 
-def write_record(record: dict, target: str | os.PathLike) -> Path:
-    """Atomically write ``record_text(record)``; returns the path."""
-    return atomic_write_text(target, record_text(record))
-
-
 def read_record(source: str | os.PathLike) -> dict:
     """A run record; ``StoreError`` naming the file, what is wrong and what to do when it is not
     one (``files.read_json``, ``record_problem``)."""
@@ -232,11 +234,6 @@ def failed_seeds(record: dict) -> list[int]:
     return [r["seed"] for r in record.get("replicas", []) if r.get("status") in ("diverged", "collapsed")]
 
 
-def record_key(record: dict) -> str:
-    """The record's experiment key (computed from its config for records that predate keys)."""
-    return record["key"] if "key" in record else stored_config(record).key()
-
-
 def stored_config(record: dict, cls: type[TrainConfig] = TrainConfig) -> TrainConfig:
     """The config (a ``cls``) a record was made with; fields it predates take their baseline, so
     a record made before a field existed reads as the computation it was."""
@@ -267,5 +264,48 @@ def save_result(result: TrainResult, results_dir: str | os.PathLike, **extra: An
     weights = models_bytes(result)
     atomic_write_bytes(path(results_dir, "models", key), weights)
     record = make_record(result, weights_sha256=hashlib.sha256(weights).hexdigest(), **extra)
-    write_record(record, path(results_dir, "runs", key))
+    atomic_write_text(path(results_dir, "runs", key), record_text(record))
     return record
+
+
+def write_failure(
+    results_dir: str | os.PathLike,
+    key: str,
+    error: str,
+    *,
+    job: str | None = None,
+    config: dict[str, Any] | None = None,
+) -> str:
+    """Write ``failed/<key>.json``; returns ``error``, with a clause added when the file cannot be
+    written (a full disk)."""
+    failure = {
+        "key": key,
+        "error": error,
+        "job": job,
+        "config": config,
+        "start_seconds": None,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    target = Path(results_dir) / "failed" / f"{key}.json"
+    try:
+        atomic_write_text(path(results_dir, "failed", key), json.dumps(failure, indent=1, allow_nan=False))
+    except (OSError, StoreError) as e:
+        return (
+            f"{error}; {target} could not be written either ({e.strerror if isinstance(e, OSError) else e})"
+        )
+    return error
+
+
+def read_failure(results_dir: str | os.PathLike, key: str) -> dict[str, Any] | None:
+    """``key``'s failure (its ``error`` escaped, ``errors.printable``), or None when none reads."""
+    with contextlib.suppress(OSError, ValueError):  # a StoreError is a ValueError
+        failure = read_json(path(results_dir, "failed", key))
+        if isinstance(failure, dict) and isinstance(failure.get("error"), str):
+            # Its text is shown in messages: escaped, so it cannot fake a line of its own.
+            return {**failure, "error": printable(failure["error"])}
+    return None
+
+
+def clear_failure(results_dir: str | os.PathLike, key: str) -> None:
+    """Remove ``key``'s failure file, if any."""
+    remove(results_dir, path(results_dir, "failed", key))

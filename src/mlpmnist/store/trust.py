@@ -202,10 +202,7 @@ def retire_legacy(root: Path, config: TrainConfig) -> bool:
     if legacy == config.key():
         return False
     old, why = problem(root, legacy, config)
-    if old is not None or why in ("no record", _ANOTHER):
-        return False
-    found, _ = find(root, config)
-    if found is None or found.key != config.key():
+    if old is not None or why in ("no record", _ANOTHER) or problem(root, config.key(), config)[0] is None:
         return False
     try:
         for kind in ("runs", "models", "notebooks", "logs", "failed"):

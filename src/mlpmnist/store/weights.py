@@ -14,7 +14,6 @@ import torch
 
 from mlpmnist.errors import StoreError, printable
 from mlpmnist.model import MLP
-from mlpmnist.store.files import atomic_write_bytes
 from mlpmnist.training.result import TrainResult
 
 
@@ -31,11 +30,6 @@ def models_bytes(result: TrainResult) -> bytes:
     buf = io.BytesIO()
     torch.save(payload, buf)
     return buf.getvalue()
-
-
-def save_models(result: TrainResult, target: str | os.PathLike) -> Path:
-    """Atomically write ``models_bytes(result)``; returns the path."""
-    return atomic_write_bytes(target, models_bytes(result))
 
 
 def sha256(source: Path, limit: int) -> str:

@@ -30,8 +30,7 @@ CPU_WORKERS = 2
 
 
 def _failed(task: jobs.JobTask, error: str) -> jobs.JobOutcome:
-    rows = {key: jobs.row("failed", error) for key in task.keys}
-    return jobs.JobOutcome(task.job, rows=rows, error=error)
+    return jobs.JobOutcome(task.job, rows={key: jobs.row("failed", error) for key in task.keys})
 
 
 class LocalBackend:

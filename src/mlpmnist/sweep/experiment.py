@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlpmnist import store
+from mlpmnist import paths, store
 from mlpmnist.config import FIELDS, TrainConfig, check_names
 from mlpmnist.data import loader as mdata
 from mlpmnist.store.checkpoint import Checkpoints
@@ -39,16 +39,6 @@ HEARTBEAT_S = 2.0
 def notebook_path() -> Path:
     """The experiment notebook shipped with the package."""
     return Path(str(resources.files("mlpmnist.sweep") / "experiment.ipynb"))
-
-
-def default_results_dir() -> Path:
-    """``results/`` of the source checkout the working directory lies in (where the sweep writes),
-    else ``./results``."""
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "src" / "mlpmnist").is_dir():
-            return folder / "results"
-    return here / "results"
 
 
 def heartbeat_path(results_dir: str | os.PathLike, job: str) -> Path:
@@ -114,7 +104,7 @@ def from_parameters(names: Mapping[str, Any], before: set[str] | frozenset[str] 
     return Experiments(
         configs=tuple(TrainConfig.from_mapping(d) for d in dicts),
         data_dir=names.get("data_dir"),
-        results_dir=Path(results_dir) if results_dir else default_results_dir(),
+        results_dir=Path(results_dir) if results_dir else paths.base() / "results",
         check_data=bool(names.get("check_data", True)),
         concurrency=names.get("concurrency"),
         **extra,
@@ -183,11 +173,10 @@ def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
     (``failed/<key>.json``) and the others go on. Each group resumes from its checkpoint
     (``store.checkpoint``), which goes once its experiments are stored."""
     t0 = time.time()
-    datasets: dict[str, mdata.Data] = {}
     rows: dict[str, dict] = {}
     with Heartbeat(heartbeat_path(exp.results_dir, exp.job)) as beat:
-        for dataset in dict.fromkeys(c.dataset for c in exp.configs):
-            datasets[dataset] = mdata.load(exp.data_dir, dataset=dataset, check=exp.check_data)
+        names = dict.fromkeys(c.dataset for c in exp.configs)
+        datasets = {d: mdata.load(exp.data_dir, dataset=d, check=exp.check_data) for d in names}
         by_device: dict[str, list] = {}
         for g in plan_groups(exp.configs):
             by_device.setdefault(g.config.device, []).append(g)
@@ -255,11 +244,6 @@ def _line(row: dict) -> str:
         f"{row['key']}: median final test accuracy {row['median_test_acc_%']:.2f}% "
         f"({row['seconds']:.1f} s){note}"
     )
-
-
-def done_keys(table: pd.DataFrame) -> list[str]:
-    """The keys of ``run``'s table whose experiments finished."""
-    return table.loc[table["status"] == "done", "key"].tolist()
 
 
 def check(table: pd.DataFrame) -> None:

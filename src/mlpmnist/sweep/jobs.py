@@ -3,16 +3,19 @@
 In a thread of the sweep's process or of a Dask worker, a job holds the lock of every experiment
 it runs, runs the notebook with papermill in ``.scratch/<job>/``, kills a kernel whose heartbeat
 stopped, and gives every experiment a copy of the executed notebook and of the kernel's log. A
-record has one writer, the kernel; the job only reads it.
+record has one writer, the kernel; the job only reads it. Its kernel runs this very interpreter
+and this mlpmnist, its output goes to the job's log, and it is killed with the job's thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import math
 import os
+import signal
 import socket
 import stat
 import sys
@@ -20,12 +23,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlpmnist import store
 from mlpmnist.config import TrainConfig
 from mlpmnist.errors import StoreError, printable
 from mlpmnist.store.locks import Claims, alive, owner
-from mlpmnist.sweep import kernels
 from mlpmnist.sweep.experiment import heartbeat_path
 
 #: Seconds between two looks of the watchdog at the kernel's heartbeat.
@@ -57,12 +60,11 @@ class JobTask:
 @dataclass
 class JobOutcome:
     """``rows``: key -> ``row`` of each experiment the job settled; ``held``: key -> who holds its
-    lock, for those left to another process; ``error``: what stopped the notebook, if anything."""
+    lock, for those left to another process."""
 
     job: str
     rows: dict[str, dict] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
 
 
 def row(status: str, error: str | None = None) -> dict:
@@ -106,7 +108,7 @@ class Watchdog:
                         "killed; raise --stall-timeout if it only runs slowly"
                     )
             if self.reason:
-                kernels.kill(self.managers)
+                kill(self.managers)
                 return
 
 
@@ -126,10 +128,9 @@ def execute(task: JobTask, stop: threading.Event | None = None) -> JobOutcome:
             if run and not stop.is_set():
                 _run(task, root, scratch, run, stop, out)
     except (OSError, StoreError) as e:  # its scratch folder, a lock file: not one experiment's
-        out.error = out.error or _cannot(e)
         for key in task.keys:
             if key not in out.rows and key not in out.held:
-                out.rows[key] = row("failed", store.write_failure(root, key, out.error, job=task.job))
+                out.rows[key] = row("failed", store.write_failure(root, key, _cannot(e), job=task.job))
     finally:
         ended.set()
         with contextlib.suppress(OSError, StoreError):
@@ -195,6 +196,7 @@ def _run(
         store.clear_failure(root, key)
     output, log = scratch / f"{task.job}.ipynb", scratch / "kernel.log"
     managers: list = []
+    error = None
     with (
         open(log, "w") as log_file,
         Watchdog(heartbeat_path(root, task.job), managers, task.stall_timeout, stop) as dog,
@@ -216,18 +218,16 @@ def _run(
                 kernel_name="python3",
                 progress_bar=False,
                 # No cwd=: papermill's chdir is process-wide, and a Dask worker runs several jobs.
-                kernel_manager_class=kernels.kernel_manager(log_file, managers),
+                kernel_manager_class=kernel_manager(log_file, managers),
             )
         except Exception as e:  # PapermillExecutionError carries the cell's exception
-            out.error = _short_error(e)
+            error = _short_error(e)
         finally:
             _in_job.active = False
-            kernels.kill(managers)  # normally gone already; after an error, never left behind
-    if dog.reason:
-        out.error = dog.reason
+            kill(managers)  # normally gone already; after an error, never left behind
     for key in run:
         config = TrainConfig.from_mapping(configs[key])
-        out.rows[key] = _settle(root, config, task.job, out.error, output, log, started_at)
+        out.rows[key] = _settle(root, config, task.job, dog.reason or error, output, log, started_at)
         out.rows[key]["seconds"] = out.rows[key].get("seconds") or time.perf_counter() - t0
 
 
@@ -333,10 +333,8 @@ def remove_dead_scratch(results_dir: str | os.PathLike) -> list[Path]:
             st = entry.lstat()
             if stat.S_ISLNK(st.st_mode):
                 dead = True
-            elif not stat.S_ISDIR(st.st_mode):
-                dead = time.time() - st.st_mtime > 86_400
             else:
-                try:
+                try:  # a file (not a folder) has no owner.json either: gone after a day
                     o = store.read_json(entry / "owner.json")
                     dead = o["host"] == here and not alive(int(o["pid"]))
                 except (OSError, ValueError, KeyError, TypeError):
@@ -347,3 +345,72 @@ def remove_dead_scratch(results_dir: str | os.PathLike) -> list[Path]:
         except (OSError, StoreError):  # unreadable, or gone meanwhile: left alone, and the sweep goes on
             continue
     return removed
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the kernel's process: SIGKILL it when the thread that started it dies, so a killed
+    sweep leaves no kernel behind."""
+    with contextlib.suppress(OSError, AttributeError):  # prctl is Linux's
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def kernel_env() -> dict[str, str]:
+    """This process's environment with the folder this mlpmnist is imported from first on
+    ``PYTHONPATH``, so the kernel runs the sweep's very code (not another installed mlpmnist)."""
+    here = str(Path(__file__).resolve().parents[2])  # src/ (this file is src/mlpmnist/sweep/jobs.py)
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([here, *rest])}
+
+
+def kernel_manager(log_file: Any, started: list) -> type:
+    """A kernel manager class whose kernels run ipykernel in this interpreter and this mlpmnist
+    (``kernel_env``), whatever a user's ``python3`` kernelspec names, write their output to
+    ``log_file``, die with their parent, and are listed in ``started`` (for the watchdog)."""
+    from jupyter_client.kernelspec import KernelSpec
+    from jupyter_client.manager import AsyncKernelManager
+
+    class JobKernelManager(AsyncKernelManager):
+        @property
+        def kernel_spec(self) -> Any:  # not the kernelspec installed under the kernel's name
+            if self._kernel_spec is None:
+                self._kernel_spec = KernelSpec(
+                    argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    display_name=f"mlpmnist job ({sys.executable})",
+                    language="python",
+                    resource_dir=str(Path(sys.executable).parent),
+                    metadata={"debugger": False},
+                )
+            return self._kernel_spec
+
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw.setdefault("stdout", log_file)
+            kw.setdefault("stderr", log_file)
+            kw.setdefault("preexec_fn", _die_with_parent)
+            # ipykernel's own log at ERROR: its start-up warning that a local kernel talks over TCP
+            # without encryption would open every experiment's log otherwise.
+            kw["extra_arguments"] = [*(kw.get("extra_arguments") or []), "--IPKernelApp.log_level=ERROR"]
+            kw.setdefault("env", kernel_env())
+            await super().start_kernel(**kw)
+            started.append(self)
+
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client's shutdown sends SIGINT before its shutdown request; a kernel that
+            # gets it inside a message handler logs "KeyboardInterrupt caught in kernel" in a
+            # run that went well. The shutdown request alone stops an idle kernel.
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
+    return JobKernelManager
+
+
+def kill(managers: list) -> None:
+    """SIGKILL the kernels of ``managers`` that still run."""
+    for km in managers:
+        pid = getattr(km.provisioner, "pid", None)
+        if pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)

@@ -30,8 +30,6 @@ class Progress:
 
     def poll(self) -> None:
         for key in sorted(self.pending):
-            if not store.path(self.root, "runs", key).is_file():
-                continue
             record, _ = store.problem(self.root, key)
             if record is not None and (record.get("job") or {}).get("id") in self.jobs:
                 self.pending.discard(key)

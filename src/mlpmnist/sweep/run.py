@@ -334,8 +334,7 @@ def _run_rounds(
     rows: dict[str, dict] = {}
     by_key = {e.key(): e for e in todo}
     for round_ in range(2):
-        n_jobs = backend.slots(config.workers)
-        tasks = _tasks(config, todo, n_jobs, root, data_dir)
+        tasks = _tasks(config, todo, backend.slots(config.workers), root, data_dir)
         watch.jobs |= {t.job for t in tasks}
         held: dict[str, str] = {}
         for out in backend.run(tasks, watch.poll):
