@@ -168,30 +168,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _model_experiment(df: Any, wanted: int | None, where: dict, results_dir: Path) -> tuple[str, str]:
-    """The key of the experiment in ``df`` whose models the model figures show, and why, in one
-    line: the best median final test accuracy (``stats.best_key``) among those at batch size
-    ``wanted`` (any when None) matching ``where``, as run.ipynb chooses. ``ValueError`` when none is."""
+    """The key of the experiment in ``df`` whose models the model figures show (``choice.choose_model``
+    among those at batch size ``wanted``, any when None, matching ``where``), and why, in one line."""
     from mlpmnist import store
-    from mlpmnist.analysis import stats
+    from mlpmnist.analysis import choice
     from mlpmnist.store.trust import matches
 
-    sizes = sorted(int(b) for b in df["batch_size"].unique())
     keys = sorted(
         df["key"].unique() if wanted is None else df.loc[df["batch_size"] == wanted, "key"].unique()
     )
-    if where:
-        keys = [k for k in keys if matches(store.trusted(results_dir, k).config, where)]
-    if not keys:
-        at = " ".join(
-            [f"--model-batch-size {wanted}"] * (wanted is not None) + [f"--model-where {where}"] * bool(where)
-        )
-        raise ValueError(
-            f"{at}: no experiment in {results_dir} at that point of the selection; batch sizes there: "
-            f"{', '.join(map(str, sizes))}; choose another"
-        )
-    key, median = stats.best_key(df, keys)
-    among = f"the best median final test accuracy ({100 * median:.2f}%) of {len(keys)} experiments"
-    why = "the one experiment there" if len(keys) == 1 else among
+    keys = [k for k in keys if not where or matches(store.trusted(results_dir, k).config, where)]
+    sizes = ", ".join(str(int(b)) for b in sorted(df["batch_size"].unique()))
+    fix = f"batch sizes in {results_dir}: {sizes}; choose another --model-batch-size or --model-where"
+    pinned = ({"batch_size": wanted} if wanted is not None else {}) | where
+    key, why = choice.choose_model(df, keys, pinned, "of the selection", fix)
     return key, f"model figures: {key}, {why}; --model-batch-size and --model-where choose another"
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from mlpmnist import paths
-from mlpmnist.analysis import stats
+from mlpmnist.analysis import choice
 from mlpmnist.analysis.columns import axis_label
 from mlpmnist.analysis.words import count as _count
 from mlpmnist.config import TrainConfig, check_names
@@ -136,41 +136,22 @@ class Study:
         axes = ["batch_size", *(k for k, v in self.sweep.grid.items() if k != "batch_size" and len(v) > 1)]
         return ", ".join(axis_label(k, getattr(config, k)) for k in axes)
 
-    def _among(self) -> str:
-        """Which experiments the model point is chosen among, in words: 'at batch 64, lr 0.1'."""
-        pinned = {"batch_size": self.model_batch_size} if self.model_batch_size is not None else {}
-        pinned |= dict(self.model_where)
-        return "at " + ", ".join(axis_label(k, v) for k, v in pinned.items()) if pinned else "of the grid"
-
     def choose_model(self, df: pd.DataFrame) -> ModelChoice:
-        """Whose models the model cells show, from the sweep's results frame ``df``: the one candidate,
-        or the best median (``stats.best_key``) of several. ``ValueError`` when none finished."""
+        """Whose models the model cells show, from the sweep's results frame ``df``
+        (``choice.choose_model``). ``ValueError`` when no candidate finished."""
         cands = self.model_candidates()
         done = set(df["key"]) if "key" in df.columns else set()
         # Each candidate by the key the frame holds it under: its own, or a store's legacy key.
         key = {c: c.key() if c.key() in done or c.legacy_key() not in done else c.legacy_key() for c in cands}
-        finished = [c for c in cands if key[c] in done]
-        if not finished:
-            raise ValueError(
-                f"no finished experiment {self._among()} to show the models of (see the sweep's table); "
-                "rerun the sweep or choose model_batch_size and model_where"
-            )
-        if len(cands) == 1:
-            chosen = finished[0]
-            why = f"Models of {self.label(chosen)} ({key[chosen]})."
-            return ModelChoice(chosen, self.label(chosen), why, key[chosen])
-        best, median = stats.best_key(df, [key[c] for c in finished])
-        chosen = next(c for c in finished if key[c] == best)
-        where = self._among()
-        if len(finished) == 1:
-            reason = f"the only one of the {_count(len(cands), 'experiment')} {where} that finished"
-        else:
-            reason = (
-                f"the highest median final test accuracy ({100 * median:.2f}%) of the {len(finished)} "
-                f"finished experiments {where}"
-            )
-        why = f"Models of {self.label(chosen)} ({key[chosen]}): {reason}; {self._hint(chosen)}."
-        return ModelChoice(chosen, self.label(chosen), why, key[chosen])
+        pinned = {"batch_size": self.model_batch_size} if self.model_batch_size is not None else {}
+        fix = "see the sweep's table; rerun the sweep or choose model_batch_size and model_where"
+        best, reason = choice.choose_model(
+            df, list(key.values()), pinned | dict(self.model_where), "of the grid", fix
+        )
+        chosen = next(c for c in cands if key[c] == best)
+        why = f"Models of {self.label(chosen)} ({best})"
+        why += "." if len(cands) == 1 else f": {reason}; {self._hint(chosen)}."
+        return ModelChoice(chosen, self.label(chosen), why, best)
 
     def _hint(self, chosen: TrainConfig) -> str:
         """How to show another point: a free parameter and another value of it (there is one, as
