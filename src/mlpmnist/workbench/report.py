@@ -1,7 +1,7 @@
 """Numbers that cannot go stale: the study's numbers as committed CSVs (``write_study``), and the
 README's generated blocks written from them (``readme_blocks``), each between two marker
-comments (``<!-- results-table:start -->`` ... ``<!-- results-table:end -->``), with a check that
-the two agree (``readme_mismatches``). Same CSVs, same text.
+comments (``<!-- results-table:start -->`` ... ``<!-- results-table:end -->``). Same CSVs, same
+text (tests/unit/test_report.py checks that the committed README agrees with the committed CSVs).
 """
 
 from __future__ import annotations
@@ -108,31 +108,6 @@ def update_readme(readme_path: str | os.PathLike, blocks: Mapping[str, str]) -> 
         text = text[:start] + "\n" + content.strip("\n") + "\n" + text[end:]
     remove_stale_temporaries(Path(readme_path).parent, Path(readme_path).name)  # a killed update's (W7)
     return atomic_write_text(readme_path, text)
-
-
-def readme_mismatches(readme_path: str | os.PathLike, media: str | os.PathLike) -> list[str]:
-    """Where the README's generated blocks differ from what the CSVs in ``media`` give (a summary
-    CSV's path reads as its folder), one line each (empty: they agree)."""
-    media = Path(media)
-    media = media.parent if media.suffix == ".csv" else media
-    text = Path(readme_path).read_text(encoding="utf-8")
-    out = []
-    for name, content in readme_blocks(media).items():
-        try:
-            start, end = _block(text, name)
-        except ValueError as e:
-            out.append(str(e))
-            continue
-        have = [line.rstrip() for line in text[start:end].strip("\n").splitlines()]
-        want = [line.rstrip() for line in content.strip("\n").splitlines()]
-        out += [
-            f"{name} line {i + 1}: README has {h!r}, the CSVs give {w!r}"
-            for i, (h, w) in enumerate(zip(have, want, strict=False))
-            if h != w
-        ]
-        if len(have) != len(want):
-            out.append(f"the README's {name} has {len(have)} lines, the CSVs' {len(want)}")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
