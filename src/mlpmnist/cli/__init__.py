@@ -31,8 +31,6 @@ from mlpmnist.data import loader as mdata
 from mlpmnist.errors import DataError, StoreError, SweepError, printable
 
 __all__ = ["build_parser", "config_from_args", "main", "parse_assignments", "sweep_config_from_args"]
-#: The summary command's formats (``analysis.tables.export`` writes all but text).
-EXPORTS = ("text", "csv", "markdown", "json")
 
 
 DESCRIPTION = """How batch size and epochs change what a small MLP learns on MNIST: train one
@@ -57,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"mlpmnist {paths.package_version()}")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
-    def command(name: str, about: str, func: Any, data: bool = True, progress: bool = False) -> Any:
+    def command(name: str, about: str, func: Any) -> Any:
         """The subcommand ``name`` with the flags it shares with others: ``--results`` (train has its
-        own), ``--where`` (figures, summary), ``--data`` and ``--no-progress``."""
+        own), ``--where`` (figures, summary), ``--data`` (not summary), ``--no-progress`` (train, sweep)."""
         p = sub.add_parser(name, help=about)
         p.set_defaults(func=func)
         if name != "train":
@@ -70,9 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--where", nargs="+", metavar="NAME=V1,V2", help="only these experiments, e.g. lr=0.1"
             )
-        if data:
+        if name != "summary":
             p.add_argument("--data", help=f"MNIST root (default ${mdata.ENV_VAR} or ./data)")
-        if progress:
+        if name in ("train", "sweep"):
             p.add_argument("--no-progress", action="store_true", help="no progress bar")
         return p
 
@@ -80,7 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         "train one configuration, all seeds in lockstep; --results stores it where a sweep finds it",
         cmd_train,
-        progress=True,
     )
     add_config_flags(t)
     t.add_argument("--out", type=Path, default=None, help="write the JSON run record here")
@@ -95,7 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
         "train every point of a grid into a results folder, skipping what is done and resuming "
         "what was interrupted (jobs of papermill experiment notebooks)",
         cmd_sweep,
-        progress=True,
     )
     add_config_flags(s, hidden=("batch_size",))
     s.add_argument(
@@ -149,11 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
         "summary",
         "print or export the summary table of a results folder, or compare two selections",
         cmd_summary,
-        data=False,
     )
     m.add_argument(
         "--format",
-        choices=EXPORTS,
+        choices=("text", "csv", "markdown", "json"),
         default="text",
         help="text (table and conclusions; default), csv (fractions in full), markdown (README's) or json",
     )

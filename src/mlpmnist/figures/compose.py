@@ -3,6 +3,7 @@ registry's order; and ``save_figures``."""
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +17,8 @@ from mlpmnist.figures import FORMATS, registry
 from mlpmnist.figures.embed import Embeddings
 from mlpmnist.figures.model import pick_model
 from mlpmnist.figures.registry import ModelView, StudyFrames
-from mlpmnist.figures.style import save
+from mlpmnist.figures.style import DPI
+from mlpmnist.store import atomic_write_bytes
 
 
 def study_figures(df: pd.DataFrame) -> dict[str, Figure]:
@@ -50,8 +52,15 @@ def tsne_figures(emb: Embeddings, label: str = "") -> dict[str, Figure]:
 
 
 def save_figures(figs: Mapping[str, Figure], folder: str | os.PathLike, format: str = "png") -> list[Path]:
-    """Write each figure as ``<folder>/<name>.<format>`` (``style.save``: display it first); returns
-    the paths. ``ValueError`` for another format, before anything is written."""
+    """Write each figure atomically as ``<folder>/<name>.<format>`` (PNG at ``style.DPI``) and release its
+    artists (display it first); returns the paths. ``ValueError`` for another format, before
+    anything is written."""
     if format not in FORMATS:
         raise ValueError(f"figure format must be one of {', '.join(FORMATS)}; got {format!r}")
-    return [save(fig, Path(folder) / f"{name}.{format}") for name, fig in figs.items()]
+    paths = []
+    for name, fig in figs.items():
+        buf = io.BytesIO()
+        fig.savefig(buf, format=format, dpi=DPI, facecolor="white")
+        fig.clear()
+        paths.append(atomic_write_bytes(Path(folder) / f"{name}.{format}", buf.getvalue()))
+    return paths
