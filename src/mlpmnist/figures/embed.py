@@ -185,13 +185,9 @@ def train_snapshots(cfg: TrainConfig, data: mdata.Data, progress: bool = False) 
     """Epoch -> MLP of the snapshot experiment ``cfg`` (``snapshot_config``'s) trained here on
     ``data`` (0 = the initialisation); ``progress``: train's bar."""
     snapshots = train(cfg, data, progress=progress, verbose=False).snapshots
-    models = {}
-    for epoch in cfg.snapshots:
-        sd = snapshots.get(float(epoch), [None])[0]
-        if sd is None:
-            raise RuntimeError(f"batch {cfg.batch_size}, seed {cfg.seeds[0]} diverged before epoch {epoch:g}")
-        models[int(epoch)] = MLP.from_state_dict(sd, cfg.activation)
-    return models
+    states = {int(e): snapshots.get(float(e), [None])[0] for e in cfg.snapshots}
+    models = {e: None if sd is None else MLP.from_state_dict(sd, cfg.activation) for e, sd in states.items()}
+    return _every_epoch(cfg, models)
 
 
 def stored_snapshots(
@@ -204,13 +200,17 @@ def stored_snapshots(
 
     found, _ = store.find(results_dir, cfg)
     if found is None:
-        sweep = SweepConfig(base=cfg, grid={"batch_size": [cfg.batch_size]}, results_dir=results_dir)
-        sweep = dataclasses.replace(sweep, data_dir=data_dir, workers=1)
+        grid = {"batch_size": [cfg.batch_size]}
+        sweep = SweepConfig(base=cfg, grid=grid, results_dir=results_dir, data_dir=data_dir, workers=1)
         outcome = run_sweep(sweep, progress=False, log=lambda line: None)
         if outcome.failed:
             raise RuntimeError(f"the t-SNE run {cfg.key()} failed: {outcome.failed[cfg.key()]}")
         found = store.trusted(results_dir, cfg)
-    models = {int(e): found.models(float(e)).get(cfg.seeds[0]) for e in cfg.snapshots}
+    return _every_epoch(cfg, {int(e): found.models(float(e)).get(cfg.seeds[0]) for e in cfg.snapshots})
+
+
+def _every_epoch(cfg: TrainConfig, models: dict[int, MLP | None]) -> dict[int, MLP]:
+    """``models`` (epoch -> model, None where the run had diverged); ``RuntimeError`` at a None."""
     if missing := [e for e, m in models.items() if m is None]:
         raise RuntimeError(f"batch {cfg.batch_size}, seed {cfg.seeds[0]} diverged before epoch {missing[0]}")
     return {e: m for e, m in models.items() if m is not None}

@@ -9,6 +9,7 @@ kernel it is ``sweep.run_sweep`` unchanged.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -41,7 +42,8 @@ class LiveView:
     """The live outputs of one sweep; experiments already done when it starts are shown at once."""
 
     def __init__(self, config: SweepConfig, log: Callable[[str], None] | None = None) -> None:
-        self.config, self.log = config, log or _stderr
+        self.config = config
+        self.log = log or functools.partial(print, file=sys.stderr, flush=True)
         self.experiments = config.experiments()
         self.records: dict[str, dict] = {}
         self.epochs: dict[str, tuple[float, int]] = {}
@@ -123,10 +125,6 @@ class LiveView:
                 }
             )
         return pd.DataFrame(rows)
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def run_sweep(config: SweepConfig, progress: bool = True, **kw: Any) -> SweepOutcome:

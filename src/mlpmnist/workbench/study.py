@@ -121,14 +121,16 @@ class Study:
         """``sweep_key`` of this study's sweep."""
         return sweep_key(self.sweep)
 
+    def _pinned(self) -> dict[str, Any]:
+        """The grid axes the model point is pinned to: ``model_batch_size`` (when set), ``model_where``."""
+        batch = {} if self.model_batch_size is None else {"batch_size": self.model_batch_size}
+        return batch | dict(self.model_where)
+
     def model_candidates(self) -> list[TrainConfig]:
-        """The grid's experiments at ``model_batch_size`` (any, when None) matching ``model_where``."""
-        return [
-            e
-            for e in self.sweep.grid_experiments()
-            if self.model_batch_size in (None, e.batch_size)
-            and all(_plain(getattr(e, k)) == _plain(v) for k, v in self.model_where.items())
-        ]
+        """The grid's experiments at the values ``_pinned`` says."""
+        pinned = self._pinned()
+        grid = self.sweep.grid_experiments()
+        return [e for e in grid if all(_plain(getattr(e, k)) == _plain(v) for k, v in pinned.items())]
 
     def label(self, config: TrainConfig) -> str:
         """``config``'s grid point in words: 'batch 64', or 'batch 64, lr 0.1' when the grid has
@@ -143,11 +145,8 @@ class Study:
         done = set(df["key"]) if "key" in df.columns else set()
         # Each candidate by the key the frame holds it under: its own, or a store's legacy key.
         key = {c: c.key() if c.key() in done or c.legacy_key() not in done else c.legacy_key() for c in cands}
-        pinned = {"batch_size": self.model_batch_size} if self.model_batch_size is not None else {}
         fix = "see the sweep's table; rerun the sweep or choose model_batch_size and model_where"
-        best, reason = choice.choose_model(
-            df, list(key.values()), pinned | dict(self.model_where), "of the grid", fix
-        )
+        best, reason = choice.choose_model(df, list(key.values()), self._pinned(), "of the grid", fix)
         chosen = next(c for c in cands if key[c] == best)
         why = f"Models of {self.label(chosen)} ({best})"
         why += "." if len(cands) == 1 else f": {reason}; {self._hint(chosen)}."
@@ -156,8 +155,7 @@ class Study:
     def _hint(self, chosen: TrainConfig) -> str:
         """How to show another point: a free parameter and another value of it (there is one, as
         ``choose_model`` asks only when there are several candidates)."""
-        pinned = {"batch_size"} if self.model_batch_size is not None else set()
-        free = [k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in {*pinned, *self.model_where}]
+        free = [k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in self._pinned()]
         name = free[0]
         other = next(v for v in self.sweep.grid[name] if _plain(v) != _plain(getattr(chosen, name)))
         if name == "batch_size":
