@@ -16,7 +16,7 @@ from mlpmnist import store as results
 from mlpmnist.data import loader as mdata
 from mlpmnist.figures import embed
 from mlpmnist.training.groups import plan_groups
-from mlpmnist.workbench.study import Study
+from mlpmnist.workbench.study import Study, sweep_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,16 +62,18 @@ def test_a_run_writes_under_its_results_folder_by_default(tmp_path, monkeypatch)
     monkeypatch.chdir(ROOT / "notebooks")
     study = Study.from_parameters(**SMALL, grid={"lr": [0.05, 0.1]})
     assert Path(study.sweep.results_dir) == ROOT / "results"
-    assert study.media_dir == ROOT / "results" / "studies" / study.key()
-    assert study.key().startswith("4exp-e1-s1-")
-    assert study.key() == Study.from_parameters(**SMALL, grid={"lr": [0.1, 0.05]}).key()  # same experiments
-    assert study.key() != Study.from_parameters(**SMALL).key()
+    assert study.media_dir == ROOT / "results" / "studies" / sweep_key(study.sweep)
+    assert sweep_key(study.sweep).startswith("4exp-e1-s1-")
+    assert sweep_key(study.sweep) == sweep_key(
+        Study.from_parameters(**SMALL, grid={"lr": [0.1, 0.05]}).sweep
+    )  # same experiments
+    assert sweep_key(study.sweep) != sweep_key(Study.from_parameters(**SMALL).sweep)
     explicit = Study.from_parameters(**SMALL, media_dir=tmp_path / "m", results_dir="elsewhere")
     assert explicit.media_dir == tmp_path / "m" and Path(explicit.sweep.results_dir) == ROOT / "elsewhere"
     assert study.describe().startswith(
         "4 experiments (batch_size [32, 64], lr [0.05, 0.1]), 1 seed each, 1 epoch\n"
     )
-    assert study.describe().endswith(f"figures and summary in results/studies/{study.key()}")
+    assert study.describe().endswith(f"figures and summary in results/studies/{sweep_key(study.sweep)}")
 
 
 @pytest.mark.parametrize(

@@ -85,12 +85,10 @@ def separation(points: np.ndarray, labels: np.ndarray, k: int = KNN_K, folds: in
 class Embeddings:
     """``points``: per epoch and image, epoch, index (into the test set), label (class index), x, y
     (t-SNE units). ``scores``: per epoch, test_acc (whole test set), knn_acc_2d, silhouette_2d,
-    knn_acc_64d and tsne_seconds. ``seconds``: wall time of all panels; ``batch_size``, ``seed``: the
-    trained model's, where known."""
+    knn_acc_64d and tsne_seconds. ``batch_size``, ``seed``: the trained model's, where known."""
 
     points: pd.DataFrame
     scores: pd.DataFrame
-    seconds: float
     spec: DatasetSpec
     batch_size: int | None = None
     seed: int | None = None
@@ -123,11 +121,9 @@ def embed_models(
     x, labels = test.x[idx], test.y[idx].numpy()
     epochs = sorted(models)
     feats = [hidden_features(models[e], x) for e in epochs]
-    t0 = time.perf_counter()
     jobs = (delayed(_panel)(f, labels, max_iter, random_state) for f in feats)
     run = Parallel(n_jobs=min(n_jobs, len(feats)), return_as="generator")(jobs)
     panels = list(tqdm(run, total=len(feats), desc="t-SNE panels", unit="panel", disable=not progress))
-    seconds = time.perf_counter() - t0
 
     points, scores, previous = [], [], None
     for epoch, (emb, sep, knn64, secs) in zip(epochs, panels, strict=True):
@@ -151,7 +147,7 @@ def embed_models(
                 "tsne_seconds": secs,
             }
         )
-    return Embeddings(pd.concat(points, ignore_index=True), pd.DataFrame(scores), seconds, data.spec)
+    return Embeddings(pd.concat(points, ignore_index=True), pd.DataFrame(scores), data.spec)
 
 
 def default_snapshots(epochs: int) -> tuple[int, ...]:

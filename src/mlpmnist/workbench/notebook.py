@@ -22,15 +22,14 @@ def _raised_here(tb: TracebackType | None) -> bool:
     return last is not None and Path(last.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE)
 
 
-def one_line_errors(shell: Any = None) -> bool:
-    """Install the one-line display of expected faults in ``shell`` (default: the running
-    IPython kernel). Returns False, doing nothing, outside IPython."""
+def one_line_errors() -> bool:
+    """Install the one-line display of expected faults in the running IPython kernel. Returns
+    False, doing nothing, outside IPython."""
+    from IPython import get_ipython
+
     from mlpmnist.errors import DataError, SweepError, printable
 
-    if shell is None:
-        from IPython import get_ipython
-
-        shell = get_ipython()
+    shell = get_ipython()
     if shell is None:
         return False
 

@@ -1,8 +1,8 @@
 """The study that ``run.ipynb`` tells: its parameters checked before anything runs
 (``Study.from_parameters``) and turned into a sweep, where its outputs go, and whose models its
 model cells show: unless the parameters pin it, the best median final test accuracy
-(``stats.best_key``), as ``python -m mlpmnist figures`` chooses. Relative paths are read from the
-repository root (``paths``); figures and summary go to ``results_dir/studies/<study key>/``
+(``analysis.choice``), as ``python -m mlpmnist figures`` chooses. Relative paths are read from the
+repository root (``paths``); figures and summary go to ``results_dir/studies/<sweep_key>/``
 unless ``media_dir`` says otherwise (``make study`` passes ``media_dir="media"``).
 """
 
@@ -27,7 +27,7 @@ from mlpmnist.model import MLP, n_parameters
 from mlpmnist.parameters import check_mapping, output_folder
 from mlpmnist.sweep.run import SweepConfig
 
-#: Under a results folder: one folder of figures and summary per study (``Study.key``).
+#: Under a results folder: one folder of figures and summary per study (``sweep_key``).
 STUDIES = "studies"
 #: What a study writes into its media folder: every study figure (PNG) and the summary CSV.
 MEDIA_FILES = (*(f"{n}.png" for n in registry.names(*registry.STUDY_SOURCES)), "study_summary.csv")
@@ -116,10 +116,6 @@ class Study:
         else:
             media = output_folder("media_dir", media_dir, MEDIA_FILES)
         return cls(sweep, model_batch_size, media, where, tuple(unused))
-
-    def key(self) -> str:
-        """``sweep_key`` of this study's sweep."""
-        return sweep_key(self.sweep)
 
     def _pinned(self) -> dict[str, Any]:
         """The grid axes the model point is pinned to: ``model_batch_size`` (when set), ``model_where``."""
