@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,9 @@ def in_kernel() -> bool:
 class LiveView:
     """The live outputs of one sweep; experiments already done when it starts are shown at once."""
 
-    def __init__(self, config: SweepConfig, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: SweepConfig) -> None:
         self.config = config
-        self.log = log or functools.partial(print, file=sys.stderr, flush=True)
+        self.log = functools.partial(print, file=sys.stderr, flush=True)
         self.experiments = config.experiments()
         self.records: dict[str, dict] = {}
         self.epochs: dict[str, tuple[float, int]] = {}
@@ -127,21 +126,14 @@ class LiveView:
         return pd.DataFrame(rows)
 
 
-def run_sweep(config: SweepConfig, progress: bool = True, **kw: Any) -> SweepOutcome:
-    """``sweep.run_sweep(config, progress, **kw)``, drawn live in a Jupyter kernel, where the live
-    table replaces the progress bar (an ``on_result`` in ``kw`` is called too)."""
+def run_sweep(config: SweepConfig, progress: bool = True) -> SweepOutcome:
+    """``sweep.run_sweep(config, progress)``, drawn live in a Jupyter kernel, where the live table
+    replaces the progress bar."""
     if not in_kernel():
-        return _run_sweep(config, progress=progress, **kw)
-    view = LiveView(config, kw.pop("log", None))
-    theirs: Callable[[str, dict], None] | None = kw.pop("on_result", None)
-
-    def on_result(key: str, record: dict) -> None:
-        view.update(key, record)
-        if theirs is not None:
-            theirs(key, record)
-
+        return _run_sweep(config, progress=progress)
+    view = LiveView(config)
     outcome = _run_sweep(
-        config, progress=False, log=view.log, on_result=on_result, on_progress=view.progress, **kw
+        config, progress=False, log=view.log, on_result=view.update, on_progress=view.progress
     )
     view.finish(outcome)
     return outcome
