@@ -188,7 +188,7 @@ def test_a_rerun_within_the_intervals_rewrites_the_prose_with_it(tmp_path):
 
 def test_the_committed_readmes_setup_sentence_matches_the_committed_summary():
     # The one hand-written sentence with numbers in the Results section, checked against the CSV.
-    s = report.read_summary(ROOT / report.SUMMARY_CSV).set_index("batch_size")
+    s = report.read_summary(ROOT / "media" / "study_summary.csv").set_index("batch_size")
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "ten seeds, sixty at batch 8" in text
     assert s.loc[8, "n"] == 60 and (s.drop(index=8)["n"] == 10).all()
