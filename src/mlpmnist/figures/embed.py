@@ -47,7 +47,7 @@ def hidden_features(model: MLP, x: torch.Tensor) -> np.ndarray:
     return model.eval().cpu().features(x.cpu()).numpy()
 
 
-def tsne(features: np.ndarray, random_state: int = TSNE_SEED, max_iter: int = TSNE_MAX_ITER) -> np.ndarray:
+def tsne(features: np.ndarray, max_iter: int = TSNE_MAX_ITER) -> np.ndarray:
     """2-D Barnes-Hut t-SNE of ``features`` [N, d] (PCA initialisation): float32 [N, 2].
     Single-threaded: t-SNE amplifies the last-bit difference of another summation order (OpenMP
     threads, whatever ``n_jobs`` says) into a visibly different map."""
@@ -60,7 +60,7 @@ def tsne(features: np.ndarray, random_state: int = TSNE_SEED, max_iter: int = TS
         init="pca",
         perplexity=perplexity,
         max_iter=max_iter,
-        random_state=random_state,
+        random_state=TSNE_SEED,
         n_jobs=1,
     )
     with threadpool_limits(limits=1):  # OpenMP (the gradient) and BLAS (the PCA init)
@@ -94,9 +94,9 @@ class Embeddings:
     seed: int | None = None
 
 
-def _panel(features: np.ndarray, labels: np.ndarray, max_iter: int, random_state: int) -> tuple:
+def _panel(features: np.ndarray, labels: np.ndarray, max_iter: int) -> tuple:
     t0 = time.perf_counter()
-    emb = tsne(features, random_state=random_state, max_iter=max_iter)
+    emb = tsne(features, max_iter=max_iter)
     seconds = time.perf_counter() - t0
     return emb, separation(emb, labels), separation(features, labels)["knn_acc"], seconds
 
@@ -106,7 +106,6 @@ def embed_models(
     data: mdata.Data,
     n: int = N_POINTS,
     max_iter: int = TSNE_MAX_ITER,
-    random_state: int = TSNE_SEED,
     n_jobs: int = 2,
     progress: bool = False,
 ) -> Embeddings:
@@ -121,7 +120,7 @@ def embed_models(
     x, labels = test.x[idx], test.y[idx].numpy()
     epochs = sorted(models)
     feats = [hidden_features(models[e], x) for e in epochs]
-    jobs = (delayed(_panel)(f, labels, max_iter, random_state) for f in feats)
+    jobs = (delayed(_panel)(f, labels, max_iter) for f in feats)
     run = Parallel(n_jobs=min(n_jobs, len(feats)), return_as="generator")(jobs)
     panels = list(tqdm(run, total=len(feats), desc="t-SNE panels", unit="panel", disable=not progress))
 

@@ -30,13 +30,6 @@ from mlpmnist.sweep.run import run_sweep as _run_sweep
 PROGRESS_S = 60.0
 
 
-def in_kernel() -> bool:
-    """True inside a Jupyter kernel (JupyterLab, Colab, papermill), where displays show."""
-    from IPython import get_ipython
-
-    return hasattr(get_ipython(), "kernel")
-
-
 class LiveView:
     """The live outputs of one sweep; experiments already done when it starts are shown at once."""
 
@@ -129,7 +122,9 @@ class LiveView:
 def run_sweep(config: SweepConfig, progress: bool = True) -> SweepOutcome:
     """``sweep.run_sweep(config, progress)``, drawn live in a Jupyter kernel, where the live table
     replaces the progress bar."""
-    if not in_kernel():
+    from IPython import get_ipython
+
+    if not hasattr(get_ipython(), "kernel"):  # not in Jupyter (JupyterLab, Colab, papermill): no displays
         return _run_sweep(config, progress=progress)
     view = LiveView(config)
     outcome = _run_sweep(
