@@ -16,7 +16,7 @@ from mlpmnist.data.loader import Data
 from mlpmnist.figures import FORMATS, registry
 from mlpmnist.figures.embed import Embeddings
 from mlpmnist.figures.model import pick_model
-from mlpmnist.figures.registry import ModelView, StudyFrames
+from mlpmnist.figures.registry import StudyFrames
 from mlpmnist.figures.style import DPI
 from mlpmnist.store import atomic_write_bytes
 
@@ -33,7 +33,7 @@ def final_accuracy_figure(df: pd.DataFrame) -> Figure:
 
 def data_figures(data: Data) -> dict[str, Figure]:
     """The figures of the data (its training split and spec)."""
-    return registry.draw("data", data)
+    return registry.draw("data", data.train, data.spec)
 
 
 def model_figures(models: Mapping[int, nn.Module], data: Data, label: str = "") -> dict[str, Figure]:
@@ -43,7 +43,7 @@ def model_figures(models: Mapping[int, nn.Module], data: Data, label: str = "") 
     who = ", ".join(p for p in (label, f"seed {seed}") if p)
     if len(models) > 1:
         who += f" (median of {len(models)} seeds)"
-    return registry.draw("model", ModelView(model, data.test, data.spec, who))
+    return registry.draw("model", model, data.test, data.spec, who)
 
 
 def tsne_figures(emb: Embeddings, label: str = "") -> dict[str, Figure]:

@@ -1,9 +1,10 @@
 """The one registry of every figure: its name (its file name without the suffix), its source and
 the function that draws it (whose docstring says what it shows); a new figure is its function and
 one entry below.
-Each source's ``draw`` takes: ``results`` a ``StudyFrames``, ``data`` the loaded ``Data``,
-``model`` a ``ModelView``, ``embedding`` an ``embed.Embeddings`` and a label, ``science`` the
-frames of ``mlpmnist.science`` its parameters name.
+Each source's ``draw`` takes: ``results`` a ``StudyFrames``, ``data`` a training split and its
+``DatasetSpec``, ``model`` a model, the split it is shown on, its spec and a label (titles),
+``embedding`` an ``embed.Embeddings`` and a label, ``science`` the frames of ``mlpmnist.science``
+its parameters name.
 """
 
 from __future__ import annotations
@@ -15,12 +16,9 @@ from typing import Any, Literal, get_args
 
 import pandas as pd
 from matplotlib.figure import Figure
-from torch import nn
 
 from mlpmnist.analysis import stats
 from mlpmnist.analysis.columns import dead_columns
-from mlpmnist.data.loader import Split
-from mlpmnist.data.specs import DatasetSpec
 from mlpmnist.figures import model, science, study, tsne
 
 Source = Literal["results", "data", "model", "embedding", "science"]
@@ -47,16 +45,6 @@ class StudyFrames:
     @cached_property
     def per(self) -> pd.DataFrame:
         return stats.per_epoch(self.curves)
-
-
-@dataclass(frozen=True)
-class ModelView:
-    """``model`` on ``split`` of ``spec``'s dataset, ``label`` naming it in titles."""
-
-    model: nn.Module
-    split: Split
-    spec: DatasetSpec
-    label: str = ""
 
 
 def _always(*inputs: Any) -> bool:
@@ -87,19 +75,11 @@ FIGURES: dict[str, Entry] = {
             lambda f: study.dead_units(f.curves, f.summ),
             when=lambda f: bool(dead_columns(f.curves)),  # records made before they were stored lack them
         ),
-        Entry("sample_digits", "data", lambda d: model.sample_digits(d.train, d.spec)),
-        Entry(
-            "confusion_matrix", "model", lambda m: model.confusion_matrix(m.model, m.split, m.spec, m.label)
-        ),
-        Entry(
-            "misclassified", "model", lambda m: model.misclassified(m.model, m.split, m.spec, label=m.label)
-        ),
-        Entry(
-            "predictions_last10",
-            "model",
-            lambda m: model.predictions_last10(m.model, m.split, m.spec, m.label),
-        ),
-        Entry("tsne_epochs", "embedding", lambda emb, label: tsne.plot_tsne(emb, label=label or None)),
+        Entry("sample_digits", "data", model.sample_digits),
+        Entry("confusion_matrix", "model", model.confusion_matrix),
+        Entry("misclassified", "model", model.misclassified),
+        Entry("predictions_last10", "model", model.predictions_last10),
+        Entry("tsne_epochs", "embedding", tsne.plot_tsne),
         Entry("science_lr_tuning", "science", science.lr_tuning),
         Entry("science_steps_to_target", "science", science.steps_to_target),
         Entry("science_ceiling", "science", science.ceiling),
