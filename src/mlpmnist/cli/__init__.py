@@ -163,22 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt, so each
-    ends the same way: jobs stopped, kernels killed, scratch folders removed, one line."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _on_signal(signum: int, frame: object) -> None:
-    # Once: a second signal must not cut short the cleanup the first one started.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
-
-
 def interrupted_message(args: argparse.Namespace, signum: int) -> str:
     """What an interrupt of ``args.command`` leaves, in words: only what is true for it."""
     how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
@@ -197,16 +181,25 @@ def interrupted_message(args: argparse.Namespace, signum: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status (128 + the signal's number when interrupted)."""
-
     args = build_parser().parse_args(argv)
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        # SIGTERM and SIGHUP end like Ctrl-C: jobs stopped, kernels killed, scratch folders removed,
+        # one line. Once: a second signal must not cut short the cleanup the first one started.
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+        received.append(signum)
+        raise KeyboardInterrupt
+
     main_thread = threading.current_thread() is threading.main_thread()  # else handlers cannot be set
-    before = {sig: signal.signal(sig, _on_signal) for sig in signals} if main_thread else {}
+    before = {sig: signal.signal(sig, on_signal) for sig in signals} if main_thread else {}
     stdout, sys.stdout = sys.stdout, PipeSafe(sys.stdout)
     try:
         return args.func(args)
-    except KeyboardInterrupt as e:
-        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+    except KeyboardInterrupt:
+        signum = received[0] if received else signal.SIGINT
         print(f"error: {interrupted_message(args, signum)}", file=sys.stderr)
         return 128 + signum
     except SweepError as e:

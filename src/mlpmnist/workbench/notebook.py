@@ -7,6 +7,7 @@ and those raised outside mlpmnist, keep theirs; ``%tb`` prints it; the cell stil
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -16,10 +17,8 @@ PACKAGE = Path(__file__).resolve().parent.parent  # mlpmnist itself, not only th
 
 def _raised_here(tb: TracebackType | None) -> bool:
     """Whether the innermost frame of ``tb`` is in mlpmnist's own code."""
-    last = None
-    while tb is not None:
-        last, tb = tb, tb.tb_next
-    return last is not None and Path(last.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE)
+    frames = traceback.extract_tb(tb)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(PACKAGE)
 
 
 def one_line_errors() -> bool:
