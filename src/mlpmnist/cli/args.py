@@ -70,9 +70,8 @@ def add_config_flags(p: argparse.ArgumentParser, hidden: Sequence[str] = ()) -> 
     defaults = TrainConfig()
     for name, f in FIELDS.items():
         kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
-        kw["help"] = f"{f.metadata['help']} (default: {_shown(getattr(defaults, name))})"
-        if name in hidden:
-            kw["help"] = argparse.SUPPRESS
+        shown = f"{f.metadata['help']} (default: {_shown(getattr(defaults, name))})"
+        kw["help"] = argparse.SUPPRESS if name in hidden else shown
         kind = field_types()[name]
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction

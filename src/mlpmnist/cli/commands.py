@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -100,7 +99,7 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
     """The ``SweepConfig`` of the sweep command's flags. A config flag that a grid axis
     overrides (``--batch-size`` beside the default batch-size axis, ``--lr`` beside
     ``--grid lr=...``) is refused with the flag it probably meant, never silently ignored."""
-    from mlpmnist.sweep.run import SweepConfig
+    from mlpmnist.sweep.run import REFERENCE_BATCH_SIZES, SweepConfig
 
     grid = parse_assignments(args.grid or [], "grid axis")
     if args.batch_sizes:
@@ -121,8 +120,9 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
             instead = f"--grid {name}=" + ("..." if isinstance(value, list) else shown)
             why = f"{name} is a grid axis (--grid {name}=...)"
         raise ValueError(f"{flag} {shown} is not used by sweep: {why}; did you mean {instead}?")
-    config = SweepConfig(
+    return SweepConfig(
         base=config_from_args(args),
+        grid=grid or {"batch_size": list(REFERENCE_BATCH_SIZES)},
         results_dir=args.results,
         data_dir=args.data,
         workers=args.workers,
@@ -133,7 +133,6 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
         lock_timeout=args.lock_timeout,
         stall_timeout=args.stall_timeout,
     )
-    return dataclasses.replace(config, grid=grid) if grid else config
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
