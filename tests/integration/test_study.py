@@ -145,8 +145,8 @@ def test_tsne_snapshots_lie_within_the_studys_epochs(two_lrs, mnist):
     saved = results.frame([results.make_record(train(chosen.config, mnist, progress=False, verbose=False))])
     acc = float((models[1](mnist.test.x).argmax(1) == mnist.test.y).double().mean())
     assert acc == pytest.approx(saved["test_acc"].iloc[-1], abs=2e-4)  # the study's own model, not more
-    per_seed = embed.snapshot_config(TrainConfig(seeds=(3, 4), lr=(0.01, 0.2)), epochs=[0, 5], seed=4)
-    assert (per_seed.seeds, per_seed.lr, per_seed.epochs, per_seed.snapshots) == ((4,), 0.2, 15, (0, 5))
+    per_seed = embed.snapshot_config(TrainConfig(seeds=(3, 4), lr=(0.2, 0.01)), epochs=[0, 5])
+    assert (per_seed.seeds, per_seed.lr, per_seed.epochs, per_seed.snapshots) == ((3,), 0.2, 15, (0, 5))
     with pytest.raises(ValueError, match="t-SNE epochs must be"):
         embed.snapshot_config(None, epochs=[0, 1.5])
     # The m11: a study of 2 epochs never retrains to epoch 50.

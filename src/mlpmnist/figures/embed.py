@@ -154,11 +154,9 @@ def default_snapshots(epochs: int) -> tuple[int, ...]:
     return tuple(sorted({0, min(1, epochs), round(epochs / 3), round(2 * epochs / 3), epochs}))
 
 
-def snapshot_config(
-    base: TrainConfig | None = None, epochs: Sequence[int] | None = None, seed: int | None = None
-) -> TrainConfig:
+def snapshot_config(base: TrainConfig | None = None, epochs: Sequence[int] | None = None) -> TrainConfig:
     """The one-seed experiment whose snapshots t-SNE embeds: ``base`` (default: the defaults) with
-    the one seed ``seed`` (default: its first) at that seed's lr, and ``snapshots`` at ``epochs``
+    only its first seed, at that seed's lr, and ``snapshots`` at ``epochs``
     (default ``default_snapshots``). ``ValueError`` for epochs that are not integers in [0, the
     run's epochs]: the snapshots come from the run the study made, never from training past it."""
     base = TrainConfig() if base is None else base
@@ -170,10 +168,8 @@ def snapshot_config(
             f"t-SNE epochs {list(epochs)} go past the run's {base.epochs} epochs; choose epochs within "
             f"0-{base.epochs} (or None: {list(default_snapshots(base.epochs))})"
         )
-    seed = base.seeds[0] if seed is None else seed
-    lr = base.lrs[base.seeds.index(seed)] if seed in base.seeds else base.lrs[0]
     snapshots = tuple(sorted({float(e) for e in epochs}))
-    return dataclasses.replace(base, seeds=(seed,), lr=lr, snapshots=snapshots)
+    return dataclasses.replace(base, seeds=base.seeds[:1], lr=base.lrs[0], snapshots=snapshots)
 
 
 def train_snapshots(cfg: TrainConfig, data: mdata.Data, progress: bool = False) -> dict[int, MLP]:
