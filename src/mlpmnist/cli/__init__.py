@@ -1,9 +1,8 @@
 """Command line: ``python -m mlpmnist {train,sweep,figures,summary} ...``.
 
 The flags that say what a run computes are generated from ``TrainConfig``'s fields. Every expected
-fault ends with one line on stderr, ``error: <what>, <where>; <what to do>``, and the exit status
-of ``EPILOG``: 2 bad input (found before any work), 3 an experiment failed or has failed seeds,
-128 + the signal's number when interrupted (SIGTERM and SIGHUP end like Ctrl-C).
+fault ends with one line on stderr, ``error: <what>, <where>; <what to do>``, and an exit status
+that ``EPILOG`` lists (128 + the signal's number when interrupted).
 """
 
 from __future__ import annotations
