@@ -47,10 +47,6 @@ class StudyFrames:
         return stats.per_epoch(self.curves)
 
 
-def _always(*inputs: Any) -> bool:
-    return True
-
-
 @dataclass(frozen=True)
 class Entry:
     """One figure: ``draw`` (inputs -> ``Figure``; its docstring says what it shows), ``when`` inputs
@@ -59,7 +55,7 @@ class Entry:
     name: str
     source: Source
     draw: Callable[..., Figure]
-    when: Callable[..., bool] = _always
+    when: Callable[..., bool] = lambda *inputs: True
 
 
 FIGURES: dict[str, Entry] = {
