@@ -186,9 +186,10 @@ def _model_experiment(df: Any, wanted: int | None, where: dict, results_dir: Pat
 
 def cmd_figures(args: argparse.Namespace) -> int:
     from mlpmnist import store
-    from mlpmnist.analysis.columns import config_label, dataset_names, varying_axes
+    from mlpmnist.analysis.columns import config_label, dataset_names
     from mlpmnist.figures import compose as figures
     from mlpmnist.figures import embed
+    from mlpmnist.figures.style import facet_axes
 
     check_backend()
     # Everything is read and checked before anything is written: the records, the model
@@ -199,7 +200,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     chosen = store.trusted(args.results, key)
     models = chosen.models()
     rows = df[df["key"] == key]
-    label = config_label(rows.iloc[0], ["batch_size", *(c for c in varying_axes(df) if c != "batch_size")])
+    label = config_label(rows.iloc[0], ["batch_size", *facet_axes(df)])
     data = mdata.load(args.data, dataset=dataset_names(rows).iloc[0])
     tsne = embed.snapshot_config(chosen.config) if args.tsne else None
     media = writable_folder(args.media if args.media is not None else args.results / "media", "--media")
