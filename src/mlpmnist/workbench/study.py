@@ -26,6 +26,7 @@ from mlpmnist.figures import registry
 from mlpmnist.model import MLP, n_parameters
 from mlpmnist.parameters import check_mapping, output_folder
 from mlpmnist.sweep.run import SweepConfig
+from mlpmnist.values import plain
 
 #: Under a results folder: one folder of figures and summary per study (``sweep_key``).
 STUDIES = "studies"
@@ -42,10 +43,6 @@ class ModelChoice:
     label: str
     why: str
     key: str  # the key its store holds it by (a legacy key in a store made before 16-digit keys)
-
-
-def _plain(v: Any) -> Any:
-    return tuple(v) if isinstance(v, list) else v
 
 
 @dataclass(frozen=True)
@@ -126,7 +123,7 @@ class Study:
         """The grid's experiments at the values ``_pinned`` says."""
         pinned = self._pinned()
         grid = self.sweep.grid_experiments()
-        return [e for e in grid if all(_plain(getattr(e, k)) == _plain(v) for k, v in pinned.items())]
+        return [e for e in grid if all(plain(getattr(e, k)) == plain(v) for k, v in pinned.items())]
 
     def label(self, config: TrainConfig) -> str:
         """``config``'s grid point in words: 'batch 64', or 'batch 64, lr 0.1' when the grid has
@@ -153,7 +150,7 @@ class Study:
         ``choose_model`` asks only when there are several candidates)."""
         free = [k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in self._pinned()]
         name = free[0]
-        other = next(v for v in self.sweep.grid[name] if _plain(v) != _plain(getattr(chosen, name)))
+        other = next(v for v in self.sweep.grid[name] if plain(v) != plain(getattr(chosen, name)))
         if name == "batch_size":
             return f"set model_batch_size (e.g. {other}) or model_where to show another"
         return f"set model_where (e.g. {{{name!r}: {other!r}}}) to show another"
@@ -221,7 +218,7 @@ def _check_where(where: Mapping[str, Any] | None, sweep: SweepConfig) -> dict[st
                 f"model_where names {name!r}, which is not a grid axis; "
                 + (f"the grid's other axes are {axes}" if axes else "the grid has no other axis: use {}")
             )
-        if _plain(value) not in values:
+        if plain(value) not in values:
             raise ValueError(f"model_where {name}={value!r} is not one of the grid's values {list(values)}")
-        out[name] = _plain(value)
+        out[name] = plain(value)
     return out
