@@ -45,8 +45,7 @@ def plot_tsne(emb: Embeddings, label: str = "", ncols: int = 4) -> Figure:
             ax.set(xticks=[], yticks=[])
             ax.grid(False)
             ax.set_aspect("equal", adjustable="datalim")
-            for side in ("top", "right"):
-                ax.spines[side].set_visible(True)
+            ax.spines[["top", "right"]].set_visible(True)
             s = scores.loc[epoch]
             name = "before training" if epoch == 0 else f"epoch {epoch}"
             ax.set_title(
