@@ -1,10 +1,12 @@
 """What the analysis, figures and workbench tests share: results frames shaped like the store's,
-made from measured seed outcomes (no data files)."""
+made from measured seed outcomes (no data files), and the check that the README's generated blocks
+agree with the CSVs they are written from."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,3 +83,30 @@ def make_history(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def readme_mismatches(readme_path: Path, media: Path) -> list[str]:
+    """Where the README's generated blocks differ from what the CSVs in ``media`` give (a summary
+    CSV's path reads as its folder), one line each (empty: they agree)."""
+    from mlpmnist.workbench import report
+
+    media = Path(media)
+    media = media.parent if media.suffix == ".csv" else media
+    text = Path(readme_path).read_text(encoding="utf-8")
+    out = []
+    for name, content in report.readme_blocks(media).items():
+        try:
+            start, end = report._block(text, name)
+        except ValueError as e:
+            out.append(str(e))
+            continue
+        have = [line.rstrip() for line in text[start:end].strip("\n").splitlines()]
+        want = [line.rstrip() for line in content.strip("\n").splitlines()]
+        out += [
+            f"{name} line {i + 1}: README has {h!r}, the CSVs give {w!r}"
+            for i, (h, w) in enumerate(zip(have, want, strict=False))
+            if h != w
+        ]
+        if len(have) != len(want):
+            out.append(f"the README's {name} has {len(have)} lines, the CSVs' {len(want)}")
+    return out

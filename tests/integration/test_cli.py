@@ -92,7 +92,7 @@ def test_figures_end_to_end(results_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv,words",
     [
-        (["--model-batch-size", "7"], ["--model-batch-size 7: no experiment", "batch sizes there: 90"]),
+        (["--model-batch-size", "7"], ["no finished experiment at batch 7", "res: 90; choose another"]),
         (["--where", "lr=0.5"], ["no run records matching the selection"]),
         (["--where", "batchsize=90"], ["batchsize", "batch_size"]),
         (["--data", "nowhere"], ["nowhere"]),

@@ -158,16 +158,16 @@ def test_figures_show_the_best_median_by_default(store, capsys, tmp_path):
     code, out, err = run(capsys, "figures", "--results", str(store), "--where", "lr=0.1",
                          "--media", str(tmp_path / "m"))  # fmt: skip
     assert code == 0, err
-    assert out.startswith(f"model figures: {best}, the best median final test accuracy (")
+    assert out.startswith(f"model figures: {best}, the highest median final test accuracy (")
     assert (tmp_path / "m" / "predictions_last10.png").is_file()
     # --model-where pins the model point without narrowing the figures (every lr is drawn).
     code, out, err = run(capsys, "figures", "--results", str(store), "--model-batch-size", "100",
                          "--model-where", "lr=0.1", "--media", str(tmp_path / "n"))  # fmt: skip
     assert code == 0, err
-    assert out.startswith("model figures: bs0100-lr0.1-") and "the one experiment there" in out
+    assert out.startswith("model figures: bs0100-lr0.1-") and "one experiment at batch 100, lr 0.1;" in out
     code, _, err = run(capsys, "figures", "--results", str(store), "--model-batch-size", "7",
                        "--media", str(tmp_path / "o"))  # fmt: skip
-    assert code == 2 and "--model-batch-size 7: no experiment" in err and not (tmp_path / "o").exists()
+    assert code == 2 and "no finished experiment at batch 7 to show" in err and not (tmp_path / "o").exists()
 
 
 def test_a_sweep_refused_for_missing_data_leaves_no_results_folder(capsys, tmp_path):

@@ -16,7 +16,7 @@ from mlpmnist import store as results
 from mlpmnist.data import loader as mdata
 from mlpmnist.figures import embed
 from mlpmnist.training.groups import plan_groups
-from mlpmnist.workbench.study import Study
+from mlpmnist.workbench.study import Study, sweep_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,16 +62,18 @@ def test_a_run_writes_under_its_results_folder_by_default(tmp_path, monkeypatch)
     monkeypatch.chdir(ROOT / "notebooks")
     study = Study.from_parameters(**SMALL, grid={"lr": [0.05, 0.1]})
     assert Path(study.sweep.results_dir) == ROOT / "results"
-    assert study.media_dir == ROOT / "results" / "studies" / study.key()
-    assert study.key().startswith("4exp-e1-s1-")
-    assert study.key() == Study.from_parameters(**SMALL, grid={"lr": [0.1, 0.05]}).key()  # same experiments
-    assert study.key() != Study.from_parameters(**SMALL).key()
+    assert study.media_dir == ROOT / "results" / "studies" / sweep_key(study.sweep)
+    assert sweep_key(study.sweep).startswith("4exp-e1-s1-")
+    assert sweep_key(study.sweep) == sweep_key(
+        Study.from_parameters(**SMALL, grid={"lr": [0.1, 0.05]}).sweep
+    )  # same experiments
+    assert sweep_key(study.sweep) != sweep_key(Study.from_parameters(**SMALL).sweep)
     explicit = Study.from_parameters(**SMALL, media_dir=tmp_path / "m", results_dir="elsewhere")
     assert explicit.media_dir == tmp_path / "m" and Path(explicit.sweep.results_dir) == ROOT / "elsewhere"
     assert study.describe().startswith(
         "4 experiments (batch_size [32, 64], lr [0.05, 0.1]), 1 seed each, 1 epoch\n"
     )
-    assert study.describe().endswith(f"figures and summary in results/studies/{study.key()}")
+    assert study.describe().endswith(f"figures and summary in results/studies/{sweep_key(study.sweep)}")
 
 
 @pytest.mark.parametrize(
@@ -143,8 +145,8 @@ def test_tsne_snapshots_lie_within_the_studys_epochs(two_lrs, mnist):
     saved = results.frame([results.make_record(train(chosen.config, mnist, progress=False, verbose=False))])
     acc = float((models[1](mnist.test.x).argmax(1) == mnist.test.y).double().mean())
     assert acc == pytest.approx(saved["test_acc"].iloc[-1], abs=2e-4)  # the study's own model, not more
-    per_seed = embed.snapshot_config(TrainConfig(seeds=(3, 4), lr=(0.01, 0.2)), epochs=[0, 5], seed=4)
-    assert (per_seed.seeds, per_seed.lr, per_seed.epochs, per_seed.snapshots) == ((4,), 0.2, 15, (0, 5))
+    per_seed = embed.snapshot_config(TrainConfig(seeds=(3, 4), lr=(0.2, 0.01)), epochs=[0, 5])
+    assert (per_seed.seeds, per_seed.lr, per_seed.epochs, per_seed.snapshots) == ((3,), 0.2, 15, (0, 5))
     with pytest.raises(ValueError, match="t-SNE epochs must be"):
         embed.snapshot_config(None, epochs=[0, 1.5])
     # The m11: a study of 2 epochs never retrains to epoch 50.

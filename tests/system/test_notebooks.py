@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from checkout import copy_checkout, execute, status
+from studies import readme_mismatches
 
 from mlpmnist.figures import registry
 from mlpmnist.workbench import publish, report
@@ -165,6 +166,6 @@ def test_a_rerun_that_computes_the_same_numbers_publishes_the_same_bytes(tmp_pat
     assert status(repo) == ""  # ...the second, with the same numbers, not a byte
     published = (repo / "run.ipynb").read_text()
     assert "2 of 2 experiments done, 0 failed" in published and '"duration"' not in published
-    assert report.readme_mismatches(repo / "README.md", repo / "media") == []
+    assert readme_mismatches(repo / "README.md", repo / "media") == []
     readme = (repo / "README.md").read_text()
     assert "Holm-adjusted over the 1 pair of configurations" in readme

@@ -19,7 +19,7 @@ from mlpmnist.science import presets, runs, summary
 from mlpmnist.sweep.backends import check_address
 from mlpmnist.sweep.run import MAX_WORKERS, SweepConfig, plan_jobs
 from mlpmnist.training import health, memory
-from mlpmnist.workbench import publish, report
+from mlpmnist.workbench import publish
 from mlpmnist.workbench.study import Study
 
 # ------------------------------------------------------------------------ W4: keys
@@ -167,29 +167,6 @@ def test_a_bogus_matplotlib_backend_is_named(tmp_path, monkeypatch, capsys):
     assert err.startswith("error: MPLBACKEND='bogus' is not a matplotlib backend") and "agg" in err
 
 
-def test_report_ends_in_one_line(tmp_path, capsys):
-    (tmp_path / "bad").mkdir()
-    bad_csv = tmp_path / "bad" / "study_summary.csv"
-    bad_csv.write_text("a,b\n1,2\n")
-    readme = tmp_path / "README.md"
-    readme.write_text("no markers\n")
-    cases = [
-        ([str(tmp_path / "none.csv")], "none.csv holds no readable summary (No such file or directory)"),
-        ([str(tmp_path)], "holds no readable summary (neither study_summary.csv nor"),
-        ([str(bad_csv)], "study_summary.csv holds no readable summary (no column"),
-        (["a", "b", "c"], "usage: python -m mlpmnist.workbench.report"),
-        (
-            [str(COMMITTED_SUMMARY), str(readme)],
-            "README.md (the README must hold <!-- ",  # the first block media/ has, study or science
-        ),
-    ]
-    for argv, words in cases:
-        assert report.main(argv) == 2
-        err = capsys.readouterr().err
-        assert words in err and len(err.strip().splitlines()) == 1, err
-
-
-COMMITTED_SUMMARY = Path(__file__).parents[2] / "media" / "study_summary.csv"
 STUDY = dict(batch_sizes=[64], epochs=1, seeds="0-1", lr=0.1, model_batch_size=64)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from studies import B8, B128, make_history
+from studies import B8, B128, make_history, readme_mismatches
 
 from mlpmnist import sweep
 from mlpmnist.analysis import compare, stats
@@ -127,7 +127,7 @@ def test_publish_copies_the_media_and_writes_the_readmes_blocks(tmp_path, capsys
     assert sorted(p.name for p in (tmp_path / "media").iterdir()) == sorted(
         ["final_accuracy_vs_batch.png", *(f for k, f in report.FILES.items() if k != "science")]
     )
-    assert report.readme_mismatches(readme, tmp_path / "media") == []
+    assert readme_mismatches(readme, tmp_path / "media") == []
     assert "(stale)" not in readme.read_text() and readme.read_text().endswith("The end.\n")
     before = {p: p.read_bytes() for p in [readme, tmp_path / "run.ipynb", *(tmp_path / "media").iterdir()]}
     assert publish.main([*args, "--media", str(study), str(tmp_path / "media"), "--readme", str(readme)]) == 0

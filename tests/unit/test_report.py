@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from studies import B8, B128, make_history
+from studies import B8, B128, make_history, readme_mismatches
 
 from mlpmnist.analysis import compare, stats, tables
 from mlpmnist.workbench import report
@@ -85,13 +85,13 @@ def test_an_old_summary_csv_reads_with_failures_and_outliers_apart(tmp_path):
 def test_update_readme_round_trip(summary_csv, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(README)
-    assert report.readme_mismatches(readme, summary_csv)
+    assert readme_mismatches(readme, summary_csv)
     report.update_readme(readme, {"results-table": readme_table(summary_csv)})
     text = readme.read_text()
     assert text.startswith("# A project\n\nSome prose.\n\n<!-- results-table:start -->\n| batch size")
     assert text.endswith("<!-- results-table:end -->\n\nMore prose, kept byte for byte.\n")
     assert "(stale)" not in text
-    assert report.readme_mismatches(readme, summary_csv) == []
+    assert readme_mismatches(readme, summary_csv) == []
     report.update_readme(readme, {"results-table": readme_table(summary_csv)})
     assert readme.read_text() == text  # idempotent
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
@@ -104,7 +104,7 @@ def test_a_changed_summary_is_a_mismatch(summary_csv, tmp_path):
     s = pd.read_csv(summary_csv)
     s.loc[1, "median"] += 0.001  # batch 128, 0.1 points
     s.to_csv(summary_csv, index=False)
-    (problem,) = report.readme_mismatches(readme, summary_csv)
+    (problem,) = readme_mismatches(readme, summary_csv)
     assert problem.startswith("results-table line 4: README has '| 128 |")
 
 
@@ -114,14 +114,14 @@ def test_missing_markers(summary_csv, tmp_path):
     with pytest.raises(ValueError, match="results-table:start"):
         report.update_readme(readme, {"results-table": "| x |"})
     assert readme.read_text() == "# no markers\n"
-    assert "results-table:start" in report.readme_mismatches(readme, summary_csv)[0]
+    assert "results-table:start" in readme_mismatches(readme, summary_csv)[0]
 
 
 def test_committed_readme_agrees_with_the_committed_numbers():
     # Every generated block whose CSV is committed: the table (study_summary.csv), the findings
     # (with study_pairs.csv) and the dead units (study_dead_units.csv).
     media, readme = ROOT / "media", ROOT / "README.md"
-    assert report.readme_mismatches(readme, media) == []
+    assert readme_mismatches(readme, media) == []
     text = readme.read_text(encoding="utf-8")
     for name in report.BLOCKS:
         assert all(m in text for m in report.markers(name)), name
@@ -163,7 +163,7 @@ def test_every_block_of_the_study_text_is_generated_from_the_csvs(tmp_path):
     report.update_readme(readme, blocks)
     text = readme.read_text()
     assert "(stale)" not in text and "hand-written" not in text and "\nProse.\n" in text
-    assert report.readme_mismatches(readme, media) == []
+    assert readme_mismatches(readme, media) == []
     findings_block = text.split("<!-- results-findings:start -->")[1].split("<!-- results-findings:end -->")[
         0
     ]
@@ -181,14 +181,14 @@ def test_a_rerun_within_the_intervals_rewrites_the_prose_with_it(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(STUDY_README)
     report.update_readme(readme, report.readme_blocks(first))
-    assert report.readme_mismatches(readme, again)  # the old text no longer matches
+    assert readme_mismatches(readme, again)  # the old text no longer matches
     report.update_readme(readme, report.readme_blocks(again))
-    assert report.readme_mismatches(readme, again) == [] and report.readme_mismatches(readme, first)
+    assert readme_mismatches(readme, again) == [] and readme_mismatches(readme, first)
 
 
 def test_the_committed_readmes_setup_sentence_matches_the_committed_summary():
     # The one hand-written sentence with numbers in the Results section, checked against the CSV.
-    s = report.read_summary(ROOT / report.SUMMARY_CSV).set_index("batch_size")
+    s = report.read_summary(ROOT / "media" / "study_summary.csv").set_index("batch_size")
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "ten seeds, sixty at batch 8" in text
     assert s.loc[8, "n"] == 60 and (s.drop(index=8)["n"] == 10).all()

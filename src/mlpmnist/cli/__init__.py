@@ -1,9 +1,8 @@
 """Command line: ``python -m mlpmnist {train,sweep,figures,summary} ...``.
 
 The flags that say what a run computes are generated from ``TrainConfig``'s fields. Every expected
-fault ends with one line on stderr, ``error: <what>, <where>; <what to do>``, and the exit status
-of ``EPILOG``: 2 bad input (found before any work), 3 an experiment failed or has failed seeds,
-128 + the signal's number when interrupted (SIGTERM and SIGHUP end like Ctrl-C).
+fault ends with one line on stderr, ``error: <what>, <where>; <what to do>``, and an exit status
+that ``EPILOG`` lists (128 + the signal's number when interrupted).
 """
 
 from __future__ import annotations
@@ -31,8 +30,6 @@ from mlpmnist.data import loader as mdata
 from mlpmnist.errors import DataError, StoreError, SweepError, printable
 
 __all__ = ["build_parser", "config_from_args", "main", "parse_assignments", "sweep_config_from_args"]
-#: The summary command's formats (``analysis.tables.export`` writes all but text).
-EXPORTS = ("text", "csv", "markdown", "json")
 
 
 DESCRIPTION = """How batch size and epochs change what a small MLP learns on MNIST: train one
@@ -57,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"mlpmnist {paths.package_version()}")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
-    def command(name: str, about: str, func: Any, data: bool = True, progress: bool = False) -> Any:
+    def command(name: str, about: str, func: Any) -> Any:
         """The subcommand ``name`` with the flags it shares with others: ``--results`` (train has its
-        own), ``--where`` (figures, summary), ``--data`` and ``--no-progress``."""
+        own), ``--where`` (figures, summary), ``--data`` (not summary), ``--no-progress`` (train, sweep)."""
         p = sub.add_parser(name, help=about)
         p.set_defaults(func=func)
         if name != "train":
@@ -70,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--where", nargs="+", metavar="NAME=V1,V2", help="only these experiments, e.g. lr=0.1"
             )
-        if data:
+        if name != "summary":
             p.add_argument("--data", help=f"MNIST root (default ${mdata.ENV_VAR} or ./data)")
-        if progress:
+        if name in ("train", "sweep"):
             p.add_argument("--no-progress", action="store_true", help="no progress bar")
         return p
 
@@ -80,7 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         "train one configuration, all seeds in lockstep; --results stores it where a sweep finds it",
         cmd_train,
-        progress=True,
     )
     add_config_flags(t)
     t.add_argument("--out", type=Path, default=None, help="write the JSON run record here")
@@ -95,7 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
         "train every point of a grid into a results folder, skipping what is done and resuming "
         "what was interrupted (jobs of papermill experiment notebooks)",
         cmd_sweep,
-        progress=True,
     )
     add_config_flags(s, hidden=("batch_size",))
     s.add_argument(
@@ -149,11 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
         "summary",
         "print or export the summary table of a results folder, or compare two selections",
         cmd_summary,
-        data=False,
     )
     m.add_argument(
         "--format",
-        choices=EXPORTS,
+        choices=("text", "csv", "markdown", "json"),
         default="text",
         help="text (table and conclusions; default), csv (fractions in full), markdown (README's) or json",
     )
@@ -166,22 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--b", nargs="+", metavar="NAME=VALUE", help="the other configuration; see --a")
     return ap
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt, so each
-    ends the same way: jobs stopped, kernels killed, scratch folders removed, one line."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _on_signal(signum: int, frame: object) -> None:
-    # Once: a second signal must not cut short the cleanup the first one started.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
 
 
 def interrupted_message(args: argparse.Namespace, signum: int) -> str:
@@ -202,16 +180,25 @@ def interrupted_message(args: argparse.Namespace, signum: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status (128 + the signal's number when interrupted)."""
-
     args = build_parser().parse_args(argv)
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        # SIGTERM and SIGHUP end like Ctrl-C: jobs stopped, kernels killed, scratch folders removed,
+        # one line. Once: a second signal must not cut short the cleanup the first one started.
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+        received.append(signum)
+        raise KeyboardInterrupt
+
     main_thread = threading.current_thread() is threading.main_thread()  # else handlers cannot be set
-    before = {sig: signal.signal(sig, _on_signal) for sig in signals} if main_thread else {}
+    before = {sig: signal.signal(sig, on_signal) for sig in signals} if main_thread else {}
     stdout, sys.stdout = sys.stdout, PipeSafe(sys.stdout)
     try:
         return args.func(args)
-    except KeyboardInterrupt as e:
-        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+    except KeyboardInterrupt:
+        signum = received[0] if received else signal.SIGINT
         print(f"error: {interrupted_message(args, signum)}", file=sys.stderr)
         return 128 + signum
     except SweepError as e:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +16,8 @@ EXIT_BAD_INPUT, EXIT_FAILED = 2, 3
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with the package's one-line error format, suggestions for unknown flags from the
-    chosen command's own flags, and plain-text help (docstrings' ``literal`` markup dropped)."""
+    """argparse with the package's one-line error format and suggestions for unknown flags from the
+    chosen command's own flags."""
 
     def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         self._argv = list(sys.argv[1:] if args is None else args)  # the command, for error()
@@ -32,9 +31,6 @@ class Parser(argparse.ArgumentParser):
             message += _did_you_mean(self, message, command)
         prog = f"{self.prog} {command}" if command and self.prog.split()[-1] != command else self.prog
         self.exit(EXIT_BAD_INPUT, f"error: {message}; see '{prog} --help'\n")
-
-    def format_help(self) -> str:
-        return re.sub(r"``(.+?)``", r"'\1'", super().format_help())
 
 
 def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -74,9 +70,8 @@ def add_config_flags(p: argparse.ArgumentParser, hidden: Sequence[str] = ()) -> 
     defaults = TrainConfig()
     for name, f in FIELDS.items():
         kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
-        kw["help"] = f"{f.metadata['help']} (default: {_shown(getattr(defaults, name))})"
-        if name in hidden:
-            kw["help"] = argparse.SUPPRESS
+        shown = f"{f.metadata['help']} (default: {_shown(getattr(defaults, name))})"
+        kw["help"] = argparse.SUPPRESS if name in hidden else shown
         kind = field_types()[name]
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -100,7 +99,7 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
     """The ``SweepConfig`` of the sweep command's flags. A config flag that a grid axis
     overrides (``--batch-size`` beside the default batch-size axis, ``--lr`` beside
     ``--grid lr=...``) is refused with the flag it probably meant, never silently ignored."""
-    from mlpmnist.sweep.run import SweepConfig
+    from mlpmnist.sweep.run import REFERENCE_BATCH_SIZES, SweepConfig
 
     grid = parse_assignments(args.grid or [], "grid axis")
     if args.batch_sizes:
@@ -121,8 +120,9 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
             instead = f"--grid {name}=" + ("..." if isinstance(value, list) else shown)
             why = f"{name} is a grid axis (--grid {name}=...)"
         raise ValueError(f"{flag} {shown} is not used by sweep: {why}; did you mean {instead}?")
-    config = SweepConfig(
+    return SweepConfig(
         base=config_from_args(args),
+        grid=grid or {"batch_size": list(REFERENCE_BATCH_SIZES)},
         results_dir=args.results,
         data_dir=args.data,
         workers=args.workers,
@@ -133,7 +133,6 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
         lock_timeout=args.lock_timeout,
         stall_timeout=args.stall_timeout,
     )
-    return dataclasses.replace(config, grid=grid) if grid else config
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -168,38 +167,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _model_experiment(df: Any, wanted: int | None, where: dict, results_dir: Path) -> tuple[str, str]:
-    """The key of the experiment in ``df`` whose models the model figures show, and why, in one
-    line: the best median final test accuracy (``stats.best_key``) among those at batch size
-    ``wanted`` (any when None) matching ``where``, as run.ipynb chooses. ``ValueError`` when none is."""
+    """The key of the experiment in ``df`` whose models the model figures show (``choice.choose_model``
+    among those at batch size ``wanted``, any when None, matching ``where``), and why, in one line."""
     from mlpmnist import store
-    from mlpmnist.analysis import stats
+    from mlpmnist.analysis import choice
     from mlpmnist.store.trust import matches
 
-    sizes = sorted(int(b) for b in df["batch_size"].unique())
     keys = sorted(
         df["key"].unique() if wanted is None else df.loc[df["batch_size"] == wanted, "key"].unique()
     )
-    if where:
-        keys = [k for k in keys if matches(store.trusted(results_dir, k).config, where)]
-    if not keys:
-        at = " ".join(
-            [f"--model-batch-size {wanted}"] * (wanted is not None) + [f"--model-where {where}"] * bool(where)
-        )
-        raise ValueError(
-            f"{at}: no experiment in {results_dir} at that point of the selection; batch sizes there: "
-            f"{', '.join(map(str, sizes))}; choose another"
-        )
-    key, median = stats.best_key(df, keys)
-    among = f"the best median final test accuracy ({100 * median:.2f}%) of {len(keys)} experiments"
-    why = "the one experiment there" if len(keys) == 1 else among
+    keys = [k for k in keys if not where or matches(store.trusted(results_dir, k).config, where)]
+    sizes = ", ".join(str(int(b)) for b in sorted(df["batch_size"].unique()))
+    fix = f"batch sizes in {results_dir}: {sizes}; choose another --model-batch-size or --model-where"
+    pinned = ({"batch_size": wanted} if wanted is not None else {}) | where
+    key, why = choice.choose_model(df, keys, pinned, "of the selection", fix)
     return key, f"model figures: {key}, {why}; --model-batch-size and --model-where choose another"
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
     from mlpmnist import store
-    from mlpmnist.analysis.columns import config_label, dataset_names, varying_axes
+    from mlpmnist.analysis.columns import config_label, dataset_names
     from mlpmnist.figures import compose as figures
     from mlpmnist.figures import embed
+    from mlpmnist.figures.style import facet_axes
 
     check_backend()
     # Everything is read and checked before anything is written: the records, the model
@@ -210,7 +200,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     chosen = store.trusted(args.results, key)
     models = chosen.models()
     rows = df[df["key"] == key]
-    label = config_label(rows.iloc[0], ["batch_size", *(c for c in varying_axes(df) if c != "batch_size")])
+    label = config_label(rows.iloc[0], ["batch_size", *facet_axes(df)])
     data = mdata.load(args.data, dataset=dataset_names(rows).iloc[0])
     tsne = embed.snapshot_config(chosen.config) if args.tsne else None
     media = writable_folder(args.media if args.media is not None else args.results / "media", "--media")

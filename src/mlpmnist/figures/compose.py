@@ -3,6 +3,7 @@ registry's order; and ``save_figures``."""
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,8 +16,9 @@ from mlpmnist.data.loader import Data
 from mlpmnist.figures import FORMATS, registry
 from mlpmnist.figures.embed import Embeddings
 from mlpmnist.figures.model import pick_model
-from mlpmnist.figures.registry import ModelView, StudyFrames
-from mlpmnist.figures.style import save
+from mlpmnist.figures.registry import StudyFrames
+from mlpmnist.figures.style import DPI
+from mlpmnist.store import atomic_write_bytes
 
 
 def study_figures(df: pd.DataFrame) -> dict[str, Figure]:
@@ -31,7 +33,7 @@ def final_accuracy_figure(df: pd.DataFrame) -> Figure:
 
 def data_figures(data: Data) -> dict[str, Figure]:
     """The figures of the data (its training split and spec)."""
-    return registry.draw("data", data)
+    return registry.draw("data", data.train, data.spec)
 
 
 def model_figures(models: Mapping[int, nn.Module], data: Data, label: str = "") -> dict[str, Figure]:
@@ -41,7 +43,7 @@ def model_figures(models: Mapping[int, nn.Module], data: Data, label: str = "") 
     who = ", ".join(p for p in (label, f"seed {seed}") if p)
     if len(models) > 1:
         who += f" (median of {len(models)} seeds)"
-    return registry.draw("model", ModelView(model, data.test, data.spec, who))
+    return registry.draw("model", model, data.test, data.spec, who)
 
 
 def tsne_figures(emb: Embeddings, label: str = "") -> dict[str, Figure]:
@@ -50,8 +52,15 @@ def tsne_figures(emb: Embeddings, label: str = "") -> dict[str, Figure]:
 
 
 def save_figures(figs: Mapping[str, Figure], folder: str | os.PathLike, format: str = "png") -> list[Path]:
-    """Write each figure as ``<folder>/<name>.<format>`` (``style.save``: display it first); returns
-    the paths. ``ValueError`` for another format, before anything is written."""
+    """Write each figure atomically as ``<folder>/<name>.<format>`` (PNG at ``style.DPI``) and release its
+    artists (display it first); returns the paths. ``ValueError`` for another format, before
+    anything is written."""
     if format not in FORMATS:
         raise ValueError(f"figure format must be one of {', '.join(FORMATS)}; got {format!r}")
-    return [save(fig, Path(folder) / f"{name}.{format}") for name, fig in figs.items()]
+    paths = []
+    for name, fig in figs.items():
+        buf = io.BytesIO()
+        fig.savefig(buf, format=format, dpi=DPI, facecolor="white")
+        fig.clear()
+        paths.append(atomic_write_bytes(Path(folder) / f"{name}.{format}", buf.getvalue()))
+    return paths

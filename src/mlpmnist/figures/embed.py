@@ -47,7 +47,7 @@ def hidden_features(model: MLP, x: torch.Tensor) -> np.ndarray:
     return model.eval().cpu().features(x.cpu()).numpy()
 
 
-def tsne(features: np.ndarray, random_state: int = TSNE_SEED, max_iter: int = TSNE_MAX_ITER) -> np.ndarray:
+def tsne(features: np.ndarray, max_iter: int = TSNE_MAX_ITER) -> np.ndarray:
     """2-D Barnes-Hut t-SNE of ``features`` [N, d] (PCA initialisation): float32 [N, 2].
     Single-threaded: t-SNE amplifies the last-bit difference of another summation order (OpenMP
     threads, whatever ``n_jobs`` says) into a visibly different map."""
@@ -60,7 +60,7 @@ def tsne(features: np.ndarray, random_state: int = TSNE_SEED, max_iter: int = TS
         init="pca",
         perplexity=perplexity,
         max_iter=max_iter,
-        random_state=random_state,
+        random_state=TSNE_SEED,
         n_jobs=1,
     )
     with threadpool_limits(limits=1):  # OpenMP (the gradient) and BLAS (the PCA init)
@@ -85,20 +85,18 @@ def separation(points: np.ndarray, labels: np.ndarray, k: int = KNN_K, folds: in
 class Embeddings:
     """``points``: per epoch and image, epoch, index (into the test set), label (class index), x, y
     (t-SNE units). ``scores``: per epoch, test_acc (whole test set), knn_acc_2d, silhouette_2d,
-    knn_acc_64d and tsne_seconds. ``seconds``: wall time of all panels; ``batch_size``, ``seed``: the
-    trained model's, where known."""
+    knn_acc_64d and tsne_seconds. ``batch_size``, ``seed``: the trained model's, where known."""
 
     points: pd.DataFrame
     scores: pd.DataFrame
-    seconds: float
     spec: DatasetSpec
     batch_size: int | None = None
     seed: int | None = None
 
 
-def _panel(features: np.ndarray, labels: np.ndarray, max_iter: int, random_state: int) -> tuple:
+def _panel(features: np.ndarray, labels: np.ndarray, max_iter: int) -> tuple:
     t0 = time.perf_counter()
-    emb = tsne(features, random_state=random_state, max_iter=max_iter)
+    emb = tsne(features, max_iter=max_iter)
     seconds = time.perf_counter() - t0
     return emb, separation(emb, labels), separation(features, labels)["knn_acc"], seconds
 
@@ -108,7 +106,6 @@ def embed_models(
     data: mdata.Data,
     n: int = N_POINTS,
     max_iter: int = TSNE_MAX_ITER,
-    random_state: int = TSNE_SEED,
     n_jobs: int = 2,
     progress: bool = False,
 ) -> Embeddings:
@@ -123,11 +120,9 @@ def embed_models(
     x, labels = test.x[idx], test.y[idx].numpy()
     epochs = sorted(models)
     feats = [hidden_features(models[e], x) for e in epochs]
-    t0 = time.perf_counter()
-    jobs = (delayed(_panel)(f, labels, max_iter, random_state) for f in feats)
+    jobs = (delayed(_panel)(f, labels, max_iter) for f in feats)
     run = Parallel(n_jobs=min(n_jobs, len(feats)), return_as="generator")(jobs)
     panels = list(tqdm(run, total=len(feats), desc="t-SNE panels", unit="panel", disable=not progress))
-    seconds = time.perf_counter() - t0
 
     points, scores, previous = [], [], None
     for epoch, (emb, sep, knn64, secs) in zip(epochs, panels, strict=True):
@@ -151,7 +146,7 @@ def embed_models(
                 "tsne_seconds": secs,
             }
         )
-    return Embeddings(pd.concat(points, ignore_index=True), pd.DataFrame(scores), seconds, data.spec)
+    return Embeddings(pd.concat(points, ignore_index=True), pd.DataFrame(scores), data.spec)
 
 
 def default_snapshots(epochs: int) -> tuple[int, ...]:
@@ -159,11 +154,9 @@ def default_snapshots(epochs: int) -> tuple[int, ...]:
     return tuple(sorted({0, min(1, epochs), round(epochs / 3), round(2 * epochs / 3), epochs}))
 
 
-def snapshot_config(
-    base: TrainConfig | None = None, epochs: Sequence[int] | None = None, seed: int | None = None
-) -> TrainConfig:
+def snapshot_config(base: TrainConfig | None = None, epochs: Sequence[int] | None = None) -> TrainConfig:
     """The one-seed experiment whose snapshots t-SNE embeds: ``base`` (default: the defaults) with
-    the one seed ``seed`` (default: its first) at that seed's lr, and ``snapshots`` at ``epochs``
+    only its first seed, at that seed's lr, and ``snapshots`` at ``epochs``
     (default ``default_snapshots``). ``ValueError`` for epochs that are not integers in [0, the
     run's epochs]: the snapshots come from the run the study made, never from training past it."""
     base = TrainConfig() if base is None else base
@@ -175,23 +168,17 @@ def snapshot_config(
             f"t-SNE epochs {list(epochs)} go past the run's {base.epochs} epochs; choose epochs within "
             f"0-{base.epochs} (or None: {list(default_snapshots(base.epochs))})"
         )
-    seed = base.seeds[0] if seed is None else seed
-    lr = base.lrs[base.seeds.index(seed)] if seed in base.seeds else base.lrs[0]
     snapshots = tuple(sorted({float(e) for e in epochs}))
-    return dataclasses.replace(base, seeds=(seed,), lr=lr, snapshots=snapshots)
+    return dataclasses.replace(base, seeds=base.seeds[:1], lr=base.lrs[0], snapshots=snapshots)
 
 
 def train_snapshots(cfg: TrainConfig, data: mdata.Data, progress: bool = False) -> dict[int, MLP]:
     """Epoch -> MLP of the snapshot experiment ``cfg`` (``snapshot_config``'s) trained here on
     ``data`` (0 = the initialisation); ``progress``: train's bar."""
     snapshots = train(cfg, data, progress=progress, verbose=False).snapshots
-    models = {}
-    for epoch in cfg.snapshots:
-        sd = snapshots.get(float(epoch), [None])[0]
-        if sd is None:
-            raise RuntimeError(f"batch {cfg.batch_size}, seed {cfg.seeds[0]} diverged before epoch {epoch:g}")
-        models[int(epoch)] = MLP.from_state_dict(sd, cfg.activation)
-    return models
+    states = {int(e): snapshots.get(float(e), [None])[0] for e in cfg.snapshots}
+    models = {e: None if sd is None else MLP.from_state_dict(sd, cfg.activation) for e, sd in states.items()}
+    return _every_epoch(cfg, models)
 
 
 def stored_snapshots(
@@ -204,13 +191,17 @@ def stored_snapshots(
 
     found, _ = store.find(results_dir, cfg)
     if found is None:
-        sweep = SweepConfig(base=cfg, grid={"batch_size": [cfg.batch_size]}, results_dir=results_dir)
-        sweep = dataclasses.replace(sweep, data_dir=data_dir, workers=1)
+        grid = {"batch_size": [cfg.batch_size]}
+        sweep = SweepConfig(base=cfg, grid=grid, results_dir=results_dir, data_dir=data_dir, workers=1)
         outcome = run_sweep(sweep, progress=False, log=lambda line: None)
         if outcome.failed:
             raise RuntimeError(f"the t-SNE run {cfg.key()} failed: {outcome.failed[cfg.key()]}")
         found = store.trusted(results_dir, cfg)
-    models = {int(e): found.models(float(e)).get(cfg.seeds[0]) for e in cfg.snapshots}
+    return _every_epoch(cfg, {int(e): found.models(float(e)).get(cfg.seeds[0]) for e in cfg.snapshots})
+
+
+def _every_epoch(cfg: TrainConfig, models: dict[int, MLP | None]) -> dict[int, MLP]:
+    """``models`` (epoch -> model, None where the run had diverged); ``RuntimeError`` at a None."""
     if missing := [e for e, m in models.items() if m is None]:
         raise RuntimeError(f"batch {cfg.batch_size}, seed {cfg.seeds[0]} diverged before epoch {missing[0]}")
     return {e: m for e, m in models.items() if m is not None}

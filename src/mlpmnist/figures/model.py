@@ -121,7 +121,7 @@ def confusion_matrix(model: nn.Module, split: mdata.Split, spec: DatasetSpec, la
 
 
 def misclassified(
-    model: nn.Module, split: mdata.Split, spec: DatasetSpec, n: int = 30, ncols: int = 10, label: str = ""
+    model: nn.Module, split: mdata.Split, spec: DatasetSpec, label: str = "", n: int = 30, ncols: int = 10
 ) -> Figure:
     """The first ``n`` images of ``split`` that ``model`` gets wrong, each titled true → predicted
     class with the prediction's softmax probability (%)."""

@@ -1,8 +1,10 @@
-"""The one registry of every figure: its name (its file name without the suffix), its source, the
-function that draws it, and what it shows; a new figure is its function and one entry below.
-Each source's ``draw`` takes: ``results`` a ``StudyFrames``, ``data`` the loaded ``Data``,
-``model`` a ``ModelView``, ``embedding`` an ``embed.Embeddings`` and a label, ``science`` the
-frames of ``mlpmnist.science`` its parameters name.
+"""The one registry of every figure: its name (its file name without the suffix), its source and
+the function that draws it (whose docstring says what it shows); a new figure is its function and
+one entry below.
+Each source's ``draw`` takes: ``results`` a ``StudyFrames``, ``data`` a training split and its
+``DatasetSpec``, ``model`` a model, the split it is shown on, its spec and a label (titles),
+``embedding`` an ``embed.Embeddings`` and a label, ``science`` the frames of ``mlpmnist.science``
+its parameters name.
 """
 
 from __future__ import annotations
@@ -14,12 +16,9 @@ from typing import Any, Literal, get_args
 
 import pandas as pd
 from matplotlib.figure import Figure
-from torch import nn
 
 from mlpmnist.analysis import stats
 from mlpmnist.analysis.columns import dead_columns
-from mlpmnist.data.loader import Split
-from mlpmnist.data.specs import DatasetSpec
 from mlpmnist.figures import model, science, study, tsne
 
 Source = Literal["results", "data", "model", "embedding", "science"]
@@ -49,106 +48,42 @@ class StudyFrames:
 
 
 @dataclass(frozen=True)
-class ModelView:
-    """``model`` on ``split`` of ``spec``'s dataset, ``label`` naming it in titles."""
-
-    model: nn.Module
-    split: Split
-    spec: DatasetSpec
-    label: str = ""
-
-
-def _always(*inputs: Any) -> bool:
-    return True
-
-
-@dataclass(frozen=True)
 class Entry:
-    """One figure: ``draw`` (inputs -> ``Figure``), ``about`` it in one line, ``when`` inputs give it."""
+    """One figure: ``draw`` (inputs -> ``Figure``; its docstring says what it shows), ``when`` inputs
+    give it."""
 
     name: str
     source: Source
     draw: Callable[..., Figure]
-    about: str
-    when: Callable[..., bool] = _always
+    when: Callable[..., bool] = lambda *inputs: True
 
 
 FIGURES: dict[str, Entry] = {
     e.name: e
     for e in (
-        Entry(
-            "accuracy_vs_epoch",
-            "results",
-            lambda f: study.accuracy_vs_epoch(f.curves, f.summ),
-            "test accuracy by epoch: per batch size the median over seeds and its quartiles",
-        ),
-        Entry(
-            "final_accuracy_vs_batch",
-            "results",
-            lambda f: study.final_accuracy_vs_batch(f.fin, f.summ),
-            "final test accuracy by batch size: every seed, quartile boxes, medians with CIs, the reference",
-        ),
-        Entry(
-            "heatmap_batch_epoch",
-            "results",
-            lambda f: study.heatmap_batch_epoch(f.per, f.summ),
-            "median test accuracy for each batch size and epoch",
-        ),
-        Entry(
-            "train_vs_test",
-            "results",
-            lambda f: study.train_vs_test(f.curves, f.summ),
-            "train and test accuracy and loss by epoch, one column per batch size",
-        ),
+        Entry("accuracy_vs_epoch", "results", lambda f: study.accuracy_vs_epoch(f.curves, f.summ)),
+        Entry("final_accuracy_vs_batch", "results", lambda f: study.final_accuracy_vs_batch(f.fin, f.summ)),
+        Entry("heatmap_batch_epoch", "results", lambda f: study.heatmap_batch_epoch(f.per, f.summ)),
+        Entry("train_vs_test", "results", lambda f: study.train_vs_test(f.curves, f.summ)),
         Entry(
             "dead_units",
             "results",
             lambda f: study.dead_units(f.curves, f.summ),
-            "dead ReLU units per hidden layer by epoch; failed seeds and outliers apart",
             when=lambda f: bool(dead_columns(f.curves)),  # records made before they were stored lack them
         ),
-        Entry(
-            "sample_digits",
-            "data",
-            lambda d: model.sample_digits(d.train, d.spec),
-            "the first training images with their class names",
-        ),
-        Entry(
-            "confusion_matrix",
-            "model",
-            lambda m: model.confusion_matrix(m.model, m.split, m.spec, m.label),
-            "counts of (true, predicted) class on the test split",
-        ),
-        Entry(
-            "misclassified",
-            "model",
-            lambda m: model.misclassified(m.model, m.split, m.spec, label=m.label),
-            "the first misclassified test images, true and predicted class, confidence",
-        ),
-        Entry(
-            "predictions_last10",
-            "model",
-            lambda m: model.predictions_last10(m.model, m.split, m.spec, m.label),
-            "the last 10 test images, true and predicted class, confidence",
-        ),
-        Entry(
-            "tsne_epochs",
-            "embedding",
-            lambda emb, label: tsne.plot_tsne(emb, label=label or None),
-            "t-SNE of the last hidden layer at each snapshot epoch, coloured by class",
-        ),
-        Entry(
-            "science_lr_tuning", "science", science.lr_tuning, "validation accuracy vs lr; the tuned lr vs B"
-        ),
-        Entry(
-            "science_steps_to_target", "science", science.steps_to_target, "steps to each target vs B, B_crit"
-        ),
-        Entry("science_ceiling", "science", science.ceiling, "collapse lr vs λ_max at initialisation"),
-        Entry("science_sharpness", "science", science.sharpness, "λ_max in the first epoch, and 2 / lr"),
-        Entry("science_noise_scale", "science", science.noise_scale, "the gradient noise scale B_simple"),
-        Entry("science_recipes", "science", science.recipes, "the tuned recipe vs the reference's"),
-        Entry("science_tail", "science", science.tail, "batch 8's tail: ReLU, leaky ReLU, the tuned lr"),
-        Entry("science_headlines", "science", science.headlines, "each headline number's 95% interval"),
+        Entry("sample_digits", "data", model.sample_digits),
+        Entry("confusion_matrix", "model", model.confusion_matrix),
+        Entry("misclassified", "model", model.misclassified),
+        Entry("predictions_last10", "model", model.predictions_last10),
+        Entry("tsne_epochs", "embedding", tsne.plot_tsne),
+        Entry("science_lr_tuning", "science", science.lr_tuning),
+        Entry("science_steps_to_target", "science", science.steps_to_target),
+        Entry("science_ceiling", "science", science.ceiling),
+        Entry("science_sharpness", "science", science.sharpness),
+        Entry("science_noise_scale", "science", science.noise_scale),
+        Entry("science_recipes", "science", science.recipes),
+        Entry("science_tail", "science", science.tail),
+        Entry("science_headlines", "science", science.headlines),
     )
 }
 

@@ -1,16 +1,13 @@
-"""The one style of every figure (``with figure(8, 5) as fig: ...``), how figures are saved, and
-the helpers the study's figures share. Figures are made without pyplot: no backend is switched
+"""The one style of every figure (``with figure(8, 5) as fig: ...``) and the helpers the study's
+figures share. Figures are made without pyplot: no backend is switched
 and nothing piles up in pyplot's registry.
 """
 
 from __future__ import annotations
 
-import io
-import os
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, cast
 
 import matplotlib as mpl
@@ -20,8 +17,6 @@ from matplotlib.figure import Figure
 
 from mlpmnist.analysis.columns import config_label, varying_axes
 from mlpmnist.config import choices, field_names
-from mlpmnist.figures import FORMATS
-from mlpmnist.store import atomic_write_bytes
 
 DPI = 150
 # Sized so that at ~800 px display width tick labels stay around 11 px high.
@@ -59,18 +54,6 @@ def batch_colors(batch_sizes: Iterable[int]) -> dict[int, tuple]:
     span = (logs.max() - logs.min()) or 1.0
     cmap = mpl.colormaps["viridis"]
     return {b: cmap(0.9 * (lg - logs.min()) / span) for b, lg in zip(sizes, logs, strict=True)}
-
-
-def save(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` atomically in the format ``path``'s suffix names (.png at ``DPI``, .pdf, .svg)
-    and release its artists (display it first). Returns the path."""
-    fmt = Path(path).suffix.lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise ValueError(f"{path}: a figure is saved as {', '.join('.' + f for f in FORMATS)}, not {fmt!r}")
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=DPI, facecolor="white")
-    fig.clear()
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 def facet_axes(df: pd.DataFrame) -> list[str]:

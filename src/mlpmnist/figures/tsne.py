@@ -19,7 +19,7 @@ def class_colors(n: int) -> np.ndarray:
     return mpl.colormaps["hsv"](np.linspace(0, 1, n, endpoint=False))
 
 
-def plot_tsne(emb: Embeddings, ncols: int = 4, label: str | None = None) -> Figure:
+def plot_tsne(emb: Embeddings, label: str = "", ncols: int = 4) -> Figure:
     """One panel per epoch, points coloured by true class, titled with the snapshot's test accuracy
     and the 2-D kNN accuracy and silhouette; ``label`` names the configuration (default: batch)."""
     epochs = sorted(emb.points["epoch"].unique())
@@ -45,8 +45,7 @@ def plot_tsne(emb: Embeddings, ncols: int = 4, label: str | None = None) -> Figu
             ax.set(xticks=[], yticks=[])
             ax.grid(False)
             ax.set_aspect("equal", adjustable="datalim")
-            for side in ("top", "right"):
-                ax.spines[side].set_visible(True)
+            ax.spines[["top", "right"]].set_visible(True)
             s = scores.loc[epoch]
             name = "before training" if epoch == 0 else f"epoch {epoch}"
             ax.set_title(

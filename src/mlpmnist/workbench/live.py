@@ -9,9 +9,9 @@ kernel it is ``sweep.run_sweep`` unchanged.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +30,12 @@ from mlpmnist.sweep.run import run_sweep as _run_sweep
 PROGRESS_S = 60.0
 
 
-def in_kernel() -> bool:
-    """True inside a Jupyter kernel (JupyterLab, Colab, papermill), where displays show."""
-    from IPython import get_ipython
-
-    return hasattr(get_ipython(), "kernel")
-
-
 class LiveView:
     """The live outputs of one sweep; experiments already done when it starts are shown at once."""
 
-    def __init__(self, config: SweepConfig, log: Callable[[str], None] | None = None) -> None:
-        self.config, self.log = config, log or _stderr
+    def __init__(self, config: SweepConfig) -> None:
+        self.config = config
+        self.log = functools.partial(print, file=sys.stderr, flush=True)
         self.experiments = config.experiments()
         self.records: dict[str, dict] = {}
         self.epochs: dict[str, tuple[float, int]] = {}
@@ -125,25 +119,16 @@ class LiveView:
         return pd.DataFrame(rows)
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+def run_sweep(config: SweepConfig, progress: bool = True) -> SweepOutcome:
+    """``sweep.run_sweep(config, progress)``, drawn live in a Jupyter kernel, where the live table
+    replaces the progress bar."""
+    from IPython import get_ipython
 
-
-def run_sweep(config: SweepConfig, progress: bool = True, **kw: Any) -> SweepOutcome:
-    """``sweep.run_sweep(config, progress, **kw)``, drawn live in a Jupyter kernel, where the live
-    table replaces the progress bar (an ``on_result`` in ``kw`` is called too)."""
-    if not in_kernel():
-        return _run_sweep(config, progress=progress, **kw)
-    view = LiveView(config, kw.pop("log", None))
-    theirs: Callable[[str, dict], None] | None = kw.pop("on_result", None)
-
-    def on_result(key: str, record: dict) -> None:
-        view.update(key, record)
-        if theirs is not None:
-            theirs(key, record)
-
+    if not hasattr(get_ipython(), "kernel"):  # not in Jupyter (JupyterLab, Colab, papermill): no displays
+        return _run_sweep(config, progress=progress)
+    view = LiveView(config)
     outcome = _run_sweep(
-        config, progress=False, log=view.log, on_result=on_result, on_progress=view.progress, **kw
+        config, progress=False, log=view.log, on_result=view.update, on_progress=view.progress
     )
     view.finish(outcome)
     return outcome

@@ -7,6 +7,7 @@ and those raised outside mlpmnist, keep theirs; ``%tb`` prints it; the cell stil
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -16,21 +17,18 @@ PACKAGE = Path(__file__).resolve().parent.parent  # mlpmnist itself, not only th
 
 def _raised_here(tb: TracebackType | None) -> bool:
     """Whether the innermost frame of ``tb`` is in mlpmnist's own code."""
-    last = None
-    while tb is not None:
-        last, tb = tb, tb.tb_next
-    return last is not None and Path(last.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE)
+    frames = traceback.extract_tb(tb)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(PACKAGE)
 
 
-def one_line_errors(shell: Any = None) -> bool:
-    """Install the one-line display of expected faults in ``shell`` (default: the running
-    IPython kernel). Returns False, doing nothing, outside IPython."""
+def one_line_errors() -> bool:
+    """Install the one-line display of expected faults in the running IPython kernel. Returns
+    False, doing nothing, outside IPython."""
+    from IPython import get_ipython
+
     from mlpmnist.errors import DataError, SweepError, printable
 
-    if shell is None:
-        from IPython import get_ipython
-
-        shell = get_ipython()
+    shell = get_ipython()
     if shell is None:
         return False
 

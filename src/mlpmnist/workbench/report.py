@@ -1,7 +1,7 @@
 """Numbers that cannot go stale: the study's numbers as committed CSVs (``write_study``), and the
 README's generated blocks written from them (``readme_blocks``), each between two marker
-comments (``<!-- results-table:start -->`` ... ``<!-- results-table:end -->``), with a check that
-the two agree (``readme_mismatches``). Same CSVs, same text.
+comments (``<!-- results-table:start -->`` ... ``<!-- results-table:end -->``). Same CSVs, same
+text (tests/unit/test_report.py checks that the committed README agrees with the committed CSVs).
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from mlpmnist.analysis import findings, tables
-from mlpmnist.errors import printable
 from mlpmnist.science import report as science_report
 from mlpmnist.store import atomic_write_text, remove_stale_temporaries
 
-SUMMARY_CSV = Path("media") / "study_summary.csv"  # where the study keeps it, from the repository root
 #: The CSVs the study writes (``write_study``), by their role, and the science's summary.
 FILES = {
     "summary": "study_summary.csv",
@@ -108,73 +106,3 @@ def update_readme(readme_path: str | os.PathLike, blocks: Mapping[str, str]) -> 
         text = text[:start] + "\n" + content.strip("\n") + "\n" + text[end:]
     remove_stale_temporaries(Path(readme_path).parent, Path(readme_path).name)  # a killed update's (W7)
     return atomic_write_text(readme_path, text)
-
-
-def readme_mismatches(readme_path: str | os.PathLike, media: str | os.PathLike) -> list[str]:
-    """Where the README's generated blocks differ from what the CSVs in ``media`` give (a summary
-    CSV's path reads as its folder), one line each (empty: they agree)."""
-    media = Path(media)
-    media = media.parent if media.suffix == ".csv" else media
-    text = Path(readme_path).read_text(encoding="utf-8")
-    out = []
-    for name, content in readme_blocks(media).items():
-        try:
-            start, end = _block(text, name)
-        except ValueError as e:
-            out.append(str(e))
-            continue
-        have = [line.rstrip() for line in text[start:end].strip("\n").splitlines()]
-        want = [line.rstrip() for line in content.strip("\n").splitlines()]
-        out += [
-            f"{name} line {i + 1}: README has {h!r}, the CSVs give {w!r}"
-            for i, (h, w) in enumerate(zip(have, want, strict=False))
-            if h != w
-        ]
-        if len(have) != len(want):
-            out.append(f"the README's {name} has {len(have)} lines, the CSVs' {len(want)}")
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mlpmnist.workbench.report [MEDIA [README]]``: write the README's generated
-    blocks from the files in MEDIA (default media/). Exit status 0, or 2 with one line on stderr
-    (like ``publish``)."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) > 2:
-        print("usage: python -m mlpmnist.workbench.report [MEDIA [README]]", file=sys.stderr)
-        return 2
-    given = Path(args[0]) if args else SUMMARY_CSV.parent
-    media = given.parent if given.suffix == ".csv" else given
-    readme = Path(args[1]) if len(args) > 1 else Path("README.md")
-    try:
-        if given.suffix == ".csv" and not given.is_file():
-            raise FileNotFoundError(2, "No such file or directory")
-        blocks = readme_blocks(media)
-        if not blocks:
-            raise FileNotFoundError(2, f"neither {FILES['summary']} nor {FILES['science']} is there")
-    except (OSError, ValueError, KeyError) as e:  # no file, not CSV, a column missing
-        print(
-            f"error: {given} holds no readable summary ({_why(e)}); run make study or make science",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        print(f"wrote the generated blocks into {update_readme(readme, blocks)}")
-    except (OSError, ValueError) as e:
-        print(f"error: cannot update {readme} ({_why(e)}); check the path and its markers", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _why(e: BaseException) -> str:
-    """An exception in a few words: an OSError's reason, else its first line (or its type)."""
-    text = getattr(e, "strerror", None) or (str(e).strip().splitlines() or [""])[0]
-    if isinstance(e, KeyError):
-        text = f"no column {text}"
-    return printable(text[:200] or type(e).__name__)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

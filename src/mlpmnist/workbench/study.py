@@ -1,8 +1,8 @@
 """The study that ``run.ipynb`` tells: its parameters checked before anything runs
 (``Study.from_parameters``) and turned into a sweep, where its outputs go, and whose models its
 model cells show: unless the parameters pin it, the best median final test accuracy
-(``stats.best_key``), as ``python -m mlpmnist figures`` chooses. Relative paths are read from the
-repository root (``paths``); figures and summary go to ``results_dir/studies/<study key>/``
+(``analysis.choice``), as ``python -m mlpmnist figures`` chooses. Relative paths are read from the
+repository root (``paths``); figures and summary go to ``results_dir/studies/<sweep_key>/``
 unless ``media_dir`` says otherwise (``make study`` passes ``media_dir="media"``).
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from mlpmnist import paths
-from mlpmnist.analysis import stats
+from mlpmnist.analysis import choice
 from mlpmnist.analysis.columns import axis_label
 from mlpmnist.analysis.words import count as _count
 from mlpmnist.config import TrainConfig, check_names
@@ -26,8 +26,9 @@ from mlpmnist.figures import registry
 from mlpmnist.model import MLP, n_parameters
 from mlpmnist.parameters import check_mapping, output_folder
 from mlpmnist.sweep.run import SweepConfig
+from mlpmnist.values import plain
 
-#: Under a results folder: one folder of figures and summary per study (``Study.key``).
+#: Under a results folder: one folder of figures and summary per study (``sweep_key``).
 STUDIES = "studies"
 #: What a study writes into its media folder: every study figure (PNG) and the summary CSV.
 MEDIA_FILES = (*(f"{n}.png" for n in registry.names(*registry.STUDY_SOURCES)), "study_summary.csv")
@@ -42,10 +43,6 @@ class ModelChoice:
     label: str
     why: str
     key: str  # the key its store holds it by (a legacy key in a store made before 16-digit keys)
-
-
-def _plain(v: Any) -> Any:
-    return tuple(v) if isinstance(v, list) else v
 
 
 @dataclass(frozen=True)
@@ -117,18 +114,16 @@ class Study:
             media = output_folder("media_dir", media_dir, MEDIA_FILES)
         return cls(sweep, model_batch_size, media, where, tuple(unused))
 
-    def key(self) -> str:
-        """``sweep_key`` of this study's sweep."""
-        return sweep_key(self.sweep)
+    def _pinned(self) -> dict[str, Any]:
+        """The grid axes the model point is pinned to: ``model_batch_size`` (when set), ``model_where``."""
+        batch = {} if self.model_batch_size is None else {"batch_size": self.model_batch_size}
+        return batch | dict(self.model_where)
 
     def model_candidates(self) -> list[TrainConfig]:
-        """The grid's experiments at ``model_batch_size`` (any, when None) matching ``model_where``."""
-        return [
-            e
-            for e in self.sweep.grid_experiments()
-            if self.model_batch_size in (None, e.batch_size)
-            and all(_plain(getattr(e, k)) == _plain(v) for k, v in self.model_where.items())
-        ]
+        """The grid's experiments at the values ``_pinned`` says."""
+        pinned = self._pinned()
+        grid = self.sweep.grid_experiments()
+        return [e for e in grid if all(plain(getattr(e, k)) == plain(v) for k, v in pinned.items())]
 
     def label(self, config: TrainConfig) -> str:
         """``config``'s grid point in words: 'batch 64', or 'batch 64, lr 0.1' when the grid has
@@ -136,49 +131,26 @@ class Study:
         axes = ["batch_size", *(k for k, v in self.sweep.grid.items() if k != "batch_size" and len(v) > 1)]
         return ", ".join(axis_label(k, getattr(config, k)) for k in axes)
 
-    def _among(self) -> str:
-        """Which experiments the model point is chosen among, in words: 'at batch 64, lr 0.1'."""
-        pinned = {"batch_size": self.model_batch_size} if self.model_batch_size is not None else {}
-        pinned |= dict(self.model_where)
-        return "at " + ", ".join(axis_label(k, v) for k, v in pinned.items()) if pinned else "of the grid"
-
     def choose_model(self, df: pd.DataFrame) -> ModelChoice:
-        """Whose models the model cells show, from the sweep's results frame ``df``: the one candidate,
-        or the best median (``stats.best_key``) of several. ``ValueError`` when none finished."""
+        """Whose models the model cells show, from the sweep's results frame ``df``
+        (``choice.choose_model``). ``ValueError`` when no candidate finished."""
         cands = self.model_candidates()
         done = set(df["key"]) if "key" in df.columns else set()
         # Each candidate by the key the frame holds it under: its own, or a store's legacy key.
         key = {c: c.key() if c.key() in done or c.legacy_key() not in done else c.legacy_key() for c in cands}
-        finished = [c for c in cands if key[c] in done]
-        if not finished:
-            raise ValueError(
-                f"no finished experiment {self._among()} to show the models of (see the sweep's table); "
-                "rerun the sweep or choose model_batch_size and model_where"
-            )
-        if len(cands) == 1:
-            chosen = finished[0]
-            why = f"Models of {self.label(chosen)} ({key[chosen]})."
-            return ModelChoice(chosen, self.label(chosen), why, key[chosen])
-        best, median = stats.best_key(df, [key[c] for c in finished])
-        chosen = next(c for c in finished if key[c] == best)
-        where = self._among()
-        if len(finished) == 1:
-            reason = f"the only one of the {_count(len(cands), 'experiment')} {where} that finished"
-        else:
-            reason = (
-                f"the highest median final test accuracy ({100 * median:.2f}%) of the {len(finished)} "
-                f"finished experiments {where}"
-            )
-        why = f"Models of {self.label(chosen)} ({key[chosen]}): {reason}; {self._hint(chosen)}."
-        return ModelChoice(chosen, self.label(chosen), why, key[chosen])
+        fix = "see the sweep's table; rerun the sweep or choose model_batch_size and model_where"
+        best, reason = choice.choose_model(df, list(key.values()), self._pinned(), "of the grid", fix)
+        chosen = next(c for c in cands if key[c] == best)
+        why = f"Models of {self.label(chosen)} ({best})"
+        why += "." if len(cands) == 1 else f": {reason}; {self._hint(chosen)}."
+        return ModelChoice(chosen, self.label(chosen), why, best)
 
     def _hint(self, chosen: TrainConfig) -> str:
         """How to show another point: a free parameter and another value of it (there is one, as
         ``choose_model`` asks only when there are several candidates)."""
-        pinned = {"batch_size"} if self.model_batch_size is not None else set()
-        free = [k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in {*pinned, *self.model_where}]
+        free = [k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in self._pinned()]
         name = free[0]
-        other = next(v for v in self.sweep.grid[name] if _plain(v) != _plain(getattr(chosen, name)))
+        other = next(v for v in self.sweep.grid[name] if plain(v) != plain(getattr(chosen, name)))
         if name == "batch_size":
             return f"set model_batch_size (e.g. {other}) or model_where to show another"
         return f"set model_where (e.g. {{{name!r}: {other!r}}}) to show another"
@@ -246,7 +218,7 @@ def _check_where(where: Mapping[str, Any] | None, sweep: SweepConfig) -> dict[st
                 f"model_where names {name!r}, which is not a grid axis; "
                 + (f"the grid's other axes are {axes}" if axes else "the grid has no other axis: use {}")
             )
-        if _plain(value) not in values:
+        if plain(value) not in values:
             raise ValueError(f"model_where {name}={value!r} is not one of the grid's values {list(values)}")
-        out[name] = _plain(value)
+        out[name] = plain(value)
     return out
