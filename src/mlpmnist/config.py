@@ -204,8 +204,7 @@ class TrainConfig:
             )
         if not all(is_int(s) and 0 <= s < 2**63 for s in self.seeds):
             _fail("seeds", self.seeds, "a list of integers in [0, 2**63)")
-        lrs = self.lr if isinstance(self.lr, tuple) else (self.lr,)
-        if not all(is_number(v) and 0 < v <= MAX_LR for v in lrs):
+        if not all(is_number(v) and 0 < v <= MAX_LR for v in self.lrs):
             _fail("lr", self.lr, f"a finite number in (0, {MAX_LR:g}] (or one per seed)")
         if isinstance(self.lr, tuple) and len(self.lr) != len(self.seeds):
             _fail("lr", self.lr, f"a number or a list of {len(self.seeds)} (one per seed)")
@@ -388,8 +387,6 @@ def resolve_device(device: str | None) -> torch.device:
 
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not (isinstance(device, str) and re.fullmatch(r"cpu|cuda(:\d+)?", device)):
-        _fail("device", device, DEVICES)
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():

@@ -30,8 +30,8 @@ class Optimizer:
 
 
 class StackedRule:
-    """An update rule of the stacked engine; by default no step count, and per-parameter state in the
-    lists ``per_param`` names."""
+    """An update rule of the stacked engine over ``params`` (the engine sets them anew when it rebuilds
+    them); by default no step count, and per-parameter state in the lists ``per_param`` names."""
 
     #: True when the rule wants the learning rate folded into the top gradient (plain SGD).
     folds_lr = False
@@ -66,10 +66,6 @@ class StackedRule:
 
     def advance(self, steps: int) -> None:
         """Count ``steps`` taken elsewhere (by a fused kernel)."""
-
-    def set_params(self, params: Sequence[Tensor]) -> None:
-        """The parameter tensors to update (after the engine rebuilt them)."""
-        self.params = list(params)
 
 
 class SGD(StackedRule):

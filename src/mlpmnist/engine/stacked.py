@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from mlpmnist.engine import rules
-from mlpmnist.engine.base import Engine, Outputs, StateDict, Transform, gather_batch, stack_params
+from mlpmnist.engine.base import Outputs, StateDict, Transform, gather_batch, stack_params
 from mlpmnist.engine.cuda import choice, fused, graphs
 from mlpmnist.model import LEAKY_SLOPE, MLP, activate
 
@@ -110,7 +110,7 @@ class StackedEngine:
         self.b = [self._params[1], *(p[:, -1:] for p in slabs)]  # [R, 1, out] per layer
         self.WT = [W.transpose(1, 2) for W in self.W]
         self._ws: dict[tuple[int, int], _Workspace] = {}
-        self.rule.set_params(self._params)
+        self.rule.params = list(self._params)
         if self.graphs is not None:
             self.graphs.reset()
 
@@ -304,13 +304,3 @@ class StackedEngine:
             }
             for r in range(self.n_replicas)
         ]
-
-
-def make_engine(
-    kind: str, models: list[MLP], device: torch.device, optimizer: str, momentum: float, weight_decay: float
-) -> Engine:
-    """The engine ``kind`` (fast, reference) over ``models`` on ``device`` with the given rule."""
-    from mlpmnist.engine.reference import ReferenceEngine
-
-    cls = ReferenceEngine if kind == "reference" else StackedEngine
-    return cls(models, device, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from mlpmnist.config import TrainConfig, resolve_device
 from mlpmnist.data import loader as mdata
 from mlpmnist.engine.base import Engine, Transform, evaluate
-from mlpmnist.engine.stacked import make_engine
+from mlpmnist.engine.reference import ReferenceEngine
+from mlpmnist.engine.stacked import StackedEngine
 from mlpmnist.model import MLP
 from mlpmnist.training import memory
 from mlpmnist.training.augment import ReplicaShifts
@@ -31,7 +32,6 @@ from mlpmnist.training.batching import batch_order, spans
 from mlpmnist.training.health import DIVERGED_LOSS, classify, eval_line, outcome_message
 from mlpmnist.training.result import TrainResult
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: What a checkpoint's state holds (see ``_Run.state``); a state of another version is not used.
 STATE_VERSION = 1
 
@@ -111,7 +111,7 @@ def _data(
     data = data if data is not None else mdata.load(dataset=config.dataset)
     if data.spec.name != config.dataset:
         raise ValueError(f"dataset is {config.dataset!r} but the data given is {data.spec.name!r}")
-    dtype = DTYPES[config.dtype]
+    dtype = getattr(torch, config.dtype)
     train_split, val_split = split_train(data.train, config)
     X, Y = train_split.x.to(device, dtype), train_split.y.to(device)
     evals = {"test": data.test.to(device, dtype)}
@@ -177,13 +177,14 @@ class _Run:
     ) -> None:
         self.config, self.device, self.on_eval = c, device, on_eval
         self.X, self.Y, self.evals = _data(c, data, device)
-        spe = c.steps_per_epoch
-        self.checks, self.epoch_ends = eval_steps(c), {e * spe for e in range(1, c.epochs + 1)}
-        self.snaps = {round(e * spe): float(e) for e in c.snapshots}  # step -> epoch
+        self.checks = eval_steps(c)
+        self.snaps = {round(e * c.steps_per_epoch): float(e) for e in c.snapshots}  # step -> epoch
         models, self.gens = init_models(c)
-        dtype = DTYPES[c.dtype]
-        self.engine: Engine = make_engine(
-            c.engine, [m.to(dtype) for m in models], device, c.optimizer, c.momentum, c.weight_decay
+        dtype = getattr(torch, c.dtype)
+        models = [m.to(dtype) for m in models]
+        kind = ReferenceEngine if c.engine == "reference" else StackedEngine
+        self.engine: Engine = kind(
+            models, device, optimizer=c.optimizer, momentum=c.momentum, weight_decay=c.weight_decay
         )
         self.shifts = ReplicaShifts(c.max_shift, c.seeds, c.spec.image_shape, device) if c.max_shift else None
         self.replicas = list(c.replicas)
@@ -241,7 +242,7 @@ class _Run:
         self.window.seconds += time.perf_counter() - self.t0
         # Between epoch ends (eval_ratio's checks) only the validation split is looked at.
         evals = self.evals
-        if self.step not in self.epoch_ends and "val" in evals:
+        if self.step % self.config.steps_per_epoch and "val" in evals:
             evals = {"val": evals["val"]}
         new = self._rows(evals)
         self.rows += new
