@@ -89,7 +89,7 @@ class StackedEngine:
         self.hyper: dict[str, Any] = dict(
             optimizer=optimizer, activation=self.activation, momentum=momentum, weight_decay=weight_decay
         )
-        self.rule = rules.rule(optimizer).stacked(self._params, momentum, weight_decay)
+        self.rule = rules.rule(optimizer)(self._params, momentum, weight_decay)
         cuda = device.type == "cuda"
         if cuda_graphs and not cuda:
             raise ValueError(f"cuda_graphs needs a CUDA device; got {device}")

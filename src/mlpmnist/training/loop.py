@@ -11,7 +11,7 @@ import functools
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,7 +28,6 @@ from mlpmnist.engine.stacked import StackedEngine
 from mlpmnist.model import MLP
 from mlpmnist.training import memory
 from mlpmnist.training.augment import ReplicaShifts
-from mlpmnist.training.batching import batch_order, spans
 from mlpmnist.training.health import DIVERGED_LOSS, classify, eval_line, outcome_message
 from mlpmnist.training.result import TrainResult
 
@@ -69,6 +68,25 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
     if schedule == "linear":
         return 1.0 - step / total
     return 1.0
+
+
+def spans(
+    order: torch.Tensor, Yo: torch.Tensor, B: int, cuts: Iterable[int]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch's steps as runs of consecutive steps, each (indices [S, R, b], labels [S, R, b]):
+    the full batches of ``B`` in runs that end at each of ``cuts`` (step counts into the epoch,
+    where the caller evaluates), then the remainder of ``order`` [R, n] as a step of its own."""
+    R, n = order.shape
+    full = n // B
+    # One copy per epoch makes every full batch a contiguous [R, B] block.
+    blocks = order[:, : full * B].view(R, full, B).transpose(0, 1).contiguous()
+    labels = Yo[:, : full * B].view(R, full, B).transpose(0, 1).contiguous()
+    start = 0
+    for end in sorted({c for c in cuts if 0 < c < full} | {full}):
+        yield blocks[start:end], labels[start:end]
+        start = end
+    if full * B < n:
+        yield order[None, :, full * B :], Yo[None, :, full * B :]
 
 
 def split_train(train: mdata.Split, config: TrainConfig) -> tuple[mdata.Split, mdata.Split | None]:
@@ -208,9 +226,9 @@ class _Run:
         c, n = self.config, len(self.Y)
         self.t0 = time.perf_counter()
         spe, total = c.steps_per_epoch, c.steps_per_epoch * c.epochs
-        order = batch_order([self.gens[i] for i in self.alive], n).to(self.device)[
-            :, : min(n, spe * c.batch_size)
-        ]
+        # Each replica's batches: a fresh permutation from its own generator.
+        order = torch.stack([torch.randperm(n, generator=self.gens[i]) for i in self.alive])
+        order = order.to(self.device)[:, : min(n, spe * c.batch_size)]
         self.keep_rows = None
         stops = [*self.checks[self.next_check :], *self.snaps]
         cuts = [k - self.step for k in stops if 0 < k - self.step <= spe]
