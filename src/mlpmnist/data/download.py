@@ -14,7 +14,6 @@ import zlib
 from pathlib import Path
 
 from mlpmnist.data import idx
-from mlpmnist.data.idx import Dataset
 from mlpmnist.data.specs import DatasetSpec
 from mlpmnist.errors import DataError
 
@@ -38,12 +37,12 @@ class _MirrorFailed(Exception):
         self.down = down
 
 
-def _network_cause(err: BaseException, timeout_s: float) -> _MirrorFailed:
+def _network_cause(err: BaseException) -> _MirrorFailed:
     if isinstance(err, urllib.error.HTTPError):
         return _MirrorFailed(_one_line(f"HTTP {err.code} {err.reason}", 80))
     reason = err.reason if isinstance(err, urllib.error.URLError) else err
     if isinstance(reason, TimeoutError):  # socket.timeout is TimeoutError
-        return _MirrorFailed(f"no answer within {timeout_s:g} s", down=True)
+        return _MirrorFailed(f"no answer within {DOWNLOAD_TIMEOUT_S:g} s", down=True)
     if isinstance(reason, ConnectionRefusedError):
         return _MirrorFailed("connection refused", down=True)
     if isinstance(reason, socket.gaierror):  # what being offline usually looks like
@@ -53,21 +52,21 @@ def _network_cause(err: BaseException, timeout_s: float) -> _MirrorFailed:
     return _MirrorFailed(_one_line(str(reason) or type(reason).__name__, 120))
 
 
-def _get(url: str, out: Path, timeout_s: float) -> str:
+def _get(url: str, out: Path) -> str:
     """Download ``url`` into the new file ``out``; returns the hex MD5 of what it received.
     ``_MirrorFailed`` when the server or the network fails, OSError when ``out`` cannot be written."""
     h = hashlib.md5()
     received = 0
     try:
-        resp = urllib.request.urlopen(url, timeout=timeout_s)
+        resp = urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S)
     except (OSError, http.client.HTTPException) as e:  # URLError and HTTPError are OSErrors
-        raise _network_cause(e, timeout_s) from e
+        raise _network_cause(e) from e
     with resp, open(out, "xb") as f:
         while True:
             try:
                 chunk = resp.read(idx.CHUNK)
             except (OSError, http.client.HTTPException) as e:
-                raise _network_cause(e, timeout_s) from e
+                raise _network_cause(e) from e
             if not chunk:
                 break
             h.update(chunk)
@@ -79,13 +78,13 @@ def _get(url: str, out: Path, timeout_s: float) -> str:
     return h.hexdigest()
 
 
-def _fetch(spec: DatasetSpec, mirror: str, dest: Path, timeout_s: float) -> None:
+def _fetch(spec: DatasetSpec, mirror: str, dest: Path) -> None:
     """Put raw file ``dest`` in place from ``<mirror><name>.gz`` once it checks out (the .gz's MD5,
     the file's header, length, MD5); ``_MirrorFailed``, or ``DataError`` if ``dest`` cannot be written."""
     name = dest.name
     try:
         with idx.scratch(dest.with_name(f"{name}.gz")) as gz, idx.scratch(dest) as tmp:
-            digest = _get(f"{mirror}{name}.gz", gz, timeout_s)
+            digest = _get(f"{mirror}{name}.gz", gz)
             want = spec.gz_md5.get(name)
             if want is not None and digest != want:
                 raise _MirrorFailed(f"{name}.gz's MD5 is {digest}, not the published {want}")
@@ -117,21 +116,11 @@ def _remove_dirs(new: list[Path]) -> None:
             break
 
 
-def download(
-    root: str | os.PathLike | None = None,
-    *,
-    dataset: Dataset = "mnist",
-    timeout_s: float = DOWNLOAD_TIMEOUT_S,
-) -> Path:
-    """Download the raw files missing from ``raw_dir(root)``, each from the first mirror that serves
-    a valid ``<file>.gz`` (one that cannot be reached is not asked again); returns the absolute root.
-    On failure removes what it created and raises a one-line ``DataError``."""
-    spec = idx.spec_of(dataset)
-    root = idx.resolve_root(root).resolve()
+def download(spec: DatasetSpec, root: Path, missing: list[str]) -> None:
+    """Download the raw files ``missing`` into ``raw_dir(root)``, each from the first mirror that
+    serves a valid ``<file>.gz`` (one that cannot be reached is not asked again). On failure removes
+    what it created and raises a one-line ``DataError``."""
     raw = idx.raw_dir(root, spec)
-    missing = [name for name in spec.files if not idx.is_file(spec, raw / name)]
-    if not missing:
-        return root
     head = f"{spec.title} not found in {raw} (missing {', '.join(missing)})"
     if not spec.mirrors:
         raise DataError(f"{head} and it has no download mirrors; {idx.put_hint(spec, raw)}")
@@ -154,7 +143,7 @@ def download(
                     failures.setdefault(down[mirror], []).append(mirror)
                     continue
                 try:
-                    _fetch(spec, mirror, raw / name, timeout_s)
+                    _fetch(spec, mirror, raw / name)
                 except _MirrorFailed as e:
                     failures.setdefault(e.cause, []).append(mirror)
                     if e.down:
@@ -173,4 +162,3 @@ def download(
             path.unlink(missing_ok=True)
         _remove_dirs(new)
         raise
-    return root

@@ -118,7 +118,8 @@ def _prepare(spec: DatasetSpec, root: Path, download_: bool) -> Path:
             f"{spec.title} not found in {raw} (missing {', '.join(missing)}{where}); "
             f"{idx.put_hint(spec, raw)}{todo}"
         )
-    return download(root, dataset=spec)
+    download(spec, root, missing)
+    return root
 
 
 def ensure(
