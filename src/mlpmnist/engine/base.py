@@ -77,12 +77,12 @@ def evaluate(engine: Engine, x: Tensor, y: Tensor, chunk: int = 10_000) -> tuple
     for start in range(0, len(y), chunk):
         xs, ys = x[start : start + chunk], y[start : start + chunk]
         acts = engine.activations(xs)
-        z = engine.head(acts[-1] if acts else xs)
+        z = engine.head(acts[-1])
         active = [a.amax(1) > 0 for a in acts]  # [R, h] per layer
         alive = active if alive is None else [p | q for p, q in zip(alive, active, strict=True)]
         target = ys.expand(z.shape[0], -1)
         loss += F.cross_entropy(z.transpose(1, 2), target, reduction="none").sum(1).double()
         correct += (z.argmax(2) == target).sum(1)
     assert alive is not None, "evaluate needs at least one example"
-    dead = torch.stack([1.0 - a.float().mean(1) for a in alive], 1) if alive else x.new_zeros(R, 0)
+    dead = torch.stack([1.0 - a.float().mean(1) for a in alive], 1)
     return (loss / len(y)).float(), correct.double().div(len(y)).float(), dead

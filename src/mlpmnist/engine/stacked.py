@@ -263,8 +263,6 @@ class StackedEngine:
         """Every hidden layer's activations (outputs) for shared inputs ``x`` [N, 784]: one
         [R, N, hidden_i] tensor per hidden layer."""
         R, (n, d) = self.n_replicas, x.shape
-        if len(self.W) == 1:  # no hidden layer
-            return []
         # One GEMM for the widest layer: [N, 784] @ [784, R*64] instead of R expanded copies of x.
         W0 = self.W[0].permute(1, 0, 2).reshape(d, -1)
         h = (x @ W0).view(n, R, -1).transpose(0, 1).add_(self.b[0])
@@ -275,9 +273,7 @@ class StackedEngine:
 
     @torch.no_grad()
     def head(self, h: Tensor) -> Tensor:
-        """Logits [R, N, 10] from the last hidden layer's activations ``h`` [R, N, hidden] (or the inputs)."""
-        if len(self.W) == 1:
-            return torch.baddbmm(self.b[0], h.expand(self.n_replicas, -1, -1), self.W[0])
+        """Logits [R, N, 10] from the last hidden layer's activations ``h`` [R, N, hidden]."""
         return torch.baddbmm(self.b[-1], h, self.W[-1])
 
     def keep(self, mask: Tensor) -> None:
