@@ -90,13 +90,11 @@ def spans(
 
 
 def split_train(train: mdata.Split, config: TrainConfig) -> tuple[mdata.Split, mdata.Split | None]:
-    """(training split, validation split or None) after ``train_limit`` and ``holdout``."""
-    if config.train_limit is not None:
-        train = mdata.Split(train.x[: config.train_limit], train.y[: config.train_limit])
-    if not config.holdout:
-        return train, None
-    n = len(train) - config.holdout
-    return mdata.Split(train.x[:n], train.y[:n]), mdata.Split(train.x[n:], train.y[n:])
+    """(training split, validation split or None): the first ``n_train`` images, then ``holdout``."""
+    n = config.n_train
+    end = n + config.holdout
+    val = mdata.Split(train.x[n:end], train.y[n:end]) if config.holdout else None
+    return mdata.Split(train.x[:n], train.y[:n]), val
 
 
 def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
