@@ -230,14 +230,14 @@ class _Run:
         self.keep_rows = None
         stops = [*self.checks[self.next_check :], *self.snaps]
         cuts = [k - self.step for k in stops if 0 < k - self.step <= spe]
-        transform = self._transform()
         for idx, yb in spans(order, self.Y[order], c.batch_size, cuts):
             if self.keep_rows is not None:
                 idx, yb = idx[:, self.keep_rows], yb[:, self.keep_rows]
             factors = torch.tensor([lr_factor(c.schedule, self.step + k, total) for k in range(len(idx))])
             lr = factors.to(self.lrs)[:, None] * self.lrs[self.alive][None, :]  # [S, R]
             self.first_step_at = self.first_step_at or time.time()
-            self.window.add(*self.engine.steps(self.X, idx, yb, lr, transform), yb, self.step)
+            shifts = None if self.shifts is None else functools.partial(self.shifts, alive=list(self.alive))
+            self.window.add(*self.engine.steps(self.X, idx, yb, lr, shifts), yb, self.step)
             self.step += len(idx)
             if self.step in self.snaps:
                 self.snapshots[self.snaps[self.step]] = self.state_dicts()
@@ -245,12 +245,7 @@ class _Run:
                 self.evaluate(verbose)
                 if self.finished:
                     return
-                transform = self._transform()
         self.window.seconds += time.perf_counter() - self.t0
-
-    def _transform(self) -> Transform:
-        """The live replicas' shifts (``max_shift``), or None."""
-        return None if self.shifts is None else functools.partial(self.shifts, alive=list(self.alive))
 
     def evaluate(self, verbose: bool) -> None:
         """History rows of the live replicas now; then drop the diverged and those at their target."""
