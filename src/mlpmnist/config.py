@@ -25,12 +25,10 @@ if TYPE_CHECKING:
     import torch
 
 SCHEDULES = ("constant", "cosine", "linear")
-ENGINES = ("fast", "reference")
 DTYPES = ("float32", "float64")
 # An optimizer's name here and its rule in engine/rules.py (RULES) are all it takes.
 OPTIMIZERS = ("sgd", "adam")
 ACTIVATIONS = ("relu", "leaky_relu")
-INPUTS = ("scaled", "centered", "standardized")
 DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 MAX_SHIFT = 4
 MAX_LR = 3.4e38  # float32 is the engines' dtype: a larger lr cannot even be stored
@@ -102,7 +100,7 @@ class TrainConfig:
         "scaled",
         "pixels as given to the network: scaled to [-1, 1] (the reference), centered (minus each "
         "pixel's training mean) or standardized (also divided by its training SD)",
-        choices=INPUTS,
+        choices=("scaled", "centered", "standardized"),
         baseline="scaled",
     )
     train_limit: int | None = _setting(None, "train on the first N training images only (none = all)")
@@ -127,7 +125,7 @@ class TrainConfig:
         baseline=(),
     )
     engine: str = _setting(
-        "fast", "fast (stacked replicas) or reference (nn.Module + autograd)", choices=ENGINES
+        "fast", "fast (stacked replicas) or reference (nn.Module + autograd)", choices=("fast", "reference")
     )
     dtype: str = _setting("float32", "float64 is for checking the engines, not for speed", choices=DTYPES)
     device: str = _setting("auto", f"{DEVICES}; auto picks CUDA when available", identity=False)
@@ -199,9 +197,7 @@ class TrainConfig:
         if not (isinstance(self.seeds, tuple) and self.seeds):
             _fail("seeds", self.seeds, "a non-empty list of integers")
         if len(self.seeds) > MAX_SEEDS:
-            raise ValueError(
-                f"seeds must be at most {MAX_SEEDS:,} (one replica each); got {len(self.seeds):,}"
-            )
+            _fail("seeds", len(self.seeds), f"at most {MAX_SEEDS:,} seeds (one replica each)")
         if not all(is_int(s) and 0 <= s < 2**63 for s in self.seeds):
             _fail("seeds", self.seeds, "a list of integers in [0, 2**63)")
         if not all(is_number(v) and 0 < v <= MAX_LR for v in self.lrs):
