@@ -2,8 +2,7 @@
 
 An engine's ``steps`` takes S steps on rows ``idx`` [S, R, B] of the training images ``X`` [N, 784]
 with labels ``y`` [S, R, B] and learning rates ``lr`` [S, R] (already scheduled), and returns
-``Outputs`` from before each update; the caller sums them once per evaluation, not once per step.
-"""
+``Outputs`` from before each update; the caller sums them once per evaluation, not once per step."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The stacked engine: R replicas of the MLP stepped together, the gradient pass written by hand.
 Every layer of all replicas is one [R, in, out] tensor and the backward pass batched matmuls, with no
-autograd bookkeeping; the update rule comes from ``rules``. ``ReferenceEngine`` is its yardstick.
-"""
+autograd bookkeeping; the update rule comes from ``rules``. ``ReferenceEngine`` is its yardstick."""
 
 from __future__ import annotations
 

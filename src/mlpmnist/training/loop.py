@@ -2,8 +2,7 @@
 
 ``train`` is the only place that steps an engine; what it computes (when it evaluates, when a
 replica stops, which weights it keeps) is its config's, so every run is an experiment with a key.
-Resumed from a ``Checkpoint``, a run ends with the history and weights of an uninterrupted one.
-"""
+Resumed from a ``Checkpoint``, a run ends with the history and weights of an uninterrupted one."""
 
 from __future__ import annotations
 
