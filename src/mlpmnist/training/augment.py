@@ -49,11 +49,7 @@ class ReplicaShifts:
     on its seed alone, not on which replicas train beside it or stopped."""
 
     def __init__(
-        self,
-        max_shift: int,
-        seeds: Sequence[int],
-        shape: tuple[int, int],
-        device: torch.device | str = "cpu",
+        self, max_shift: int, seeds: Sequence[int], shape: tuple[int, int], device: torch.device | str = "cpu"
     ) -> None:
         self.max_shift, self.shape = max_shift, shape
         self.gens = [torch.Generator().manual_seed(s + 2**63) for s in seeds]
