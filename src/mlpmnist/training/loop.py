@@ -331,13 +331,9 @@ class _Run:
         R, spe = len(self.alive), self.config.steps_per_epoch
         train_loss, train_acc = window.means()
         metrics: dict[str, list[float]] = {"train_loss": train_loss, "train_acc": train_acc}
-        dead = None
-        for name, split in evals.items():
-            loss, acc, d = evaluate(self.engine, split.x, split.y)
+        for name, split in evals.items():  # test, where evaluated, is the last: its dead units are kept
+            loss, acc, dead = evaluate(self.engine, split.x, split.y)
             metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
-            if dead is None or name == "test":
-                dead = d
-        assert dead is not None
         metrics.update({f"dead_{k + 1}": dead[:, k].tolist() for k in range(dead.shape[1])})
         norms = self.engine.weight_norms()
         metrics.update({f"wnorm_{k + 1}": norms[:, k].tolist() for k in range(norms.shape[1])})
