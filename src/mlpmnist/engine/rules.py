@@ -26,6 +26,8 @@ class StackedRule:
     per_param: tuple[str, ...] = ()
     #: CUDA graphs can record its steps (no value read back to the host).
     recordable = True
+    #: The steps taken, a 0-d tensor (so recorded steps count too), for a rule that needs them (Adam).
+    t: Tensor | None = None
 
     def __init__(self, params: Sequence[Tensor], momentum: float, weight_decay: float) -> None:
         self.params = list(params)
@@ -52,15 +54,8 @@ class StackedRule:
         return []
 
     def state(self) -> list[Tensor]:
-        """Every state tensor a step changes (``buffers`` and Adam's step count)."""
-        return self.buffers()
-
-    def steps_taken(self) -> int:
-        """Steps taken so far (Adam's bias correction needs it; 0 for SGD, which does not)."""
-        return 0
-
-    def advance(self, steps: int) -> None:
-        """Count ``steps`` taken elsewhere (by a fused kernel)."""
+        """Every state tensor a step changes: ``buffers``, then the step count ``t`` if it keeps one."""
+        return self.buffers() if self.t is None else [*self.buffers(), self.t]
 
 
 class SGD(StackedRule):
@@ -102,6 +97,7 @@ class Adam(StackedRule):
     The step count t is a tensor, so recorded steps count too."""
 
     per_param = ("m", "v", "scratch")
+    t: Tensor
 
     def __init__(self, params: Sequence[Tensor], momentum: float, weight_decay: float) -> None:
         super().__init__(params, momentum, weight_decay)  # momentum is SGD's (the config refuses it)
@@ -138,15 +134,6 @@ class Adam(StackedRule):
 
     def buffers(self) -> list[Tensor]:
         return [*self.m, *self.v]
-
-    def state(self) -> list[Tensor]:
-        return [*self.m, *self.v, self.t]
-
-    def steps_taken(self) -> int:
-        return int(self.t.item())
-
-    def advance(self, steps: int) -> None:
-        self.t.add_(steps)
 
 
 #: Every optimizer by its config name (``config.OPTIMIZERS`` lists the same names).

@@ -219,9 +219,10 @@ class StackedEngine:
             return self.graphs.steps(X, idx, y, lr)
         from triton.errors import TritonError
 
+        t = self.rule.t  # the kernel counts on from it and does not update it
         try:
-            state, t0 = self.rule.buffers(), self.rule.steps_taken()
-            out = fused.fused_steps(self._params, state, X, idx, y, lr, t0=t0, **self.hyper)
+            t0 = 0 if t is None else int(t.item())
+            out = fused.fused_steps(self._params, self.rule.buffers(), X, idx, y, lr, t0=t0, **self.hyper)
         except TritonError as e:
             self.use_fused = False
             first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -232,7 +233,8 @@ class StackedEngine:
                 stacklevel=2,
             )
             return None
-        self.rule.advance(len(idx))
+        if t is not None:
+            t.add_(len(idx))
         return out
 
     def _check(self, path: str, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs:
