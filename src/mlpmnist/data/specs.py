@@ -55,11 +55,8 @@ class DatasetSpec:
             raise ValueError(f"dataset spec {self.name!r}: {problem}")
 
     def dims(self, file: str) -> tuple[int, ...]:
-        """The dimensions in raw file ``file``'s IDX header: (n, height, width) or (n,); else ``KeyError``."""
-        order = list(self.files)
-        if file not in order:
-            raise KeyError(f"{file!r} is not a file of dataset {self.name!r}")
-        i = order.index(file)
+        """The dimensions in raw file ``file``'s IDX header: (n, height, width) or (n,)."""
+        i = list(self.files).index(file)
         n = self.train_size if i < 2 else self.test_size
         return (n, *self.image_shape) if i % 2 == 0 else (n,)
 
