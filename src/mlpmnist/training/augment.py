@@ -36,10 +36,9 @@ def translate(
     if x.shape[-1] != height * width:
         raise ValueError(f"images of {x.shape[-1]} pixels are not {height}x{width}")
     index = shift_index(m, shape, x.device) if index is None else index
-    lead = x.shape[:-1]
     imgs = x.reshape(-1, height, width)
     padded = torch.nn.functional.pad(imgs, (m, m, m, m), value=-1.0).reshape(len(imgs), -1)
-    return padded.gather(1, index[shifts.reshape(-1)]).reshape(*lead, height * width)
+    return padded.gather(1, index[shifts.reshape(-1)]).reshape(x.shape)
 
 
 class ReplicaShifts:
