@@ -39,7 +39,6 @@ class Checkpoint(Protocol):
     saved one (None if none, or not this run's), ``save`` one."""
 
     def load(self) -> dict[str, Any] | None: ...
-
     def save(self, state: dict[str, Any]) -> object: ...
 
 
