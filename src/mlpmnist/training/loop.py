@@ -11,7 +11,6 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,17 +45,6 @@ class Checkpoint(Protocol):
 NO_STEP = 2**62
 #: What sees each evaluation's history rows as they are made, or None.
 OnEval = Callable[[list[dict]], None] | None
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` intra-op threads (unchanged when None), then restore."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n or old)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def lr_factor(schedule: str, step: int, total: int) -> float:
@@ -376,30 +364,33 @@ def train(
     device = resolve_device(config.device)  # the machine is checked here, not in the config
     memory.check(config, device)  # before anything is allocated: the numbers, in one line
     t_start = time.perf_counter()
+    threads = torch.get_num_threads()  # the process's setting, restored at the end
+    torch.set_num_threads(config.threads or threads)
     try:
-        with torch_threads(config.threads):
-            run = _Run(config, data, device, on_eval)
-            saved = checkpoint.load() if checkpoint is not None else None
-            done = run.step // config.steps_per_epoch if saved is not None and run.restore(saved) else 0
-            with tqdm(
-                total=config.epochs,
-                initial=done,
-                desc=f"batch {config.batch_size}",
-                disable=not progress,
-                mininterval=1,
-            ) as bar:
-                for _ in range(done, config.epochs):
-                    if run.finished:
-                        break
-                    run.epoch(verbose)
-                    bar.update()
-                    if checkpoint is not None and not run.finished and (state := run.state()) is not None:
-                        checkpoint.save(state)
-            final = run.state_dicts()
+        run = _Run(config, data, device, on_eval)
+        saved = checkpoint.load() if checkpoint is not None else None
+        done = run.step // config.steps_per_epoch if saved is not None and run.restore(saved) else 0
+        with tqdm(
+            total=config.epochs,
+            initial=done,
+            desc=f"batch {config.batch_size}",
+            disable=not progress,
+            mininterval=1,
+        ) as bar:
+            for _ in range(done, config.epochs):
+                if run.finished:
+                    break
+                run.epoch(verbose)
+                bar.update()
+                if checkpoint is not None and not run.finished and (state := run.state()) is not None:
+                    checkpoint.save(state)
+        final = run.state_dicts()
     except (MemoryError, RuntimeError) as e:
         if (error := memory.ran_out(config, device, e)) is None:
             raise
         raise error from None
+    finally:
+        torch.set_num_threads(threads)
     seconds = time.perf_counter() - t_start
     return TrainResult(
         config, pd.DataFrame(run.rows), final, run.snapshots, str(device), seconds, run.first_step_at
