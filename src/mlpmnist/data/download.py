@@ -56,7 +56,6 @@ def _get(url: str, out: Path) -> str:
     """Download ``url`` into the new file ``out``; returns the hex MD5 of what it received.
     ``_MirrorFailed`` when the server or the network fails, OSError when ``out`` cannot be written."""
     h = hashlib.md5()
-    received = 0
     try:
         resp = urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S)
     except (OSError, http.client.HTTPException) as e:  # URLError and HTTPError are OSErrors
@@ -70,11 +69,10 @@ def _get(url: str, out: Path) -> str:
             if not chunk:
                 break
             h.update(chunk)
-            received += len(chunk)
             f.write(chunk)
         # http.client ends a body cut short without an error; the length still to come tells.
         if resp.length:
-            raise _MirrorFailed(f"the connection closed after {received} of {received + resp.length} bytes")
+            raise _MirrorFailed(f"the connection closed after {f.tell()} of {f.tell() + resp.length} bytes")
     return h.hexdigest()
 
 
