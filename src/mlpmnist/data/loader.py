@@ -98,8 +98,6 @@ def _prepare(spec: DatasetSpec, root: Path, download_: bool) -> Path:
     """Make the raw files present under absolute ``root`` (from their .gz, else downloaded); returns it."""
     raw = raw_dir(root, spec)
     missing = [name for name in spec.files if not idx.is_file(spec, raw / name)]
-    if not missing:
-        return root
     st = idx.stat_of(spec, root)
     if st is not None and not stat.S_ISDIR(st.st_mode):
         raise DataError(f"{spec.title} data location {root} is a file, not a folder; {idx.hint(spec)}")
