@@ -5,10 +5,8 @@ target (``classify``), and what to do about it in words (``outcome_message``).""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from mlpmnist.config import TrainConfig
+from mlpmnist.config import TrainConfig
 
 #: Mean cross-entropy (nats) above which a replica counts as diverged: chance level on ten classes
 #: is ln 10 = 2.3, and a runaway replica can sit at a huge but finite loss once its ReLUs died.
