@@ -314,8 +314,6 @@ def baseline(name: str, cls: type = TrainConfig) -> Any:
     return f.default if f.metadata["baseline"] is _NO_BASELINE else f.metadata["baseline"]
 
 
-#: Keys are file names: letters, digits and ``. _ + -``, starting with a letter or digit.
-KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 #: A result-changing field not at its baseline in a key's tags (any other: its name and value).
 _TAGS: dict[str, Callable[[Any], str]] = {
     **dict.fromkeys(("optimizer", "schedule", "dataset", "inputs", "engine"), str),
