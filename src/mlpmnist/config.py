@@ -13,7 +13,7 @@ import json
 import math
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -358,9 +358,7 @@ def _shown_value(v: object) -> str:
 
 
 def check_names(
-    names: Mapping[str, Any] | list[str],
-    what: str = "TrainConfig field",
-    fields: tuple[str, ...] | None = None,
+    names: Iterable[str], what: str = "TrainConfig field", fields: tuple[str, ...] | None = None
 ) -> None:
     """Raise ``ValueError`` naming each unknown field name (with the closest valid one) and listing all."""
     valid = field_names() if fields is None else fields
