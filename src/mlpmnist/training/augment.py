@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import Tensor
 
 
-def shift_index(max_shift: int, shape: tuple[int, int], device: torch.device | str = "cpu") -> torch.Tensor:
+def shift_index(max_shift: int, shape: tuple[int, int], device: torch.device | str = "cpu") -> Tensor:
     """[(2m+1)^2, height * width] indices into an image of ``shape`` (height, width) padded by
     m on each side, one row per shift."""
     m, (height, width) = max_shift, shape
@@ -23,12 +24,8 @@ def shift_index(max_shift: int, shape: tuple[int, int], device: torch.device | s
 
 
 def translate(
-    x: torch.Tensor,
-    shifts: torch.Tensor,
-    max_shift: int,
-    shape: tuple[int, int],
-    index: torch.Tensor | None = None,
-) -> torch.Tensor:
+    x: Tensor, shifts: Tensor, max_shift: int, shape: tuple[int, int], index: Tensor | None = None
+) -> Tensor:
     """Images ``x`` [..., height * width] of ``shape`` moved by whole pixels, as a new tensor (the
     uncovered border background, -1): ``shifts`` (x's leading shape, int64 in [0, (2m+1)^2)) picks
     (dy, dx) = divmod(shift, 2m+1) - m for each image."""
@@ -55,7 +52,7 @@ class ReplicaShifts:
         self.index = shift_index(max_shift, shape, device)
         self.n_shifts = (2 * max_shift + 1) ** 2
 
-    def __call__(self, x: torch.Tensor, alive: Sequence[int]) -> torch.Tensor:
+    def __call__(self, x: Tensor, alive: Sequence[int]) -> Tensor:
         """``x`` [R_alive, b, height * width] moved; ``alive[j]`` is row j's replica (index into seeds)."""
         b = x.shape[1]
         shifts = torch.stack([torch.randint(self.n_shifts, (b,), generator=self.gens[r]) for r in alive])
