@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from mlpmnist.config import TrainConfig, resolve_device
@@ -56,9 +57,7 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
     return 1.0
 
 
-def spans(
-    order: torch.Tensor, Yo: torch.Tensor, B: int, cuts: Iterable[int]
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def spans(order: Tensor, Yo: Tensor, B: int, cuts: Iterable[int]) -> Iterator[tuple[Tensor, Tensor]]:
     """One epoch's steps as runs of consecutive steps, each (indices [S, R, b], labels [S, R, b]):
     the full batches of ``B`` in runs that end at each of ``cuts`` (step counts into the epoch,
     where the caller evaluates), then the remainder of ``order`` [R, n] as a step of its own."""
@@ -93,7 +92,7 @@ def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
     return models, gens
 
 
-def input_transform(config: TrainConfig, train_x: torch.Tensor) -> Transform:
+def input_transform(config: TrainConfig, train_x: Tensor) -> Transform:
     """How ``config.inputs`` changes the pixels, from the training images ``train_x`` [N, 784]: None
     (scaled), minus each pixel's mean (centered), also divided by its SD (standardized; 0 -> 1)."""
     if config.inputs == "scaled":
@@ -107,7 +106,7 @@ def input_transform(config: TrainConfig, train_x: torch.Tensor) -> Transform:
 
 def _data(
     config: TrainConfig, data: mdata.Data | None, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, mdata.Split]]:
+) -> tuple[Tensor, Tensor, dict[str, mdata.Split]]:
     """What one run reads, on ``device``: training images X [N, 784], labels Y [N] and the splits
     to evaluate, from ``data`` (default: the config's dataset, loaded; ``ValueError`` for another)."""
     data = data if data is not None else mdata.load(dataset=config.dataset)
@@ -129,14 +128,14 @@ def _data(
 class _Window:
     """What the steps since the last evaluation saw, summed per live replica."""
 
-    loss: torch.Tensor | None = None  # summed -log p(true class), nats
-    correct: torch.Tensor | None = None
-    bad: torch.Tensor | None = None  # per replica: the first step whose loss was bad, else NO_STEP
+    loss: Tensor | None = None  # summed -log p(true class), nats
+    correct: Tensor | None = None
+    bad: Tensor | None = None  # per replica: the first step whose loss was bad, else NO_STEP
     examples: int = 0
     steps: int = 0
     seconds: float = 0.0
 
-    def add(self, logp: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, before: int) -> None:
+    def add(self, logp: Tensor, pred: Tensor, y: Tensor, before: int) -> None:
         """Steps' outputs and labels, each [S, R, b], of the steps after the first ``before``."""
         loss, correct = -logp.double().sum((0, 2)), (pred == y).sum((0, 2))
         self.loss = loss if self.loss is None else self.loss + loss
@@ -196,7 +195,7 @@ class _Run:
         self.rows: list[dict] = []
         self.snapshots: dict[float, list[dict | None]] = {}
         self.window, self.t0 = _Window(), time.perf_counter()
-        self.keep_rows: torch.Tensor | None = None  # live rows of this epoch's order after a drop
+        self.keep_rows: Tensor | None = None  # live rows of this epoch's order after a drop
         self.first_step_at: float | None = None
         if 0 in self.snaps:
             self.snapshots[0.0] = self.state_dicts()
