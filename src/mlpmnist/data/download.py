@@ -28,12 +28,11 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 class _MirrorFailed(Exception):
-    """One mirror did not serve one valid file: ``cause`` in a few words; ``down``: it cannot be
-    reached at all (not asked for the other files)."""
+    """One mirror did not serve one valid file, for the cause its message says in a few words;
+    ``down``: it cannot be reached at all (not asked for the other files)."""
 
     def __init__(self, cause: str, down: bool = False) -> None:
         super().__init__(cause)
-        self.cause = cause
         self.down = down
 
 
@@ -143,9 +142,9 @@ def download(spec: DatasetSpec, root: Path, missing: list[str]) -> None:
                 try:
                     _fetch(spec, mirror, raw / name)
                 except _MirrorFailed as e:
-                    failures.setdefault(e.cause, []).append(mirror)
+                    failures.setdefault(str(e), []).append(mirror)
                     if e.down:
-                        down[mirror] = e.cause
+                        down[mirror] = str(e)
                 else:
                     done.append(raw / name)
                     break

@@ -144,10 +144,9 @@ def _md5(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
-def verify(root: Path, dataset: Dataset = "mnist") -> None:
+def verify(root: Path, spec: DatasetSpec) -> None:
     """Check the dataset's four raw files under ``root``: header, length, then the MD5 where the
     spec publishes it (once per process and file version). ``DataError`` naming the first bad file."""
-    spec = spec_of(dataset)
     for name, expected in spec.files.items():
         path = raw_dir(root, spec) / name
         try:
