@@ -53,8 +53,7 @@ def _ints(text: str) -> tuple[int, ...]:
     """``"0 1 2"``, ``"0,1,2"``, ``"64x64"`` or a range ``"0-9"`` (inclusive) as integers."""
     out: list[int] = []
     for part in re.split(r"[\s,x]+", text.strip().strip("[]()")):
-        m = re.fullmatch(r"(\d+)-(\d+)", part)
-        if m:
+        if m := re.fullmatch(r"(\d+)-(\d+)", part):
             lo, hi = int(m[1]), int(m[2])
             if hi < lo:
                 raise ValueError(f"empty range {part!r}")
