@@ -362,8 +362,7 @@ def check_names(
 ) -> None:
     """Raise ``ValueError`` naming each unknown field name (with the closest valid one) and listing all."""
     valid = field_names() if fields is None else fields
-    unknown = [n for n in names if n not in valid]
-    if unknown:
+    if unknown := [n for n in names if n not in valid]:
         hints = []
         for n in unknown:
             close = difflib.get_close_matches(str(n), valid, n=1)

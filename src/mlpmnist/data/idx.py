@@ -129,8 +129,7 @@ def header_problem(spec: DatasetSpec, name: str, header: bytes, size: int) -> st
 def _check_header(spec: DatasetSpec, f: BinaryIO, path: Path) -> None:
     """``DataError`` if the header of ``path`` (open as ``f``, at its start) or its length is wrong."""
     n_header = 4 * (1 + len(spec.dims(path.name)))
-    problem = header_problem(spec, path.name, f.read(n_header), os.fstat(f.fileno()).st_size)
-    if problem:
+    if problem := header_problem(spec, path.name, f.read(n_header), os.fstat(f.fileno()).st_size):
         raise invalid(spec, path, problem)
 
 

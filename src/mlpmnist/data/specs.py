@@ -50,8 +50,7 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         if not self.title:
             object.__setattr__(self, "title", self.name)
-        problem = _spec_problem(self)
-        if problem:
+        if problem := _spec_problem(self):
             raise ValueError(f"dataset spec {self.name!r}: {problem}")
 
     def dims(self, file: str) -> tuple[int, ...]:
