@@ -60,10 +60,7 @@ def _refuse_too_deep(spec: DatasetSpec, root: Path) -> None:
         (root, root.parent.parent, owners.get(root.parent.name) if root.name == "raw" else None),
     )
     for folder, parent, owner in candidates:
-        if any(
-            idx.stat_of(spec, folder / n) is not None or idx.stat_of(spec, folder / f"{n}.gz") is not None
-            for n in spec.files
-        ):
+        if any(idx.stat_of(spec, folder / name) is not None for n in spec.files for name in (n, f"{n}.gz")):
             todo = f"use {parent} instead of {root}" if owner else f"move them into {raw_dir(root, spec)}"
             whose = "its" if owner in (None, spec) else f"{owner.title}'s"
             raise DataError(
