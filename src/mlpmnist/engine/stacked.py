@@ -22,32 +22,28 @@ class _Workspace:
     so a step allocates only what it returns; the views it needs are made once here too."""
 
     def __init__(self, R: int, B: int, sizes: Sequence[int], like: Tensor, classes_major: bool) -> None:
-        def full(shape: tuple[int, ...], value: float | None = None) -> Tensor:
-            t = torch.empty(shape, dtype=like.dtype, device=like.device)
-            return t if value is None else t.fill_(value)
-
         hidden, classes = sizes[1:-1], sizes[-1]
         # a[i] (i >= 1): layer i's input with a column of ones, [R, B, in_i + 1], so that one GEMM
         # with the [W; b] slab adds the bias and one updates W and b together; h[i] is the input
         # itself (the ReLU'd output of layer i - 1, written in place) and aT[i] a's transpose.
         unused = like.new_empty(0)  # index 0 is layer 0's, whose input is the batch itself
-        self.a = [unused, *(full((R, B, h + 1), 1.0) for h in hidden)]
+        self.a = [unused, *(like.new_full((R, B, h + 1), 1.0) for h in hidden)]
         self.h = [unused, *(a[..., :-1] for a in self.a[1:])]
         self.aT = [unused, *(a.transpose(1, 2) for a in self.a[1:])]
-        self.z = [full((R, B, h)) for h in sizes[1:]]  # each layer's GEMM output; logits last
+        self.z = [like.new_empty((R, B, h)) for h in sizes[1:]]  # each layer's GEMM output; logits last
         # On a CPU, softmax over 10 classes is several times faster classes-major ([R, 10, B], the
         # batch innermost) than over the last dimension of [R, B, 10] (argmax is the other way
         # round), so the logits are copied classes-major for it; a GPU needs no copy.
         self.dim = 1 if classes_major else 2
         shape = (R, classes, B) if self.dim == 1 else (R, B, classes)
-        self.zt = full(shape) if self.dim == 1 else self.z[-1]
+        self.zt = like.new_empty(shape) if self.dim == 1 else self.z[-1]
         # log-softmax, then (softmax - onehot) in place: the top gradient, and its [R, B, 10] view.
-        self.logp = full(shape)
+        self.logp = like.new_empty(shape)
         self.g = self.logp.transpose(1, 2) if self.dim == 1 else self.logp
-        self.minus_one = full(shape[: self.dim] + (1,) + shape[self.dim + 1 :], -1.0)  # the one-hot
-        self.g_in = [unused, *(full((R, B, h)) for h in hidden)]  # gradient w.r.t. layer i's input
-        self.ones = full((R, 1, B), 1.0)  # layer 0's bias gradient (a sum over the batch) as a GEMM
-        self.x = full((R, B, sizes[0]))  # the gathered batch, rewritten by every step of this shape
+        self.minus_one = like.new_full(shape[: self.dim] + (1,) + shape[self.dim + 1 :], -1.0)  # the one-hot
+        self.g_in = [unused, *(like.new_empty((R, B, h)) for h in hidden)]  # gradient w.r.t. layer i's input
+        self.ones = like.new_full((R, 1, B), 1.0)  # layer 0's bias gradient (a sum over the batch) as a GEMM
+        self.x = like.new_empty((R, B, sizes[0]))  # the gathered batch, rewritten by every step of this shape
 
 
 def _cat(outs: Sequence[Outputs]) -> Outputs:
