@@ -105,8 +105,7 @@ class Adam(StackedRule):
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
         self.scratch = [torch.empty_like(p) for p in params]
-        like = params[0]
-        self.t = torch.zeros((), dtype=like.dtype, device=like.device)
+        self.t = params[0].new_zeros(())
         self._bc1 = torch.ones_like(self.t)
         self._bc2_sqrt = torch.ones_like(self.t)
 
