@@ -115,9 +115,8 @@ def _data(
     dtype = getattr(torch, config.dtype)
     train_split, val_split = split_train(data.train, config)
     X, Y = train_split.x.to(device, dtype), train_split.y.to(device)
-    evals = {"test": data.test.to(device, dtype)}
-    if val_split is not None:
-        evals = {"val": val_split.to(device, dtype), **evals}
+    splits = {"val": val_split, "test": data.test}  # test last: a row's dead units are the last split's
+    evals = {k: s.to(device, dtype) for k, s in splits.items() if s is not None}
     if (change := input_transform(config, X)) is not None:
         X = change(X)
         evals = {k: mdata.Split(change(v.x), v.y) for k, v in evals.items()}
@@ -317,7 +316,7 @@ class _Run:
         R, spe = len(self.alive), self.config.steps_per_epoch
         train_loss, train_acc = window.means()
         metrics: dict[str, list[float]] = {"train_loss": train_loss, "train_acc": train_acc}
-        for name, split in evals.items():  # test, where evaluated, is the last: its dead units are kept
+        for name, split in evals.items():  # the last split's dead units are kept (test's, see _data)
             loss, acc, dead = evaluate(self.engine, split.x, split.y)
             metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
         metrics.update({f"dead_{k + 1}": dead[:, k].tolist() for k in range(dead.shape[1])})
