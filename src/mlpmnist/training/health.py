@@ -62,11 +62,9 @@ def never_learned(config: TrainConfig, history: list[dict]) -> bool:
 def _diverged(config: TrainConfig, last: dict) -> tuple[str, str]:
     """(what happened, what to do) for a diverged replica, but for its seed, from its last row."""
     loss = last.get("train_loss")
-    what = (
-        "its loss became NaN/inf"
-        if loss is None or not math.isfinite(loss)
-        else f"its training loss reached {loss:.3g} nats, above {DIVERGED_LOSS:g}"
-    )
+    what = "its loss became NaN/inf"
+    if loss is not None and math.isfinite(loss):
+        what = f"its training loss reached {loss:.3g} nats, above {DIVERGED_LOSS:g}"
     at = last.get("diverged_at")
     where = (
         f"at step {at:g}" if isinstance(at, (int, float)) and math.isfinite(at) else f"by step {last['step']}"
