@@ -15,12 +15,10 @@ def shift_index(max_shift: int, shape: tuple[int, int], device: torch.device | s
     m, (height, width) = max_shift, shape
     padded_width = width + 2 * m
     rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    out = [
-        ((rows + m - dy) * padded_width + (cols + m - dx)).reshape(-1)
-        for dy in range(-m, m + 1)
-        for dx in range(-m, m + 1)
-    ]
-    return torch.stack(out).to(device)
+    pixels = ((rows + m) * padded_width + cols + m).reshape(1, -1)  # each pixel in the padded image
+    d = torch.arange(-m, m + 1)
+    moves = (d[:, None] * padded_width + d[None, :]).reshape(-1, 1)  # (dy, dx), dy-major
+    return (pixels - moves).to(device)
 
 
 def translate(
