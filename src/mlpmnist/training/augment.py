@@ -47,11 +47,10 @@ class ReplicaShifts:
     ) -> None:
         self.max_shift, self.shape = max_shift, shape
         self.gens = [torch.Generator().manual_seed(s + 2**63) for s in seeds]
-        self.index = shift_index(max_shift, shape, device)
-        self.n_shifts = (2 * max_shift + 1) ** 2
+        self.index = shift_index(max_shift, shape, device)  # one row per shift
 
     def __call__(self, x: Tensor, alive: Sequence[int]) -> Tensor:
         """``x`` [R_alive, b, height * width] moved; ``alive[j]`` is row j's replica (index into seeds)."""
         b = x.shape[1]
-        shifts = torch.stack([torch.randint(self.n_shifts, (b,), generator=self.gens[r]) for r in alive])
+        shifts = torch.stack([torch.randint(len(self.index), (b,), generator=self.gens[r]) for r in alive])
         return translate(x, shifts.to(x.device), self.max_shift, self.shape, self.index)
