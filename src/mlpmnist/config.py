@@ -399,8 +399,7 @@ def _listed(v: object) -> object:
 @functools.cache
 def field_types(cls: type = TrainConfig) -> dict[str, Any]:
     """Each field's type, ``X | None`` as ``X`` (what ``values.read`` reads)."""
-    hints = typing.get_type_hints(cls)
-    return {n: values.without_none(hints[n]) for n in field_names(cls)}
+    return {n: values.without_none(t) for n, t in typing.get_type_hints(cls).items()}
 
 
 def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:
