@@ -82,8 +82,7 @@ def _fetch(spec: DatasetSpec, mirror: str, dest: Path) -> None:
     try:
         with idx.scratch(dest.with_name(f"{name}.gz")) as gz, idx.scratch(dest) as tmp:
             digest = _get(f"{mirror}{name}.gz", gz)
-            want = spec.gz_md5.get(name)
-            if want is not None and digest != want:
+            if (want := spec.gz_md5.get(name)) is not None and digest != want:
                 raise _MirrorFailed(f"{name}.gz's MD5 is {digest}, not the published {want}")
             try:
                 digest = idx.gunzip(gz, tmp)
@@ -91,8 +90,7 @@ def _fetch(spec: DatasetSpec, mirror: str, dest: Path) -> None:
                 raise _MirrorFailed(f"{name}.gz is not a valid gzip file ({_one_line(str(e), 80)})") from e
             with open(tmp, "rb") as f:
                 problem = idx.header_problem(spec, name, f.read(4 * 4), os.fstat(f.fileno()).st_size)
-            expected = spec.files[name]
-            if problem is None and expected is not None and digest != expected:
+            if problem is None and (expected := spec.files[name]) is not None and digest != expected:
                 problem = f"its MD5 is {digest}, not the published {expected}"
             if problem:
                 raise _MirrorFailed(f"{name} from it is not valid: {problem}")
