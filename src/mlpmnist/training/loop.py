@@ -305,10 +305,8 @@ class _Run:
 
     def state_dicts(self) -> list[dict | None]:
         """The live replicas' weights, None for the others, in the config's order."""
-        out: list[dict | None] = [None] * len(self.replicas)
-        for i, sd in zip(self.alive, self.engine.state_dicts(), strict=True):
-            out[i] = sd
-        return out
+        live = dict(zip(self.alive, self.engine.state_dicts(), strict=True))
+        return [live.get(i) for i in range(len(self.replicas))]
 
     def _rows(self, evals: dict[str, mdata.Split]) -> list[dict]:
         """One history row per live replica now (see ``train`` for the columns)."""
