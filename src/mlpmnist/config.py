@@ -13,7 +13,7 @@ import json
 import math
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -25,12 +25,10 @@ if TYPE_CHECKING:
     import torch
 
 SCHEDULES = ("constant", "cosine", "linear")
-ENGINES = ("fast", "reference")
 DTYPES = ("float32", "float64")
 # An optimizer's name here and its rule in engine/rules.py (RULES) are all it takes.
 OPTIMIZERS = ("sgd", "adam")
 ACTIVATIONS = ("relu", "leaky_relu")
-INPUTS = ("scaled", "centered", "standardized")
 DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 MAX_SHIFT = 4
 MAX_LR = 3.4e38  # float32 is the engines' dtype: a larger lr cannot even be stored
@@ -102,7 +100,7 @@ class TrainConfig:
         "scaled",
         "pixels as given to the network: scaled to [-1, 1] (the reference), centered (minus each "
         "pixel's training mean) or standardized (also divided by its training SD)",
-        choices=INPUTS,
+        choices=("scaled", "centered", "standardized"),
         baseline="scaled",
     )
     train_limit: int | None = _setting(None, "train on the first N training images only (none = all)")
@@ -127,7 +125,7 @@ class TrainConfig:
         baseline=(),
     )
     engine: str = _setting(
-        "fast", "fast (stacked replicas) or reference (nn.Module + autograd)", choices=ENGINES
+        "fast", "fast (stacked replicas) or reference (nn.Module + autograd)", choices=("fast", "reference")
     )
     dtype: str = _setting("float32", "float64 is for checking the engines, not for speed", choices=DTYPES)
     device: str = _setting("auto", f"{DEVICES}; auto picks CUDA when available", identity=False)
@@ -199,13 +197,10 @@ class TrainConfig:
         if not (isinstance(self.seeds, tuple) and self.seeds):
             _fail("seeds", self.seeds, "a non-empty list of integers")
         if len(self.seeds) > MAX_SEEDS:
-            raise ValueError(
-                f"seeds must be at most {MAX_SEEDS:,} (one replica each); got {len(self.seeds):,}"
-            )
+            _fail("seeds", len(self.seeds), f"at most {MAX_SEEDS:,} seeds (one replica each)")
         if not all(is_int(s) and 0 <= s < 2**63 for s in self.seeds):
             _fail("seeds", self.seeds, "a list of integers in [0, 2**63)")
-        lrs = self.lr if isinstance(self.lr, tuple) else (self.lr,)
-        if not all(is_number(v) and 0 < v <= MAX_LR for v in lrs):
+        if not all(is_number(v) and 0 < v <= MAX_LR for v in self.lrs):
             _fail("lr", self.lr, f"a finite number in (0, {MAX_LR:g}] (or one per seed)")
         if isinstance(self.lr, tuple) and len(self.lr) != len(self.seeds):
             _fail("lr", self.lr, f"a number or a list of {len(self.seeds)} (one per seed)")
@@ -319,8 +314,6 @@ def baseline(name: str, cls: type = TrainConfig) -> Any:
     return f.default if f.metadata["baseline"] is _NO_BASELINE else f.metadata["baseline"]
 
 
-#: Keys are file names: letters, digits and ``. _ + -``, starting with a letter or digit.
-KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 #: A result-changing field not at its baseline in a key's tags (any other: its name and value).
 _TAGS: dict[str, Callable[[Any], str]] = {
     **dict.fromkeys(("optimizer", "schedule", "dataset", "inputs", "engine"), str),
@@ -365,14 +358,11 @@ def _shown_value(v: object) -> str:
 
 
 def check_names(
-    names: Mapping[str, Any] | list[str],
-    what: str = "TrainConfig field",
-    fields: tuple[str, ...] | None = None,
+    names: Iterable[str], what: str = "TrainConfig field", fields: tuple[str, ...] | None = None
 ) -> None:
     """Raise ``ValueError`` naming each unknown field name (with the closest valid one) and listing all."""
     valid = field_names() if fields is None else fields
-    unknown = [n for n in names if n not in valid]
-    if unknown:
+    if unknown := [n for n in names if n not in valid]:
         hints = []
         for n in unknown:
             close = difflib.get_close_matches(str(n), valid, n=1)
@@ -388,8 +378,6 @@ def resolve_device(device: str | None) -> torch.device:
 
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not (isinstance(device, str) and re.fullmatch(r"cpu|cuda(:\d+)?", device)):
-        _fail("device", device, DEVICES)
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
@@ -411,8 +399,7 @@ def _listed(v: object) -> object:
 @functools.cache
 def field_types(cls: type = TrainConfig) -> dict[str, Any]:
     """Each field's type, ``X | None`` as ``X`` (what ``values.read`` reads)."""
-    hints = typing.get_type_hints(cls)
-    return {n: values.without_none(hints[n]) for n in field_names(cls)}
+    return {n: values.without_none(t) for n, t in typing.get_type_hints(cls).items()}
 
 
 def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:

@@ -42,8 +42,7 @@ class MLP(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
         self.activation = activation
-        sizes = [n_in, *hidden, n_out]
-        linears = [nn.Linear(a, b) for a, b in itertools.pairwise(sizes)]
+        linears = [nn.Linear(a, b) for a, b in itertools.pairwise([n_in, *hidden, n_out])]
         with torch.no_grad():
             for layer in linears:
                 nn.init.xavier_uniform_(layer.weight, generator=generator)
@@ -55,8 +54,7 @@ class MLP(nn.Module):
     def from_state_dict(cls, state_dict: dict[str, torch.Tensor], activation: str = "relu") -> MLP:
         """An ``MLP`` in eval mode holding ``state_dict`` (its layer sizes read from the weights;
         the activation is not in it: the run's config says which)."""
-        n = len(state_dict) // 2
-        sizes = [state_dict[f"layers.{i}.weight"].shape for i in range(n)]
+        sizes = [state_dict[f"layers.{i}.weight"].shape for i in range(len(state_dict) // 2)]
         model = cls(tuple(s[0] for s in sizes[:-1]), sizes[0][1], sizes[-1][0], activation=activation)
         model.load_state_dict(state_dict)
         return model.eval()
@@ -70,8 +68,3 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, [N, 10]."""
         return self.layers[-1](self.features(x))
-
-
-def n_parameters(model: nn.Module) -> int:
-    """Number of trainable scalars."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

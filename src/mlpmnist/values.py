@@ -4,10 +4,10 @@ Python as plain numbers and tuples (``plain``)."""
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -53,8 +53,7 @@ def _ints(text: str) -> tuple[int, ...]:
     """``"0 1 2"``, ``"0,1,2"``, ``"64x64"`` or a range ``"0-9"`` (inclusive) as integers."""
     out: list[int] = []
     for part in re.split(r"[\s,x]+", text.strip().strip("[]()")):
-        m = re.fullmatch(r"(\d+)-(\d+)", part)
-        if m:
+        if m := re.fullmatch(r"(\d+)-(\d+)", part):
             lo, hi = int(m[1]), int(m[2])
             if hi < lo:
                 raise ValueError(f"empty range {part!r}")
@@ -89,10 +88,8 @@ READERS: dict[Any, tuple[Callable[[str], Any], str]] = {
 
 def without_none(t: Any) -> Any:
     """The type ``t`` without None: ``X | None`` as ``X``."""
-    if isinstance(t, types.UnionType) and type(None) in t.__args__:
-        rest = [a for a in t.__args__ if a is not type(None)]
-        return functools.reduce(lambda a, b: a | b, rest)
-    return t
+    rest = [a for a in typing.get_args(t) if a is not type(None)]
+    return rest[0] if isinstance(t, types.UnionType) and len(rest) == 1 else t
 
 
 def read(name: str, kind: Any, text: str) -> Any:

@@ -29,6 +29,7 @@ from synthetic import (
     write_raw,
 )
 
+from mlpmnist.data import download as mdownload
 from mlpmnist.data import loader as mdata
 from mlpmnist.data import specs as datasets
 
@@ -582,21 +583,23 @@ def test_bad_download_falls_through_or_fails_leaving_nothing(www, tmp_path, serv
     assert not (tmp_path / "new").exists()
 
 
-def test_server_that_never_answers_times_out_and_is_not_asked_again(silent_server, www, tmp_path):
+def test_server_that_never_answers_times_out_and_is_not_asked_again(
+    silent_server, www, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(mdownload, "DOWNLOAD_TIMEOUT_S", 0.5)
     silent, conns = silent_server
     folder, url, _ = www
     arrays = synthetic_arrays()
     publish(folder, arrays)
     spec = synthetic_spec(arrays, mirrors=(silent, url))
     t0 = time.monotonic()
-    assert mdata.download(tmp_path, dataset=spec, timeout_s=0.5) == tmp_path.resolve()
+    assert_loaded(mdata.load(tmp_path, dataset=spec), arrays)
     assert time.monotonic() - t0 < 10 and len(conns) == 1  # asked for the first file only
-    assert_loaded(mdata.load(tmp_path, dataset=spec, download=False), arrays)
     # Alone, it fails in one line within seconds and leaves nothing.
     root = tmp_path / "new" / "data"
     t0 = time.monotonic()
     with pytest.raises(mdata.DataError, match="no answer within 0.5 s") as e:
-        mdata.download(root, dataset=synthetic_spec(arrays, mirrors=(silent,)), timeout_s=0.5)
+        mdata.load(root, dataset=synthetic_spec(arrays, mirrors=(silent,)))
     assert time.monotonic() - t0 < 10
     assert "download failed (syn-train-images.gz: no answer" in one_line(e, silent)
     assert not (tmp_path / "new").exists()

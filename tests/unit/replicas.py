@@ -92,7 +92,7 @@ class RMSprop(rules.StackedRule):
     per_param = ("v", "scratch")
 
     def __init__(self, params, momentum: float, weight_decay: float) -> None:
-        super().__init__(params)
+        super().__init__(params, momentum, weight_decay)
         self.weight_decay = weight_decay
         self.v = [torch.zeros_like(p) for p in params]
         self.scratch = [torch.empty_like(p) for p in params]
@@ -108,14 +108,14 @@ class RMSprop(rules.StackedRule):
     def buffers(self) -> list[torch.Tensor]:
         return list(self.v)
 
-
-def oracle(params, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.RMSprop(params, lr=0.0, alpha=ALPHA, eps=EPS, weight_decay=weight_decay)
+    @staticmethod
+    def oracle(params, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+        return torch.optim.RMSprop(params, lr=0.0, alpha=ALPHA, eps=EPS, weight_decay=weight_decay)
 
 
 def register_rmsprop(monkeypatch, recordable: bool = True) -> None:
     """Registers "rmsprop" for one test, as adding an optimizer does: its rule in rules.RULES and
     its name in config.OPTIMIZERS."""
-    monkeypatch.setitem(rules.RULES, "rmsprop", rules.Optimizer(RMSprop, oracle, recordable))
+    monkeypatch.setitem(rules.RULES, "rmsprop", type("RMSprop", (RMSprop,), {"recordable": recordable}))
     if "rmsprop" not in config.OPTIMIZERS:
         monkeypatch.setattr(config, "OPTIMIZERS", (*config.OPTIMIZERS, "rmsprop"))

@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from mlpmnist.config import ACTIVATIONS, FIELDS, TrainConfig
-from mlpmnist.model import LEAKY_SLOPE, MLP, n_parameters
+from mlpmnist.model import LEAKY_SLOPE, MLP
 
 
 def test_shapes_and_parameter_count():
     m = MLP()
     x = torch.zeros(7, 784)
     assert m(x).shape == (7, 10) and m.features(x).shape == (7, 64)
-    assert n_parameters(m) == 784 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
+    assert sum(p.numel() for p in m.parameters()) == 784 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
     assert [layer.out_features for layer in m.layers] == [64, 64, 10]
     assert MLP(hidden=(32,)).features(x).shape == (7, 32)
 

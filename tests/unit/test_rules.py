@@ -12,7 +12,8 @@ from mlpmnist.config import TrainConfig
 from mlpmnist.engine import rules
 from mlpmnist.engine.base import stack_params
 from mlpmnist.engine.cuda import choice, fused
-from mlpmnist.engine.stacked import StackedEngine, make_engine
+from mlpmnist.engine.reference import ReferenceEngine
+from mlpmnist.engine.stacked import StackedEngine
 
 from .replicas import max_diff, models, register_rmsprop, span
 
@@ -34,8 +35,8 @@ def test_the_registry_and_the_config_name_the_same_optimizers():
 def test_an_unknown_optimizer_is_refused_by_every_engine():
     for make in (
         lambda: rules.rule("rmsprop"),
-        lambda: make_engine("fast", models(1), torch.device("cpu"), "rmsprop", 0.0, 0.0),
-        lambda: make_engine("reference", models(1), torch.device("cpu"), "rmsprop", 0.0, 0.0),
+        lambda: StackedEngine(models(1), "cpu", optimizer="rmsprop"),
+        lambda: ReferenceEngine(models(1), "cpu", optimizer="rmsprop"),
     ):
         with pytest.raises(ValueError, match=r"optimizer must be one of sgd, adam .*got 'rmsprop'"):
             make()
@@ -49,8 +50,8 @@ def test_a_registered_optimizer_trains_and_matches_its_oracle_float64(rmsprop, w
     torch.optim.RMSprop to 1e-12 through steps and a dropped replica; and it trains: the same
     batch, seen 40 times, becomes likely."""
     cfg = TrainConfig(optimizer="rmsprop", weight_decay=weight_decay, dtype="float64")
-    args = (torch.device("cpu"), cfg.optimizer, cfg.momentum, cfg.weight_decay)
-    fast, ref = make_engine("fast", models(3), *args), make_engine("reference", models(3), *args)
+    fast = StackedEngine(models(3), "cpu", optimizer=cfg.optimizer, weight_decay=cfg.weight_decay)
+    ref = ReferenceEngine(models(3), "cpu", optimizer=cfg.optimizer, weight_decay=cfg.weight_decay)
     X, idx, y, lr = span(8, 3, 16, seed=2)
     lr = lr * 0.01
     for engine in (fast, ref):

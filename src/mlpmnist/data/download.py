@@ -14,7 +14,6 @@ import zlib
 from pathlib import Path
 
 from mlpmnist.data import idx
-from mlpmnist.data.idx import Dataset
 from mlpmnist.data.specs import DatasetSpec
 from mlpmnist.errors import DataError
 
@@ -29,21 +28,20 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 class _MirrorFailed(Exception):
-    """One mirror did not serve one valid file: ``cause`` in a few words; ``down``: it cannot be
-    reached at all (not asked for the other files)."""
+    """One mirror did not serve one valid file, for the cause its message says in a few words;
+    ``down``: it cannot be reached at all (not asked for the other files)."""
 
     def __init__(self, cause: str, down: bool = False) -> None:
         super().__init__(cause)
-        self.cause = cause
         self.down = down
 
 
-def _network_cause(err: BaseException, timeout_s: float) -> _MirrorFailed:
+def _network_cause(err: BaseException) -> _MirrorFailed:
     if isinstance(err, urllib.error.HTTPError):
         return _MirrorFailed(_one_line(f"HTTP {err.code} {err.reason}", 80))
     reason = err.reason if isinstance(err, urllib.error.URLError) else err
     if isinstance(reason, TimeoutError):  # socket.timeout is TimeoutError
-        return _MirrorFailed(f"no answer within {timeout_s:g} s", down=True)
+        return _MirrorFailed(f"no answer within {DOWNLOAD_TIMEOUT_S:g} s", down=True)
     if isinstance(reason, ConnectionRefusedError):
         return _MirrorFailed("connection refused", down=True)
     if isinstance(reason, socket.gaierror):  # what being offline usually looks like
@@ -53,41 +51,38 @@ def _network_cause(err: BaseException, timeout_s: float) -> _MirrorFailed:
     return _MirrorFailed(_one_line(str(reason) or type(reason).__name__, 120))
 
 
-def _get(url: str, out: Path, timeout_s: float) -> str:
+def _get(url: str, out: Path) -> str:
     """Download ``url`` into the new file ``out``; returns the hex MD5 of what it received.
     ``_MirrorFailed`` when the server or the network fails, OSError when ``out`` cannot be written."""
     h = hashlib.md5()
-    received = 0
     try:
-        resp = urllib.request.urlopen(url, timeout=timeout_s)
+        resp = urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S)
     except (OSError, http.client.HTTPException) as e:  # URLError and HTTPError are OSErrors
-        raise _network_cause(e, timeout_s) from e
+        raise _network_cause(e) from e
     with resp, open(out, "xb") as f:
         while True:
             try:
                 chunk = resp.read(idx.CHUNK)
             except (OSError, http.client.HTTPException) as e:
-                raise _network_cause(e, timeout_s) from e
+                raise _network_cause(e) from e
             if not chunk:
                 break
             h.update(chunk)
-            received += len(chunk)
             f.write(chunk)
         # http.client ends a body cut short without an error; the length still to come tells.
         if resp.length:
-            raise _MirrorFailed(f"the connection closed after {received} of {received + resp.length} bytes")
+            raise _MirrorFailed(f"the connection closed after {f.tell()} of {f.tell() + resp.length} bytes")
     return h.hexdigest()
 
 
-def _fetch(spec: DatasetSpec, mirror: str, dest: Path, timeout_s: float) -> None:
+def _fetch(spec: DatasetSpec, mirror: str, dest: Path) -> None:
     """Put raw file ``dest`` in place from ``<mirror><name>.gz`` once it checks out (the .gz's MD5,
     the file's header, length, MD5); ``_MirrorFailed``, or ``DataError`` if ``dest`` cannot be written."""
     name = dest.name
     try:
         with idx.scratch(dest.with_name(f"{name}.gz")) as gz, idx.scratch(dest) as tmp:
-            digest = _get(f"{mirror}{name}.gz", gz, timeout_s)
-            want = spec.gz_md5.get(name)
-            if want is not None and digest != want:
+            digest = _get(f"{mirror}{name}.gz", gz)
+            if (want := spec.gz_md5.get(name)) is not None and digest != want:
                 raise _MirrorFailed(f"{name}.gz's MD5 is {digest}, not the published {want}")
             try:
                 digest = idx.gunzip(gz, tmp)
@@ -95,8 +90,7 @@ def _fetch(spec: DatasetSpec, mirror: str, dest: Path, timeout_s: float) -> None
                 raise _MirrorFailed(f"{name}.gz is not a valid gzip file ({_one_line(str(e), 80)})") from e
             with open(tmp, "rb") as f:
                 problem = idx.header_problem(spec, name, f.read(4 * 4), os.fstat(f.fileno()).st_size)
-            expected = spec.files[name]
-            if problem is None and expected is not None and digest != expected:
+            if problem is None and (expected := spec.files[name]) is not None and digest != expected:
                 problem = f"its MD5 is {digest}, not the published {expected}"
             if problem:
                 raise _MirrorFailed(f"{name} from it is not valid: {problem}")
@@ -117,21 +111,11 @@ def _remove_dirs(new: list[Path]) -> None:
             break
 
 
-def download(
-    root: str | os.PathLike | None = None,
-    *,
-    dataset: Dataset = "mnist",
-    timeout_s: float = DOWNLOAD_TIMEOUT_S,
-) -> Path:
-    """Download the raw files missing from ``raw_dir(root)``, each from the first mirror that serves
-    a valid ``<file>.gz`` (one that cannot be reached is not asked again); returns the absolute root.
-    On failure removes what it created and raises a one-line ``DataError``."""
-    spec = idx.spec_of(dataset)
-    root = idx.resolve_root(root).resolve()
+def download(spec: DatasetSpec, root: Path, missing: list[str]) -> None:
+    """Download the raw files ``missing`` into ``raw_dir(root)``, each from the first mirror that
+    serves a valid ``<file>.gz`` (one that cannot be reached is not asked again). On failure removes
+    what it created and raises a one-line ``DataError``."""
     raw = idx.raw_dir(root, spec)
-    missing = [name for name in spec.files if not idx.is_file(spec, raw / name)]
-    if not missing:
-        return root
     head = f"{spec.title} not found in {raw} (missing {', '.join(missing)})"
     if not spec.mirrors:
         raise DataError(f"{head} and it has no download mirrors; {idx.put_hint(spec, raw)}")
@@ -154,11 +138,11 @@ def download(
                     failures.setdefault(down[mirror], []).append(mirror)
                     continue
                 try:
-                    _fetch(spec, mirror, raw / name, timeout_s)
+                    _fetch(spec, mirror, raw / name)
                 except _MirrorFailed as e:
-                    failures.setdefault(e.cause, []).append(mirror)
+                    failures.setdefault(str(e), []).append(mirror)
                     if e.down:
-                        down[mirror] = e.cause
+                        down[mirror] = str(e)
                 else:
                     done.append(raw / name)
                     break
@@ -173,4 +157,3 @@ def download(
             path.unlink(missing_ok=True)
         _remove_dirs(new)
         raise
-    return root

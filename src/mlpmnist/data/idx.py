@@ -102,13 +102,10 @@ def is_file(spec: DatasetSpec, path: Path) -> bool:
     return st is not None
 
 
-def _shape(dims: tuple[int, ...]) -> str:
-    return "x".join(map(str, dims))
-
-
 def header_problem(spec: DatasetSpec, name: str, header: bytes, size: int) -> str | None:
     """What is wrong with raw file ``name`` of ``size`` bytes that starts with ``header``, or None."""
     dims = spec.dims(name)
+    shape = "x".join(map(str, dims))
     magic = 0x0800 | len(dims)  # uint8 data (0x08), then the number of dimensions
     n_header = 4 * (1 + len(dims))
     if len(header) < 4:
@@ -121,19 +118,18 @@ def header_problem(spec: DatasetSpec, name: str, header: bytes, size: int) -> st
         return f"at {size} bytes it is too short to hold its {n_header}-byte header"
     got_dims = tuple(int.from_bytes(header[i : i + 4], "big") for i in range(4, n_header, 4))
     if got_dims != dims:
-        return f"its header declares {_shape(got_dims)}, expected {_shape(dims)}"
+        return f"its header declares {'x'.join(map(str, got_dims))}, expected {shape}"
     want = n_header + math.prod(dims)
     if size != want:
         how = "truncated" if size < want else "has trailing bytes"
-        return f"it is {size} bytes, expected {want} ({n_header}-byte header + {_shape(dims)} bytes): {how}"
+        return f"it is {size} bytes, expected {want} ({n_header}-byte header + {shape} bytes): {how}"
     return None
 
 
 def _check_header(spec: DatasetSpec, f: BinaryIO, path: Path) -> None:
     """``DataError`` if the header of ``path`` (open as ``f``, at its start) or its length is wrong."""
     n_header = 4 * (1 + len(spec.dims(path.name)))
-    problem = header_problem(spec, path.name, f.read(n_header), os.fstat(f.fileno()).st_size)
-    if problem:
+    if problem := header_problem(spec, path.name, f.read(n_header), os.fstat(f.fileno()).st_size):
         raise invalid(spec, path, problem)
 
 
@@ -147,10 +143,9 @@ def _md5(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
-def verify(root: Path, dataset: Dataset = "mnist") -> None:
+def verify(root: Path, spec: DatasetSpec) -> None:
     """Check the dataset's four raw files under ``root``: header, length, then the MD5 where the
     spec publishes it (once per process and file version). ``DataError`` naming the first bad file."""
-    spec = spec_of(dataset)
     for name, expected in spec.files.items():
         path = raw_dir(root, spec) / name
         try:

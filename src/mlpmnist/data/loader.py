@@ -60,10 +60,7 @@ def _refuse_too_deep(spec: DatasetSpec, root: Path) -> None:
         (root, root.parent.parent, owners.get(root.parent.name) if root.name == "raw" else None),
     )
     for folder, parent, owner in candidates:
-        if any(
-            idx.stat_of(spec, folder / n) is not None or idx.stat_of(spec, folder / f"{n}.gz") is not None
-            for n in spec.files
-        ):
+        if any(idx.stat_of(spec, folder / name) is not None for n in spec.files for name in (n, f"{n}.gz")):
             todo = f"use {parent} instead of {root}" if owner else f"move them into {raw_dir(root, spec)}"
             whose = "its" if owner in (None, spec) else f"{owner.title}'s"
             raise DataError(
@@ -98,8 +95,6 @@ def _prepare(spec: DatasetSpec, root: Path, download_: bool) -> Path:
     """Make the raw files present under absolute ``root`` (from their .gz, else downloaded); returns it."""
     raw = raw_dir(root, spec)
     missing = [name for name in spec.files if not idx.is_file(spec, raw / name)]
-    if not missing:
-        return root
     st = idx.stat_of(spec, root)
     if st is not None and not stat.S_ISDIR(st.st_mode):
         raise DataError(f"{spec.title} data location {root} is a file, not a folder; {idx.hint(spec)}")
@@ -118,7 +113,8 @@ def _prepare(spec: DatasetSpec, root: Path, download_: bool) -> Path:
             f"{spec.title} not found in {raw} (missing {', '.join(missing)}{where}); "
             f"{idx.put_hint(spec, raw)}{todo}"
         )
-    return download(root, dataset=spec)
+    download(spec, root, missing)
+    return root
 
 
 def ensure(

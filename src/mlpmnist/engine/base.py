@@ -2,8 +2,7 @@
 
 An engine's ``steps`` takes S steps on rows ``idx`` [S, R, B] of the training images ``X`` [N, 784]
 with labels ``y`` [S, R, B] and learning rates ``lr`` [S, R] (already scheduled), and returns
-``Outputs`` from before each update; the caller sums them once per evaluation, not once per step.
-"""
+``Outputs`` from before each update; the caller sums them once per evaluation, not once per step."""
 
 from __future__ import annotations
 
@@ -28,19 +27,13 @@ class Engine(Protocol):
 
     @property
     def n_replicas(self) -> int: ...
-
     def steps(
         self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor, transform: Transform = None
     ) -> Outputs: ...
-
     def activations(self, x: Tensor) -> list[Tensor]: ...
-
     def head(self, h: Tensor) -> Tensor: ...
-
     def keep(self, mask: Tensor) -> None: ...
-
     def state_dicts(self) -> list[StateDict]: ...
-
     def weight_norms(self) -> Tensor: ...
 
 
@@ -77,12 +70,12 @@ def evaluate(engine: Engine, x: Tensor, y: Tensor, chunk: int = 10_000) -> tuple
     for start in range(0, len(y), chunk):
         xs, ys = x[start : start + chunk], y[start : start + chunk]
         acts = engine.activations(xs)
-        z = engine.head(acts[-1] if acts else xs)
+        z = engine.head(acts[-1])
         active = [a.amax(1) > 0 for a in acts]  # [R, h] per layer
         alive = active if alive is None else [p | q for p, q in zip(alive, active, strict=True)]
         target = ys.expand(z.shape[0], -1)
         loss += F.cross_entropy(z.transpose(1, 2), target, reduction="none").sum(1).double()
         correct += (z.argmax(2) == target).sum(1)
     assert alive is not None, "evaluate needs at least one example"
-    dead = torch.stack([1.0 - a.float().mean(1) for a in alive], 1) if alive else x.new_zeros(R, 0)
+    dead = torch.stack([1.0 - a.float().mean(1) for a in alive], 1)
     return (loss / len(y)).float(), correct.double().div(len(y)).float(), dead

@@ -1,14 +1,13 @@
-"""Update rules: one registry entry per optimizer (``RULES``), holding its rule for the stacked engine
-and its ``torch.optim`` oracle (what the reference engine runs and the tests hold the rule to); adding
-an optimizer takes its entry here and its name in ``config.OPTIMIZERS``. A stacked rule gets each
+"""Update rules: one class per optimizer (``RULES``), its rule for the stacked engine and, as its
+``oracle``, the ``torch.optim`` optimizer that the reference engine runs and the tests hold the rule to;
+adding an optimizer takes its class here and its name in ``config.OPTIMIZERS``. A stacked rule gets each
 [R, in, out] gradient as a product ``left @ g`` (``left`` [R, in, B], ``g`` [R, B, out], scaled by
 1 / B), so it need not materialise it (plain SGD: one in-place GEMM), and the lr as [R, 1, 1].
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -18,27 +17,25 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
 
-@dataclass(frozen=True)
-class Optimizer:
-    """One optimizer: ``stacked(params, momentum, weight_decay)`` makes its stacked rule,
-    ``oracle(params, momentum, weight_decay)`` its ``torch.optim`` optimizer (lr 0, set per step).
-    ``recordable``: CUDA graphs can record its steps (no value read back to the host)."""
-
-    stacked: Callable[[Sequence[Tensor], float, float], StackedRule]
-    oracle: Callable[[Iterable[torch.nn.Parameter], float, float], torch.optim.Optimizer]
-    recordable: bool = True
-
-
 class StackedRule:
-    """An update rule of the stacked engine; by default no step count, and per-parameter state in the
-    lists ``per_param`` names."""
+    """An update rule of the stacked engine over ``params`` (the engine sets them anew when it rebuilds
+    them); by default no step count, and per-parameter state in the lists ``per_param`` names."""
 
     #: True when the rule wants the learning rate folded into the top gradient (plain SGD).
     folds_lr = False
     per_param: tuple[str, ...] = ()
+    #: CUDA graphs can record its steps (no value read back to the host).
+    recordable = True
+    #: The steps taken, a 0-d tensor (so recorded steps count too), for a rule that needs them (Adam).
+    t: Tensor | None = None
 
-    def __init__(self, params: Sequence[Tensor]) -> None:
+    def __init__(self, params: Sequence[Tensor], momentum: float, weight_decay: float) -> None:
         self.params = list(params)
+
+    @staticmethod
+    def oracle(params: Iterable[Tensor], momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+        """Its ``torch.optim`` optimizer (lr 0, set per step)."""
+        raise NotImplementedError
 
     def begin_step(self) -> None:
         """Called once before a step's updates (Adam counts its steps here)."""
@@ -57,19 +54,8 @@ class StackedRule:
         return []
 
     def state(self) -> list[Tensor]:
-        """Every state tensor a step changes (``buffers`` and Adam's step count)."""
-        return self.buffers()
-
-    def steps_taken(self) -> int:
-        """Steps taken so far (Adam's bias correction needs it; 0 for SGD, which does not)."""
-        return 0
-
-    def advance(self, steps: int) -> None:
-        """Count ``steps`` taken elsewhere (by a fused kernel)."""
-
-    def set_params(self, params: Sequence[Tensor]) -> None:
-        """The parameter tensors to update (after the engine rebuilt them)."""
-        self.params = list(params)
+        """Every state tensor a step changes: ``buffers``, then the step count ``t`` if it keeps one."""
+        return self.buffers() if self.t is None else [*self.buffers(), self.t]
 
 
 class SGD(StackedRule):
@@ -79,10 +65,14 @@ class SGD(StackedRule):
     per_param = ("bufs",)
 
     def __init__(self, params: Sequence[Tensor], momentum: float, weight_decay: float) -> None:
-        super().__init__(params)
+        super().__init__(params, momentum, weight_decay)
         self.momentum, self.weight_decay = momentum, weight_decay
         self.folds_lr = not momentum
         self.bufs = [torch.zeros_like(p) for p in params] if momentum else []
+
+    @staticmethod
+    def oracle(params: Iterable[Tensor], momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=0.0, momentum=momentum, weight_decay=weight_decay)
 
     def update(self, k: int, left: Tensor, g: Tensor, inv_b: float, lr: Tensor) -> None:
         p = self.params[k]
@@ -107,17 +97,21 @@ class Adam(StackedRule):
     The step count t is a tensor, so recorded steps count too."""
 
     per_param = ("m", "v", "scratch")
+    t: Tensor
 
     def __init__(self, params: Sequence[Tensor], momentum: float, weight_decay: float) -> None:
-        super().__init__(params)  # momentum is SGD's (the config refuses it with Adam)
+        super().__init__(params, momentum, weight_decay)  # momentum is SGD's (the config refuses it)
         self.weight_decay = weight_decay
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
         self.scratch = [torch.empty_like(p) for p in params]
-        like = params[0]
-        self.t = torch.zeros((), dtype=like.dtype, device=like.device)
+        self.t = params[0].new_zeros(())
         self._bc1 = torch.ones_like(self.t)
         self._bc2_sqrt = torch.ones_like(self.t)
+
+    @staticmethod
+    def oracle(params: Iterable[Tensor], momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=0.0, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=weight_decay)
 
     def begin_step(self) -> None:
         b1, b2 = ADAM_BETAS
@@ -140,32 +134,13 @@ class Adam(StackedRule):
     def buffers(self) -> list[Tensor]:
         return [*self.m, *self.v]
 
-    def state(self) -> list[Tensor]:
-        return [*self.m, *self.v, self.t]
-
-    def steps_taken(self) -> int:
-        return int(self.t.item())
-
-    def advance(self, steps: int) -> None:
-        self.t.add_(steps)
-
 
 #: Every optimizer by its config name (``config.OPTIMIZERS`` lists the same names).
-RULES: dict[str, Optimizer] = {
-    "sgd": Optimizer(
-        SGD, lambda ps, momentum, wd: torch.optim.SGD(ps, lr=0.0, momentum=momentum, weight_decay=wd)
-    ),
-    "adam": Optimizer(
-        Adam,
-        lambda ps, momentum, wd: torch.optim.Adam(
-            ps, lr=0.0, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=wd
-        ),
-    ),
-}
+RULES: dict[str, type[StackedRule]] = {"sgd": SGD, "adam": Adam}
 
 
-def rule(name: str) -> Optimizer:
-    """The registry entry of optimizer ``name``; ``ValueError`` naming the known ones otherwise."""
+def rule(name: str) -> type[StackedRule]:
+    """The rule of optimizer ``name``; ``ValueError`` naming the known ones otherwise."""
     if name not in RULES:
         raise ValueError(f"optimizer must be one of {', '.join(RULES)} (engine/rules.py); got {name!r}")
     return RULES[name]

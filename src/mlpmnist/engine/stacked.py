@@ -1,7 +1,6 @@
 """The stacked engine: R replicas of the MLP stepped together, the gradient pass written by hand.
 Every layer of all replicas is one [R, in, out] tensor and the backward pass batched matmuls, with no
-autograd bookkeeping; the update rule comes from ``rules``. ``ReferenceEngine`` is its yardstick.
-"""
+autograd bookkeeping; the update rule comes from ``rules``. ``ReferenceEngine`` is its yardstick."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import torch
 from torch import Tensor
 
 from mlpmnist.engine import rules
-from mlpmnist.engine.base import Engine, Outputs, StateDict, Transform, gather_batch, stack_params
+from mlpmnist.engine.base import Outputs, StateDict, Transform, gather_batch, stack_params
 from mlpmnist.engine.cuda import choice, fused, graphs
 from mlpmnist.model import LEAKY_SLOPE, MLP, activate
 
@@ -23,32 +22,28 @@ class _Workspace:
     so a step allocates only what it returns; the views it needs are made once here too."""
 
     def __init__(self, R: int, B: int, sizes: Sequence[int], like: Tensor, classes_major: bool) -> None:
-        def full(shape: tuple[int, ...], value: float | None = None) -> Tensor:
-            t = torch.empty(shape, dtype=like.dtype, device=like.device)
-            return t if value is None else t.fill_(value)
-
         hidden, classes = sizes[1:-1], sizes[-1]
         # a[i] (i >= 1): layer i's input with a column of ones, [R, B, in_i + 1], so that one GEMM
         # with the [W; b] slab adds the bias and one updates W and b together; h[i] is the input
         # itself (the ReLU'd output of layer i - 1, written in place) and aT[i] a's transpose.
         unused = like.new_empty(0)  # index 0 is layer 0's, whose input is the batch itself
-        self.a = [unused, *(full((R, B, h + 1), 1.0) for h in hidden)]
+        self.a = [unused, *(like.new_full((R, B, h + 1), 1.0) for h in hidden)]
         self.h = [unused, *(a[..., :-1] for a in self.a[1:])]
         self.aT = [unused, *(a.transpose(1, 2) for a in self.a[1:])]
-        self.z = [full((R, B, h)) for h in sizes[1:]]  # each layer's GEMM output; logits last
+        self.z = [like.new_empty((R, B, h)) for h in sizes[1:]]  # each layer's GEMM output; logits last
         # On a CPU, softmax over 10 classes is several times faster classes-major ([R, 10, B], the
         # batch innermost) than over the last dimension of [R, B, 10] (argmax is the other way
         # round), so the logits are copied classes-major for it; a GPU needs no copy.
         self.dim = 1 if classes_major else 2
         shape = (R, classes, B) if self.dim == 1 else (R, B, classes)
-        self.zt = full(shape) if self.dim == 1 else self.z[-1]
+        self.zt = like.new_empty(shape) if self.dim == 1 else self.z[-1]
         # log-softmax, then (softmax - onehot) in place: the top gradient, and its [R, B, 10] view.
-        self.logp = full(shape)
+        self.logp = like.new_empty(shape)
         self.g = self.logp.transpose(1, 2) if self.dim == 1 else self.logp
-        self.minus_one = full(shape[: self.dim] + (1,) + shape[self.dim + 1 :], -1.0)  # the one-hot
-        self.g_in = [unused, *(full((R, B, h)) for h in hidden)]  # gradient w.r.t. layer i's input
-        self.ones = full((R, 1, B), 1.0)  # layer 0's bias gradient (a sum over the batch) as a GEMM
-        self.x = full((R, B, sizes[0]))  # the gathered batch, rewritten by every step of this shape
+        self.minus_one = like.new_full(shape[: self.dim] + (1,) + shape[self.dim + 1 :], -1.0)  # the one-hot
+        self.g_in = [unused, *(like.new_empty((R, B, h)) for h in hidden)]  # gradient w.r.t. layer i's input
+        self.ones = like.new_full((R, 1, B), 1.0)  # layer 0's bias gradient (a sum over the batch) as a GEMM
+        self.x = like.new_empty((R, B, sizes[0]))  # the gathered batch, rewritten by every step of this shape
 
 
 def _cat(outs: Sequence[Outputs]) -> Outputs:
@@ -89,7 +84,7 @@ class StackedEngine:
         self.hyper: dict[str, Any] = dict(
             optimizer=optimizer, activation=self.activation, momentum=momentum, weight_decay=weight_decay
         )
-        self.rule = rules.rule(optimizer).stacked(self._params, momentum, weight_decay)
+        self.rule = rules.rule(optimizer)(self._params, momentum, weight_decay)
         cuda = device.type == "cuda"
         if cuda_graphs and not cuda:
             raise ValueError(f"cuda_graphs needs a CUDA device; got {device}")
@@ -110,7 +105,7 @@ class StackedEngine:
         self.b = [self._params[1], *(p[:, -1:] for p in slabs)]  # [R, 1, out] per layer
         self.WT = [W.transpose(1, 2) for W in self.W]
         self._ws: dict[tuple[int, int], _Workspace] = {}
-        self.rule.set_params(self._params)
+        self.rule.params = list(self._params)
         if self.graphs is not None:
             self.graphs.reset()
 
@@ -220,9 +215,10 @@ class StackedEngine:
             return self.graphs.steps(X, idx, y, lr)
         from triton.errors import TritonError
 
+        t = self.rule.t  # the kernel counts on from it and does not update it
         try:
-            state, t0 = self.rule.buffers(), self.rule.steps_taken()
-            out = fused.fused_steps(self._params, state, X, idx, y, lr, t0=t0, **self.hyper)
+            t0 = 0 if t is None else int(t.item())
+            out = fused.fused_steps(self._params, self.rule.buffers(), X, idx, y, lr, t0=t0, **self.hyper)
         except TritonError as e:
             self.use_fused = False
             first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -233,7 +229,8 @@ class StackedEngine:
                 stacklevel=2,
             )
             return None
-        self.rule.advance(len(idx))
+        if t is not None:
+            t.add_(len(idx))
         return out
 
     def _check(self, path: str, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs:
@@ -263,8 +260,6 @@ class StackedEngine:
         """Every hidden layer's activations (outputs) for shared inputs ``x`` [N, 784]: one
         [R, N, hidden_i] tensor per hidden layer."""
         R, (n, d) = self.n_replicas, x.shape
-        if len(self.W) == 1:  # no hidden layer
-            return []
         # One GEMM for the widest layer: [N, 784] @ [784, R*64] instead of R expanded copies of x.
         W0 = self.W[0].permute(1, 0, 2).reshape(d, -1)
         h = (x @ W0).view(n, R, -1).transpose(0, 1).add_(self.b[0])
@@ -275,9 +270,7 @@ class StackedEngine:
 
     @torch.no_grad()
     def head(self, h: Tensor) -> Tensor:
-        """Logits [R, N, 10] from the last hidden layer's activations ``h`` [R, N, hidden] (or the inputs)."""
-        if len(self.W) == 1:
-            return torch.baddbmm(self.b[0], h.expand(self.n_replicas, -1, -1), self.W[0])
+        """Logits [R, N, 10] from the last hidden layer's activations ``h`` [R, N, hidden]."""
         return torch.baddbmm(self.b[-1], h, self.W[-1])
 
     def keep(self, mask: Tensor) -> None:
@@ -304,13 +297,3 @@ class StackedEngine:
             }
             for r in range(self.n_replicas)
         ]
-
-
-def make_engine(
-    kind: str, models: list[MLP], device: torch.device, optimizer: str, momentum: float, weight_decay: float
-) -> Engine:
-    """The engine ``kind`` (fast, reference) over ``models`` on ``device`` with the given rule."""
-    from mlpmnist.engine.reference import ReferenceEngine
-
-    cls = ReferenceEngine if kind == "reference" else StackedEngine
-    return cls(models, device, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)

@@ -28,6 +28,7 @@ import glob
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -36,8 +37,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlpmnist.config import KEY_PATTERN
 from mlpmnist.errors import StoreError, printable
+
+#: Keys are file names: letters, digits and ``. _ + -``, starting with a letter or digit.
+KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 
 KINDS = {
     "runs": ".json",

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlpmnist.config import KEY_PATTERN, TrainConfig, check_names, field_types
+from mlpmnist.config import TrainConfig, check_names, field_types
 from mlpmnist.errors import StoreError, printable
 from mlpmnist.model import MLP
-from mlpmnist.store.files import outside, path, remove, what_is
+from mlpmnist.store.files import KEY_PATTERN, outside, path, remove, what_is
 from mlpmnist.store.records import output_bytes, read_record, stored_config
 from mlpmnist.store.weights import load_models, read_payload, sha256
 

@@ -6,29 +6,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import Tensor
 
 
-def shift_index(max_shift: int, shape: tuple[int, int], device: torch.device | str = "cpu") -> torch.Tensor:
+def shift_index(max_shift: int, shape: tuple[int, int], device: torch.device | str = "cpu") -> Tensor:
     """[(2m+1)^2, height * width] indices into an image of ``shape`` (height, width) padded by
     m on each side, one row per shift."""
     m, (height, width) = max_shift, shape
     padded_width = width + 2 * m
     rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    out = [
-        ((rows + m - dy) * padded_width + (cols + m - dx)).reshape(-1)
-        for dy in range(-m, m + 1)
-        for dx in range(-m, m + 1)
-    ]
-    return torch.stack(out).to(device)
+    pixels = ((rows + m) * padded_width + cols + m).reshape(1, -1)  # each pixel in the padded image
+    d = torch.arange(-m, m + 1)
+    moves = (d[:, None] * padded_width + d[None, :]).reshape(-1, 1)  # (dy, dx), dy-major
+    return (pixels - moves).to(device)
 
 
 def translate(
-    x: torch.Tensor,
-    shifts: torch.Tensor,
-    max_shift: int,
-    shape: tuple[int, int],
-    index: torch.Tensor | None = None,
-) -> torch.Tensor:
+    x: Tensor, shifts: Tensor, max_shift: int, shape: tuple[int, int], index: Tensor | None = None
+) -> Tensor:
     """Images ``x`` [..., height * width] of ``shape`` moved by whole pixels, as a new tensor (the
     uncovered border background, -1): ``shifts`` (x's leading shape, int64 in [0, (2m+1)^2)) picks
     (dy, dx) = divmod(shift, 2m+1) - m for each image."""
@@ -36,10 +31,9 @@ def translate(
     if x.shape[-1] != height * width:
         raise ValueError(f"images of {x.shape[-1]} pixels are not {height}x{width}")
     index = shift_index(m, shape, x.device) if index is None else index
-    lead = x.shape[:-1]
     imgs = x.reshape(-1, height, width)
     padded = torch.nn.functional.pad(imgs, (m, m, m, m), value=-1.0).reshape(len(imgs), -1)
-    return padded.gather(1, index[shifts.reshape(-1)]).reshape(*lead, height * width)
+    return padded.gather(1, index[shifts.reshape(-1)]).reshape(x.shape)
 
 
 class ReplicaShifts:
@@ -49,19 +43,14 @@ class ReplicaShifts:
     on its seed alone, not on which replicas train beside it or stopped."""
 
     def __init__(
-        self,
-        max_shift: int,
-        seeds: Sequence[int],
-        shape: tuple[int, int],
-        device: torch.device | str = "cpu",
+        self, max_shift: int, seeds: Sequence[int], shape: tuple[int, int], device: torch.device | str = "cpu"
     ) -> None:
         self.max_shift, self.shape = max_shift, shape
         self.gens = [torch.Generator().manual_seed(s + 2**63) for s in seeds]
-        self.index = shift_index(max_shift, shape, device)
-        self.n_shifts = (2 * max_shift + 1) ** 2
+        self.index = shift_index(max_shift, shape, device)  # one row per shift
 
-    def __call__(self, x: torch.Tensor, alive: Sequence[int]) -> torch.Tensor:
+    def __call__(self, x: Tensor, alive: Sequence[int]) -> Tensor:
         """``x`` [R_alive, b, height * width] moved; ``alive[j]`` is row j's replica (index into seeds)."""
         b = x.shape[1]
-        shifts = torch.stack([torch.randint(self.n_shifts, (b,), generator=self.gens[r]) for r in alive])
+        shifts = torch.stack([torch.randint(len(self.index), (b,), generator=self.gens[r]) for r in alive])
         return translate(x, shifts.to(x.device), self.max_shift, self.shape, self.index)

@@ -5,10 +5,8 @@ target (``classify``), and what to do about it in words (``outcome_message``).""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from mlpmnist.config import TrainConfig
+from mlpmnist.config import TrainConfig
 
 #: Mean cross-entropy (nats) above which a replica counts as diverged: chance level on ten classes
 #: is ln 10 = 2.3, and a runaway replica can sit at a huge but finite loss once its ReLUs died.
@@ -64,11 +62,9 @@ def never_learned(config: TrainConfig, history: list[dict]) -> bool:
 def _diverged(config: TrainConfig, last: dict) -> tuple[str, str]:
     """(what happened, what to do) for a diverged replica, but for its seed, from its last row."""
     loss = last.get("train_loss")
-    what = (
-        "its loss became NaN/inf"
-        if loss is None or not math.isfinite(loss)
-        else f"its training loss reached {loss:.3g} nats, above {DIVERGED_LOSS:g}"
-    )
+    what = "its loss became NaN/inf"
+    if loss is not None and math.isfinite(loss):
+        what = f"its training loss reached {loss:.3g} nats, above {DIVERGED_LOSS:g}"
     at = last.get("diverged_at")
     where = (
         f"at step {at:g}" if isinstance(at, (int, float)) and math.isfinite(at) else f"by step {last['step']}"

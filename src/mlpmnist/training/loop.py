@@ -2,8 +2,7 @@
 
 ``train`` is the only place that steps an engine; what it computes (when it evaluates, when a
 replica stops, which weights it keeps) is its config's, so every run is an experiment with a key.
-Resumed from a ``Checkpoint``, a run ends with the history and weights of an uninterrupted one.
-"""
+Resumed from a ``Checkpoint``, a run ends with the history and weights of an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -11,27 +10,26 @@ import functools
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pandas as pd
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from mlpmnist.config import TrainConfig, resolve_device
 from mlpmnist.data import loader as mdata
 from mlpmnist.engine.base import Engine, Transform, evaluate
-from mlpmnist.engine.stacked import make_engine
+from mlpmnist.engine.reference import ReferenceEngine
+from mlpmnist.engine.stacked import StackedEngine
 from mlpmnist.model import MLP
 from mlpmnist.training import memory
 from mlpmnist.training.augment import ReplicaShifts
-from mlpmnist.training.batching import batch_order, spans
 from mlpmnist.training.health import DIVERGED_LOSS, classify, eval_line, outcome_message
 from mlpmnist.training.result import TrainResult
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: What a checkpoint's state holds (see ``_Run.state``); a state of another version is not used.
 STATE_VERSION = 1
 
@@ -41,7 +39,6 @@ class Checkpoint(Protocol):
     saved one (None if none, or not this run's), ``save`` one."""
 
     def load(self) -> dict[str, Any] | None: ...
-
     def save(self, state: dict[str, Any]) -> object: ...
 
 
@@ -49,17 +46,6 @@ class Checkpoint(Protocol):
 NO_STEP = 2**62
 #: What sees each evaluation's history rows as they are made, or None.
 OnEval = Callable[[list[dict]], None] | None
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` intra-op threads (unchanged when None), then restore."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n or old)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def lr_factor(schedule: str, step: int, total: int) -> float:
@@ -71,14 +57,29 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
     return 1.0
 
 
+def spans(order: Tensor, Yo: Tensor, B: int, cuts: Iterable[int]) -> Iterator[tuple[Tensor, Tensor]]:
+    """One epoch's steps as runs of consecutive steps, each (indices [S, R, b], labels [S, R, b]):
+    the full batches of ``B`` in runs that end at each of ``cuts`` (step counts into the epoch,
+    where the caller evaluates), then the remainder of ``order`` [R, n] as a step of its own."""
+    R, n = order.shape
+    full = n // B
+    # One copy per epoch makes every full batch a contiguous [R, B] block.
+    blocks = order[:, : full * B].view(R, full, B).transpose(0, 1).contiguous()
+    labels = Yo[:, : full * B].view(R, full, B).transpose(0, 1).contiguous()
+    start = 0
+    for end in sorted({c for c in cuts if 0 < c < full} | {full}):
+        yield blocks[start:end], labels[start:end]
+        start = end
+    if full * B < n:
+        yield order[None, :, full * B :], Yo[None, :, full * B :]
+
+
 def split_train(train: mdata.Split, config: TrainConfig) -> tuple[mdata.Split, mdata.Split | None]:
-    """(training split, validation split or None) after ``train_limit`` and ``holdout``."""
-    if config.train_limit is not None:
-        train = mdata.Split(train.x[: config.train_limit], train.y[: config.train_limit])
-    if not config.holdout:
-        return train, None
-    n = len(train) - config.holdout
-    return mdata.Split(train.x[:n], train.y[:n]), mdata.Split(train.x[n:], train.y[n:])
+    """(training split, validation split or None): the first ``n_train`` images, then ``holdout``."""
+    n = config.n_train
+    end = n + config.holdout
+    val = mdata.Split(train.x[n:end], train.y[n:end]) if config.holdout else None
+    return mdata.Split(train.x[:n], train.y[:n]), val
 
 
 def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
@@ -91,7 +92,7 @@ def init_models(config: TrainConfig) -> tuple[list[MLP], list[torch.Generator]]:
     return models, gens
 
 
-def input_transform(config: TrainConfig, train_x: torch.Tensor) -> Transform:
+def input_transform(config: TrainConfig, train_x: Tensor) -> Transform:
     """How ``config.inputs`` changes the pixels, from the training images ``train_x`` [N, 784]: None
     (scaled), minus each pixel's mean (centered), also divided by its SD (standardized; 0 -> 1)."""
     if config.inputs == "scaled":
@@ -105,18 +106,17 @@ def input_transform(config: TrainConfig, train_x: torch.Tensor) -> Transform:
 
 def _data(
     config: TrainConfig, data: mdata.Data | None, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, mdata.Split]]:
+) -> tuple[Tensor, Tensor, dict[str, mdata.Split]]:
     """What one run reads, on ``device``: training images X [N, 784], labels Y [N] and the splits
     to evaluate, from ``data`` (default: the config's dataset, loaded; ``ValueError`` for another)."""
     data = data if data is not None else mdata.load(dataset=config.dataset)
     if data.spec.name != config.dataset:
         raise ValueError(f"dataset is {config.dataset!r} but the data given is {data.spec.name!r}")
-    dtype = DTYPES[config.dtype]
+    dtype = getattr(torch, config.dtype)
     train_split, val_split = split_train(data.train, config)
     X, Y = train_split.x.to(device, dtype), train_split.y.to(device)
-    evals = {"test": data.test.to(device, dtype)}
-    if val_split is not None:
-        evals = {"val": val_split.to(device, dtype), **evals}
+    splits = {"val": val_split, "test": data.test}  # test last: a row's dead units are the last split's
+    evals = {k: s.to(device, dtype) for k, s in splits.items() if s is not None}
     if (change := input_transform(config, X)) is not None:
         X = change(X)
         evals = {k: mdata.Split(change(v.x), v.y) for k, v in evals.items()}
@@ -127,14 +127,14 @@ def _data(
 class _Window:
     """What the steps since the last evaluation saw, summed per live replica."""
 
-    loss: torch.Tensor | None = None  # summed -log p(true class), nats
-    correct: torch.Tensor | None = None
-    bad: torch.Tensor | None = None  # per replica: the first step whose loss was bad, else NO_STEP
+    loss: Tensor | None = None  # summed -log p(true class), nats
+    correct: Tensor | None = None
+    bad: Tensor | None = None  # per replica: the first step whose loss was bad, else NO_STEP
     examples: int = 0
     steps: int = 0
     seconds: float = 0.0
 
-    def add(self, logp: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, before: int) -> None:
+    def add(self, logp: Tensor, pred: Tensor, y: Tensor, before: int) -> None:
         """Steps' outputs and labels, each [S, R, b], of the steps after the first ``before``."""
         loss, correct = -logp.double().sum((0, 2)), (pred == y).sum((0, 2))
         self.loss = loss if self.loss is None else self.loss + loss
@@ -177,13 +177,14 @@ class _Run:
     ) -> None:
         self.config, self.device, self.on_eval = c, device, on_eval
         self.X, self.Y, self.evals = _data(c, data, device)
-        spe = c.steps_per_epoch
-        self.checks, self.epoch_ends = eval_steps(c), {e * spe for e in range(1, c.epochs + 1)}
-        self.snaps = {round(e * spe): float(e) for e in c.snapshots}  # step -> epoch
+        self.checks = eval_steps(c)
+        self.snaps = {round(e * c.steps_per_epoch): float(e) for e in c.snapshots}  # step -> epoch
         models, self.gens = init_models(c)
-        dtype = DTYPES[c.dtype]
-        self.engine: Engine = make_engine(
-            c.engine, [m.to(dtype) for m in models], device, c.optimizer, c.momentum, c.weight_decay
+        dtype = getattr(torch, c.dtype)
+        models = [m.to(dtype) for m in models]
+        kind = ReferenceEngine if c.engine == "reference" else StackedEngine
+        self.engine: Engine = kind(
+            models, device, optimizer=c.optimizer, momentum=c.momentum, weight_decay=c.weight_decay
         )
         self.shifts = ReplicaShifts(c.max_shift, c.seeds, c.spec.image_shape, device) if c.max_shift else None
         self.replicas = list(c.replicas)
@@ -193,7 +194,7 @@ class _Run:
         self.rows: list[dict] = []
         self.snapshots: dict[float, list[dict | None]] = {}
         self.window, self.t0 = _Window(), time.perf_counter()
-        self.keep_rows: torch.Tensor | None = None  # live rows of this epoch's order after a drop
+        self.keep_rows: Tensor | None = None  # live rows of this epoch's order after a drop
         self.first_step_at: float | None = None
         if 0 in self.snaps:
             self.snapshots[0.0] = self.state_dicts()
@@ -207,20 +208,20 @@ class _Run:
         c, n = self.config, len(self.Y)
         self.t0 = time.perf_counter()
         spe, total = c.steps_per_epoch, c.steps_per_epoch * c.epochs
-        order = batch_order([self.gens[i] for i in self.alive], n).to(self.device)[
-            :, : min(n, spe * c.batch_size)
-        ]
+        # Each replica's batches: a fresh permutation from its own generator.
+        order = torch.stack([torch.randperm(n, generator=self.gens[i]) for i in self.alive])
+        order = order.to(self.device)[:, : min(n, spe * c.batch_size)]
         self.keep_rows = None
         stops = [*self.checks[self.next_check :], *self.snaps]
         cuts = [k - self.step for k in stops if 0 < k - self.step <= spe]
-        transform = self._transform()
         for idx, yb in spans(order, self.Y[order], c.batch_size, cuts):
             if self.keep_rows is not None:
                 idx, yb = idx[:, self.keep_rows], yb[:, self.keep_rows]
             factors = torch.tensor([lr_factor(c.schedule, self.step + k, total) for k in range(len(idx))])
             lr = factors.to(self.lrs)[:, None] * self.lrs[self.alive][None, :]  # [S, R]
             self.first_step_at = self.first_step_at or time.time()
-            self.window.add(*self.engine.steps(self.X, idx, yb, lr, transform), yb, self.step)
+            shifts = None if self.shifts is None else functools.partial(self.shifts, alive=list(self.alive))
+            self.window.add(*self.engine.steps(self.X, idx, yb, lr, shifts), yb, self.step)
             self.step += len(idx)
             if self.step in self.snaps:
                 self.snapshots[self.snaps[self.step]] = self.state_dicts()
@@ -228,12 +229,7 @@ class _Run:
                 self.evaluate(verbose)
                 if self.finished:
                     return
-                transform = self._transform()
         self.window.seconds += time.perf_counter() - self.t0
-
-    def _transform(self) -> Transform:
-        """The live replicas' shifts (``max_shift``), or None."""
-        return None if self.shifts is None else functools.partial(self.shifts, alive=list(self.alive))
 
     def evaluate(self, verbose: bool) -> None:
         """History rows of the live replicas now; then drop the diverged and those at their target."""
@@ -241,7 +237,7 @@ class _Run:
         self.window.seconds += time.perf_counter() - self.t0
         # Between epoch ends (eval_ratio's checks) only the validation split is looked at.
         evals = self.evals
-        if self.step not in self.epoch_ends and "val" in evals:
+        if self.step % self.config.steps_per_epoch and "val" in evals:
             evals = {"val": evals["val"]}
         new = self._rows(evals)
         self.rows += new
@@ -309,10 +305,8 @@ class _Run:
 
     def state_dicts(self) -> list[dict | None]:
         """The live replicas' weights, None for the others, in the config's order."""
-        out: list[dict | None] = [None] * len(self.replicas)
-        for i, sd in zip(self.alive, self.engine.state_dicts(), strict=True):
-            out[i] = sd
-        return out
+        live = dict(zip(self.alive, self.engine.state_dicts(), strict=True))
+        return [live.get(i) for i in range(len(self.replicas))]
 
     def _rows(self, evals: dict[str, mdata.Split]) -> list[dict]:
         """One history row per live replica now (see ``train`` for the columns)."""
@@ -320,13 +314,9 @@ class _Run:
         R, spe = len(self.alive), self.config.steps_per_epoch
         train_loss, train_acc = window.means()
         metrics: dict[str, list[float]] = {"train_loss": train_loss, "train_acc": train_acc}
-        dead = None
-        for name, split in evals.items():
-            loss, acc, d = evaluate(self.engine, split.x, split.y)
+        for name, split in evals.items():  # the last split's dead units are kept (test's, see _data)
+            loss, acc, dead = evaluate(self.engine, split.x, split.y)
             metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
-            if dead is None or name == "test":
-                dead = d
-        assert dead is not None
         metrics.update({f"dead_{k + 1}": dead[:, k].tolist() for k in range(dead.shape[1])})
         norms = self.engine.weight_norms()
         metrics.update({f"wnorm_{k + 1}": norms[:, k].tolist() for k in range(norms.shape[1])})
@@ -370,30 +360,33 @@ def train(
     device = resolve_device(config.device)  # the machine is checked here, not in the config
     memory.check(config, device)  # before anything is allocated: the numbers, in one line
     t_start = time.perf_counter()
+    threads = torch.get_num_threads()  # the process's setting, restored at the end
+    torch.set_num_threads(config.threads or threads)
     try:
-        with torch_threads(config.threads):
-            run = _Run(config, data, device, on_eval)
-            saved = checkpoint.load() if checkpoint is not None else None
-            done = run.step // config.steps_per_epoch if saved is not None and run.restore(saved) else 0
-            with tqdm(
-                total=config.epochs,
-                initial=done,
-                desc=f"batch {config.batch_size}",
-                disable=not progress,
-                mininterval=1,
-            ) as bar:
-                for _ in range(done, config.epochs):
-                    if run.finished:
-                        break
-                    run.epoch(verbose)
-                    bar.update()
-                    if checkpoint is not None and not run.finished and (state := run.state()) is not None:
-                        checkpoint.save(state)
-            final = run.state_dicts()
+        run = _Run(config, data, device, on_eval)
+        saved = checkpoint.load() if checkpoint is not None else None
+        done = run.step // config.steps_per_epoch if saved is not None and run.restore(saved) else 0
+        with tqdm(
+            total=config.epochs,
+            initial=done,
+            desc=f"batch {config.batch_size}",
+            disable=not progress,
+            mininterval=1,
+        ) as bar:
+            for _ in range(done, config.epochs):
+                if run.finished:
+                    break
+                run.epoch(verbose)
+                bar.update()
+                if checkpoint is not None and not run.finished and (state := run.state()) is not None:
+                    checkpoint.save(state)
+        final = run.state_dicts()
     except (MemoryError, RuntimeError) as e:
         if (error := memory.ran_out(config, device, e)) is None:
             raise
         raise error from None
+    finally:
+        torch.set_num_threads(threads)
     seconds = time.perf_counter() - t_start
     return TrainResult(
         config, pd.DataFrame(run.rows), final, run.snapshots, str(device), seconds, run.first_step_at

@@ -23,7 +23,7 @@ from mlpmnist.analysis.columns import axis_label
 from mlpmnist.analysis.words import count as _count
 from mlpmnist.config import TrainConfig, check_names
 from mlpmnist.figures import registry
-from mlpmnist.model import MLP, n_parameters
+from mlpmnist.model import MLP
 from mlpmnist.parameters import check_mapping, output_folder
 from mlpmnist.sweep.run import SweepConfig
 from mlpmnist.values import plain
@@ -164,7 +164,8 @@ class Study:
             if dims not in seen:
                 net = MLP(e.hidden, e.spec.n_features, e.spec.n_classes)
                 sizes = "-".join(map(str, dims))
-                seen[dims] = f"{sizes} ReLU MLP, {n_parameters(net):,} trainable parameters\n{net}"
+                n = sum(p.numel() for p in net.parameters())
+                seen[dims] = f"{sizes} ReLU MLP, {n:,} trainable parameters\n{net}"
         return "\n\n".join(seen.values())
 
     def describe(self) -> str:
