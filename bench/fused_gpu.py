@@ -36,6 +36,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from mlpmnist.engine import base
 from mlpmnist.engine.cuda import fused, kernel
 from mlpmnist.engine.stacked import StackedEngine
 from mlpmnist.model import MLP
@@ -137,7 +138,7 @@ def models(R: int, dtype: torch.dtype) -> list[MLP]:
 
 
 def fresh(R: int, dtype: torch.dtype, n_state: int, device: torch.device):
-    params = [p.to(device) for p in fused.stack_params(models(R, dtype))]
+    params = [p.to(device) for p in base.stack_params(models(R, dtype))]
     return params, [torch.zeros_like(params[i % 4]) for i in range(n_state)]
 
 
@@ -201,7 +202,7 @@ def check_against_torch(X: torch.Tensor, Y: torch.Tensor, device: torch.device, 
             )  # fmt: skip
             torch_steps(ms, opts, Xc, idx, Yc[idx], lr)
             t0 += S
-        d = max((p.cpu() - q).abs().max().item() for p, q in zip(params, fused.stack_params(ms), strict=True))
+        d = max((p.cpu() - q).abs().max().item() for p, q in zip(params, base.stack_params(ms), strict=True))
         verdict(f"{str(dtype)[6:]} {optimizer} {kw}, calls {calls}: max |dw| vs torch.optim {d:.2e}", d < tol)
 
 

@@ -41,11 +41,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from common import epoch_gflop, flops_per_example, gemm_gflops, median
-from mlpmnist.train import TrainConfig, train
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import mlpmnist
+from mlpmnist import TrainConfig, train
 
 STUDY_BATCHES = (8, 16, 32, 48, 64, 90, 128, 150)
 TARGET_1 = {1: 10.0, 2: 12.0}  # threads -> speed-up per replica over the original loop
@@ -159,7 +159,7 @@ t = [time.time()]
 import torch
 t.append(time.time())
 import mlpmnist
-from mlpmnist.train import TrainConfig, train
+from mlpmnist import TrainConfig, train
 t.append(time.time())
 data = mlpmnist.load(download=False)
 t.append(time.time())
