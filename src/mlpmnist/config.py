@@ -398,13 +398,21 @@ def _listed(v: object) -> object:
 
 @functools.cache
 def field_types(cls: type = TrainConfig) -> dict[str, Any]:
-    """Each field's type, ``X | None`` as ``X`` (what ``values.read`` reads)."""
-    return {n: values.without_none(t) for n, t in typing.get_type_hints(cls).items()}
+    """Each field's type, ``X | None`` as ``X`` (the key of its reader in ``values.READERS``)."""
+    hints = typing.get_type_hints(cls)
+    return {n: typing.get_args(t)[0] if type(None) in typing.get_args(t) else t for n, t in hints.items()}
 
 
 def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:
-    """Field ``name``'s value from ``text`` (``"none"`` for None where allowed), else ``ValueError``."""
+    """Field ``name``'s value from ``text`` (``"none"`` for None where allowed), else a ``ValueError``
+    saying what it must be, in words."""
     optional = type(None) in typing.get_args(typing.get_type_hints(cls)[name])
     if optional and text.strip().lower() in ("none", "null", ""):
         return None
-    return values.read(name, field_types(cls)[name], text)
+    parse, words = values.READERS[field_types(cls)[name]]
+    try:
+        return parse(text)
+    except values.TooMany as e:
+        raise ValueError(f"{name} must be {e}") from None
+    except ValueError:
+        raise ValueError(f"{name} must be {words}; got {text!r}") from None
