@@ -49,8 +49,10 @@ def read_seeds(name: str, value: object, none: bool = False) -> tuple[int, ...] 
     try:
         return TrainConfig.from_mapping({"seeds": value}).seeds
     except ValueError:
-        shape = f"a list of integers in [0, 2**63) or text such as '0-9' (at most {MAX_SEEDS:,}) without repeats"
-        raise ValueError(f"{name} must be {shape}; got {value!r}") from None
+        raise ValueError(
+            f"{name} must be a list of integers in [0, 2**63) or text such as '0-9' (at most "
+            f"{MAX_SEEDS:,}) without repeats; got {value!r}"
+        ) from None
 
 
 def output_folder(name: str, value: object, files: tuple[str, ...] = ()) -> Path:

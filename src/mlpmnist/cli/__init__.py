@@ -17,20 +17,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from mlpmnist.cli.args import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    Parser,
-    add_config_flags,
-    config_from_args,
-    parse_assignments,
-)
-from mlpmnist.cli.commands import cmd_figures, cmd_summary, cmd_sweep, cmd_train, sweep_config_from_args
+from mlpmnist import paths
+from mlpmnist.cli.args import EXIT_BAD_INPUT, EXIT_FAILED, Parser, add_config_flags
+from mlpmnist.cli.commands import cmd_figures, cmd_summary, cmd_sweep, cmd_train
 from mlpmnist.data import loader as mdata
-from mlpmnist.errors import DataError, StoreError, SweepError, printable
-
-__all__ = ["build_parser", "config_from_args", "main", "parse_assignments", "sweep_config_from_args"]
-
+from mlpmnist.errors import DataError, SweepError, printable
 
 DESCRIPTION = """How batch size and epochs change what a small MLP learns on MNIST: train one
 configuration, sweep a grid of them into a results folder (resumable), draw the study's figures
@@ -42,7 +33,6 @@ done with failed seeds (diverged or collapsed to chance); 130, 143, 129 interrup
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mlpmnist import paths
     from mlpmnist.figures import FORMATS
 
     ap = Parser(
@@ -204,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as e:
         print(f"error: {printable(e)}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, DataError, StoreError, MemoryError) as e:
+    except (ValueError, DataError, MemoryError) as e:  # a StoreError is a ValueError
         print(f"error: {printable(e) or 'out of memory'}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as e:

@@ -27,7 +27,7 @@ class Parser(argparse.ArgumentParser):
         argv = getattr(self, "_argv", [])
         # argparse reports a command's unknown flags from the top parser: point at that command's help.
         command = next((w for w in argv if w in _commands(self)), None)
-        if message.startswith("unrecognized arguments"):
+        if message.startswith("unrecognized arguments") and command:
             message += _did_you_mean(self, message, command)
         prog = f"{self.prog} {command}" if command and self.prog.split()[-1] != command else self.prog
         self.exit(EXIT_BAD_INPUT, f"error: {message}; see '{prog} --help'\n")
@@ -41,17 +41,13 @@ def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPar
     return {}
 
 
-def _did_you_mean(parser: argparse.ArgumentParser, message: str, command: str | None) -> str:
-    """The closest flag to each unknown one in argparse's ``message``, among the flags of
-    ``command`` (all commands' when None)."""
+def _did_you_mean(parser: argparse.ArgumentParser, message: str, command: str) -> str:
+    """The closest flag to each unknown one in argparse's ``message``, among those ``command`` takes
+    (argparse reports them from the top ``parser``) and shows in its help."""
     import difflib
 
-    known = [s for a in parser._actions for s in a.option_strings]  # noqa: SLF001
-    commands = {
-        n: [s for b in sub._actions for s in b.option_strings if b.help != argparse.SUPPRESS]  # noqa: SLF001
-        for n, sub in _commands(parser).items()
-    }
-    known += commands[command] if command in commands else [s for flags in commands.values() for s in flags]
+    actions = [*parser._actions, *_commands(parser)[command]._actions]  # noqa: SLF001
+    known = [s for a in actions if a.help != argparse.SUPPRESS for s in a.option_strings]
     words = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
     hints = [m[0] for w in words if (m := difflib.get_close_matches(w, known, n=1))]
     return f" (did you mean {', '.join(hints)}?)" if hints else ""
@@ -99,17 +95,14 @@ def parse_assignments(words: Sequence[str], what: str) -> dict[str, list]:
     for word in words:
         name, sep, values = word.partition("=")
         name = name.strip().replace("-", "_")
-        if not sep or not values:
-            raise ValueError(f"{what} {word!r} must look like NAME=V1,V2 (e.g. batch_size=8,16,32)")
+        parts = values.split(",")
+        if not sep or not all(p.strip() for p in parts):
+            raise ValueError(
+                f"{what} {word!r} must look like NAME=V1,V2, a value between each comma (e.g. lr=0.03,0.1)"
+            )
         check_names([name], what)
         if name in out:
             raise ValueError(f"{what} {name} is given twice")
-        parts = values.split(",")
-        if not all(p.strip() for p in parts):
-            raise ValueError(
-                f"{what} {word!r} has an empty value; give NAME=V1,V2 with a value between each comma "
-                "(e.g. lr=0.03,0.1)"
-            )
         out[name] = [parse_value(name, v) for v in parts]
     return out
 

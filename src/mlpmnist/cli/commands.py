@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from mlpmnist import store
 from mlpmnist.cli.args import EXIT_FAILED, assignments, check_out_path, config_from_args, parse_assignments
 from mlpmnist.config import FIELDS, TrainConfig, parse_value
 from mlpmnist.data import loader as mdata
 from mlpmnist.errors import StoreError, printable
-from mlpmnist.store import writable_folder
+from mlpmnist.store.locks import tidy
+from mlpmnist.store.trust import matches
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mlpmnist import store
     from mlpmnist.analysis import stats, tables
 
     config = config_from_args(args)
@@ -64,9 +66,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _claim(stack: contextlib.ExitStack, results: Path, config: TrainConfig) -> Path:
     """``results`` checked as a store, with ``config``'s experiment locked in it for this process
     (released when ``stack`` closes); ``StoreError`` when another process holds it."""
-    from mlpmnist import store
-    from mlpmnist.store.locks import tidy
-
     root = store.check_store(results)
     stack.callback(tidy, root)  # last: after the lock (and its file, once stored) is given back
     claims = stack.enter_context(store.Claims(root, f"train-{os.getpid()}"))
@@ -81,7 +80,6 @@ def _claim(stack: contextlib.ExitStack, results: Path, config: TrainConfig) -> P
 def _train(args: argparse.Namespace, config: TrainConfig, data: Any, root: Path | None) -> dict:
     """Train ``config`` on ``data`` here; with a store ``root``, resume from its checkpoint and
     store the experiment (weights, then its record) as a sweep would. Returns the record."""
-    from mlpmnist import store
     from mlpmnist.store.checkpoint import Checkpoints
     from mlpmnist.training.loop import train
 
@@ -136,9 +134,6 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import logging
-
-    from mlpmnist import store
     from mlpmnist.sweep.run import run_sweep
 
     if args.scheduler:
@@ -169,9 +164,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _model_experiment(df: Any, wanted: int | None, where: dict, results_dir: Path) -> tuple[str, str]:
     """The key of the experiment in ``df`` whose models the model figures show (``choice.choose_model``
     among those at batch size ``wanted``, any when None, matching ``where``), and why, in one line."""
-    from mlpmnist import store
     from mlpmnist.analysis import choice
-    from mlpmnist.store.trust import matches
 
     keys = sorted(
         df["key"].unique() if wanted is None else df.loc[df["batch_size"] == wanted, "key"].unique()
@@ -185,7 +178,6 @@ def _model_experiment(df: Any, wanted: int | None, where: dict, results_dir: Pat
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from mlpmnist import store
     from mlpmnist.analysis.columns import config_label, dataset_names
     from mlpmnist.figures import compose as figures
     from mlpmnist.figures import embed
@@ -203,7 +195,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     label = config_label(rows.iloc[0], ["batch_size", *facet_axes(df)])
     data = mdata.load(args.data, dataset=dataset_names(rows).iloc[0])
     tsne = embed.snapshot_config(chosen.config) if args.tsne else None
-    media = writable_folder(args.media if args.media is not None else args.results / "media", "--media")
+    media = store.writable_folder(args.media if args.media is not None else args.results / "media", "--media")
     print(why)
     figs = figures.study_figures(df) | figures.data_figures(data)
     figs |= figures.model_figures(models, data, label)
@@ -218,7 +210,6 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from mlpmnist import store
     from mlpmnist.analysis import compare, findings, stats, tables
     from mlpmnist.analysis.columns import varying_axes
 
