@@ -216,30 +216,29 @@ class PipeSafe:
     ``BrokenPipeError`` ending the command."""
 
     def __init__(self, stream: Any) -> None:
-        self.stream, self.closed_pipe = stream, False
+        self.stream = stream
+        self.closed_pipe = False
 
-    def _broken(self) -> None:
-        self.closed_pipe = True
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            fd = self.stream.fileno()
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, fd)
-            os.close(null)
+    def _unless_closed(self, method: str, *args: Any) -> None:
+        """``stream.method(*args)``, until the stream's reader has gone."""
+        if self.closed_pipe:
+            return
+        try:
+            getattr(self.stream, method)(*args)
+        except BrokenPipeError:
+            self.closed_pipe = True
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                fd = self.stream.fileno()
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
 
     def write(self, text: str) -> int:
-        if not self.closed_pipe:
-            try:
-                return self.stream.write(text)
-            except BrokenPipeError:
-                self._broken()
+        self._unless_closed("write", text)
         return len(text)
 
     def flush(self) -> None:
-        if not self.closed_pipe:
-            try:
-                self.stream.flush()
-            except BrokenPipeError:
-                self._broken()
+        self._unless_closed("flush")
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the stream's
         return getattr(self.stream, name)

@@ -108,16 +108,14 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
     for name in (n for n in FIELDS if hasattr(args, n) and n in axes):
         value = getattr(args, name)
         shown = " ".join(value) if isinstance(value, list) else str(value)
-        flag = "--" + name.replace("_", "-")
         if name == "batch_size" and not args.grid:
             instead = f"--batch-sizes {shown}"
-            why = "the batch sizes are the sweep's grid axis" + (
-                "" if args.batch_sizes else " (default: the reference's 8 16 32 48 64 90 128 150)"
-            )
         else:  # a list field's value is one grid value: spelled NAME=0-4, not NAME=0,4
             instead = f"--grid {name}=" + ("..." if isinstance(value, list) else shown)
-            why = f"{name} is a grid axis (--grid {name}=...)"
-        raise ValueError(f"{flag} {shown} is not used by sweep: {why}; did you mean {instead}?")
+        raise ValueError(
+            f"--{name.replace('_', '-')} {shown} is not used by sweep: {name} is one of its grid axes; "
+            f"did you mean {instead}?"
+        )
     return SweepConfig(
         base=config_from_args(args),
         grid=grid or {"batch_size": list(REFERENCE_BATCH_SIZES)},
