@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,33 +25,19 @@ class Parser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        argv = getattr(self, "_argv", [])
-        # argparse reports a command's unknown flags from the top parser: point at that command's help.
-        command = next((w for w in argv if w in _commands(self)), None)
+        # argparse reports a command's unknown flags from the top parser: name the closest flags that
+        # command's help shows, and point at that help.
+        actions = self._actions  # noqa: SLF001
+        commands = next((a.choices for a in actions if isinstance(a, argparse._SubParsersAction)), {})  # noqa: SLF001
+        command = next((w for w in getattr(self, "_argv", []) if w in commands), None)
         if message.startswith("unrecognized arguments") and command:
-            message += _did_you_mean(self, message, command)
-        prog = f"{self.prog} {command}" if command and self.prog.split()[-1] != command else self.prog
+            known = [*actions, *commands[command]._actions]  # noqa: SLF001
+            flags = [s for a in known if a.help != argparse.SUPPRESS for s in a.option_strings]
+            words = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
+            hints = [m[0] for w in words if (m := difflib.get_close_matches(w, flags, n=1))]
+            message += f" (did you mean {', '.join(hints)}?)" if hints else ""
+        prog = f"{self.prog} {command}" if command else self.prog
         self.exit(EXIT_BAD_INPUT, f"error: {message}; see '{prog} --help'\n")
-
-
-def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    """The subcommands of ``parser`` (name -> its parser), none for a subcommand's own parser."""
-    for a in parser._actions:  # noqa: SLF001
-        if isinstance(a, argparse._SubParsersAction):  # noqa: SLF001
-            return dict(a.choices)
-    return {}
-
-
-def _did_you_mean(parser: argparse.ArgumentParser, message: str, command: str) -> str:
-    """The closest flag to each unknown one in argparse's ``message``, among those ``command`` takes
-    (argparse reports them from the top ``parser``) and shows in its help."""
-    import difflib
-
-    actions = [*parser._actions, *_commands(parser)[command]._actions]  # noqa: SLF001
-    known = [s for a in actions if a.help != argparse.SUPPRESS for s in a.option_strings]
-    words = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
-    hints = [m[0] for w in words if (m := difflib.get_close_matches(w, known, n=1))]
-    return f" (did you mean {', '.join(hints)}?)" if hints else ""
 
 
 def _shown(v: object) -> str:
