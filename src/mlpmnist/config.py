@@ -13,7 +13,7 @@ import json
 import math
 import re
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -358,17 +358,16 @@ def _shown_value(v: object) -> str:
 
 
 def check_names(
-    names: Iterable[str], what: str = "TrainConfig field", fields: tuple[str, ...] | None = None
+    names: Iterable[str], what: str = "TrainConfig field", fields: Sequence[str] = tuple(FIELDS)
 ) -> None:
-    """Raise ``ValueError`` naming each unknown field name (with the closest valid one) and listing all."""
-    valid = field_names() if fields is None else fields
-    if unknown := [n for n in names if n not in valid]:
+    """Raise ``ValueError`` naming each unknown name among ``fields`` (with the closest) and listing all."""
+    if unknown := [n for n in names if n not in fields]:
         hints = []
         for n in unknown:
-            close = difflib.get_close_matches(str(n), valid, n=1)
+            close = difflib.get_close_matches(str(n), fields, n=1)
             hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         s = "s" if len(unknown) > 1 else ""
-        raise ValueError(f"unknown {what}{s} {', '.join(hints)}; valid: {', '.join(valid)}")
+        raise ValueError(f"unknown {what}{s} {', '.join(hints)}; valid: {', '.join(fields)}")
 
 
 def resolve_device(device: str | None) -> torch.device:

@@ -40,11 +40,9 @@ def plain(v: object) -> object:
 
 def _bool(text: str) -> bool:
     t = text.strip().lower()
-    if t in ("true", "yes", "1", "on"):
-        return True
-    if t in ("false", "no", "0", "off"):
-        return False
-    raise ValueError(f"not true or false: {text!r}")
+    if t not in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+        raise ValueError(f"not true or false: {text!r}")
+    return t in ("true", "yes", "1", "on")
 
 
 def _ints(text: str) -> tuple[int, ...]:

@@ -58,13 +58,12 @@ def add_config_flags(p: argparse.ArgumentParser, hidden: Sequence[str] = ()) -> 
         kind = field_types()[name]
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
+        elif allowed := choices(name):
+            kw["choices"] = allowed
         else:
             kw["metavar"] = name.split("_")[-1].upper()
-            if "tuple" in str(kind):
-                kw["nargs"] = "+"
-        if allowed := choices(name):
-            kw["choices"] = allowed
-            kw.pop("metavar", None)
+        if "tuple" in str(kind):
+            kw["nargs"] = "+"
         g.add_argument("--" + name.replace("_", "-"), **kw)
 
 
