@@ -17,9 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from mlpmnist import values
 from mlpmnist.data import specs as datasets
-from mlpmnist.values import MAX_SEEDS, is_int, is_number, plain
+from mlpmnist.values import MAX_SEEDS, READERS, TooMany, is_int, is_number, plain
 
 if TYPE_CHECKING:
     import torch
@@ -408,10 +407,10 @@ def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:
     optional = type(None) in typing.get_args(typing.get_type_hints(cls)[name])
     if optional and text.strip().lower() in ("none", "null", ""):
         return None
-    parse, words = values.READERS[field_types(cls)[name]]
+    parse, words = READERS[field_types(cls)[name]]
     try:
         return parse(text)
-    except values.TooMany as e:
+    except TooMany as e:
         raise ValueError(f"{name} must be {e}") from None
     except ValueError:
         raise ValueError(f"{name} must be {words}; got {text!r}") from None

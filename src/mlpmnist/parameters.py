@@ -1,6 +1,5 @@
 """Notebook parameters checked before any work, the same way for run.ipynb and the science
-notebook; each fault is a ``ValueError`` in one line that names the parameter and what it allows.
-"""
+notebook; each fault is a ``ValueError`` in one line that names the parameter and what it allows."""
 
 from __future__ import annotations
 

@@ -27,8 +27,6 @@ def is_number(v: object) -> bool:
 
 def plain(v: object) -> object:
     """numpy (or torch) scalars as Python numbers, lists and arrays as tuples; else unchanged."""
-    if v is None or isinstance(v, (str, bool)):
-        return v
     if getattr(v, "ndim", None) == 0 and hasattr(v, "item"):
         return v.item()
     if hasattr(v, "tolist"):

@@ -2,8 +2,7 @@
 
 The flags that say what a run computes are generated from ``TrainConfig``'s fields. Every expected
 fault ends with one line on stderr, ``error: <what>, <where>; <what to do>``, and an exit status
-that ``EPILOG`` lists (128 + the signal's number when interrupted).
-"""
+that ``EPILOG`` lists (128 + the signal's number when interrupted)."""
 
 from __future__ import annotations
 
@@ -45,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
     def command(name: str, about: str, func: Any) -> Any:
-        """The subcommand ``name`` with the flags it shares with others: ``--results`` (train has its
-        own), ``--where`` (figures, summary), ``--data`` (not summary), ``--no-progress`` (train, sweep)."""
+        """The subcommand ``name``, with those of the flags below that it shares with others."""
         p = sub.add_parser(name, help=about)
         p.set_defaults(func=func)
         if name != "train":
@@ -210,10 +208,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class PipeSafe:
-    """``sys.stdout`` for a command: when its reader goes away (``mlpmnist train | head -1``),
-    the printing stops and the work goes on: the rest of the output is dropped (the process's
-    stdout then points at /dev/null, so nothing fails at exit either) instead of a
-    ``BrokenPipeError`` ending the command."""
+    """``sys.stdout`` for a command: once its reader has gone (``mlpmnist train | head -1``), the
+    work goes on and the rest of the output is dropped (stdout then points at /dev/null, so nothing
+    fails at exit either) instead of a ``BrokenPipeError`` ending the command."""
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream

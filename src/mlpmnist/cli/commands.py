@@ -138,9 +138,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         import distributed  # noqa: F401  (creates its loggers)
 
         # Dask's client logs a lost scheduler with a traceback; the sweep ends with one line instead.
-        for name in list(logging.root.manager.loggerDict):
-            if name.startswith("distributed"):
-                logging.getLogger(name).setLevel(logging.CRITICAL)
+        for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
     outcome = run_sweep(sweep_config_from_args(args), progress=not args.no_progress)
     print(outcome.table.drop(columns=["key"]).to_string(index=False))
@@ -164,9 +163,8 @@ def _model_experiment(df: Any, wanted: int | None, where: dict, results_dir: Pat
     among those at batch size ``wanted``, any when None, matching ``where``), and why, in one line."""
     from mlpmnist.analysis import choice
 
-    keys = sorted(
-        df["key"].unique() if wanted is None else df.loc[df["batch_size"] == wanted, "key"].unique()
-    )
+    rows = df if wanted is None else df[df["batch_size"] == wanted]
+    keys = sorted(rows["key"].unique())
     keys = [k for k in keys if not where or matches(store.trusted(results_dir, k).config, where)]
     sizes = ", ".join(str(int(b)) for b in sorted(df["batch_size"].unique()))
     fix = f"batch sizes in {results_dir}: {sizes}; choose another --model-batch-size or --model-where"
@@ -248,8 +246,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def check_backend() -> None:
     """``ValueError`` when ``MPLBACKEND`` names no matplotlib backend (matplotlib's own error
     would not say where the name came from)."""
-    name = os.environ.get("MPLBACKEND")
-    if not name:
+    if not (name := os.environ.get("MPLBACKEND")):
         return
     from matplotlib import rcsetup
 
