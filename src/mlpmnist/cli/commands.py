@@ -212,9 +212,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     out = check_out_path(args.out) if args.out is not None else None
     where = assignments(args.where, "selection")
     if bool(args.a) != bool(args.b):
-        raise ValueError(
-            "--a and --b go together: the two selections to compare, e.g. --a lr=0.03 --b lr=0.1"
-        )
+        raise ValueError("--a and --b go together (two selections to compare), e.g. --a lr=0.03 --b lr=0.1")
     if args.a:
         sides = []
         for name, words in (("a", args.a), ("b", args.b)):
