@@ -17,16 +17,14 @@ EXIT_BAD_INPUT, EXIT_FAILED = 2, 3
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with the package's one-line error format and suggestions for unknown flags from the
-    chosen command's own flags."""
+    """argparse with the package's one-line errors. argparse reports a command's unknown flags from
+    the top parser: ``error`` finds that command, names its closest (shown) flags and its help."""
 
     def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         self._argv = list(sys.argv[1:] if args is None else args)  # the command, for error()
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        # argparse reports a command's unknown flags from the top parser: name the closest flags that
-        # command's help shows, and point at that help.
         actions = self._actions  # noqa: SLF001
         commands = next((a.choices for a in actions if isinstance(a, argparse._SubParsersAction)), {})  # noqa: SLF001
         command = next((w for w in getattr(self, "_argv", []) if w in commands), None)
