@@ -13,13 +13,12 @@ import json
 import math
 import re
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from mlpmnist import values
 from mlpmnist.data import specs as datasets
-from mlpmnist.values import MAX_SEEDS, is_int, is_number, plain
+from mlpmnist.values import MAX_SEEDS, READERS, TooMany, is_int, is_number, plain
 
 if TYPE_CHECKING:
     import torch
@@ -358,17 +357,16 @@ def _shown_value(v: object) -> str:
 
 
 def check_names(
-    names: Iterable[str], what: str = "TrainConfig field", fields: tuple[str, ...] | None = None
+    names: Iterable[str], what: str = "TrainConfig field", fields: Sequence[str] = tuple(FIELDS)
 ) -> None:
-    """Raise ``ValueError`` naming each unknown field name (with the closest valid one) and listing all."""
-    valid = field_names() if fields is None else fields
-    if unknown := [n for n in names if n not in valid]:
+    """Raise ``ValueError`` naming each unknown name among ``fields`` (with the closest) and listing all."""
+    if unknown := [n for n in names if n not in fields]:
         hints = []
         for n in unknown:
-            close = difflib.get_close_matches(str(n), valid, n=1)
+            close = difflib.get_close_matches(str(n), fields, n=1)
             hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         s = "s" if len(unknown) > 1 else ""
-        raise ValueError(f"unknown {what}{s} {', '.join(hints)}; valid: {', '.join(valid)}")
+        raise ValueError(f"unknown {what}{s} {', '.join(hints)}; valid: {', '.join(fields)}")
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -398,13 +396,21 @@ def _listed(v: object) -> object:
 
 @functools.cache
 def field_types(cls: type = TrainConfig) -> dict[str, Any]:
-    """Each field's type, ``X | None`` as ``X`` (what ``values.read`` reads)."""
-    return {n: values.without_none(t) for n, t in typing.get_type_hints(cls).items()}
+    """Each field's type, ``X | None`` as ``X`` (the key of its reader in ``values.READERS``)."""
+    hints = typing.get_type_hints(cls)
+    return {n: typing.get_args(t)[0] if type(None) in typing.get_args(t) else t for n, t in hints.items()}
 
 
 def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:
-    """Field ``name``'s value from ``text`` (``"none"`` for None where allowed), else ``ValueError``."""
+    """Field ``name``'s value from ``text`` (``"none"`` for None where allowed), else a ``ValueError``
+    saying what it must be, in words."""
     optional = type(None) in typing.get_args(typing.get_type_hints(cls)[name])
     if optional and text.strip().lower() in ("none", "null", ""):
         return None
-    return values.read(name, field_types(cls)[name], text)
+    parse, words = READERS[field_types(cls)[name]]
+    try:
+        return parse(text)
+    except TooMany as e:
+        raise ValueError(f"{name} must be {e}") from None
+    except ValueError:
+        raise ValueError(f"{name} must be {words}; got {text!r}") from None

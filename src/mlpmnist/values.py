@@ -1,15 +1,13 @@
 """Values given to ``TrainConfig``: read from text (command-line flags, notebook parameters, grid
-axes) as its fields' types (``read``; a field of a new type gets a line in ``READERS``), or given in
-Python as plain numbers and tuples (``plain``)."""
+axes) as its fields' types (``config.parse_value``; a field of a new type gets a line in ``READERS``),
+or given in Python as plain numbers and tuples (``plain``)."""
 
 from __future__ import annotations
 
 import math
 import re
-import types
-import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 #: Seeds at most (one engine holds every seed as a replica): also the most values text expands to.
 MAX_SEEDS = 10_000
@@ -19,7 +17,7 @@ class TooMany(ValueError):
     """A range that expands to more values than any field takes (``MAX_SEEDS``)."""
 
 
-def is_int(v: object) -> bool:
+def is_int(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -29,8 +27,6 @@ def is_number(v: object) -> bool:
 
 def plain(v: object) -> object:
     """numpy (or torch) scalars as Python numbers, lists and arrays as tuples; else unchanged."""
-    if v is None or isinstance(v, (str, bool)):
-        return v
     if getattr(v, "ndim", None) == 0 and hasattr(v, "item"):
         return v.item()
     if hasattr(v, "tolist"):
@@ -42,11 +38,9 @@ def plain(v: object) -> object:
 
 def _bool(text: str) -> bool:
     t = text.strip().lower()
-    if t in ("true", "yes", "1", "on"):
-        return True
-    if t in ("false", "no", "0", "off"):
-        return False
-    raise ValueError(f"not true or false: {text!r}")
+    if t not in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+        raise ValueError(f"not true or false: {text!r}")
+    return t in ("true", "yes", "1", "on")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -84,20 +78,3 @@ READERS: dict[Any, tuple[Callable[[str], Any], str]] = {
     tuple[float, ...]: (_floats, "numbers, such as 0 1 2.5"),
     float | tuple[float, ...]: (_float_or_floats, "a number, or one number per seed"),
 }
-
-
-def without_none(t: Any) -> Any:
-    """The type ``t`` without None: ``X | None`` as ``X``."""
-    rest = [a for a in typing.get_args(t) if a is not type(None)]
-    return rest[0] if isinstance(t, types.UnionType) and len(rest) == 1 else t
-
-
-def read(name: str, kind: Any, text: str) -> Any:
-    """Field ``name``'s value of type ``kind`` from ``text``; ``ValueError`` saying what it must be."""
-    parse, words = READERS[kind]
-    try:
-        return parse(text)
-    except TooMany as e:
-        raise ValueError(f"{name} must be {e}") from None
-    except ValueError:
-        raise ValueError(f"{name} must be {words}; got {text!r}") from None

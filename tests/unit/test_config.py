@@ -5,7 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mlpmnist.cli import build_parser, config_from_args, parse_assignments, sweep_config_from_args
+from mlpmnist.cli import build_parser
+from mlpmnist.cli.args import config_from_args, parse_assignments
+from mlpmnist.cli.commands import sweep_config_from_args
 from mlpmnist.config import FIELDS, TrainConfig, choices, field_types, identity_fields
 from mlpmnist.data.specs import MNIST
 from mlpmnist.sweep import experiment

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from mlpmnist import cli
+from mlpmnist.cli.args import parse_assignments
 from mlpmnist.config import MAX_HIDDEN, TrainConfig
 from mlpmnist.science import presets, runs, summary
 from mlpmnist.sweep.backends import check_address
@@ -155,9 +156,9 @@ def test_a_scheduler_address_is_read_before_anything_is_made(tmp_path, address, 
 def test_an_empty_grid_value_is_named(capsys):
     assert cli.main(["sweep", "--grid", "lr=,"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: grid axis 'lr=,' has an empty value") and "lr=0.03,0.1" in err
-    with pytest.raises(ValueError, match="grid axis 'lr=0.1,' has an empty value"):
-        cli.parse_assignments(["lr=0.1,"], "grid axis")
+    assert err.startswith("error: grid axis 'lr=,' must look like NAME=V1,V2") and "(e.g. lr=0.03,0.1)" in err
+    with pytest.raises(ValueError, match="grid axis 'lr=0.1,' must look like NAME=V1,V2, a value"):
+        parse_assignments(["lr=0.1,"], "grid axis")
 
 
 def test_a_bogus_matplotlib_backend_is_named(tmp_path, monkeypatch, capsys):

@@ -2,8 +2,7 @@
 
 The flags that say what a run computes are generated from ``TrainConfig``'s fields. Every expected
 fault ends with one line on stderr, ``error: <what>, <where>; <what to do>``, and an exit status
-that ``EPILOG`` lists (128 + the signal's number when interrupted).
-"""
+that ``EPILOG`` lists (128 + the signal's number when interrupted)."""
 
 from __future__ import annotations
 
@@ -17,20 +16,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from mlpmnist.cli.args import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    Parser,
-    add_config_flags,
-    config_from_args,
-    parse_assignments,
-)
-from mlpmnist.cli.commands import cmd_figures, cmd_summary, cmd_sweep, cmd_train, sweep_config_from_args
+from mlpmnist import paths
+from mlpmnist.cli.args import EXIT_BAD_INPUT, EXIT_FAILED, Parser, add_config_flags
+from mlpmnist.cli.commands import cmd_figures, cmd_summary, cmd_sweep, cmd_train
 from mlpmnist.data import loader as mdata
-from mlpmnist.errors import DataError, StoreError, SweepError, printable
-
-__all__ = ["build_parser", "config_from_args", "main", "parse_assignments", "sweep_config_from_args"]
-
+from mlpmnist.errors import DataError, SweepError, printable
 
 DESCRIPTION = """How batch size and epochs change what a small MLP learns on MNIST: train one
 configuration, sweep a grid of them into a results folder (resumable), draw the study's figures
@@ -42,7 +32,6 @@ done with failed seeds (diverged or collapsed to chance); 130, 143, 129 interrup
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mlpmnist import paths
     from mlpmnist.figures import FORMATS
 
     ap = Parser(
@@ -55,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
     def command(name: str, about: str, func: Any) -> Any:
-        """The subcommand ``name`` with the flags it shares with others: ``--results`` (train has its
-        own), ``--where`` (figures, summary), ``--data`` (not summary), ``--no-progress`` (train, sweep)."""
+        """The subcommand ``name``, with those of the flags below that it shares with others."""
         p = sub.add_parser(name, help=about)
         p.set_defaults(func=func)
         if name != "train":
@@ -204,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as e:
         print(f"error: {printable(e)}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, DataError, StoreError, MemoryError) as e:
+    except (ValueError, DataError, MemoryError) as e:  # a StoreError is a ValueError
         print(f"error: {printable(e) or 'out of memory'}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as e:
@@ -220,36 +208,34 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class PipeSafe:
-    """``sys.stdout`` for a command: when its reader goes away (``mlpmnist train | head -1``),
-    the printing stops and the work goes on: the rest of the output is dropped (the process's
-    stdout then points at /dev/null, so nothing fails at exit either) instead of a
-    ``BrokenPipeError`` ending the command."""
+    """``sys.stdout`` for a command: once its reader has gone (``mlpmnist train | head -1``), the
+    work goes on and the rest of the output is dropped (stdout then points at /dev/null, so nothing
+    fails at exit either) instead of a ``BrokenPipeError`` ending the command."""
 
     def __init__(self, stream: Any) -> None:
-        self.stream, self.closed_pipe = stream, False
+        self.stream = stream
+        self.closed_pipe = False
 
-    def _broken(self) -> None:
-        self.closed_pipe = True
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            fd = self.stream.fileno()
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, fd)
-            os.close(null)
+    def _unless_closed(self, method: str, *args: Any) -> None:
+        """``stream.method(*args)``, until the stream's reader has gone."""
+        if self.closed_pipe:
+            return
+        try:
+            getattr(self.stream, method)(*args)
+        except BrokenPipeError:
+            self.closed_pipe = True
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                fd = self.stream.fileno()
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
 
     def write(self, text: str) -> int:
-        if not self.closed_pipe:
-            try:
-                return self.stream.write(text)
-            except BrokenPipeError:
-                self._broken()
+        self._unless_closed("write", text)
         return len(text)
 
     def flush(self) -> None:
-        if not self.closed_pipe:
-            try:
-                self.stream.flush()
-            except BrokenPipeError:
-                self._broken()
+        self._unless_closed("flush")
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the stream's
         return getattr(self.stream, name)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,45 +17,25 @@ EXIT_BAD_INPUT, EXIT_FAILED = 2, 3
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with the package's one-line error format and suggestions for unknown flags from the
-    chosen command's own flags."""
+    """argparse with the package's one-line errors. argparse reports a command's unknown flags from
+    the top parser: ``error`` finds that command, names its closest (shown) flags and its help."""
 
     def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         self._argv = list(sys.argv[1:] if args is None else args)  # the command, for error()
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        argv = getattr(self, "_argv", [])
-        # argparse reports a command's unknown flags from the top parser: point at that command's help.
-        command = next((w for w in argv if w in _commands(self)), None)
-        if message.startswith("unrecognized arguments"):
-            message += _did_you_mean(self, message, command)
-        prog = f"{self.prog} {command}" if command and self.prog.split()[-1] != command else self.prog
+        actions = self._actions  # noqa: SLF001
+        commands = next((a.choices for a in actions if isinstance(a, argparse._SubParsersAction)), {})  # noqa: SLF001
+        command = next((w for w in getattr(self, "_argv", []) if w in commands), None)
+        if message.startswith("unrecognized arguments") and command:
+            known = [*actions, *commands[command]._actions]  # noqa: SLF001
+            flags = [s for a in known if a.help != argparse.SUPPRESS for s in a.option_strings]
+            words = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
+            hints = [m[0] for w in words if (m := difflib.get_close_matches(w, flags, n=1))]
+            message += f" (did you mean {', '.join(hints)}?)" if hints else ""
+        prog = f"{self.prog} {command}" if command else self.prog
         self.exit(EXIT_BAD_INPUT, f"error: {message}; see '{prog} --help'\n")
-
-
-def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    """The subcommands of ``parser`` (name -> its parser), none for a subcommand's own parser."""
-    for a in parser._actions:  # noqa: SLF001
-        if isinstance(a, argparse._SubParsersAction):  # noqa: SLF001
-            return dict(a.choices)
-    return {}
-
-
-def _did_you_mean(parser: argparse.ArgumentParser, message: str, command: str | None) -> str:
-    """The closest flag to each unknown one in argparse's ``message``, among the flags of
-    ``command`` (all commands' when None)."""
-    import difflib
-
-    known = [s for a in parser._actions for s in a.option_strings]  # noqa: SLF001
-    commands = {
-        n: [s for b in sub._actions for s in b.option_strings if b.help != argparse.SUPPRESS]  # noqa: SLF001
-        for n, sub in _commands(parser).items()
-    }
-    known += commands[command] if command in commands else [s for flags in commands.values() for s in flags]
-    words = [w for w in message.split(":", 1)[1].split() if w.startswith("--")]
-    hints = [m[0] for w in words if (m := difflib.get_close_matches(w, known, n=1))]
-    return f" (did you mean {', '.join(hints)}?)" if hints else ""
 
 
 def _shown(v: object) -> str:
@@ -75,13 +56,12 @@ def add_config_flags(p: argparse.ArgumentParser, hidden: Sequence[str] = ()) -> 
         kind = field_types()[name]
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
+        elif allowed := choices(name):
+            kw["choices"] = allowed
         else:
             kw["metavar"] = name.split("_")[-1].upper()
-            if "tuple" in str(kind):
-                kw["nargs"] = "+"
-        if allowed := choices(name):
-            kw["choices"] = allowed
-            kw.pop("metavar", None)
+        if "tuple" in str(kind):
+            kw["nargs"] = "+"
         g.add_argument("--" + name.replace("_", "-"), **kw)
 
 
@@ -99,17 +79,14 @@ def parse_assignments(words: Sequence[str], what: str) -> dict[str, list]:
     for word in words:
         name, sep, values = word.partition("=")
         name = name.strip().replace("-", "_")
-        if not sep or not values:
-            raise ValueError(f"{what} {word!r} must look like NAME=V1,V2 (e.g. batch_size=8,16,32)")
+        parts = values.split(",")
+        if not sep or not all(p.strip() for p in parts):
+            raise ValueError(
+                f"{what} {word!r} must look like NAME=V1,V2, a value between each comma (e.g. lr=0.03,0.1)"
+            )
         check_names([name], what)
         if name in out:
             raise ValueError(f"{what} {name} is given twice")
-        parts = values.split(",")
-        if not all(p.strip() for p in parts):
-            raise ValueError(
-                f"{what} {word!r} has an empty value; give NAME=V1,V2 with a value between each comma "
-                "(e.g. lr=0.03,0.1)"
-            )
         out[name] = [parse_value(name, v) for v in parts]
     return out
 

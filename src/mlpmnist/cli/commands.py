@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from mlpmnist import store
 from mlpmnist.cli.args import EXIT_FAILED, assignments, check_out_path, config_from_args, parse_assignments
 from mlpmnist.config import FIELDS, TrainConfig, parse_value
 from mlpmnist.data import loader as mdata
 from mlpmnist.errors import StoreError, printable
-from mlpmnist.store import writable_folder
+from mlpmnist.store.locks import tidy
+from mlpmnist.store.trust import matches
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mlpmnist import store
     from mlpmnist.analysis import stats, tables
 
     config = config_from_args(args)
@@ -64,9 +66,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _claim(stack: contextlib.ExitStack, results: Path, config: TrainConfig) -> Path:
     """``results`` checked as a store, with ``config``'s experiment locked in it for this process
     (released when ``stack`` closes); ``StoreError`` when another process holds it."""
-    from mlpmnist import store
-    from mlpmnist.store.locks import tidy
-
     root = store.check_store(results)
     stack.callback(tidy, root)  # last: after the lock (and its file, once stored) is given back
     claims = stack.enter_context(store.Claims(root, f"train-{os.getpid()}"))
@@ -81,7 +80,6 @@ def _claim(stack: contextlib.ExitStack, results: Path, config: TrainConfig) -> P
 def _train(args: argparse.Namespace, config: TrainConfig, data: Any, root: Path | None) -> dict:
     """Train ``config`` on ``data`` here; with a store ``root``, resume from its checkpoint and
     store the experiment (weights, then its record) as a sweep would. Returns the record."""
-    from mlpmnist import store
     from mlpmnist.store.checkpoint import Checkpoints
     from mlpmnist.training.loop import train
 
@@ -110,16 +108,14 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
     for name in (n for n in FIELDS if hasattr(args, n) and n in axes):
         value = getattr(args, name)
         shown = " ".join(value) if isinstance(value, list) else str(value)
-        flag = "--" + name.replace("_", "-")
         if name == "batch_size" and not args.grid:
             instead = f"--batch-sizes {shown}"
-            why = "the batch sizes are the sweep's grid axis" + (
-                "" if args.batch_sizes else " (default: the reference's 8 16 32 48 64 90 128 150)"
-            )
         else:  # a list field's value is one grid value: spelled NAME=0-4, not NAME=0,4
             instead = f"--grid {name}=" + ("..." if isinstance(value, list) else shown)
-            why = f"{name} is a grid axis (--grid {name}=...)"
-        raise ValueError(f"{flag} {shown} is not used by sweep: {why}; did you mean {instead}?")
+        raise ValueError(
+            f"--{name.replace('_', '-')} {shown} is not used by sweep: {name} is one of its grid axes; "
+            f"did you mean {instead}?"
+        )
     return SweepConfig(
         base=config_from_args(args),
         grid=grid or {"batch_size": list(REFERENCE_BATCH_SIZES)},
@@ -136,18 +132,14 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import logging
-
-    from mlpmnist import store
     from mlpmnist.sweep.run import run_sweep
 
     if args.scheduler:
         import distributed  # noqa: F401  (creates its loggers)
 
         # Dask's client logs a lost scheduler with a traceback; the sweep ends with one line instead.
-        for name in list(logging.root.manager.loggerDict):
-            if name.startswith("distributed"):
-                logging.getLogger(name).setLevel(logging.CRITICAL)
+        for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
     outcome = run_sweep(sweep_config_from_args(args), progress=not args.no_progress)
     print(outcome.table.drop(columns=["key"]).to_string(index=False))
@@ -169,13 +161,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _model_experiment(df: Any, wanted: int | None, where: dict, results_dir: Path) -> tuple[str, str]:
     """The key of the experiment in ``df`` whose models the model figures show (``choice.choose_model``
     among those at batch size ``wanted``, any when None, matching ``where``), and why, in one line."""
-    from mlpmnist import store
     from mlpmnist.analysis import choice
-    from mlpmnist.store.trust import matches
 
-    keys = sorted(
-        df["key"].unique() if wanted is None else df.loc[df["batch_size"] == wanted, "key"].unique()
-    )
+    rows = df if wanted is None else df[df["batch_size"] == wanted]
+    keys = sorted(rows["key"].unique())
     keys = [k for k in keys if not where or matches(store.trusted(results_dir, k).config, where)]
     sizes = ", ".join(str(int(b)) for b in sorted(df["batch_size"].unique()))
     fix = f"batch sizes in {results_dir}: {sizes}; choose another --model-batch-size or --model-where"
@@ -185,7 +174,6 @@ def _model_experiment(df: Any, wanted: int | None, where: dict, results_dir: Pat
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from mlpmnist import store
     from mlpmnist.analysis.columns import config_label, dataset_names
     from mlpmnist.figures import compose as figures
     from mlpmnist.figures import embed
@@ -203,7 +191,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     label = config_label(rows.iloc[0], ["batch_size", *facet_axes(df)])
     data = mdata.load(args.data, dataset=dataset_names(rows).iloc[0])
     tsne = embed.snapshot_config(chosen.config) if args.tsne else None
-    media = writable_folder(args.media if args.media is not None else args.results / "media", "--media")
+    media = store.writable_folder(args.media if args.media is not None else args.results / "media", "--media")
     print(why)
     figs = figures.study_figures(df) | figures.data_figures(data)
     figs |= figures.model_figures(models, data, label)
@@ -218,16 +206,13 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from mlpmnist import store
     from mlpmnist.analysis import compare, findings, stats, tables
     from mlpmnist.analysis.columns import varying_axes
 
     out = check_out_path(args.out) if args.out is not None else None
     where = assignments(args.where, "selection")
     if bool(args.a) != bool(args.b):
-        raise ValueError(
-            "--a and --b go together: the two selections to compare, e.g. --a lr=0.03 --b lr=0.1"
-        )
+        raise ValueError("--a and --b go together (two selections to compare), e.g. --a lr=0.03 --b lr=0.1")
     if args.a:
         sides = []
         for name, words in (("a", args.a), ("b", args.b)):
@@ -259,8 +244,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def check_backend() -> None:
     """``ValueError`` when ``MPLBACKEND`` names no matplotlib backend (matplotlib's own error
     would not say where the name came from)."""
-    name = os.environ.get("MPLBACKEND")
-    if not name:
+    if not (name := os.environ.get("MPLBACKEND")):
         return
     from matplotlib import rcsetup
 
