@@ -191,19 +191,18 @@ def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
             )
             for out in outcomes:
                 for m in out.group.members:
-                    rows[m.key()] = _finish(exp, m, out, t0)
+                    rows[m.key()] = _finish(exp, m, out, t0, log)
                     beat.done(m.key())
-                    log(_line(rows[m.key()]))
                 if all(rows[m.key()]["status"] == "done" for m in out.group.members):
                     Checkpoints(exp.results_dir, out.group.config).remove()  # stored: not needed
     return pd.DataFrame([rows[k] for k in exp.keys])
 
 
-def _finish(exp: Experiments, member: TrainConfig, out: GroupOutcome, t0: float) -> dict:
-    """Store one member of a trained group; its row of ``run``'s table: key, batch_size, lr,
-    seeds, status (done, or failed: ``failed/<key>.json`` says why), failed_seeds, median final
-    test accuracy (%), seconds (the stored record's training time; the group's wall time if it
-    failed), error."""
+def _finish(exp: Experiments, member: TrainConfig, out: GroupOutcome, t0: float, log: Any) -> dict:
+    """Store one member of a trained group and ``log`` its line; its row of ``run``'s table: key,
+    batch_size, lr, seeds, status (done, or failed: ``failed/<key>.json`` says why), failed_seeds,
+    median final test accuracy (%), seconds (the stored record's training time; the group's wall
+    time if it failed), error."""
     row = {
         "key": member.key(),
         "batch_size": member.batch_size,
@@ -229,21 +228,22 @@ def _finish(exp: Experiments, member: TrainConfig, out: GroupOutcome, t0: float)
             row["seconds"] = round(record["seconds"], 1)  # the record's: line and record agree
             row["median_test_acc_%"] = round(median_final(record), 2)
             row["note"] = record["note"]
+            log(finished_line(member.key(), record))
     if row["status"] == "failed":
         # On a full disk the sweep names the failure from the notebook's error instead.
         error = str(row["error"])
         store.write_failure(exp.results_dir, member.key(), error, job=exp.job, config=member.to_dict())
+        log(f"{member.key()}: FAILED: {error}")
     return row
 
 
-def _line(row: dict) -> str:
-    if row["status"] == "failed":
-        return f"{row['key']}: FAILED: {row['error']}"
-    note = f"; {row['note']}" if row.get("note") else ""
-    return (
-        f"{row['key']}: median final test accuracy {row['median_test_acc_%']:.2f}% "
-        f"({row['seconds']:.1f} s){note}"
-    )
+def finished_line(key: str, record: dict) -> str:
+    """A stored experiment's log line, in its kernel and in the sweep: its median final test
+    accuracy, seconds, and what its failed seeds did (the record's note)."""
+    bad = failed_seeds(record)
+    flag = f"; {len(bad)} of {len(record['replicas'])} seeds failed: {record['note']}" if bad else ""
+    accuracy = f"median final test accuracy {median_final(record):.2f}%"
+    return f"{key}: done, {accuracy} ({record['seconds']:.1f} s){flag}"
 
 
 def check(table: pd.DataFrame) -> None:

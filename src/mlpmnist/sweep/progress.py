@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlpmnist import store
-from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep import experiment
 
 #: ``run_sweep``'s ``on_progress``: key -> (epochs evaluated so far, epochs), for the
@@ -57,10 +56,3 @@ class Progress:
 def epoch_line(moved: dict[str, tuple[float, int]]) -> str:
     """'epochs: bs0008-... 7 of 15; bs0016-... 12 of 15': where running experiments stand."""
     return "epochs: " + "; ".join(f"{k} {e:g} of {n}" for k, (e, n) in sorted(moved.items()))
-
-
-def finished_line(key: str, record: dict) -> str:
-    """The log line of a finished experiment."""
-    bad = failed_seeds(record)
-    flag = f", {len(bad)} of {len(record['replicas'])} seeds failed (diverged or collapsed)" if bad else ""
-    return f"{key}: done, median final test acc {median_final(record):.2f}%{flag} ({record['seconds']:.1f} s)"

@@ -31,7 +31,7 @@ from mlpmnist.store.locks import tidy, wait_free
 from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep import experiment, jobs
 from mlpmnist.sweep.backends import DaskBackend, LocalBackend, check_address
-from mlpmnist.sweep.progress import OnProgress, Progress, epoch_line, finished_line
+from mlpmnist.sweep.progress import OnProgress, Progress, epoch_line
 from mlpmnist.training import memory
 from mlpmnist.training.groups import cost, plan_groups
 
@@ -290,7 +290,7 @@ def run_sweep(
 
             def finished(key: str, record: dict) -> None:
                 bar.update()
-                log(finished_line(key, record))
+                log(experiment.finished_line(key, record))
                 if on_result is not None:
                     on_result(key, record)
 
@@ -393,12 +393,8 @@ def _table(
         if record is not None and (bad := failed_seeds(record)):
             seeds[key] = bad
         out.append(
-            {
-                **{name: getattr(exp, name) for name in config.grid},
-                "status": status,
-                "replicas": len(exp.seeds),
-                "failed_seeds": len(seeds.get(key, [])),
-                "median_test_acc_%": round(median_final(record), 2) if record else float("nan"),
+            table_row(config, exp, status, record)
+            | {
                 "seconds": round(float(r.get("seconds") or 0.0), 1),
                 "start_s": round(float(r.get("start_seconds", float("nan"))), 2),
                 "error": error,
@@ -406,3 +402,15 @@ def _table(
             }
         )
     return pd.DataFrame(out), seeds
+
+
+def table_row(config: SweepConfig, exp: TrainConfig, status: str, record: dict | None) -> dict:
+    """The columns of ``exp``'s row that the sweep's table and its live view share: its grid
+    values, ``status``, replicas, failed seeds and median final test accuracy (%, ``record``'s)."""
+    return {
+        **{name: getattr(exp, name) for name in config.grid},
+        "status": status,
+        "replicas": len(exp.seeds),
+        "failed_seeds": len(failed_seeds(record)) if record else 0,
+        "median_test_acc_%": round(median_final(record), 2) if record else float("nan"),
+    }

@@ -21,9 +21,8 @@ from IPython.display import Pretty, display
 from mlpmnist import store
 from mlpmnist.analysis.words import count as _count
 from mlpmnist.figures import compose as figures
-from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep.progress import epoch_line
-from mlpmnist.sweep.run import SweepConfig, SweepOutcome
+from mlpmnist.sweep.run import SweepConfig, SweepOutcome, table_row
 from mlpmnist.sweep.run import run_sweep as _run_sweep
 
 #: Seconds between two progress lines on stderr while the sweep runs.
@@ -107,15 +106,7 @@ class LiveView:
         for exp in self.experiments:
             record, at = self.records.get(exp.key()), self.epochs.get(exp.key())
             status = "done" if record else (f"epoch {at[0]:g} of {at[1]}" if at else "waiting")
-            rows.append(
-                {
-                    **{name: getattr(exp, name) for name in self.config.grid},
-                    "status": status,
-                    "replicas": len(exp.seeds),
-                    "failed_seeds": len(failed_seeds(record)) if record else 0,
-                    "median_test_acc_%": round(median_final(record), 2) if record else float("nan"),
-                }
-            )
+            rows.append(table_row(self.config, exp, status, record))
         return pd.DataFrame(rows)
 
 
