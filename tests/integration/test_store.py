@@ -187,7 +187,7 @@ def test_space_estimates_are_from_above(two_configs):
     [
         (lambda r: r.update(collapsed="0"), "collapsed '0' is not a list of seeds"),
         (lambda r: r.update(error=3), "error 3 is neither text nor null"),
-        (lambda r: r.update(seconds="fast"), "seconds 'fast' is not a number"),
+        (lambda r: r.update(seconds="fast"), "seconds 'fast' is not a finite number"),
     ],
     ids=["collapsed", "error", "seconds"],
 )
