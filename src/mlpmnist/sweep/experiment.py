@@ -219,10 +219,8 @@ def _finish(exp: Experiments, member: TrainConfig, out: GroupOutcome, t0: float,
         job = {"id": exp.job, "start_seconds": (mine.first_step_at or t0) - t0}
         try:
             record = store.save_result(mine, exp.results_dir, job=job)
-        except OSError as e:  # a full disk: this experiment fails, the others go on
-            row["error"] = f"cannot write {e.filename or 'its results'} ({e.strerror or e})"
-        except store.StoreError as e:  # a FIFO or a folder where its file goes
-            row["error"] = str(e)
+        except (OSError, store.StoreError) as e:  # a full disk, a FIFO: this one fails, the others go on
+            row["error"] = cannot(e)
         else:
             row["status"], row["failed_seeds"] = "done", len(failed_seeds(record))
             row["seconds"] = round(record["seconds"], 1)  # the record's: line and record agree
@@ -235,6 +233,13 @@ def _finish(exp: Experiments, member: TrainConfig, out: GroupOutcome, t0: float,
         store.write_failure(exp.results_dir, member.key(), error, job=exp.job, config=member.to_dict())
         log(f"{member.key()}: FAILED: {error}")
     return row
+
+
+def cannot(e: OSError | store.StoreError) -> str:
+    """A file fault in words: 'cannot write <file> (<cause>)', or the store's own message."""
+    if isinstance(e, OSError):
+        return f"cannot write {e.filename or 'a file'} ({e.strerror or e})"
+    return str(e)
 
 
 def finished_line(key: str, record: dict) -> str:

@@ -29,7 +29,7 @@ from mlpmnist import store
 from mlpmnist.config import TrainConfig
 from mlpmnist.errors import StoreError, printable
 from mlpmnist.store.locks import Claims, alive, owner
-from mlpmnist.sweep.experiment import heartbeat_path
+from mlpmnist.sweep.experiment import cannot, heartbeat_path
 
 #: Seconds between two looks of the watchdog at the kernel's heartbeat.
 WATCH_S = 1.0
@@ -130,7 +130,7 @@ def execute(task: JobTask, stop: threading.Event | None = None) -> JobOutcome:
     except (OSError, StoreError) as e:  # its scratch folder, a lock file: not one experiment's
         for key in task.keys:
             if key not in out.rows and key not in out.held:
-                out.rows[key] = row("failed", store.write_failure(root, key, _cannot(e), job=task.job))
+                out.rows[key] = row("failed", store.write_failure(root, key, cannot(e), job=task.job))
     finally:
         ended.set()
         with contextlib.suppress(OSError, StoreError):
@@ -243,13 +243,6 @@ _in_job = threading.local()
 logging.getLogger("papermill").addFilter(lambda record: not getattr(_in_job, "active", False))
 
 
-def _cannot(e: OSError | StoreError) -> str:
-    """A file fault in words: 'cannot write <file> (<cause>)', or the store's own message."""
-    if isinstance(e, OSError):
-        return f"cannot write {e.filename or 'a file'} ({e.strerror or e})"
-    return str(e)
-
-
 def _short_error(e: BaseException) -> str:
     ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
     if ename:
@@ -307,7 +300,7 @@ def _settle(
             if source.is_file():
                 store.atomic_write_bytes(store.path(root, kind, key), source.read_bytes())
         except (OSError, StoreError) as e:  # a full disk, a FIFO in the way: the results stand
-            lost.append(f"its {kind[:-1]} was not kept: {_cannot(e)}")
+            lost.append(f"its {kind[:-1]} was not kept: {cannot(e)}")
     found, _ = store.find(root, config)
     if found is None or (found.record.get("job") or {}).get("id") != job:
         error = _error_for(key, root, job, notebook_error, log)

@@ -56,7 +56,7 @@ class LiveView:
         self.table.update(self._table())
         if time.perf_counter() - self.last_line >= PROGRESS_S:
             self.last_line = time.perf_counter()
-            self.log(f"{self._status_line()}; {epoch_line(self._running())}")
+            self.log(f"{self._status_line()}; {epoch_line(self.epochs)}")
 
     def update(self, key: str, record: dict) -> None:
         """Redraw with ``record`` (the experiment ``key``'s, just written)."""
@@ -85,11 +85,8 @@ class LiveView:
         before = f"; {self.before} of them done before this run" if self.before else ""
         self.log(f"sweep: {outcome.seconds:.0f} s{before}")
 
-    def _running(self) -> dict[str, tuple[float, int]]:
-        return {k: v for k, v in self.epochs.items() if k not in self.records}
-
     def _status_line(self) -> str:
-        n, done, running = len(self.experiments), len(self.records), len(self._running())
+        n, done, running = len(self.experiments), len(self.records), len(self.epochs)
         before = f" ({self.before} done before)" if self.before else ""
         return (
             f"{done} of {_count(n, 'experiment')} done{before}, {running} running, "
