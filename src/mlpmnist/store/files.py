@@ -307,14 +307,14 @@ def size_text(nbytes: float) -> str:
     return f"{nbytes:.0f} B"
 
 
-def check_space(folder: str | os.PathLike, need: float, what: str, fix: str) -> None:
-    """``StoreError`` when ``folder``'s disk has less than twice ``need`` bytes free, saying what
-    ``what`` (e.g. 'this sweep') writes, what is free, and ``fix``."""
+def check_space(folder: str | os.PathLike, need: float, what: str) -> None:
+    """``StoreError`` when the results folder's disk has less than twice ``need`` bytes free,
+    saying what ``what`` (e.g. 'this sweep') writes and what is free."""
     free = shutil.disk_usage(folder).free
     if free < 2 * need:
         raise StoreError(
             f"{folder} has {size_text(free)} free, and {what} writes about {size_text(need)} "
-            f"(x2 margin); {fix}"
+            "(x2 margin); free some space or choose another --results"
         )
 
 

@@ -121,7 +121,7 @@ def execute(task: JobTask, stop: threading.Event | None = None) -> JobOutcome:
     stop, ended = stop or threading.Event(), threading.Event()
     if task.stop_event:
         with contextlib.suppress(Exception):  # no client: the job runs on, as it would have
-            _RemoteStop(task.stop_event, stop, ended).start()
+            _remote_stop(task.stop_event, stop, ended)
     try:
         with Claims(root, task.job) as claims:
             run = _claim(task, root, claims, out)
@@ -138,26 +138,24 @@ def execute(task: JobTask, stop: threading.Event | None = None) -> JobOutcome:
     return out
 
 
-class _RemoteStop(threading.Thread):
-    """On a Dask worker: sets ``stop`` when the sweep (interrupted) sets the ``distributed.Event``
-    ``name``; ends then or when ``ended`` is set. A lost scheduler is not a stop."""
+def _remote_stop(name: str, stop: threading.Event, ended: threading.Event) -> None:
+    """On a Dask worker: a thread that sets ``stop`` when the sweep (interrupted) sets the
+    ``distributed.Event`` ``name``; it ends then or when ``ended`` is set. A lost scheduler is
+    not a stop."""
+    from distributed import Event, get_client
 
-    def __init__(self, name: str, stop: threading.Event, ended: threading.Event) -> None:
-        from distributed import Event, get_client
+    # The worker's client is found from the task's own thread only, so it is taken here.
+    event = Event(name, client=get_client())
 
-        super().__init__(name="remote-stop", daemon=True)
-        self.stop, self.ended = stop, ended
-        # The worker's client is found from the task's own thread only, so it is taken here.
-        self.event = Event(name, client=get_client())
-
-    def run(self) -> None:
-        event = self.event
-        while not (self.stop.is_set() or self.ended.is_set()):
+    def watch() -> None:
+        while not (stop.is_set() or ended.is_set()):
             try:
                 if event.wait(timeout=WATCH_S):
-                    self.stop.set()
+                    stop.set()
             except Exception:  # the scheduler is gone, or busy: look again later
-                self.ended.wait(5 * WATCH_S)
+                ended.wait(5 * WATCH_S)
+
+    threading.Thread(target=watch, name="remote-stop", daemon=True).start()
 
 
 def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[str]:

@@ -34,6 +34,7 @@ from mlpmnist.sweep.backends import DaskBackend, LocalBackend, check_address
 from mlpmnist.sweep.progress import OnProgress, Progress, epoch_line
 from mlpmnist.training import memory
 from mlpmnist.training.groups import cost, plan_groups
+from mlpmnist.values import is_int, is_number
 
 #: The reference study's batch sizes: the default grid.
 REFERENCE_BATCH_SIZES: tuple[int, ...] = (8, 16, 32, 48, 64, 90, 128, 150)
@@ -96,15 +97,13 @@ class SweepConfig:
             )
         for name in ("workers", "concurrency"):
             v = getattr(self, name)
-            if v is not None and not (
-                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_WORKERS
-            ):
+            if v is not None and not (is_int(v) and 1 <= v <= MAX_WORKERS):
                 raise ValueError(f"{name} (--{name}) must be an integer in [1, {MAX_WORKERS}]; got {v!r}")
         if self.scheduler is not None:
             check_address(self.scheduler)  # its syntax, before the results folder is made
         for name in ("worker_timeout", "connect_timeout", "lock_timeout", "stall_timeout"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf):
+            if not (is_number(v) and v > 0):
                 raise ValueError(f"{name} must be a number of seconds > 0; got {v!r}")
         extra = tuple(self.extra)
         if not all(isinstance(e, TrainConfig) for e in extra):
@@ -272,8 +271,7 @@ def run_sweep(
                 for g in plan_groups(todo):
                     memory.check(g.config, resolve_device(g.config.device))
             need = sum(sum(store.output_bytes(c).values()) for c in todo)
-            fix = "free some space or choose another --results"
-            store.check_space(root, need, f"this sweep's {len(todo)} experiment(s)", fix)
+            store.check_space(root, need, f"this sweep's {len(todo)} experiment(s)")
             data_dir = ""
             for dataset in dict.fromkeys(e.dataset for e in todo):
                 data_dir = str(mdata.ensure(config.data_dir, dataset=dataset))
