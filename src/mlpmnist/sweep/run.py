@@ -332,7 +332,7 @@ def _run_rounds(
     rows: dict[str, dict] = {}
     by_key = {e.key(): e for e in todo}
     for round_ in range(2):
-        tasks = _tasks(config, todo, backend.slots(config.workers), root, data_dir)
+        tasks = _tasks(config, todo, config.workers or backend.slots(), root, data_dir)
         watch.jobs |= {t.job for t in tasks}
         held: dict[str, str] = {}
         for out in backend.run(tasks, watch.poll):
@@ -346,33 +346,25 @@ def _run_rounds(
         for key, who in held.items():
             log(f"{key} is held by {who}; waiting up to {config.lock_timeout:g} s for it (--lock-timeout)")
         for key in held:
-            outcome = _wait_for(root, by_key[key], deadline, config.lock_timeout)
-            if outcome is None and round_ == 0:
+            if not wait_free(root, key, deadline - time.monotonic()):
+                error = (
+                    f"its lock {store.path(root, 'locks', key)} is held by {store.owner(root, key)}, still "
+                    f"after {config.lock_timeout:g} s (--lock-timeout): a stopped or hung sweep? end that "
+                    "process, or wait, and rerun"
+                )
+                rows[key] = jobs.row("failed", error)
+                continue
+            found, why = store.find(root, by_key[key])
+            if found is not None:
+                rows[key] = jobs.row("skipped")
+            elif round_ == 0:
                 todo.append(by_key[key])
             else:
-                why = store.find(root, by_key[key])[1]
                 error = f"another sweep held it and did not finish it ({why}); rerun to run it"
-                rows[key] = outcome or jobs.row("failed", error)
+                rows[key] = jobs.row("failed", error)
         if not todo:
             break
     return rows
-
-
-def _wait_for(root: Path, config: TrainConfig, deadline: float, timeout: float) -> dict | None:
-    """Wait until ``deadline`` (``time.monotonic()``) for another process's lock on ``config``;
-    its row when that process finished it (skipped) or the wait ran out (failed: naming the lock
-    and its holder), None when it is ours to run."""
-    key = config.key()
-    lock = store.path(root, "locks", key)
-    if not wait_free(root, key, deadline - time.monotonic()):
-        error = (
-            f"its lock {lock} is held by {store.owner(root, key)}, still after {timeout:g} s "
-            "(--lock-timeout): a stopped or hung sweep? end that process, or wait, and rerun"
-        )
-        return jobs.row("failed", error)
-    if store.find(root, config)[0] is not None:
-        return jobs.row("skipped")
-    return None
 
 
 def _table(
