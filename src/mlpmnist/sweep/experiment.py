@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -56,10 +56,6 @@ class Experiments:
     check_data: bool = True
     job: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex[:8]}")
     concurrency: int | None = None
-
-    @property
-    def keys(self) -> list[str]:
-        return [c.key() for c in self.configs]
 
     def describe(self) -> str:
         """One line per group: its experiments' keys and its replicas."""
@@ -195,44 +191,47 @@ def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
                     beat.done(m.key())
                 if all(rows[m.key()]["status"] == "done" for m in out.group.members):
                     Checkpoints(exp.results_dir, out.group.config).remove()  # stored: not needed
-    return pd.DataFrame([rows[k] for k in exp.keys])
+    return pd.DataFrame([rows[c.key()] for c in exp.configs])
 
 
 def _finish(exp: Experiments, member: TrainConfig, out: GroupOutcome, t0: float, log: Any) -> dict:
     """Store one member of a trained group and ``log`` its line; its row of ``run``'s table: key,
-    batch_size, lr, seeds, status (done, or failed: ``failed/<key>.json`` says why), failed_seeds,
-    median final test accuracy (%), seconds (the stored record's training time; the group's wall
-    time if it failed), error."""
-    row = {
-        "key": member.key(),
-        "batch_size": member.batch_size,
-        "lr": member.lr,
-        "seeds": len(member.seeds),
-        "status": "failed",
-        "failed_seeds": 0,
-        "median_test_acc_%": float("nan"),
-        "seconds": round(out.seconds, 1),
-        "error": out.error,
-    }
+    ``table_row``'s columns for batch_size and lr (status done, or failed: ``failed/<key>.json``
+    says why), seconds (the stored record's training time; the group's wall time if it failed),
+    error."""
+    key = member.key()
+    record = None
+    error = out.error
     if out.result is not None:
         mine = member_result(out.result, member)
         job = {"id": exp.job, "start_seconds": (mine.first_step_at or t0) - t0}
         try:
             record = store.save_result(mine, exp.results_dir, job=job)
         except (OSError, store.StoreError) as e:  # a full disk, a FIFO: this one fails, the others go on
-            row["error"] = cannot(e)
-        else:
-            row["status"], row["failed_seeds"] = "done", len(failed_seeds(record))
-            row["seconds"] = round(record["seconds"], 1)  # the record's: line and record agree
-            row["median_test_acc_%"] = round(median_final(record), 2)
-            row["note"] = record["note"]
-            log(finished_line(member.key(), record))
-    if row["status"] == "failed":
+            error = cannot(e)
+    if record is None:
         # On a full disk the sweep names the failure from the notebook's error instead.
-        error = str(row["error"])
-        store.write_failure(exp.results_dir, member.key(), error, job=exp.job, config=member.to_dict())
-        log(f"{member.key()}: FAILED: {error}")
-    return row
+        store.write_failure(exp.results_dir, key, str(error), job=exp.job, config=member.to_dict())
+        log(f"{key}: FAILED: {error}")
+        row = table_row(member, ("batch_size", "lr"), "failed", None)
+        return {"key": key, **row, "seconds": round(out.seconds, 1), "error": error}
+    log(finished_line(key, record))
+    row = table_row(member, ("batch_size", "lr"), "done", record)
+    # The record's seconds: line and record agree.
+    return {"key": key, **row, "seconds": round(record["seconds"], 1), "error": error, "note": record["note"]}
+
+
+def table_row(exp: TrainConfig, names: Iterable[str], status: str, record: dict | None) -> dict:
+    """An experiment's row in a table of experiments (its kernel's, its sweep's, the live view's):
+    its fields ``names``, ``status``, replicas, failed seeds and median final test accuracy (%,
+    ``record``'s)."""
+    return {
+        **{name: getattr(exp, name) for name in names},
+        "status": status,
+        "replicas": len(exp.seeds),
+        "failed_seeds": len(failed_seeds(record)) if record else 0,
+        "median_test_acc_%": round(median_final(record), 2) if record else float("nan"),
+    }
 
 
 def cannot(e: OSError | store.StoreError) -> str:

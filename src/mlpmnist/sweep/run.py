@@ -28,7 +28,7 @@ from mlpmnist.config import TrainConfig, check_names, identity_fields, resolve_d
 from mlpmnist.data import loader as mdata
 from mlpmnist.errors import printable
 from mlpmnist.store.locks import tidy, wait_free
-from mlpmnist.store.records import failed_seeds, median_final
+from mlpmnist.store.records import failed_seeds
 from mlpmnist.sweep import experiment, jobs
 from mlpmnist.sweep.backends import DaskBackend, LocalBackend, check_address
 from mlpmnist.sweep.progress import OnProgress, Progress, epoch_line
@@ -383,7 +383,7 @@ def _table(
         if record is not None and (bad := failed_seeds(record)):
             seeds[key] = bad
         out.append(
-            table_row(config, exp, status, record)
+            experiment.table_row(exp, config.grid, status, record)
             | {
                 "seconds": round(float(r.get("seconds") or 0.0), 1),
                 "start_s": round(float(r.get("start_seconds", float("nan"))), 2),
@@ -392,15 +392,3 @@ def _table(
             }
         )
     return pd.DataFrame(out), seeds
-
-
-def table_row(config: SweepConfig, exp: TrainConfig, status: str, record: dict | None) -> dict:
-    """The columns of ``exp``'s row that the sweep's table and its live view share: its grid
-    values, ``status``, replicas, failed seeds and median final test accuracy (%, ``record``'s)."""
-    return {
-        **{name: getattr(exp, name) for name in config.grid},
-        "status": status,
-        "replicas": len(exp.seeds),
-        "failed_seeds": len(failed_seeds(record)) if record else 0,
-        "median_test_acc_%": round(median_final(record), 2) if record else float("nan"),
-    }

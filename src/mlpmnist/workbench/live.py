@@ -21,8 +21,9 @@ from IPython.display import Pretty, display
 from mlpmnist import store
 from mlpmnist.analysis.words import count as _count
 from mlpmnist.figures import compose as figures
+from mlpmnist.sweep.experiment import table_row
 from mlpmnist.sweep.progress import epoch_line
-from mlpmnist.sweep.run import SweepConfig, SweepOutcome, table_row
+from mlpmnist.sweep.run import SweepConfig, SweepOutcome
 from mlpmnist.sweep.run import run_sweep as _run_sweep
 
 #: Seconds between two progress lines on stderr while the sweep runs.
@@ -103,7 +104,7 @@ class LiveView:
         for exp in self.experiments:
             record, at = self.records.get(exp.key()), self.epochs.get(exp.key())
             status = "done" if record else (f"epoch {at[0]:g} of {at[1]}" if at else "waiting")
-            rows.append(table_row(self.config, exp, status, record))
+            rows.append(table_row(exp, self.config.grid, status, record))
         return pd.DataFrame(rows)
 
 
