@@ -338,14 +338,11 @@ def remove_dead_scratch(results_dir: str | os.PathLike) -> list[Path]:
     return removed
 
 
-PR_SET_PDEATHSIG = 1
-
-
 def _die_with_parent() -> None:
     """In the kernel's process: SIGKILL it when the thread that started it dies, so a killed
     sweep leaves no kernel behind."""
     with contextlib.suppress(OSError, AttributeError):  # prctl is Linux's
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
 
 def kernel_env() -> dict[str, str]:

@@ -33,13 +33,7 @@ class Progress:
             if record is not None and (record.get("job") or {}).get("id") in self.jobs:
                 self.pending.discard(key)
                 self.on_result(key, record)
-        if moved := self.running():
-            self.on_progress(moved)
-
-    def running(self) -> dict[str, tuple[float, int]]:
-        """key -> (epoch, epochs) of the pending experiments whose epoch moved since the last look
-        (a heartbeat being rewritten is read at the next look)."""
-        moved = {}
+        moved = {}  # the pending ones whose epoch moved (a heartbeat being rewritten: at the next look)
         for job in sorted(self.jobs):
             try:
                 beat = json.loads(experiment.heartbeat_path(self.root, job).read_text())
@@ -50,7 +44,8 @@ class Progress:
                 now = (float(epoch), int(epochs))
                 if key in self.pending and self.epochs.get(key) != now:
                     self.epochs[key] = moved[key] = now
-        return moved
+        if moved:
+            self.on_progress(moved)
 
 
 def epoch_line(moved: dict[str, tuple[float, int]]) -> str:
