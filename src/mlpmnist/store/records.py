@@ -49,19 +49,6 @@ def _clean(v: object) -> object:
     return v
 
 
-def versions() -> dict[str, str]:
-    """Versions of the libraries that shape the numbers."""
-    import numpy as np
-
-    return {
-        "mlpmnist": paths.package_version(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-    }
-
-
 def _git(root: Path, *args: str) -> str | None:
     try:
         out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
@@ -109,6 +96,8 @@ def replica_status(history: list[dict]) -> str:
 def make_record(result: TrainResult, **extra: Any) -> dict:
     """The JSON-ready record of one training call, with ``note`` (what went wrong with its
     diverged and collapsed seeds, one line, or None) and ``extra`` (e.g. ``job``, ``weights_sha256``)."""
+    import numpy as np
+
     from mlpmnist.training.health import outcome_message
 
     history: dict[tuple, list[dict[str, Any]]] = {}
@@ -129,7 +118,13 @@ def make_record(result: TrainResult, **extra: Any) -> dict:
         "key": result.config.key(),
         "config": result.config.to_dict(),
         "replicas": replicas,
-        "versions": versions(),
+        "versions": {  # of the libraries that shape the numbers
+            "mlpmnist": paths.package_version(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "pandas": pd.__version__,
+        },
         "provenance": provenance(result.device, result.config.threads),
         "device": result.device,
         "seconds": result.seconds,
