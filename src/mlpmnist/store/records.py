@@ -277,9 +277,8 @@ def write_failure(
     try:
         atomic_write_text(path(results_dir, "failed", key), json.dumps(failure, indent=1, allow_nan=False))
     except (OSError, StoreError) as e:
-        return (
-            f"{error}; {target} could not be written either ({e.strerror if isinstance(e, OSError) else e})"
-        )
+        why = e.strerror if isinstance(e, OSError) else e
+        return f"{error}; {target} could not be written either ({why})"
     return error
 
 

@@ -281,8 +281,10 @@ def run_sweep(
                 else LocalBackend()
             )
         except BaseException:
-            if created:
-                _remove_empty(root)
+            if created:  # its folders, bottom up, as far as they are empty
+                for folder, _, _ in os.walk(root, topdown=False):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(folder)
             raise
         with tqdm(total=len(todo), desc="experiments", unit="exp", disable=not progress) as bar:
 
@@ -308,13 +310,6 @@ def run_sweep(
         store.retire_legacy(root, exp)
     failed = {r["key"]: r["error"] for r in table.to_dict("records") if r["status"] == "failed"}
     return SweepOutcome(table, table["key"].tolist(), root, failed, seeds, time.perf_counter() - t0)
-
-
-def _remove_empty(root: Path) -> None:
-    """Remove ``root`` and the folders under it, bottom up, as far as they are empty."""
-    for folder, _, _ in sorted(os.walk(root), key=lambda w: -len(w[0])):
-        with contextlib.suppress(OSError):
-            os.rmdir(folder)
 
 
 def _run_rounds(
