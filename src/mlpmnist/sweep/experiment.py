@@ -108,12 +108,12 @@ def from_parameters(names: Mapping[str, Any], before: set[str] | frozenset[str] 
 
 
 class Heartbeat:
-    """A daemon thread that rewrites ``path`` every ``HEARTBEAT_S`` seconds with the pid, time,
-    evaluations so far and ``progress`` (key -> [latest evaluated epoch, epochs]), so a watchdog
-    tells a frozen kernel from a slow one. A context manager; the file goes on exit."""
+    """A daemon thread that rewrites ``path`` every ``HEARTBEAT_S`` seconds with the pid, time and
+    ``progress`` (key -> [latest evaluated epoch, epochs]), so a watchdog tells a frozen kernel
+    from a slow one. A context manager; the file goes on exit."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.evaluations = path, 0
+        self.path = path
         self.progress: dict[str, list[float]] = {}
         self._lock = threading.Lock()  # groups on a GPU tick from their own threads
         self._stop = threading.Event()
@@ -135,7 +135,6 @@ class Heartbeat:
         """``train_groups``'s ``on_eval`` hook: one more evaluation of ``group`` done."""
         epoch = max((float(r["epoch"]) for r in rows), default=0.0)
         with self._lock:
-            self.evaluations += 1
             for m in group.members:
                 self.progress[m.key()] = [epoch, float(m.epochs)]
 
@@ -147,12 +146,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while True:
             with self._lock:
-                state = {
-                    "pid": os.getpid(),
-                    "time": time.time(),
-                    "evaluations": self.evaluations,
-                    "progress": dict(self.progress),
-                }
+                state = {"pid": os.getpid(), "time": time.time(), "progress": dict(self.progress)}
             try:
                 store.atomic_write_text(self.path, json.dumps(state))
             except (OSError, store.StoreError):

@@ -158,8 +158,8 @@ def _remote_stop(name: str, stop: threading.Event, ended: threading.Event) -> No
     threading.Thread(target=watch, name="remote-stop", daemon=True).start()
 
 
-def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[str]:
-    """The keys of ``task`` this job runs: locked by it and not done; held ones go to
+def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[TrainConfig]:
+    """The experiments of ``task`` this job runs: locked by it and not done; held ones go to
     ``out.held``, done ones (finished while it waited) to ``out.rows`` as skipped."""
     run = []
     for c in task.configs:
@@ -171,27 +171,26 @@ def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[s
             out.rows[key] = row("skipped")
             claims.release(key)
         else:
-            run.append(key)
+            run.append(config)
     return run
 
 
 def _run(
-    task: JobTask, root: Path, scratch: Path, run: list[str], stop: threading.Event, out: JobOutcome
+    task: JobTask, root: Path, scratch: Path, run: list[TrainConfig], stop: threading.Event, out: JobOutcome
 ) -> None:
     """Execute the notebook for ``run`` (this job holds their locks) in ``scratch``, then settle
     each into ``out.rows``."""
     import papermill as pm
 
     t0, started_at = time.perf_counter(), time.time()
-    configs = dict(zip(task.keys, task.configs, strict=True))
     store.remove(root, scratch)
     scratch.mkdir(parents=True)
     store.inside(root, scratch)
     store.atomic_write_text(
         scratch / "owner.json", json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
     )
-    for key in run:
-        store.clear_failure(root, key)
+    for config in run:
+        store.clear_failure(root, config.key())
     output, log = scratch / f"{task.job}.ipynb", scratch / "kernel.log"
     managers: list = []
     error = None
@@ -206,7 +205,7 @@ def _run(
                 _literal(task.notebook),
                 _literal(str(output)),
                 parameters={
-                    "configs": [configs[k] for k in run],
+                    "configs": [c.to_dict() for c in run],
                     "data_dir": task.data_dir,
                     "results_dir": str(root),
                     "check_data": False,  # the sweep checked the files once
@@ -223,10 +222,9 @@ def _run(
         finally:
             _in_job.active = False
             kill(managers)  # normally gone already; after an error, never left behind
-    for key in run:
-        config = TrainConfig.from_mapping(configs[key])
-        out.rows[key] = _settle(root, config, task.job, dog.reason or error, output, log, started_at)
-        out.rows[key]["seconds"] = out.rows[key].get("seconds") or time.perf_counter() - t0
+    for config in run:
+        settled = _settle(root, config, task.job, dog.reason or error, output, log, started_at)
+        out.rows[config.key()] = settled | {"seconds": settled.get("seconds") or time.perf_counter() - t0}
 
 
 def _literal(p: str) -> str:
