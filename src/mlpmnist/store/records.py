@@ -44,9 +44,7 @@ def _clean(v: object) -> object:
     # JSON has no NaN/inf; a diverged replica's metrics become null.
     if hasattr(v, "item"):
         v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _git(root: Path, *args: str) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -39,9 +38,8 @@ class LiveView:
         self.experiments = config.experiments()
         self.records: dict[str, dict] = {}
         self.epochs: dict[str, tuple[float, int]] = {}
-        root = Path(config.results_dir)
         for exp in self.experiments:  # resumed sweeps: what is already there
-            found, _ = store.find(root, exp)
+            found, _ = store.find(config.results_dir, exp)
             if found is not None:
                 self.records[exp.key()] = found.record
         self.before = len(self.records)
