@@ -328,7 +328,7 @@ def test_out_and_store_files_never_replace_what_is_not_a_regular_file(tmp_path):
     ]:
         with pytest.raises(store.StoreError, match=words):
             store.atomic_write_bytes(tmp_path / name, b"x")
-    with pytest.raises(store.StoreError, match="is not a readable run record .a FIFO"):
+    with pytest.raises(store.StoreError, match="is not a readable run record .it is a FIFO"):
         store.read_record(fifo)  # not a read that blocks for ever
     assert fifo.is_fifo() and (tmp_path / "to-fifo").is_symlink() and (tmp_path / "null").is_symlink()
     store.atomic_write_bytes(tmp_path / "to-real", b"new")  # a link to a file: written through

@@ -42,6 +42,15 @@ from mlpmnist.errors import StoreError, printable
 #: Keys are file names: letters, digits and ``. _ + -``, starting with a letter or digit.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 
+#: Each kind of file (``stat.S_IFMT``) in words.
+FILE_KINDS = {
+    stat.S_IFREG: "a file",
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 KINDS = {
     "runs": ".json",
     "notebooks": ".ipynb",
@@ -156,20 +165,6 @@ def _no_file(folder: str | os.PathLike, what: str) -> Path:
     return folder
 
 
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISREG, "a file"),
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def file_target(target: str | os.PathLike, what: str = "") -> Path:
     """Where writing ``target`` by a rename lands: ``target``, or the regular file it links to.
     ``StoreError``, starting with ``what`` (e.g. ``--out``), when it exists and is not a regular
@@ -187,7 +182,7 @@ def file_target(target: str | os.PathLike, what: str = "") -> Path:
     if st is not None and not stat.S_ISREG(st.st_mode):
         link = " links to" if target.is_symlink() else " is"
         raise StoreError(
-            f"{label}{link} {_kind(st.st_mode)}, not a regular file, and writing would replace it; "
+            f"{label}{link} {what_is(target)}, not a regular file, and writing would replace it; "
             "choose another path"
         )
     return Path(os.path.realpath(target)) if target.is_symlink() else target
@@ -196,7 +191,7 @@ def file_target(target: str | os.PathLike, what: str = "") -> Path:
 def what_is(p: Path) -> str:
     """What ``p`` is, in words: its kind of file, or a link that loops or points nowhere."""
     try:
-        return _kind(p.stat().st_mode)
+        return FILE_KINDS.get(stat.S_IFMT(p.stat().st_mode), "not a regular file")
     except FileNotFoundError:
         return f"a link to {os.readlink(p)}, which does not exist"
     except OSError as e:
@@ -312,14 +307,14 @@ def size_text(nbytes: float) -> str:
     return f"{nbytes:.0f} B"
 
 
-def check_space(folder: str | os.PathLike, need: float, what: str, fix: str) -> None:
-    """``StoreError`` when ``folder``'s disk has less than twice ``need`` bytes free, saying what
-    ``what`` (e.g. 'this sweep') writes, what is free, and ``fix``."""
+def check_space(folder: str | os.PathLike, need: float, what: str) -> None:
+    """``StoreError`` when the results folder's disk has less than twice ``need`` bytes free,
+    saying what ``what`` (e.g. 'this sweep') writes and what is free."""
     free = shutil.disk_usage(folder).free
     if free < 2 * need:
         raise StoreError(
             f"{folder} has {size_text(free)} free, and {what} writes about {size_text(need)} "
-            f"(x2 margin); {fix}"
+            "(x2 margin); free some space or choose another --results"
         )
 
 

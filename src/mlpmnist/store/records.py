@@ -29,9 +29,10 @@ import torch
 from mlpmnist import paths
 from mlpmnist.config import TrainConfig, baseline, field_names
 from mlpmnist.errors import StoreError, printable
-from mlpmnist.store.files import atomic_write_bytes, atomic_write_text, path, read_json, remove, what_is
+from mlpmnist.store.files import atomic_write_bytes, atomic_write_text, path, read_json, remove
 from mlpmnist.store.weights import models_bytes
 from mlpmnist.training.result import TrainResult
+from mlpmnist.values import is_number
 
 RECORD_VERSION = 3
 #: How a replica ended: finished its epochs (ok), stopped at its validation target (reached),
@@ -43,22 +44,7 @@ def _clean(v: object) -> object:
     # JSON has no NaN/inf; a diverged replica's metrics become null.
     if hasattr(v, "item"):
         v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def versions() -> dict[str, str]:
-    """Versions of the libraries that shape the numbers."""
-    import numpy as np
-
-    return {
-        "mlpmnist": paths.package_version(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-    }
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -108,6 +94,8 @@ def replica_status(history: list[dict]) -> str:
 def make_record(result: TrainResult, **extra: Any) -> dict:
     """The JSON-ready record of one training call, with ``note`` (what went wrong with its
     diverged and collapsed seeds, one line, or None) and ``extra`` (e.g. ``job``, ``weights_sha256``)."""
+    import numpy as np
+
     from mlpmnist.training.health import outcome_message
 
     history: dict[tuple, list[dict[str, Any]]] = {}
@@ -128,7 +116,13 @@ def make_record(result: TrainResult, **extra: Any) -> dict:
         "key": result.config.key(),
         "config": result.config.to_dict(),
         "replicas": replicas,
-        "versions": versions(),
+        "versions": {  # of the libraries that shape the numbers
+            "mlpmnist": paths.package_version(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "pandas": pd.__version__,
+        },
         "provenance": provenance(result.device, result.config.threads),
         "device": result.device,
         "seconds": result.seconds,
@@ -149,11 +143,8 @@ def record_text(record: dict) -> str:
 def read_record(source: str | os.PathLike) -> dict:
     """A run record; ``StoreError`` naming the file, what is wrong and what to do when it is not
     one (``files.read_json``, ``record_problem``)."""
-    source = Path(source)
-    if source.exists() and not source.is_file():  # a FIFO would block the read for ever
-        raise StoreError(f"{source} is not a readable run record ({what_is(source)}); delete it and rerun")
     try:
-        record = read_json(source)
+        record = read_json(source)  # not a FIFO, which would block the read for ever
     except (OSError, ValueError) as e:
         why = printable(str(e) or type(e).__name__)[:200]
         raise StoreError(f"{source} is not a readable run record ({why}); delete it and rerun") from e
@@ -165,10 +156,6 @@ def read_record(source: str | os.PathLike) -> dict:
 
 def _number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _finite(v: object) -> bool:
-    return _number(v) and math.isfinite(v)  # type: ignore[arg-type]
 
 
 def record_problem(record: object) -> str | None:
@@ -186,9 +173,7 @@ def record_problem(record: object) -> str | None:
         seeds = record.get(field, [])
         if not (isinstance(seeds, list) and all(_number(s) for s in seeds)):
             return f"{field} {seeds!r} is not a list of seeds"
-    if not _number(record.get("seconds", 0)):
-        return f"seconds {record['seconds']!r} is not a number"
-    if not _finite(record.get("seconds", 0)):
+    if not is_number(record.get("seconds", 0)):
         return f"seconds {record['seconds']!r} is not a finite number"
     reps = record.get("replicas")
     if not isinstance(reps, list) or not reps:
@@ -201,7 +186,7 @@ def record_problem(record: object) -> str | None:
                 f"replica {r.get('seed')!r} has status {r.get('status')!r}, not one of {', '.join(STATUSES)}"
             )
         for row in r["history"]:
-            if not (isinstance(row, dict) and _finite(row.get("epoch"))):
+            if not (isinstance(row, dict) and is_number(row.get("epoch"))):
                 return f"replica {r.get('seed')!r} has a history row without a numeric epoch"
             acc, end = row.get("test_acc"), float(row["epoch"]).is_integer()
             if end and not (_number(acc) or (acc is None and row.get("diverged"))):
@@ -290,9 +275,8 @@ def write_failure(
     try:
         atomic_write_text(path(results_dir, "failed", key), json.dumps(failure, indent=1, allow_nan=False))
     except (OSError, StoreError) as e:
-        return (
-            f"{error}; {target} could not be written either ({e.strerror if isinstance(e, OSError) else e})"
-        )
+        why = e.strerror if isinstance(e, OSError) else e
+        return f"{error}; {target} could not be written either ({why})"
     return error
 
 

@@ -37,9 +37,9 @@ class LocalBackend:
     """Jobs in threads of this process, one kernel each; an interrupt (Ctrl-C, SIGTERM) stops
     every job's kernel and waits for the jobs to clean up before it goes on up."""
 
-    def slots(self, workers: int | None) -> int:
-        """Jobs to plan: ``workers``, or ``CPU_WORKERS``."""
-        return workers or CPU_WORKERS
+    def slots(self) -> int:
+        """Jobs to plan unless told: ``CPU_WORKERS``."""
+        return CPU_WORKERS
 
     def run(self, tasks: list[jobs.JobTask], poll: Callable[[], None]) -> Iterator[jobs.JobOutcome]:
         stop = threading.Event()
@@ -160,10 +160,8 @@ class DaskBackend:
                 f"cannot reach the Dask scheduler at {address} ({e}); start it or fix --scheduler"
             ) from e
 
-    def slots(self, workers: int | None) -> int:
-        """Jobs to plan: ``workers``, or one per worker thread of the cluster now."""
-        if workers:
-            return workers
+    def slots(self) -> int:
+        """Jobs to plan unless told: one per worker thread of the cluster now."""
         info = self.client.scheduler_info()
         return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
 

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -56,10 +56,6 @@ class Experiments:
     check_data: bool = True
     job: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex[:8]}")
     concurrency: int | None = None
-
-    @property
-    def keys(self) -> list[str]:
-        return [c.key() for c in self.configs]
 
     def describe(self) -> str:
         """One line per group: its experiments' keys and its replicas."""
@@ -112,12 +108,12 @@ def from_parameters(names: Mapping[str, Any], before: set[str] | frozenset[str] 
 
 
 class Heartbeat:
-    """A daemon thread that rewrites ``path`` every ``HEARTBEAT_S`` seconds with the pid, time,
-    evaluations so far and ``progress`` (key -> [latest evaluated epoch, epochs]), so a watchdog
-    tells a frozen kernel from a slow one. A context manager; the file goes on exit."""
+    """A daemon thread that rewrites ``path`` every ``HEARTBEAT_S`` seconds with the pid, time and
+    ``progress`` (key -> [latest evaluated epoch, epochs]), so a watchdog tells a frozen kernel
+    from a slow one. A context manager; the file goes on exit."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.evaluations = path, 0
+        self.path = path
         self.progress: dict[str, list[float]] = {}
         self._lock = threading.Lock()  # groups on a GPU tick from their own threads
         self._stop = threading.Event()
@@ -139,7 +135,6 @@ class Heartbeat:
         """``train_groups``'s ``on_eval`` hook: one more evaluation of ``group`` done."""
         epoch = max((float(r["epoch"]) for r in rows), default=0.0)
         with self._lock:
-            self.evaluations += 1
             for m in group.members:
                 self.progress[m.key()] = [epoch, float(m.epochs)]
 
@@ -151,12 +146,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while True:
             with self._lock:
-                state = {
-                    "pid": os.getpid(),
-                    "time": time.time(),
-                    "evaluations": self.evaluations,
-                    "progress": dict(self.progress),
-                }
+                state = {"pid": os.getpid(), "time": time.time(), "progress": dict(self.progress)}
             try:
                 store.atomic_write_text(self.path, json.dumps(state))
             except (OSError, store.StoreError):
@@ -191,59 +181,67 @@ def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
             )
             for out in outcomes:
                 for m in out.group.members:
-                    rows[m.key()] = _finish(exp, m, out, t0)
+                    rows[m.key()] = _finish(exp, m, out, t0, log)
                     beat.done(m.key())
-                    log(_line(rows[m.key()]))
                 if all(rows[m.key()]["status"] == "done" for m in out.group.members):
                     Checkpoints(exp.results_dir, out.group.config).remove()  # stored: not needed
-    return pd.DataFrame([rows[k] for k in exp.keys])
+    return pd.DataFrame([rows[c.key()] for c in exp.configs])
 
 
-def _finish(exp: Experiments, member: TrainConfig, out: GroupOutcome, t0: float) -> dict:
-    """Store one member of a trained group; its row of ``run``'s table: key, batch_size, lr,
-    seeds, status (done, or failed: ``failed/<key>.json`` says why), failed_seeds, median final
-    test accuracy (%), seconds (the stored record's training time; the group's wall time if it
-    failed), error."""
-    row = {
-        "key": member.key(),
-        "batch_size": member.batch_size,
-        "lr": member.lr,
-        "seeds": len(member.seeds),
-        "status": "failed",
-        "failed_seeds": 0,
-        "median_test_acc_%": float("nan"),
-        "seconds": round(out.seconds, 1),
-        "error": out.error,
-    }
+def _finish(exp: Experiments, member: TrainConfig, out: GroupOutcome, t0: float, log: Any) -> dict:
+    """Store one member of a trained group and ``log`` its line; its row of ``run``'s table: key,
+    ``table_row``'s columns for batch_size and lr (status done, or failed: ``failed/<key>.json``
+    says why), seconds (the stored record's training time; the group's wall time if it failed),
+    error."""
+    key = member.key()
+    record = None
+    error = out.error
     if out.result is not None:
         mine = member_result(out.result, member)
         job = {"id": exp.job, "start_seconds": (mine.first_step_at or t0) - t0}
         try:
             record = store.save_result(mine, exp.results_dir, job=job)
-        except OSError as e:  # a full disk: this experiment fails, the others go on
-            row["error"] = f"cannot write {e.filename or 'its results'} ({e.strerror or e})"
-        except store.StoreError as e:  # a FIFO or a folder where its file goes
-            row["error"] = str(e)
-        else:
-            row["status"], row["failed_seeds"] = "done", len(failed_seeds(record))
-            row["seconds"] = round(record["seconds"], 1)  # the record's: line and record agree
-            row["median_test_acc_%"] = round(median_final(record), 2)
-            row["note"] = record["note"]
-    if row["status"] == "failed":
+        except (OSError, store.StoreError) as e:  # a full disk, a FIFO: this one fails, the others go on
+            error = cannot(e)
+    if record is None:
         # On a full disk the sweep names the failure from the notebook's error instead.
-        error = str(row["error"])
-        store.write_failure(exp.results_dir, member.key(), error, job=exp.job, config=member.to_dict())
-    return row
+        store.write_failure(exp.results_dir, key, str(error), job=exp.job, config=member.to_dict())
+        log(f"{key}: FAILED: {error}")
+        row = table_row(member, ("batch_size", "lr"), "failed", None)
+        return {"key": key, **row, "seconds": round(out.seconds, 1), "error": error}
+    log(finished_line(key, record))
+    row = table_row(member, ("batch_size", "lr"), "done", record)
+    # The record's seconds: line and record agree.
+    return {"key": key, **row, "seconds": round(record["seconds"], 1), "error": error, "note": record["note"]}
 
 
-def _line(row: dict) -> str:
-    if row["status"] == "failed":
-        return f"{row['key']}: FAILED: {row['error']}"
-    note = f"; {row['note']}" if row.get("note") else ""
-    return (
-        f"{row['key']}: median final test accuracy {row['median_test_acc_%']:.2f}% "
-        f"({row['seconds']:.1f} s){note}"
-    )
+def table_row(exp: TrainConfig, names: Iterable[str], status: str, record: dict | None) -> dict:
+    """An experiment's row in a table of experiments (its kernel's, its sweep's, the live view's):
+    its fields ``names``, ``status``, replicas, failed seeds and median final test accuracy (%,
+    ``record``'s)."""
+    return {
+        **{name: getattr(exp, name) for name in names},
+        "status": status,
+        "replicas": len(exp.seeds),
+        "failed_seeds": len(failed_seeds(record)) if record else 0,
+        "median_test_acc_%": round(median_final(record), 2) if record else float("nan"),
+    }
+
+
+def cannot(e: OSError | store.StoreError) -> str:
+    """A file fault in words: 'cannot write <file> (<cause>)', or the store's own message."""
+    if isinstance(e, OSError):
+        return f"cannot write {e.filename or 'a file'} ({e.strerror or e})"
+    return str(e)
+
+
+def finished_line(key: str, record: dict) -> str:
+    """A stored experiment's log line, in its kernel and in the sweep: its median final test
+    accuracy, seconds, and what its failed seeds did (the record's note)."""
+    bad = failed_seeds(record)
+    flag = f"; {len(bad)} of {len(record['replicas'])} seeds failed: {record['note']}" if bad else ""
+    accuracy = f"median final test accuracy {median_final(record):.2f}%"
+    return f"{key}: done, {accuracy} ({record['seconds']:.1f} s){flag}"
 
 
 def check(table: pd.DataFrame) -> None:

@@ -29,7 +29,7 @@ from mlpmnist import store
 from mlpmnist.config import TrainConfig
 from mlpmnist.errors import StoreError, printable
 from mlpmnist.store.locks import Claims, alive, owner
-from mlpmnist.sweep.experiment import heartbeat_path
+from mlpmnist.sweep.experiment import cannot, heartbeat_path
 
 #: Seconds between two looks of the watchdog at the kernel's heartbeat.
 WATCH_S = 1.0
@@ -121,7 +121,7 @@ def execute(task: JobTask, stop: threading.Event | None = None) -> JobOutcome:
     stop, ended = stop or threading.Event(), threading.Event()
     if task.stop_event:
         with contextlib.suppress(Exception):  # no client: the job runs on, as it would have
-            _RemoteStop(task.stop_event, stop, ended).start()
+            _remote_stop(task.stop_event, stop, ended)
     try:
         with Claims(root, task.job) as claims:
             run = _claim(task, root, claims, out)
@@ -130,7 +130,7 @@ def execute(task: JobTask, stop: threading.Event | None = None) -> JobOutcome:
     except (OSError, StoreError) as e:  # its scratch folder, a lock file: not one experiment's
         for key in task.keys:
             if key not in out.rows and key not in out.held:
-                out.rows[key] = row("failed", store.write_failure(root, key, _cannot(e), job=task.job))
+                out.rows[key] = row("failed", store.write_failure(root, key, cannot(e), job=task.job))
     finally:
         ended.set()
         with contextlib.suppress(OSError, StoreError):
@@ -138,30 +138,28 @@ def execute(task: JobTask, stop: threading.Event | None = None) -> JobOutcome:
     return out
 
 
-class _RemoteStop(threading.Thread):
-    """On a Dask worker: sets ``stop`` when the sweep (interrupted) sets the ``distributed.Event``
-    ``name``; ends then or when ``ended`` is set. A lost scheduler is not a stop."""
+def _remote_stop(name: str, stop: threading.Event, ended: threading.Event) -> None:
+    """On a Dask worker: a thread that sets ``stop`` when the sweep (interrupted) sets the
+    ``distributed.Event`` ``name``; it ends then or when ``ended`` is set. A lost scheduler is
+    not a stop."""
+    from distributed import Event, get_client
 
-    def __init__(self, name: str, stop: threading.Event, ended: threading.Event) -> None:
-        from distributed import Event, get_client
+    # The worker's client is found from the task's own thread only, so it is taken here.
+    event = Event(name, client=get_client())
 
-        super().__init__(name="remote-stop", daemon=True)
-        self.stop, self.ended = stop, ended
-        # The worker's client is found from the task's own thread only, so it is taken here.
-        self.event = Event(name, client=get_client())
-
-    def run(self) -> None:
-        event = self.event
-        while not (self.stop.is_set() or self.ended.is_set()):
+    def watch() -> None:
+        while not (stop.is_set() or ended.is_set()):
             try:
                 if event.wait(timeout=WATCH_S):
-                    self.stop.set()
+                    stop.set()
             except Exception:  # the scheduler is gone, or busy: look again later
-                self.ended.wait(5 * WATCH_S)
+                ended.wait(5 * WATCH_S)
+
+    threading.Thread(target=watch, name="remote-stop", daemon=True).start()
 
 
-def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[str]:
-    """The keys of ``task`` this job runs: locked by it and not done; held ones go to
+def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[TrainConfig]:
+    """The experiments of ``task`` this job runs: locked by it and not done; held ones go to
     ``out.held``, done ones (finished while it waited) to ``out.rows`` as skipped."""
     run = []
     for c in task.configs:
@@ -173,27 +171,26 @@ def _claim(task: JobTask, root: Path, claims: Claims, out: JobOutcome) -> list[s
             out.rows[key] = row("skipped")
             claims.release(key)
         else:
-            run.append(key)
+            run.append(config)
     return run
 
 
 def _run(
-    task: JobTask, root: Path, scratch: Path, run: list[str], stop: threading.Event, out: JobOutcome
+    task: JobTask, root: Path, scratch: Path, run: list[TrainConfig], stop: threading.Event, out: JobOutcome
 ) -> None:
     """Execute the notebook for ``run`` (this job holds their locks) in ``scratch``, then settle
     each into ``out.rows``."""
     import papermill as pm
 
     t0, started_at = time.perf_counter(), time.time()
-    configs = dict(zip(task.keys, task.configs, strict=True))
     store.remove(root, scratch)
     scratch.mkdir(parents=True)
     store.inside(root, scratch)
     store.atomic_write_text(
         scratch / "owner.json", json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
     )
-    for key in run:
-        store.clear_failure(root, key)
+    for config in run:
+        store.clear_failure(root, config.key())
     output, log = scratch / f"{task.job}.ipynb", scratch / "kernel.log"
     managers: list = []
     error = None
@@ -208,7 +205,7 @@ def _run(
                 _literal(task.notebook),
                 _literal(str(output)),
                 parameters={
-                    "configs": [configs[k] for k in run],
+                    "configs": [c.to_dict() for c in run],
                     "data_dir": task.data_dir,
                     "results_dir": str(root),
                     "check_data": False,  # the sweep checked the files once
@@ -225,10 +222,9 @@ def _run(
         finally:
             _in_job.active = False
             kill(managers)  # normally gone already; after an error, never left behind
-    for key in run:
-        config = TrainConfig.from_mapping(configs[key])
-        out.rows[key] = _settle(root, config, task.job, dog.reason or error, output, log, started_at)
-        out.rows[key]["seconds"] = out.rows[key].get("seconds") or time.perf_counter() - t0
+    for config in run:
+        settled = _settle(root, config, task.job, dog.reason or error, output, log, started_at)
+        out.rows[config.key()] = settled | {"seconds": settled.get("seconds") or time.perf_counter() - t0}
 
 
 def _literal(p: str) -> str:
@@ -241,13 +237,6 @@ _in_job = threading.local()
 # Papermill's (and nbclient's) records from a thread running a job ('Kernel died while waiting...')
 # are dropped: the job says what happened in each experiment's one line.
 logging.getLogger("papermill").addFilter(lambda record: not getattr(_in_job, "active", False))
-
-
-def _cannot(e: OSError | StoreError) -> str:
-    """A file fault in words: 'cannot write <file> (<cause>)', or the store's own message."""
-    if isinstance(e, OSError):
-        return f"cannot write {e.filename or 'a file'} ({e.strerror or e})"
-    return str(e)
 
 
 def _short_error(e: BaseException) -> str:
@@ -307,7 +296,7 @@ def _settle(
             if source.is_file():
                 store.atomic_write_bytes(store.path(root, kind, key), source.read_bytes())
         except (OSError, StoreError) as e:  # a full disk, a FIFO in the way: the results stand
-            lost.append(f"its {kind[:-1]} was not kept: {_cannot(e)}")
+            lost.append(f"its {kind[:-1]} was not kept: {cannot(e)}")
     found, _ = store.find(root, config)
     if found is None or (found.record.get("job") or {}).get("id") != job:
         error = _error_for(key, root, job, notebook_error, log)
@@ -347,14 +336,11 @@ def remove_dead_scratch(results_dir: str | os.PathLike) -> list[Path]:
     return removed
 
 
-PR_SET_PDEATHSIG = 1
-
-
 def _die_with_parent() -> None:
     """In the kernel's process: SIGKILL it when the thread that started it dies, so a killed
     sweep leaves no kernel behind."""
     with contextlib.suppress(OSError, AttributeError):  # prctl is Linux's
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
 
 def kernel_env() -> dict[str, str]:

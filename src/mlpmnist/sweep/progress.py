@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlpmnist import store
-from mlpmnist.store.records import failed_seeds, median_final
 from mlpmnist.sweep import experiment
 
 #: ``run_sweep``'s ``on_progress``: key -> (epochs evaluated so far, epochs), for the
@@ -34,13 +33,7 @@ class Progress:
             if record is not None and (record.get("job") or {}).get("id") in self.jobs:
                 self.pending.discard(key)
                 self.on_result(key, record)
-        if moved := self.running():
-            self.on_progress(moved)
-
-    def running(self) -> dict[str, tuple[float, int]]:
-        """key -> (epoch, epochs) of the pending experiments whose epoch moved since the last look
-        (a heartbeat being rewritten is read at the next look)."""
-        moved = {}
+        moved = {}  # the pending ones whose epoch moved (a heartbeat being rewritten: at the next look)
         for job in sorted(self.jobs):
             try:
                 beat = json.loads(experiment.heartbeat_path(self.root, job).read_text())
@@ -51,16 +44,10 @@ class Progress:
                 now = (float(epoch), int(epochs))
                 if key in self.pending and self.epochs.get(key) != now:
                     self.epochs[key] = moved[key] = now
-        return moved
+        if moved:
+            self.on_progress(moved)
 
 
 def epoch_line(moved: dict[str, tuple[float, int]]) -> str:
     """'epochs: bs0008-... 7 of 15; bs0016-... 12 of 15': where running experiments stand."""
     return "epochs: " + "; ".join(f"{k} {e:g} of {n}" for k, (e, n) in sorted(moved.items()))
-
-
-def finished_line(key: str, record: dict) -> str:
-    """The log line of a finished experiment."""
-    bad = failed_seeds(record)
-    flag = f", {len(bad)} of {len(record['replicas'])} seeds failed (diverged or collapsed)" if bad else ""
-    return f"{key}: done, median final test acc {median_final(record):.2f}%{flag} ({record['seconds']:.1f} s)"

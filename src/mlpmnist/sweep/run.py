@@ -28,12 +28,13 @@ from mlpmnist.config import TrainConfig, check_names, identity_fields, resolve_d
 from mlpmnist.data import loader as mdata
 from mlpmnist.errors import printable
 from mlpmnist.store.locks import tidy, wait_free
-from mlpmnist.store.records import failed_seeds, median_final
+from mlpmnist.store.records import failed_seeds
 from mlpmnist.sweep import experiment, jobs
 from mlpmnist.sweep.backends import DaskBackend, LocalBackend, check_address
-from mlpmnist.sweep.progress import OnProgress, Progress, epoch_line, finished_line
+from mlpmnist.sweep.progress import OnProgress, Progress, epoch_line
 from mlpmnist.training import memory
 from mlpmnist.training.groups import cost, plan_groups
+from mlpmnist.values import is_int, is_number
 
 #: The reference study's batch sizes: the default grid.
 REFERENCE_BATCH_SIZES: tuple[int, ...] = (8, 16, 32, 48, 64, 90, 128, 150)
@@ -96,15 +97,13 @@ class SweepConfig:
             )
         for name in ("workers", "concurrency"):
             v = getattr(self, name)
-            if v is not None and not (
-                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_WORKERS
-            ):
+            if v is not None and not (is_int(v) and 1 <= v <= MAX_WORKERS):
                 raise ValueError(f"{name} (--{name}) must be an integer in [1, {MAX_WORKERS}]; got {v!r}")
         if self.scheduler is not None:
             check_address(self.scheduler)  # its syntax, before the results folder is made
         for name in ("worker_timeout", "connect_timeout", "lock_timeout", "stall_timeout"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf):
+            if not (is_number(v) and v > 0):
                 raise ValueError(f"{name} must be a number of seconds > 0; got {v!r}")
         extra = tuple(self.extra)
         if not all(isinstance(e, TrainConfig) for e in extra):
@@ -272,8 +271,7 @@ def run_sweep(
                 for g in plan_groups(todo):
                     memory.check(g.config, resolve_device(g.config.device))
             need = sum(sum(store.output_bytes(c).values()) for c in todo)
-            fix = "free some space or choose another --results"
-            store.check_space(root, need, f"this sweep's {len(todo)} experiment(s)", fix)
+            store.check_space(root, need, f"this sweep's {len(todo)} experiment(s)")
             data_dir = ""
             for dataset in dict.fromkeys(e.dataset for e in todo):
                 data_dir = str(mdata.ensure(config.data_dir, dataset=dataset))
@@ -283,14 +281,16 @@ def run_sweep(
                 else LocalBackend()
             )
         except BaseException:
-            if created:
-                _remove_empty(root)
+            if created:  # its folders, bottom up, as far as they are empty
+                for folder, _, _ in os.walk(root, topdown=False):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(folder)
             raise
         with tqdm(total=len(todo), desc="experiments", unit="exp", disable=not progress) as bar:
 
             def finished(key: str, record: dict) -> None:
                 bar.update()
-                log(finished_line(key, record))
+                log(experiment.finished_line(key, record))
                 if on_result is not None:
                     on_result(key, record)
 
@@ -312,13 +312,6 @@ def run_sweep(
     return SweepOutcome(table, table["key"].tolist(), root, failed, seeds, time.perf_counter() - t0)
 
 
-def _remove_empty(root: Path) -> None:
-    """Remove ``root`` and the folders under it, bottom up, as far as they are empty."""
-    for folder, _, _ in sorted(os.walk(root), key=lambda w: -len(w[0])):
-        with contextlib.suppress(OSError):
-            os.rmdir(folder)
-
-
 def _run_rounds(
     config: SweepConfig,
     backend: LocalBackend | DaskBackend,
@@ -334,7 +327,7 @@ def _run_rounds(
     rows: dict[str, dict] = {}
     by_key = {e.key(): e for e in todo}
     for round_ in range(2):
-        tasks = _tasks(config, todo, backend.slots(config.workers), root, data_dir)
+        tasks = _tasks(config, todo, config.workers or backend.slots(), root, data_dir)
         watch.jobs |= {t.job for t in tasks}
         held: dict[str, str] = {}
         for out in backend.run(tasks, watch.poll):
@@ -348,33 +341,25 @@ def _run_rounds(
         for key, who in held.items():
             log(f"{key} is held by {who}; waiting up to {config.lock_timeout:g} s for it (--lock-timeout)")
         for key in held:
-            outcome = _wait_for(root, by_key[key], deadline, config.lock_timeout)
-            if outcome is None and round_ == 0:
+            if not wait_free(root, key, deadline - time.monotonic()):
+                error = (
+                    f"its lock {store.path(root, 'locks', key)} is held by {store.owner(root, key)}, still "
+                    f"after {config.lock_timeout:g} s (--lock-timeout): a stopped or hung sweep? end that "
+                    "process, or wait, and rerun"
+                )
+                rows[key] = jobs.row("failed", error)
+                continue
+            found, why = store.find(root, by_key[key])
+            if found is not None:
+                rows[key] = jobs.row("skipped")
+            elif round_ == 0:
                 todo.append(by_key[key])
             else:
-                why = store.find(root, by_key[key])[1]
                 error = f"another sweep held it and did not finish it ({why}); rerun to run it"
-                rows[key] = outcome or jobs.row("failed", error)
+                rows[key] = jobs.row("failed", error)
         if not todo:
             break
     return rows
-
-
-def _wait_for(root: Path, config: TrainConfig, deadline: float, timeout: float) -> dict | None:
-    """Wait until ``deadline`` (``time.monotonic()``) for another process's lock on ``config``;
-    its row when that process finished it (skipped) or the wait ran out (failed: naming the lock
-    and its holder), None when it is ours to run."""
-    key = config.key()
-    lock = store.path(root, "locks", key)
-    if not wait_free(root, key, deadline - time.monotonic()):
-        error = (
-            f"its lock {lock} is held by {store.owner(root, key)}, still after {timeout:g} s "
-            "(--lock-timeout): a stopped or hung sweep? end that process, or wait, and rerun"
-        )
-        return jobs.row("failed", error)
-    if store.find(root, config)[0] is not None:
-        return jobs.row("skipped")
-    return None
 
 
 def _table(
@@ -393,12 +378,8 @@ def _table(
         if record is not None and (bad := failed_seeds(record)):
             seeds[key] = bad
         out.append(
-            {
-                **{name: getattr(exp, name) for name in config.grid},
-                "status": status,
-                "replicas": len(exp.seeds),
-                "failed_seeds": len(seeds.get(key, [])),
-                "median_test_acc_%": round(median_final(record), 2) if record else float("nan"),
+            experiment.table_row(exp, config.grid, status, record)
+            | {
                 "seconds": round(float(r.get("seconds") or 0.0), 1),
                 "start_s": round(float(r.get("start_seconds", float("nan"))), 2),
                 "error": error,

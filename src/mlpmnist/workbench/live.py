@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,7 +20,7 @@ from IPython.display import Pretty, display
 from mlpmnist import store
 from mlpmnist.analysis.words import count as _count
 from mlpmnist.figures import compose as figures
-from mlpmnist.store.records import failed_seeds, median_final
+from mlpmnist.sweep.experiment import table_row
 from mlpmnist.sweep.progress import epoch_line
 from mlpmnist.sweep.run import SweepConfig, SweepOutcome
 from mlpmnist.sweep.run import run_sweep as _run_sweep
@@ -39,9 +38,8 @@ class LiveView:
         self.experiments = config.experiments()
         self.records: dict[str, dict] = {}
         self.epochs: dict[str, tuple[float, int]] = {}
-        root = Path(config.results_dir)
         for exp in self.experiments:  # resumed sweeps: what is already there
-            found, _ = store.find(root, exp)
+            found, _ = store.find(config.results_dir, exp)
             if found is not None:
                 self.records[exp.key()] = found.record
         self.before = len(self.records)
@@ -57,7 +55,7 @@ class LiveView:
         self.table.update(self._table())
         if time.perf_counter() - self.last_line >= PROGRESS_S:
             self.last_line = time.perf_counter()
-            self.log(f"{self._status_line()}; {epoch_line(self._running())}")
+            self.log(f"{self._status_line()}; {epoch_line(self.epochs)}")
 
     def update(self, key: str, record: dict) -> None:
         """Redraw with ``record`` (the experiment ``key``'s, just written)."""
@@ -86,11 +84,8 @@ class LiveView:
         before = f"; {self.before} of them done before this run" if self.before else ""
         self.log(f"sweep: {outcome.seconds:.0f} s{before}")
 
-    def _running(self) -> dict[str, tuple[float, int]]:
-        return {k: v for k, v in self.epochs.items() if k not in self.records}
-
     def _status_line(self) -> str:
-        n, done, running = len(self.experiments), len(self.records), len(self._running())
+        n, done, running = len(self.experiments), len(self.records), len(self.epochs)
         before = f" ({self.before} done before)" if self.before else ""
         return (
             f"{done} of {_count(n, 'experiment')} done{before}, {running} running, "
@@ -107,15 +102,7 @@ class LiveView:
         for exp in self.experiments:
             record, at = self.records.get(exp.key()), self.epochs.get(exp.key())
             status = "done" if record else (f"epoch {at[0]:g} of {at[1]}" if at else "waiting")
-            rows.append(
-                {
-                    **{name: getattr(exp, name) for name in self.config.grid},
-                    "status": status,
-                    "replicas": len(exp.seeds),
-                    "failed_seeds": len(failed_seeds(record)) if record else 0,
-                    "median_test_acc_%": round(median_final(record), 2) if record else float("nan"),
-                }
-            )
+            rows.append(table_row(exp, self.config.grid, status, record))
         return pd.DataFrame(rows)
 
 
