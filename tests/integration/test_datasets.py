@@ -10,13 +10,23 @@ import math
 
 import pytest
 import torch
-from synthetic import TOY_CLASSES, TOY_SHAPE, TOY_TEST, register, toy_root
+from synthetic import (
+    TOY_CLASSES,
+    TOY_SHAPE,
+    TOY_TEST,
+    register,
+    synthetic_arrays,
+    synthetic_spec,
+    toy_root,
+    write_raw,
+)
 
 import mlpmnist
 from mlpmnist import TrainConfig, train
 from mlpmnist import store as results
 from mlpmnist.analysis import stats
 from mlpmnist.figures import compose, embed, registry
+from mlpmnist.sweep import experiment
 from mlpmnist.training.health import chance_loss
 
 
@@ -127,3 +137,20 @@ def test_the_toy_through_the_cli(toy, tmp_path, monkeypatch, capsys):
     assert status(["train", "--dataset", "toy", "--data", str(root)]) == 2
     err = capsys.readouterr().err
     assert "--dataset" in err and "toy" in err and err.count("\n") == 1
+
+
+def test_one_job_trains_experiments_of_two_datasets(tmp_path, monkeypatch):
+    # A sweep's job can hold a grid over dataset: each dataset's groups train on their own data.
+    spec, root = toy_root(tmp_path / "data")
+    register(monkeypatch, spec)
+    arrays = synthetic_arrays()
+    register(monkeypatch, synthetic_spec(arrays))
+    write_raw(root, synthetic_spec(arrays), arrays)
+    configs = (
+        toy_config(batch_size=50, epochs=1),
+        toy_config(dataset="synthetic-test", batch_size=50, epochs=1),
+    )
+    exp = experiment.Experiments(configs=configs, data_dir=str(root), results_dir=tmp_path / "results")
+    table = experiment.run(exp, log=lambda line: None)
+    assert table["status"].tolist() == ["done", "done"], table["error"].tolist()
+    assert sorted(results.load(tmp_path / "results")["dataset"].unique()) == ["synthetic-test", "toy"]

@@ -167,14 +167,14 @@ def run(exp: Experiments, log: Any = print) -> pd.DataFrame:
     with Heartbeat(heartbeat_path(exp.results_dir, exp.job)) as beat:
         names = dict.fromkeys(c.dataset for c in exp.configs)
         datasets = {d: mdata.load(exp.data_dir, dataset=d, check=exp.check_data) for d in names}
-        by_device: dict[str, list] = {}
+        # train_groups shares one device and one dataset among its groups.
+        batches: dict[tuple[str, str], list] = {}
         for g in plan_groups(exp.configs):
-            by_device.setdefault(g.config.device, []).append(g)
-        for groups in by_device.values():
-            data = datasets[groups[0].config.dataset]
+            batches.setdefault((g.config.device, g.config.dataset), []).append(g)
+        for (_, dataset), groups in batches.items():
             outcomes = train_groups(
                 groups,
-                data,
+                datasets[dataset],
                 concurrency=exp.concurrency,
                 on_eval=beat.tick,
                 checkpoints=lambda g: Checkpoints(exp.results_dir, g.config),
