@@ -55,14 +55,7 @@ def tsne(features: np.ndarray, max_iter: int = TSNE_MAX_ITER) -> np.ndarray:
     from threadpoolctl import threadpool_limits
 
     perplexity = min(30.0, (len(features) - 1) / 3)  # sklearn requires perplexity < N
-    model = TSNE(
-        n_components=2,
-        init="pca",
-        perplexity=perplexity,
-        max_iter=max_iter,
-        random_state=TSNE_SEED,
-        n_jobs=1,
-    )
+    model = TSNE(init="pca", perplexity=perplexity, max_iter=max_iter, random_state=TSNE_SEED, n_jobs=1)
     with threadpool_limits(limits=1):  # OpenMP (the gradient) and BLAS (the PCA init)
         emb = model.fit_transform(np.asarray(features, dtype=np.float32))
     return emb.astype(np.float32)

@@ -327,13 +327,10 @@ def train_vs_test(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 4) -> F
     # At least as wide as the title and the legend below, however few panels.
     with style.figure(max(2.7 * ncols + 0.6, 7.0), 4.4 * nblocks + 0.7) as fig:
         axes = fig.subplots(2 * nblocks, ncols, sharex=same, squeeze=False)
-        for i in range(nblocks * ncols):
-            ax_acc, ax_loss = axes[2 * (i // ncols), i % ncols], axes[2 * (i // ncols) + 1, i % ncols]
-            if i >= n:
-                ax_acc.set_visible(False)
-                ax_loss.set_visible(False)
-                continue
-            title, g = panels[i]
+        pairs = axes.reshape(nblocks, 2, ncols).transpose(0, 2, 1).reshape(-1, 2)  # (accuracy, loss) axes
+        for ax in pairs[n:].ravel():
+            ax.set_visible(False)
+        for i, ((title, g), (ax_acc, ax_loss)) in enumerate(zip(panels, pairs[:n], strict=True)):
             if not same:  # its own epochs: the pair shares them, and the loss panel shows them
                 ax_loss.sharex(ax_acc)
                 ax_acc.tick_params(axis="x", labelbottom=False)

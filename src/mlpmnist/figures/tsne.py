@@ -33,15 +33,7 @@ def plot_tsne(emb: Embeddings, label: str = "", ncols: int = 4) -> Figure:
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for ax, epoch in zip(axes, epochs, strict=False):  # spare cells stay empty
             p = emb.points[emb.points["epoch"] == epoch]
-            ax.scatter(
-                p["x"],
-                p["y"],
-                c=[colors[v] for v in p["label"]],
-                s=3,
-                alpha=0.7,
-                linewidths=0,
-                rasterized=True,
-            )
+            ax.scatter(p["x"], p["y"], c=colors[p["label"]], s=3, alpha=0.7, linewidths=0, rasterized=True)
             ax.set(xticks=[], yticks=[])
             ax.grid(False)
             ax.set_aspect("equal", adjustable="datalim")

@@ -47,11 +47,8 @@ def write_study(
 ) -> list[Path]:
     """The study's numbers as the CSVs of ``FILES`` in ``folder`` (the dead units where the records
     have them). Returns the paths."""
-    folder = Path(folder)
-    out = [write_csv(summ, folder / FILES["summary"]), write_csv(pairs, folder / FILES["pairs"])]
-    if dead is not None:
-        out.append(write_csv(dead, folder / FILES["dead"]))
-    return out
+    frames = {"summary": summ, "pairs": pairs, "dead": dead}
+    return [write_csv(f, Path(folder) / FILES[role]) for role, f in frames.items() if f is not None]
 
 
 def read_summary(path: str | os.PathLike) -> pd.DataFrame:
