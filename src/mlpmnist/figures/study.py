@@ -229,7 +229,7 @@ def final_accuracy_vs_batch(fin: pd.DataFrame, summ: pd.DataFrame) -> Figure:
     two a row, one when a panel has more than four batch sizes."""
     if fin.empty:
         raise ValueError("the results frame is empty; run a sweep first")
-    panels, axes_cols = style.facets(fin), style.facet_axes(fin)
+    panels = style.facets(fin)
     sizes_of = [sorted(int(b) for b in g["batch_size"].unique()) for _, g in panels]
     most = max(len(sizes) for sizes in sizes_of)
     colors = style.batch_colors(fin["batch_size"])
@@ -244,8 +244,9 @@ def final_accuracy_vs_batch(fin: pd.DataFrame, summ: pd.DataFrame) -> Figure:
     width = max(7.5, 1.2 + 0.95 * most)
     with style.figure(width * nc, 1.5 + 4.2 * nrows) as fig:
         axes = _panel_axes(fig, len(panels), nc, sharey=True)
-        for ax, (title, g), sizes in zip(axes, panels, sizes_of, strict=True):
-            _final_panel(ax, g, style.panel_rows(summ, g, axes_cols), sizes, colors, ylim)
+        # The summary faceted alike: the same configurations, panel by panel.
+        for ax, (title, g), (_, s), sizes in zip(axes, panels, style.facets(summ), sizes_of, strict=True):
+            _final_panel(ax, g, s, sizes, colors, ylim)
             ax.set(title=title, ylabel=f"test accuracy after {ep} (%)")
         seed = mpl.lines.Line2D([], [], ls="", marker="o", ms=5, color="0.45", mec="white", label="seed")
         fig.legend(handles=[seed, *_handles(axes)], loc="outside lower center", ncols=2)

@@ -86,15 +86,6 @@ def facets(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(config_label(dict(zip(axes, k, strict=True)), axes), g) for k, g in ordered]
 
 
-def panel_rows(frame: pd.DataFrame, panel: pd.DataFrame, axes: Iterable[str]) -> pd.DataFrame:
-    """The rows of ``frame`` (say a summary) with ``panel``'s values of ``axes`` (NaN matches NaN)."""
-    keep = pd.Series(True, index=frame.index)
-    for c in axes:
-        v = panel[c].iloc[0]
-        keep &= frame[c].isna() if pd.isna(v) else frame[c] == v
-    return frame[keep]
-
-
 def grid(n: int, ncols: int) -> tuple[int, int]:
     """(rows, columns) of ``n`` panels at most ``ncols`` wide, rows as evenly filled as possible
     (4 panels at most 3 wide: 2 x 2, not 3 + 1)."""
