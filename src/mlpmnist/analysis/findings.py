@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from mlpmnist.analysis import words
-from mlpmnist.analysis.columns import config_label
+from mlpmnist.analysis.columns import config_label, dead_columns
 from mlpmnist.analysis.compare import LEVEL, claimed, holm
-from mlpmnist.analysis.stats import MIN_SEEDS, TAIL_BELOW, dead_layers, summary_by
+from mlpmnist.analysis.stats import MIN_SEEDS, TAIL_BELOW, summary_by
 from mlpmnist.analysis.tables import percent
 
 HEAVY_DEAD = 0.10  # a layer "loses much" when more than this share of its units is dead
@@ -310,7 +310,7 @@ def _when(r: pd.Series, layer: str) -> str:
 
 def _dead_lines(t: pd.DataFrame) -> list[str]:
     """Findings for one set of batch sizes (``t`` sorted by batch size)."""
-    layers, small, large = dead_layers(t), t.iloc[0], t.iloc[-1]
+    layers, small, large = dead_columns(t), t.iloc[0], t.iloc[-1]
     if len(t) == 1:
         at = f"batch {int(small.batch_size)}"
         lines = [f"Dead units in hidden layer {c[5:]} at {at}: {_when(small, c)}." for c in layers]
@@ -329,10 +329,9 @@ def _dead_lines(t: pd.DataFrame) -> list[str]:
             lines.append(f"{after} that are dead is {each}.")
         for layer in layers:
             heavy, name = t[t[f"{layer}_final"] > HEAVY_DEAD], f"hidden layer {layer[5:]}"
-            if heavy.empty:
-                lines.append(f"No batch size leaves {name} with over 10% of its units dead.")
-            elif len(heavy) == len(t):
-                lines.append(f"Every batch size leaves {name} with over 10% of its units dead.")
+            if len(heavy) in (0, len(t)):
+                which = "Every" if len(heavy) else "No"
+                lines.append(f"{which} batch size leaves {name} with over 10% of its units dead.")
             else:
                 where = words.names(heavy, ["batch_size"])
                 lines.append(f"{name.capitalize()} ends with over 10% of its units dead at {where} only.")

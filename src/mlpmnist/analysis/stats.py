@@ -10,7 +10,6 @@ finished far below its configuration's median (``is_outlier``) is an *outlier*, 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -181,8 +180,7 @@ def reference(rows: pd.DataFrame) -> tuple[float, float]:
     """The reference study's (single-seed value, headline) for the replicas ``rows`` of one
     configuration: NaN unless they ran on its dataset, at its lr, epochs and one of its batch sizes."""
     nan = (float("nan"), float("nan"))
-    names = columns.dataset_names(rows).unique()
-    if len(names) != 1 or names[0] != "mnist" or "lr" not in rows.columns:
+    if list(columns.dataset_names(rows).unique()) != ["mnist"] or "lr" not in rows.columns:
         return nan
     epochs = rows["epochs"] if "epochs" in rows.columns else rows["epoch"].max()
     if not np.allclose(rows["lr"].astype(float), REFERENCE_LR) or np.any(epochs != REFERENCE_EPOCHS):
@@ -266,11 +264,6 @@ def reproduction(df: pd.DataFrame) -> pd.DataFrame:
             row |= {"reference": ref, **_spread(acc), "n": len(acc), "epoch": int(g["epoch"].max())}
             rows.append(row | {"reference_percentile": pctl})
     return pd.DataFrame(rows, columns=[*by_cols, *REPRODUCTION_COLUMNS])
-
-
-def dead_layers(dead: pd.DataFrame) -> list[str]:
-    """The layers ('dead_1', ...) of a ``dead_units`` frame, in order."""
-    return [c.removesuffix("_final") for c in dead.columns if re.fullmatch(r"dead_\d+_final", c)]
 
 
 def _rank_corr(x: pd.Series, y: pd.Series) -> tuple[float, float]:

@@ -221,5 +221,4 @@ def tsne_epochs(
     else:
         models = train_snapshots(cfg, data, progress)
     emb = embed_models(models, data, n=n, progress=progress, **embed_kw)
-    emb.batch_size, emb.seed = cfg.batch_size, cfg.seeds[0]
-    return emb
+    return dataclasses.replace(emb, batch_size=cfg.batch_size, seed=cfg.seeds[0])

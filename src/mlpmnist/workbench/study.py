@@ -148,8 +148,7 @@ class Study:
     def _hint(self, chosen: TrainConfig) -> str:
         """How to show another point: a free parameter and another value of it (there is one, as
         ``choose_model`` asks only when there are several candidates)."""
-        free = [k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in self._pinned()]
-        name = free[0]
+        name = next(k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in self._pinned())
         other = next(v for v in self.sweep.grid[name] if plain(v) != plain(getattr(chosen, name)))
         if name == "batch_size":
             return f"set model_batch_size (e.g. {other}) or model_where to show another"
