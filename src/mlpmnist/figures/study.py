@@ -28,11 +28,13 @@ REFERENCE_MARKER = dict(
 QUARTILES = ("pi", 50)  # seaborn's percentile interval from the 25th to the 75th percentile
 FAILED_LABEL = "failed seed (collapsed to chance)"
 OUTLIER_LABEL = "outlier (finished far below its median)"
+_MARKED = (("failed", FAILED_MARKER, FAILED_LABEL), ("outlier", OUTLIER_MARKER, OUTLIER_LABEL))
 # In dead_units each failed seed and outlier is its own line (``ls``) ending in a red mark.
 _APART: tuple[tuple[str, str, dict[str, Any], str], ...] = (
     ("failed", "--", {"marker": "X", "mfc": style.ERROR_RED, "mec": style.ERROR_RED}, FAILED_LABEL),
     ("outlier", ":", {"marker": "o", "mfc": "none", "mec": style.ERROR_RED}, OUTLIER_LABEL),
 )
+SPLITS = {"train": style.TRAIN_COLOR, "test": style.TEST_COLOR}  # train_vs_test's colours
 
 
 def _one_seed(summ: pd.DataFrame) -> bool:
@@ -161,10 +163,7 @@ def _marked_seeds(ax, marked: pd.DataFrame, pos: dict[int, int], ylim: tuple[flo
             )
     at = pd.concat(placed)
     at["y"] = np.maximum(at["acc"], ylim[0] + 0.012 * (ylim[1] - ylim[0]))
-    for flag, marker, label in (
-        ("failed", FAILED_MARKER, FAILED_LABEL),
-        ("outlier", OUTLIER_MARKER, OUTLIER_LABEL),
-    ):
+    for flag, marker, label in _MARKED:
         if at[flag].any():
             ax.scatter(at.loc[at[flag], "x"], at.loc[at[flag], "y"], **marker, gid=flag, label=label)
 
@@ -304,9 +303,8 @@ def heatmap_batch_epoch(per: pd.DataFrame, summ: pd.DataFrame, max_epochs: int =
 def _split_lines(ax, g: pd.DataFrame, metric: str, scale: float, one_seed: bool) -> None:
     long = g[["epoch"]].assign(train=scale * g[f"train_{metric}"], test=scale * g[f"test_{metric}"])
     long = long.melt("epoch", var_name="split")
-    palette = {"train": style.TRAIN_COLOR, "test": style.TEST_COLOR}
     _median_lines(
-        ax, long, "value", "split", palette, one_seed, hue_order=list(palette), linewidth=1.6, legend=False
+        ax, long, "value", "split", SPLITS, one_seed, hue_order=list(SPLITS), linewidth=1.6, legend=False
     )
 
 
@@ -348,12 +346,8 @@ def train_vs_test(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 4) -> F
             if lowest:  # the lowest panel in its column shows its epochs
                 ax_loss.tick_params(axis="x", labelbottom=True)
             style.epoch_axis(ax_loss, g["epoch"], nbins=4)
-        handles = [
-            mpl.lines.Line2D(
-                [], [], color=style.TRAIN_COLOR, lw=2, label="train (mean over the epoch's steps)"
-            ),
-            mpl.lines.Line2D([], [], color=style.TEST_COLOR, lw=2, label="test (after the epoch)"),
-        ]
+        what = {"train": "train (mean over the epoch's steps)", "test": "test (after the epoch)"}
+        handles = [mpl.lines.Line2D([], [], color=c, lw=2, label=what[s]) for s, c in SPLITS.items()]
         fig.legend(handles=handles, loc="outside lower center", ncols=2)
         fig.suptitle(f"Train vs test: {_over_seeds(summ)}")
     return fig
