@@ -261,14 +261,10 @@ def heatmap_batch_epoch(per: pd.DataFrame, summ: pd.DataFrame, max_epochs: int =
     """Median test accuracy (%) per batch size (rows) and epoch (columns), annotated, on one colour
     scale from the cells' 20th percentile (the best cells' small differences get most colours;
     lower ones share the darkest). Over ``max_epochs`` epochs, evenly spaced ones are shown."""
-    per = per.reset_index()
-    tables = []
-    for title, g in style.facets(per):
-        t = 100 * g.pivot_table(
-            index="batch_size", columns="epoch", values="test_acc_median", aggfunc="first"
-        )
-        t.columns = [int(c) for c in t.columns]
-        tables.append((title, t))
+    tables = [
+        (title, 100 * g.pivot(index="batch_size", columns="epoch", values="test_acc_median"))
+        for title, g in style.facets(per.reset_index())
+    ]
     epochs = sorted({c for _, t in tables for c in t.columns})
     subset = len(epochs) > max_epochs
     if subset:

@@ -12,10 +12,8 @@ from mlpmnist.figures.style import figure
 
 def class_colors(n: int) -> np.ndarray:
     """[n, 4] RGBA, a distinct colour per class: tab10 up to 10, tab20 up to 20, else spaced hues."""
-    if n <= 10:
-        return mpl.colormaps["tab10"](range(n))
     if n <= 20:
-        return mpl.colormaps["tab20"](range(n))
+        return mpl.colormaps["tab10" if n <= 10 else "tab20"](range(n))
     return mpl.colormaps["hsv"](np.linspace(0, 1, n, endpoint=False))
 
 
