@@ -1,7 +1,5 @@
 """The one style of every figure (``with figure(8, 5) as fig: ...``) and the helpers the study's
-figures share. Figures are made without pyplot: no backend is switched
-and nothing piles up in pyplot's registry.
-"""
+figures share. Figures are made without pyplot: no backend is switched, nothing piles up in it."""
 
 from __future__ import annotations
 

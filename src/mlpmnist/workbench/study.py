@@ -1,10 +1,9 @@
 """The study that ``run.ipynb`` tells: its parameters checked before anything runs
-(``Study.from_parameters``) and turned into a sweep, where its outputs go, and whose models its
-model cells show: unless the parameters pin it, the best median final test accuracy
-(``analysis.choice``), as ``python -m mlpmnist figures`` chooses. Relative paths are read from the
-repository root (``paths``); figures and summary go to ``results_dir/studies/<sweep_key>/``
-unless ``media_dir`` says otherwise (``make study`` passes ``media_dir="media"``).
-"""
+(``Study.from_parameters``) and turned into a sweep, where its outputs go, and whose models its model
+cells show: unless the parameters pin it, the best median final test accuracy (``analysis.choice``), as
+``python -m mlpmnist figures`` chooses. Relative paths are read from the repository root (``paths``);
+figures and summary go to ``results_dir/studies/<sweep_key>/`` unless ``media_dir`` says otherwise
+(``make study`` passes ``media_dir="media"``)."""
 
 from __future__ import annotations
 
