@@ -368,11 +368,8 @@ def _corr_line(t: pd.DataFrame) -> str:
     adjusted = pd.Series(holm(p[tested.index].tolist()), index=tested.index)
     linked = tested[(adjusted < LEVEL) & (tested["rank_corr"] < 0)]
     untested = t.drop(tested.index)
-    rest = ""
-    if len(untested):
-        rest = (
-            f"; it is not tested at {words.names(untested, by)} (too few seeds, or values that do not vary)"
-        )
+    why = "(too few seeds, or values that do not vary)"
+    rest = f"; it is not tested at {words.names(untested, by)} {why}" if len(untested) else ""
     family = f", Holm-adjusted over {words.count(len(tested), 'batch size')}" if len(tested) > 1 else ""
     if linked.empty:
         where = "any batch size" if len(tested) == len(t) and len(t) > 1 else words.names(tested, by)

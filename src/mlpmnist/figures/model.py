@@ -109,7 +109,8 @@ def confusion_matrix(model: nn.Module, split: mdata.Split, spec: DatasetSpec, la
         # Names wider than their column (about 5.5 inches shared) are slanted so they do not overlap.
         if max(map(len, names)) * 0.08 > 5.5 / len(names):
             ax.tick_params(axis="x", rotation=40)
-            mpl.artist.setp(ax.get_xticklabels(), horizontalalignment="right")
+            for t in ax.get_xticklabels():
+                t.set_horizontalalignment("right")
         who = f"{label}\n" if label else ""
         ax.set_title(
             f"{who}{errors:,} of {len(true):,} test images wrong ({100 * errors / len(true):.2f}%);"

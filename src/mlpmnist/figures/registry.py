@@ -47,8 +47,7 @@ class StudyFrames:
 
 @dataclass(frozen=True)
 class Entry:
-    """One figure: ``draw`` (inputs -> ``Figure``; its docstring says what it shows), ``when`` inputs
-    give it."""
+    """One figure: ``draw`` (inputs -> ``Figure``; its docstring says what it shows), ``when`` it is drawn."""
 
     name: str
     source: Source

@@ -364,9 +364,7 @@ def dead_units(curves: pd.DataFrame, summ: pd.DataFrame) -> Figure:
     colors = style.batch_colors(curves["batch_size"])
     same = _same_epochs(panels)  # else each row (one value of the other axes) has its own epochs
     with style.figure(1.0 + 5.2 * len(layers), 1.3 + 3.9 * len(panels)) as fig:
-        axes = fig.subplots(
-            len(panels), len(layers), squeeze=False, sharex=True if same else "row", sharey=True
-        )
+        axes = fig.subplots(len(panels), len(layers), squeeze=False, sharex=same or "row", sharey=True)
         for row, (title, g) in enumerate(panels):
             for col, layer in enumerate(layers):
                 ax = axes[row, col]

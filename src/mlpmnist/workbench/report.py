@@ -70,10 +70,9 @@ def readme_blocks(media: str | os.PathLike) -> dict[str, str]:
     the dead-unit findings from the study's CSVs, the science section from its summary."""
     media = Path(media)
     out = {}
-    if (media / FILES["science"]).is_file():
-        out["science"] = science_report.section(
-            json.loads((media / FILES["science"]).read_text(encoding="utf-8"))
-        )
+    science = media / FILES["science"]
+    if science.is_file():
+        out["science"] = science_report.section(json.loads(science.read_text(encoding="utf-8")))
     if not (media / FILES["summary"]).is_file():
         return out  # the science published alone
     summ = read_summary(media / FILES["summary"])
