@@ -154,7 +154,7 @@ def test_summary_compares_two_selections_by_the_difference_test(store, capsys):
 def test_figures_show_the_best_median_by_default(store, capsys, tmp_path):
     # The m5: a folder without batch 90 draws; the model point is the best median there.
     df = results.load(store, where={"lr": 0.1})
-    best, _ = stats.best_key(df)
+    best = stats.final(df).groupby("key")["test_acc"].median().idxmax()
     code, out, err = run(capsys, "figures", "--results", str(store), "--where", "lr=0.1",
                          "--media", str(tmp_path / "m"))  # fmt: skip
     assert code == 0, err

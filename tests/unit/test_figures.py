@@ -145,10 +145,9 @@ def test_facets_find_the_second_grid_axis(two_lrs, study4):
     assert [t for t, _ in style.facets(two_lrs.curves)] == ["lr 0.03", "lr 0.1"]
     assert [t for t, _ in style.facets(study4.curves)] == [""]
     assert columns.varying_axes(two_lrs.curves) == ["batch_size", "lr"]
-    # The summary rows of each panel: those at its lr.
-    for _, g in style.facets(two_lrs.fin):
-        rows = style.panel_rows(two_lrs.summ, g, ["lr"])
-        assert len(rows) == 2 and (rows["lr"] == g["lr"].iloc[0]).all()
+    # The summary faceted alike: each panel's rows are those at its lr.
+    for (title, g), (same, rows) in zip(style.facets(two_lrs.fin), style.facets(two_lrs.summ), strict=True):
+        assert title == same and len(rows) == 2 and (rows["lr"] == g["lr"].iloc[0]).all()
 
 
 @pytest.mark.parametrize(

@@ -267,7 +267,7 @@ def test_dead_units():
     df = make_history({8: [90.0, 12.0, 88.0, 91.0], 128: [97.0, 97.2, 96.9]})
     dead = stats.dead_units(df).set_index("batch_size")
     assert list(dead.index) == [8, 128]
-    assert stats.dead_layers(dead) == ["dead_1", "dead_2"]
+    assert columns.dead_columns(dead) == ["dead_1", "dead_2"]
     assert (
         dead["n"].tolist() == [4, 3] and (dead["first_epoch"] == 1).all() and (dead["final_epoch"] == 5).all()
     )

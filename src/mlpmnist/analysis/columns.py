@@ -55,5 +55,7 @@ def dataset_names(df: pd.DataFrame) -> pd.Series:
 
 
 def dead_columns(df: pd.DataFrame) -> list[str]:
-    """The dead-unit columns (``dead_1``, ``dead_2``, ...) of a results frame, in layer order."""
-    return sorted((c for c in df.columns if re.fullmatch(r"dead_\d+", c)), key=lambda c: int(c[5:]))
+    """The hidden layers with dead units (``dead_1``, ``dead_2``, ...), in layer order: the columns of a
+    results frame, or those a ``stats.dead_units`` frame has ``dead_k_final`` of."""
+    layers = {m[1] for c in df.columns if (m := re.fullmatch(r"(dead_\d+)(_final)?", c))}
+    return sorted(layers, key=lambda c: int(c[5:]))

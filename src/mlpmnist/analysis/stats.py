@@ -10,20 +10,13 @@ finished far below its configuration's median (``is_outlier``) is an *outlier*, 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from mlpmnist.analysis.columns import (
-    config_columns,
-    dataset_names,
-    dead_columns,
-    group_columns,
-    replica_columns,
-)
+from mlpmnist.analysis import columns
 from mlpmnist.data import specs as datasets
 from mlpmnist.training.health import COLLAPSED_ACC, chance_loss
 
@@ -101,11 +94,11 @@ def final(df: pd.DataFrame) -> pd.DataFrame:
         collapsed = last["collapsed"].fillna(False).astype(bool)
     else:
         loss = last["train_loss"] if "train_loss" in last.columns else pd.Series(0.0, index=last.index)
-        chance = dataset_names(last).map(lambda name: chance_loss(datasets.get(name).n_classes))
+        chance = columns.dataset_names(last).map(lambda name: chance_loss(datasets.get(name).n_classes))
         collapsed = (last["test_acc"] < COLLAPSED_ACC) | (loss > chance)
     last["collapsed"] = collapsed & ~last["diverged"]
     last["failed"] = last["diverged"] | last["collapsed"]
-    cfg = config_columns(last)
+    cfg = columns.config_columns(last)
     acc = last["test_acc"].astype(float)
     by = [last[c] for c in cfg] if cfg else np.zeros(len(last), int)
     far = acc.groupby(by, dropna=False).transform(lambda s: is_outlier(s.to_numpy())).astype(bool)
@@ -115,18 +108,7 @@ def final(df: pd.DataFrame) -> pd.DataFrame:
 
 def _replica_id(df: pd.DataFrame) -> pd.Series:
     """Each row's replica, numbered 0, 1, ... in order of first appearance."""
-    return df.groupby(replica_columns(df), dropna=False, sort=False).ngroup()
-
-
-def best_key(df: pd.DataFrame, keys: Sequence[str] | None = None) -> tuple[str, float]:
-    """Of the experiments ``keys`` (default: all, in key order), the one with the highest median final
-    test accuracy (ties: the first) and that median (NaN if all diverged); ``ValueError`` if none."""
-    keys = [k for k in (sorted(df["key"].unique()) if keys is None else keys) if k in set(df["key"])]
-    if not keys:
-        raise ValueError("none of the experiments asked for is in the results frame")
-    medians = final(df[df["key"].isin(keys)]).groupby("key")["test_acc"].median()
-    best = max(keys, key=lambda k: medians.get(k, np.nan) if np.isfinite(medians.get(k, np.nan)) else -np.inf)
-    return best, float(medians.get(best, np.nan))
+    return df.groupby(columns.replica_columns(df), dropna=False, sort=False).ngroup()
 
 
 def mark_failed(df: pd.DataFrame) -> pd.DataFrame:
@@ -198,8 +180,7 @@ def reference(rows: pd.DataFrame) -> tuple[float, float]:
     """The reference study's (single-seed value, headline) for the replicas ``rows`` of one
     configuration: NaN unless they ran on its dataset, at its lr, epochs and one of its batch sizes."""
     nan = (float("nan"), float("nan"))
-    names = dataset_names(rows).unique()
-    if len(names) != 1 or names[0] != "mnist" or "lr" not in rows.columns:
+    if list(columns.dataset_names(rows).unique()) != ["mnist"] or "lr" not in rows.columns:
         return nan
     epochs = rows["epochs"] if "epochs" in rows.columns else rows["epoch"].max()
     if not np.allclose(rows["lr"].astype(float), REFERENCE_LR) or np.any(epochs != REFERENCE_EPOCHS):
@@ -218,7 +199,7 @@ def configurations(df: pd.DataFrame) -> Iterator[tuple[dict, pd.DataFrame, pd.Da
     """Per configuration (its ``group_columns``, sorted by them): those values, ``final`` rows and
     history rows."""
     fin = final(df)
-    by = group_columns(fin)
+    by = columns.group_columns(fin)
     if missing := [c for c in by if c not in fin.columns]:
         raise ValueError(f"cannot group by {missing}: not columns of the frame")
     # One group id over the final rows and the history together (NaN keys compare equal here).
@@ -285,11 +266,6 @@ def reproduction(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*by_cols, *REPRODUCTION_COLUMNS])
 
 
-def dead_layers(dead: pd.DataFrame) -> list[str]:
-    """The layers ('dead_1', ...) of a ``dead_units`` frame, in order."""
-    return [c.removesuffix("_final") for c in dead.columns if re.fullmatch(r"dead_\d+_final", c)]
-
-
 def _rank_corr(x: pd.Series, y: pd.Series) -> tuple[float, float]:
     """Spearman's rank correlation and its two-sided p-value; NaN with fewer than ``MIN_CORR_SEEDS``
     pairs or a constant side, and a NaN p below ``MIN_SEEDS``."""
@@ -305,7 +281,7 @@ def dead_units(df: pd.DataFrame) -> pd.DataFrame:
     ``first_epoch``, ``final_epoch``; per hidden layer k the median dead fraction ``dead_k_first`` and
     ``dead_k_final``; ``wnorm_1_final`` (median; NaN without ``wnorm_1``); ``rank_corr``, ``rank_corr_p``
     of the last layer's dead fraction with the test accuracy. ``ValueError`` without ``dead_*`` columns."""
-    layers = dead_columns(df)
+    layers = columns.dead_columns(df)
     if not layers:
         raise ValueError("the frame has no dead_* columns (records made before they were stored)")
     rows = []
@@ -327,7 +303,7 @@ def per_epoch(df: pd.DataFrame) -> pd.DataFrame:
     ``test_loss`` and ``replicas``."""
     if df.empty:
         raise ValueError("the results frame is empty; run a sweep first")
-    by = group_columns(df)
+    by = columns.group_columns(df)
     ok = epoch_ends(df[~_diverged(df)])
     g = ok.assign(epoch=ok["epoch"].astype(int)).groupby([*by, "epoch"], dropna=False)
     acc, names = g["test_acc"], ["test_acc_median", "test_acc_q1", "test_acc_q3", "train_loss", "test_loss"]

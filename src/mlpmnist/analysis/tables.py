@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from mlpmnist.analysis.columns import axis_label
-from mlpmnist.analysis.stats import LAST_K, MIN_SEEDS, REPRODUCTION_COLUMNS, dead_layers, summary_by
+from mlpmnist.analysis.columns import axis_label, dead_columns
+from mlpmnist.analysis.stats import LAST_K, MIN_SEEDS, REPRODUCTION_COLUMNS, summary_by
 
 MEDIAN = "median [q1, q3] (%)"
 MEDIAN_CI = "median 95% CI (%)"
@@ -117,7 +117,7 @@ def dead_units_table(dead: pd.DataFrame) -> pd.DataFrame:
     """``stats.dead_units`` for reading: seeds, the dead share per hidden layer after the first epoch
     (unless that is the last) and at the end (%), the first layer's final weight norm, the rank
     correlation and its p-value; a column with no value anywhere is left out."""
-    layers = dead_layers(dead)
+    layers = dead_columns(dead)
     out = dead[summary_by(dead)].copy()
     out["seeds"] = dead["n"]
     firsts = dead["first_epoch"].unique()

@@ -55,14 +55,7 @@ def tsne(features: np.ndarray, max_iter: int = TSNE_MAX_ITER) -> np.ndarray:
     from threadpoolctl import threadpool_limits
 
     perplexity = min(30.0, (len(features) - 1) / 3)  # sklearn requires perplexity < N
-    model = TSNE(
-        n_components=2,
-        init="pca",
-        perplexity=perplexity,
-        max_iter=max_iter,
-        random_state=TSNE_SEED,
-        n_jobs=1,
-    )
+    model = TSNE(init="pca", perplexity=perplexity, max_iter=max_iter, random_state=TSNE_SEED, n_jobs=1)
     with threadpool_limits(limits=1):  # OpenMP (the gradient) and BLAS (the PCA init)
         emb = model.fit_transform(np.asarray(features, dtype=np.float32))
     return emb.astype(np.float32)
@@ -228,5 +221,4 @@ def tsne_epochs(
     else:
         models = train_snapshots(cfg, data, progress)
     emb = embed_models(models, data, n=n, progress=progress, **embed_kw)
-    emb.batch_size, emb.seed = cfg.batch_size, cfg.seeds[0]
-    return emb
+    return dataclasses.replace(emb, batch_size=cfg.batch_size, seed=cfg.seeds[0])

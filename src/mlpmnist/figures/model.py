@@ -50,10 +50,9 @@ def sample_digits(split: mdata.Split, spec: DatasetSpec, n: int = 40, ncols: int
     """The first ``n`` training images of ``split`` with their class names ('label 5'; a long name
     alone)."""
     n = min(n, len(split))
-    nrows = math.ceil(n / ncols)
     names = [spec.classes[int(v)] for v in split.y[:n]]
     titles = [f"label {c}" for c in names] if _short_names(spec) else names  # long names alone fit
-    with figure(0.8 * ncols, 0.95 * nrows + 0.5) as fig:
+    with figure(0.8 * ncols, 0.95 * math.ceil(n / ncols) + 0.5) as fig:
         _image_grid(fig, split.x[:n], spec, titles, ncols)
         fig.suptitle(f"The first {n} training images with their labels")
     return fig

@@ -1,11 +1,9 @@
-"""The one registry of every figure: its name (its file name without the suffix), its source and
-the function that draws it (whose docstring says what it shows); a new figure is its function and
-one entry below.
-Each source's ``draw`` takes: ``results`` a ``StudyFrames``, ``data`` a training split and its
-``DatasetSpec``, ``model`` a model, the split it is shown on, its spec and a label (titles),
-``embedding`` an ``embed.Embeddings`` and a label, ``science`` the frames of ``mlpmnist.science``
-its parameters name.
-"""
+"""The one registry of every figure: its name (its file's, without the suffix), its source and the
+function that draws it (its docstring says what it shows); a new figure is its function and one
+entry below. A source's ``draw`` takes: ``results`` a ``StudyFrames``; ``data`` a training split and
+its ``DatasetSpec``; ``model`` a model, the split it is shown on, its spec and a label (titles);
+``embedding`` an ``embed.Embeddings`` and a label; ``science`` the frames of ``mlpmnist.science``
+its parameters name."""
 
 from __future__ import annotations
 
@@ -49,8 +47,7 @@ class StudyFrames:
 
 @dataclass(frozen=True)
 class Entry:
-    """One figure: ``draw`` (inputs -> ``Figure``; its docstring says what it shows), ``when`` inputs
-    give it."""
+    """One figure: ``draw`` (inputs -> ``Figure``; its docstring says what it shows), ``when`` it is drawn."""
 
     name: str
     source: Source

@@ -28,11 +28,13 @@ REFERENCE_MARKER = dict(
 QUARTILES = ("pi", 50)  # seaborn's percentile interval from the 25th to the 75th percentile
 FAILED_LABEL = "failed seed (collapsed to chance)"
 OUTLIER_LABEL = "outlier (finished far below its median)"
+_MARKED = (("failed", FAILED_MARKER, FAILED_LABEL), ("outlier", OUTLIER_MARKER, OUTLIER_LABEL))
 # In dead_units each failed seed and outlier is its own line (``ls``) ending in a red mark.
 _APART: tuple[tuple[str, str, dict[str, Any], str], ...] = (
     ("failed", "--", {"marker": "X", "mfc": style.ERROR_RED, "mec": style.ERROR_RED}, FAILED_LABEL),
     ("outlier", ":", {"marker": "o", "mfc": "none", "mec": style.ERROR_RED}, OUTLIER_LABEL),
 )
+SPLITS = {"train": style.TRAIN_COLOR, "test": style.TEST_COLOR}  # train_vs_test's colours
 
 
 def _one_seed(summ: pd.DataFrame) -> bool:
@@ -161,10 +163,7 @@ def _marked_seeds(ax, marked: pd.DataFrame, pos: dict[int, int], ylim: tuple[flo
             )
     at = pd.concat(placed)
     at["y"] = np.maximum(at["acc"], ylim[0] + 0.012 * (ylim[1] - ylim[0]))
-    for flag, marker, label in (
-        ("failed", FAILED_MARKER, FAILED_LABEL),
-        ("outlier", OUTLIER_MARKER, OUTLIER_LABEL),
-    ):
+    for flag, marker, label in _MARKED:
         if at[flag].any():
             ax.scatter(at.loc[at[flag], "x"], at.loc[at[flag], "y"], **marker, gid=flag, label=label)
 
@@ -229,7 +228,7 @@ def final_accuracy_vs_batch(fin: pd.DataFrame, summ: pd.DataFrame) -> Figure:
     two a row, one when a panel has more than four batch sizes."""
     if fin.empty:
         raise ValueError("the results frame is empty; run a sweep first")
-    panels, axes_cols = style.facets(fin), style.facet_axes(fin)
+    panels = style.facets(fin)
     sizes_of = [sorted(int(b) for b in g["batch_size"].unique()) for _, g in panels]
     most = max(len(sizes) for sizes in sizes_of)
     colors = style.batch_colors(fin["batch_size"])
@@ -244,8 +243,9 @@ def final_accuracy_vs_batch(fin: pd.DataFrame, summ: pd.DataFrame) -> Figure:
     width = max(7.5, 1.2 + 0.95 * most)
     with style.figure(width * nc, 1.5 + 4.2 * nrows) as fig:
         axes = _panel_axes(fig, len(panels), nc, sharey=True)
-        for ax, (title, g), sizes in zip(axes, panels, sizes_of, strict=True):
-            _final_panel(ax, g, style.panel_rows(summ, g, axes_cols), sizes, colors, ylim)
+        # The summary faceted alike: the same configurations, panel by panel.
+        for ax, (title, g), (_, s), sizes in zip(axes, panels, style.facets(summ), sizes_of, strict=True):
+            _final_panel(ax, g, s, sizes, colors, ylim)
             ax.set(title=title, ylabel=f"test accuracy after {ep} (%)")
         seed = mpl.lines.Line2D([], [], ls="", marker="o", ms=5, color="0.45", mec="white", label="seed")
         fig.legend(handles=[seed, *_handles(axes)], loc="outside lower center", ncols=2)
@@ -261,14 +261,10 @@ def heatmap_batch_epoch(per: pd.DataFrame, summ: pd.DataFrame, max_epochs: int =
     """Median test accuracy (%) per batch size (rows) and epoch (columns), annotated, on one colour
     scale from the cells' 20th percentile (the best cells' small differences get most colours;
     lower ones share the darkest). Over ``max_epochs`` epochs, evenly spaced ones are shown."""
-    per = per.reset_index()
-    tables = []
-    for title, g in style.facets(per):
-        t = 100 * g.pivot_table(
-            index="batch_size", columns="epoch", values="test_acc_median", aggfunc="first"
-        )
-        t.columns = [int(c) for c in t.columns]
-        tables.append((title, t))
+    tables = [
+        (title, 100 * g.pivot(index="batch_size", columns="epoch", values="test_acc_median"))
+        for title, g in style.facets(per.reset_index())
+    ]
     epochs = sorted({c for _, t in tables for c in t.columns})
     subset = len(epochs) > max_epochs
     if subset:
@@ -303,9 +299,8 @@ def heatmap_batch_epoch(per: pd.DataFrame, summ: pd.DataFrame, max_epochs: int =
 def _split_lines(ax, g: pd.DataFrame, metric: str, scale: float, one_seed: bool) -> None:
     long = g[["epoch"]].assign(train=scale * g[f"train_{metric}"], test=scale * g[f"test_{metric}"])
     long = long.melt("epoch", var_name="split")
-    palette = {"train": style.TRAIN_COLOR, "test": style.TEST_COLOR}
     _median_lines(
-        ax, long, "value", "split", palette, one_seed, hue_order=list(palette), linewidth=1.6, legend=False
+        ax, long, "value", "split", SPLITS, one_seed, hue_order=list(SPLITS), linewidth=1.6, legend=False
     )
 
 
@@ -327,13 +322,10 @@ def train_vs_test(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 4) -> F
     # At least as wide as the title and the legend below, however few panels.
     with style.figure(max(2.7 * ncols + 0.6, 7.0), 4.4 * nblocks + 0.7) as fig:
         axes = fig.subplots(2 * nblocks, ncols, sharex=same, squeeze=False)
-        for i in range(nblocks * ncols):
-            ax_acc, ax_loss = axes[2 * (i // ncols), i % ncols], axes[2 * (i // ncols) + 1, i % ncols]
-            if i >= n:
-                ax_acc.set_visible(False)
-                ax_loss.set_visible(False)
-                continue
-            title, g = panels[i]
+        pairs = axes.reshape(nblocks, 2, ncols).transpose(0, 2, 1).reshape(-1, 2)  # (accuracy, loss) axes
+        for ax in pairs[n:].ravel():
+            ax.set_visible(False)
+        for i, ((title, g), (ax_acc, ax_loss)) in enumerate(zip(panels, pairs[:n], strict=True)):
             if not same:  # its own epochs: the pair shares them, and the loss panel shows them
                 ax_loss.sharex(ax_acc)
                 ax_acc.tick_params(axis="x", labelbottom=False)
@@ -350,12 +342,8 @@ def train_vs_test(curves: pd.DataFrame, summ: pd.DataFrame, ncols: int = 4) -> F
             if lowest:  # the lowest panel in its column shows its epochs
                 ax_loss.tick_params(axis="x", labelbottom=True)
             style.epoch_axis(ax_loss, g["epoch"], nbins=4)
-        handles = [
-            mpl.lines.Line2D(
-                [], [], color=style.TRAIN_COLOR, lw=2, label="train (mean over the epoch's steps)"
-            ),
-            mpl.lines.Line2D([], [], color=style.TEST_COLOR, lw=2, label="test (after the epoch)"),
-        ]
+        what = {"train": "train (mean over the epoch's steps)", "test": "test (after the epoch)"}
+        handles = [mpl.lines.Line2D([], [], color=c, lw=2, label=what[s]) for s, c in SPLITS.items()]
         fig.legend(handles=handles, loc="outside lower center", ncols=2)
         fig.suptitle(f"Train vs test: {_over_seeds(summ)}")
     return fig
@@ -376,9 +364,7 @@ def dead_units(curves: pd.DataFrame, summ: pd.DataFrame) -> Figure:
     colors = style.batch_colors(curves["batch_size"])
     same = _same_epochs(panels)  # else each row (one value of the other axes) has its own epochs
     with style.figure(1.0 + 5.2 * len(layers), 1.3 + 3.9 * len(panels)) as fig:
-        axes = fig.subplots(
-            len(panels), len(layers), squeeze=False, sharex=True if same else "row", sharey=True
-        )
+        axes = fig.subplots(len(panels), len(layers), squeeze=False, sharex=same or "row", sharey=True)
         for row, (title, g) in enumerate(panels):
             for col, layer in enumerate(layers):
                 ax = axes[row, col]

@@ -1,7 +1,5 @@
 """The one style of every figure (``with figure(8, 5) as fig: ...``) and the helpers the study's
-figures share. Figures are made without pyplot: no backend is switched
-and nothing piles up in pyplot's registry.
-"""
+figures share. Figures are made without pyplot: no backend is switched, nothing piles up in it."""
 
 from __future__ import annotations
 
@@ -84,15 +82,6 @@ def facets(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     groups = df.groupby(axes, dropna=False, sort=False)
     ordered = sorted(groups, key=lambda kg: [value_order(c, v) for c, v in zip(axes, kg[0], strict=True)])
     return [(config_label(dict(zip(axes, k, strict=True)), axes), g) for k, g in ordered]
-
-
-def panel_rows(frame: pd.DataFrame, panel: pd.DataFrame, axes: Iterable[str]) -> pd.DataFrame:
-    """The rows of ``frame`` (say a summary) with ``panel``'s values of ``axes`` (NaN matches NaN)."""
-    keep = pd.Series(True, index=frame.index)
-    for c in axes:
-        v = panel[c].iloc[0]
-        keep &= frame[c].isna() if pd.isna(v) else frame[c] == v
-    return frame[keep]
 
 
 def grid(n: int, ncols: int) -> tuple[int, int]:

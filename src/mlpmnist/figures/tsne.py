@@ -12,10 +12,8 @@ from mlpmnist.figures.style import figure
 
 def class_colors(n: int) -> np.ndarray:
     """[n, 4] RGBA, a distinct colour per class: tab10 up to 10, tab20 up to 20, else spaced hues."""
-    if n <= 10:
-        return mpl.colormaps["tab10"](range(n))
     if n <= 20:
-        return mpl.colormaps["tab20"](range(n))
+        return mpl.colormaps["tab10" if n <= 10 else "tab20"](range(n))
     return mpl.colormaps["hsv"](np.linspace(0, 1, n, endpoint=False))
 
 
@@ -33,15 +31,7 @@ def plot_tsne(emb: Embeddings, label: str = "", ncols: int = 4) -> Figure:
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for ax, epoch in zip(axes, epochs, strict=False):  # spare cells stay empty
             p = emb.points[emb.points["epoch"] == epoch]
-            ax.scatter(
-                p["x"],
-                p["y"],
-                c=[colors[v] for v in p["label"]],
-                s=3,
-                alpha=0.7,
-                linewidths=0,
-                rasterized=True,
-            )
+            ax.scatter(p["x"], p["y"], c=colors[p["label"]], s=3, alpha=0.7, linewidths=0, rasterized=True)
             ax.set(xticks=[], yticks=[])
             ax.grid(False)
             ax.set_aspect("equal", adjustable="datalim")

@@ -31,12 +31,6 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 MEDIA = ("*.png", "*.pdf", "*.svg", "*.csv", "*.json")
 
 
-def _kept(output: nbformat.NotebookNode) -> bool:
-    if output.get("output_type") == "stream":
-        return output.get("name") != "stderr"
-    return WIDGET not in output.get("data", {})
-
-
 def strip_run(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """``nb`` in place without what says when and how it ran (see the module); returns it."""
     for key in RUN_METADATA:
@@ -46,7 +40,10 @@ def strip_run(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
         if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if _kept(o)]
+            # Without stderr streams and progress widgets (only a stream has a name, only data a widget).
+            cell.outputs = [
+                o for o in cell.outputs if o.get("name") != "stderr" and WIDGET not in o.get("data", {})
+            ]
     return nb
 
 

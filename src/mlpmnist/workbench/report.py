@@ -47,11 +47,8 @@ def write_study(
 ) -> list[Path]:
     """The study's numbers as the CSVs of ``FILES`` in ``folder`` (the dead units where the records
     have them). Returns the paths."""
-    folder = Path(folder)
-    out = [write_csv(summ, folder / FILES["summary"]), write_csv(pairs, folder / FILES["pairs"])]
-    if dead is not None:
-        out.append(write_csv(dead, folder / FILES["dead"]))
-    return out
+    frames = {"summary": summ, "pairs": pairs, "dead": dead}
+    return [write_csv(f, Path(folder) / FILES[role]) for role, f in frames.items() if f is not None]
 
 
 def read_summary(path: str | os.PathLike) -> pd.DataFrame:
@@ -73,10 +70,9 @@ def readme_blocks(media: str | os.PathLike) -> dict[str, str]:
     the dead-unit findings from the study's CSVs, the science section from its summary."""
     media = Path(media)
     out = {}
-    if (media / FILES["science"]).is_file():
-        out["science"] = science_report.section(
-            json.loads((media / FILES["science"]).read_text(encoding="utf-8"))
-        )
+    science = media / FILES["science"]
+    if science.is_file():
+        out["science"] = science_report.section(json.loads(science.read_text(encoding="utf-8")))
     if not (media / FILES["summary"]).is_file():
         return out  # the science published alone
     summ = read_summary(media / FILES["summary"])

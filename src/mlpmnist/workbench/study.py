@@ -1,10 +1,9 @@
 """The study that ``run.ipynb`` tells: its parameters checked before anything runs
-(``Study.from_parameters``) and turned into a sweep, where its outputs go, and whose models its
-model cells show: unless the parameters pin it, the best median final test accuracy
-(``analysis.choice``), as ``python -m mlpmnist figures`` chooses. Relative paths are read from the
-repository root (``paths``); figures and summary go to ``results_dir/studies/<sweep_key>/``
-unless ``media_dir`` says otherwise (``make study`` passes ``media_dir="media"``).
-"""
+(``Study.from_parameters``) and turned into a sweep, where its outputs go, and whose models its model
+cells show: unless the parameters pin it, the best median final test accuracy (``analysis.choice``), as
+``python -m mlpmnist figures`` chooses. Relative paths are read from the repository root (``paths``);
+figures and summary go to ``results_dir/studies/<sweep_key>/`` unless ``media_dir`` says otherwise
+(``make study`` passes ``media_dir="media"``)."""
 
 from __future__ import annotations
 
@@ -148,8 +147,7 @@ class Study:
     def _hint(self, chosen: TrainConfig) -> str:
         """How to show another point: a free parameter and another value of it (there is one, as
         ``choose_model`` asks only when there are several candidates)."""
-        free = [k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in self._pinned()]
-        name = free[0]
+        name = next(k for k, v in self.sweep.grid.items() if len(v) > 1 and k not in self._pinned())
         other = next(v for v in self.sweep.grid[name] if plain(v) != plain(getattr(chosen, name)))
         if name == "batch_size":
             return f"set model_batch_size (e.g. {other}) or model_where to show another"
