@@ -57,14 +57,11 @@ class ReferenceEngine:
 
     @torch.no_grad()
     def activations(self, x: Tensor) -> list[Tensor]:
-        per_model = []
-        for m in self.models:
-            h, acts = x, []
-            for layer in m.layers[:-1]:
-                h = activate(layer(h), m.activation)
-                acts.append(h)
-            per_model.append(acts)
-        return [torch.stack(layer) for layer in zip(*per_model, strict=True)]
+        hs, acts = [x] * self.n_replicas, []
+        for i in range(len(self.models[0].layers) - 1):
+            hs = [activate(m.layers[i](h), m.activation) for m, h in zip(self.models, hs, strict=True)]
+            acts.append(torch.stack(hs))
+        return acts
 
     @torch.no_grad()
     def head(self, h: Tensor) -> Tensor:

@@ -149,11 +149,6 @@ class _Window:
         self.examples += y.shape[0] * y.shape[2]
         self.steps += y.shape[0]
 
-    def means(self) -> tuple[list[float], list[float]]:
-        """(mean training loss in nats, training accuracy) per replica."""
-        assert self.loss is not None and self.correct is not None, "an evaluation follows steps"
-        return (self.loss / self.examples).tolist(), (self.correct.double() / self.examples).tolist()
-
 
 def eval_steps(config: TrainConfig) -> list[int]:
     """The step counts after which ``config`` evaluates, sorted: every epoch's end, and with
@@ -180,8 +175,7 @@ class _Run:
         self.checks = eval_steps(c)
         self.snaps = {round(e * c.steps_per_epoch): float(e) for e in c.snapshots}  # step -> epoch
         models, self.gens = init_models(c)
-        dtype = getattr(torch, c.dtype)
-        models = [m.to(dtype) for m in models]
+        models = [m.to(self.X.dtype) for m in models]
         kind = ReferenceEngine if c.engine == "reference" else StackedEngine
         self.engine: Engine = kind(
             models, device, optimizer=c.optimizer, momentum=c.momentum, weight_decay=c.weight_decay
@@ -189,7 +183,7 @@ class _Run:
         self.shifts = ReplicaShifts(c.max_shift, c.seeds, c.spec.image_shape, device) if c.max_shift else None
         self.replicas = list(c.replicas)
         self.alive = list(range(len(self.replicas)))  # indices into replicas, in engine order
-        self.lrs = torch.tensor(c.lrs, dtype=dtype, device=device)
+        self.lrs = torch.tensor(c.lrs, dtype=self.X.dtype, device=device)
         self.step, self.next_check = 0, 0
         self.rows: list[dict] = []
         self.snapshots: dict[float, list[dict | None]] = {}
@@ -289,9 +283,7 @@ class _Run:
         if tensors is None or state.get("version") != STATE_VERSION or state.get("key") != self.config.key():
             return False
         alive = list(state["alive"])
-        if len(alive) < len(self.alive):
-            keep = torch.tensor([i in alive for i in self.alive], device=self.device)
-            self.engine.keep(keep)
+        self.drop([i not in alive for i in self.alive])
         for t, saved in zip(tensors(), state["engine"], strict=True):
             t.copy_(saved)
         gens = [*self.gens, *(self.shifts.gens if self.shifts is not None else [])]
@@ -312,8 +304,11 @@ class _Run:
         """One history row per live replica now (see ``train`` for the columns)."""
         t0, window = time.perf_counter(), self.window
         R, spe = len(self.alive), self.config.steps_per_epoch
-        train_loss, train_acc = window.means()
-        metrics: dict[str, list[float]] = {"train_loss": train_loss, "train_acc": train_acc}
+        assert window.loss is not None and window.correct is not None, "an evaluation follows steps"
+        metrics: dict[str, list[float]] = {
+            "train_loss": (window.loss / window.examples).tolist(),  # nats
+            "train_acc": (window.correct.double() / window.examples).tolist(),
+        }
         for name, split in evals.items():  # the last split's dead units are kept (test's, see _data)
             loss, acc, dead = evaluate(self.engine, split.x, split.y)
             metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()

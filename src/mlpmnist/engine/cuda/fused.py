@@ -35,9 +35,8 @@ def available(device: torch.device | str) -> bool:
     device is a CUDA GPU, or the kernel runs in the interpreter (any device)."""
     from mlpmnist.engine.cuda import kernel
 
-    if kernel.triton is None:
-        return False
-    return kernel.interpreted() or (torch.device(device).type == "cuda" and torch.cuda.is_available())
+    cuda = torch.device(device).type == "cuda" and torch.cuda.is_available()
+    return kernel.interpreted() or (kernel.triton is not None and cuda)
 
 
 def supports(

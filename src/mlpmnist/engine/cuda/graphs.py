@@ -23,11 +23,8 @@ class Recordable(Protocol):
     """What ``GraphRunner`` records: an engine's eager step and the tensors it changes."""
 
     def workspace(self, R: int, B: int) -> Any: ...
-
     def state(self) -> list[Tensor]: ...
-
     def step_tensors(self, x: Tensor, y: Tensor, lr3: Tensor) -> Outputs: ...
-
     def steps(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs: ...
 
 
@@ -70,10 +67,8 @@ def capture(state: list[Tensor], fn: Callable[[], Outputs]) -> tuple[Any, Output
 
 
 class GraphRunner:
-    """Runs ``engine``'s spans of steps as graph launches of ``chunk_steps`` steps each."""
-
-    #: How graphs are recorded; the CPU tests put a stand-in here.
-    capture: Callable[[list[Tensor], Callable[[], Outputs]], tuple[Any, Outputs]] = staticmethod(capture)
+    """Runs ``engine``'s spans of steps as graph launches of ``chunk_steps`` steps each (recorded by
+    ``capture``, for which the CPU tests put a stand-in)."""
 
     def __init__(self, engine: Recordable, chunk_steps: int) -> None:
         self.engine, self.chunk_steps = engine, chunk_steps
@@ -85,15 +80,12 @@ class GraphRunner:
         self.graphs.clear()
 
     def steps(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs | None:
-        """``StackedEngine.steps`` through graphs; None when recording failed (after a warning),
-        from then on for every call, so the engine steps eagerly."""
-        if self.failed:
-            return None
+        """``StackedEngine.steps`` through graphs; None when recording failed (after a warning;
+        ``failed`` then keeps the engine off this path)."""
         S, K = len(idx), self.chunk_steps
-        sizes = [K] * (S // K) + [1] * (S % K)
         out: list[Outputs] = []
         s = 0
-        for k in sizes:
+        for k in [K] * (S // K) + [1] * (S % K):
             chunk = self._run(X, idx[s : s + k], y[s : s + k], lr[s : s + k])
             if chunk is None:
                 if not out:
@@ -105,8 +97,7 @@ class GraphRunner:
         return torch.cat([p for p, _ in out]), torch.cat([a for _, a in out])
 
     def _run(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs | None:
-        K, R, B = idx.shape
-        key = (K, R, B, X.data_ptr())
+        key = (*idx.shape, X.data_ptr())
         gr = self.graphs.get(key)
         if gr is None:
             gr = self._record(key, X, idx, y, lr)
@@ -131,7 +122,7 @@ class GraphRunner:
             return torch.stack([p for p, _ in outs]), torch.stack([a for _, a in outs])
 
         try:
-            graph, outputs = self.capture(engine.state(), run)
+            graph, outputs = capture(engine.state(), run)
         except Exception as e:  # whatever the cause, eager steps still train correctly
             warnings.warn(f"CUDA graph capture failed ({e!r}); running eager steps", stacklevel=4)
             self.failed = True
