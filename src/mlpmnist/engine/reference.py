@@ -44,13 +44,11 @@ class ReferenceEngine:
             for r, (model, opt) in enumerate(zip(self.models, self.opts, strict=True)):
                 for group in opt.param_groups:
                     group["lr"] = lr[k, r].item()
-                logits = model(x[r])
-                loss = F.cross_entropy(logits, y[k, r])
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                logits = model(x[r])
+                F.cross_entropy(logits, y[k, r]).backward()
                 opt.step()
-                logits = logits.detach()
-                picked.append(logits.log_softmax(1).gather(1, y[k, r].unsqueeze(1)).squeeze(1))
+                picked.append(logits.detach().log_softmax(1).gather(1, y[k, r].unsqueeze(1)).squeeze(1))
                 pred.append(logits.argmax(1))
         shape = (*idx.shape[:2], -1)
         return torch.stack(picked).view(shape), torch.stack(pred).view(shape)

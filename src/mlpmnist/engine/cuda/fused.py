@@ -72,11 +72,10 @@ def _check(params: list[torch.Tensor], state: list[torch.Tensor], n_state: int) 
     shapes = [(R, F, H1), (R, 1, H1), (R, H1 + 1, H2), (R, H2 + 1, C)]
     if len(state) != n_state:
         raise ValueError(f"state: {n_state} tensors expected for this optimizer; got {len(state)}")
-    for name, t, shape in [
-        *((f"params[{i}]", p, s) for i, (p, s) in enumerate(zip(params, shapes, strict=True))),
-        *((f"state[{i}]", t, shapes[i % 4]) for i, t in enumerate(state)),
-    ]:
+    for i, t in enumerate([*params, *state]):
+        shape = shapes[i % 4]
         if tuple(t.shape) != shape or t.dtype != W0.dtype or t.device != W0.device or not t.is_contiguous():
+            name = f"params[{i}]" if i < 4 else f"state[{i - 4}]"
             raise ValueError(
                 f"{name}: a contiguous {shape} {W0.dtype} tensor on {W0.device} expected "
                 f"(updated in place); got {tuple(t.shape)} {t.dtype} on {t.device}"
@@ -117,19 +116,16 @@ def fused_steps(
     t0: int = 0,
     config: tuple[int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """S steps of every replica in one kernel launch, updating ``params`` and ``state`` in place.
+    """S steps of every replica in one kernel launch, updating ``params`` and ``state`` in place;
+    returns ``base.Outputs`` [S, R, B] (params' dtype, int64), from before each step's update.
 
-    ``optimizer`` and ``activation``: one of ``OPTIMIZERS`` and of ``ACTIVATIONS`` (anything else
-    is a ``ValueError``). ``params``: [W0, b0, S1, S2] (``base.stack_params``' layout). ``state``: []
-    for SGD without momentum; one momentum buffer per parameter for SGD with momentum; [m0, m1,
-    m2, m3, v0, v1, v2, v3] for Adam, ``t0`` being the steps already taken (step s's bias
-    corrections use t0 + s + 1). State starts at zeros. Step s of replica r trains on rows
-    ``idx`` [S, R, B] (int64) of ``X`` [N, F] (params' dtype) with labels ``y`` [S, R, B] and
-    learning rate ``lr`` [S, R] (an expanded view is fine). ``config``: (BLOCK_K, num_warps,
-    num_stages) instead of ``launch_config``'s; it changes the speed, not the results.
-
-    Returns (log-probability of the true class [S, R, B] in params' dtype, predicted class
-    [S, R, B] int64), both from the logits before step s's update.
+    ``params``: [W0, b0, S1, S2] (``base.stack_params``' layout). ``state``: [] for SGD without
+    momentum; one momentum buffer per parameter for SGD with momentum; [m0, m1, m2, m3, v0, v1, v2,
+    v3] for Adam, ``t0`` being the steps already taken (step s's bias corrections use t0 + s + 1).
+    State starts at zeros. Step s of replica r trains on rows ``idx`` [S, R, B] (int64) of ``X``
+    [N, F] (params' dtype) with labels ``y`` [S, R, B] and learning rate ``lr`` [S, R] (an expanded
+    view is fine). ``config``: (BLOCK_K, num_warps, num_stages) instead of ``launch_config``'s; it
+    changes the speed, not the results.
     """
     if optimizer not in OPTIMIZERS or activation not in ACTIVATIONS:
         raise ValueError(

@@ -11,22 +11,12 @@ import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from mlpmnist.engine.base import Outputs, gather_batch
-
-
-class Recordable(Protocol):
-    """What ``GraphRunner`` records: an engine's eager step and the tensors it changes."""
-
-    def workspace(self, R: int, B: int) -> Any: ...
-    def state(self) -> list[Tensor]: ...
-    def step_tensors(self, x: Tensor, y: Tensor, lr3: Tensor) -> Outputs: ...
-    def steps(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs: ...
-
 
 # One capture at a time in a process: engines in other threads keep launching meanwhile.
 _CAPTURE_LOCK = threading.Lock()
@@ -67,10 +57,11 @@ def capture(state: list[Tensor], fn: Callable[[], Outputs]) -> tuple[Any, Output
 
 
 class GraphRunner:
-    """Runs ``engine``'s spans of steps as graph launches of ``chunk_steps`` steps each (recorded by
-    ``capture``, for which the CPU tests put a stand-in)."""
+    """Runs the spans of steps of ``engine``, a ``StackedEngine`` (its eager ``step_tensors``, the
+    tensors they change, ``state``, and their ``workspace``), as graph launches of ``chunk_steps``
+    steps each, recorded by ``capture`` (for which the CPU tests put a stand-in)."""
 
-    def __init__(self, engine: Recordable, chunk_steps: int) -> None:
+    def __init__(self, engine: Any, chunk_steps: int) -> None:
         self.engine, self.chunk_steps = engine, chunk_steps
         self.graphs: dict[tuple, _Graph] = {}
         self.failed = False
