@@ -89,14 +89,11 @@ class GraphRunner:
 
     def _run(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs | None:
         key = (*idx.shape, X.data_ptr())
-        gr = self.graphs.get(key)
+        gr = self.graphs.get(key) or self._record(key, X, idx, y, lr)
         if gr is None:
-            gr = self._record(key, X, idx, y, lr)
-            if gr is None:
-                return None
-        else:
-            for static, new in zip(gr.inputs, (idx, y, lr), strict=True):
-                static.copy_(new)
+            return None
+        for static, new in zip(gr.inputs, (idx, y, lr), strict=True):
+            static.copy_(new)
         gr.graph.replay()
         # The next replay overwrites the graph's outputs: hand out copies.
         return gr.outputs[0].clone(), gr.outputs[1].clone()
