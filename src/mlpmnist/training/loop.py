@@ -359,9 +359,7 @@ def train(
             disable=not progress,
             mininterval=1,
         ) as bar:
-            for _ in range(done, config.epochs):
-                if run.finished:
-                    break
+            while not run.finished:  # at the latest after the last epoch's end, its last evaluation
                 run.epoch(verbose)
                 bar.update()
                 if checkpoint is not None and not run.finished and (state := run.state()) is not None:
