@@ -26,8 +26,7 @@ MAX_WIDTH = 128
 #: Fewest rows or columns of a tile: tl.dot's inner dimension must be >= 8 for float32 on
 #: NVIDIA GPUs (Triton 3.x); 8, not 16, because a batch of 8 then wastes no arithmetic.
 MIN_BLOCK = 8
-# The kernel's optimizer codes (its OPT constexpr).
-_SGD, _MOMENTUM, _ADAM = 0, 1, 2
+_SGD, _MOMENTUM, _ADAM = 0, 1, 2  # the kernel's optimizer codes (its OPT constexpr)
 
 
 def available(device: torch.device | str) -> bool:
@@ -168,8 +167,7 @@ def fused_steps(
     # non-blocking copy from pageable memory is staged at once and does not wait for the GPU.
     hyper = torch.tensor(
         [momentum, weight_decay, 1 - beta1, beta2, 1 - beta2, ADAM_EPS, 1 / B], dtype=torch.float64
-    )
-    hyper = hyper.to(device, non_blocking=True)
+    ).to(device, non_blocking=True)
     q = state[:4] if state else params  # unused pointers (never dereferenced) when there is no state
     v = state[4:] if opt == _ADAM else params
     rows = [t.to(device, torch.int64).contiguous() for t in (idx, y)]

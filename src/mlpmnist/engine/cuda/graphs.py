@@ -95,8 +95,7 @@ class GraphRunner:
         for static, new in zip(gr.inputs, (idx, y, lr), strict=True):
             static.copy_(new)
         gr.graph.replay()
-        # The next replay overwrites the graph's outputs: hand out copies.
-        return gr.outputs[0].clone(), gr.outputs[1].clone()
+        return gr.outputs[0].clone(), gr.outputs[1].clone()  # the next replay overwrites them
 
     def _record(self, key: tuple, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> _Graph | None:
         engine = self.engine
