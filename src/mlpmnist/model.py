@@ -17,12 +17,10 @@ LEAKY_SLOPE = 0.01
 
 
 def activate(z: torch.Tensor, activation: str, inplace: bool = False) -> torch.Tensor:
-    """``activation`` (one of ``config.ACTIVATIONS``) applied to the pre-activations ``z``."""
-    if activation == "relu":
-        return F.relu(z, inplace=inplace)
+    """``activation`` (of ``config.ACTIVATIONS``, which ``MLP`` checks) applied to pre-activations ``z``."""
     if activation == "leaky_relu":
         return F.leaky_relu(z, LEAKY_SLOPE, inplace=inplace)
-    raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+    return F.relu(z, inplace=inplace)
 
 
 class MLP(nn.Module):
@@ -43,11 +41,10 @@ class MLP(nn.Module):
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
         self.activation = activation
         linears = [nn.Linear(a, b) for a, b in itertools.pairwise([n_in, *hidden, n_out])]
-        with torch.no_grad():
-            for layer in linears:
-                nn.init.xavier_uniform_(layer.weight, generator=generator)
-                bound = 1.0 / math.sqrt(layer.in_features)
-                nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+        for layer in linears:  # nn.init writes without autograd
+            nn.init.xavier_uniform_(layer.weight, generator=generator)
+            bound = 1.0 / math.sqrt(layer.in_features)
+            nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
         self.layers = nn.ModuleList(linears)
 
     @classmethod

@@ -93,7 +93,7 @@ def fake_graphs(monkeypatch):
     through graphs recorded by the stand-in (each replay adding ``fault`` to one weight)."""
 
     def make(ms, chunk_steps: int = 32, fault: float = 0.0, **kw) -> StackedEngine:
-        monkeypatch.setattr(graphs.GraphRunner, "capture", staticmethod(_capture(fault)))
+        monkeypatch.setattr(graphs, "capture", _capture(fault))
         engine = StackedEngine(ms, torch.device("cpu"), **kw)
         engine.graphs = graphs.GraphRunner(engine, chunk_steps)
         assert engine.path(8) == "graphs"
@@ -132,7 +132,7 @@ def test_failed_capture_falls_back_to_eager(monkeypatch):
     def broken(state, fn):
         raise RuntimeError("no capture here")
 
-    monkeypatch.setattr(graphs.GraphRunner, "capture", staticmethod(broken))
+    monkeypatch.setattr(graphs, "capture", broken)
     graphed = StackedEngine(models(2), torch.device("cpu"))
     graphed.graphs = graphs.GraphRunner(graphed, 4)
     eager = StackedEngine(models(2), torch.device("cpu"))

@@ -102,15 +102,6 @@ def _fetch(spec: DatasetSpec, mirror: str, dest: Path) -> None:
         ) from e
 
 
-def _remove_dirs(new: list[Path]) -> None:
-    """Remove the folders in ``new`` (deepest first) while they are empty."""
-    for folder in new:
-        try:
-            os.rmdir(folder)  # only ever removes an empty folder
-        except OSError:
-            break
-
-
 def download(spec: DatasetSpec, root: Path, missing: list[str]) -> None:
     """Download the raw files ``missing`` into ``raw_dir(root)``, each from the first mirror that
     serves a valid ``<file>.gz`` (one that cannot be reached is not asked again). On failure removes
@@ -120,17 +111,16 @@ def download(spec: DatasetSpec, root: Path, missing: list[str]) -> None:
     if not spec.mirrors:
         raise DataError(f"{head} and it has no download mirrors; {idx.put_hint(spec, raw)}")
     new = [p for p in (raw, *raw.parents) if idx.stat_of(spec, p) is None]  # deepest first
-    try:
-        raw.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        _remove_dirs(new)
-        raise DataError(
-            f"{head} and {raw} cannot be created to download it ({e.strerror or e}); "
-            f"{idx.put_hint(spec, raw)}"
-        ) from e
     done: list[Path] = []
     down: dict[str, str] = {}  # mirror -> why it cannot be reached
     try:
+        try:
+            raw.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataError(
+                f"{head} and {raw} cannot be created to download it ({e.strerror or e}); "
+                f"{idx.put_hint(spec, raw)}"
+            ) from e
         for name in missing:
             failures: dict[str, list[str]] = {}  # cause -> the mirrors that gave it
             for mirror in spec.mirrors:
@@ -155,5 +145,9 @@ def download(spec: DatasetSpec, root: Path, missing: list[str]) -> None:
     except BaseException:  # Ctrl-C included: leave the folder as it was
         for path in done:
             path.unlink(missing_ok=True)
-        _remove_dirs(new)
+        for folder in new:  # deepest first, while empty (rmdir removes only an empty folder)
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
         raise

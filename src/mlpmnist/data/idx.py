@@ -24,8 +24,7 @@ from mlpmnist.data.specs import DatasetSpec
 from mlpmnist.errors import DataError
 
 ENV_VAR = "MLPMNIST_DATA"
-# A dataset's name (see ``datasets.names()``) or its spec.
-Dataset: TypeAlias = "str | DatasetSpec"
+Dataset: TypeAlias = "str | DatasetSpec"  # a dataset's name (see ``datasets.names()``) or its spec
 CHUNK = 1 << 20
 
 

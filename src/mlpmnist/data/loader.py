@@ -137,13 +137,10 @@ def _read_split(spec: DatasetSpec, root: Path, files: list[str]) -> Split:
         raise idx.invalid(
             spec, labels_path, f"it holds label {top}, but {spec.title} has {spec.n_classes} classes"
         )
-    return Split(scale(images.reshape(len(images), spec.n_features)), labels.to(torch.int64))
-
-
-def scale(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels [0, 255] -> float32 (p - 127.5) / 127.5 in [-1, 1]: the reference's ToTensor
-    and Normalize(0.5, 0.5), computed with one rounding (p - 127.5 is exact in float32)."""
-    return pixels.sub(127.5).div_(127.5)
+    # uint8 [0, 255] -> float32 (p - 127.5) / 127.5 in [-1, 1]: the reference's ToTensor and
+    # Normalize(0.5, 0.5), with one rounding (p - 127.5 is exact in float32).
+    x = images.reshape(len(images), spec.n_features).sub(127.5).div_(127.5)
+    return Split(x, labels.to(torch.int64))
 
 
 def load(

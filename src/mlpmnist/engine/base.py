@@ -63,9 +63,8 @@ def evaluate(engine: Engine, x: Tensor, y: Tensor, chunk: int = 10_000) -> tuple
     """Per replica on (``x``, ``y``): mean cross-entropy (nats) [R], accuracy (fraction) [R], and
     the fraction of dead units of each hidden layer [R, L]: units whose output is <= 0 on every
     example (for leaky ReLU, a pre-activation <= 0 everywhere)."""
-    R = engine.n_replicas
-    loss = torch.zeros(R, dtype=torch.float64, device=x.device)
-    correct = torch.zeros(R, dtype=torch.int64, device=x.device)
+    loss = torch.zeros(engine.n_replicas, dtype=torch.float64, device=x.device)
+    correct = torch.zeros(engine.n_replicas, dtype=torch.int64, device=x.device)
     alive: list[Tensor] | None = None
     for start in range(0, len(y), chunk):
         xs, ys = x[start : start + chunk], y[start : start + chunk]

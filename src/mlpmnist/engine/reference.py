@@ -44,27 +44,22 @@ class ReferenceEngine:
             for r, (model, opt) in enumerate(zip(self.models, self.opts, strict=True)):
                 for group in opt.param_groups:
                     group["lr"] = lr[k, r].item()
-                logits = model(x[r])
-                loss = F.cross_entropy(logits, y[k, r])
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                logits = model(x[r])
+                F.cross_entropy(logits, y[k, r]).backward()
                 opt.step()
-                logits = logits.detach()
-                picked.append(logits.log_softmax(1).gather(1, y[k, r].unsqueeze(1)).squeeze(1))
+                picked.append(logits.detach().log_softmax(1).gather(1, y[k, r].unsqueeze(1)).squeeze(1))
                 pred.append(logits.argmax(1))
         shape = (*idx.shape[:2], -1)
         return torch.stack(picked).view(shape), torch.stack(pred).view(shape)
 
     @torch.no_grad()
     def activations(self, x: Tensor) -> list[Tensor]:
-        per_model = []
-        for m in self.models:
-            h, acts = x, []
-            for layer in m.layers[:-1]:
-                h = activate(layer(h), m.activation)
-                acts.append(h)
-            per_model.append(acts)
-        return [torch.stack(layer) for layer in zip(*per_model, strict=True)]
+        hs, acts = [x] * self.n_replicas, []
+        for i in range(len(self.models[0].layers) - 1):
+            hs = [activate(m.layers[i](h), m.activation) for m, h in zip(self.models, hs, strict=True)]
+            acts.append(torch.stack(hs))
+        return acts
 
     @torch.no_grad()
     def head(self, h: Tensor) -> Tensor:

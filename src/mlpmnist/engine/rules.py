@@ -93,8 +93,7 @@ class SGD(StackedRule):
 
 class Adam(StackedRule):
     """``torch.optim.Adam`` (no amsgrad): G = grad + wd * p; m = b1 m + (1 - b1) G;
-    v = b2 v + (1 - b2) G^2; p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
-    The step count t is a tensor, so recorded steps count too."""
+    v = b2 v + (1 - b2) G^2; p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
 
     per_param = ("m", "v", "scratch")
     t: Tensor

@@ -92,10 +92,8 @@ class StackedEngine:
         record = cuda if cuda_graphs is None else cuda_graphs
         self.graphs = graphs.GraphRunner(self, chunk_steps) if record else None
         self.check_steps = check_steps
-        # Each faster path checked on this engine: the disagreement of each chunk of its check.
-        self.checked: dict[str, list[float]] = {}
-        # Softmax layout (see _Workspace): classes-major pays on a CPU only.
-        self.classes_major = device.type == "cpu"
+        self.checked: dict[str, list[float]] = {}  # per faster path checked: each chunk's disagreement
+        self.classes_major = device.type == "cpu"  # the softmax layout that pays here (see _Workspace)
         self._reset()
 
     def _reset(self) -> None:
@@ -162,8 +160,7 @@ class StackedEngine:
         if self.rule.folds_lr:  # backprop is linear in g: every gradient below carries the lr
             g.mul_(lr3)
         for i in range(len(self.W) - 1, -1, -1):
-            # The input gradient uses W before its update.
-            g_in = torch.bmm(g, self.WT[i], out=ws.g_in[i]) if i else None
+            g_in = torch.bmm(g, self.WT[i], out=ws.g_in[i]) if i else None  # W before its update
             # (index into _params, the left factor of that parameter's gradient left @ g / B)
             updates = [(i + 1, ws.aT[i])] if i else [(0, x.transpose(1, 2)), (1, ws.ones)]
             for k, left in updates:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from mlpmnist.config import TrainConfig
 
 #: Mean cross-entropy (nats) above which a replica counts as diverged: chance level on ten classes
@@ -118,8 +120,6 @@ def outcome_message(config: TrainConfig, rows: list[dict]) -> str | None:
 def eval_line(config: TrainConfig, rows: list[dict]) -> str:
     """One evaluation's rows as a progress line: epoch, test accuracy (median and quartiles),
     replicas at chance, seconds since the previous evaluation."""
-    import numpy as np
-
     r0 = rows[0]
     acc = np.array([r["test_acc"] for r in rows if not r["diverged"] and "test_acc" in r], dtype=float)
     if len(acc):

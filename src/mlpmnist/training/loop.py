@@ -104,25 +104,6 @@ def input_transform(config: TrainConfig, train_x: Tensor) -> Transform:
     return lambda x: (x - mean.to(x.device)) / sd.to(x.device)
 
 
-def _data(
-    config: TrainConfig, data: mdata.Data | None, device: torch.device
-) -> tuple[Tensor, Tensor, dict[str, mdata.Split]]:
-    """What one run reads, on ``device``: training images X [N, 784], labels Y [N] and the splits
-    to evaluate, from ``data`` (default: the config's dataset, loaded; ``ValueError`` for another)."""
-    data = data if data is not None else mdata.load(dataset=config.dataset)
-    if data.spec.name != config.dataset:
-        raise ValueError(f"dataset is {config.dataset!r} but the data given is {data.spec.name!r}")
-    dtype = getattr(torch, config.dtype)
-    train_split, val_split = split_train(data.train, config)
-    X, Y = train_split.x.to(device, dtype), train_split.y.to(device)
-    splits = {"val": val_split, "test": data.test}  # test last: a row's dead units are the last split's
-    evals = {k: s.to(device, dtype) for k, s in splits.items() if s is not None}
-    if (change := input_transform(config, X)) is not None:
-        X = change(X)
-        evals = {k: mdata.Split(change(v.x), v.y) for k, v in evals.items()}
-    return X, Y, evals
-
-
 @dataclass
 class _Window:
     """What the steps since the last evaluation saw, summed per live replica."""
@@ -149,11 +130,6 @@ class _Window:
         self.examples += y.shape[0] * y.shape[2]
         self.steps += y.shape[0]
 
-    def means(self) -> tuple[list[float], list[float]]:
-        """(mean training loss in nats, training accuracy) per replica."""
-        assert self.loss is not None and self.correct is not None, "an evaluation follows steps"
-        return (self.loss / self.examples).tolist(), (self.correct.double() / self.examples).tolist()
-
 
 def eval_steps(config: TrainConfig) -> list[int]:
     """The step counts after which ``config`` evaluates, sorted: every epoch's end, and with
@@ -176,11 +152,21 @@ class _Run:
         self, c: TrainConfig, data: mdata.Data | None, device: torch.device, on_eval: OnEval
     ) -> None:
         self.config, self.device, self.on_eval = c, device, on_eval
-        self.X, self.Y, self.evals = _data(c, data, device)
+        # What the run reads, on the device: training images X [N, 784], labels Y [N], the splits to evaluate.
+        data = data if data is not None else mdata.load(dataset=c.dataset)
+        if data.spec.name != c.dataset:
+            raise ValueError(f"dataset is {c.dataset!r} but the data given is {data.spec.name!r}")
+        dtype = getattr(torch, c.dtype)
+        train_split, val_split = split_train(data.train, c)
+        self.X, self.Y = train_split.x.to(device, dtype), train_split.y.to(device)
+        splits = {"val": val_split, "test": data.test}  # test last: a row's dead units are the last split's
+        self.evals = {k: s.to(device, dtype) for k, s in splits.items() if s is not None}
+        if (change := input_transform(c, self.X)) is not None:
+            self.X = change(self.X)
+            self.evals = {k: mdata.Split(change(v.x), v.y) for k, v in self.evals.items()}
         self.checks = eval_steps(c)
         self.snaps = {round(e * c.steps_per_epoch): float(e) for e in c.snapshots}  # step -> epoch
         models, self.gens = init_models(c)
-        dtype = getattr(torch, c.dtype)
         models = [m.to(dtype) for m in models]
         kind = ReferenceEngine if c.engine == "reference" else StackedEngine
         self.engine: Engine = kind(
@@ -288,16 +274,13 @@ class _Run:
         tensors = getattr(self.engine, "state", None)
         if tensors is None or state.get("version") != STATE_VERSION or state.get("key") != self.config.key():
             return False
-        alive = list(state["alive"])
-        if len(alive) < len(self.alive):
-            keep = torch.tensor([i in alive for i in self.alive], device=self.device)
-            self.engine.keep(keep)
+        self.drop([i not in state["alive"] for i in self.alive])  # alive: in order, as every drop leaves it
         for t, saved in zip(tensors(), state["engine"], strict=True):
             t.copy_(saved)
         gens = [*self.gens, *(self.shifts.gens if self.shifts is not None else [])]
         for g, saved in zip(gens, [*state["generators"], *state["shifts"]], strict=True):
             g.set_state(saved)
-        self.alive, self.step, self.next_check = alive, int(state["step"]), int(state["next_check"])
+        self.step, self.next_check = int(state["step"]), int(state["next_check"])
         self.rows = json.loads(state["rows"])
         self.snapshots = {float(e): sds for e, sds in state["snapshots"]}
         self.first_step_at = state["first_step_at"]
@@ -312,9 +295,12 @@ class _Run:
         """One history row per live replica now (see ``train`` for the columns)."""
         t0, window = time.perf_counter(), self.window
         R, spe = len(self.alive), self.config.steps_per_epoch
-        train_loss, train_acc = window.means()
-        metrics: dict[str, list[float]] = {"train_loss": train_loss, "train_acc": train_acc}
-        for name, split in evals.items():  # the last split's dead units are kept (test's, see _data)
+        assert window.loss is not None and window.correct is not None, "an evaluation follows steps"
+        metrics: dict[str, list[float]] = {
+            "train_loss": (window.loss / window.examples).tolist(),  # nats
+            "train_acc": (window.correct.double() / window.examples).tolist(),
+        }
+        for name, split in evals.items():  # the last split's dead units are kept (test's, see __init__)
             loss, acc, dead = evaluate(self.engine, split.x, split.y)
             metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss.tolist(), acc.tolist()
         metrics.update({f"dead_{k + 1}": dead[:, k].tolist() for k in range(dead.shape[1])})
@@ -373,9 +359,7 @@ def train(
             disable=not progress,
             mininterval=1,
         ) as bar:
-            for _ in range(done, config.epochs):
-                if run.finished:
-                    break
+            while not run.finished:  # at the latest after the last epoch's end, its last evaluation
                 run.epoch(verbose)
                 bar.update()
                 if checkpoint is not None and not run.finished and (state := run.state()) is not None:

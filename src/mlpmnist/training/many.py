@@ -83,8 +83,7 @@ def train_groups(
     data = data.to(device)  # once for all the groups
     n = (concurrency or GPU_CONCURRENCY) if device.type == "cuda" else 1
     if n == 1:
-        for g in groups:
-            yield _train_one(g, data, device, on_eval, checkpoints)
+        yield from (_train_one(g, data, device, on_eval, checkpoints) for g in groups)
         return
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="group") as pool:
         futures = [pool.submit(_train_one, g, data, device, on_eval, checkpoints) for g in groups]

@@ -51,14 +51,10 @@ def estimate(config: TrainConfig) -> dict[str, int]:
     }
 
 
-def _cgroup_room() -> int | None:
-    """Bytes this process's cgroup (v2 or v1) may still allocate, or None without a limit. In a
-    container the cgroup's own folder is the mount's root."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
+def _cgroup_room() -> int:
+    """Bytes this process's cgroup (v2 or v1) may still allocate; OSError or ValueError without a
+    limit. In a container the cgroup's own folder is the mount's root."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
         _, controllers, where = line.split(":", 2)
         if controllers == "":
             mount, files = Path("/sys/fs/cgroup"), ("memory.max", "memory.current")
@@ -72,7 +68,7 @@ def _cgroup_room() -> int | None:
                 if limit != "max" and int(limit) < 1 << 60:
                     return int(limit) - int((base / files[1]).read_text())
                 break
-    return None
+    raise ValueError("no cgroup memory limit")
 
 
 def _proc_bytes(path: str, field: str) -> int:
@@ -96,9 +92,8 @@ def available(device: torch.device) -> tuple[int, str] | None:
         if soft != resource.RLIM_INFINITY:
             vm = _proc_bytes("/proc/self/status", "VmSize")
             found.append((soft - vm, "this process's address-space limit (ulimit -v)"))
-    room = _cgroup_room()
-    if room is not None:
-        found.append((room, "this process's memory limit (its cgroup)"))
+    with contextlib.suppress(OSError, ValueError):
+        found.append((_cgroup_room(), "this process's memory limit (its cgroup)"))
     return min(found) if found else None
 
 

@@ -26,8 +26,7 @@ MAX_WIDTH = 128
 #: Fewest rows or columns of a tile: tl.dot's inner dimension must be >= 8 for float32 on
 #: NVIDIA GPUs (Triton 3.x); 8, not 16, because a batch of 8 then wastes no arithmetic.
 MIN_BLOCK = 8
-# The kernel's optimizer codes (its OPT constexpr).
-_SGD, _MOMENTUM, _ADAM = 0, 1, 2
+_SGD, _MOMENTUM, _ADAM = 0, 1, 2  # the kernel's optimizer codes (its OPT constexpr)
 
 
 def available(device: torch.device | str) -> bool:
@@ -35,9 +34,8 @@ def available(device: torch.device | str) -> bool:
     device is a CUDA GPU, or the kernel runs in the interpreter (any device)."""
     from mlpmnist.engine.cuda import kernel
 
-    if kernel.triton is None:
-        return False
-    return kernel.interpreted() or (torch.device(device).type == "cuda" and torch.cuda.is_available())
+    cuda = torch.device(device).type == "cuda" and torch.cuda.is_available()
+    return kernel.interpreted() or (kernel.triton is not None and cuda)
 
 
 def supports(
@@ -73,11 +71,10 @@ def _check(params: list[torch.Tensor], state: list[torch.Tensor], n_state: int) 
     shapes = [(R, F, H1), (R, 1, H1), (R, H1 + 1, H2), (R, H2 + 1, C)]
     if len(state) != n_state:
         raise ValueError(f"state: {n_state} tensors expected for this optimizer; got {len(state)}")
-    for name, t, shape in [
-        *((f"params[{i}]", p, s) for i, (p, s) in enumerate(zip(params, shapes, strict=True))),
-        *((f"state[{i}]", t, shapes[i % 4]) for i, t in enumerate(state)),
-    ]:
+    for i, t in enumerate([*params, *state]):
+        shape = shapes[i % 4]
         if tuple(t.shape) != shape or t.dtype != W0.dtype or t.device != W0.device or not t.is_contiguous():
+            name = f"params[{i}]" if i < 4 else f"state[{i - 4}]"
             raise ValueError(
                 f"{name}: a contiguous {shape} {W0.dtype} tensor on {W0.device} expected "
                 f"(updated in place); got {tuple(t.shape)} {t.dtype} on {t.device}"
@@ -118,19 +115,16 @@ def fused_steps(
     t0: int = 0,
     config: tuple[int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """S steps of every replica in one kernel launch, updating ``params`` and ``state`` in place.
+    """S steps of every replica in one kernel launch, updating ``params`` and ``state`` in place;
+    returns ``base.Outputs`` [S, R, B] (params' dtype, int64), from before each step's update.
 
-    ``optimizer`` and ``activation``: one of ``OPTIMIZERS`` and of ``ACTIVATIONS`` (anything else
-    is a ``ValueError``). ``params``: [W0, b0, S1, S2] (``base.stack_params``' layout). ``state``: []
-    for SGD without momentum; one momentum buffer per parameter for SGD with momentum; [m0, m1,
-    m2, m3, v0, v1, v2, v3] for Adam, ``t0`` being the steps already taken (step s's bias
-    corrections use t0 + s + 1). State starts at zeros. Step s of replica r trains on rows
-    ``idx`` [S, R, B] (int64) of ``X`` [N, F] (params' dtype) with labels ``y`` [S, R, B] and
-    learning rate ``lr`` [S, R] (an expanded view is fine). ``config``: (BLOCK_K, num_warps,
-    num_stages) instead of ``launch_config``'s; it changes the speed, not the results.
-
-    Returns (log-probability of the true class [S, R, B] in params' dtype, predicted class
-    [S, R, B] int64), both from the logits before step s's update.
+    ``params``: [W0, b0, S1, S2] (``base.stack_params``' layout). ``state``: [] for SGD without
+    momentum; one momentum buffer per parameter for SGD with momentum; [m0, m1, m2, m3, v0, v1, v2,
+    v3] for Adam, ``t0`` being the steps already taken (step s's bias corrections use t0 + s + 1).
+    State starts at zeros. Step s of replica r trains on rows ``idx`` [S, R, B] (int64) of ``X``
+    [N, F] (params' dtype) with labels ``y`` [S, R, B] and learning rate ``lr`` [S, R] (an expanded
+    view is fine). ``config``: (BLOCK_K, num_warps, num_stages) instead of ``launch_config``'s; it
+    changes the speed, not the results.
     """
     if optimizer not in OPTIMIZERS or activation not in ACTIVATIONS:
         raise ValueError(
@@ -173,8 +167,7 @@ def fused_steps(
     # non-blocking copy from pageable memory is staged at once and does not wait for the GPU.
     hyper = torch.tensor(
         [momentum, weight_decay, 1 - beta1, beta2, 1 - beta2, ADAM_EPS, 1 / B], dtype=torch.float64
-    )
-    hyper = hyper.to(device, non_blocking=True)
+    ).to(device, non_blocking=True)
     q = state[:4] if state else params  # unused pointers (never dereferenced) when there is no state
     v = state[4:] if opt == _ADAM else params
     rows = [t.to(device, torch.int64).contiguous() for t in (idx, y)]

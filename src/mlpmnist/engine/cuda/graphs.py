@@ -11,25 +11,12 @@ import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from mlpmnist.engine.base import Outputs, gather_batch
-
-
-class Recordable(Protocol):
-    """What ``GraphRunner`` records: an engine's eager step and the tensors it changes."""
-
-    def workspace(self, R: int, B: int) -> Any: ...
-
-    def state(self) -> list[Tensor]: ...
-
-    def step_tensors(self, x: Tensor, y: Tensor, lr3: Tensor) -> Outputs: ...
-
-    def steps(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs: ...
-
 
 # One capture at a time in a process: engines in other threads keep launching meanwhile.
 _CAPTURE_LOCK = threading.Lock()
@@ -70,12 +57,11 @@ def capture(state: list[Tensor], fn: Callable[[], Outputs]) -> tuple[Any, Output
 
 
 class GraphRunner:
-    """Runs ``engine``'s spans of steps as graph launches of ``chunk_steps`` steps each."""
+    """Runs the spans of steps of ``engine``, a ``StackedEngine`` (its eager ``step_tensors``, the
+    tensors they change, ``state``, and their ``workspace``), as graph launches of ``chunk_steps``
+    steps each, recorded by ``capture`` (for which the CPU tests put a stand-in)."""
 
-    #: How graphs are recorded; the CPU tests put a stand-in here.
-    capture: Callable[[list[Tensor], Callable[[], Outputs]], tuple[Any, Outputs]] = staticmethod(capture)
-
-    def __init__(self, engine: Recordable, chunk_steps: int) -> None:
+    def __init__(self, engine: Any, chunk_steps: int) -> None:
         self.engine, self.chunk_steps = engine, chunk_steps
         self.graphs: dict[tuple, _Graph] = {}
         self.failed = False
@@ -85,15 +71,12 @@ class GraphRunner:
         self.graphs.clear()
 
     def steps(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs | None:
-        """``StackedEngine.steps`` through graphs; None when recording failed (after a warning),
-        from then on for every call, so the engine steps eagerly."""
-        if self.failed:
-            return None
+        """``StackedEngine.steps`` through graphs; None when recording failed (after a warning;
+        ``failed`` then keeps the engine off this path)."""
         S, K = len(idx), self.chunk_steps
-        sizes = [K] * (S // K) + [1] * (S % K)
         out: list[Outputs] = []
         s = 0
-        for k in sizes:
+        for k in [K] * (S // K) + [1] * (S % K):
             chunk = self._run(X, idx[s : s + k], y[s : s + k], lr[s : s + k])
             if chunk is None:
                 if not out:
@@ -105,19 +88,14 @@ class GraphRunner:
         return torch.cat([p for p, _ in out]), torch.cat([a for _, a in out])
 
     def _run(self, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> Outputs | None:
-        K, R, B = idx.shape
-        key = (K, R, B, X.data_ptr())
-        gr = self.graphs.get(key)
+        key = (*idx.shape, X.data_ptr())
+        gr = self.graphs.get(key) or self._record(key, X, idx, y, lr)
         if gr is None:
-            gr = self._record(key, X, idx, y, lr)
-            if gr is None:
-                return None
-        else:
-            for static, new in zip(gr.inputs, (idx, y, lr), strict=True):
-                static.copy_(new)
+            return None
+        for static, new in zip(gr.inputs, (idx, y, lr), strict=True):
+            static.copy_(new)
         gr.graph.replay()
-        # The next replay overwrites the graph's outputs: hand out copies.
-        return gr.outputs[0].clone(), gr.outputs[1].clone()
+        return gr.outputs[0].clone(), gr.outputs[1].clone()  # the next replay overwrites them
 
     def _record(self, key: tuple, X: Tensor, idx: Tensor, y: Tensor, lr: Tensor) -> _Graph | None:
         engine = self.engine
@@ -131,7 +109,7 @@ class GraphRunner:
             return torch.stack([p for p, _ in outs]), torch.stack([a for _, a in outs])
 
         try:
-            graph, outputs = self.capture(engine.state(), run)
+            graph, outputs = capture(engine.state(), run)
         except Exception as e:  # whatever the cause, eager steps still train correctly
             warnings.warn(f"CUDA graph capture failed ({e!r}); running eager steps", stacklevel=4)
             self.failed = True

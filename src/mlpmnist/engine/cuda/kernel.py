@@ -209,6 +209,5 @@ def fused_kernel(
 
 
 def interpreted() -> bool:
-    """True when the kernel runs in Triton's interpreter (TRITON_INTERPRET=1 was set when triton
-    and this module were imported), False when it is compiled for a GPU or without triton."""
+    """Whether the kernel runs in Triton's interpreter (TRITON_INTERPRET=1 at import, see above)."""
     return triton is not None and isinstance(fused_kernel, InterpretedFunction)
