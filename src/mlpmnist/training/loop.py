@@ -359,7 +359,9 @@ def train(
             disable=not progress,
             mininterval=1,
         ) as bar:
-            while not run.finished:  # at the latest after the last epoch's end, its last evaluation
+            for _ in range(done, config.epochs):  # bounded, though the last epoch's evaluation finishes it
+                if run.finished:
+                    break
                 run.epoch(verbose)
                 bar.update()
                 if checkpoint is not None and not run.finished and (state := run.state()) is not None:
