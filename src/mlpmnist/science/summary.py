@@ -68,8 +68,8 @@ def clean(v: Any) -> Any:
 
 
 def record(p: Preset, sections: dict[str, Section]) -> dict[str, Any]:
-    """The run's numbers as a JSON-ready dict: the preset, each section's ``values`` and seconds,
-    and the simulated rate at which a second set's value falls inside the first's 95% interval
+    """The run's numbers as a JSON-ready dict: the preset, each section's ``values``, and the
+    simulated rate at which a second set's value falls inside the first's 95% interval
     (``intervals.inside_rate``, for a median of the first set's seed count, from the pooled
     per-seed steps to the highest target at the batch size nearest 64)."""
     rate = math.nan
@@ -90,8 +90,7 @@ def record(p: Preset, sections: dict[str, Section]) -> dict[str, Any]:
             "sets": [list(s) for s in p.sets],
             "tune_epochs": p.tune_epochs,
             **{name: s.values for name, s in sections.items()},
-            "inside_rate": rate,
-            "seconds": {name: s.seconds for name, s in sections.items()},
+            "inside_rate": rate,  # no wall times: a rerun with the same numbers publishes the same bytes
         }
     )
 
