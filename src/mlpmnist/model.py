@@ -26,7 +26,8 @@ def activate(z: torch.Tensor, activation: str, inplace: bool = False) -> torch.T
 class MLP(nn.Module):
     """Fully connected network returning logits (softmax lives in the loss). Weights are
     Xavier-uniform, biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as ``nn.Linear``'s, drawn from
-    ``generator`` when given (the global RNG untouched)."""
+    ``generator`` when given (``nn.Linear``'s own initialisation, which these replace, still
+    advances the global RNG)."""
 
     def __init__(
         self,
