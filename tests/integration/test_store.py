@@ -229,3 +229,19 @@ def test_a_new_field_keeps_every_key_and_every_stored_result(mnist, tmp_path):
     record = results.read_record(results.path(tmp_path, "runs", old.key()))
     record["config"]["label_smoothing"] = 0.1
     assert results.stored_config(record, Extended).identity() != Extended(**small).identity()
+
+
+def test_a_selection_reads_past_an_untrusted_record_it_leaves_out(two_configs, tmp_path):
+    # A broken experiment of another selection neither blocks this one nor is passed over when chosen.
+    src, (low, high) = two_configs
+    root = tmp_path / "store"
+    for kind in ("runs", "models"):
+        (root / kind).mkdir(parents=True)
+        for c in (low, high):
+            results.path(root, kind, c.key()).write_bytes(results.path(src, kind, c.key()).read_bytes())
+    results.path(root, "models", high.key()).write_bytes(b"\0" * 64)  # zeroed weights: not trusted
+    assert set(results.load(root, where={"lr": 0.05})["key"]) == {low.key()}
+    with pytest.raises(StoreError, match=high.key()):
+        results.load(root, where={"lr": 0.1})
+    with pytest.raises(StoreError, match=high.key()):
+        results.load(root)

@@ -160,6 +160,17 @@ def matches(config: TrainConfig, where: Mapping[str, Any]) -> bool:
     return all(getattr(config, name) in _options(name, want) for name, want in where.items())
 
 
+def _left_out(root: Path, run: Path, where: Mapping[str, Any]) -> bool:
+    """Whether record ``run`` reads as a configuration that ``where`` leaves out (False when it
+    does not read, or leads outside ``root``: the trust check then says why)."""
+    if outside(root, run) is not None:
+        return False
+    try:
+        return not matches(stored_config(read_record(run)), where)
+    except (StoreError, ValueError, TypeError):
+        return False
+
+
 def stored(
     results_dir: str | os.PathLike,
     *,
@@ -167,7 +178,7 @@ def stored(
     where: Mapping[str, Any] | None = None,
 ) -> list[Stored]:
     """Every experiment under ``results_dir/runs`` (only ``keys``, and those that match ``where``),
-    in key order; ``StoreError`` naming the first one not trusted, and when none matches."""
+    in key order; ``StoreError`` naming the first selected one not trusted, and when none matches."""
     runs = Path(results_dir) / "runs"
     if where:
         check_names(where)
@@ -184,6 +195,8 @@ def stored(
     for run in sorted(runs.glob("*.json")):
         if wanted is not None and run.stem not in wanted:
             continue
+        if where and _left_out(Path(results_dir), run, where):
+            continue  # another selection's: its weights are not hashed, its faults not ours to name
         found = trusted(results_dir, run.stem)
         if where and not matches(found.config, where):
             continue
