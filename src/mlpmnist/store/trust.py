@@ -197,10 +197,7 @@ def stored(
             continue
         if where and _left_out(Path(results_dir), run, where):
             continue  # another selection's: its weights are not hashed, its faults not ours to name
-        found = trusted(results_dir, run.stem)
-        if where and not matches(found.config, where):
-            continue
-        out.append(found)
+        out.append(trusted(results_dir, run.stem))  # it matches: a record that reads was sifted above
     if not out:
         what = "" if keys is None and not where else " matching the selection"
         raise StoreError(f"no run records{what} in {runs}; run a sweep or `mlpmnist train` first")
