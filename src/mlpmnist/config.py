@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import math
+import operator
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -397,8 +398,12 @@ def _listed(v: object) -> object:
 @functools.cache
 def field_types(cls: type = TrainConfig) -> dict[str, Any]:
     """Each field's type, ``X | None`` as ``X`` (the key of its reader in ``values.READERS``)."""
-    hints = typing.get_type_hints(cls)
-    return {n: typing.get_args(t)[0] if type(None) in typing.get_args(t) else t for n, t in hints.items()}
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        rest = [a for a in typing.get_args(hint) if a is not type(None)]
+        # Only None goes: ``float | tuple[float, ...] | None`` reads as ``float | tuple[float, ...]``.
+        out[name] = functools.reduce(operator.or_, rest) if len(rest) < len(typing.get_args(hint)) else hint
+    return out
 
 
 def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:

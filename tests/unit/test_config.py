@@ -223,3 +223,14 @@ BAD = [
 def test_bad_input_names_field_value_and_range(kwargs, field):
     with pytest.raises(ValueError, match=rf"^{field} must be .*; got "):
         TrainConfig(**kwargs)
+
+
+def test_field_types_drop_only_none_from_a_union():
+    # A field of type X | Y | None reads as X | Y (its reader in values.READERS), not as X alone.
+    @dataclasses.dataclass
+    class Fields:
+        limit: int | None = None
+        lr: float | tuple[float, ...] | None = None
+        seeds: tuple[int, ...] = ()
+
+    assert field_types(Fields) == {"limit": int, "lr": float | tuple[float, ...], "seeds": tuple[int, ...]}
