@@ -63,8 +63,7 @@ class ReferenceEngine:
 
     @torch.no_grad()
     def head(self, h: Tensor) -> Tensor:
-        hs = [h] * self.n_replicas if h.dim() == 2 else h  # no hidden layer: the inputs themselves
-        return torch.stack([m.layers[-1](x) for m, x in zip(self.models, hs, strict=True)])
+        return torch.stack([m.layers[-1](x) for m, x in zip(self.models, h, strict=True)])
 
     def keep(self, mask: Tensor) -> None:
         idx = mask.nonzero().flatten().tolist()
