@@ -182,6 +182,8 @@ def test_the_networks_cell_follows_hidden():
     text = study.networks()
     assert "784-64-64-10 ReLU MLP, 55,050 trainable parameters" in text
     assert "784-32-10 ReLU MLP, 25,450 trainable parameters" in text
+    leaky = Study.from_parameters(**SMALL, grid={"activation": ["relu", "leaky_relu"]}).networks()
+    assert "784-64-64-10 ReLU MLP" in leaky and "784-64-64-10 leaky ReLU MLP" in leaky
 
 
 def test_more_seeds_add_experiments_at_their_batch_size(tmp_path):

@@ -154,16 +154,17 @@ class Study:
         return f"set model_where (e.g. {{{name!r}: {other!r}}}) to show another"
 
     def networks(self) -> str:
-        """Each network the sweep trains (one per architecture: dataset dims and ``hidden``):
+        """Each network the sweep trains (one per architecture: dataset dims, ``hidden``, activation):
         its layer sizes, trainable parameter count and module, blocks separated by a blank line."""
-        seen: dict[tuple[int, ...], str] = {}
+        seen: dict[tuple, str] = {}
         for e in self.sweep.experiments():
             dims = (e.spec.n_features, *e.hidden, e.spec.n_classes)
-            if dims not in seen:
-                net = MLP(e.hidden, e.spec.n_features, e.spec.n_classes)
+            if (dims, e.activation) not in seen:
+                net = MLP(e.hidden, e.spec.n_features, e.spec.n_classes, activation=e.activation)
                 sizes = "-".join(map(str, dims))
                 n = sum(p.numel() for p in net.parameters())
-                seen[dims] = f"{sizes} ReLU MLP, {n:,} trainable parameters\n{net}"
+                kind = "leaky ReLU" if e.activation == "leaky_relu" else "ReLU"
+                seen[dims, e.activation] = f"{sizes} {kind} MLP, {n:,} trainable parameters\n{net}"
         return "\n\n".join(seen.values())
 
     def describe(self) -> str:
