@@ -175,10 +175,10 @@ def ceiling(s: SectionLike) -> Figure:
             c = v["correlation"]
             what = "scaled pixels" if name == "scaled" else "centred pixels (the control)"
             if np.isfinite(c["rho"]):
-                said = f"Spearman rho {c['rho']:.2f} [{c['low']:.2f}, {c['high']:.2f}]"
+                said = f"Spearman rho {c['rho']:.2f} [{c['low']:.2f}, {c['high']:.2f}], {c['n']} seeds"
             else:  # report.ceiling_text words it the same way
                 said = f"all {c['n']} seeds collapse at lr {per['collapse_lr'].median():.3g}"
-            ax.set_title(f"{what}: {said}" + (f", {c['n']} seeds" if np.isfinite(c["rho"]) else ""))
+            ax.set_title(f"{what}: {said}")
             ax.set_xlabel("λ_max at initialisation (nats per squared step)")
             ax.set_ylabel("the seed's collapse lr")
             ax.legend(fontsize=8)
