@@ -9,7 +9,9 @@ validation split, only full batches).
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,8 +62,8 @@ class Runner:
 
     def train(self, configs: Sequence[TrainConfig], what: str) -> pd.DataFrame:
         """Train every experiment of ``configs`` that the store does not hold yet (one sweep: its
-        jobs share the cores), print one line (``what``, how many were trained and how long it
-        took), and return the tidy frame of exactly these experiments (``store.load``): one row
+        jobs share the cores), print one line on stderr (``what``, how many were trained and how
+        long it took), and return the tidy frame of exactly these experiments (``store.load``): one row
         per experiment, replica and evaluation, under each config's ``key()`` (also where the store
         holds it by its legacy key). ``SweepError`` naming the experiments that failed."""
         configs = list(dict.fromkeys(configs))
@@ -74,12 +76,14 @@ class Runner:
             data_dir=self.data_dir,
             workers=self.workers,
         )
-        outcome = run_sweep(sweep, progress=False, log=(lambda _line: None) if self.quiet else print)
+        # Progress on stderr, as the study's: seen while it runs, left out when a notebook is published.
+        log = functools.partial(print, file=sys.stderr)
+        outcome = run_sweep(sweep, progress=False, log=(lambda _line: None) if self.quiet else log)
         if outcome.failed:
             lines = "; ".join(f"{k}: {e}" for k, e in outcome.failed.items())
             raise SweepError(f"{what}: {len(outcome.failed)} experiment(s) failed ({lines}); rerun to resume")
         trained = int((outcome.table["status"] == "done").sum())
-        print(f"{what}: {len(configs)} experiments, {trained} trained now, {time.perf_counter() - t0:.0f} s")
+        log(f"{what}: {len(configs)} experiments, {trained} trained now, {time.perf_counter() - t0:.0f} s")
         frame = outcome.frame()
         legacy = {c.legacy_key(): c.key() for c in configs}
         return frame.assign(key=frame["key"].map(lambda k: legacy.get(k, k)))
